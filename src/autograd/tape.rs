@@ -1,0 +1,246 @@
+use super::{Gradients, ParamId, Params};
+use crate::{Error, Result, Shape, Tensor};
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A backward rule: given the gradient of the op's output and which inputs
+/// need a gradient, return one gradient per input (`None` where not needed).
+/// It owns whatever the forward saved; calling it consumes and frees that.
+pub type BackwardFn = Box<dyn FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>>>;
+
+enum NodeKind {
+    Param(ParamId),
+    Op {
+        name: &'static str,
+        inputs: Vec<Option<usize>>,
+        backward: Option<BackwardFn>,
+    },
+}
+
+struct Node {
+    kind: NodeKind,
+    shape: Shape,
+}
+
+/// A value flowing through a computation: the tensor plus, when it depends
+/// on a parameter and the tape records, the tape node that produced it.
+#[derive(Clone, Debug)]
+pub struct Var {
+    value: Tensor,
+    node: Option<(u64, usize)>,
+}
+
+impl Var {
+    pub fn value(&self) -> &Tensor {
+        &self.value
+    }
+
+    pub fn into_value(self) -> Tensor {
+        self.value
+    }
+
+    pub fn shape(&self) -> &Shape {
+        self.value.shape()
+    }
+
+    pub fn dims(&self) -> &[usize] {
+        self.value.dims()
+    }
+
+    /// Whether gradients will flow back through this value.
+    pub fn requires_grad(&self) -> bool {
+        self.node.is_some()
+    }
+}
+
+/// The record of one forward pass. Create one per step; eval uses
+/// [`Tape::no_grad`], which records nothing.
+pub struct Tape {
+    id: u64,
+    recording: bool,
+    nodes: RefCell<Vec<Node>>,
+    consumed: Cell<bool>,
+}
+
+static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Default for Tape {
+    fn default() -> Self {
+        Tape::new()
+    }
+}
+
+impl Tape {
+    /// A tape that records ops for a backward pass.
+    pub fn new() -> Self {
+        Tape {
+            id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
+            recording: true,
+            nodes: RefCell::new(Vec::new()),
+            consumed: Cell::new(false),
+        }
+    }
+
+    /// Eval / inference: ops run, nothing is recorded, nothing is saved.
+    pub fn no_grad() -> Self {
+        Tape {
+            recording: false,
+            ..Tape::new()
+        }
+    }
+
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    /// Number of recorded nodes (parameters and ops).
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// An activation or input: gradients never flow into it.
+    pub fn constant(&self, t: Tensor) -> Var {
+        Var {
+            value: t,
+            node: None,
+        }
+    }
+
+    /// A parameter as a leaf of this tape; its gradient is reported under `id`.
+    pub fn param(&self, params: &Params, id: ParamId) -> Var {
+        let value = params.get(id).clone();
+        if !self.recording {
+            return self.constant(value);
+        }
+        let node = self.push(Node {
+            kind: NodeKind::Param(id),
+            shape: value.shape().clone(),
+        });
+        Var {
+            value,
+            node: Some((self.id, node)),
+        }
+    }
+
+    /// Records an op. `backward` is kept only if some input requires grad
+    /// and the tape records; otherwise it is dropped at once with what it saved.
+    pub fn record<F>(&self, name: &'static str, inputs: &[&Var], output: Tensor, backward: F) -> Result<Var>
+    where
+        F: FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
+    {
+        let mut ids = Vec::with_capacity(inputs.len());
+        for v in inputs {
+            match v.node {
+                Some((tape, n)) if tape == self.id => ids.push(Some(n)),
+                Some(_) => {
+                    return Err(Error::Tape(format!(
+                        "{name}: an input was recorded on a different tape"
+                    )))
+                }
+                None => ids.push(None),
+            }
+        }
+        if !self.recording || ids.iter().all(Option::is_none) {
+            return Ok(self.constant(output));
+        }
+        let node = self.push(Node {
+            kind: NodeKind::Op {
+                name,
+                inputs: ids,
+                backward: Some(Box::new(backward)),
+            },
+            shape: output.shape().clone(),
+        });
+        Ok(Var {
+            value: output,
+            node: Some((self.id, node)),
+        })
+    }
+
+    fn push(&self, node: Node) -> usize {
+        let mut nodes = self.nodes.borrow_mut();
+        nodes.push(node);
+        nodes.len() - 1
+    }
+
+    /// Gradients of a scalar `loss` with respect to every parameter it depends on.
+    pub fn backward(&self, loss: &Var) -> Result<Gradients> {
+        if loss.value.numel() != 1 {
+            return Err(Error::Tape(format!(
+                "backward needs a scalar loss, found shape {}; use backward_with_seed for non-scalar outputs",
+                loss.shape()
+            )));
+        }
+        let seed = Tensor::ones(loss.shape().clone(), loss.value.dtype());
+        self.backward_with_seed(loss, seed)
+    }
+
+    /// Vector-Jacobian product: backpropagates `seed` (shaped like `out`).
+    pub fn backward_with_seed(&self, out: &Var, seed: Tensor) -> Result<Gradients> {
+        if !self.recording {
+            return Err(Error::Tape("backward on a no_grad tape (eval mode records nothing)".into()));
+        }
+        if self.consumed.replace(true) {
+            return Err(Error::Tape(
+                "backward was already called on this tape; its saved tensors are freed. Record a new tape per step".into(),
+            ));
+        }
+        crate::tensor::check_same_shape("backward seed", &out.value, &seed)?;
+        let root = match out.node {
+            Some((tape, n)) if tape == self.id => n,
+            Some(_) => return Err(Error::Tape("backward: output belongs to a different tape".into())),
+            None => {
+                return Err(Error::Tape(
+                    "backward: the output does not depend on any parameter".into(),
+                ))
+            }
+        };
+
+        let mut nodes = self.nodes.borrow_mut();
+        let mut grads: Vec<Option<Tensor>> = vec![None; root + 1];
+        grads[root] = Some(seed);
+        let mut out_grads = Gradients::new();
+        for i in (0..=root).rev() {
+            let Some(g) = grads[i].take() else { continue };
+            match &mut nodes[i].kind {
+                NodeKind::Param(pid) => out_grads.accumulate(*pid, g)?,
+                NodeKind::Op {
+                    name,
+                    inputs,
+                    backward,
+                } => {
+                    let rule = backward.take().expect("each node is visited once");
+                    let needs: Vec<bool> = inputs.iter().map(Option::is_some).collect();
+                    let input_grads = rule(&g, &needs)?;
+                    if input_grads.len() != inputs.len() {
+                        return Err(Error::Tape(format!(
+                            "{name}: backward returned {} gradients for {} inputs",
+                            input_grads.len(),
+                            inputs.len()
+                        )));
+                    }
+                    let (name, inputs) = (*name, inputs.clone());
+                    for (j, gj) in inputs.into_iter().zip(input_grads) {
+                        let (Some(j), Some(gj)) = (j, gj) else { continue };
+                        if gj.shape() != &nodes[j].shape {
+                            return Err(Error::Tape(format!(
+                                "{name}: backward produced a gradient of shape {} for an input of shape {}",
+                                gj.shape(),
+                                nodes[j].shape
+                            )));
+                        }
+                        grads[j] = Some(match grads[j].take() {
+                            None => gj,
+                            Some(prev) => crate::ops::elementwise::add_same_shape(&prev, &gj)?,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out_grads)
+    }
+}

@@ -1,0 +1,18 @@
+//! mtaffect: a from-scratch training framework for multi-task facial affect
+//! models (valence/arousal, action units, expressions).
+//!
+//! Layers, top to bottom: [`ops`] (differentiable ops with CPU references),
+//! [`autograd`] (the explicit tape), [`tensor`] (runtime-shaped NHWC tensors),
+//! [`backend`] (CPU reference kernels; CUDA joins later), [`optim`].
+
+pub mod autograd;
+pub mod backend;
+pub mod error;
+pub mod gradcheck;
+pub mod ops;
+pub mod optim;
+pub mod tensor;
+
+pub use autograd::{Gradients, ParamId, Params, Tape, Var};
+pub use error::{Error, Result};
+pub use tensor::{DType, Rng, Shape, Tensor};

@@ -1,0 +1,24 @@
+//! Differentiable ops. Each file holds one op family: shape checks, the CPU
+//! reference forward and backward, and the tape wiring, with its unit tests.
+//!
+//! Every op takes the [`Tape`](crate::Tape) and [`Var`](crate::Var)s and
+//! returns a `Var`; user mistakes come back as an [`Error`](crate::Error).
+
+pub mod concat;
+pub mod dropout;
+pub mod elementwise;
+pub mod matmul;
+pub mod reduce;
+pub mod reshape;
+pub mod softmax;
+pub(crate) mod strided;
+pub mod unary;
+
+pub use concat::concat;
+pub use dropout::dropout;
+pub use elementwise::{add, div, mul, sub};
+pub use matmul::{linear, matmul, transpose};
+pub use reduce::{mean, sum};
+pub use reshape::{narrow, reshape};
+pub use softmax::{log_softmax, softmax};
+pub use unary::{exp, leaky_relu, log, relu, scale, sigmoid, tanh};

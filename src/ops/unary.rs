@@ -1,0 +1,193 @@
+//! Elementwise unary ops: scale, relu, leaky_relu, sigmoid, tanh, exp, log.
+//! Each derivative is written in terms of the input or the output, and only
+//! that one is saved for backward.
+
+use crate::backend::cpu::Float;
+use crate::{with_dtype, Result, Tape, Tensor, Var};
+
+#[derive(Clone, Copy, Debug)]
+enum Unary {
+    Scale(f64),
+    Relu,
+    LeakyRelu(f64),
+    Sigmoid,
+    Tanh,
+    Exp,
+    Log,
+}
+
+/// Which tensor the derivative needs.
+enum Saves {
+    Nothing,
+    Input,
+    Output,
+}
+
+impl Unary {
+    fn name(self) -> &'static str {
+        match self {
+            Unary::Scale(_) => "scale",
+            Unary::Relu => "relu",
+            Unary::LeakyRelu(_) => "leaky_relu",
+            Unary::Sigmoid => "sigmoid",
+            Unary::Tanh => "tanh",
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+        }
+    }
+
+    fn saves(self) -> Saves {
+        match self {
+            Unary::Scale(_) => Saves::Nothing,
+            Unary::Relu | Unary::LeakyRelu(_) | Unary::Log => Saves::Input,
+            Unary::Sigmoid | Unary::Tanh | Unary::Exp => Saves::Output,
+        }
+    }
+
+    fn f<T: Float>(self, x: T) -> T {
+        match self {
+            Unary::Scale(s) => x * T::from_f64(s),
+            Unary::Relu => x.max(T::ZERO),
+            Unary::LeakyRelu(a) => {
+                if x > T::ZERO {
+                    x
+                } else {
+                    x * T::from_f64(a)
+                }
+            }
+            Unary::Sigmoid => x.sigmoid(),
+            Unary::Tanh => x.tanh(),
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+        }
+    }
+
+    /// dy/dx from the saved value `s` (input or output, per `saves`).
+    fn df<T: Float>(self, s: T) -> T {
+        match self {
+            Unary::Scale(c) => T::from_f64(c),
+            Unary::Relu => {
+                if s > T::ZERO {
+                    T::ONE
+                } else {
+                    T::ZERO
+                }
+            }
+            Unary::LeakyRelu(a) => {
+                if s > T::ZERO {
+                    T::ONE
+                } else {
+                    T::from_f64(a)
+                }
+            }
+            Unary::Sigmoid => s * (T::ONE - s),
+            Unary::Tanh => T::ONE - s * s,
+            Unary::Exp => s,
+            Unary::Log => T::ONE / s,
+        }
+    }
+}
+
+fn unary(tape: &Tape, op: Unary, x: &Var) -> Result<Var> {
+    let xt = x.value();
+    let y = with_dtype!(xt.dtype(), T => {
+        let v: Vec<T> = xt.data::<T>()?.iter().map(|&a| op.f(a)).collect();
+        Tensor::from_vec(v, xt.shape().clone())?
+    });
+    let saved = match op.saves() {
+        Saves::Nothing => None,
+        Saves::Input => Some(xt.clone()),
+        Saves::Output => Some(y.clone()),
+    };
+    tape.record(op.name(), &[x], y, move |g, _| {
+        let gx = with_dtype!(g.dtype(), T => {
+            let gd = g.data::<T>()?;
+            let v: Vec<T> = match &saved {
+                None => gd.iter().map(|&a| a * op.df(T::ZERO)).collect(),
+                Some(s) => gd.iter().zip(s.data::<T>()?).map(|(&a, &b)| a * op.df(b)).collect(),
+            };
+            Tensor::from_vec(v, g.shape().clone())?
+        });
+        Ok(vec![Some(gx)])
+    })
+}
+
+/// `s * x`.
+pub fn scale(tape: &Tape, x: &Var, s: f64) -> Result<Var> {
+    unary(tape, Unary::Scale(s), x)
+}
+
+/// `max(x, 0)`; the derivative at 0 is taken as 0.
+pub fn relu(tape: &Tape, x: &Var) -> Result<Var> {
+    unary(tape, Unary::Relu, x)
+}
+
+/// `x` for x > 0, `slope * x` otherwise.
+pub fn leaky_relu(tape: &Tape, x: &Var, slope: f64) -> Result<Var> {
+    unary(tape, Unary::LeakyRelu(slope), x)
+}
+
+/// Logistic sigmoid, overflow-free for large |x|.
+pub fn sigmoid(tape: &Tape, x: &Var) -> Result<Var> {
+    unary(tape, Unary::Sigmoid, x)
+}
+
+pub fn tanh(tape: &Tape, x: &Var) -> Result<Var> {
+    unary(tape, Unary::Tanh, x)
+}
+
+pub fn exp(tape: &Tape, x: &Var) -> Result<Var> {
+    unary(tape, Unary::Exp, x)
+}
+
+/// Natural log (NaN for negative inputs, as in IEEE arithmetic).
+pub fn log(tape: &Tape, x: &Var) -> Result<Var> {
+    unary(tape, Unary::Log, x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::check_gradients;
+    use crate::{DType, Rng};
+
+    #[test]
+    fn values() {
+        let tape = Tape::no_grad();
+        let x = tape.constant(Tensor::from_f64s(&[-2.0, 0.5, 3.0], [3], DType::F64).unwrap());
+        let v = |r: Result<Var>| r.unwrap().value().to_f64_vec();
+        assert_eq!(v(relu(&tape, &x)), [0.0, 0.5, 3.0]);
+        assert_eq!(v(leaky_relu(&tape, &x, 0.1)), [-0.2, 0.5, 3.0]);
+        assert_eq!(v(scale(&tape, &x, -2.0)), [4.0, -1.0, -6.0]);
+        assert!((v(sigmoid(&tape, &x))[1] - 1.0 / (1.0 + (-0.5f64).exp())).abs() < 1e-15);
+        assert!((v(tanh(&tape, &x))[2] - 3.0f64.tanh()).abs() < 1e-15);
+        assert!((v(exp(&tape, &x))[0] - (-2.0f64).exp()).abs() < 1e-15);
+        assert!((v(log(&tape, &x))[2] - 3.0f64.ln()).abs() < 1e-15);
+        // Sigmoid stays finite and exact at the extremes.
+        let big = tape.constant(Tensor::from_f64s(&[-1000.0, 1000.0], [2], DType::F32).unwrap());
+        assert_eq!(v(sigmoid(&tape, &big)), [0.0, 1.0]);
+    }
+
+    #[test]
+    fn gradcheck_every_unary_op_on_odd_shapes() {
+        let mut rng = Rng::new(5);
+        for shape in [&[7][..], &[3, 5], &[2, 3, 3, 5]] {
+            // Inputs kept off relu's kink (|x| >= 0.05) so differences are smooth.
+            let x = Tensor::randn(shape, 1.0, DType::F64, &mut rng);
+            let x = Tensor::from_f64s(
+                &x.to_f64_vec().iter().map(|v| if v.abs() < 0.05 { v + 0.1 } else { *v }).collect::<Vec<_>>(),
+                shape,
+                DType::F64,
+            )
+            .unwrap();
+            let pos = Tensor::uniform(shape, 0.2, 3.0, DType::F64, &mut rng);
+            check_gradients(&[x.clone()], 1e-6, |t, v| scale(t, &v[0], 1.7)).unwrap();
+            check_gradients(&[x.clone()], 1e-6, |t, v| relu(t, &v[0])).unwrap();
+            check_gradients(&[x.clone()], 1e-6, |t, v| leaky_relu(t, &v[0], 0.2)).unwrap();
+            check_gradients(&[x.clone()], 1e-6, |t, v| sigmoid(t, &v[0])).unwrap();
+            check_gradients(&[x.clone()], 1e-6, |t, v| tanh(t, &v[0])).unwrap();
+            check_gradients(&[x.clone()], 1e-6, |t, v| exp(t, &v[0])).unwrap();
+            check_gradients(&[pos], 1e-6, |t, v| log(t, &v[0])).unwrap();
+        }
+    }
+}

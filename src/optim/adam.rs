@@ -1,0 +1,102 @@
+use super::{load_buffers, save_buffers, slot, Optimizer};
+use crate::backend::cpu::Float;
+use crate::{with_dtype, DType, Error, Gradients, Params, Result, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdamConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// true: AdamW (decay applied to the weights, decoupled from the moments);
+    /// false: Adam with an L2 term added to the gradient.
+    pub decoupled: bool,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        }
+    }
+}
+
+/// Adam / AdamW with bias correction, as in PyTorch.
+pub struct Adam {
+    pub config: AdamConfig,
+    /// Number of steps taken (the bias-correction exponent).
+    pub step: u64,
+    pub m: Vec<Option<Tensor>>,
+    pub v: Vec<Option<Tensor>>,
+}
+
+impl Adam {
+    pub fn new(config: AdamConfig) -> Self {
+        Adam {
+            config,
+            step: 0,
+            m: Vec::new(),
+            v: Vec::new(),
+        }
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, params: &mut Params, grads: &Gradients, lr: f64) -> Result<()> {
+        self.step += 1;
+        let c = self.config.clone();
+        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
+        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        for (id, g) in grads.iter() {
+            let p = params.get_mut(id);
+            let m = slot(&mut self.m, id.index()).get_or_insert_with(|| Tensor::zeros(g.shape().clone(), g.dtype()));
+            let v = slot(&mut self.v, id.index()).get_or_insert_with(|| Tensor::zeros(g.shape().clone(), g.dtype()));
+            with_dtype!(p.dtype(), T => {
+                let f = T::from_f64;
+                let gd = g.data::<T>()?;
+                let (md, vd, pd) = (m.data_mut::<T>()?, v.data_mut::<T>()?, p.data_mut::<T>()?);
+                for i in 0..gd.len() {
+                    let mut gi = gd[i];
+                    if c.decoupled {
+                        pd[i] -= f(lr * c.weight_decay) * pd[i];
+                    } else {
+                        gi += f(c.weight_decay) * pd[i];
+                    }
+                    md[i] = f(c.beta1) * md[i] + f(1.0 - c.beta1) * gi;
+                    vd[i] = f(c.beta2) * vd[i] + f(1.0 - c.beta2) * gi * gi;
+                    let mhat = md[i] / f(bc1);
+                    let vhat = vd[i] / f(bc2);
+                    pd[i] -= f(lr) * mhat / (vhat.sqrt() + f(c.eps));
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn state_dict(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        save_buffers(&mut out, "m", &self.m);
+        save_buffers(&mut out, "v", &self.v);
+        // f64 holds every step count a run can reach exactly.
+        out.insert("step".into(), Tensor::scalar(self.step as f64, DType::F64));
+        out
+    }
+
+    fn load_state_dict(&mut self, state: &BTreeMap<String, Tensor>) -> Result<()> {
+        let step = state
+            .get("step")
+            .ok_or_else(|| Error::Config("Adam state has no 'step'".into()))?
+            .item()?;
+        self.step = step as u64;
+        self.m = load_buffers(state, "m")?;
+        self.v = load_buffers(state, "v")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! Optimizers (SGD, Adam, AdamW), learning-rate schedules and gradient clipping.
+//!
+//! Optimizer state (moments, step count) is public through `state_dict` /
+//! `load_state_dict`, so checkpoints restore a run exactly.
+
+mod adam;
+mod clip;
+mod schedule;
+mod sgd;
+
+pub use adam::{Adam, AdamConfig};
+pub use clip::clip_grad_norm;
+pub use schedule::{LrSchedule, ScheduleKind};
+pub use sgd::{Sgd, SgdConfig};
+
+use crate::{Gradients, Params, Result, Tensor};
+use std::collections::BTreeMap;
+
+pub trait Optimizer {
+    /// One update of every parameter that has a gradient, at learning rate `lr`.
+    fn step(&mut self, params: &mut Params, grads: &Gradients, lr: f64) -> Result<()>;
+
+    /// Named state tensors (per-parameter buffers keyed by parameter index, and the step).
+    fn state_dict(&self) -> BTreeMap<String, Tensor>;
+
+    /// Restores what `state_dict` returned.
+    fn load_state_dict(&mut self, state: &BTreeMap<String, Tensor>) -> Result<()>;
+}
+
+/// A per-parameter buffer list, grown on demand.
+fn slot(buffers: &mut Vec<Option<Tensor>>, i: usize) -> &mut Option<Tensor> {
+    if buffers.len() <= i {
+        buffers.resize(i + 1, None);
+    }
+    &mut buffers[i]
+}
+
+fn save_buffers(out: &mut BTreeMap<String, Tensor>, prefix: &str, buffers: &[Option<Tensor>]) {
+    for (i, b) in buffers.iter().enumerate() {
+        if let Some(b) = b {
+            out.insert(format!("{prefix}.{i}"), b.clone());
+        }
+    }
+}
+
+fn load_buffers(state: &BTreeMap<String, Tensor>, prefix: &str) -> Result<Vec<Option<Tensor>>> {
+    let mut v = Vec::new();
+    for (k, t) in state {
+        let Some(idx) = k.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) else { continue };
+        let i: usize = idx
+            .parse()
+            .map_err(|_| crate::Error::Config(format!("optimizer state key '{k}' has no parameter index")))?;
+        *slot(&mut v, i) = Some(t.clone());
+    }
+    Ok(v)
+}

@@ -1,0 +1,89 @@
+use super::{load_buffers, save_buffers, slot, Optimizer};
+use crate::backend::cpu::Float;
+use crate::{with_dtype, Gradients, Params, Result, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SgdConfig {
+    pub momentum: f64,
+    pub dampening: f64,
+    pub nesterov: bool,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        SgdConfig {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// SGD with momentum and Nesterov, as in PyTorch: buf = μ·buf + (1-d)·g
+/// (buf = g on the first step), update with buf, or g + μ·buf for Nesterov.
+pub struct Sgd {
+    pub config: SgdConfig,
+    pub momentum_buffers: Vec<Option<Tensor>>,
+}
+
+impl Sgd {
+    pub fn new(config: SgdConfig) -> Self {
+        Sgd {
+            config,
+            momentum_buffers: Vec::new(),
+        }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, params: &mut Params, grads: &Gradients, lr: f64) -> Result<()> {
+        let c = self.config.clone();
+        for (id, g) in grads.iter() {
+            let p = params.get_mut(id);
+            let buf = slot(&mut self.momentum_buffers, id.index());
+            with_dtype!(p.dtype(), T => {
+                let f = T::from_f64;
+                let gd = g.data::<T>()?;
+                let pd = p.data_mut::<T>()?;
+                let mut d: Vec<T> = gd.iter().zip(pd.iter()).map(|(&g, &w)| g + f(c.weight_decay) * w).collect();
+                if c.momentum != 0.0 {
+                    let b = match buf.take() {
+                        None => Tensor::from_vec(d.clone(), g.shape().clone())?,
+                        Some(mut b) => {
+                            for (bv, &dv) in b.data_mut::<T>()?.iter_mut().zip(&d) {
+                                *bv = f(c.momentum) * *bv + f(1.0 - c.dampening) * dv;
+                            }
+                            b
+                        }
+                    };
+                    let bd = b.data::<T>()?;
+                    for (dv, &bv) in d.iter_mut().zip(bd) {
+                        *dv = if c.nesterov { *dv + f(c.momentum) * bv } else { bv };
+                    }
+                    *buf = Some(b);
+                }
+                for (w, dv) in pd.iter_mut().zip(d) {
+                    *w -= f(lr) * dv;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn state_dict(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        save_buffers(&mut out, "momentum", &self.momentum_buffers);
+        out
+    }
+
+    fn load_state_dict(&mut self, state: &BTreeMap<String, Tensor>) -> Result<()> {
+        self.momentum_buffers = load_buffers(state, "momentum")?;
+        Ok(())
+    }
+}
