@@ -5,6 +5,11 @@
 //! [`autograd`] (the explicit tape), [`tensor`] (runtime-shaped NHWC tensors),
 //! [`backend`] (CPU reference kernels; CUDA joins later), [`optim`].
 
+// The README's example is compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub mod autograd;
 pub mod backend;
 pub mod error;

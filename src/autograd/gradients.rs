@@ -3,7 +3,7 @@ use crate::ops::elementwise::add_same_shape;
 use crate::{Result, Tensor};
 
 /// Parameter gradients from one backward pass, keyed by [`ParamId`].
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Debug)]
 pub struct Gradients {
     grads: Vec<Option<Tensor>>,
 }

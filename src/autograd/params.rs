@@ -12,7 +12,7 @@ impl ParamId {
 
 /// The trainable tensors of a model, by name. Activations never live here;
 /// this is what optimizers update and checkpoints save.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Debug)]
 pub struct Params {
     names: Vec<String>,
     values: Vec<Tensor>,
@@ -27,7 +27,10 @@ impl Params {
     pub fn add(&mut self, name: impl Into<String>, value: Tensor) -> Result<ParamId> {
         let name = name.into();
         if self.names.contains(&name) {
-            return Err(Error::arg("params", format!("duplicate parameter name '{name}'")));
+            return Err(Error::arg(
+                "params",
+                format!("duplicate parameter name '{name}'"),
+            ));
         }
         self.names.push(name);
         self.values.push(value);

@@ -175,7 +175,10 @@ mod tests {
             // Inputs kept off relu's kink (|x| >= 0.05) so differences are smooth.
             let x = Tensor::randn(shape, 1.0, DType::F64, &mut rng);
             let x = Tensor::from_f64s(
-                &x.to_f64_vec().iter().map(|v| if v.abs() < 0.05 { v + 0.1 } else { *v }).collect::<Vec<_>>(),
+                &x.to_f64_vec()
+                    .iter()
+                    .map(|v| if v.abs() < 0.05 { v + 0.1 } else { *v })
+                    .collect::<Vec<_>>(),
                 shape,
                 DType::F64,
             )

@@ -52,7 +52,10 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T]
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "gemm inner dimensions");
     assert!(c.len() >= m * n, "gemm output too small");
-    assert!(a.data.len() >= a.span() && b.data.len() >= b.span(), "gemm operand views out of bounds");
+    assert!(
+        a.data.len() >= a.span() && b.data.len() >= b.span(),
+        "gemm operand views out of bounds"
+    );
     if m == 0 || n == 0 {
         return;
     }
