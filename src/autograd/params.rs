@@ -53,6 +53,20 @@ impl Params {
         &mut self.values[id.0]
     }
 
+    /// Two distinct entries mutably at once (a BN layer's running mean and var).
+    pub fn get_pair_mut(&mut self, a: ParamId, b: ParamId) -> Result<(&mut Tensor, &mut Tensor)> {
+        if a == b {
+            return Err(Error::arg(
+                "params",
+                format!("get_pair_mut needs two different entries, got {a:?} twice"),
+            ));
+        }
+        let (lo, hi) = (a.0.min(b.0), a.0.max(b.0));
+        let (left, right) = self.values.split_at_mut(hi);
+        let (x, y) = (&mut left[lo], &mut right[0]);
+        Ok(if a.0 < b.0 { (x, y) } else { (y, x) })
+    }
+
     /// Replaces a parameter's value; the shape and dtype must stay the same.
     pub fn set(&mut self, id: ParamId, value: Tensor) -> Result<()> {
         let old = &self.values[id.0];

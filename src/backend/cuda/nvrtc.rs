@@ -1,0 +1,131 @@
+//! Run-time compilation of the embedded kernels with NVRTC, cached on disk
+//! by (source hash, arch, NVRTC version) so a second start compiles nothing.
+
+use super::{KernelModule, MODULES};
+use crate::{Error, Result};
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions};
+use std::path::{Path, PathBuf};
+
+/// True if libnvrtc can be loaded.
+pub fn nvrtc_available() -> bool {
+    // SAFETY: only tries to dlopen the NVRTC library.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// (major, minor) of the loaded NVRTC.
+pub fn nvrtc_version() -> Result<(i32, i32)> {
+    if !nvrtc_available() {
+        return Err(Error::Cuda(
+            "NVRTC not found: install the CUDA toolkit or `pip install nvidia-cuda-nvrtc` and add its lib folder to LD_LIBRARY_PATH".into(),
+        ));
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: writes two ints.
+    unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) }
+        .result()
+        .map_err(|e| Error::Cuda(format!("nvrtcVersion: {e:?}")))?;
+    Ok((major, minor))
+}
+
+/// `$MTAFFECT_KERNEL_CACHE`, else `$XDG_CACHE_HOME/mtaffect/kernels`, else `~/.cache/mtaffect/kernels`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("MTAFFECT_KERNEL_CACHE") {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("mtaffect").join("kernels")
+}
+
+/// PTX of one module for one arch.
+#[derive(Debug)]
+pub struct CompiledModule {
+    pub name: &'static str,
+    pub ptx: String,
+    /// True when the PTX came from the disk cache.
+    pub cached: bool,
+}
+
+/// Architectures NVRTC is asked for; `'static` because cudarc's options want it.
+fn static_arch(arch: &str) -> Result<&'static str> {
+    const KNOWN: [&str; 6] = ["sm_80", "sm_86", "sm_89", "sm_90", "sm_90a", "sm_100"];
+    KNOWN.iter().copied().find(|a| *a == arch).ok_or_else(|| {
+        Error::Cuda(format!(
+            "unsupported GPU architecture {arch}; known: {KNOWN:?}"
+        ))
+    })
+}
+
+/// Compiles `module` for `arch` (e.g. "sm_90"), reading and filling the disk
+/// cache in `cache` (normally [`cache_dir`]) when given. A compile error
+/// carries NVRTC's log.
+pub fn compile_module(
+    module: &KernelModule,
+    arch: &str,
+    cache: Option<&Path>,
+) -> Result<CompiledModule> {
+    let (major, minor) = nvrtc_version()?;
+    let arch = static_arch(arch)?;
+    let path = cache.map(|d| {
+        d.join(format!(
+            "{}-{:016x}-{arch}-nvrtc{major}.{minor}.ptx",
+            module.name, module.hash
+        ))
+    });
+    if let Some(path) = &path {
+        if let Ok(ptx) = std::fs::read_to_string(path) {
+            return Ok(CompiledModule {
+                name: module.name,
+                ptx,
+                cached: true,
+            });
+        }
+    }
+    let opts = CompileOptions {
+        arch: Some(arch),
+        name: Some(format!("{}.cu", module.name)),
+        options: vec!["--std=c++17".into()],
+        ..Default::default()
+    };
+    let ptx = compile_ptx_with_opts(module.source, opts)
+        .map_err(|e| match e {
+            CompileError::CompileError { log, .. } => Error::Cuda(format!(
+                "NVRTC failed on kernels/{}.cu for {arch}:\n{}",
+                module.name,
+                log.to_string_lossy()
+            )),
+            other => Error::Cuda(format!(
+                "NVRTC failed on kernels/{}.cu for {arch}: {other}",
+                module.name
+            )),
+        })?
+        .to_src();
+    if let Some(path) = &path {
+        write_atomic(path, &ptx)?;
+    }
+    Ok(CompiledModule {
+        name: module.name,
+        ptx,
+        cached: false,
+    })
+}
+
+/// Every embedded module for `arch`.
+pub fn compile_all(arch: &str, cache: Option<&Path>) -> Result<Vec<CompiledModule>> {
+    MODULES
+        .iter()
+        .map(|m| compile_module(m, arch, cache))
+        .collect()
+}
+
+/// Temp file + rename, so a concurrent or interrupted writer never leaves a
+/// truncated PTX file for the next start to load.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let dir = path.parent().expect("cache paths have a folder");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
