@@ -4,7 +4,10 @@
 //! Every op takes the [`Tape`](crate::Tape) and [`Var`](crate::Var)s and
 //! returns a `Var`; user mistakes come back as an [`Error`](crate::Error).
 
+pub mod batch_norm;
 pub mod concat;
+pub mod conv;
+pub mod conv_transpose;
 pub mod dropout;
 pub mod elementwise;
 pub mod matmul;
@@ -14,7 +17,10 @@ pub mod softmax;
 pub(crate) mod strided;
 pub mod unary;
 
+pub use batch_norm::{batch_norm2d, BatchNormParams};
 pub use concat::concat;
+pub use conv::{conv2d, Conv2dParams};
+pub use conv_transpose::conv_transpose2d;
 pub use dropout::dropout;
 pub use elementwise::{add, div, mul, sub};
 pub use matmul::{linear, matmul, transpose};
