@@ -4,21 +4,37 @@
 //! Every op takes the [`Tape`](crate::Tape) and [`Var`](crate::Var)s and
 //! returns a `Var`; user mistakes come back as an [`Error`](crate::Error).
 
+pub mod batch_norm;
+pub mod bmm;
+pub mod channel_scale;
 pub mod concat;
+pub mod conv;
+pub mod conv_transpose;
 pub mod dropout;
 pub mod elementwise;
+pub mod layer_norm;
 pub mod matmul;
+pub mod pool;
 pub mod reduce;
 pub mod reshape;
 pub mod softmax;
 pub(crate) mod strided;
 pub mod unary;
+pub mod upsample;
 
+pub use batch_norm::{batch_norm2d, BatchNormParams};
+pub use bmm::{bmm, Transposes};
+pub use channel_scale::channel_scale;
 pub use concat::concat;
+pub use conv::{conv2d, Conv2dParams};
+pub use conv_transpose::conv_transpose2d;
 pub use dropout::dropout;
 pub use elementwise::{add, div, mul, sub};
+pub use layer_norm::layer_norm;
 pub use matmul::{linear, matmul, transpose};
+pub use pool::{avg_pool2d, global_avg_pool, global_max_pool, max_pool2d, Pool2dParams};
 pub use reduce::{mean, sum};
 pub use reshape::{narrow, reshape};
 pub use softmax::{log_softmax, softmax};
 pub use unary::{exp, leaky_relu, log, relu, scale, sigmoid, tanh};
+pub use upsample::upsample_nearest2d;

@@ -49,19 +49,38 @@ impl<'a, T> MatRef<'a, T> {
 /// Shapes are the caller's contract (ops check user shapes before calling);
 /// a violation is a bug in mtaffect, hence the assertions.
 pub fn gemm<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T]) {
+    gemm_strided(alpha, a, b, beta, c, b.cols)
+}
+
+/// Like [`gemm`], but row `i` of `c` starts at `c[i * ldc]`: `c` may be a
+/// column block of a wider row-major matrix (one group's channels of an NHWC
+/// activation), written in place without a copy.
+pub fn gemm_strided<T: Float>(
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "gemm inner dimensions");
-    assert!(c.len() >= m * n, "gemm output too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        ldc >= n && c.len() >= (m - 1) * ldc + n,
+        "gemm output too small"
+    );
     assert!(
         a.data.len() >= a.span() && b.data.len() >= b.span(),
         "gemm operand views out of bounds"
     );
-    if m == 0 || n == 0 {
-        return;
-    }
     if k == 0 {
-        for v in &mut c[..m * n] {
-            *v = if beta == T::ZERO { T::ZERO } else { *v * beta };
+        for row in c.chunks_mut(ldc).take(m) {
+            for v in &mut row[..n] {
+                *v = if beta == T::ZERO { T::ZERO } else { *v * beta };
+            }
         }
         return;
     }
@@ -80,7 +99,7 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T]
             b.cs as isize,
             beta,
             c.as_mut_ptr(),
-            n as isize,
+            ldc as isize,
             1,
         );
     }

@@ -4,4 +4,4 @@ mod float;
 mod gemm;
 
 pub use float::Float;
-pub use gemm::{gemm, MatRef};
+pub use gemm::{gemm, gemm_strided, MatRef};

@@ -1,0 +1,713 @@
+//! 2-D convolution over NHWC activations with [K, R, S, C/groups] weights
+//! (out channels, kernel rows, kernel cols, in channels per group).
+//!
+//! The CPU reference is GEMM over patches. With M = N·P·Q output rows:
+//! - forward: `Y[M, K] = patches[M, R·S·C] · Wᵀ`,
+//! - dgrad:   `dpatches = dY · W`, scattered back into dX (col2im),
+//! - wgrad:   `dW = dYᵀ · patches`,
+//!
+//! each per group. The patch (im2col) buffer never holds the whole batch: it
+//! is built for at most [`Conv2dGeom::chunk_rows`] output rows at a time,
+//! so one buffer holds at most `max(PATCH_BUDGET_ELEMS, R·S·C/groups)`
+//! elements (8 MiB of f32 for any layer with R·S·C/groups <= 2^21), and at most
+//! one buffer per rayon worker is alive. 1x1, stride-1, unpadded convolutions
+//! build no patch buffer at all: an NHWC activation already is the [N·H·W, C]
+//! matrix they multiply.
+//!
+//! [`conv_transpose2d`](super::conv_transpose::conv_transpose2d) is the
+//! adjoint of this op and reuses [`forward`], [`dgrad`] and [`wgrad`].
+
+use crate::backend::cpu::{gemm_strided, Float, MatRef};
+use crate::tensor::check_same_dtype;
+use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
+use rayon::prelude::*;
+
+/// Elements of one patch buffer: 2^21 (8 MiB of f32, 16 MiB of f64).
+pub const PATCH_BUDGET_ELEMS: usize = 1 << 21;
+
+/// wgrad sums per-range partial weight gradients in a fixed order, so the
+/// result does not depend on the thread count or scheduling.
+const WGRAD_PARTIALS: usize = 8;
+
+/// Stride, padding, dilation and groups of a 2-D convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dParams {
+    /// (rows, cols).
+    pub stride: [usize; 2],
+    /// Zero padding (top, bottom, left, right).
+    pub padding: [usize; 4],
+    /// (rows, cols) spacing between kernel taps.
+    pub dilation: [usize; 2],
+    /// Input and output channels split into this many independent groups;
+    /// groups = C = K is a depthwise convolution.
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams {
+            stride: [1, 1],
+            padding: [0; 4],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dParams {
+    /// Stride 1, no padding, no dilation, one group.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn stride(self, s: usize) -> Self {
+        self.stride_hw(s, s)
+    }
+
+    pub fn stride_hw(mut self, sh: usize, sw: usize) -> Self {
+        self.stride = [sh, sw];
+        self
+    }
+
+    /// The same padding on all four sides.
+    pub fn padding(self, p: usize) -> Self {
+        self.padding_tblr(p, p, p, p)
+    }
+
+    pub fn padding_tblr(mut self, top: usize, bottom: usize, left: usize, right: usize) -> Self {
+        self.padding = [top, bottom, left, right];
+        self
+    }
+
+    pub fn dilation(self, d: usize) -> Self {
+        self.dilation_hw(d, d)
+    }
+
+    pub fn dilation_hw(mut self, dh: usize, dw: usize) -> Self {
+        self.dilation = [dh, dw];
+        self
+    }
+
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+}
+
+/// The sizes of one convolution, validated: input [n, h, w, c], weight
+/// [k, r, s, c / groups], output [n, p, q, k].
+#[derive(Clone, Copy, Debug)]
+pub struct Conv2dGeom {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub k: usize,
+    pub r: usize,
+    pub s: usize,
+    pub p: usize,
+    pub q: usize,
+    pub prm: Conv2dParams,
+}
+
+impl Conv2dGeom {
+    /// Checks an input of dims `x` and a weight of dims `wt` against `prm`.
+    pub fn new(op: &'static str, x: &[usize], wt: &[usize], prm: Conv2dParams) -> Result<Self> {
+        let shapes = || format!("input {x:?}, weight {wt:?}, {prm:?}");
+        if x.len() != 4 || wt.len() != 4 {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "input must be NHWC and weight [K, R, S, C/groups]: {}",
+                    shapes()
+                ),
+            ));
+        }
+        if x.contains(&0) || wt.contains(&0) {
+            return Err(Error::shape(op, format!("empty dimension: {}", shapes())));
+        }
+        let [sh, sw] = prm.stride;
+        let [dh, dw] = prm.dilation;
+        if sh == 0 || sw == 0 || dh == 0 || dw == 0 || prm.groups == 0 {
+            return Err(Error::arg(
+                op,
+                format!("stride, dilation and groups must be >= 1: {prm:?}"),
+            ));
+        }
+        let (n, h, w, c) = (x[0], x[1], x[2], x[3]);
+        let (k, r, s) = (wt[0], wt[1], wt[2]);
+        let g = prm.groups;
+        if c % g != 0 || k % g != 0 || wt[3] * g != c {
+            return Err(Error::shape(
+                op,
+                format!("groups = {g} must divide C = {c} and K = {k}, and the weight's last dim must be C/groups: {}", shapes()),
+            ));
+        }
+        let [pt, pb, pl, pr] = prm.padding;
+        let (eh, ew) = (dh * (r - 1) + 1, dw * (s - 1) + 1);
+        if eh > h + pt + pb || ew > w + pl + pr {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "dilated kernel {eh}x{ew} is larger than the padded input: {}",
+                    shapes()
+                ),
+            ));
+        }
+        let p = (h + pt + pb - eh) / sh + 1;
+        let q = (w + pl + pr - ew) / sw + 1;
+        Ok(Conv2dGeom {
+            n,
+            h,
+            w,
+            c,
+            k,
+            r,
+            s,
+            p,
+            q,
+            prm,
+        })
+    }
+
+    fn cg(&self) -> usize {
+        self.c / self.prm.groups
+    }
+
+    fn kg(&self) -> usize {
+        self.k / self.prm.groups
+    }
+
+    /// Columns of one group's patch matrix: R·S·C/groups.
+    fn patch_cols(&self) -> usize {
+        self.r * self.s * self.cg()
+    }
+
+    /// Output rows per patch buffer, so it holds at most
+    /// `max(PATCH_BUDGET_ELEMS, patch_cols)` elements.
+    pub fn chunk_rows(&self) -> usize {
+        (PATCH_BUDGET_ELEMS / self.patch_cols()).max(1)
+    }
+
+    /// 1x1, stride 1, no padding: the input rows are the patches.
+    fn is_pointwise(&self) -> bool {
+        self.r == 1 && self.s == 1 && self.prm.stride == [1, 1] && self.prm.padding == [0; 4]
+    }
+
+    pub fn out_dims(&self) -> [usize; 4] {
+        [self.n, self.p, self.q, self.k]
+    }
+
+    pub fn in_dims(&self) -> [usize; 4] {
+        [self.n, self.h, self.w, self.c]
+    }
+}
+
+/// Visits the patch of output row `row` (rows count (n, p, q) from the start
+/// of `x`) for one group: `f(tap, input_offset)` for every in-bounds kernel
+/// tap, where tap = r·S + s and input_offset indexes the group's first channel.
+fn for_each_tap(g: &Conv2dGeom, grp: usize, row: usize, mut f: impl FnMut(usize, usize)) {
+    let [sh, sw] = g.prm.stride;
+    let [dh, dw] = g.prm.dilation;
+    let (pt, pl) = (g.prm.padding[0], g.prm.padding[2]);
+    let (n, p, q) = (row / (g.p * g.q), (row / g.q) % g.p, row % g.q);
+    for r in 0..g.r {
+        let Some(hi) = (p * sh + r * dh).checked_sub(pt).filter(|&v| v < g.h) else {
+            continue;
+        };
+        for s in 0..g.s {
+            let Some(wi) = (q * sw + s * dw).checked_sub(pl).filter(|&v| v < g.w) else {
+                continue;
+            };
+            f(
+                r * g.s + s,
+                ((n * g.h + hi) * g.w + wi) * g.c + grp * g.cg(),
+            );
+        }
+    }
+}
+
+/// Fills `buf` (rows x R·S·C/groups, columns ordered (r, s, c)) with the
+/// patches of output rows `row0..` for group `grp`; taps in the padding are 0.
+fn im2col<T: Float>(g: &Conv2dGeom, x: &[T], grp: usize, row0: usize, buf: &mut [T]) {
+    let (cols, cg) = (g.patch_cols(), g.cg());
+    for (i, dst) in buf.chunks_exact_mut(cols).enumerate() {
+        dst.fill(T::ZERO);
+        for_each_tap(g, grp, row0 + i, |tap, off| {
+            dst[tap * cg..(tap + 1) * cg].copy_from_slice(&x[off..off + cg]);
+        });
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each patch entry back onto the input
+/// element it was copied from.
+fn col2im<T: Float>(g: &Conv2dGeom, dx: &mut [T], grp: usize, row0: usize, buf: &[T]) {
+    let (cols, cg) = (g.patch_cols(), g.cg());
+    for (i, src) in buf.chunks_exact(cols).enumerate() {
+        for_each_tap(g, grp, row0 + i, |tap, off| {
+            for (d, &v) in dx[off..off + cg]
+                .iter_mut()
+                .zip(&src[tap * cg..(tap + 1) * cg])
+            {
+                *d += v;
+            }
+        });
+    }
+}
+
+/// Group `grp`'s [rows, cols] column block of a row-major matrix with `ld`
+/// columns, starting at row `row0`.
+fn block<T>(
+    data: &[T],
+    row0: usize,
+    rows: usize,
+    ld: usize,
+    grp: usize,
+    cols: usize,
+) -> MatRef<'_, T> {
+    MatRef {
+        data: &data[row0 * ld + grp * cols..],
+        rows,
+        cols,
+        rs: ld,
+        cs: 1,
+    }
+}
+
+/// Group `grp`'s weights as a [K/groups, R·S·C/groups] row-major matrix.
+fn weight_block<'a, T>(g: &Conv2dGeom, w: &'a [T], grp: usize) -> MatRef<'a, T> {
+    let (kg, cols) = (g.kg(), g.patch_cols());
+    MatRef::new(&w[grp * kg * cols..(grp + 1) * kg * cols], kg, cols)
+}
+
+/// `y[n, p, q, k]` from input `x` [n, h, w, c] and weight `w` [k, r, s, c/groups].
+pub fn forward<T: Float>(g: &Conv2dGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+    let (k, kg, cg, cols) = (g.k, g.kg(), g.cg(), g.patch_cols());
+    let rows = g.n * g.p * g.q;
+    let mut y = vec![T::ZERO; rows * k];
+    if g.is_pointwise() {
+        for grp in 0..g.prm.groups {
+            let a = block(x, 0, rows, g.c, grp, cg);
+            gemm_strided(
+                T::ONE,
+                a,
+                weight_block(g, w, grp).t(),
+                T::ZERO,
+                &mut y[grp * kg..],
+                k,
+            );
+        }
+    } else {
+        let chunk = g.chunk_rows();
+        y.par_chunks_mut(chunk * k)
+            .enumerate()
+            .for_each(|(ci, yc)| {
+                let len = yc.len() / k;
+                let mut buf = vec![T::ZERO; len * cols];
+                for grp in 0..g.prm.groups {
+                    im2col(g, x, grp, ci * chunk, &mut buf);
+                    let a = MatRef::new(&buf, len, cols);
+                    gemm_strided(
+                        T::ONE,
+                        a,
+                        weight_block(g, w, grp).t(),
+                        T::ZERO,
+                        &mut yc[grp * kg..],
+                        k,
+                    );
+                }
+            });
+    }
+    if let Some(b) = bias {
+        for row in y.chunks_exact_mut(k) {
+            row.iter_mut().zip(b).for_each(|(v, &bb)| *v += bb);
+        }
+    }
+    y
+}
+
+/// Input gradient `dx` [n, h, w, c] from `dy` [n, p, q, k].
+pub fn dgrad<T: Float>(g: &Conv2dGeom, dy: &[T], w: &[T]) -> Vec<T> {
+    let (k, kg, cg, cols) = (g.k, g.kg(), g.cg(), g.patch_cols());
+    let (pq, hwc) = (g.p * g.q, g.h * g.w * g.c);
+    let mut dx = vec![T::ZERO; g.n * hwc];
+    if g.is_pointwise() {
+        for grp in 0..g.prm.groups {
+            let a = block(dy, 0, g.n * pq, k, grp, kg);
+            gemm_strided(
+                T::ONE,
+                a,
+                weight_block(g, w, grp),
+                T::ZERO,
+                &mut dx[grp * cg..],
+                g.c,
+            );
+        }
+        return dx;
+    }
+    // col2im scatters across an image, so parallel tasks own whole images
+    // (disjoint dx slices) and walk their rows in patch-buffer-sized chunks.
+    let chunk = g.chunk_rows();
+    let images = (chunk / pq).max(1);
+    dx.par_chunks_mut(images * hwc)
+        .enumerate()
+        .for_each(|(bi, dxb)| {
+            let rows = dxb.len() / hwc * pq;
+            let dyb = &dy[bi * images * pq * k..];
+            let mut buf = vec![T::ZERO; chunk.min(rows) * cols];
+            for row0 in (0..rows).step_by(chunk) {
+                let len = chunk.min(rows - row0);
+                let buf = &mut buf[..len * cols];
+                for grp in 0..g.prm.groups {
+                    let a = block(dyb, row0, len, k, grp, kg);
+                    gemm_strided(T::ONE, a, weight_block(g, w, grp), T::ZERO, buf, cols);
+                    col2im(g, dxb, grp, row0, buf);
+                }
+            }
+        });
+    dx
+}
+
+/// Weight gradient `dw` [k, r, s, c/groups] from input `x` and `dy`.
+pub fn wgrad<T: Float>(g: &Conv2dGeom, x: &[T], dy: &[T]) -> Vec<T> {
+    let (k, kg, cg, cols) = (g.k, g.kg(), g.cg(), g.patch_cols());
+    let rows = g.n * g.p * g.q;
+    let mut dw = vec![T::ZERO; k * cols];
+    if g.is_pointwise() {
+        for grp in 0..g.prm.groups {
+            let (dyg, xg) = (
+                block(dy, 0, rows, k, grp, kg),
+                block(x, 0, rows, g.c, grp, cg),
+            );
+            gemm_strided(
+                T::ONE,
+                dyg.t(),
+                xg,
+                T::ZERO,
+                &mut dw[grp * kg * cols..],
+                cols,
+            );
+        }
+        return dw;
+    }
+    let chunk = g.chunk_rows();
+    let parts = rows.div_ceil(chunk).min(WGRAD_PARTIALS);
+    let partials: Vec<Vec<T>> = (0..parts)
+        .into_par_iter()
+        .map(|pi| {
+            let (start, end) = (pi * rows / parts, (pi + 1) * rows / parts);
+            let mut acc = vec![T::ZERO; k * cols];
+            let mut buf = vec![T::ZERO; chunk.min(end - start) * cols];
+            for row0 in (start..end).step_by(chunk) {
+                let len = chunk.min(end - row0);
+                let buf = &mut buf[..len * cols];
+                for grp in 0..g.prm.groups {
+                    im2col(g, x, grp, row0, buf);
+                    let dyg = block(dy, row0, len, k, grp, kg);
+                    let patches = MatRef::new(buf, len, cols);
+                    gemm_strided(
+                        T::ONE,
+                        dyg.t(),
+                        patches,
+                        T::ONE,
+                        &mut acc[grp * kg * cols..],
+                        cols,
+                    );
+                }
+            }
+            acc
+        })
+        .collect();
+    for part in partials {
+        dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    dw
+}
+
+/// Sum of `dy` over all rows, per channel (the bias gradient).
+pub(crate) fn channel_sum(dy: &Tensor, channels: usize) -> Result<Tensor> {
+    with_dtype!(dy.dtype(), T => {
+        let mut s = vec![T::ZERO; channels];
+        for row in dy.data::<T>()?.chunks_exact(channels) {
+            s.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+        }
+        Tensor::from_vec(s, [channels])
+    })
+}
+
+/// Checks dtypes and the bias shape shared by conv2d and conv_transpose2d.
+pub(crate) fn check_operands(
+    op: &'static str,
+    x: &Var,
+    w: &Var,
+    bias: Option<&Var>,
+    out_ch: usize,
+) -> Result<()> {
+    check_same_dtype(op, x.value(), w.value())?;
+    if let Some(b) = bias {
+        check_same_dtype(op, x.value(), b.value())?;
+        if b.dims() != [out_ch] {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "bias {} for {out_ch} output channels (weight {})",
+                    b.shape(),
+                    w.shape()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// 2-D convolution: x [N, H, W, C], weight [K, R, S, C/groups], optional
+/// bias [K] -> [N, P, Q, K] with P = (H + pad_top + pad_bottom - dil·(R-1) - 1) / stride + 1
+/// (floor), likewise Q. Cross-correlation, as in PyTorch.
+pub fn conv2d(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>, prm: Conv2dParams) -> Result<Var> {
+    let g = Conv2dGeom::new("conv2d", x.dims(), w.dims(), prm)?;
+    check_operands("conv2d", x, w, bias, g.k)?;
+    let (xt, wt) = (x.value().clone(), w.value().clone());
+    let y = with_dtype!(xt.dtype(), T => {
+        let b = bias.map(|b| b.value().data::<T>()).transpose()?;
+        Tensor::from_vec(forward(&g, xt.data::<T>()?, wt.data::<T>()?, b), g.out_dims())?
+    });
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    tape.record("conv2d", &inputs, y, move |dy, needs| {
+        with_dtype!(dy.dtype(), T => {
+            let d = dy.data::<T>()?;
+            let dx = if needs[0] { Some(Tensor::from_vec(dgrad(&g, d, wt.data::<T>()?), g.in_dims())?) } else { None };
+            let dw = if needs[1] { Some(Tensor::from_vec(wgrad(&g, xt.data::<T>()?, d), wt.shape().clone())?) } else { None };
+            let mut grads = vec![dx, dw];
+            if needs.len() == 3 {
+                grads.push(if needs[2] { Some(channel_sum(dy, g.k)?) } else { None });
+            }
+            Ok(grads)
+        })
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::gradcheck::check_gradients;
+    use crate::{DType, Rng};
+
+    /// Direct definition: y[n,p,q,k] = b[k] + Σ_{r,s,c} x[n, p·sh - pt + r·dh, q·sw - pl + s·dw, grp·Cg + c]
+    /// · w[k, r, s, c], out-of-range taps reading 0. Shares nothing with the GEMM path.
+    pub(crate) fn naive_conv(
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        prm: Conv2dParams,
+    ) -> (Vec<f64>, [usize; 4]) {
+        let (xd, wd) = (x.dims(), w.dims());
+        let (n, h, wi, c) = (xd[0], xd[1] as isize, xd[2] as isize, xd[3]);
+        let (k, r, s, cg) = (wd[0], wd[1], wd[2], wd[3]);
+        let kg = k / prm.groups;
+        let [pt, pb, pl, pr] = prm.padding.map(|v| v as isize);
+        let [sh, sw] = prm.stride.map(|v| v as isize);
+        let [dh, dw] = prm.dilation.map(|v| v as isize);
+        let p = ((h + pt + pb - dh * (r as isize - 1) - 1) / sh + 1) as usize;
+        let q = ((wi + pl + pr - dw * (s as isize - 1) - 1) / sw + 1) as usize;
+        let (xv, wv) = (x.to_f64_vec(), w.to_f64_vec());
+        let bv = b.map(|b| b.to_f64_vec());
+        let mut y = vec![0.0; n * p * q * k];
+        for ni in 0..n {
+            for pi in 0..p {
+                for qi in 0..q {
+                    for ki in 0..k {
+                        let grp = ki / kg;
+                        let mut acc = bv.as_ref().map_or(0.0, |b| b[ki]);
+                        for ri in 0..r {
+                            for si in 0..s {
+                                for ci in 0..cg {
+                                    let hh = pi as isize * sh - pt + ri as isize * dh;
+                                    let ww = qi as isize * sw - pl + si as isize * dw;
+                                    if hh < 0 || hh >= h || ww < 0 || ww >= wi {
+                                        continue;
+                                    }
+                                    let xo = ((ni as isize * h + hh) * wi + ww) as usize * c
+                                        + grp * cg
+                                        + ci;
+                                    acc += xv[xo] * wv[((ki * r + ri) * s + si) * cg + ci];
+                                }
+                            }
+                        }
+                        y[((ni * p + pi) * q + qi) * k + ki] = acc;
+                    }
+                }
+            }
+        }
+        (y, [n, p, q, k])
+    }
+
+    /// (input dims, K, R, S, params): odd sizes, strides, asymmetric padding,
+    /// dilation, groups, depthwise and the pointwise fast path.
+    pub(crate) fn configs() -> Vec<([usize; 4], usize, usize, usize, Conv2dParams)> {
+        let p = Conv2dParams::new;
+        vec![
+            ([2, 5, 5, 3], 4, 3, 3, p().padding(1)),
+            ([1, 7, 6, 2], 3, 3, 2, p().stride(2)),
+            (
+                [2, 6, 7, 4],
+                6,
+                3,
+                3,
+                p().stride_hw(2, 1).padding_tblr(0, 2, 1, 0).groups(2),
+            ),
+            ([1, 7, 7, 3], 2, 3, 3, p().dilation(2).padding(2)),
+            ([2, 5, 4, 4], 4, 3, 3, p().groups(4).padding(1)),
+            ([2, 3, 5, 6], 4, 1, 1, p()),
+            ([1, 4, 3, 6], 9, 1, 1, p().groups(3)),
+            ([1, 5, 5, 2], 3, 1, 1, p().stride(2)),
+            ([1, 6, 5, 2], 3, 4, 4, p().stride(2).padding(1)),
+            (
+                [1, 4, 5, 1],
+                1,
+                2,
+                3,
+                p().padding_tblr(1, 0, 2, 1).dilation(1),
+            ),
+        ]
+    }
+
+    fn close(a: &[f64], b: &[f64], tol: f64) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= tol * (1.0 + y.abs()),
+                "element {i}: {x} vs {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn matches_direct_loops_in_f32_and_f64() {
+        let mut rng = Rng::new(21);
+        for (xd, k, r, s, prm) in configs() {
+            let cg = xd[3] / prm.groups;
+            for dt in [DType::F64, DType::F32] {
+                let x = Tensor::randn(xd, 1.0, dt, &mut rng);
+                let w = Tensor::randn([k, r, s, cg], 1.0, dt, &mut rng);
+                let b = Tensor::randn([k], 1.0, dt, &mut rng);
+                let tape = Tape::no_grad();
+                let (xv, wv, bv) = (
+                    tape.constant(x.clone()),
+                    tape.constant(w.clone()),
+                    tape.constant(b.clone()),
+                );
+                let y = conv2d(&tape, &xv, &wv, Some(&bv), prm).unwrap();
+                let (want, dims) = naive_conv(&x, &w, Some(&b), prm);
+                assert_eq!(y.dims(), dims, "{prm:?}");
+                close(
+                    &y.value().to_f64_vec(),
+                    &want,
+                    if dt == DType::F64 { 1e-12 } else { 1e-5 },
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gradcheck_every_config() {
+        let mut rng = Rng::new(22);
+        for (xd, k, r, s, prm) in configs() {
+            let x = Tensor::randn(xd, 1.0, DType::F64, &mut rng);
+            let w = Tensor::randn([k, r, s, xd[3] / prm.groups], 1.0, DType::F64, &mut rng);
+            let b = Tensor::randn([k], 1.0, DType::F64, &mut rng);
+            check_gradients(&[x.clone(), w.clone(), b], 1e-6, |t, v| {
+                conv2d(t, &v[0], &v[1], Some(&v[2]), prm)
+            })
+            .unwrap_or_else(|e| panic!("{prm:?}: {e}"));
+            check_gradients(&[x, w], 1e-6, |t, v| conv2d(t, &v[0], &v[1], None, prm)).unwrap();
+        }
+    }
+
+    #[test]
+    fn chunked_patch_buffer_matches_one_chunk() {
+        // A geometry whose chunk is smaller than the batch's rows, checked
+        // through the public path against the direct loops: R·S·C large
+        // enough that chunk_rows < N·P·Q.
+        let prm = Conv2dParams::new().padding(1);
+        let g = Conv2dGeom::new("t", &[3, 6, 5, 8192], &[2, 3, 3, 8192], prm).unwrap();
+        assert!(g.chunk_rows() < 3 * 6 * 5, "{}", g.chunk_rows());
+        assert!(g.chunk_rows() * 9 * 8192 <= PATCH_BUDGET_ELEMS);
+        let mut rng = Rng::new(3);
+        let x = Tensor::randn(g.in_dims(), 1.0, DType::F64, &mut rng);
+        let w = Tensor::randn([2, 3, 3, 8192], 1.0, DType::F64, &mut rng);
+        let dy = Tensor::randn(g.out_dims(), 1.0, DType::F64, &mut rng);
+        let (xs, ws, dys) = (
+            x.data::<f64>().unwrap(),
+            w.data::<f64>().unwrap(),
+            dy.data::<f64>().unwrap(),
+        );
+        let y = forward(&g, xs, ws, None);
+        close(&y, &naive_conv(&x, &w, None, prm).0, 1e-10);
+        // <dy, conv(x)> = <dgrad(dy), x> = <wgrad(x, dy), w>: both adjoints agree with forward.
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
+        let lhs = dot(dys, &y);
+        let dx = dgrad(&g, dys, ws);
+        let dw = wgrad(&g, xs, dys);
+        assert!((dot(&dx, xs) - lhs).abs() < 1e-8 * lhs.abs().max(1.0));
+        assert!((dot(&dw, ws) - lhs).abs() < 1e-8 * lhs.abs().max(1.0));
+    }
+
+    #[test]
+    fn matches_pytorch_values() {
+        // import torch; torch.set_printoptions(precision=10)
+        // x = torch.arange(1*4*5*2, dtype=torch.float64).reshape(1,4,5,2).permute(0,3,1,2) / 10  # NHWC -> NCHW
+        // w = (torch.arange(3*2*3*2, dtype=torch.float64).reshape(3,2,3,2) - 17).permute(0,3,1,2) / 10  # KRSC -> OIHW
+        // b = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+        // y = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (2,0,1,0)), w, b, stride=(2,1), dilation=(1,2))
+        // print(y.permute(0,2,3,1).flatten())
+        let prm = Conv2dParams::new()
+            .stride_hw(2, 1)
+            .padding_tblr(1, 0, 2, 0)
+            .dilation_hw(1, 2);
+        let x: Vec<f64> = (0..40).map(|v| v as f64 / 10.0).collect();
+        let w: Vec<f64> = (0..36).map(|v| (v as f64 - 17.0) / 10.0).collect();
+        let tape = Tape::no_grad();
+        let xv = tape.constant(Tensor::from_f64s(&x, [1, 4, 5, 2], DType::F64).unwrap());
+        let wv = tape.constant(Tensor::from_f64s(&w, [3, 2, 3, 2], DType::F64).unwrap());
+        let bv = tape.constant(Tensor::from_f64s(&[0.5, -1.0, 2.0], [3], DType::F64).unwrap());
+        let y = conv2d(&tape, &xv, &wv, Some(&bv), prm).unwrap();
+        assert_eq!(y.dims(), [1, 2, 3, 3]);
+        close(&y.value().to_f64_vec(), &PYTORCH_CONV, 1e-12);
+    }
+
+    const PYTORCH_CONV: [f64; 18] = [
+        -0.16, -0.46, 3.74, -0.76, -0.1, 5.06, -1.46, 0.28, 6.52, -12.82, 2.48, 22.28, -14.5, 2.72,
+        24.44, -23.94, 2.64, 33.72,
+    ];
+
+    #[test]
+    fn bad_shapes_are_errors_naming_op_and_shapes() {
+        let tape = Tape::no_grad();
+        let x = tape.constant(Tensor::zeros([1, 4, 4, 6], DType::F32));
+        let w = tape.constant(Tensor::zeros([4, 3, 3, 4], DType::F32));
+        let e = conv2d(&tape, &x, &w, None, Conv2dParams::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("conv2d") && e.contains("[1, 4, 4, 6]") && e.contains("[4, 3, 3, 4]"),
+            "{e}"
+        );
+        let w = tape.constant(Tensor::zeros([4, 5, 5, 6], DType::F32));
+        assert!(conv2d(&tape, &x, &w, None, Conv2dParams::new())
+            .unwrap_err()
+            .to_string()
+            .contains("larger"));
+        assert!(conv2d(&tape, &x, &w, None, Conv2dParams::new().stride(0)).is_err());
+        let w = tape.constant(Tensor::zeros([4, 1, 1, 3], DType::F32));
+        assert!(conv2d(&tape, &x, &w, None, Conv2dParams::new().groups(2)).is_ok());
+        assert!(conv2d(&tape, &x, &w, None, Conv2dParams::new().groups(4)).is_err());
+        let b = tape.constant(Tensor::zeros([3], DType::F32));
+        let e = conv2d(&tape, &x, &w, Some(&b), Conv2dParams::new().groups(2))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bias [3]"), "{e}");
+        let x64 = tape.constant(Tensor::zeros([1, 4, 4, 6], DType::F64));
+        assert!(conv2d(&tape, &x64, &w, None, Conv2dParams::new().groups(2)).is_err());
+    }
+}
