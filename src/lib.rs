@@ -14,6 +14,8 @@ pub mod autograd;
 pub mod backend;
 pub mod error;
 pub mod gradcheck;
+pub mod model;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod tensor;

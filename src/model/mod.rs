@@ -1,0 +1,11 @@
+//! Models: the SE-ResNet multi-task network (MTANet-style) and its parts.
+
+mod blocks;
+mod mtl_net;
+mod neck;
+mod se_resnet;
+
+pub use blocks::{BasicBlock, Bottleneck};
+pub use mtl_net::{MtlNet, MtlOutput, NetConfig};
+pub use neck::{Neck, NeckKind};
+pub use se_resnet::{SeResNet, Stem};

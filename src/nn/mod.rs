@@ -1,0 +1,39 @@
+//! Layers: parameter registration with initialisation, and forward passes
+//! built from [`ops`](crate::ops). A layer holds only ids; the tensors live
+//! in [`Params`] (trained) and [`Buffers`] (running statistics), so one
+//! registry is what optimizers update and checkpoints save.
+
+mod batch_norm;
+mod conv;
+mod init;
+mod linear;
+mod se;
+
+pub use batch_norm::BatchNorm2d;
+pub use conv::Conv2d;
+pub use init::Init;
+pub use linear::Linear;
+pub use se::SeBlock;
+
+use crate::{Params, Rng, Tape};
+
+/// Named tensors that are part of the model but not trained (BN running
+/// mean/var). Same registry type as parameters, kept apart from them.
+pub type Buffers = Params;
+
+/// What a forward pass needs besides its input.
+pub struct Ctx<'a> {
+    pub tape: &'a Tape,
+    pub params: &'a Params,
+    pub buffers: &'a mut Buffers,
+    /// Batch statistics and dropout when true; running statistics otherwise.
+    pub training: bool,
+    /// Dropout masks.
+    pub rng: &'a mut Rng,
+}
+
+impl Ctx<'_> {
+    pub fn param(&self, id: crate::ParamId) -> crate::Var {
+        self.tape.param(self.params, id)
+    }
+}

@@ -1,0 +1,33 @@
+use super::{Ctx, Linear};
+use crate::{ops, Params, Result, Rng, Var};
+
+/// Squeeze-and-excitation: global average pool -> FC (C -> C/r) -> ReLU ->
+/// FC (C/r -> C) -> sigmoid -> scale each channel of the input by its gate.
+#[derive(Clone, Debug)]
+pub struct SeBlock {
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+impl SeBlock {
+    pub fn new(
+        params: &mut Params,
+        name: &str,
+        c: usize,
+        reduction: usize,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let hidden = (c / reduction.max(1)).max(1);
+        Ok(SeBlock {
+            fc1: Linear::new(params, &format!("{name}.fc1"), c, hidden, true, rng)?,
+            fc2: Linear::new(params, &format!("{name}.fc2"), hidden, c, true, rng)?,
+        })
+    }
+
+    pub fn forward(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
+        let s = ops::global_avg_pool(cx.tape, x)?;
+        let h = ops::relu(cx.tape, &self.fc1.forward(cx, &s)?)?;
+        let gate = ops::sigmoid(cx.tape, &self.fc2.forward(cx, &h)?)?;
+        ops::channel_scale(cx.tape, x, &gate)
+    }
+}
