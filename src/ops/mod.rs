@@ -13,6 +13,7 @@ pub mod conv_transpose;
 pub mod dropout;
 pub mod elementwise;
 pub mod layer_norm;
+pub mod loss;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
