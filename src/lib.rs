@@ -19,6 +19,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{Gradients, ParamId, Params, Tape, Var};
 pub use error::{Error, Result};

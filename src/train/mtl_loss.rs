@@ -1,0 +1,180 @@
+//! The multi-task objective: masked CCC (valence/arousal), masked BCE (AUs)
+//! and cross-entropy with ignore_index (expressions), combined by fixed
+//! weights, learned homoscedastic uncertainty, or dynamic weight averaging.
+
+use crate::model::MtlOutput;
+use crate::ops::loss::{bce_with_logits, ccc_loss, cross_entropy, CrossEntropyParams, INVALID_VA};
+use crate::{ops, DType, Error, ParamId, Params, Result, Tape, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+/// How the three task losses are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Weighting {
+    /// `w_va·L_va + w_au·L_au + w_expr·L_expr`.
+    Fixed,
+    /// Kendall et al.: `Σ_k exp(-s_k)·L_k + s_k` with learned log-variances `s_k`.
+    Uncertainty,
+    /// Liu et al. (DWA): `w_k = K·softmax_k(r_k / T)` with `r_k` the ratio of
+    /// the task's last two period-mean losses; equal weights until two periods exist.
+    Dwa,
+}
+
+/// The `[loss]` section of a run config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    pub weighting: Weighting,
+    pub w_va: f64,
+    pub w_au: f64,
+    pub w_expr: f64,
+    /// DWA temperature T.
+    pub dwa_temperature: f64,
+    /// Label smoothing of the expression cross-entropy.
+    pub label_smoothing: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            weighting: Weighting::Fixed,
+            w_va: 1.0,
+            w_au: 1.0,
+            w_expr: 1.0,
+            dwa_temperature: 2.0,
+            label_smoothing: 0.0,
+        }
+    }
+}
+
+/// Labels of a batch in the loss functions' conventions.
+pub struct MtlTargets<'a> {
+    /// [N, 2], -5 where invalid.
+    pub va: &'a Tensor,
+    /// [N, n_aus] of 0/1, -1 where invalid.
+    pub au: &'a Tensor,
+    /// N class indices, -1 where invalid.
+    pub expr: &'a [i64],
+}
+
+/// The weighted total (on the tape) and each task's unweighted value.
+pub struct LossTerms {
+    pub total: Var,
+    pub va: f64,
+    pub au: f64,
+    pub expr: f64,
+}
+
+pub struct MtlLoss {
+    pub config: LossConfig,
+    /// Log-variances of (va, au, expr) under uncertainty weighting.
+    log_vars: Option<[ParamId; 3]>,
+    /// Period means of (va, au, expr), newest last, for DWA.
+    history: Vec<[f64; 3]>,
+}
+
+impl MtlLoss {
+    /// Uncertainty weighting registers its three log-variances in `params`
+    /// (names `loss.log_var.{va,au,expr}`), so they train and checkpoint with the model.
+    pub fn new(config: &LossConfig, params: &mut Params) -> Result<Self> {
+        for (k, w) in [
+            ("w_va", config.w_va),
+            ("w_au", config.w_au),
+            ("w_expr", config.w_expr),
+        ] {
+            if !(w >= 0.0 && w.is_finite()) {
+                return Err(Error::Config(format!(
+                    "loss.{k} = {w}: must be a finite number >= 0"
+                )));
+            }
+        }
+        if !(config.dwa_temperature > 0.0) {
+            return Err(Error::Config(format!(
+                "loss.dwa_temperature = {}: must be > 0",
+                config.dwa_temperature
+            )));
+        }
+        let log_vars = if config.weighting == Weighting::Uncertainty {
+            let mut add =
+                |t: &str| params.add(format!("loss.log_var.{t}"), Tensor::zeros([1], DType::F32));
+            Some([add("va")?, add("au")?, add("expr")?])
+        } else {
+            None
+        };
+        Ok(MtlLoss {
+            config: config.clone(),
+            log_vars,
+            history: Vec::new(),
+        })
+    }
+
+    /// Current (va, au, expr) weights for fixed and DWA weighting.
+    pub fn weights(&self) -> [f64; 3] {
+        let c = &self.config;
+        match (c.weighting, self.history.as_slice()) {
+            (Weighting::Dwa, [.., prev, last]) => {
+                let r: Vec<f64> = (0..3)
+                    .map(|k| last[k] / prev[k].max(1e-12) / c.dwa_temperature)
+                    .collect();
+                let m = r.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = r.iter().map(|v| (v - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                [3.0 * e[0] / s, 3.0 * e[1] / s, 3.0 * e[2] / s]
+            }
+            (Weighting::Dwa, _) => [1.0; 3],
+            _ => [c.w_va, c.w_au, c.w_expr],
+        }
+    }
+
+    /// Records the mean task losses of a finished period (epoch or eval interval) for DWA.
+    pub fn end_period(&mut self, means: [f64; 3]) {
+        self.history.push(means);
+        if self.history.len() > 2 {
+            self.history.remove(0);
+        }
+    }
+
+    pub fn forward(
+        &self,
+        tape: &Tape,
+        params: &Params,
+        out: &MtlOutput,
+        t: &MtlTargets,
+    ) -> Result<LossTerms> {
+        let l_va = ccc_loss(tape, &out.va, t.va, INVALID_VA)?;
+        let l_au = bce_with_logits(tape, &out.au, t.au, None)?;
+        let ce = CrossEntropyParams {
+            label_smoothing: self.config.label_smoothing,
+            ..CrossEntropyParams::default()
+        };
+        let l_expr = cross_entropy(tape, &out.expr, t.expr, &ce)?;
+        let values = [
+            l_va.value().item()?,
+            l_au.value().item()?,
+            l_expr.value().item()?,
+        ];
+        let terms = [l_va, l_au, l_expr];
+        let mut total: Option<Var> = None;
+        for (k, term) in terms.iter().enumerate() {
+            let weighted = match self.log_vars {
+                Some(ids) => {
+                    let s = tape.param(params, ids[k]);
+                    let prec = ops::exp(tape, &ops::scale(tape, &s, -1.0)?)?;
+                    ops::add(tape, &ops::mul(tape, &prec, term)?, &s)?
+                }
+                None => ops::scale(tape, term, self.weights()[k])?,
+            };
+            total = Some(match total {
+                None => weighted,
+                Some(acc) => ops::add(tape, &acc, &weighted)?,
+            });
+        }
+        let total = ops::sum(tape, &total.expect("three terms"), &[], false)?;
+        Ok(LossTerms {
+            total,
+            va: values[0],
+            au: values[1],
+            expr: values[2],
+        })
+    }
+}
