@@ -12,6 +12,7 @@ pub struct ReadmeDoctests;
 
 pub mod autograd;
 pub mod backend;
+pub mod data;
 pub mod error;
 pub mod gradcheck;
 pub mod model;

@@ -1,0 +1,29 @@
+//! Data: ABAW annotation formats, the image pipeline, the prefetching loader
+//! and a synthetic face generator.
+//!
+//! - [`abaw_annotations`]: the multi-task file (`*_set_annotations.txt`), read and write.
+//! - [`affwild_tasks`]: the per-task folders (VA / EXPR / AU), merged per frame.
+//! - [`predictions`]: the challenge submission file.
+//! - [`image`], [`augment`]: decode, resize, normalise to [-1, 1] HWC; augmentations.
+//! - [`loader`], [`sampler`]: deterministic, resumable, multi-threaded batches.
+
+pub mod abaw_annotations;
+pub mod affwild_tasks;
+pub mod atomic;
+pub mod augment;
+mod fields;
+pub mod image;
+pub mod labels;
+pub mod loader;
+pub mod predictions;
+pub mod report;
+pub mod sampler;
+
+pub use abaw_annotations::{read_mtl_annotations, write_mtl_annotations, ReadOptions};
+pub use affwild_tasks::{read_affwild_tasks, Split};
+pub use augment::AugmentConfig;
+pub use labels::{LabelSet, Sample};
+pub use loader::{Batch, Dataset, EpochIter, Loader, LoaderConfig};
+pub use predictions::{write_predictions, Prediction};
+pub use report::{BadReason, LoadSummary, OnBadSample};
+pub use sampler::SamplerKind;
