@@ -134,6 +134,15 @@ impl MtlLoss {
         }
     }
 
+    /// The DWA history (oldest first), for checkpoints.
+    pub fn history(&self) -> &[[f64; 3]] {
+        &self.history
+    }
+
+    pub fn set_history(&mut self, history: Vec<[f64; 3]>) {
+        self.history = history;
+    }
+
     pub fn forward(
         &self,
         tape: &Tape,

@@ -1,0 +1,254 @@
+//! A training run's configuration: TOML with every section optional, unknown
+//! keys rejected, and errors that name the file, the key and what is allowed.
+
+use super::LossConfig;
+use crate::data::{AugmentConfig, LabelSet, OnBadSample, SamplerKind};
+use crate::model::NetConfig;
+use crate::optim::{AdamConfig, LrSchedule, ScheduleKind, SgdConfig};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Where the frames come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    /// The built-in synthetic face set, generated into `root` when missing.
+    Synthetic,
+    /// An ABAW multi-task layout: `root/cropped_aligned/` plus the annotation files.
+    Abaw,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    pub source: DataSource,
+    /// Folder holding `cropped_aligned/` and the annotation files. Empty means
+    /// the cache folder (synthetic data only).
+    pub root: PathBuf,
+    pub train_annotations: String,
+    pub val_annotations: String,
+    pub label_set: LabelSet,
+    pub image_size: usize,
+    pub batch_size: usize,
+    pub workers: usize,
+    pub sampler: SamplerKind,
+    pub on_bad_sample: OnBadSample,
+    pub augment: AugmentConfig,
+    /// Synthetic set size: videos and frames per video.
+    pub synth_videos: usize,
+    pub synth_frames: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            source: DataSource::Synthetic,
+            root: PathBuf::new(),
+            train_annotations: "training_set_annotations.txt".into(),
+            val_annotations: "validation_set_annotations.txt".into(),
+            label_set: LabelSet::Abaw2022,
+            image_size: 64,
+            batch_size: 32,
+            workers: 2,
+            sampler: SamplerKind::Shuffle,
+            on_bad_sample: OnBadSample::Fail,
+            augment: AugmentConfig::default(),
+            synth_videos: 60,
+            synth_frames: 100,
+        }
+    }
+}
+
+/// Which optimizer, with its settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimConfig {
+    Sgd(SgdConfig),
+    Adam(AdamConfig),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopConfig {
+    /// Optimizer steps in the whole run.
+    pub steps: u64,
+    pub log_every: u64,
+    /// Evaluate on the validation set (and save `last`/`best`) this often.
+    pub eval_every: u64,
+    pub seed: u64,
+    /// Global gradient-norm clip; 0 disables it.
+    pub grad_clip: f64,
+    /// "cpu" or "cuda:N".
+    pub device: String,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            steps: 2000,
+            log_every: 20,
+            eval_every: 500,
+            seed: 0,
+            grad_clip: 5.0,
+            device: "cpu".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    pub runs_dir: PathBuf,
+    /// Run folder name; empty = a fresh `run-<n>`.
+    pub name: String,
+    /// No progress bar; one log line per log step.
+    pub quiet: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            runs_dir: "runs".into(),
+            name: String::new(),
+            quiet: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub data: DataConfig,
+    pub model: NetConfig,
+    pub loss: LossConfig,
+    pub optim: OptimConfig,
+    pub schedule: LrSchedule,
+    pub train: LoopConfig,
+    pub run: RunConfig,
+}
+
+impl Default for TrainConfig {
+    /// The built-in default: small enough for two CPU cores.
+    fn default() -> Self {
+        TrainConfig {
+            data: DataConfig::default(),
+            model: NetConfig {
+                depth: 10,
+                width_mult: 0.25,
+                ..NetConfig::default()
+            },
+            loss: LossConfig::default(),
+            optim: OptimConfig::Adam(AdamConfig {
+                weight_decay: 1e-4,
+                decoupled: true,
+                ..AdamConfig::default()
+            }),
+            schedule: LrSchedule {
+                base_lr: 2e-3,
+                warmup_steps: 100,
+                kind: ScheduleKind::Cosine {
+                    total_steps: 1900,
+                    min_lr: 1e-5,
+                },
+            },
+            train: LoopConfig::default(),
+            run: RunConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Parses TOML; `origin` names the source in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let cfg: TrainConfig =
+            toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        cfg.validate()
+            .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("every config value has a TOML form")
+    }
+
+    /// Applies `section.key=value` overrides (the CLI's `--set`), re-parsing
+    /// the result so types and allowed values are checked as for a file.
+    pub fn with_overrides(&self, sets: &[String]) -> Result<Self> {
+        let mut doc: toml::Table = toml::from_str(&self.to_toml()).expect("own TOML parses");
+        for s in sets {
+            let (key, value) = s
+                .split_once('=')
+                .ok_or_else(|| Error::Config(format!("--set {s}: expected section.key=value")))?;
+            let path: Vec<&str> = key.trim().split('.').collect();
+            // A value that is not valid TOML on its own is taken as a string.
+            let v: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
+            let (last, parents) = path.split_last().expect("split yields one part at least");
+            let mut table = &mut doc;
+            for p in parents {
+                table = table
+                    .entry(p.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .ok_or_else(|| Error::Config(format!("--set {s}: '{p}' is not a section")))?;
+            }
+            table.insert(last.to_string(), v);
+        }
+        Self::from_toml(&toml::to_string(&doc).expect("table serialises"), "--set")
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |k: &str, v: &dyn std::fmt::Display, allowed: &str| {
+            Err(Error::Config(format!("{k} = {v}: {allowed}")))
+        };
+        if self.data.image_size < 16 {
+            return bad("data.image_size", &self.data.image_size, "must be >= 16");
+        }
+        if self.data.batch_size < 2 {
+            return bad(
+                "data.batch_size",
+                &self.data.batch_size,
+                "must be >= 2 (batch norm needs it)",
+            );
+        }
+        if self.data.workers == 0 {
+            return bad("data.workers", &0, "must be >= 1");
+        }
+        if self.train.steps == 0 || self.train.eval_every == 0 || self.train.log_every == 0 {
+            return bad("train.steps/eval_every/log_every", &0, "must be >= 1");
+        }
+        if !(self.train.grad_clip >= 0.0) {
+            return bad(
+                "train.grad_clip",
+                &self.train.grad_clip,
+                "must be >= 0 (0 disables clipping)",
+            );
+        }
+        if self.train.device != "cpu" && !self.train.device.starts_with("cuda") {
+            return bad(
+                "train.device",
+                &self.train.device,
+                "allowed values: cpu, cuda, cuda:N",
+            );
+        }
+        let (n_aus, n_expr) = (
+            self.data.label_set.num_aus(),
+            self.data.label_set.num_expressions(),
+        );
+        if self.model.n_aus != n_aus || self.model.n_expr != n_expr {
+            return Err(Error::Config(format!(
+                "model.n_aus/n_expr = {}/{} do not match data.label_set {:?} ({n_aus}/{n_expr})",
+                self.model.n_aus, self.model.n_expr, self.data.label_set
+            )));
+        }
+        self.schedule.validate()
+    }
+}
