@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod ops;
 pub mod optim;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{Gradients, ParamId, Params, Tape, Var};
 pub use error::{Error, Result};
