@@ -130,7 +130,7 @@ fn schedules_hit_their_defining_points() {
     let s = |warmup, kind| LrSchedule {
         base_lr: 1.0,
         warmup_steps: warmup,
-        kind,
+        decay: kind,
     };
     let c = s(4, ScheduleKind::Constant);
     close(c.lr_at(0), 0.25);

@@ -29,15 +29,23 @@ pub enum ScheduleKind {
 }
 
 /// Learning rate as a function of the step: optional linear warm-up from 0
-/// over `warmup_steps`, then `kind` counted from the end of the warm-up.
+/// over `warmup_steps`, then `decay` counted from the end of the warm-up.
+///
+/// In TOML the decay is its own table, e.g.
+/// `decay = { kind = "cosine", total_steps = 1900, min_lr = 1e-5 }`
+/// (serde cannot reject unknown keys of a flattened enum, so it is nested).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LrSchedule {
     pub base_lr: f64,
     #[serde(default)]
     pub warmup_steps: u64,
-    #[serde(flatten)]
-    pub kind: ScheduleKind,
+    #[serde(default = "constant_decay")]
+    pub decay: ScheduleKind,
+}
+
+fn constant_decay() -> ScheduleKind {
+    ScheduleKind::Constant
 }
 
 impl LrSchedule {
@@ -45,7 +53,7 @@ impl LrSchedule {
         LrSchedule {
             base_lr,
             warmup_steps: 0,
-            kind: ScheduleKind::Constant,
+            decay: ScheduleKind::Constant,
         }
     }
 
@@ -54,7 +62,7 @@ impl LrSchedule {
         if !(self.base_lr > 0.0 && self.base_lr.is_finite()) {
             return bad("base_lr must be a positive number");
         }
-        match self.kind {
+        match self.decay {
             ScheduleKind::Step { step_size: 0, .. } => bad("step_size must be > 0"),
             ScheduleKind::Cosine { total_steps: 0, .. }
             | ScheduleKind::Poly { total_steps: 0, .. }
@@ -71,7 +79,7 @@ impl LrSchedule {
         }
         let t = step - self.warmup_steps;
         let frac = |total: u64| (t as f64 / total as f64).min(1.0);
-        match self.kind {
+        match self.decay {
             ScheduleKind::Constant => b,
             ScheduleKind::Step { step_size, gamma } => b * gamma.powi((t / step_size) as i32),
             ScheduleKind::Cosine {

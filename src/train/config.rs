@@ -147,7 +147,7 @@ impl Default for TrainConfig {
             schedule: LrSchedule {
                 base_lr: 2e-3,
                 warmup_steps: 100,
-                kind: ScheduleKind::Cosine {
+                decay: ScheduleKind::Cosine {
                     total_steps: 1900,
                     min_lr: 1e-5,
                 },
@@ -209,6 +209,13 @@ impl TrainConfig {
         let bad = |k: &str, v: &dyn std::fmt::Display, allowed: &str| {
             Err(Error::Config(format!("{k} = {v}: {allowed}")))
         };
+        if ![10, 18, 34, 50].contains(&self.model.depth) {
+            return bad(
+                "model.depth",
+                &self.model.depth,
+                "allowed values: 10, 18, 34, 50",
+            );
+        }
         if self.data.image_size < 16 {
             return bad("data.image_size", &self.data.image_size, "must be >= 16");
         }
@@ -250,5 +257,81 @@ impl TrainConfig {
             )));
         }
         self.schedule.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_roundtrips_through_toml() {
+        let c = TrainConfig::default();
+        let back = TrainConfig::from_toml(&c.to_toml(), "roundtrip").unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn every_shipped_config_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                TrainConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "expected the three shipped configs, found {n}");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_allowed_values() {
+        let e = TrainConfig::from_toml("[model]\ndepth = 20\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x.toml") && e.contains("model.depth") && e.contains("10, 18, 34, 50"),
+            "{e}"
+        );
+        let e = TrainConfig::from_toml("[model]\nstem = \"huge\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x.toml") && e.contains("imagenet") && e.contains("small"),
+            "{e}"
+        );
+        let e = TrainConfig::from_toml("[train]\nstepz = 3\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("stepz") && e.contains("steps"), "{e}");
+        let e = TrainConfig::from_toml("[schedule]\nbase_lr = 0.1\ndecay = { kind = \"cosine\", total_steps = 9, gamma = 2 }\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gamma"), "{e}");
+        let e = TrainConfig::from_toml("[train]\ndevice = \"tpu\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train.device") && e.contains("cuda:N"), "{e}");
+    }
+
+    #[test]
+    fn overrides_are_typed_and_checked() {
+        let c = TrainConfig::default()
+            .with_overrides(&[
+                "train.steps=7".into(),
+                "model.stem=small".into(),
+                "data.augment.enabled=false".into(),
+            ])
+            .unwrap();
+        assert_eq!(c.train.steps, 7);
+        assert_eq!(c.model.stem, crate::model::Stem::Small);
+        assert!(!c.data.augment.enabled);
+        assert!(TrainConfig::default()
+            .with_overrides(&["train.steps=many".into()])
+            .is_err());
+        assert!(TrainConfig::default()
+            .with_overrides(&["nokey".into()])
+            .is_err());
     }
 }

@@ -1,0 +1,666 @@
+//! Checkpoints as safetensors files.
+//!
+//! Layout of one file:
+//! - model parameters under their registry names (`layer1.0.conv1.weight`);
+//! - optimizer state under `optim.` + the optimizer's own key (`optim.m.3`);
+//! - extra buffers (batch-norm running statistics, ...) under `buffers.`;
+//! - `__metadata__`: format and version, step, epoch, position in the epoch,
+//!   the RNG's four u64 words, the best score so far, and the resolved config.
+//!
+//! Writes are atomic: the bytes go to `<file>.tmp` in the same directory, are
+//! fsynced, and the temporary is renamed over the target, so a crash at any
+//! point leaves either the old or the new checkpoint, never a torn one.
+//! Loading checks every name, shape and dtype against the model before
+//! changing anything, and errors name the file and the tensor.
+
+use crate::{DType, Error, Params, Result, Tensor};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Bumped when the layout changes incompatibly; older files are refused.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_NAME: &str = "mtaffect-checkpoint";
+const OPTIM_PREFIX: &str = "optim.";
+const BUFFER_PREFIX: &str = "buffers.";
+
+/// Where a run stands: everything besides tensors that resuming needs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainProgress {
+    /// Optimizer steps taken.
+    pub step: u64,
+    pub epoch: u64,
+    /// Batches of `epoch` already consumed.
+    pub position_in_epoch: u64,
+    /// The data/augmentation generator's state ([`crate::Rng::state`]).
+    pub rng: [u64; 4],
+    /// Best validation score so far and its step, so `best` survives a resume.
+    pub best: Option<(f64, u64)>,
+}
+
+/// What [`save`] writes. Borrowed, so saving copies nothing the caller owns.
+pub struct CheckpointRef<'a> {
+    pub params: &'a Params,
+    /// `Optimizer::state_dict()`.
+    pub optimizer: &'a BTreeMap<String, Tensor>,
+    /// Non-trainable model state, by name.
+    pub buffers: &'a BTreeMap<String, Tensor>,
+    pub progress: TrainProgress,
+    /// The resolved run config (`TrainConfig::to_toml_string`).
+    pub config_toml: &'a str,
+}
+
+/// What [`load`] returns besides the parameters it restored in place.
+#[derive(Debug)]
+pub struct Checkpoint {
+    pub progress: TrainProgress,
+    /// For `Optimizer::load_state_dict`.
+    pub optimizer: BTreeMap<String, Tensor>,
+    pub config_toml: String,
+}
+
+/// Writes a checkpoint atomically (see the module docs).
+pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
+    let path = path.as_ref();
+    let mut entries: Vec<(String, DType, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut push = |name: String, t: &Tensor| {
+        entries.push((name, t.dtype(), t.dims().to_vec(), le_bytes(t)));
+    };
+    for id in ckpt.params.ids() {
+        push(ckpt.params.name(id).to_string(), ckpt.params.get(id));
+    }
+    for (k, t) in ckpt.optimizer {
+        push(format!("{OPTIM_PREFIX}{k}"), t);
+    }
+    for (k, t) in ckpt.buffers {
+        push(format!("{BUFFER_PREFIX}{k}"), t);
+    }
+    let views = entries
+        .iter()
+        .map(|(name, dtype, dims, bytes)| {
+            let view = TensorView::new(st_dtype(*dtype), dims.clone(), bytes)
+                .map_err(|e| bad(path, format!("tensor '{name}': {e}")))?;
+            Ok((name.as_str(), view))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let p = ckpt.progress;
+    let mut meta = HashMap::from([
+        ("format".to_string(), FORMAT_NAME.to_string()),
+        ("format_version".into(), FORMAT_VERSION.to_string()),
+        ("step".into(), p.step.to_string()),
+        ("epoch".into(), p.epoch.to_string()),
+        ("position_in_epoch".into(), p.position_in_epoch.to_string()),
+        ("config".into(), ckpt.config_toml.to_string()),
+    ]);
+    for (i, w) in p.rng.iter().enumerate() {
+        meta.insert(format!("rng.{i}"), w.to_string());
+    }
+    if let Some((score, step)) = p.best {
+        // Display of f64 is the shortest string that parses back exactly.
+        meta.insert("best_score".into(), score.to_string());
+        meta.insert("best_step".into(), step.to_string());
+    }
+    let bytes =
+        safetensors::tensor::serialize(views, Some(meta)).map_err(|e| bad(path, e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `<path>.tmp`, fsyncs it, renames it over `path` and
+/// fsyncs the directory so the rename itself survives a power cut.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })();
+    if result.is_err() {
+        // Best effort: the target is untouched either way, and a stale .tmp is
+        // overwritten by the next save.
+        let _ = std::fs::remove_file(&tmp);
+        return result;
+    }
+    sync_dir(path)
+}
+
+#[cfg(unix)]
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_path: &Path) -> Result<()> {
+    // Directories cannot be opened for fsync here; the rename is still atomic.
+    Ok(())
+}
+
+/// `<file>.tmp` next to `path`.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Reads a checkpoint, restores `params` and `buffers` in place, and returns
+/// the optimizer state, progress and config. Every parameter and buffer must
+/// be present with the model's shape and dtype, and the file may hold no
+/// model tensor the model lacks; on any error nothing is changed.
+/// `buffers` holds the model's current buffers (their names and shapes are
+/// the expectation).
+pub fn load(
+    path: impl AsRef<Path>,
+    params: &mut Params,
+    buffers: &mut BTreeMap<String, Tensor>,
+) -> Result<Checkpoint> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, e.to_string()))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let progress = read_progress(path, &meta)?;
+
+    let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let t = to_tensor(&view).map_err(|msg| bad(path, format!("tensor '{name}': {msg}")))?;
+        tensors.insert(name, t);
+    }
+
+    let mut new_params = Vec::new();
+    for id in params.ids() {
+        let name = params.name(id);
+        let t = take_matching(path, &mut tensors, name, params.get(id), "the model")?;
+        new_params.push((id, t));
+    }
+    let mut new_buffers = BTreeMap::new();
+    for (name, expected) in buffers.iter() {
+        let key = format!("{BUFFER_PREFIX}{name}");
+        let t = take_matching(path, &mut tensors, &key, expected, "the model's buffer")?;
+        new_buffers.insert(name.clone(), t);
+    }
+    let mut optimizer = BTreeMap::new();
+    let leftovers: Vec<String> = tensors.keys().cloned().collect();
+    for name in leftovers {
+        let Some(key) = name.strip_prefix(OPTIM_PREFIX) else {
+            return Err(bad(
+                path,
+                format!("tensor '{name}' is not a parameter or buffer of the model"),
+            ));
+        };
+        let t = tensors.remove(&name).expect("key listed above");
+        check_optim_shape(path, &name, key, &t, params)?;
+        optimizer.insert(key.to_string(), t);
+    }
+
+    for (id, t) in new_params {
+        params.set(id, t)?;
+    }
+    *buffers = new_buffers;
+    Ok(Checkpoint {
+        progress,
+        optimizer,
+        config_toml: meta.get("config").cloned().unwrap_or_default(),
+    })
+}
+
+/// Removes `name` from `tensors`, checking it against `expected`.
+fn take_matching(
+    path: &Path,
+    tensors: &mut BTreeMap<String, Tensor>,
+    name: &str,
+    expected: &Tensor,
+    owner: &str,
+) -> Result<Tensor> {
+    let t = tensors
+        .remove(name)
+        .ok_or_else(|| bad(path, format!("missing tensor '{name}' that {owner} needs")))?;
+    if t.dims() != expected.dims() {
+        return Err(bad(
+            path,
+            format!(
+                "tensor '{name}' has shape {:?} but {owner} expects {:?}",
+                t.dims(),
+                expected.dims()
+            ),
+        ));
+    }
+    if t.dtype() != expected.dtype() {
+        return Err(bad(
+            path,
+            format!(
+                "tensor '{name}' is {} but {owner} expects {}",
+                t.dtype(),
+                expected.dtype()
+            ),
+        ));
+    }
+    Ok(t)
+}
+
+/// Optimizer buffers are keyed `<buffer>.<parameter index>` (see
+/// `optim::save_buffers`); such a buffer must have its parameter's shape, which
+/// catches a checkpoint from a model whose parameters were registered in a
+/// different order.
+fn check_optim_shape(
+    path: &Path,
+    name: &str,
+    key: &str,
+    t: &Tensor,
+    params: &Params,
+) -> Result<()> {
+    let Some(index) = key
+        .rsplit_once('.')
+        .and_then(|(_, i)| i.parse::<usize>().ok())
+    else {
+        return Ok(());
+    };
+    let Some(id) = params.ids().nth(index) else {
+        return Err(bad(
+            path,
+            format!(
+                "optimizer tensor '{name}' refers to parameter {index}, but the model has {}",
+                params.len()
+            ),
+        ));
+    };
+    let p = params.get(id);
+    if p.dims() != t.dims() {
+        return Err(bad(
+            path,
+            format!(
+                "optimizer tensor '{name}' has shape {:?} but parameter {index} ('{}') has shape {:?}",
+                t.dims(),
+                params.name(id),
+                p.dims()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn read_progress(path: &Path, meta: &HashMap<String, String>) -> Result<TrainProgress> {
+    let get = |key: &str| {
+        meta.get(key)
+            .ok_or_else(|| bad(path, format!("metadata has no '{key}'")))
+    };
+    let num = |key: &str| -> Result<u64> {
+        let v = get(key)?;
+        v.parse()
+            .map_err(|_| bad(path, format!("metadata '{key}' = '{v}' is not an integer")))
+    };
+    if get("format")? != FORMAT_NAME {
+        return Err(bad(path, "not an mtaffect checkpoint".into()));
+    }
+    let version = num("format_version")?;
+    if version != FORMAT_VERSION as u64 {
+        return Err(bad(
+            path,
+            format!("format version {version}, this build reads {FORMAT_VERSION}"),
+        ));
+    }
+    let best = match (meta.get("best_score"), meta.get("best_step")) {
+        (Some(s), Some(_)) => {
+            let score = s.parse::<f64>().map_err(|_| {
+                bad(
+                    path,
+                    format!("metadata 'best_score' = '{s}' is not a number"),
+                )
+            })?;
+            Some((score, num("best_step")?))
+        }
+        _ => None,
+    };
+    Ok(TrainProgress {
+        step: num("step")?,
+        epoch: num("epoch")?,
+        position_in_epoch: num("position_in_epoch")?,
+        rng: [num("rng.0")?, num("rng.1")?, num("rng.2")?, num("rng.3")?],
+        best,
+    })
+}
+
+fn bad(path: &Path, msg: String) -> Error {
+    Error::Config(format!("checkpoint {}: {msg}", path.display()))
+}
+
+fn st_dtype(d: DType) -> Dtype {
+    match d {
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+    }
+}
+
+/// Tensor elements as little-endian bytes (the safetensors byte order).
+fn le_bytes(t: &Tensor) -> Vec<u8> {
+    match t.dtype() {
+        DType::F32 => t
+            .data::<f32>()
+            .expect("dtype checked")
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::F64 => t
+            .data::<f64>()
+            .expect("dtype checked")
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+    }
+}
+
+fn to_tensor(view: &TensorView) -> std::result::Result<Tensor, String> {
+    let dims = view.shape().to_vec();
+    let b = view.data();
+    // The file's data section need not be aligned for f32/f64, so decode
+    // element by element rather than casting the slice.
+    let t = match view.dtype() {
+        Dtype::F32 => Tensor::from_vec(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect::<Vec<f32>>(),
+            dims,
+        ),
+        Dtype::F64 => Tensor::from_vec(
+            b.chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect::<Vec<f64>>(),
+            dims,
+        ),
+        other => return Err(format!("dtype {other:?} is not supported (f32, f64)")),
+    };
+    t.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::{Adam, AdamConfig, Optimizer};
+    use crate::{Gradients, Rng};
+
+    fn model(rng: &mut Rng) -> (Params, BTreeMap<String, Tensor>) {
+        let mut p = Params::new();
+        p.add(
+            "layer1.0.conv1.weight",
+            Tensor::randn([4, 3, 3, 2], 0.5, DType::F32, rng),
+        )
+        .unwrap();
+        p.add("fc.bias", Tensor::randn([5], 0.5, DType::F32, rng))
+            .unwrap();
+        let buffers = BTreeMap::from([
+            (
+                "bn1.running_mean".to_string(),
+                Tensor::randn([4], 1.0, DType::F32, rng),
+            ),
+            ("bn1.running_var".to_string(), Tensor::ones([4], DType::F32)),
+        ]);
+        (p, buffers)
+    }
+
+    fn trained_optimizer(params: &mut Params, rng: &mut Rng) -> Adam {
+        let mut opt = Adam::new(AdamConfig::default());
+        let mut g = Gradients::new();
+        for id in params.ids().collect::<Vec<_>>() {
+            let shape = params.get(id).shape().clone();
+            g.accumulate(id, Tensor::randn(shape, 1.0, DType::F32, rng))
+                .unwrap();
+        }
+        opt.step(params, &g, 1e-2).unwrap();
+        opt
+    }
+
+    fn progress() -> TrainProgress {
+        TrainProgress {
+            step: 1234,
+            epoch: 3,
+            position_in_epoch: 17,
+            rng: Rng::new(99).state(),
+            best: Some((1.0 / 3.0, 1000)),
+        }
+    }
+
+    fn save_model(path: &Path, params: &Params, opt: &Adam, buffers: &BTreeMap<String, Tensor>) {
+        save(
+            path,
+            &CheckpointRef {
+                params,
+                optimizer: &opt.state_dict(),
+                buffers,
+                progress: progress(),
+                config_toml: "[train]\nsteps = 5\n",
+            },
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn round_trip_restores_everything_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.safetensors");
+        let mut rng = Rng::new(1);
+        let (mut params, buffers) = model(&mut rng);
+        let opt = trained_optimizer(&mut params, &mut rng);
+        save_model(&path, &params, &opt, &buffers);
+        assert!(!tmp_path(&path).exists());
+
+        let (mut fresh, mut fresh_buffers) = model(&mut Rng::new(2));
+        let ck = load(&path, &mut fresh, &mut fresh_buffers).unwrap();
+        for id in params.ids() {
+            assert_eq!(
+                fresh.get(id).to_vec::<f32>().unwrap(),
+                params.get(id).to_vec::<f32>().unwrap()
+            );
+        }
+        for (k, t) in &buffers {
+            assert_eq!(fresh_buffers[k].to_f64_vec(), t.to_f64_vec(), "{k}");
+        }
+        assert_eq!(ck.progress, progress());
+        assert_eq!(ck.config_toml, "[train]\nsteps = 5\n");
+        let mut opt2 = Adam::new(AdamConfig::default());
+        opt2.load_state_dict(&ck.optimizer).unwrap();
+        assert_eq!(opt2.step, opt.step);
+        let (a, b) = (opt.state_dict(), opt2.state_dict());
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for (k, t) in &a {
+            assert_eq!(b[k].to_f64_vec(), t.to_f64_vec(), "{k}");
+            assert_eq!(b[k].dtype(), t.dtype(), "{k}");
+        }
+        // The file is plain safetensors: other tools see the tensor names.
+        let bytes = std::fs::read(&path).unwrap();
+        let names = SafeTensors::deserialize(&bytes).unwrap().names().len();
+        assert_eq!(names, 2 + 2 + a.len());
+    }
+
+    #[test]
+    fn shape_mismatch_and_missing_tensor_name_file_and_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        let mut rng = Rng::new(1);
+        let (params, buffers) = model(&mut rng);
+        let opt = Adam::new(AdamConfig::default());
+        save_model(&path, &params, &opt, &buffers);
+
+        let mut wider = Params::new();
+        wider
+            .add(
+                "layer1.0.conv1.weight",
+                Tensor::zeros([8, 3, 3, 2], DType::F32),
+            )
+            .unwrap();
+        wider
+            .add("fc.bias", Tensor::zeros([5], DType::F32))
+            .unwrap();
+        let mut b = buffers.clone();
+        let e = load(&path, &mut wider, &mut b).unwrap_err().to_string();
+        assert!(e.contains("ck.safetensors"), "{e}");
+        assert!(
+            e.contains(
+                "'layer1.0.conv1.weight' has shape [4, 3, 3, 2] but the model expects [8, 3, 3, 2]"
+            ),
+            "{e}"
+        );
+        // Nothing was half-restored.
+        assert!(wider
+            .get(wider.ids().next().unwrap())
+            .to_f64_vec()
+            .iter()
+            .all(|&v| v == 0.0));
+
+        let mut extra = params.clone();
+        extra
+            .add("head.au.weight", Tensor::zeros([12, 5], DType::F32))
+            .unwrap();
+        let e = load(&path, &mut extra, &mut b).unwrap_err().to_string();
+        assert!(e.contains("missing tensor 'head.au.weight'"), "{e}");
+
+        let mut fewer = Params::new();
+        fewer
+            .add("fc.bias", Tensor::zeros([5], DType::F32))
+            .unwrap();
+        let e = load(&path, &mut fewer, &mut b).unwrap_err().to_string();
+        assert!(
+            e.contains("'layer1.0.conv1.weight' is not a parameter"),
+            "{e}"
+        );
+
+        let mut f64_params = Params::new();
+        f64_params
+            .add(
+                "layer1.0.conv1.weight",
+                Tensor::zeros([4, 3, 3, 2], DType::F64),
+            )
+            .unwrap();
+        f64_params
+            .add("fc.bias", Tensor::zeros([5], DType::F64))
+            .unwrap();
+        let e = load(&path, &mut f64_params, &mut b)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is f32 but the model expects f64"), "{e}");
+
+        let mut more_buffers = buffers.clone();
+        more_buffers.insert("bn2.running_mean".into(), Tensor::zeros([4], DType::F32));
+        let e = load(&path, &mut params.clone(), &mut more_buffers)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("missing tensor 'buffers.bn2.running_mean'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn optimizer_state_for_reordered_parameters_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        let mut rng = Rng::new(1);
+        let (mut params, buffers) = model(&mut rng);
+        let opt = trained_optimizer(&mut params, &mut rng);
+        save_model(&path, &params, &opt, &buffers);
+        // Same names and shapes, registered in the other order: parameter 0's
+        // Adam moments would land on the wrong tensor.
+        let mut swapped = Params::new();
+        swapped
+            .add("fc.bias", Tensor::zeros([5], DType::F32))
+            .unwrap();
+        swapped
+            .add(
+                "layer1.0.conv1.weight",
+                Tensor::zeros([4, 3, 3, 2], DType::F32),
+            )
+            .unwrap();
+        let e = load(&path, &mut swapped, &mut buffers.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("optimizer tensor 'optim.m.0'"), "{e}");
+    }
+
+    #[test]
+    fn truncated_or_garbage_file_is_a_clean_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("torn.safetensors");
+        let mut rng = Rng::new(1);
+        let (params, buffers) = model(&mut rng);
+        save_model(&path, &params, &Adam::new(AdamConfig::default()), &buffers);
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [bytes.len() - 7, bytes.len() / 2, 12, 3, 0] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let e = load(&path, &mut params.clone(), &mut buffers.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("checkpoint") && e.contains("torn.safetensors"),
+                "cut {cut}: {e}"
+            );
+        }
+        let e = load(
+            dir.path().join("absent.safetensors"),
+            &mut params.clone(),
+            &mut buffers.clone(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("absent.safetensors"), "{e}");
+    }
+
+    #[test]
+    fn failed_write_leaves_previous_checkpoint_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.safetensors");
+        let mut rng = Rng::new(1);
+        let (mut params, buffers) = model(&mut rng);
+        let opt = trained_optimizer(&mut params, &mut rng);
+        save_model(&path, &params, &opt, &buffers);
+        let good = std::fs::read(&path).unwrap();
+
+        // A directory where the temporary file must go makes the write fail
+        // (root ignores read-only permissions, so that is no reliable test).
+        std::fs::create_dir(tmp_path(&path)).unwrap();
+        let (other, _) = model(&mut Rng::new(5));
+        let r = save(
+            &path,
+            &CheckpointRef {
+                params: &other,
+                optimizer: &BTreeMap::new(),
+                buffers: &buffers,
+                progress: progress(),
+                config_toml: "",
+            },
+        );
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("last.safetensors.tmp"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), good);
+        std::fs::remove_dir(tmp_path(&path)).unwrap();
+
+        // A crash mid-write leaves a torn .tmp behind: the target still loads,
+        // and the next save replaces the stale temporary.
+        std::fs::write(tmp_path(&path), &good[..good.len() / 3]).unwrap();
+        load(&path, &mut params.clone(), &mut buffers.clone()).unwrap();
+        save_model(&path, &params, &opt, &buffers);
+        assert!(!tmp_path(&path).exists());
+        load(&path, &mut params.clone(), &mut buffers.clone()).unwrap();
+
+        // Missing target directory: an error naming the path, nothing created.
+        let nowhere = dir.path().join("no/such/dir/last.safetensors");
+        let e = save(
+            &nowhere,
+            &CheckpointRef {
+                params: &params,
+                optimizer: &BTreeMap::new(),
+                buffers: &buffers,
+                progress: progress(),
+                config_toml: "",
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no/such/dir"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap().len(), good.len());
+    }
+}

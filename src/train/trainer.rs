@@ -1,0 +1,313 @@
+//! The multi-task training loop: one tape per step, masked multi-task loss,
+//! clipping, the LR schedule, periodic validation with the ABAW metrics, and
+//! a state that can be captured and restored exactly (weights, buffers,
+//! optimizer, loss weighting, RNG, step and position in the epoch).
+
+use super::checkpoint::{self, CheckpointRef, TrainProgress};
+use super::{MtlLoss, MtlTargets, OptimConfig, TrainConfig};
+use crate::data::{Batch, Loader};
+use crate::metrics::{MtlEvaluator, MtlLabels, MtlMetrics, MtlPredictions};
+use crate::model::MtlNet;
+use crate::nn::{Buffers, Ctx};
+use crate::optim::{clip_grad_norm, Adam, Optimizer, Sgd};
+use crate::{Error, Params, Result, Rng, Tape, Tensor};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Loss values of one step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    pub step: u64,
+    pub loss: f64,
+    pub va: f64,
+    pub au: f64,
+    pub expr: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+}
+
+pub struct Trainer {
+    pub config: TrainConfig,
+    pub net: MtlNet,
+    pub params: Params,
+    pub buffers: Buffers,
+    loss: MtlLoss,
+    opt: Box<dyn Optimizer>,
+    /// Dropout masks.
+    rng: Rng,
+    /// Step, epoch, position and best score; `rng` is filled in when saving.
+    pub progress: TrainProgress,
+    /// Sums of (va, au, expr) losses and count since the last period end (DWA).
+    period: ([f64; 3], u64),
+}
+
+fn make_optimizer(cfg: &OptimConfig) -> Box<dyn Optimizer> {
+    match cfg {
+        OptimConfig::Sgd(c) => Box::new(Sgd::new(c.clone())),
+        OptimConfig::Adam(c) => Box::new(Adam::new(c.clone())),
+    }
+}
+
+impl Trainer {
+    /// A fresh model initialised from the config's seed.
+    pub fn new(config: &TrainConfig) -> Result<Self> {
+        let mut rng = Rng::new(config.train.seed);
+        let mut init_rng = rng.fork(1);
+        let (mut params, mut buffers) = (Params::new(), Buffers::new());
+        let net = MtlNet::new(&config.model, &mut params, &mut buffers, &mut init_rng)?;
+        let loss = MtlLoss::new(&config.loss, &mut params)?;
+        Ok(Trainer {
+            config: config.clone(),
+            net,
+            params,
+            buffers,
+            loss,
+            opt: make_optimizer(&config.optim),
+            rng: rng.fork(2),
+            progress: TrainProgress {
+                step: 0,
+                epoch: 0,
+                position_in_epoch: 0,
+                rng: [0; 4],
+                best: None,
+            },
+            period: ([0.0; 3], 0),
+        })
+    }
+
+    /// One optimizer step on `batch`. A non-finite loss or gradient is an
+    /// error and leaves the weights untouched.
+    pub fn step(&mut self, batch: &Batch) -> Result<StepStats> {
+        let step = self.progress.step;
+        let tape = Tape::new();
+        let x = tape.constant(batch.images.clone());
+        let mut cx = Ctx {
+            tape: &tape,
+            params: &self.params,
+            buffers: &mut self.buffers,
+            training: true,
+            rng: &mut self.rng,
+        };
+        let out = self.net.forward(&mut cx, &x)?;
+        let targets = MtlTargets {
+            va: &batch.va,
+            au: &batch.aus,
+            expr: &batch.expr_class,
+        };
+        let terms = self.loss.forward(&tape, &self.params, &out, &targets)?;
+        let loss = terms.total.value().item()?;
+        if !loss.is_finite() {
+            return Err(Error::NonFinite(format!(
+                "step {step}: loss is {loss} (va {}, au {}, expr {})",
+                terms.va, terms.au, terms.expr
+            )));
+        }
+        let mut grads = tape.backward(&terms.total)?;
+        drop(tape);
+        let grad_norm = if self.config.train.grad_clip > 0.0 {
+            clip_grad_norm(&mut grads, self.config.train.grad_clip)
+        } else {
+            let n = grads.global_norm();
+            if n.is_finite() {
+                Ok(n)
+            } else {
+                Err(Error::NonFinite(format!("gradient norm is {n}")))
+            }
+        }
+        .map_err(|e| Error::NonFinite(format!("step {step}: {e}")))?;
+        let lr = self.config.schedule.lr_at(step);
+        self.opt.step(&mut self.params, &grads, lr)?;
+        self.progress.step += 1;
+        self.period.0[0] += terms.va;
+        self.period.0[1] += terms.au;
+        self.period.0[2] += terms.expr;
+        self.period.1 += 1;
+        Ok(StepStats {
+            step,
+            loss,
+            va: terms.va,
+            au: terms.au,
+            expr: terms.expr,
+            lr,
+            grad_norm,
+        })
+    }
+
+    /// Closes a weighting period (DWA uses the mean task losses of the last two).
+    pub fn end_period(&mut self) {
+        let (sums, n) = self.period;
+        if n > 0 {
+            self.loss.end_period(sums.map(|s| s / n as f64));
+        }
+        self.period = ([0.0; 3], 0);
+    }
+
+    /// Runs the model in eval mode over every batch of `loader` (one pass).
+    pub fn evaluate(&mut self, loader: &Loader) -> Result<MtlMetrics> {
+        let ls = loader.dataset().label_set;
+        let mut ev = MtlEvaluator::new(ls.num_expressions(), ls.num_aus());
+        for batch in loader.epoch(0, 0) {
+            let batch = batch?;
+            let tape = Tape::no_grad();
+            let x = tape.constant(batch.images.clone());
+            let mut cx = Ctx {
+                tape: &tape,
+                params: &self.params,
+                buffers: &mut self.buffers,
+                training: false,
+                rng: &mut self.rng,
+            };
+            let out = self.net.forward(&mut cx, &x)?;
+            let (va, expr, au) = (
+                out.va.value().to_vec::<f32>()?,
+                out.expr.value().to_vec::<f32>()?,
+                out.au.value().to_vec::<f32>()?,
+            );
+            let (lva, lexpr, lau) = (
+                batch.va.to_vec::<f32>()?,
+                batch.expr.to_vec::<f32>()?,
+                batch.aus.to_vec::<f32>()?,
+            );
+            ev.add_batch(
+                batch.len(),
+                MtlPredictions {
+                    va: &va,
+                    expr_logits: &expr,
+                    au_logits: &au,
+                },
+                MtlLabels {
+                    va: &lva,
+                    expr: &lexpr,
+                    au: &lau,
+                },
+            )?;
+        }
+        Ok(ev.finish())
+    }
+
+    /// Named non-trained state: BN running statistics plus the loss
+    /// weighting's state (`loss.*`), in fixed shapes so a checkpoint can be
+    /// validated against a fresh trainer.
+    fn buffer_map(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        for id in self.buffers.ids() {
+            out.insert(
+                self.buffers.name(id).to_string(),
+                self.buffers.get(id).clone(),
+            );
+        }
+        let hist = self.loss.history();
+        let mut rows = [0.0f64; 6];
+        for (i, h) in hist.iter().enumerate() {
+            rows[3 * i..3 * i + 3].copy_from_slice(h);
+        }
+        let f64s = |v: &[f64], d: &[usize]| Tensor::from_vec(v.to_vec(), d).expect("sizes match");
+        out.insert("loss.dwa_history".into(), f64s(&rows, &[2, 3]));
+        out.insert("loss.dwa_rows".into(), f64s(&[hist.len() as f64], &[1]));
+        let (sums, n) = self.period;
+        out.insert(
+            "loss.period".into(),
+            f64s(&[sums[0], sums[1], sums[2], n as f64], &[4]),
+        );
+        out
+    }
+
+    /// Writes `path` atomically: weights, buffers, optimizer and loss state,
+    /// progress, RNG and the resolved config.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        let optimizer = self.opt.state_dict();
+        let buffers = self.buffer_map();
+        let progress = TrainProgress {
+            rng: self.rng.state(),
+            ..self.progress
+        };
+        checkpoint::save(
+            path,
+            &CheckpointRef {
+                params: &self.params,
+                optimizer: &optimizer,
+                buffers: &buffers,
+                progress,
+                config_toml: &self.config.to_toml(),
+            },
+        )
+    }
+
+    /// Restores everything `save_checkpoint` wrote; on error nothing changes.
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let mut buffers = self.buffer_map();
+        let mut params = self.params.clone();
+        let ck = checkpoint::load(path, &mut params, &mut buffers)?;
+        let mut opt = make_optimizer(&self.config.optim);
+        opt.load_state_dict(&ck.optimizer)?;
+        let mut model_buffers = self.buffers.clone();
+        let ids: Vec<_> = model_buffers.ids().collect();
+        for id in ids {
+            let t = buffers
+                .remove(model_buffers.name(id))
+                .expect("checkpoint::load checked every buffer");
+            model_buffers.set(id, t)?;
+        }
+        let get = |k: &str| buffers[k].to_f64_vec();
+        let (rows, n) = (get("loss.dwa_history"), get("loss.dwa_rows")[0] as usize);
+        let period = get("loss.period");
+        self.loss.set_history(
+            rows.chunks(3)
+                .take(n.min(2))
+                .map(|c| [c[0], c[1], c[2]])
+                .collect(),
+        );
+        self.period = ([period[0], period[1], period[2]], period[3] as u64);
+        self.params = params;
+        self.buffers = model_buffers;
+        self.opt = opt;
+        self.rng = Rng::from_state(ck.progress.rng);
+        self.progress = ck.progress;
+        Ok(())
+    }
+
+    /// Runs training steps on `loader` until `until` steps are done in total,
+    /// calling `on_step` after each one and `on_period` every `eval_every`
+    /// steps (where the caller evaluates and checkpoints). Epochs roll over
+    /// and a restored position resumes mid-epoch.
+    pub fn run(
+        &mut self,
+        loader: &Loader,
+        until: u64,
+        on_step: &mut dyn FnMut(&Trainer, &StepStats) -> Result<()>,
+        on_period: &mut dyn FnMut(&mut Trainer) -> Result<()>,
+    ) -> Result<()> {
+        let per_epoch = loader.steps_per_epoch();
+        if per_epoch == 0 {
+            return Err(Error::Config(format!(
+                "training set has {} samples, fewer than one batch of {}",
+                loader.dataset().samples.len(),
+                self.config.data.batch_size
+            )));
+        }
+        while self.progress.step < until {
+            if self.progress.position_in_epoch >= per_epoch as u64 {
+                self.progress.epoch += 1;
+                self.progress.position_in_epoch = 0;
+            }
+            for batch in loader.epoch(
+                self.progress.epoch,
+                self.progress.position_in_epoch as usize,
+            ) {
+                let stats = self.step(&batch?)?;
+                self.progress.position_in_epoch += 1;
+                on_step(self, &stats)?;
+                if self.progress.step % self.config.train.eval_every == 0
+                    || self.progress.step == until
+                {
+                    self.end_period();
+                    on_period(self)?;
+                }
+                if self.progress.step >= until {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
