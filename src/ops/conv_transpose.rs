@@ -176,7 +176,9 @@ mod tests {
     }
 
     /// (input dims, C_out/groups, R, S, params, output_padding).
-    fn configs() -> Vec<([usize; 4], usize, usize, usize, Conv2dParams, [usize; 2])> {
+    type Config = ([usize; 4], usize, usize, usize, Conv2dParams, [usize; 2]);
+
+    fn configs() -> Vec<Config> {
         let p = Conv2dParams::new;
         vec![
             ([2, 3, 4, 3], 2, 4, 4, p().stride(2).padding(1), [0, 0]),

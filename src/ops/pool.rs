@@ -306,11 +306,9 @@ mod tests {
         Tensor::from_f64s(v, s, DType::F64).unwrap()
     }
 
-    fn run(
-        f: fn(&Tape, &Var, Pool2dParams) -> Result<Var>,
-        x: &Tensor,
-        prm: Pool2dParams,
-    ) -> (Vec<usize>, Vec<f64>) {
+    type PoolFn = fn(&Tape, &Var, Pool2dParams) -> Result<Var>;
+
+    fn run(f: PoolFn, x: &Tensor, prm: Pool2dParams) -> (Vec<usize>, Vec<f64>) {
         let tape = Tape::no_grad();
         let y = f(&tape, &tape.constant(x.clone()), prm).unwrap();
         (y.dims().to_vec(), y.value().to_f64_vec())
@@ -365,12 +363,7 @@ mod tests {
         let x: Vec<f64> = (0..150).map(|i| (i as f64 * 0.7).sin()).collect();
         let x = t(&x, &[2, 5, 5, 3]);
         let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-11);
-        let cases: [(
-            fn(&Tape, &Var, Pool2dParams) -> Result<Var>,
-            Pool2dParams,
-            [usize; 4],
-            [f64; 12],
-        ); 3] = [
+        let cases: [(PoolFn, Pool2dParams, [usize; 4], [f64; 12]); 3] = [
             (
                 max_pool2d,
                 Pool2dParams::new(3, 2).padding(1).ceil_mode(true),
@@ -461,10 +454,19 @@ mod tests {
             },
         ];
         for prm in prms {
-            check_gradients(&[x.clone()], 1e-6, |t, v| max_pool2d(t, &v[0], prm)).unwrap();
-            check_gradients(&[x.clone()], 1e-6, |t, v| avg_pool2d(t, &v[0], prm)).unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+                max_pool2d(t, &v[0], prm)
+            })
+            .unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+                avg_pool2d(t, &v[0], prm)
+            })
+            .unwrap();
         }
-        check_gradients(&[x.clone()], 1e-6, |t, v| global_avg_pool(t, &v[0])).unwrap();
+        check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+            global_avg_pool(t, &v[0])
+        })
+        .unwrap();
         check_gradients(&[x], 1e-6, |t, v| global_max_pool(t, &v[0])).unwrap();
     }
 
