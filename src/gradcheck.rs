@@ -88,7 +88,8 @@ where
             params.get_mut(id).data_mut::<f64>()?[e] = x0;
             let n = (lp - lm) / (2.0 * STEP);
             let err = rel_error(a, n);
-            if !(err <= worst.max_rel_error) {
+            // A NaN error is kept as the worst, and fails the check below.
+            if err.is_nan() || err > worst.max_rel_error {
                 worst = GradCheckReport {
                     max_rel_error: err,
                     input: i,
@@ -99,7 +100,7 @@ where
             }
         }
     }
-    if !(worst.max_rel_error <= tol) {
+    if worst.max_rel_error.is_nan() || worst.max_rel_error > tol {
         return Err(Error::Tape(format!(
             "gradient check failed: input {} element {}: analytic {:.9e} vs numeric {:.9e} (relative error {:.3e} > {:.1e})",
             worst.input, worst.element, worst.analytic, worst.numeric, worst.max_rel_error, tol
