@@ -32,8 +32,8 @@ fn se_basic_block(tape: &Tape, x: &Var, p: &[Var]) -> Result<Var> {
     ops::relu(tape, &ops::add(tape, &h, x)?)
 }
 
-#[test]
-fn se_resnet_basic_block_gradients_match_central_differences() {
+/// Input x [2, 5, 5, 4] and the block's parameters, in the order `se_basic_block` reads them.
+fn block_inputs() -> Vec<Tensor> {
     let (n, hw, c, r) = (2, 5, 4, 2);
     let mut rng = Rng::new(2024);
     let mut randn = |s: &[usize], std: f64| Tensor::randn(s, std, DType::F64, &mut rng);
@@ -53,10 +53,32 @@ fn se_resnet_basic_block_gradients_match_central_differences() {
     // BN weights around 1, as initialised in training.
     let g1 = Tensor::uniform([c], 0.8, 1.2, DType::F64, &mut rng);
     let g2 = Tensor::uniform([c], 0.8, 1.2, DType::F64, &mut rng);
-    let inputs = [x, w1, g1, b1, w2, g2, b2, fc1, fc1b, fc2, fc2b];
+    vec![x, w1, g1, b1, w2, g2, b2, fc1, fc1b, fc2, fc2b]
+}
+
+#[test]
+fn se_resnet_basic_block_gradients_match_central_differences() {
+    let inputs = block_inputs();
     let report = check_gradients(&inputs, 1e-6, |tape, v| {
         se_basic_block(tape, &v[0], &v[1..])
     })
     .unwrap();
     assert!(report.max_rel_error <= 1e-6, "{report:?}");
+}
+
+#[test]
+fn a_planted_wrong_gradient_in_the_block_is_caught() {
+    // The block followed by an identity whose backward is 0.1% too large:
+    // the harness must notice an error this small.
+    let err = check_gradients(&block_inputs(), 1e-6, |tape, v| {
+        let y = se_basic_block(tape, &v[0], &v[1..])?;
+        let out = y.value().clone();
+        tape.record("planted_identity", &[&y], out, |g, _| {
+            let scaled: Vec<f64> = g.to_f64_vec().iter().map(|v| v * 1.001).collect();
+            Ok(vec![Some(Tensor::from_vec(scaled, g.shape().clone())?)])
+        })
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("gradient check failed"), "{err}");
 }

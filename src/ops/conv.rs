@@ -6,13 +6,16 @@
 //! - dgrad:   `dpatches = dY · W`, scattered back into dX (col2im),
 //! - wgrad:   `dW = dYᵀ · patches`,
 //!
-//! each per group. The patch (im2col) buffer never holds the whole batch: it
-//! is built for at most [`Conv2dGeom::chunk_rows`] output rows at a time,
-//! so one buffer holds at most `max(PATCH_BUDGET_ELEMS, R·S·C/groups)`
-//! elements (8 MiB of f32 for any layer with R·S·C/groups <= 2^21), and at most
-//! one buffer per rayon worker is alive. 1x1, stride-1, unpadded convolutions
-//! build no patch buffer at all: an NHWC activation already is the [N·H·W, C]
-//! matrix they multiply.
+//! each per group.
+//!
+//! Memory bound: the patch (im2col) buffer never holds the whole batch. It
+//! is built for at most [`Conv2dGeom::chunk_rows`] output rows at a time, so
+//! one buffer holds at most `max(PATCH_BUDGET_ELEMS, R·S·C/groups)` elements
+//! (2^21: 8 MiB of f32 for any layer with R·S·C/groups <= 2^21), and at most
+//! one buffer per rayon worker is alive. wgrad also keeps at most
+//! `max(1, min(8, PATCH_BUDGET_ELEMS / (K·R·S·C/groups)))` partial weight
+//! gradients. 1x1, stride-1, unpadded convolutions build no patch buffer at
+//! all: an NHWC activation already is the [N·H·W, C] matrix they multiply.
 //!
 //! [`conv_transpose2d`](super::conv_transpose::conv_transpose2d) is the
 //! adjoint of this op and reuses [`forward`], [`dgrad`] and [`wgrad`].
@@ -26,7 +29,8 @@ use rayon::prelude::*;
 pub const PATCH_BUDGET_ELEMS: usize = 1 << 21;
 
 /// wgrad sums per-range partial weight gradients in a fixed order, so the
-/// result does not depend on the thread count or scheduling.
+/// result does not depend on the thread count or scheduling; at most this
+/// many, fewer where the weight is large.
 const WGRAD_PARTIALS: usize = 8;
 
 /// Stride, padding, dilation and groups of a 2-D convolution.
@@ -391,7 +395,11 @@ pub fn wgrad<T: Float>(g: &Conv2dGeom, x: &[T], dy: &[T]) -> Vec<T> {
         return dw;
     }
     let chunk = g.chunk_rows();
-    let parts = rows.div_ceil(chunk).min(WGRAD_PARTIALS);
+    // The partition depends only on the shape, never on the thread count.
+    let parts = rows
+        .div_ceil(chunk)
+        .min(WGRAD_PARTIALS)
+        .min((PATCH_BUDGET_ELEMS / (k * cols)).max(1));
     let partials: Vec<Vec<T>> = (0..parts)
         .into_par_iter()
         .map(|pi| {
@@ -625,10 +633,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn chunked_patch_buffer_matches_one_chunk() {
-        // A geometry whose chunk is smaller than the batch's rows, checked
-        // through the public path against the direct loops: R·S·C large
-        // enough that chunk_rows < N·P·Q.
+    fn multi_chunk_geometry_matches_direct_loops_and_adjoints() {
+        // R·S·C large enough that chunk_rows (28) < P·Q (30) < N·P·Q: forward
+        // and wgrad chunks straddle images, dgrad splits each image, wgrad
+        // sums several partials. Checked against the direct loops and the
+        // adjoint identities.
         let prm = Conv2dParams::new().padding(1);
         let g = Conv2dGeom::new("t", &[3, 6, 5, 8192], &[2, 3, 3, 8192], prm).unwrap();
         assert!(g.chunk_rows() < 3 * 6 * 5, "{}", g.chunk_rows());
