@@ -208,25 +208,22 @@ impl Conv2dGeom {
 }
 
 /// Visits the patch of output row `row` (rows count (n, p, q) from the start
-/// of `x`) for one group: `f(tap, input_offset)` for every in-bounds kernel
-/// tap, where tap = r·S + s and input_offset indexes the group's first channel.
-fn for_each_tap(g: &Conv2dGeom, grp: usize, row: usize, mut f: impl FnMut(usize, usize)) {
+/// of `x`) for one group: `f(tap, offset)` for every kernel tap in order,
+/// tap = r·S + s, with the input offset of the group's first channel, or
+/// None where the tap falls into the padding.
+fn for_each_tap(g: &Conv2dGeom, grp: usize, row: usize, mut f: impl FnMut(usize, Option<usize>)) {
     let [sh, sw] = g.prm.stride;
     let [dh, dw] = g.prm.dilation;
     let (pt, pl) = (g.prm.padding[0], g.prm.padding[2]);
     let (n, p, q) = (row / (g.p * g.q), (row / g.q) % g.p, row % g.q);
     for r in 0..g.r {
-        let Some(hi) = (p * sh + r * dh).checked_sub(pt).filter(|&v| v < g.h) else {
-            continue;
-        };
+        let hi = (p * sh + r * dh).checked_sub(pt).filter(|&v| v < g.h);
         for s in 0..g.s {
-            let Some(wi) = (q * sw + s * dw).checked_sub(pl).filter(|&v| v < g.w) else {
-                continue;
-            };
-            f(
-                r * g.s + s,
-                ((n * g.h + hi) * g.w + wi) * g.c + grp * g.cg(),
-            );
+            let wi = (q * sw + s * dw).checked_sub(pl).filter(|&v| v < g.w);
+            let off = hi
+                .zip(wi)
+                .map(|(hi, wi)| ((n * g.h + hi) * g.w + wi) * g.c + grp * g.cg());
+            f(r * g.s + s, off);
         }
     }
 }
@@ -236,9 +233,12 @@ fn for_each_tap(g: &Conv2dGeom, grp: usize, row: usize, mut f: impl FnMut(usize,
 fn im2col<T: Float>(g: &Conv2dGeom, x: &[T], grp: usize, row0: usize, buf: &mut [T]) {
     let (cols, cg) = (g.patch_cols(), g.cg());
     for (i, dst) in buf.chunks_exact_mut(cols).enumerate() {
-        dst.fill(T::ZERO);
         for_each_tap(g, grp, row0 + i, |tap, off| {
-            dst[tap * cg..(tap + 1) * cg].copy_from_slice(&x[off..off + cg]);
+            let d = &mut dst[tap * cg..(tap + 1) * cg];
+            match off {
+                Some(o) => d.copy_from_slice(&x[o..o + cg]),
+                None => d.fill(T::ZERO),
+            }
         });
     }
 }
@@ -249,11 +249,9 @@ fn col2im<T: Float>(g: &Conv2dGeom, dx: &mut [T], grp: usize, row0: usize, buf: 
     let (cols, cg) = (g.patch_cols(), g.cg());
     for (i, src) in buf.chunks_exact(cols).enumerate() {
         for_each_tap(g, grp, row0 + i, |tap, off| {
-            for (d, &v) in dx[off..off + cg]
-                .iter_mut()
-                .zip(&src[tap * cg..(tap + 1) * cg])
-            {
-                *d += v;
+            if let Some(o) = off {
+                let s = &src[tap * cg..(tap + 1) * cg];
+                dx[o..o + cg].iter_mut().zip(s).for_each(|(d, &v)| *d += v);
             }
         });
     }
