@@ -27,7 +27,10 @@ impl Params {
     pub fn add(&mut self, name: impl Into<String>, value: Tensor) -> Result<ParamId> {
         let name = name.into();
         if self.names.contains(&name) {
-            return Err(Error::arg("params", format!("duplicate parameter name '{name}'")));
+            return Err(Error::arg(
+                "params",
+                format!("duplicate parameter name '{name}'"),
+            ));
         }
         self.names.push(name);
         self.values.push(value);

@@ -128,7 +128,13 @@ impl Tape {
 
     /// Records an op. `backward` is kept only if some input requires grad
     /// and the tape records; otherwise it is dropped at once with what it saved.
-    pub fn record<F>(&self, name: &'static str, inputs: &[&Var], output: Tensor, backward: F) -> Result<Var>
+    pub fn record<F>(
+        &self,
+        name: &'static str,
+        inputs: &[&Var],
+        output: Tensor,
+        backward: F,
+    ) -> Result<Var>
     where
         F: FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
     {
@@ -182,7 +188,9 @@ impl Tape {
     /// Vector-Jacobian product: backpropagates `seed` (shaped like `out`).
     pub fn backward_with_seed(&self, out: &Var, seed: Tensor) -> Result<Gradients> {
         if !self.recording {
-            return Err(Error::Tape("backward on a no_grad tape (eval mode records nothing)".into()));
+            return Err(Error::Tape(
+                "backward on a no_grad tape (eval mode records nothing)".into(),
+            ));
         }
         if self.consumed.replace(true) {
             return Err(Error::Tape(
@@ -192,7 +200,11 @@ impl Tape {
         crate::tensor::check_same_shape("backward seed", &out.value, &seed)?;
         let root = match out.node {
             Some((tape, n)) if tape == self.id => n,
-            Some(_) => return Err(Error::Tape("backward: output belongs to a different tape".into())),
+            Some(_) => {
+                return Err(Error::Tape(
+                    "backward: output belongs to a different tape".into(),
+                ))
+            }
             None => {
                 return Err(Error::Tape(
                     "backward: the output does not depend on any parameter".into(),
@@ -225,7 +237,9 @@ impl Tape {
                     }
                     let (name, inputs) = (*name, inputs.clone());
                     for (j, gj) in inputs.into_iter().zip(input_grads) {
-                        let (Some(j), Some(gj)) = (j, gj) else { continue };
+                        let (Some(j), Some(gj)) = (j, gj) else {
+                            continue;
+                        };
                         if gj.shape() != &nodes[j].shape {
                             return Err(Error::Tape(format!(
                                 "{name}: backward produced a gradient of shape {} for an input of shape {}",

@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "mtaffect", version, about = "Multi-task facial affect training (VA, AUs, expressions)")]
+#[command(
+    name = "mtaffect",
+    version,
+    about = "Multi-task facial affect training (VA, AUs, expressions)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -15,7 +15,11 @@ pub fn concat(tape: &Tape, parts: &[&Var], axis: isize) -> Result<Var> {
         let mut start = 0;
         let mut grads = Vec::with_capacity(sizes.len());
         for (&len, &need) in sizes.iter().zip(needs) {
-            grads.push(if need { Some(g.narrow(ax, start, len)?) } else { None });
+            grads.push(if need {
+                Some(g.narrow(ax, start, len)?)
+            } else {
+                None
+            });
             start += len;
         }
         Ok(grads)

@@ -24,7 +24,9 @@ pub fn dropout(tape: &Tape, x: &Var, p: f64, training: bool, rng: &mut Rng) -> R
         })
     };
     let y = apply(x.value(), &mask)?;
-    tape.record("dropout", &[x], y, move |g, _| Ok(vec![Some(apply(g, &mask)?)]))
+    tape.record("dropout", &[x], y, move |g, _| {
+        Ok(vec![Some(apply(g, &mask)?)])
+    })
 }
 
 #[cfg(test)]
@@ -37,11 +39,17 @@ mod tests {
     fn seeded_rate_and_scale() {
         let tape = Tape::no_grad();
         let x = tape.constant(Tensor::ones([10_000], DType::F32));
-        let y = dropout(&tape, &x, 0.3, true, &mut Rng::new(1)).unwrap().value().to_f64_vec();
+        let y = dropout(&tape, &x, 0.3, true, &mut Rng::new(1))
+            .unwrap()
+            .value()
+            .to_f64_vec();
         let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / 1e4;
         assert!((dropped - 0.3).abs() < 0.02, "{dropped}");
         assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-6));
-        let y2 = dropout(&tape, &x, 0.3, true, &mut Rng::new(1)).unwrap().value().to_f64_vec();
+        let y2 = dropout(&tape, &x, 0.3, true, &mut Rng::new(1))
+            .unwrap()
+            .value()
+            .to_f64_vec();
         assert_eq!(y, y2);
         let eval = dropout(&tape, &x, 0.3, false, &mut Rng::new(1)).unwrap();
         assert!(eval.value().shares_storage(x.value()));
@@ -51,6 +59,9 @@ mod tests {
     #[test]
     fn gradcheck_with_fixed_mask() {
         let x = Tensor::randn([3, 7], 1.0, DType::F64, &mut Rng::new(2));
-        check_gradients(&[x], 1e-6, |t, v| dropout(t, &v[0], 0.4, true, &mut Rng::new(9))).unwrap();
+        check_gradients(&[x], 1e-6, |t, v| {
+            dropout(t, &v[0], 0.4, true, &mut Rng::new(9))
+        })
+        .unwrap();
     }
 }

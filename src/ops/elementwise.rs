@@ -154,9 +154,18 @@ mod tests {
         let x = tape.constant(t(&[1., 2., 3., 4., 5., 6.], &[2, 3]));
         let c = tape.constant(t(&[10., 20., 30.], &[3]));
         let r = tape.constant(t(&[100., 200.], &[2, 1]));
-        assert_eq!(add(&tape, &x, &c).unwrap().value().to_f64_vec(), [11., 22., 33., 14., 25., 36.]);
-        assert_eq!(sub(&tape, &x, &r).unwrap().value().to_f64_vec(), [-99., -98., -97., -196., -195., -194.]);
-        assert_eq!(mul(&tape, &r, &c).unwrap().value().to_f64_vec(), [1000., 2000., 3000., 2000., 4000., 6000.]);
+        assert_eq!(
+            add(&tape, &x, &c).unwrap().value().to_f64_vec(),
+            [11., 22., 33., 14., 25., 36.]
+        );
+        assert_eq!(
+            sub(&tape, &x, &r).unwrap().value().to_f64_vec(),
+            [-99., -98., -97., -196., -195., -194.]
+        );
+        assert_eq!(
+            mul(&tape, &r, &c).unwrap().value().to_f64_vec(),
+            [1000., 2000., 3000., 2000., 4000., 6000.]
+        );
         assert_eq!(div(&tape, &x, &c).unwrap().value().to_f64_vec()[5], 0.2);
     }
 
@@ -166,9 +175,15 @@ mod tests {
         let a = tape.constant(Tensor::zeros([2, 3], DType::F32));
         let b = tape.constant(Tensor::zeros([4], DType::F32));
         let e = add(&tape, &a, &b).unwrap_err().to_string();
-        assert!(e.contains("add") && e.contains("[2, 3]") && e.contains("[4]"), "{e}");
+        assert!(
+            e.contains("add") && e.contains("[2, 3]") && e.contains("[4]"),
+            "{e}"
+        );
         let c = tape.constant(Tensor::zeros([2, 3], DType::F64));
-        assert!(mul(&tape, &a, &c).unwrap_err().to_string().contains("dtype"));
+        assert!(mul(&tape, &a, &c)
+            .unwrap_err()
+            .to_string()
+            .contains("dtype"));
     }
 
     #[test]
@@ -186,7 +201,10 @@ mod tests {
             // Keep divisors away from zero so central differences stay accurate.
             let b = Tensor::uniform(sb, 0.5, 2.0, DType::F64, &mut rng);
             for f in [add, sub, mul, div] {
-                check_gradients(&[a.clone(), b.clone()], 1e-6, |tape, v| f(tape, &v[0], &v[1])).unwrap();
+                check_gradients(&[a.clone(), b.clone()], 1e-6, |tape, v| {
+                    f(tape, &v[0], &v[1])
+                })
+                .unwrap();
             }
         }
     }

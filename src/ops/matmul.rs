@@ -7,7 +7,15 @@ use crate::tensor::check_same_dtype;
 use crate::{with_dtype, Error, Result, Shape, Tape, Tensor, Var};
 
 /// `op(a)·op(b)` into a new [m, n] tensor, where op is an optional transpose.
-fn product(a: &Tensor, ta: bool, b: &Tensor, tb: bool, m: usize, k: usize, n: usize) -> Result<Tensor> {
+fn product(
+    a: &Tensor,
+    ta: bool,
+    b: &Tensor,
+    tb: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Result<Tensor> {
     with_dtype!(a.dtype(), T => {
         let av = MatRef::new(a.data::<T>()?, if ta { k } else { m }, if ta { m } else { k });
         let bv = MatRef::new(b.data::<T>()?, if tb { n } else { k }, if tb { k } else { n });
@@ -19,7 +27,10 @@ fn product(a: &Tensor, ta: bool, b: &Tensor, tb: bool, m: usize, k: usize, n: us
 
 fn check_rank(op: &'static str, name: &str, t: &Tensor, rank: usize) -> Result<()> {
     if t.rank() != rank {
-        return Err(Error::shape(op, format!("{name} must have rank {rank}, found shape {}", t.shape())));
+        return Err(Error::shape(
+            op,
+            format!("{name} must have rank {rank}, found shape {}", t.shape()),
+        ));
     }
     Ok(())
 }
@@ -32,13 +43,24 @@ pub fn matmul(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
     check_rank("matmul", "rhs", &bt, 2)?;
     let (m, k, n) = (at.dims()[0], at.dims()[1], bt.dims()[1]);
     if bt.dims()[0] != k {
-        return Err(Error::shape("matmul", format!("{} x {}: inner dimensions differ", at.shape(), bt.shape())));
+        return Err(Error::shape(
+            "matmul",
+            format!("{} x {}: inner dimensions differ", at.shape(), bt.shape()),
+        ));
     }
     let y = product(&at, false, &bt, false, m, k, n)?;
     tape.record("matmul", &[a, b], y, move |g, needs| {
         // dA = G·Bᵀ, dB = Aᵀ·G
-        let ga = if needs[0] { Some(product(g, false, &bt, true, m, n, k)?) } else { None };
-        let gb = if needs[1] { Some(product(&at, true, g, false, k, m, n)?) } else { None };
+        let ga = if needs[0] {
+            Some(product(g, false, &bt, true, m, n, k)?)
+        } else {
+            None
+        };
+        let gb = if needs[1] {
+            Some(product(&at, true, g, false, k, m, n)?)
+        } else {
+            None
+        };
         Ok(vec![ga, gb])
     })
 }
@@ -52,13 +74,20 @@ pub fn linear(tape: &Tape, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
     if xt.rank() < 1 || *xt.dims().last().unwrap() != in_f {
         return Err(Error::shape(
             "linear",
-            format!("input {} does not end in in_features = {in_f} (weight {})", xt.shape(), wt.shape()),
+            format!(
+                "input {} does not end in in_features = {in_f} (weight {})",
+                xt.shape(),
+                wt.shape()
+            ),
         ));
     }
     if let Some(b) = b {
         check_same_dtype("linear", &xt, b.value())?;
         if b.dims() != [out_f] {
-            return Err(Error::shape("linear", format!("bias {} for weight {}", b.shape(), wt.shape())));
+            return Err(Error::shape(
+                "linear",
+                format!("bias {} for weight {}", b.shape(), wt.shape()),
+            ));
         }
     }
     let rows = xt.numel() / in_f;
@@ -87,7 +116,11 @@ pub fn linear(tape: &Tape, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
         } else {
             None
         };
-        let gw = if needs[1] { Some(product(&g2, true, &xt, false, out_f, rows, in_f)?) } else { None };
+        let gw = if needs[1] {
+            Some(product(&g2, true, &xt, false, out_f, rows, in_f)?)
+        } else {
+            None
+        };
         let mut grads = vec![gx, gw];
         if needs.len() == 3 {
             grads.push(if needs[2] {
@@ -124,7 +157,9 @@ fn transpose_tensor(t: &Tensor) -> Result<Tensor> {
 pub fn transpose(tape: &Tape, x: &Var) -> Result<Var> {
     check_rank("transpose", "input", x.value(), 2)?;
     let y = transpose_tensor(x.value())?;
-    tape.record("transpose", &[x], y, |g, _| Ok(vec![Some(transpose_tensor(g)?)]))
+    tape.record("transpose", &[x], y, |g, _| {
+        Ok(vec![Some(transpose_tensor(g)?)])
+    })
 }
 
 #[cfg(test)]
@@ -136,14 +171,29 @@ mod tests {
     #[test]
     fn small_values_by_hand() {
         let tape = Tape::no_grad();
-        let a = tape.constant(Tensor::from_f64s(&[1., 2., 3., 4., 5., 6.], [2, 3], DType::F32).unwrap());
-        let b = tape.constant(Tensor::from_f64s(&[1., 0., 0., 1., 1., 1.], [3, 2], DType::F32).unwrap());
-        assert_eq!(matmul(&tape, &a, &b).unwrap().value().to_f64_vec(), [4., 5., 10., 11.]);
+        let a = tape
+            .constant(Tensor::from_f64s(&[1., 2., 3., 4., 5., 6.], [2, 3], DType::F32).unwrap());
+        let b = tape
+            .constant(Tensor::from_f64s(&[1., 0., 0., 1., 1., 1.], [3, 2], DType::F32).unwrap());
+        assert_eq!(
+            matmul(&tape, &a, &b).unwrap().value().to_f64_vec(),
+            [4., 5., 10., 11.]
+        );
         // linear: W [2,3], b [2]
-        let w = tape.constant(Tensor::from_f64s(&[1., 1., 1., 0., 1., 0.], [2, 3], DType::F32).unwrap());
+        let w = tape
+            .constant(Tensor::from_f64s(&[1., 1., 1., 0., 1., 0.], [2, 3], DType::F32).unwrap());
         let bias = tape.constant(Tensor::from_f64s(&[0.5, -1.], [2], DType::F32).unwrap());
-        assert_eq!(linear(&tape, &a, &w, Some(&bias)).unwrap().value().to_f64_vec(), [6.5, 1., 15.5, 4.]);
-        assert_eq!(transpose(&tape, &a).unwrap().value().to_f64_vec(), [1., 4., 2., 5., 3., 6.]);
+        assert_eq!(
+            linear(&tape, &a, &w, Some(&bias))
+                .unwrap()
+                .value()
+                .to_f64_vec(),
+            [6.5, 1., 15.5, 4.]
+        );
+        assert_eq!(
+            transpose(&tape, &a).unwrap().value().to_f64_vec(),
+            [1., 4., 2., 5., 3., 6.]
+        );
     }
 
     #[test]
@@ -161,11 +211,23 @@ mod tests {
     fn gradcheck_matmul_linear_transpose() {
         let mut rng = Rng::new(2);
         let mut r = |s: &[usize]| Tensor::randn(s, 1.0, DType::F64, &mut rng);
-        check_gradients(&[r(&[3, 5]), r(&[5, 7])], 1e-6, |t, v| matmul(t, &v[0], &v[1])).unwrap();
-        check_gradients(&[r(&[1, 1]), r(&[1, 4])], 1e-6, |t, v| matmul(t, &v[0], &v[1])).unwrap();
-        check_gradients(&[r(&[5, 3]), r(&[4, 3]), r(&[4])], 1e-6, |t, v| linear(t, &v[0], &v[1], Some(&v[2]))).unwrap();
+        check_gradients(&[r(&[3, 5]), r(&[5, 7])], 1e-6, |t, v| {
+            matmul(t, &v[0], &v[1])
+        })
+        .unwrap();
+        check_gradients(&[r(&[1, 1]), r(&[1, 4])], 1e-6, |t, v| {
+            matmul(t, &v[0], &v[1])
+        })
+        .unwrap();
+        check_gradients(&[r(&[5, 3]), r(&[4, 3]), r(&[4])], 1e-6, |t, v| {
+            linear(t, &v[0], &v[1], Some(&v[2]))
+        })
+        .unwrap();
         // Leading axes are flattened: a sequence batch [B, T, in].
-        check_gradients(&[r(&[2, 3, 5]), r(&[3, 5])], 1e-6, |t, v| linear(t, &v[0], &v[1], None)).unwrap();
+        check_gradients(&[r(&[2, 3, 5]), r(&[3, 5])], 1e-6, |t, v| {
+            linear(t, &v[0], &v[1], None)
+        })
+        .unwrap();
         check_gradients(&[r(&[3, 7])], 1e-6, |t, v| transpose(t, &v[0])).unwrap();
     }
 }

@@ -23,7 +23,14 @@ fn reduced_shape(op: &'static str, s: &Shape, axes: &[isize]) -> Result<(Vec<usi
     Ok((ax, Shape::new(d)))
 }
 
-fn reduce(tape: &Tape, op: &'static str, x: &Var, axes: &[isize], keepdim: bool, mean: bool) -> Result<Var> {
+fn reduce(
+    tape: &Tape,
+    op: &'static str,
+    x: &Var,
+    axes: &[isize],
+    keepdim: bool,
+    mean: bool,
+) -> Result<Var> {
     let xs = x.value().shape().clone();
     let (ax, kept) = reduced_shape(op, &xs, axes)?;
     let count = (xs.numel() / kept.numel().max(1)).max(1);
@@ -80,7 +87,8 @@ mod tests {
     #[test]
     fn values_and_shapes() {
         let tape = Tape::no_grad();
-        let x = tape.constant(Tensor::from_f64s(&[1., 2., 3., 4., 5., 6.], [2, 3], DType::F64).unwrap());
+        let x = tape
+            .constant(Tensor::from_f64s(&[1., 2., 3., 4., 5., 6.], [2, 3], DType::F64).unwrap());
         let s = sum(&tape, &x, &[0], false).unwrap();
         assert_eq!(s.dims(), &[3]);
         assert_eq!(s.value().to_f64_vec(), [5., 7., 9.]);
@@ -90,7 +98,10 @@ mod tests {
         let all = sum(&tape, &x, &[], false).unwrap();
         assert_eq!(all.dims(), &[] as &[usize]);
         assert_eq!(all.value().item().unwrap(), 21.0);
-        assert!(sum(&tape, &x, &[2], false).unwrap_err().to_string().contains("axis 2"));
+        assert!(sum(&tape, &x, &[2], false)
+            .unwrap_err()
+            .to_string()
+            .contains("axis 2"));
         assert!(sum(&tape, &x, &[1, -1], false).is_err());
     }
 
@@ -100,8 +111,14 @@ mod tests {
         let x = Tensor::randn([3, 4, 5, 2], 1.0, DType::F64, &mut rng);
         for axes in [&[][..], &[0], &[1, 2], &[0, 3], &[-1]] {
             for keep in [false, true] {
-                check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| sum(t, &v[0], axes, keep)).unwrap();
-                check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| mean(t, &v[0], axes, keep)).unwrap();
+                check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+                    sum(t, &v[0], axes, keep)
+                })
+                .unwrap();
+                check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+                    mean(t, &v[0], axes, keep)
+                })
+                .unwrap();
             }
         }
     }

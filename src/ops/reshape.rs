@@ -6,7 +6,9 @@ use crate::{Error, Result, Shape, Tape, Tensor, Var};
 pub fn reshape(tape: &Tape, x: &Var, shape: impl Into<Shape>) -> Result<Var> {
     let y = x.value().reshape(shape)?;
     let old = x.shape().clone();
-    tape.record("reshape", &[x], y, move |g, _| Ok(vec![Some(g.reshape(old)?)]))
+    tape.record("reshape", &[x], y, move |g, _| {
+        Ok(vec![Some(g.reshape(old)?)])
+    })
 }
 
 /// Elements `start..start+len` along `axis`; slicing a batch is axis 0.
@@ -30,7 +32,9 @@ pub fn narrow(tape: &Tape, x: &Var, axis: isize, start: usize, len: usize) -> Re
         if start + len < full {
             parts.push(&after);
         }
-        Ok(vec![Some(Tensor::concat(&parts, ax).map_err(|e| Error::Tape(e.to_string()))?)])
+        Ok(vec![Some(
+            Tensor::concat(&parts, ax).map_err(|e| Error::Tape(e.to_string()))?,
+        )])
     })
 }
 
@@ -44,9 +48,18 @@ mod tests {
     fn gradcheck_reshape_and_narrow() {
         let mut rng = Rng::new(6);
         let x = Tensor::randn([4, 3, 2], 1.0, DType::F64, &mut rng);
-        check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| reshape(t, &v[0], [6, 4])).unwrap();
-        check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| narrow(t, &v[0], 0, 1, 2)).unwrap();
-        check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| narrow(t, &v[0], -1, 1, 1)).unwrap();
+        check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+            reshape(t, &v[0], [6, 4])
+        })
+        .unwrap();
+        check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+            narrow(t, &v[0], 0, 1, 2)
+        })
+        .unwrap();
+        check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+            narrow(t, &v[0], -1, 1, 1)
+        })
+        .unwrap();
         check_gradients(&[x], 1e-6, |t, v| narrow(t, &v[0], 1, 0, 3)).unwrap();
     }
 }

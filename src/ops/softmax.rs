@@ -27,29 +27,34 @@ fn op(tape: &Tape, x: &Var, log: bool) -> Result<Var> {
     let y = forward(x.value(), log)?;
     let saved = y.clone();
     let c = *x.dims().last().unwrap_or(&1);
-    tape.record(if log { "log_softmax" } else { "softmax" }, &[x], y, move |g, _| {
-        let gx = with_dtype!(g.dtype(), T => {
-            let (gd, yd) = (g.data::<T>()?, saved.data::<T>()?);
-            let mut out = vec![T::ZERO; gd.len()];
-            for ((o, gr), yr) in out.chunks_mut(c).zip(gd.chunks(c)).zip(yd.chunks(c)) {
-                if log {
-                    // d log_softmax: g - softmax * sum(g)
-                    let s: T = gr.iter().copied().sum();
-                    for i in 0..c {
-                        o[i] = gr[i] - yr[i].exp() * s;
-                    }
-                } else {
-                    // d softmax: y * (g - <g, y>)
-                    let dot: T = gr.iter().zip(yr).map(|(&a, &b)| a * b).sum();
-                    for i in 0..c {
-                        o[i] = yr[i] * (gr[i] - dot);
+    tape.record(
+        if log { "log_softmax" } else { "softmax" },
+        &[x],
+        y,
+        move |g, _| {
+            let gx = with_dtype!(g.dtype(), T => {
+                let (gd, yd) = (g.data::<T>()?, saved.data::<T>()?);
+                let mut out = vec![T::ZERO; gd.len()];
+                for ((o, gr), yr) in out.chunks_mut(c).zip(gd.chunks(c)).zip(yd.chunks(c)) {
+                    if log {
+                        // d log_softmax: g - softmax * sum(g)
+                        let s: T = gr.iter().copied().sum();
+                        for i in 0..c {
+                            o[i] = gr[i] - yr[i].exp() * s;
+                        }
+                    } else {
+                        // d softmax: y * (g - <g, y>)
+                        let dot: T = gr.iter().zip(yr).map(|(&a, &b)| a * b).sum();
+                        for i in 0..c {
+                            o[i] = yr[i] * (gr[i] - dot);
+                        }
                     }
                 }
-            }
-            Tensor::from_vec(out, g.shape().clone())?
-        });
-        Ok(vec![Some(gx)])
-    })
+                Tensor::from_vec(out, g.shape().clone())?
+            });
+            Ok(vec![Some(gx)])
+        },
+    )
 }
 
 /// Softmax over the last axis.
@@ -71,7 +76,9 @@ mod tests {
     #[test]
     fn values_are_stable_for_large_logits() {
         let tape = Tape::no_grad();
-        let x = tape.constant(Tensor::from_f64s(&[1000.0, 1000.0, 0.0, 1.0, 2.0, 3.0], [2, 3], DType::F32).unwrap());
+        let x = tape.constant(
+            Tensor::from_f64s(&[1000.0, 1000.0, 0.0, 1.0, 2.0, 3.0], [2, 3], DType::F32).unwrap(),
+        );
         let s = softmax(&tape, &x).unwrap().value().to_f64_vec();
         assert!((s[0] - 0.5).abs() < 1e-6 && s[2] == 0.0);
         let l = log_softmax(&tape, &x).unwrap().value().to_f64_vec();

@@ -23,8 +23,16 @@ pub(crate) fn broadcast_shapes(op: &'static str, a: &Shape, b: &Shape) -> Result
     let rank = a.rank().max(b.rank());
     let mut dims = vec![0; rank];
     for (i, d) in dims.iter_mut().enumerate() {
-        let da = if i + a.rank() >= rank { a.dim(i + a.rank() - rank) } else { 1 };
-        let db = if i + b.rank() >= rank { b.dim(i + b.rank() - rank) } else { 1 };
+        let da = if i + a.rank() >= rank {
+            a.dim(i + a.rank() - rank)
+        } else {
+            1
+        };
+        let db = if i + b.rank() >= rank {
+            b.dim(i + b.rank() - rank)
+        } else {
+            1
+        };
         *d = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -63,7 +71,11 @@ pub(crate) fn for_each_offset(dims: &[usize], strides: &[usize], mut f: impl FnM
 
 /// Sums `src` (shaped `out_shape`) into a tensor of `shape`, which broadcasts
 /// to `out_shape`: the adjoint of broadcasting.
-pub(crate) fn sum_to_shape<T: crate::backend::cpu::Float>(src: &[T], out_shape: &Shape, shape: &Shape) -> Vec<T> {
+pub(crate) fn sum_to_shape<T: crate::backend::cpu::Float>(
+    src: &[T],
+    out_shape: &Shape,
+    shape: &Shape,
+) -> Vec<T> {
     let mut dst = vec![T::ZERO; shape.numel()];
     if shape == out_shape {
         dst.copy_from_slice(src);

@@ -175,7 +175,10 @@ mod tests {
             // Inputs kept off relu's kink (|x| >= 0.05) so differences are smooth.
             let x = Tensor::randn(shape, 1.0, DType::F64, &mut rng);
             let x = Tensor::from_f64s(
-                &x.to_f64_vec().iter().map(|v| if v.abs() < 0.05 { v + 0.1 } else { *v }).collect::<Vec<_>>(),
+                &x.to_f64_vec()
+                    .iter()
+                    .map(|v| if v.abs() < 0.05 { v + 0.1 } else { *v })
+                    .collect::<Vec<_>>(),
                 shape,
                 DType::F64,
             )
@@ -183,7 +186,10 @@ mod tests {
             let pos = Tensor::uniform(shape, 0.2, 3.0, DType::F64, &mut rng);
             check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| scale(t, &v[0], 1.7)).unwrap();
             check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| relu(t, &v[0])).unwrap();
-            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| leaky_relu(t, &v[0], 0.2)).unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+                leaky_relu(t, &v[0], 0.2)
+            })
+            .unwrap();
             check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| sigmoid(t, &v[0])).unwrap();
             check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| tanh(t, &v[0])).unwrap();
             check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| exp(t, &v[0])).unwrap();

@@ -56,8 +56,10 @@ impl Optimizer for Adam {
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
         for (id, g) in grads.iter() {
             let p = params.get_mut(id);
-            let m = slot(&mut self.m, id.index()).get_or_insert_with(|| Tensor::zeros(g.shape().clone(), g.dtype()));
-            let v = slot(&mut self.v, id.index()).get_or_insert_with(|| Tensor::zeros(g.shape().clone(), g.dtype()));
+            let m = slot(&mut self.m, id.index())
+                .get_or_insert_with(|| Tensor::zeros(g.shape().clone(), g.dtype()));
+            let v = slot(&mut self.v, id.index())
+                .get_or_insert_with(|| Tensor::zeros(g.shape().clone(), g.dtype()));
             with_dtype!(p.dtype(), T => {
                 let f = T::from_f64;
                 let gd = g.data::<T>()?;

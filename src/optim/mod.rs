@@ -46,10 +46,12 @@ fn save_buffers(out: &mut BTreeMap<String, Tensor>, prefix: &str, buffers: &[Opt
 fn load_buffers(state: &BTreeMap<String, Tensor>, prefix: &str) -> Result<Vec<Option<Tensor>>> {
     let mut v = Vec::new();
     for (k, t) in state {
-        let Some(idx) = k.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) else { continue };
-        let i: usize = idx
-            .parse()
-            .map_err(|_| crate::Error::Config(format!("optimizer state key '{k}' has no parameter index")))?;
+        let Some(idx) = k.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) else {
+            continue;
+        };
+        let i: usize = idx.parse().map_err(|_| {
+            crate::Error::Config(format!("optimizer state key '{k}' has no parameter index"))
+        })?;
         *slot(&mut v, i) = Some(t.clone());
     }
     Ok(v)

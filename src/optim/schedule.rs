@@ -8,13 +8,24 @@ use std::f64::consts::PI;
 pub enum ScheduleKind {
     Constant,
     /// Multiply by `gamma` every `step_size` steps.
-    Step { step_size: u64, gamma: f64 },
+    Step {
+        step_size: u64,
+        gamma: f64,
+    },
     /// Cosine from the base rate to `min_lr` at `total_steps`.
-    Cosine { total_steps: u64, min_lr: f64 },
+    Cosine {
+        total_steps: u64,
+        min_lr: f64,
+    },
     /// `(1 - t/T)^power`, reaching 0 at `total_steps`.
-    Poly { total_steps: u64, power: f64 },
+    Poly {
+        total_steps: u64,
+        power: f64,
+    },
     /// Linear decay to 0 at `total_steps` (the ABAW4 temporal recipe).
-    Linear { total_steps: u64 },
+    Linear {
+        total_steps: u64,
+    },
 }
 
 /// Learning rate as a function of the step: optional linear warm-up from 0
@@ -63,9 +74,10 @@ impl LrSchedule {
         match self.kind {
             ScheduleKind::Constant => b,
             ScheduleKind::Step { step_size, gamma } => b * gamma.powi((t / step_size) as i32),
-            ScheduleKind::Cosine { total_steps, min_lr } => {
-                min_lr + (b - min_lr) * 0.5 * (1.0 + (PI * frac(total_steps)).cos())
-            }
+            ScheduleKind::Cosine {
+                total_steps,
+                min_lr,
+            } => min_lr + (b - min_lr) * 0.5 * (1.0 + (PI * frac(total_steps)).cos()),
             ScheduleKind::Poly { total_steps, power } => b * (1.0 - frac(total_steps)).powf(power),
             ScheduleKind::Linear { total_steps } => b * (1.0 - frac(total_steps)),
         }

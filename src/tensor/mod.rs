@@ -113,7 +113,13 @@ impl Tensor {
     }
 
     /// Uniform [lo, hi) entries from the seeded generator.
-    pub fn uniform(shape: impl Into<Shape>, lo: f64, hi: f64, dtype: DType, rng: &mut Rng) -> Tensor {
+    pub fn uniform(
+        shape: impl Into<Shape>,
+        lo: f64,
+        hi: f64,
+        dtype: DType,
+        rng: &mut Rng,
+    ) -> Tensor {
         let shape = shape.into();
         let v: Vec<f64> = (0..shape.numel()).map(|_| rng.uniform(lo, hi)).collect();
         Tensor::from_f64s(&v, shape, dtype).expect("length matches by construction")
@@ -255,8 +261,7 @@ impl Tensor {
         for p in parts {
             check_same_dtype("concat", first, p)?;
             let ok = p.rank() == first.rank()
-                && p
-                    .dims()
+                && p.dims()
                     .iter()
                     .zip(first.dims())
                     .enumerate()
@@ -264,10 +269,7 @@ impl Tensor {
             if !ok {
                 return Err(Error::shape(
                     "concat",
-                    format!(
-                        "{} and {} differ outside axis {axis}",
-                        first.shape, p.shape
-                    ),
+                    format!("{} and {} differ outside axis {axis}", first.shape, p.shape),
                 ));
             }
             total += p.shape.dim(axis);
@@ -313,8 +315,13 @@ mod tests {
 
     #[test]
     fn from_vec_checks_length_and_names_shapes() {
-        let e = Tensor::from_vec(vec![1.0f32; 5], [2, 3]).unwrap_err().to_string();
-        assert!(e.contains("from_vec") && e.contains("[2, 3]") && e.contains('5'), "{e}");
+        let e = Tensor::from_vec(vec![1.0f32; 5], [2, 3])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("from_vec") && e.contains("[2, 3]") && e.contains('5'),
+            "{e}"
+        );
     }
 
     #[test]
