@@ -205,8 +205,11 @@ fn pool(
                         for ww in win.w0..win.w1 {
                             let off = (hh * g.w + ww) * c + base;
                             for j in 0..c {
-                                if xd[off + j] > yr[j] {
-                                    yr[j] = xd[off + j];
+                                let v = xd[off + j];
+                                // A NaN wins and stays (v is NaN exactly when it is
+                                // unordered with itself), as in PyTorch.
+                                if v > yr[j] || v.partial_cmp(&v).is_none() {
+                                    yr[j] = v;
                                     am[j] = off + j;
                                 }
                             }
@@ -249,7 +252,8 @@ fn pool(
     })
 }
 
-/// Max over each window; the gradient goes to the (first) maximal element.
+/// Max over each window; the gradient goes to the first maximal element in
+/// row-major window order. A NaN in a window makes its output NaN (PyTorch).
 pub fn max_pool2d(tape: &Tape, x: &Var, prm: Pool2dParams) -> Result<Var> {
     pool(tape, "max_pool2d", x, prm, Kind::Max, false)
 }
@@ -351,6 +355,12 @@ mod tests {
             [7.5]
         );
         assert_eq!(global_max_pool(&tape, &xv).unwrap().dims(), [1, 1]);
+        let nan = tape.constant(t(&[1., f64::NAN, 3., 2.], &[1, 2, 2, 1]));
+        let y = global_max_pool(&tape, &nan)
+            .unwrap()
+            .into_value()
+            .to_f64_vec();
+        assert!(y[0].is_nan(), "{y:?}");
     }
 
     #[test]
