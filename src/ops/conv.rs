@@ -689,6 +689,71 @@ pub(crate) mod tests {
     ];
 
     #[test]
+    fn backward_matches_pytorch_values() {
+        // import torch; F = torch.nn.functional
+        // x = (torch.arange(1*5*6*4, dtype=torch.float64).reshape(1,5,6,4) / 10).permute(0,3,1,2).requires_grad_()
+        // w = ((torch.arange(4*3*3*2, dtype=torch.float64).reshape(4,3,3,2) - 36) / 10).permute(0,3,1,2).requires_grad_()
+        // b = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+        // y = F.conv2d(F.pad(x, (0,1,1,2)), w, b, stride=2, dilation=(1,2), groups=2)  # y: [1, 4, 3, 2]
+        // dy = ((torch.arange(y.numel()) % 7 - 3) / 2).to(torch.float64).reshape(1,3,2,4).permute(0,3,1,2)
+        // y.backward(dy)
+        // for g in [x.grad.permute(0,2,3,1), w.grad.permute(0,2,3,1), b.grad]:
+        //     print([round(v, 10) + 0.0 for v in g.flatten().tolist()])
+        let prm = Conv2dParams::new()
+            .stride(2)
+            .padding_tblr(1, 2, 0, 1)
+            .dilation_hw(1, 2)
+            .groups(2);
+        let x: Vec<f64> = (0..120).map(|v| v as f64 / 10.0).collect();
+        let w: Vec<f64> = (0..72).map(|v| (v as f64 - 36.0) / 10.0).collect();
+        let dy: Vec<f64> = (0..24).map(|v| ((v % 7) as f64 - 3.0) / 2.0).collect();
+        let mut params = crate::Params::new();
+        let ids = [
+            params
+                .add(
+                    "x",
+                    Tensor::from_f64s(&x, [1, 5, 6, 4], DType::F64).unwrap(),
+                )
+                .unwrap(),
+            params
+                .add(
+                    "w",
+                    Tensor::from_f64s(&w, [4, 3, 3, 2], DType::F64).unwrap(),
+                )
+                .unwrap(),
+            params.add("b", Tensor::zeros([4], DType::F64)).unwrap(),
+        ];
+        let tape = Tape::new();
+        let v: Vec<Var> = ids.iter().map(|&id| tape.param(&params, id)).collect();
+        let y = conv2d(&tape, &v[0], &v[1], Some(&v[2]), prm).unwrap();
+        assert_eq!(y.dims(), [1, 3, 2, 4]);
+        let seed = Tensor::from_f64s(&dy, [1, 3, 2, 4], DType::F64).unwrap();
+        let grads = tape.backward_with_seed(&y, seed).unwrap();
+        close(&grads.get(ids[0]).unwrap().to_f64_vec(), &PYTORCH_DX, 1e-12);
+        close(&grads.get(ids[1]).unwrap().to_f64_vec(), &PYTORCH_DW, 1e-12);
+        close(&grads.get(ids[2]).unwrap().to_f64_vec(), &PYTORCH_DB, 1e-12);
+    }
+
+    const PYTORCH_DX: [f64; 120] = [
+        5.7, 5.45, -0.3, -0.35, 0.0, 0.0, 0.0, 0.0, 2.5, 2.4, -3.1, -3.15, 0.0, 0.0, 0.0, 0.0, 2.3,
+        2.2, -3.2, -3.25, 0.0, 0.0, 0.0, 0.0, 8.7, 8.3, 0.3, 0.3, 0.0, 0.0, 0.0, 0.0, -0.2, -0.2,
+        -4.2, -4.45, 0.0, 0.0, 0.0, 0.0, -0.2, -0.2, -4.7, -4.95, 0.0, 0.0, 0.0, 0.0, 3.6, 3.45,
+        1.2, 1.25, 0.0, 0.0, 0.0, 0.0, -1.5, -1.4, -2.0, -2.2, 0.0, 0.0, 0.0, 0.0, -1.3, -1.2,
+        -2.4, -2.6, 0.0, 0.0, 0.0, 0.0, 4.5, 4.3, 3.3, 3.5, 0.0, 0.0, 0.0, 0.0, -1.9, -1.85, -2.0,
+        -2.2, 0.0, 0.0, 0.0, 0.0, -1.8, -1.75, -2.4, -2.6, 0.0, 0.0, 0.0, 0.0, 1.5, 1.45, 2.7,
+        2.85, 0.0, 0.0, 0.0, 0.0, -1.3, -1.35, 1.2, 1.2, 0.0, 0.0, 0.0, 0.0, -1.4, -1.45, 1.2, 1.2,
+        0.0, 0.0, 0.0, 0.0,
+    ];
+    const PYTORCH_DW: [f64; 72] = [
+        9.2, 9.3, 10.0, 10.1, -8.4, -8.55, 12.0, 12.0, 12.0, 12.0, -14.4, -14.7, -1.2, -1.3, -2.0,
+        -2.1, -14.8, -15.05, -8.4, -8.45, -8.8, -8.85, -2.0, -2.05, -8.8, -8.85, -9.2, -9.25, -4.8,
+        -4.95, 9.2, 9.3, 10.0, 10.1, -8.4, -8.55, -9.6, -9.8, -11.2, -11.4, 4.5, 4.55, -13.0,
+        -13.1, -13.8, -13.9, 4.8, 4.8, -8.5, -8.55, -8.9, -8.95, -2.1, -2.15, 1.2, 1.2, 1.2, 1.2,
+        11.1, 11.25, -0.3, -0.45, -1.5, -1.65, 14.7, 14.85, -9.6, -9.8, -11.2, -11.4, 4.5, 4.55,
+    ];
+    const PYTORCH_DB: [f64; 4] = [0.0, -0.5, -1.0, -1.5];
+
+    #[test]
     fn bad_shapes_are_errors_naming_op_and_shapes() {
         let tape = Tape::no_grad();
         let x = tape.constant(Tensor::zeros([1, 4, 4, 6], DType::F32));
