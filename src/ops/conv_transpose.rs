@@ -45,6 +45,8 @@ pub fn conv_transpose2d(
         ));
     }
     let [pt, pb, pl, pr] = prm.padding;
+    // Output length before cropping the padding. Empty dims are rejected by
+    // Conv2dGeom::new below; max(1) only keeps this arithmetic from underflowing first.
     let full = |len: usize, st: usize, dil: usize, k: usize, op: usize| {
         (len.max(1) - 1) * st + dil * (k.max(1) - 1) + op + 1
     };
