@@ -82,3 +82,21 @@ fn a_planted_wrong_gradient_in_the_block_is_caught() {
     .to_string();
     assert!(err.contains("gradient check failed"), "{err}");
 }
+
+#[test]
+fn a_nan_gradient_fails_even_when_later_elements_agree() {
+    // Identity whose backward puts NaN in the first element only; every later
+    // element is exact, so the NaN must stay the reported worst.
+    let x = Tensor::randn([6], 1.0, DType::F64, &mut Rng::new(7));
+    let err = check_gradients(&[x], 1e-6, |tape, v| {
+        let out = v[0].value().clone();
+        tape.record("nan_identity", &[&v[0]], out, |g, _| {
+            let mut d = g.to_f64_vec();
+            d[0] = f64::NAN;
+            Ok(vec![Some(Tensor::from_vec(d, g.shape().clone())?)])
+        })
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("element 0") && err.contains("NaN"), "{err}");
+}
