@@ -88,7 +88,7 @@ where
             params.get_mut(id).data_mut::<f64>()?[e] = x0;
             let n = (lp - lm) / (2.0 * STEP);
             let err = rel_error(a, n);
-            // A NaN error must win: it means a gradient is NaN.
+            // A NaN error is kept as the worst, and fails the check below.
             if err.is_nan() || err > worst.max_rel_error {
                 worst = GradCheckReport {
                     max_rel_error: err,

@@ -117,7 +117,7 @@ pub fn batch_norm2d(
             ),
         ));
     }
-    if !(prm.eps > 0.0) || !(0.0..=1.0).contains(&prm.momentum) {
+    if prm.eps.is_nan() || prm.eps <= 0.0 || !(0.0..=1.0).contains(&prm.momentum) {
         return Err(Error::arg(
             OP,
             format!("eps must be > 0 and momentum in [0, 1]: {prm:?}"),

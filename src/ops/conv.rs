@@ -6,13 +6,16 @@
 //! - dgrad:   `dpatches = dY · W`, scattered back into dX (col2im),
 //! - wgrad:   `dW = dYᵀ · patches`,
 //!
-//! each per group. The patch (im2col) buffer never holds the whole batch: it
-//! is built for at most [`Conv2dGeom::chunk_rows`] output rows at a time,
-//! so one buffer holds at most `max(PATCH_BUDGET_ELEMS, R·S·C/groups)`
-//! elements (8 MiB of f32 for any layer with R·S·C/groups <= 2^21), and at most
-//! one buffer per rayon worker is alive. 1x1, stride-1, unpadded convolutions
-//! build no patch buffer at all: an NHWC activation already is the [N·H·W, C]
-//! matrix they multiply.
+//! each per group.
+//!
+//! Memory bound: the patch (im2col) buffer never holds the whole batch. It
+//! is built for at most [`Conv2dGeom::chunk_rows`] output rows at a time, so
+//! one buffer holds at most `max(PATCH_BUDGET_ELEMS, R·S·C/groups)` elements
+//! (2^21: 8 MiB of f32 for any layer with R·S·C/groups <= 2^21), and at most
+//! one buffer per rayon worker is alive. wgrad also keeps at most
+//! `max(1, min(8, PATCH_BUDGET_ELEMS / (K·R·S·C/groups)))` partial weight
+//! gradients. 1x1, stride-1, unpadded convolutions build no patch buffer at
+//! all: an NHWC activation already is the [N·H·W, C] matrix they multiply.
 //!
 //! [`conv_transpose2d`](super::conv_transpose::conv_transpose2d) is the
 //! adjoint of this op and reuses [`forward`], [`dgrad`] and [`wgrad`].
@@ -26,7 +29,8 @@ use rayon::prelude::*;
 pub const PATCH_BUDGET_ELEMS: usize = 1 << 21;
 
 /// wgrad sums per-range partial weight gradients in a fixed order, so the
-/// result does not depend on the thread count or scheduling.
+/// result does not depend on the thread count or scheduling; at most this
+/// many, fewer where the weight is large.
 const WGRAD_PARTIALS: usize = 8;
 
 /// Stride, padding, dilation and groups of a 2-D convolution.
@@ -204,25 +208,22 @@ impl Conv2dGeom {
 }
 
 /// Visits the patch of output row `row` (rows count (n, p, q) from the start
-/// of `x`) for one group: `f(tap, input_offset)` for every in-bounds kernel
-/// tap, where tap = r·S + s and input_offset indexes the group's first channel.
-fn for_each_tap(g: &Conv2dGeom, grp: usize, row: usize, mut f: impl FnMut(usize, usize)) {
+/// of `x`) for one group: `f(tap, offset)` for every kernel tap in order,
+/// tap = r·S + s, with the input offset of the group's first channel, or
+/// None where the tap falls into the padding.
+fn for_each_tap(g: &Conv2dGeom, grp: usize, row: usize, mut f: impl FnMut(usize, Option<usize>)) {
     let [sh, sw] = g.prm.stride;
     let [dh, dw] = g.prm.dilation;
     let (pt, pl) = (g.prm.padding[0], g.prm.padding[2]);
     let (n, p, q) = (row / (g.p * g.q), (row / g.q) % g.p, row % g.q);
     for r in 0..g.r {
-        let Some(hi) = (p * sh + r * dh).checked_sub(pt).filter(|&v| v < g.h) else {
-            continue;
-        };
+        let hi = (p * sh + r * dh).checked_sub(pt).filter(|&v| v < g.h);
         for s in 0..g.s {
-            let Some(wi) = (q * sw + s * dw).checked_sub(pl).filter(|&v| v < g.w) else {
-                continue;
-            };
-            f(
-                r * g.s + s,
-                ((n * g.h + hi) * g.w + wi) * g.c + grp * g.cg(),
-            );
+            let wi = (q * sw + s * dw).checked_sub(pl).filter(|&v| v < g.w);
+            let off = hi
+                .zip(wi)
+                .map(|(hi, wi)| ((n * g.h + hi) * g.w + wi) * g.c + grp * g.cg());
+            f(r * g.s + s, off);
         }
     }
 }
@@ -232,9 +233,12 @@ fn for_each_tap(g: &Conv2dGeom, grp: usize, row: usize, mut f: impl FnMut(usize,
 fn im2col<T: Float>(g: &Conv2dGeom, x: &[T], grp: usize, row0: usize, buf: &mut [T]) {
     let (cols, cg) = (g.patch_cols(), g.cg());
     for (i, dst) in buf.chunks_exact_mut(cols).enumerate() {
-        dst.fill(T::ZERO);
         for_each_tap(g, grp, row0 + i, |tap, off| {
-            dst[tap * cg..(tap + 1) * cg].copy_from_slice(&x[off..off + cg]);
+            let d = &mut dst[tap * cg..(tap + 1) * cg];
+            match off {
+                Some(o) => d.copy_from_slice(&x[o..o + cg]),
+                None => d.fill(T::ZERO),
+            }
         });
     }
 }
@@ -245,11 +249,9 @@ fn col2im<T: Float>(g: &Conv2dGeom, dx: &mut [T], grp: usize, row0: usize, buf: 
     let (cols, cg) = (g.patch_cols(), g.cg());
     for (i, src) in buf.chunks_exact(cols).enumerate() {
         for_each_tap(g, grp, row0 + i, |tap, off| {
-            for (d, &v) in dx[off..off + cg]
-                .iter_mut()
-                .zip(&src[tap * cg..(tap + 1) * cg])
-            {
-                *d += v;
+            if let Some(o) = off {
+                let s = &src[tap * cg..(tap + 1) * cg];
+                dx[o..o + cg].iter_mut().zip(s).for_each(|(d, &v)| *d += v);
             }
         });
     }
@@ -391,7 +393,11 @@ pub fn wgrad<T: Float>(g: &Conv2dGeom, x: &[T], dy: &[T]) -> Vec<T> {
         return dw;
     }
     let chunk = g.chunk_rows();
-    let parts = rows.div_ceil(chunk).min(WGRAD_PARTIALS);
+    // The partition depends only on the shape, never on the thread count.
+    let parts = rows
+        .div_ceil(chunk)
+        .min(WGRAD_PARTIALS)
+        .min((PATCH_BUDGET_ELEMS / (k * cols)).max(1));
     let partials: Vec<Vec<T>> = (0..parts)
         .into_par_iter()
         .map(|pi| {
@@ -625,10 +631,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn chunked_patch_buffer_matches_one_chunk() {
-        // A geometry whose chunk is smaller than the batch's rows, checked
-        // through the public path against the direct loops: R·S·C large
-        // enough that chunk_rows < N·P·Q.
+    fn multi_chunk_geometry_matches_direct_loops_and_adjoints() {
+        // R·S·C large enough that chunk_rows (28) < P·Q (30) < N·P·Q: forward
+        // and wgrad chunks straddle images, dgrad splits each image, wgrad
+        // sums several partials. Checked against the direct loops and the
+        // adjoint identities.
         let prm = Conv2dParams::new().padding(1);
         let g = Conv2dGeom::new("t", &[3, 6, 5, 8192], &[2, 3, 3, 8192], prm).unwrap();
         assert!(g.chunk_rows() < 3 * 6 * 5, "{}", g.chunk_rows());
@@ -680,6 +687,71 @@ pub(crate) mod tests {
         -0.16, -0.46, 3.74, -0.76, -0.1, 5.06, -1.46, 0.28, 6.52, -12.82, 2.48, 22.28, -14.5, 2.72,
         24.44, -23.94, 2.64, 33.72,
     ];
+
+    #[test]
+    fn backward_matches_pytorch_values() {
+        // import torch; F = torch.nn.functional
+        // x = (torch.arange(1*5*6*4, dtype=torch.float64).reshape(1,5,6,4) / 10).permute(0,3,1,2).requires_grad_()
+        // w = ((torch.arange(4*3*3*2, dtype=torch.float64).reshape(4,3,3,2) - 36) / 10).permute(0,3,1,2).requires_grad_()
+        // b = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+        // y = F.conv2d(F.pad(x, (0,1,1,2)), w, b, stride=2, dilation=(1,2), groups=2)  # y: [1, 4, 3, 2]
+        // dy = ((torch.arange(y.numel()) % 7 - 3) / 2).to(torch.float64).reshape(1,3,2,4).permute(0,3,1,2)
+        // y.backward(dy)
+        // for g in [x.grad.permute(0,2,3,1), w.grad.permute(0,2,3,1), b.grad]:
+        //     print([round(v, 10) + 0.0 for v in g.flatten().tolist()])
+        let prm = Conv2dParams::new()
+            .stride(2)
+            .padding_tblr(1, 2, 0, 1)
+            .dilation_hw(1, 2)
+            .groups(2);
+        let x: Vec<f64> = (0..120).map(|v| v as f64 / 10.0).collect();
+        let w: Vec<f64> = (0..72).map(|v| (v as f64 - 36.0) / 10.0).collect();
+        let dy: Vec<f64> = (0..24).map(|v| ((v % 7) as f64 - 3.0) / 2.0).collect();
+        let mut params = crate::Params::new();
+        let ids = [
+            params
+                .add(
+                    "x",
+                    Tensor::from_f64s(&x, [1, 5, 6, 4], DType::F64).unwrap(),
+                )
+                .unwrap(),
+            params
+                .add(
+                    "w",
+                    Tensor::from_f64s(&w, [4, 3, 3, 2], DType::F64).unwrap(),
+                )
+                .unwrap(),
+            params.add("b", Tensor::zeros([4], DType::F64)).unwrap(),
+        ];
+        let tape = Tape::new();
+        let v: Vec<Var> = ids.iter().map(|&id| tape.param(&params, id)).collect();
+        let y = conv2d(&tape, &v[0], &v[1], Some(&v[2]), prm).unwrap();
+        assert_eq!(y.dims(), [1, 3, 2, 4]);
+        let seed = Tensor::from_f64s(&dy, [1, 3, 2, 4], DType::F64).unwrap();
+        let grads = tape.backward_with_seed(&y, seed).unwrap();
+        close(&grads.get(ids[0]).unwrap().to_f64_vec(), &PYTORCH_DX, 1e-12);
+        close(&grads.get(ids[1]).unwrap().to_f64_vec(), &PYTORCH_DW, 1e-12);
+        close(&grads.get(ids[2]).unwrap().to_f64_vec(), &PYTORCH_DB, 1e-12);
+    }
+
+    const PYTORCH_DX: [f64; 120] = [
+        5.7, 5.45, -0.3, -0.35, 0.0, 0.0, 0.0, 0.0, 2.5, 2.4, -3.1, -3.15, 0.0, 0.0, 0.0, 0.0, 2.3,
+        2.2, -3.2, -3.25, 0.0, 0.0, 0.0, 0.0, 8.7, 8.3, 0.3, 0.3, 0.0, 0.0, 0.0, 0.0, -0.2, -0.2,
+        -4.2, -4.45, 0.0, 0.0, 0.0, 0.0, -0.2, -0.2, -4.7, -4.95, 0.0, 0.0, 0.0, 0.0, 3.6, 3.45,
+        1.2, 1.25, 0.0, 0.0, 0.0, 0.0, -1.5, -1.4, -2.0, -2.2, 0.0, 0.0, 0.0, 0.0, -1.3, -1.2,
+        -2.4, -2.6, 0.0, 0.0, 0.0, 0.0, 4.5, 4.3, 3.3, 3.5, 0.0, 0.0, 0.0, 0.0, -1.9, -1.85, -2.0,
+        -2.2, 0.0, 0.0, 0.0, 0.0, -1.8, -1.75, -2.4, -2.6, 0.0, 0.0, 0.0, 0.0, 1.5, 1.45, 2.7,
+        2.85, 0.0, 0.0, 0.0, 0.0, -1.3, -1.35, 1.2, 1.2, 0.0, 0.0, 0.0, 0.0, -1.4, -1.45, 1.2, 1.2,
+        0.0, 0.0, 0.0, 0.0,
+    ];
+    const PYTORCH_DW: [f64; 72] = [
+        9.2, 9.3, 10.0, 10.1, -8.4, -8.55, 12.0, 12.0, 12.0, 12.0, -14.4, -14.7, -1.2, -1.3, -2.0,
+        -2.1, -14.8, -15.05, -8.4, -8.45, -8.8, -8.85, -2.0, -2.05, -8.8, -8.85, -9.2, -9.25, -4.8,
+        -4.95, 9.2, 9.3, 10.0, 10.1, -8.4, -8.55, -9.6, -9.8, -11.2, -11.4, 4.5, 4.55, -13.0,
+        -13.1, -13.8, -13.9, 4.8, 4.8, -8.5, -8.55, -8.9, -8.95, -2.1, -2.15, 1.2, 1.2, 1.2, 1.2,
+        11.1, 11.25, -0.3, -0.45, -1.5, -1.65, 14.7, 14.85, -9.6, -9.8, -11.2, -11.4, 4.5, 4.55,
+    ];
+    const PYTORCH_DB: [f64; 4] = [0.0, -0.5, -1.0, -1.5];
 
     #[test]
     fn bad_shapes_are_errors_naming_op_and_shapes() {

@@ -45,6 +45,8 @@ pub fn conv_transpose2d(
         ));
     }
     let [pt, pb, pl, pr] = prm.padding;
+    // Output length before cropping the padding. Empty dims are rejected by
+    // Conv2dGeom::new below; max(1) only keeps this arithmetic from underflowing first.
     let full = |len: usize, st: usize, dil: usize, k: usize, op: usize| {
         (len.max(1) - 1) * st + dil * (k.max(1) - 1) + op + 1
     };
@@ -176,7 +178,9 @@ mod tests {
     }
 
     /// (input dims, C_out/groups, R, S, params, output_padding).
-    fn configs() -> Vec<([usize; 4], usize, usize, usize, Conv2dParams, [usize; 2])> {
+    type Config = ([usize; 4], usize, usize, usize, Conv2dParams, [usize; 2]);
+
+    fn configs() -> Vec<Config> {
         let p = Conv2dParams::new;
         vec![
             ([2, 3, 4, 3], 2, 4, 4, p().stride(2).padding(1), [0, 0]),

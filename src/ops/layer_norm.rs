@@ -28,7 +28,7 @@ pub fn layer_norm(tape: &Tape, x: &Var, weight: &Var, bias: &Var, eps: f64) -> R
             ));
         }
     }
-    if !(eps > 0.0) {
+    if eps.is_nan() || eps <= 0.0 {
         return Err(Error::arg(OP, format!("eps = {eps} must be > 0")));
     }
     let gamma = weight.value().clone();

@@ -205,8 +205,11 @@ fn pool(
                         for ww in win.w0..win.w1 {
                             let off = (hh * g.w + ww) * c + base;
                             for j in 0..c {
-                                if xd[off + j] > yr[j] {
-                                    yr[j] = xd[off + j];
+                                let v = xd[off + j];
+                                // A NaN wins and stays (v is NaN exactly when it is
+                                // unordered with itself), as in PyTorch.
+                                if v > yr[j] || v.partial_cmp(&v).is_none() {
+                                    yr[j] = v;
                                     am[j] = off + j;
                                 }
                             }
@@ -249,7 +252,8 @@ fn pool(
     })
 }
 
-/// Max over each window; the gradient goes to the (first) maximal element.
+/// Max over each window; the gradient goes to the first maximal element in
+/// row-major window order. A NaN in a window makes its output NaN (PyTorch).
 pub fn max_pool2d(tape: &Tape, x: &Var, prm: Pool2dParams) -> Result<Var> {
     pool(tape, "max_pool2d", x, prm, Kind::Max, false)
 }
@@ -306,11 +310,9 @@ mod tests {
         Tensor::from_f64s(v, s, DType::F64).unwrap()
     }
 
-    fn run(
-        f: fn(&Tape, &Var, Pool2dParams) -> Result<Var>,
-        x: &Tensor,
-        prm: Pool2dParams,
-    ) -> (Vec<usize>, Vec<f64>) {
+    type PoolFn = fn(&Tape, &Var, Pool2dParams) -> Result<Var>;
+
+    fn run(f: PoolFn, x: &Tensor, prm: Pool2dParams) -> (Vec<usize>, Vec<f64>) {
         let tape = Tape::no_grad();
         let y = f(&tape, &tape.constant(x.clone()), prm).unwrap();
         (y.dims().to_vec(), y.value().to_f64_vec())
@@ -353,6 +355,12 @@ mod tests {
             [7.5]
         );
         assert_eq!(global_max_pool(&tape, &xv).unwrap().dims(), [1, 1]);
+        let nan = tape.constant(t(&[1., f64::NAN, 3., 2.], &[1, 2, 2, 1]));
+        let y = global_max_pool(&tape, &nan)
+            .unwrap()
+            .into_value()
+            .to_f64_vec();
+        assert!(y[0].is_nan(), "{y:?}");
     }
 
     #[test]
@@ -365,12 +373,7 @@ mod tests {
         let x: Vec<f64> = (0..150).map(|i| (i as f64 * 0.7).sin()).collect();
         let x = t(&x, &[2, 5, 5, 3]);
         let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-11);
-        let cases: [(
-            fn(&Tape, &Var, Pool2dParams) -> Result<Var>,
-            Pool2dParams,
-            [usize; 4],
-            [f64; 12],
-        ); 3] = [
+        let cases: [(PoolFn, Pool2dParams, [usize; 4], [f64; 12]); 3] = [
             (
                 max_pool2d,
                 Pool2dParams::new(3, 2).padding(1).ceil_mode(true),
@@ -461,10 +464,19 @@ mod tests {
             },
         ];
         for prm in prms {
-            check_gradients(&[x.clone()], 1e-6, |t, v| max_pool2d(t, &v[0], prm)).unwrap();
-            check_gradients(&[x.clone()], 1e-6, |t, v| avg_pool2d(t, &v[0], prm)).unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+                max_pool2d(t, &v[0], prm)
+            })
+            .unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+                avg_pool2d(t, &v[0], prm)
+            })
+            .unwrap();
         }
-        check_gradients(&[x.clone()], 1e-6, |t, v| global_avg_pool(t, &v[0])).unwrap();
+        check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+            global_avg_pool(t, &v[0])
+        })
+        .unwrap();
         check_gradients(&[x], 1e-6, |t, v| global_max_pool(t, &v[0])).unwrap();
     }
 

@@ -111,8 +111,14 @@ mod tests {
         let x = Tensor::randn([3, 4, 5, 2], 1.0, DType::F64, &mut rng);
         for axes in [&[][..], &[0], &[1, 2], &[0, 3], &[-1]] {
             for keep in [false, true] {
-                check_gradients(&[x.clone()], 1e-6, |t, v| sum(t, &v[0], axes, keep)).unwrap();
-                check_gradients(&[x.clone()], 1e-6, |t, v| mean(t, &v[0], axes, keep)).unwrap();
+                check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+                    sum(t, &v[0], axes, keep)
+                })
+                .unwrap();
+                check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+                    mean(t, &v[0], axes, keep)
+                })
+                .unwrap();
             }
         }
     }

@@ -48,9 +48,18 @@ mod tests {
     fn gradcheck_reshape_and_narrow() {
         let mut rng = Rng::new(6);
         let x = Tensor::randn([4, 3, 2], 1.0, DType::F64, &mut rng);
-        check_gradients(&[x.clone()], 1e-6, |t, v| reshape(t, &v[0], [6, 4])).unwrap();
-        check_gradients(&[x.clone()], 1e-6, |t, v| narrow(t, &v[0], 0, 1, 2)).unwrap();
-        check_gradients(&[x.clone()], 1e-6, |t, v| narrow(t, &v[0], -1, 1, 1)).unwrap();
+        check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+            reshape(t, &v[0], [6, 4])
+        })
+        .unwrap();
+        check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+            narrow(t, &v[0], 0, 1, 2)
+        })
+        .unwrap();
+        check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+            narrow(t, &v[0], -1, 1, 1)
+        })
+        .unwrap();
         check_gradients(&[x], 1e-6, |t, v| narrow(t, &v[0], 1, 0, 3)).unwrap();
     }
 }

@@ -184,12 +184,15 @@ mod tests {
             )
             .unwrap();
             let pos = Tensor::uniform(shape, 0.2, 3.0, DType::F64, &mut rng);
-            check_gradients(&[x.clone()], 1e-6, |t, v| scale(t, &v[0], 1.7)).unwrap();
-            check_gradients(&[x.clone()], 1e-6, |t, v| relu(t, &v[0])).unwrap();
-            check_gradients(&[x.clone()], 1e-6, |t, v| leaky_relu(t, &v[0], 0.2)).unwrap();
-            check_gradients(&[x.clone()], 1e-6, |t, v| sigmoid(t, &v[0])).unwrap();
-            check_gradients(&[x.clone()], 1e-6, |t, v| tanh(t, &v[0])).unwrap();
-            check_gradients(&[x.clone()], 1e-6, |t, v| exp(t, &v[0])).unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| scale(t, &v[0], 1.7)).unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| relu(t, &v[0])).unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| {
+                leaky_relu(t, &v[0], 0.2)
+            })
+            .unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| sigmoid(t, &v[0])).unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| tanh(t, &v[0])).unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| exp(t, &v[0])).unwrap();
             check_gradients(&[pos], 1e-6, |t, v| log(t, &v[0])).unwrap();
         }
     }

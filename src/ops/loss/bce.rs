@@ -128,7 +128,7 @@ mod tests {
         let none = Tensor::full([4, 3], -1.0, DType::F64);
         for tg in [&masked, &single, &none] {
             for pw in [None, Some(&[2.0, 0.5, 1.0][..])] {
-                check_gradients(&[x.clone()], 1e-6, |tp, v| {
+                check_gradients(std::slice::from_ref(&x), 1e-6, |tp, v| {
                     bce_with_logits(tp, &v[0], tg, pw)
                 })
                 .unwrap();

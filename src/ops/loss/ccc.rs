@@ -125,7 +125,7 @@ mod tests {
             tv[i] = INVALID_VA;
         }
         let tg = t(&tv, &[6, 2]);
-        check_gradients(&[p.clone()], 1e-6, |tp, v| {
+        check_gradients(std::slice::from_ref(&p), 1e-6, |tp, v| {
             ccc_loss(tp, &v[0], &tg, INVALID_VA)
         })
         .unwrap();

@@ -4,6 +4,9 @@ use super::{record_scalar, sigmoid, softplus};
 use crate::tensor::check_same_dtype;
 use crate::{Error, Result, Tape, Var};
 
+/// A per-logit loss term or its derivative.
+type Term = fn(f64) -> f64;
+
 /// Which adversarial objective.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GanLoss {
@@ -30,11 +33,11 @@ pub fn gan_discriminator_loss(tape: &Tape, kind: GanLoss, real: &Var, fake: &Var
     let (nr, nf) = (check_nonempty(OP, real)?, check_nonempty(OP, fake)?);
     let (r, f) = (real.value().to_f64_vec(), fake.value().to_f64_vec());
     // Per-logit terms and their derivatives: real ones push up, fake ones down.
-    let (real_term, real_grad): (fn(f64) -> f64, fn(f64) -> f64) = match kind {
+    let (real_term, real_grad): (Term, Term) = match kind {
         GanLoss::NonSaturating => (|x| softplus(-x), |x| -sigmoid(-x)),
         GanLoss::Hinge => (|x| (1.0 - x).max(0.0), |x| if x < 1.0 { -1.0 } else { 0.0 }),
     };
-    let (fake_term, fake_grad): (fn(f64) -> f64, fn(f64) -> f64) = match kind {
+    let (fake_term, fake_grad): (Term, Term) = match kind {
         GanLoss::NonSaturating => (softplus, sigmoid),
         GanLoss::Hinge => (|x| (1.0 + x).max(0.0), |x| if x > -1.0 { 1.0 } else { 0.0 }),
     };
@@ -124,11 +127,11 @@ mod tests {
                 gan_discriminator_loss(t, kind, &v[0], &v[1])
             })
             .unwrap();
-            check_gradients(&[fake.clone()], 1e-6, |t, v| {
+            check_gradients(std::slice::from_ref(&fake), 1e-6, |t, v| {
                 gan_generator_loss(t, kind, &v[0])
             })
             .unwrap();
-            check_gradients(&[logits.clone()], 1e-6, |t, v| {
+            check_gradients(std::slice::from_ref(&logits), 1e-6, |t, v| {
                 gan_generator_loss(t, kind, &v[0])
             })
             .unwrap();

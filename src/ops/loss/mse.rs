@@ -103,7 +103,7 @@ mod tests {
         tv[7] = -5.0;
         let tg = Tensor::from_f64s(&tv, [5, 3], DType::F64).unwrap();
         for d in [MseDenominator::Valid, MseDenominator::All] {
-            check_gradients(&[p.clone()], 1e-6, |t, v| {
+            check_gradients(std::slice::from_ref(&p), 1e-6, |t, v| {
                 mse_loss(t, &v[0], &tg, Some(-5.0), d)
             })
             .unwrap();
@@ -111,7 +111,7 @@ mod tests {
         let mut single = vec![-5.0; 15];
         single[4] = 0.7;
         let tg = Tensor::from_f64s(&single, [5, 3], DType::F64).unwrap();
-        check_gradients(&[p.clone()], 1e-6, |t, v| {
+        check_gradients(std::slice::from_ref(&p), 1e-6, |t, v| {
             mse_loss(t, &v[0], &tg, Some(-5.0), MseDenominator::Valid)
         })
         .unwrap();
