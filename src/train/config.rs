@@ -420,7 +420,8 @@ impl TrainConfig {
                 return bad(key, format!("{w} is not a finite weight >= 0"));
             }
         }
-        if !(l.dwa_temperature > 0.0) {
+        // Written so that NaN is rejected too.
+        if l.dwa_temperature.is_nan() || l.dwa_temperature <= 0.0 {
             return bad("loss.dwa_temperature", "must be > 0".into());
         }
         self.schedule

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod nan_guard;
+pub mod plot;
 pub mod run_dir;
 
 pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};
