@@ -162,8 +162,14 @@ pub fn load(
 ) -> Result<Checkpoint> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, e.to_string()))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, e.to_string()))?;
+    let unreadable = |e: safetensors::SafeTensorError| {
+        bad(
+            path,
+            format!("not a readable safetensors file (truncated?): {e}"),
+        )
+    };
+    let st = SafeTensors::deserialize(&bytes).map_err(unreadable)?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(unreadable)?;
     let meta = header.metadata().clone().unwrap_or_default();
     let progress = read_progress(path, &meta)?;
 
@@ -326,8 +332,16 @@ fn read_progress(path: &Path, meta: &HashMap<String, String>) -> Result<TrainPro
     })
 }
 
+/// A checkpoint that cannot be used: an I/O error of kind `InvalidData`, so
+/// the message reads "<path>: checkpoint: <what is wrong>".
 fn bad(path: &Path, msg: String) -> Error {
-    Error::Config(format!("checkpoint {}: {msg}", path.display()))
+    Error::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("checkpoint: {msg}"),
+        ),
+    )
 }
 
 fn st_dtype(d: DType) -> Dtype {

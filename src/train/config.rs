@@ -589,8 +589,14 @@ mod tests {
 
     #[test]
     fn resolved_config_round_trips_through_toml() {
-        let mut c = TrainConfig::load(shipped("affwild2-gpu.toml")).unwrap();
-        c.train.grad_clip = Some(5.0);
+        for name in ["affwild2-gpu.toml", "synthetic-cpu.toml"] {
+            let c = TrainConfig::load(shipped(name)).unwrap();
+            let text = c.to_toml_string().unwrap();
+            assert_eq!(TrainConfig::from_toml_str(&text, "resolved").unwrap(), c);
+        }
+        // Absent options (no grad clip, no run name, no data root) stay absent.
+        let mut c = TrainConfig::from_toml_str("[train]\nepochs = 2\n", "t").unwrap();
+        c.train.grad_clip = None;
         let text = c.to_toml_string().unwrap();
         assert_eq!(TrainConfig::from_toml_str(&text, "resolved").unwrap(), c);
     }
