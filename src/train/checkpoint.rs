@@ -14,7 +14,8 @@
 //! changing anything, and errors name the file and the tensor.
 
 use crate::{DType, Error, Params, Result, Tensor};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView, View};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,27 +64,16 @@ pub struct Checkpoint {
 /// Writes a checkpoint atomically (see the module docs).
 pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
     let path = path.as_ref();
-    let mut entries: Vec<(String, DType, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut push = |name: String, t: &Tensor| {
-        entries.push((name, t.dtype(), t.dims().to_vec(), le_bytes(t)));
-    };
+    let mut views: Vec<(String, Bytes)> = Vec::new();
     for id in ckpt.params.ids() {
-        push(ckpt.params.name(id).to_string(), ckpt.params.get(id));
+        views.push((ckpt.params.name(id).to_string(), Bytes(ckpt.params.get(id))));
     }
     for (k, t) in ckpt.optimizer {
-        push(format!("{OPTIM_PREFIX}{k}"), t);
+        views.push((format!("{OPTIM_PREFIX}{k}"), Bytes(t)));
     }
     for (k, t) in ckpt.buffers {
-        push(format!("{BUFFER_PREFIX}{k}"), t);
+        views.push((format!("{BUFFER_PREFIX}{k}"), Bytes(t)));
     }
-    let views = entries
-        .iter()
-        .map(|(name, dtype, dims, bytes)| {
-            let view = TensorView::new(st_dtype(*dtype), dims.clone(), bytes)
-                .map_err(|e| bad(path, format!("tensor '{name}': {e}")))?;
-            Ok((name.as_str(), view))
-        })
-        .collect::<Result<Vec<_>>>()?;
     let p = ckpt.progress;
     let mut meta = HashMap::from([
         ("format".to_string(), FORMAT_NAME.to_string()),
@@ -351,21 +341,44 @@ fn st_dtype(d: DType) -> Dtype {
     }
 }
 
-/// Tensor elements as little-endian bytes (the safetensors byte order).
-fn le_bytes(t: &Tensor) -> Vec<u8> {
-    match t.dtype() {
-        DType::F32 => t
-            .data::<f32>()
-            .expect("dtype checked")
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
-        DType::F64 => t
-            .data::<f64>()
-            .expect("dtype checked")
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
+/// A tensor as safetensors sees it. `serialize` copies each tensor's bytes
+/// straight into the file image, so saving holds one extra copy of the
+/// state, not two.
+struct Bytes<'a>(&'a Tensor);
+
+impl View for Bytes<'_> {
+    fn dtype(&self) -> Dtype {
+        st_dtype(self.0.dtype())
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.0.dims()
+    }
+
+    /// Little-endian elements (the safetensors byte order): the buffer itself
+    /// on little-endian hosts, a converted copy elsewhere.
+    fn data(&self) -> Cow<'_, [u8]> {
+        fn le<T: bytemuck::Pod, const N: usize>(v: &[T], to_le: fn(T) -> [u8; N]) -> Cow<'_, [u8]> {
+            if cfg!(target_endian = "little") {
+                Cow::Borrowed(bytemuck::cast_slice(v))
+            } else {
+                Cow::Owned(v.iter().flat_map(|&x| to_le(x)).collect())
+            }
+        }
+        match self.0.dtype() {
+            DType::F32 => le(
+                self.0.data::<f32>().expect("dtype matched"),
+                f32::to_le_bytes,
+            ),
+            DType::F64 => le(
+                self.0.data::<f64>().expect("dtype matched"),
+                f64::to_le_bytes,
+            ),
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        self.0.numel() * self.dtype().bitsize() / 8
     }
 }
 
