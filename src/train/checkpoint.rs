@@ -432,13 +432,7 @@ mod tests {
 
     fn trained_optimizer(params: &mut Params, rng: &mut Rng) -> Adam {
         let mut opt = Adam::new(AdamConfig::default());
-        let mut g = Gradients::new();
-        for id in params.ids().collect::<Vec<_>>() {
-            let shape = params.get(id).shape().clone();
-            g.accumulate(id, Tensor::randn(shape, 1.0, DType::F32, rng))
-                .unwrap();
-        }
-        opt.step(params, &g, 1e-2).unwrap();
+        step(params, &mut opt, rng);
         opt
     }
 
@@ -502,6 +496,72 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         let names = SafeTensors::deserialize(&bytes).unwrap().names().len();
         assert_eq!(names, 2 + 2 + a.len());
+    }
+
+    /// One "training step": gradients drawn from the run's generator, so the
+    /// trajectory depends on weights, optimizer state and RNG alike.
+    fn step(params: &mut Params, opt: &mut Adam, rng: &mut Rng) {
+        let mut g = Gradients::new();
+        for id in params.ids().collect::<Vec<_>>() {
+            let shape = params.get(id).shape().clone();
+            g.accumulate(id, Tensor::randn(shape, 1.0, DType::F32, rng))
+                .unwrap();
+        }
+        opt.step(params, &g, 1e-2).unwrap();
+    }
+
+    #[test]
+    fn resume_continues_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.safetensors");
+        let (mut params, buffers) = model(&mut Rng::new(1));
+        let mut opt = Adam::new(AdamConfig::default());
+        let mut rng = Rng::new(42);
+        for _ in 0..2 {
+            step(&mut params, &mut opt, &mut rng);
+        }
+        let progress = TrainProgress {
+            step: 2,
+            epoch: 0,
+            position_in_epoch: 2,
+            rng: rng.state(),
+            best: None,
+        };
+        save(
+            &path,
+            &CheckpointRef {
+                params: &params,
+                optimizer: &opt.state_dict(),
+                buffers: &buffers,
+                progress,
+                config_toml: "",
+            },
+        )
+        .unwrap();
+        for _ in 0..3 {
+            step(&mut params, &mut opt, &mut rng);
+        }
+
+        let (mut resumed, mut resumed_buffers) = model(&mut Rng::new(7));
+        let ck = load(&path, &mut resumed, &mut resumed_buffers).unwrap();
+        let mut opt2 = Adam::new(AdamConfig::default());
+        opt2.load_state_dict(&ck.optimizer).unwrap();
+        let mut rng2 = Rng::from_state(ck.progress.rng);
+        for _ in 0..3 {
+            step(&mut resumed, &mut opt2, &mut rng2);
+        }
+        for id in params.ids() {
+            let (a, b) = (
+                params.get(id).data::<f32>().unwrap(),
+                resumed.get(id).data::<f32>().unwrap(),
+            );
+            assert!(
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{}",
+                params.name(id)
+            );
+        }
+        assert_eq!(rng, rng2);
     }
 
     #[test]

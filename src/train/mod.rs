@@ -10,5 +10,5 @@ pub mod run_dir;
 
 pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};
 pub use config::TrainConfig;
-pub use nan_guard::check_loss;
+pub use nan_guard::{check_finite, check_loss};
 pub use run_dir::{BestTracker, MetricsLog, RunDir};
