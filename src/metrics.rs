@@ -136,7 +136,13 @@ fn mean(xs: impl ExactSizeIterator<Item = f64>) -> f64 {
 }
 
 fn add_au(counts: &mut [Counts], logits: &[f32], targets: &[f32]) -> Result<()> {
-    if logits.len() != targets.len() || logits.len() % counts.len().max(1) != 0 {
+    let a = counts.len();
+    let rows_fit = if a == 0 {
+        logits.is_empty()
+    } else {
+        logits.len().is_multiple_of(a)
+    };
+    if logits.len() != targets.len() || !rows_fit {
         return Err(Error::shape(
             "au_f1",
             format!(
@@ -303,9 +309,7 @@ impl MtlEvaluator {
         let mut correct = self.expr_correct;
         add_expr(&mut expr, &mut correct, pred.expr_logits, labels.expr)?;
         let mut au = self.au.clone();
-        if a > 0 {
-            add_au(&mut au, pred.au_logits, labels.au)?;
-        }
+        add_au(&mut au, pred.au_logits, labels.au)?;
         self.expr = expr;
         self.expr_correct = correct;
         self.au = au;

@@ -14,7 +14,8 @@
 //! changing anything, and errors name the file and the tensor.
 
 use crate::{DType, Error, Params, Result, Tensor};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView, View};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,27 +64,16 @@ pub struct Checkpoint {
 /// Writes a checkpoint atomically (see the module docs).
 pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
     let path = path.as_ref();
-    let mut entries: Vec<(String, DType, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut push = |name: String, t: &Tensor| {
-        entries.push((name, t.dtype(), t.dims().to_vec(), le_bytes(t)));
-    };
+    let mut views: Vec<(String, Bytes)> = Vec::new();
     for id in ckpt.params.ids() {
-        push(ckpt.params.name(id).to_string(), ckpt.params.get(id));
+        views.push((ckpt.params.name(id).to_string(), Bytes(ckpt.params.get(id))));
     }
     for (k, t) in ckpt.optimizer {
-        push(format!("{OPTIM_PREFIX}{k}"), t);
+        views.push((format!("{OPTIM_PREFIX}{k}"), Bytes(t)));
     }
     for (k, t) in ckpt.buffers {
-        push(format!("{BUFFER_PREFIX}{k}"), t);
+        views.push((format!("{BUFFER_PREFIX}{k}"), Bytes(t)));
     }
-    let views = entries
-        .iter()
-        .map(|(name, dtype, dims, bytes)| {
-            let view = TensorView::new(st_dtype(*dtype), dims.clone(), bytes)
-                .map_err(|e| bad(path, format!("tensor '{name}': {e}")))?;
-            Ok((name.as_str(), view))
-        })
-        .collect::<Result<Vec<_>>>()?;
     let p = ckpt.progress;
     let mut meta = HashMap::from([
         ("format".to_string(), FORMAT_NAME.to_string()),
@@ -162,8 +152,14 @@ pub fn load(
 ) -> Result<Checkpoint> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, e.to_string()))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, e.to_string()))?;
+    let unreadable = |e: safetensors::SafeTensorError| {
+        bad(
+            path,
+            format!("not a readable safetensors file (truncated?): {e}"),
+        )
+    };
+    let st = SafeTensors::deserialize(&bytes).map_err(unreadable)?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(unreadable)?;
     let meta = header.metadata().clone().unwrap_or_default();
     let progress = read_progress(path, &meta)?;
 
@@ -326,8 +322,16 @@ fn read_progress(path: &Path, meta: &HashMap<String, String>) -> Result<TrainPro
     })
 }
 
+/// A checkpoint that cannot be used: an I/O error of kind `InvalidData`, so
+/// the message reads "<path>: checkpoint: <what is wrong>".
 fn bad(path: &Path, msg: String) -> Error {
-    Error::Config(format!("checkpoint {}: {msg}", path.display()))
+    Error::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("checkpoint: {msg}"),
+        ),
+    )
 }
 
 fn st_dtype(d: DType) -> Dtype {
@@ -337,21 +341,44 @@ fn st_dtype(d: DType) -> Dtype {
     }
 }
 
-/// Tensor elements as little-endian bytes (the safetensors byte order).
-fn le_bytes(t: &Tensor) -> Vec<u8> {
-    match t.dtype() {
-        DType::F32 => t
-            .data::<f32>()
-            .expect("dtype checked")
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
-        DType::F64 => t
-            .data::<f64>()
-            .expect("dtype checked")
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
+/// A tensor as safetensors sees it. `serialize` copies each tensor's bytes
+/// straight into the file image, so saving holds one extra copy of the
+/// state, not two.
+struct Bytes<'a>(&'a Tensor);
+
+impl View for Bytes<'_> {
+    fn dtype(&self) -> Dtype {
+        st_dtype(self.0.dtype())
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.0.dims()
+    }
+
+    /// Little-endian elements (the safetensors byte order): the buffer itself
+    /// on little-endian hosts, a converted copy elsewhere.
+    fn data(&self) -> Cow<'_, [u8]> {
+        fn le<T: bytemuck::Pod, const N: usize>(v: &[T], to_le: fn(T) -> [u8; N]) -> Cow<'_, [u8]> {
+            if cfg!(target_endian = "little") {
+                Cow::Borrowed(bytemuck::cast_slice(v))
+            } else {
+                Cow::Owned(v.iter().flat_map(|&x| to_le(x)).collect())
+            }
+        }
+        match self.0.dtype() {
+            DType::F32 => le(
+                self.0.data::<f32>().expect("dtype matched"),
+                f32::to_le_bytes,
+            ),
+            DType::F64 => le(
+                self.0.data::<f64>().expect("dtype matched"),
+                f64::to_le_bytes,
+            ),
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        self.0.numel() * self.dtype().bitsize() / 8
     }
 }
 
@@ -405,13 +432,7 @@ mod tests {
 
     fn trained_optimizer(params: &mut Params, rng: &mut Rng) -> Adam {
         let mut opt = Adam::new(AdamConfig::default());
-        let mut g = Gradients::new();
-        for id in params.ids().collect::<Vec<_>>() {
-            let shape = params.get(id).shape().clone();
-            g.accumulate(id, Tensor::randn(shape, 1.0, DType::F32, rng))
-                .unwrap();
-        }
-        opt.step(params, &g, 1e-2).unwrap();
+        step(params, &mut opt, rng);
         opt
     }
 
@@ -475,6 +496,72 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         let names = SafeTensors::deserialize(&bytes).unwrap().names().len();
         assert_eq!(names, 2 + 2 + a.len());
+    }
+
+    /// One "training step": gradients drawn from the run's generator, so the
+    /// trajectory depends on weights, optimizer state and RNG alike.
+    fn step(params: &mut Params, opt: &mut Adam, rng: &mut Rng) {
+        let mut g = Gradients::new();
+        for id in params.ids().collect::<Vec<_>>() {
+            let shape = params.get(id).shape().clone();
+            g.accumulate(id, Tensor::randn(shape, 1.0, DType::F32, rng))
+                .unwrap();
+        }
+        opt.step(params, &g, 1e-2).unwrap();
+    }
+
+    #[test]
+    fn resume_continues_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.safetensors");
+        let (mut params, buffers) = model(&mut Rng::new(1));
+        let mut opt = Adam::new(AdamConfig::default());
+        let mut rng = Rng::new(42);
+        for _ in 0..2 {
+            step(&mut params, &mut opt, &mut rng);
+        }
+        let progress = TrainProgress {
+            step: 2,
+            epoch: 0,
+            position_in_epoch: 2,
+            rng: rng.state(),
+            best: None,
+        };
+        save(
+            &path,
+            &CheckpointRef {
+                params: &params,
+                optimizer: &opt.state_dict(),
+                buffers: &buffers,
+                progress,
+                config_toml: "",
+            },
+        )
+        .unwrap();
+        for _ in 0..3 {
+            step(&mut params, &mut opt, &mut rng);
+        }
+
+        let (mut resumed, mut resumed_buffers) = model(&mut Rng::new(7));
+        let ck = load(&path, &mut resumed, &mut resumed_buffers).unwrap();
+        let mut opt2 = Adam::new(AdamConfig::default());
+        opt2.load_state_dict(&ck.optimizer).unwrap();
+        let mut rng2 = Rng::from_state(ck.progress.rng);
+        for _ in 0..3 {
+            step(&mut resumed, &mut opt2, &mut rng2);
+        }
+        for id in params.ids() {
+            let (a, b) = (
+                params.get(id).data::<f32>().unwrap(),
+                resumed.get(id).data::<f32>().unwrap(),
+            );
+            assert!(
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{}",
+                params.name(id)
+            );
+        }
+        assert_eq!(rng, rng2);
     }
 
     #[test]

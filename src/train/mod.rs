@@ -1,16 +1,17 @@
 //! Training: the run configuration, the multi-task objective, the loop,
-//! checkpoints, run directories and metric logs, and the NaN guard.
+//! checkpoints, run directories and metric logs, the NaN guard and plots.
 
 pub mod checkpoint;
 mod config;
 mod mtl_loss;
 pub mod nan_guard;
+pub mod plot;
 pub mod run_dir;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};
 pub use config::{DataConfig, DataSource, LoopConfig, OptimConfig, RunConfig, TrainConfig};
 pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, Weighting};
-pub use nan_guard::check_loss;
+pub use nan_guard::{check_finite, check_loss};
 pub use run_dir::{BestTracker, MetricsLog, RunDir};
 pub use trainer::{StepStats, Trainer};

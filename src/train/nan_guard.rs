@@ -8,15 +8,22 @@ use std::path::Path;
 /// Returns `loss` when it is finite, otherwise `Error::NonFinite` naming the
 /// step, the value and the last good checkpoint (or that there is none yet).
 pub fn check_loss(step: u64, loss: f64, last_good: Option<&Path>) -> Result<f64> {
-    if loss.is_finite() {
-        return Ok(loss);
+    check_finite("loss", step, loss, last_good)
+}
+
+/// [`check_loss`] for any per-step quantity (`what` names it in the message),
+/// e.g. the gradient norm before clipping, which overflows a step earlier
+/// than the loss does.
+pub fn check_finite(what: &str, step: u64, value: f64, last_good: Option<&Path>) -> Result<f64> {
+    if value.is_finite() {
+        return Ok(value);
     }
     let resume = match last_good {
         Some(p) => format!("last good checkpoint: {} (left intact)", p.display()),
         None => "no checkpoint was saved before this step".to_string(),
     };
     Err(Error::NonFinite(format!(
-        "loss is {loss} at step {step}; training stopped, {resume}"
+        "{what} is {value} at step {step}; training stopped, {resume}"
     )))
 }
 

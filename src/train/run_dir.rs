@@ -45,10 +45,13 @@ impl RunDir {
         let root = root.into();
         let cfg = root.join(CONFIG_FILE);
         if !cfg.is_file() {
-            return Err(Error::Config(format!(
-                "{}: not a run directory (no {CONFIG_FILE})",
-                root.display()
-            )));
+            return Err(Error::io(
+                &root,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("not a run directory (no {CONFIG_FILE})"),
+                ),
+            ));
         }
         Ok(RunDir { root })
     }
@@ -152,7 +155,10 @@ impl MetricsLog {
     /// `MtlMetrics`, or a map); its keys must not be `split` or `step`.
     /// Non-finite floats are written as `null` (JSON has no NaN).
     pub fn log(&mut self, split: &str, step: u64, values: &impl Serialize) -> Result<()> {
-        let bad = |msg: String| Error::Config(format!("{}: {msg}", self.path.display()));
+        let bad = |msg: String| Error::Arg {
+            op: "MetricsLog::log",
+            msg,
+        };
         let serde_json::Value::Object(fields) =
             serde_json::to_value(values).map_err(|e| bad(e.to_string()))?
         else {
