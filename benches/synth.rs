@@ -12,7 +12,10 @@ fn rate(label: &str, faces: usize, f: impl FnOnce()) {
     let t = Instant::now();
     f();
     let s = t.elapsed().as_secs_f64();
-    println!("{label:<40} {faces:>6} faces in {s:>6.2} s = {:>8.0} faces/s", faces as f64 / s);
+    println!(
+        "{label:<40} {faces:>6} faces in {s:>6.2} s = {:>8.0} faces/s",
+        faces as f64 / s
+    );
 }
 
 fn main() {
@@ -42,22 +45,29 @@ fn main() {
                 .sum();
             std::hint::black_box(sum);
         });
-        rate(&format!("render + JPEG encode, {size}x{size}"), faces, || {
-            let bytes: usize = plans
-                .par_iter()
-                .map(|p| {
-                    let mut n = 0;
-                    p.render(size, |_, px| {
-                        n += encode_jpeg(px, size, p.scene.jpeg_quality)?.len();
-                        Ok(())
+        rate(
+            &format!("render + JPEG encode, {size}x{size}"),
+            faces,
+            || {
+                let bytes: usize = plans
+                    .par_iter()
+                    .map(|p| {
+                        let mut n = 0;
+                        p.render(size, |_, px| {
+                            n += encode_jpeg(px, size, p.scene.jpeg_quality)?.len();
+                            Ok(())
+                        })
+                        .unwrap();
+                        n
                     })
-                    .unwrap();
-                    n
-                })
-                .sum();
-            std::hint::black_box(bytes);
-        });
-        let out = std::env::temp_dir().join(format!("mtaffect-bench-synth-{}-{size}", std::process::id()));
+                    .sum();
+                std::hint::black_box(bytes);
+            },
+        );
+        let out = std::env::temp_dir().join(format!(
+            "mtaffect-bench-synth-{}-{size}",
+            std::process::id()
+        ));
         rate(&format!("generate() to disk, {size}x{size}"), faces, || {
             generate(&cfg, &out).unwrap();
         });

@@ -4,8 +4,8 @@
 
 use mtaffect::data::synth::{generate, SynthConfig, VideoPlan};
 use mtaffect::data::{
-    read_mtl_annotations, sampler::Sampler, AugmentConfig, Batch, Dataset, Loader, LoaderConfig, OnBadSample,
-    ReadOptions, Sample, SamplerKind,
+    read_mtl_annotations, sampler::Sampler, AugmentConfig, Batch, Dataset, Loader, LoaderConfig,
+    OnBadSample, ReadOptions, Sample, SamplerKind,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,7 +33,10 @@ fn small_cfg(seed: u64) -> SynthConfig {
     }
 }
 
-fn labels(s: &Sample) -> (String, Option<[f32; 2]>, Option<u8>, Option<Vec<u8>>) {
+/// The label content of a sample (its origin line differs between sources).
+type Labels = (String, Option<[f32; 2]>, Option<u8>, Option<Vec<u8>>);
+
+fn labels(s: &Sample) -> Labels {
     (s.image.clone(), s.va, s.expr, s.aus.clone())
 }
 
@@ -46,7 +49,10 @@ fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()));
+                out.push((
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
             }
         }
     }
@@ -66,10 +72,19 @@ fn synth_round_trips_through_the_abaw_parser_exactly() {
         image_root: Some(root.clone()),
         ..Default::default()
     };
-    let (train, ts) = read_mtl_annotations(&out.join("training_set_annotations.txt"), &opts).unwrap();
-    let (val, vs) = read_mtl_annotations(&out.join("validation_set_annotations.txt"), &opts).unwrap();
-    assert_eq!((ts.samples, vs.samples), (summary.train_samples, summary.val_samples));
-    assert_eq!(ts.unlabelled + vs.unlabelled, 0, "label-less frames get no line");
+    let (train, ts) =
+        read_mtl_annotations(&out.join("training_set_annotations.txt"), &opts).unwrap();
+    let (val, vs) =
+        read_mtl_annotations(&out.join("validation_set_annotations.txt"), &opts).unwrap();
+    assert_eq!(
+        (ts.samples, vs.samples),
+        (summary.train_samples, summary.val_samples)
+    );
+    assert_eq!(
+        ts.unlabelled + vs.unlabelled,
+        0,
+        "label-less frames get no line"
+    );
     let mut parsed: Vec<_> = train.iter().chain(&val).map(labels).collect();
     parsed.sort_by(|a, b| a.0.cmp(&b.0));
     let file: Arc<Path> = Arc::from(Path::new("x"));
@@ -85,7 +100,9 @@ fn synth_round_trips_through_the_abaw_parser_exactly() {
     // Every frame is a decodable JPEG of the configured size, labelled or not.
     for v in 0..cfg.videos {
         for f in 1..=cfg.frames_per_video {
-            let img = mtaffect::data::image::decode_rgb(&root.join(format!("synth{v:04}/{f:05}.jpg"))).unwrap();
+            let img =
+                mtaffect::data::image::decode_rgb(&root.join(format!("synth{v:04}/{f:05}.jpg")))
+                    .unwrap();
             assert_eq!(img.dimensions(), (32, 32));
         }
     }
@@ -95,14 +112,26 @@ fn synth_round_trips_through_the_abaw_parser_exactly() {
 #[test]
 fn synth_is_byte_identical_for_a_seed_whatever_the_thread_count() {
     let cfg = small_cfg(11);
-    let (a, b, c) = (temp_dir("synth-a"), temp_dir("synth-b"), temp_dir("synth-c"));
-    let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+    let (a, b, c) = (
+        temp_dir("synth-a"),
+        temp_dir("synth-b"),
+        temp_dir("synth-c"),
+    );
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
     pool(1).install(|| generate(&cfg, &a)).unwrap();
     pool(3).install(|| generate(&cfg, &b)).unwrap();
     generate(&small_cfg(12), &c).unwrap();
     let (fa, fb, fc) = (all_files(&a), all_files(&b), all_files(&c));
     assert_eq!(fa.len(), 6 * 12 + 2);
-    assert!(fa == fb, "same seed, different thread counts: outputs differ");
+    assert!(
+        fa == fb,
+        "same seed, different thread counts: outputs differ"
+    );
     assert!(fa != fc, "different seeds gave the same data");
     for d in [a, b, c] {
         std::fs::remove_dir_all(d).unwrap();
@@ -118,32 +147,74 @@ fn synth_labels_are_learnable_and_partly_withheld() {
         ..Default::default()
     };
     let file: Arc<Path> = Arc::from(Path::new("x"));
-    let samples: Vec<Sample> = (0..cfg.videos).flat_map(|v| VideoPlan::new(&cfg, v).samples(&file)).collect();
+    let samples: Vec<Sample> = (0..cfg.videos)
+        .flat_map(|v| VideoPlan::new(&cfg, v).samples(&file))
+        .collect();
     let frames = (cfg.videos * cfg.frames_per_video) as f64;
-    let frac = |f: &dyn Fn(&Sample) -> bool| samples.iter().filter(|s| f(s)).count() as f64 / frames;
-    let (va, ex, au) = (frac(&|s| s.va.is_some()), frac(&|s| s.expr.is_some()), frac(&|s| s.aus.is_some()));
-    assert!(samples.len() as f64 > 0.9 * frames, "most frames keep a label");
-    assert!((0.6..0.98).contains(&va) && (0.5..0.95).contains(&ex) && (0.4..0.9).contains(&au), "{va} {ex} {au}");
+    let frac =
+        |f: &dyn Fn(&Sample) -> bool| samples.iter().filter(|s| f(s)).count() as f64 / frames;
+    let (va, ex, au) = (
+        frac(&|s| s.va.is_some()),
+        frac(&|s| s.expr.is_some()),
+        frac(&|s| s.aus.is_some()),
+    );
+    assert!(
+        samples.len() as f64 > 0.9 * frames,
+        "most frames keep a label"
+    );
+    assert!(
+        (0.6..0.98).contains(&va) && (0.5..0.95).contains(&ex) && (0.4..0.9).contains(&au),
+        "{va} {ex} {au}"
+    );
     // AU12 (index 6) fires far more in happiness (4) than in neutral (0); AU26 (11) in surprise (6).
     let rate = |expr: u8, k: usize| {
-        let sel: Vec<_> = samples.iter().filter(|s| s.expr == Some(expr) && s.aus.is_some()).collect();
-        sel.iter().filter(|s| s.aus.as_ref().unwrap()[k] == 1).count() as f64 / sel.len() as f64
+        let sel: Vec<_> = samples
+            .iter()
+            .filter(|s| s.expr == Some(expr) && s.aus.is_some())
+            .collect();
+        sel.iter()
+            .filter(|s| s.aus.as_ref().unwrap()[k] == 1)
+            .count() as f64
+            / sel.len() as f64
     };
-    assert!(rate(4, 6) > 0.6 && rate(0, 6) < 0.15, "{} {}", rate(4, 6), rate(0, 6));
-    assert!(rate(6, 11) > 0.6 && rate(0, 11) < 0.15, "{} {}", rate(6, 11), rate(0, 11));
+    assert!(
+        rate(4, 6) > 0.6 && rate(0, 6) < 0.15,
+        "{} {}",
+        rate(4, 6),
+        rate(0, 6)
+    );
+    assert!(
+        rate(6, 11) > 0.6 && rate(0, 11) < 0.15,
+        "{} {}",
+        rate(6, 11),
+        rate(0, 11)
+    );
     // Valence is positive for happiness and negative for sadness on average.
     let mean_v = |expr: u8| {
-        let v: Vec<f32> = samples.iter().filter(|s| s.expr == Some(expr)).filter_map(|s| s.va.map(|x| x[0])).collect();
+        let v: Vec<f32> = samples
+            .iter()
+            .filter(|s| s.expr == Some(expr))
+            .filter_map(|s| s.va.map(|x| x[0]))
+            .collect();
         v.iter().sum::<f32>() / v.len() as f32
     };
-    assert!(mean_v(4) > 0.3 && mean_v(5) < -0.3, "{} {}", mean_v(4), mean_v(5));
+    assert!(
+        mean_v(4) > 0.3 && mean_v(5) < -0.3,
+        "{} {}",
+        mean_v(4),
+        mean_v(5)
+    );
 }
 
 fn dataset(out: &Path, seed: u64) -> Dataset {
     generate(&small_cfg(seed), out).unwrap();
-    Dataset::from_mtl(&out.join("training_set_annotations.txt"), &out.join("cropped_aligned"), &ReadOptions::default())
-        .unwrap()
-        .0
+    Dataset::from_mtl(
+        &out.join("training_set_annotations.txt"),
+        &out.join("cropped_aligned"),
+        &ReadOptions::default(),
+    )
+    .unwrap()
+    .0
 }
 
 fn loader_cfg(workers: usize) -> LoaderConfig {
@@ -185,17 +256,35 @@ fn loader_batches_do_not_depend_on_threads_and_resume_exactly() {
     let e1 = run(&one, 1, 0);
     assert_eq!(e1.len(), steps);
     assert_eq!(e1, run(&three, 1, 0));
-    assert_eq!(e1, run(&one, 1, 0), "a second pass over the same epoch repeats it");
+    assert_eq!(
+        e1,
+        run(&one, 1, 0),
+        "a second pass over the same epoch repeats it"
+    );
     for k in [1, steps / 2, steps - 1] {
         assert_eq!(run(&three, 1, k), e1[k..].to_vec(), "resume at step {k}");
     }
     assert!(run(&one, 1, steps).is_empty());
     let e2 = run(&one, 2, 0);
     assert_ne!(e1[0].1, e2[0].1, "epochs are shuffled differently");
-    let other_seed = Loader::new(ds.clone(), LoaderConfig { seed: 43, ..loader_cfg(1) }).unwrap();
+    let other_seed = Loader::new(
+        ds.clone(),
+        LoaderConfig {
+            seed: 43,
+            ..loader_cfg(1)
+        },
+    )
+    .unwrap();
     assert_ne!(e1[0].1, run(&other_seed, 1, 0)[0].1);
     // An epoch visits every sample once (shuffle sampler, drop_last off).
-    let all = Loader::new(ds.clone(), LoaderConfig { drop_last: false, ..loader_cfg(2) }).unwrap();
+    let all = Loader::new(
+        ds.clone(),
+        LoaderConfig {
+            drop_last: false,
+            ..loader_cfg(2)
+        },
+    )
+    .unwrap();
     let mut seen: Vec<usize> = run(&all, 0, 0).into_iter().flat_map(|k| k.1).collect();
     seen.sort();
     assert_eq!(seen, (0..ds.samples.len()).collect::<Vec<_>>());
@@ -222,10 +311,17 @@ fn batches_carry_images_and_the_invalid_markers() {
         let b = b.unwrap();
         let n = b.len();
         assert_eq!(b.images.dims(), &[n, 24, 24, 3]);
-        assert_eq!((b.va.dims(), b.expr.dims(), b.aus.dims()), (&[n, 2][..], &[n][..], &[n, 12][..]));
+        assert_eq!(
+            (b.va.dims(), b.expr.dims(), b.aus.dims()),
+            (&[n, 2][..], &[n][..], &[n, 12][..])
+        );
         let img = b.images.to_vec::<f32>().unwrap();
         assert!(img.iter().all(|v| (-1.0..=1.0).contains(v)));
-        let (va, ex, au) = (b.va.to_vec::<f32>().unwrap(), b.expr.to_vec::<f32>().unwrap(), b.aus.to_vec::<f32>().unwrap());
+        let (va, ex, au) = (
+            b.va.to_vec::<f32>().unwrap(),
+            b.expr.to_vec::<f32>().unwrap(),
+            b.aus.to_vec::<f32>().unwrap(),
+        );
         for (r, &i) in b.indices.iter().enumerate() {
             let s = &ds.samples[i];
             match s.va {
@@ -239,7 +335,10 @@ fn batches_carry_images_and_the_invalid_markers() {
             assert_eq!(b.expr_class[r], s.expr.map_or(-1, i64::from));
             expr_missing += s.expr.is_none() as usize;
             match &s.aus {
-                Some(a) => assert!(a.iter().zip(&au[12 * r..12 * r + 12]).all(|(&x, &y)| x as f32 == y)),
+                Some(a) => assert!(a
+                    .iter()
+                    .zip(&au[12 * r..12 * r + 12])
+                    .all(|(&x, &y)| x as f32 == y)),
                 None => {
                     assert!(au[12 * r..12 * r + 12].iter().all(|&y| y == -1.0));
                     au_missing += 1;
@@ -247,7 +346,10 @@ fn batches_carry_images_and_the_invalid_markers() {
             }
         }
     }
-    assert!(va_missing + expr_missing + au_missing > 0, "fixture should have withheld labels");
+    assert!(
+        va_missing + expr_missing + au_missing > 0,
+        "fixture should have withheld labels"
+    );
     std::fs::remove_dir_all(&out).unwrap();
 }
 
@@ -267,10 +369,20 @@ fn a_truncated_image_fails_with_its_annotation_line_or_is_skipped() {
     let results: Vec<_> = l.epoch(0, 0).collect();
     assert_eq!(results.len(), 1, "the epoch ends at the failing batch");
     let msg = results[0].as_ref().unwrap_err().to_string();
-    let want = format!("training_set_annotations.txt:{}: field 'image'", victim.origin.line);
+    let want = format!(
+        "training_set_annotations.txt:{}: field 'image'",
+        victim.origin.line
+    );
     assert!(msg.contains(&want) && msg.contains("truncated"), "{msg}");
 
-    let skip = Loader::new(ds.clone(), LoaderConfig { on_bad_sample: OnBadSample::Skip, ..cfg }).unwrap();
+    let skip = Loader::new(
+        ds.clone(),
+        LoaderConfig {
+            on_bad_sample: OnBadSample::Skip,
+            ..cfg
+        },
+    )
+    .unwrap();
     let batches: Vec<Batch> = skip.epoch(0, 0).map(|b| b.unwrap()).collect();
     assert_eq!(batches[0].len(), 4);
     assert!(!batches[0].indices.contains(&3));
@@ -300,7 +412,10 @@ fn balanced_sampler_oversamples_rare_expressions_reproducibly() {
     let order = s.epoch_order(1, 0);
     assert_eq!(order, s.epoch_order(1, 0));
     assert_ne!(order, s.epoch_order(1, 1));
-    let rare = order.iter().filter(|&&i| samples[i].expr == Some(3)).count();
+    let rare = order
+        .iter()
+        .filter(|&&i| samples[i].expr == Some(3))
+        .count();
     // 5% of the data, weight capped at 10x: about a third of the draws.
     assert!((250..450).contains(&rare), "{rare}");
 }

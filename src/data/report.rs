@@ -19,7 +19,9 @@ impl std::str::FromStr for OnBadSample {
         match s {
             "skip" => Ok(OnBadSample::Skip),
             "fail" => Ok(OnBadSample::Fail),
-            _ => Err(Error::Config(format!("on-bad-sample: expected skip|fail, found '{s}'"))),
+            _ => Err(Error::Config(format!(
+                "on-bad-sample: expected skip|fail, found '{s}'"
+            ))),
         }
     }
 }
@@ -84,7 +86,11 @@ impl LoadSummary {
 
 impl std::fmt::Display for LoadSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} samples, {} unlabelled lines dropped", self.samples, self.unlabelled)?;
+        write!(
+            f,
+            "{} samples, {} unlabelled lines dropped",
+            self.samples, self.unlabelled
+        )?;
         for (k, v) in &self.skipped {
             write!(f, ", {v} skipped ({k:?})")?;
         }

@@ -21,7 +21,14 @@ pub fn prototype(expr: u8) -> [f32; NUM_AUS] {
     let set: &[(usize, f32)] = match expr {
         1 => &[(AU4, 1.0), (AU7, 0.9), (AU23, 0.9), (AU24, 0.8)],
         2 => &[(AU10, 1.0), (AU4, 0.6), (AU15, 0.7), (AU7, 0.4)],
-        3 => &[(AU1, 1.0), (AU2, 0.9), (AU4, 0.7), (AU7, 0.6), (AU25, 1.0), (AU26, 0.5)],
+        3 => &[
+            (AU1, 1.0),
+            (AU2, 0.9),
+            (AU4, 0.7),
+            (AU7, 0.6),
+            (AU25, 1.0),
+            (AU26, 0.5),
+        ],
         4 => &[(AU6, 1.0), (AU12, 1.0), (AU25, 0.5)],
         5 => &[(AU1, 1.0), (AU4, 0.8), (AU15, 1.0)],
         6 => &[(AU1, 1.0), (AU2, 1.0), (AU25, 1.0), (AU26, 1.0)],
@@ -75,15 +82,22 @@ pub fn simulate(frames: usize, rng: &mut Rng) -> Vec<FrameTruth> {
     let mut out = Vec::with_capacity(frames);
     let mut aus = [0.0f32; NUM_AUS];
     let mut va = [0.0f32; 2];
-    let va_bias = [rng.uniform(-0.15, 0.15) as f32, rng.uniform(-0.15, 0.15) as f32];
+    let va_bias = [
+        rng.uniform(-0.15, 0.15) as f32,
+        rng.uniform(-0.15, 0.15) as f32,
+    ];
     let base_scale = rng.uniform(0.85, 1.1) as f32;
     let mut pose = Pose {
         yaw: rng.uniform(-0.4, 0.4) as f32,
         roll: rng.uniform(-0.15, 0.15) as f32,
         scale: base_scale,
-        shift: (rng.uniform(-0.05, 0.05) as f32, rng.uniform(-0.05, 0.05) as f32),
+        shift: (
+            rng.uniform(-0.05, 0.05) as f32,
+            rng.uniform(-0.05, 0.05) as f32,
+        ),
     };
-    let (mut left, mut expr, mut target, mut va_target) = (0usize, NEUTRAL, [0.0f32; NUM_AUS], [0.0f32; 2]);
+    let (mut left, mut expr, mut target, mut va_target) =
+        (0usize, NEUTRAL, [0.0f32; NUM_AUS], [0.0f32; 2]);
     // Per-video speed: some people move fast, some slowly.
     let rate = rng.uniform(0.08, 0.3) as f32;
     for _ in 0..frames {
@@ -115,11 +129,13 @@ pub fn simulate(frames: usize, rng: &mut Rng) -> Vec<FrameTruth> {
         }
         pose.yaw = (pose.yaw * 0.97 + 0.03 * rng.normal() as f32).clamp(-0.8, 0.8);
         pose.roll = (pose.roll * 0.97 + 0.015 * rng.normal() as f32).clamp(-0.35, 0.35);
-        pose.scale = (pose.scale + 0.05 * (base_scale - pose.scale) + 0.005 * rng.normal() as f32).clamp(0.7, 1.25);
+        pose.scale = (pose.scale + 0.05 * (base_scale - pose.scale) + 0.005 * rng.normal() as f32)
+            .clamp(0.7, 1.25);
         pose.shift.0 = (pose.shift.0 * 0.95 + 0.004 * rng.normal() as f32).clamp(-0.12, 0.12);
         pose.shift.1 = (pose.shift.1 * 0.95 + 0.004 * rng.normal() as f32).clamp(-0.12, 0.12);
         // Annotations carry three decimals, like the real files.
-        let mut noisy = |v: f32| ((v + 0.03 * rng.normal() as f32).clamp(-1.0, 1.0) * 1000.0).round() / 1000.0;
+        let mut noisy =
+            |v: f32| ((v + 0.03 * rng.normal() as f32).clamp(-1.0, 1.0) * 1000.0).round() / 1000.0;
         let va_label = [noisy(va[0]), noisy(va[1])];
         out.push(FrameTruth {
             aus,

@@ -100,7 +100,11 @@ impl VideoPlan {
         let scene = Scene::random(&mut rng);
         let n = cfg.frames_per_video;
         let labels = simulate(n, &mut rng);
-        let mut tasks = [rng.bernoulli(cfg.p_va), rng.bernoulli(cfg.p_expr), rng.bernoulli(cfg.p_au)];
+        let mut tasks = [
+            rng.bernoulli(cfg.p_va),
+            rng.bernoulli(cfg.p_expr),
+            rng.bernoulli(cfg.p_au),
+        ];
         if tasks == [false; 3] {
             tasks[0] = true;
         }
@@ -134,12 +138,23 @@ impl VideoPlan {
     }
 
     /// Renders every frame as RGB8, handing each to `sink(frame_index, pixels)`.
-    pub fn render(&self, size: usize, mut sink: impl FnMut(usize, &[u8]) -> Result<()>) -> Result<()> {
+    pub fn render(
+        &self,
+        size: usize,
+        mut sink: impl FnMut(usize, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let mut canvas = Canvas::new(size);
         let mut buf = Vec::new();
         let mut noise = Rng::new(self.noise_seed);
         for (i, st) in self.frames.iter().enumerate() {
-            render_frame(&self.scene, &self.identity, st, &mut noise, &mut canvas, &mut buf);
+            render_frame(
+                &self.scene,
+                &self.identity,
+                st,
+                &mut noise,
+                &mut canvas,
+                &mut buf,
+            );
             sink(i, &buf)?;
         }
         Ok(())
@@ -159,7 +174,8 @@ impl VideoPlan {
                     frame,
                     va: self.present[0][i].then_some(t.va),
                     expr: self.present[1][i].then_some(t.expr),
-                    aus: self.present[2][i].then(|| t.aus.iter().map(|&a| u8::from(a >= 0.5)).collect()),
+                    aus: self.present[2][i]
+                        .then(|| t.aus.iter().map(|&a| u8::from(a >= 0.5)).collect()),
                     origin: Origin {
                         file: file.clone(),
                         line: 0,
@@ -175,7 +191,12 @@ impl VideoPlan {
 pub fn encode_jpeg(pixels: &[u8], size: usize, quality: u8) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(pixels.len() / 4);
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-        .encode(pixels, size as u32, size as u32, image::ExtendedColorType::Rgb8)
+        .encode(
+            pixels,
+            size as u32,
+            size as u32,
+            image::ExtendedColorType::Rgb8,
+        )
         .map_err(|e| Error::Config(format!("jpeg encode: {e}")))?;
     Ok(out)
 }
@@ -194,7 +215,11 @@ fn validation_set(cfg: &SynthConfig) -> Vec<bool> {
 
 /// Renders the whole data set under `out`.
 pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
-    if cfg.videos == 0 || cfg.frames_per_video == 0 || cfg.image_size < 16 || !(0.0..=1.0).contains(&cfg.val_fraction) {
+    if cfg.videos == 0
+        || cfg.frames_per_video == 0
+        || cfg.image_size < 16
+        || !(0.0..=1.0).contains(&cfg.val_fraction)
+    {
         return Err(Error::Config(format!(
             "synth: need videos > 0, frames_per_video > 0, image_size >= 16, val_fraction in [0, 1]; found {}, {}, {}, {}",
             cfg.videos, cfg.frames_per_video, cfg.image_size, cfg.val_fraction

@@ -42,7 +42,10 @@ impl Affine {
     }
 
     pub fn apply(&self, x: f32, y: f32) -> (f32, f32) {
-        (self.a * x + self.b * y + self.tx, self.c * x + self.d * y + self.ty)
+        (
+            self.a * x + self.b * y + self.tx,
+            self.c * x + self.d * y + self.ty,
+        )
     }
 
     fn inverse(&self) -> Affine {
@@ -81,12 +84,24 @@ impl Canvas {
     /// Blends `color` with opacity `alpha` wherever `sdf` (local coordinates,
     /// negative inside) covers a pixel; `bbox` = [x0, y0, x1, y1] in local
     /// coordinates must contain the shape.
-    pub fn fill(&mut self, xf: &Affine, bbox: [f32; 4], color: [f32; 3], alpha: f32, sdf: impl Fn(f32, f32) -> f32) {
+    pub fn fill(
+        &mut self,
+        xf: &Affine,
+        bbox: [f32; 4],
+        color: [f32; 3],
+        alpha: f32,
+        sdf: impl Fn(f32, f32) -> f32,
+    ) {
         if alpha <= 0.0 {
             return;
         }
         let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
-        for (lx, ly) in [(bbox[0], bbox[1]), (bbox[2], bbox[1]), (bbox[0], bbox[3]), (bbox[2], bbox[3])] {
+        for (lx, ly) in [
+            (bbox[0], bbox[1]),
+            (bbox[2], bbox[1]),
+            (bbox[0], bbox[3]),
+            (bbox[2], bbox[3]),
+        ] {
             let (x, y) = xf.apply(lx, ly);
             (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
         }
@@ -141,7 +156,12 @@ pub fn capsule(x: f32, y: f32, a: (f32, f32), b: (f32, f32), r: f32) -> f32 {
 
 /// Bounding box of a capsule.
 pub fn capsule_box(a: (f32, f32), b: (f32, f32), r: f32) -> [f32; 4] {
-    [a.0.min(b.0) - r, a.1.min(b.1) - r, a.0.max(b.0) + r, a.1.max(b.1) + r]
+    [
+        a.0.min(b.0) - r,
+        a.1.min(b.1) - r,
+        a.0.max(b.0) + r,
+        a.1.max(b.1) + r,
+    ]
 }
 
 #[cfg(test)]
@@ -152,11 +172,16 @@ mod tests {
     fn filled_circle_has_the_right_area_and_soft_edges() {
         let mut c = Canvas::new(64);
         let xf = Affine::similarity(1.0, 0.0, 1.0, 0.0, 0.0);
-        c.fill(&xf, [12.0, 12.0, 52.0, 52.0], [1.0; 3], 1.0, |x, y| ellipse(x, y, 32.0, 32.0, 20.0, 20.0));
+        c.fill(&xf, [12.0, 12.0, 52.0, 52.0], [1.0; 3], 1.0, |x, y| {
+            ellipse(x, y, 32.0, 32.0, 20.0, 20.0)
+        });
         let area: f32 = c.px.iter().map(|p| p[0]).sum();
         let want = std::f32::consts::PI * 400.0;
         assert!((area - want).abs() / want < 0.01, "{area} vs {want}");
-        assert!(c.px.iter().any(|p| p[0] > 0.1 && p[0] < 0.9), "no anti-aliased edge pixels");
+        assert!(
+            c.px.iter().any(|p| p[0] > 0.1 && p[0] < 0.9),
+            "no anti-aliased edge pixels"
+        );
     }
 
     #[test]

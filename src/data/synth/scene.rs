@@ -61,10 +61,18 @@ pub struct Scene {
 
 impl Scene {
     pub fn random(rng: &mut Rng) -> Scene {
-        let mut col = || [rng.next_f64() as f32, rng.next_f64() as f32, rng.next_f64() as f32];
+        let mut col = || {
+            [
+                rng.next_f64() as f32,
+                rng.next_f64() as f32,
+                rng.next_f64() as f32,
+            ]
+        };
         let bg = [col(), col()];
         let a = rng.uniform(0.0, std::f64::consts::TAU) as f32;
-        let clutter = (0..rng.below(6)).map(|_| Blob::random(rng, false)).collect();
+        let clutter = (0..rng.below(6))
+            .map(|_| Blob::random(rng, false))
+            .collect();
         let la = rng.uniform(0.0, std::f64::consts::TAU) as f32;
         Scene {
             bg,
@@ -73,7 +81,11 @@ impl Scene {
             light_dir: (la.cos(), la.sin()),
             light: rng.uniform(0.0, 0.8) as f32,
             occluder: Blob::random(rng, true),
-            blur: if rng.bernoulli(0.3) { rng.uniform(0.3, 1.0) as f32 } else { 0.0 },
+            blur: if rng.bernoulli(0.3) {
+                rng.uniform(0.3, 1.0) as f32
+            } else {
+                0.0
+            },
             noise: rng.uniform(0.0, 0.05) as f32,
             jpeg_quality: rng.uniform(45.0, 95.0) as u8,
         }
@@ -124,9 +136,16 @@ pub fn render_frame(
     let inv = 1.0 / n as f32;
     for y in 0..n {
         for x in 0..n {
-            let t = ((x as f32 * inv - 0.5) * scene.bg_dir.0 + (y as f32 * inv - 0.5) * scene.bg_dir.1 + 0.5).clamp(0.0, 1.0);
+            let t = ((x as f32 * inv - 0.5) * scene.bg_dir.0
+                + (y as f32 * inv - 0.5) * scene.bg_dir.1
+                + 0.5)
+                .clamp(0.0, 1.0);
             let (a, b) = (scene.bg[0], scene.bg[1]);
-            canvas.px[y * n + x] = [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t];
+            canvas.px[y * n + x] = [
+                a[0] + (b[0] - a[0]) * t,
+                a[1] + (b[1] - a[1]) * t,
+                a[2] + (b[2] - a[2]) * t,
+            ];
         }
     }
     for b in &scene.clutter {
@@ -144,14 +163,20 @@ pub fn render_frame(
     let mut bits = 0u64;
     for y in 0..n {
         for x in 0..n {
-            let l = 1.0 + scene.light * ((x as f32 * inv - 0.5) * scene.light_dir.0 + (y as f32 * inv - 0.5) * scene.light_dir.1);
+            let l = 1.0
+                + scene.light
+                    * ((x as f32 * inv - 0.5) * scene.light_dir.0
+                        + (y as f32 * inv - 0.5) * scene.light_dir.1);
             let p = canvas.px[y * n + x];
             if scene.noise > 0.0 {
                 bits = noise_rng.next_u64();
             }
             for (k, v) in p.iter().enumerate() {
                 // Two random bytes summed: triangular noise in [-1, 1], cheap and bounded.
-                let tri = (((bits >> (16 * k)) & 0xFF) as f32 + ((bits >> (16 * k + 8)) & 0xFF) as f32 - 255.0) / 255.0;
+                let tri = (((bits >> (16 * k)) & 0xFF) as f32
+                    + ((bits >> (16 * k + 8)) & 0xFF) as f32
+                    - 255.0)
+                    / 255.0;
                 let val = v * l + tri * scene.noise * 2.45;
                 out.push((val.clamp(0.0, 1.0) * 255.0 + 0.5) as u8);
             }
@@ -166,14 +191,20 @@ fn blur(c: &mut Canvas, amount: f32) {
     let mut tmp = src.clone();
     for y in 0..n {
         for x in 0..n {
-            let (l, r) = (src[y * n + x.saturating_sub(1)], src[y * n + (x + 1).min(n - 1)]);
+            let (l, r) = (
+                src[y * n + x.saturating_sub(1)],
+                src[y * n + (x + 1).min(n - 1)],
+            );
             let m = src[y * n + x];
             tmp[y * n + x] = std::array::from_fn(|k| 0.25 * l[k] + 0.5 * m[k] + 0.25 * r[k]);
         }
     }
     for y in 0..n {
         for x in 0..n {
-            let (u, d) = (tmp[y.saturating_sub(1) * n + x], tmp[(y + 1).min(n - 1) * n + x]);
+            let (u, d) = (
+                tmp[y.saturating_sub(1) * n + x],
+                tmp[(y + 1).min(n - 1) * n + x],
+            );
             let m = tmp[y * n + x];
             let b: [f32; 3] = std::array::from_fn(|k| 0.25 * u[k] + 0.5 * m[k] + 0.25 * d[k]);
             let o = &mut c.px[y * n + x];
