@@ -326,6 +326,24 @@ fn per_task_folders_merge_into_one_record_per_frame() {
     };
     let (_, summary) = read_affwild_tasks(&root, Split::Train, &opts).unwrap();
     assert_eq!(summary.total_skipped(), 2);
+    // With an image root, frames whose image is missing are reported against their task file.
+    let (ds, summary) = mtaffect::data::Dataset::from_affwild_tasks(
+        &root,
+        Split::Train,
+        &root.join("cropped_aligned"),
+        &opts,
+    )
+    .unwrap();
+    assert!(ds.samples.is_empty());
+    assert_eq!(summary.skipped[&BadReason::MissingImage], 2);
+    assert!(
+        summary
+            .first_errors
+            .iter()
+            .any(|m| m.contains("EXPR_Recognition_Challenge/Train_Set/a.txt:2: field 'image'")),
+        "{:?}",
+        summary.first_errors
+    );
     assert!(
         summary
             .first_errors

@@ -9,6 +9,7 @@
 //! step k on.
 
 use super::abaw_annotations::{read_mtl_annotations, ReadOptions};
+use super::affwild_tasks::{read_affwild_tasks, Split};
 use super::augment::{augment, AugmentConfig};
 use super::image::load_normalised;
 use super::labels::{LabelSet, Sample, LABEL_INVALID, VA_INVALID};
@@ -41,6 +42,27 @@ impl Dataset {
             ..opts.clone()
         };
         let (samples, summary) = read_mtl_annotations(annotations, &opts)?;
+        let ds = Dataset {
+            image_root: image_root.to_path_buf(),
+            samples,
+            label_set: opts.label_set,
+        };
+        Ok((ds, summary))
+    }
+
+    /// Reads the Aff-Wild2 per-task folders under `tasks_root` for `split`,
+    /// merged per frame, with images under `image_root`.
+    pub fn from_affwild_tasks(
+        tasks_root: &Path,
+        split: Split,
+        image_root: &Path,
+        opts: &ReadOptions,
+    ) -> Result<(Dataset, LoadSummary)> {
+        let opts = ReadOptions {
+            image_root: Some(image_root.to_path_buf()),
+            ..opts.clone()
+        };
+        let (samples, summary) = read_affwild_tasks(tasks_root, split, &opts)?;
         let ds = Dataset {
             image_root: image_root.to_path_buf(),
             samples,
