@@ -123,7 +123,7 @@ pub struct FrameState {
 }
 
 /// Renders one frame as `size` x `size` RGB8 into `out` (cleared first);
-/// `canvas` and `tmp` are reused buffers so a video allocates once.
+/// `canvas` and `out` are reused across a video's frames.
 pub fn render_frame(
     scene: &Scene,
     id: &Identity,
@@ -134,18 +134,12 @@ pub fn render_frame(
 ) {
     let n = canvas.size;
     let inv = 1.0 / n as f32;
-    for y in 0..n {
-        for x in 0..n {
-            let t = ((x as f32 * inv - 0.5) * scene.bg_dir.0
-                + (y as f32 * inv - 0.5) * scene.bg_dir.1
-                + 0.5)
-                .clamp(0.0, 1.0);
-            let (a, b) = (scene.bg[0], scene.bg[1]);
-            canvas.px[y * n + x] = [
-                a[0] + (b[0] - a[0]) * t,
-                a[1] + (b[1] - a[1]) * t,
-                a[2] + (b[2] - a[2]) * t,
-            ];
+    let (a, b) = (scene.bg[0], scene.bg[1]);
+    for (y, row) in canvas.px.chunks_exact_mut(n).enumerate() {
+        let ty = (y as f32 * inv - 0.5) * scene.bg_dir.1 + 0.5;
+        for (x, p) in row.iter_mut().enumerate() {
+            let t = ((x as f32 * inv - 0.5) * scene.bg_dir.0 + ty).clamp(0.0, 1.0);
+            *p = std::array::from_fn(|k| a[k] + (b[k] - a[k]) * t);
         }
     }
     for b in &scene.clutter {
@@ -159,26 +153,28 @@ pub fn render_frame(
         blur(canvas, scene.blur);
     }
     out.clear();
-    out.reserve(n * n * 3);
-    let mut bits = 0u64;
-    for y in 0..n {
-        for x in 0..n {
-            let l = 1.0
-                + scene.light
-                    * ((x as f32 * inv - 0.5) * scene.light_dir.0
-                        + (y as f32 * inv - 0.5) * scene.light_dir.1);
-            let p = canvas.px[y * n + x];
-            if scene.noise > 0.0 {
-                bits = noise_rng.next_u64();
-            }
-            for (k, v) in p.iter().enumerate() {
+    out.resize(n * n * 3, 0);
+    let amp = scene.noise * 2.45; // triangular noise below has std 1/2.45
+    for (y, (row_out, row_px)) in out
+        .chunks_exact_mut(n * 3)
+        .zip(canvas.px.chunks_exact(n))
+        .enumerate()
+    {
+        let ly = (y as f32 * inv - 0.5) * scene.light_dir.1;
+        for (x, (o, p)) in row_out.chunks_exact_mut(3).zip(row_px).enumerate() {
+            let l = 1.0 + scene.light * ((x as f32 * inv - 0.5) * scene.light_dir.0 + ly);
+            let bits = if amp > 0.0 {
+                noise_rng.next_u64()
+            } else {
+                0x7F80_7F80_7F80
+            };
+            for k in 0..3 {
                 // Two random bytes summed: triangular noise in [-1, 1], cheap and bounded.
-                let tri = (((bits >> (16 * k)) & 0xFF) as f32
-                    + ((bits >> (16 * k + 8)) & 0xFF) as f32
-                    - 255.0)
-                    / 255.0;
-                let val = v * l + tri * scene.noise * 2.45;
-                out.push((val.clamp(0.0, 1.0) * 255.0 + 0.5) as u8);
+                let tri = (((bits >> (16 * k)) & 0xFF) + ((bits >> (16 * k + 8)) & 0xFF)) as f32
+                    / 255.0
+                    - 1.0;
+                let val = p[k] * l + tri * amp;
+                o[k] = (val.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
             }
         }
     }
