@@ -206,6 +206,28 @@ fn synth_labels_are_learnable_and_partly_withheld() {
     );
 }
 
+#[test]
+fn au_intensities_move_smoothly_within_a_video() {
+    let frames = mtaffect::data::synth::simulate(400, &mut mtaffect::Rng::new(4));
+    let k = mtaffect::data::synth::au::AU12;
+    let step: f32 = frames
+        .windows(2)
+        .map(|w| (w[1].aus[k] - w[0].aus[k]).abs())
+        .sum::<f32>()
+        / 399.0;
+    let (lo, hi) = frames
+        .iter()
+        .fold((1f32, 0f32), |(l, h), f| (l.min(f.aus[k]), h.max(f.aus[k])));
+    // Small frame-to-frame steps, yet the AU travels across most of its range.
+    assert!(
+        step < 0.05 && hi - lo > 0.5,
+        "mean step {step}, range {lo}..{hi}"
+    );
+    assert!(frames
+        .windows(2)
+        .all(|w| (w[1].pose.yaw - w[0].pose.yaw).abs() < 0.2));
+}
+
 fn dataset(out: &Path, seed: u64) -> Dataset {
     generate(&small_cfg(seed), out).unwrap();
     Dataset::from_mtl(

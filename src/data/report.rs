@@ -97,3 +97,38 @@ impl std::fmt::Display for LoadSummary {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_parses_from_the_cli_spelling_and_counts_skips() {
+        assert_eq!("skip".parse::<OnBadSample>().unwrap(), OnBadSample::Skip);
+        assert_eq!("fail".parse::<OnBadSample>().unwrap(), OnBadSample::Fail);
+        assert!("Skip"
+            .parse::<OnBadSample>()
+            .unwrap_err()
+            .to_string()
+            .contains("skip|fail"));
+        let mut s = LoadSummary::default();
+        let err = || Error::Config("x".into());
+        assert!(s
+            .bad(OnBadSample::Fail, BadReason::OutOfRange, err())
+            .is_err());
+        s.bad(OnBadSample::Skip, BadReason::OutOfRange, err())
+            .unwrap();
+        s.bad(OnBadSample::Skip, BadReason::MissingImage, err())
+            .unwrap();
+        let mut t = s.clone();
+        t.merge(&s);
+        assert_eq!(
+            (
+                s.total_skipped(),
+                t.total_skipped(),
+                t.skipped[&BadReason::OutOfRange]
+            ),
+            (2, 4, 2)
+        );
+    }
+}
