@@ -310,6 +310,12 @@ fn loader_batches_do_not_depend_on_threads_and_resume_exactly() {
     let mut seen: Vec<usize> = run(&all, 0, 0).into_iter().flat_map(|k| k.1).collect();
     seen.sort();
     assert_eq!(seen, (0..ds.samples.len()).collect::<Vec<_>>());
+    let too_big = LoaderConfig {
+        batch_size: ds.samples.len() + 1,
+        ..loader_cfg(1)
+    };
+    let msg = Loader::new(ds.clone(), too_big).err().unwrap().to_string();
+    assert!(msg.contains("fewer than batch_size"), "{msg}");
     // Dropping an iterator early stops its workers (no hang, no leak of a blocked thread).
     let mut it = three.epoch(0, 0);
     assert!(it.next().unwrap().is_ok());

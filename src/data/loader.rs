@@ -163,6 +163,14 @@ impl Loader {
                 dataset.image_root.display()
             )));
         }
+        if cfg.drop_last && dataset.samples.len() < cfg.batch_size {
+            // Every epoch would be empty and a training loop would spin without a step.
+            return Err(Error::Config(format!(
+                "loader: {} samples is fewer than batch_size {} with drop_last",
+                dataset.samples.len(),
+                cfg.batch_size
+            )));
+        }
         let ls = dataset.label_set;
         let sampler = Sampler::new(
             cfg.sampler,
