@@ -121,21 +121,13 @@ pub fn draw_face(c: &mut Canvas, id: &Identity, pose: &Pose, aus: &[f32; NUM_AUS
         |x, y| (x.abs() - 0.3 * fw / 0.72).max(0.6 - y),
     );
     let hv = id.hair_volume;
+    let (hy, hrx, hry) = (-0.2 - 0.1 * hv, fw + 0.06 + 0.1 * hv, fh * 0.85 + 0.1 * hv);
     c.fill(
         &head,
-        [-fw - 0.3, -fh - 0.6, fw + 0.3, 0.5],
+        [-hrx, hy - hry, hrx, hy + hry],
         id.hair,
         1.0,
-        |x, y| {
-            ellipse(
-                x,
-                y,
-                0.0,
-                -0.2 - 0.1 * hv,
-                fw + 0.06 + 0.1 * hv,
-                fh * 0.85 + 0.1 * hv,
-            )
-        },
+        |x, y| ellipse(x, y, 0.0, hy, hrx, hry),
     );
     // Ears.
     for s in [-1.0f32, 1.0] {
