@@ -160,8 +160,9 @@ impl VideoPlan {
         Ok(())
     }
 
-    /// The annotation records (frames with at least one label), with the
-    /// origin pointing at `file`.
+    /// The annotation records (frames with at least one label). Their origin
+    /// names `file` with line 0: they were generated, not read, and a reader
+    /// of the written file records the real line.
     pub fn samples(&self, file: &Arc<Path>) -> Vec<Sample> {
         self.labels
             .iter()
