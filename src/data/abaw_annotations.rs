@@ -10,7 +10,9 @@
 //! no valid label are dropped and counted; bad lines follow [`OnBadSample`].
 
 use super::fields::{au_row, class_value, parse_err, read_text, va_value, FieldResult};
-use super::labels::{image_name, split_image_name, LabelSet, Origin, Sample, LABEL_INVALID, VA_INVALID};
+use super::labels::{
+    image_name, split_image_name, LabelSet, Origin, Sample, LABEL_INVALID, VA_INVALID,
+};
 use super::report::{BadReason, LoadSummary, OnBadSample};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -26,7 +28,10 @@ pub struct ReadOptions {
 }
 
 fn header(label_set: LabelSet) -> String {
-    format!("image,valence,arousal,expression,{}", label_set.au_names().join(","))
+    format!(
+        "image,valence,arousal,expression,{}",
+        label_set.au_names().join(",")
+    )
 }
 
 /// Reads one multi-task annotation file.
@@ -42,7 +47,10 @@ pub fn read_mtl_annotations(path: &Path, opts: &ReadOptions) -> Result<(Vec<Samp
                 file: path.to_path_buf(),
                 line: 1,
                 field: "header".into(),
-                msg: format!("expected '{expected}', found '{}'", found.map_or("", |(_, h)| h)),
+                msg: format!(
+                    "expected '{expected}', found '{}'",
+                    found.map_or("", |(_, h)| h)
+                ),
             })
         }
     }
@@ -63,7 +71,12 @@ pub fn read_mtl_annotations(path: &Path, opts: &ReadOptions) -> Result<(Vec<Samp
     Ok((samples, summary))
 }
 
-fn parse_line(file: &Arc<Path>, line: usize, text: &str, opts: &ReadOptions) -> FieldResult<Sample> {
+fn parse_line(
+    file: &Arc<Path>,
+    line: usize,
+    text: &str,
+    opts: &ReadOptions,
+) -> FieldResult<Sample> {
     let ls = opts.label_set;
     let fields: Vec<&str> = text.trim_end().split(',').collect();
     let want = 4 + ls.num_aus();
@@ -73,7 +86,10 @@ fn parse_line(file: &Arc<Path>, line: usize, text: &str, opts: &ReadOptions) -> 
             line,
             "line",
             BadReason::FieldCount,
-            format!("expected {want} comma-separated fields, found {}", fields.len()),
+            format!(
+                "expected {want} comma-separated fields, found {}",
+                fields.len()
+            ),
         ));
     }
     let image = fields[0].trim();

@@ -44,7 +44,10 @@ impl Task {
     fn dirs(self) -> &'static [&'static str] {
         match self {
             Task::Va => &["VA_Estimation_Challenge"],
-            Task::Expr => &["EXPR_Classification_Challenge", "EXPR_Recognition_Challenge"],
+            Task::Expr => &[
+                "EXPR_Classification_Challenge",
+                "EXPR_Recognition_Challenge",
+            ],
             Task::Au => &["AU_Detection_Challenge"],
         }
     }
@@ -61,12 +64,21 @@ impl Task {
 /// Reads the three task folders of `split` under `root` (the folder holding
 /// `VA_Estimation_Challenge/` etc.) and merges them per frame. A missing task
 /// folder means that task has no labels; all three missing is an error.
-pub fn read_affwild_tasks(root: &Path, split: Split, opts: &ReadOptions) -> Result<(Vec<Sample>, LoadSummary)> {
+pub fn read_affwild_tasks(
+    root: &Path,
+    split: Split,
+    opts: &ReadOptions,
+) -> Result<(Vec<Sample>, LoadSummary)> {
     let mut frames: BTreeMap<(String, u32), Sample> = BTreeMap::new();
     let mut summary = LoadSummary::default();
     let mut found_any = false;
     for task in [Task::Va, Task::Expr, Task::Au] {
-        let Some(dir) = task.dirs().iter().map(|d| root.join(d).join(split.dir())).find(|d| d.is_dir()) else {
+        let Some(dir) = task
+            .dirs()
+            .iter()
+            .map(|d| root.join(d).join(split.dir()))
+            .find(|d| d.is_dir())
+        else {
             continue;
         };
         found_any = true;
@@ -177,7 +189,13 @@ enum TaskLabel {
     Au(Option<Vec<u8>>),
 }
 
-fn parse_task_line(file: &Path, line: usize, text: &str, task: Task, ls: LabelSet) -> FieldResult<TaskLabel> {
+fn parse_task_line(
+    file: &Path,
+    line: usize,
+    text: &str,
+    task: Task,
+    ls: LabelSet,
+) -> FieldResult<TaskLabel> {
     let fields: Vec<&str> = text.trim_end().split(',').collect();
     let want = match task {
         Task::Va => 2,
@@ -190,7 +208,10 @@ fn parse_task_line(file: &Path, line: usize, text: &str, task: Task, ls: LabelSe
             line,
             "line",
             BadReason::FieldCount,
-            format!("expected {want} comma-separated fields, found {}", fields.len()),
+            format!(
+                "expected {want} comma-separated fields, found {}",
+                fields.len()
+            ),
         ));
     }
     Ok(match task {
@@ -211,7 +232,13 @@ fn parse_task_line(file: &Path, line: usize, text: &str, task: Task, ls: LabelSe
                 }
             }
         }
-        Task::Expr => TaskLabel::Expr(class_value(file, line, "expression", fields[0], ls.num_expressions())?),
+        Task::Expr => TaskLabel::Expr(class_value(
+            file,
+            line,
+            "expression",
+            fields[0],
+            ls.num_expressions(),
+        )?),
         Task::Au => TaskLabel::Au(au_row(file, line, ls.au_names(), &fields)?),
     })
 }

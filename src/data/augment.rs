@@ -49,13 +49,21 @@ impl AugmentConfig {
 }
 
 /// Applies the augmentations to a `size` x `size` x 3 image in place.
-pub fn augment(cfg: &AugmentConfig, img: &mut [f32], size: usize, rng: &mut Rng, scratch: &mut Vec<f32>) {
+pub fn augment(
+    cfg: &AugmentConfig,
+    img: &mut [f32],
+    size: usize,
+    rng: &mut Rng,
+    scratch: &mut Vec<f32>,
+) {
     // Fixed draw order and count (see module doc).
     let flip = rng.bernoulli(cfg.hflip_prob);
     let area = rng.uniform(cfg.crop_scale[0], cfg.crop_scale[1]);
     let log_ratio = rng.uniform(cfg.crop_ratio[0].ln(), cfg.crop_ratio[1].ln());
     let (fx, fy) = (rng.next_f64(), rng.next_f64());
-    let angle = rng.uniform(-cfg.rotation_deg, cfg.rotation_deg).to_radians();
+    let angle = rng
+        .uniform(-cfg.rotation_deg, cfg.rotation_deg)
+        .to_radians();
     let bright = rng.uniform(-cfg.brightness, cfg.brightness) as f32;
     let contrast = rng.uniform(1.0 - cfg.contrast, 1.0 + cfg.contrast) as f32;
     if !cfg.enabled {
@@ -106,7 +114,9 @@ mod tests {
     use super::*;
 
     fn ramp(size: usize) -> Vec<f32> {
-        (0..size * size * 3).map(|i| ((i % 97) as f32 / 48.0) - 1.0).collect()
+        (0..size * size * 3)
+            .map(|i| ((i % 97) as f32 / 48.0) - 1.0)
+            .collect()
     }
 
     #[test]
@@ -139,7 +149,10 @@ mod tests {
         for (a, b) in img.iter().zip(&orig) {
             assert!((a - b).abs() < 1e-5);
         }
-        let flip = AugmentConfig { hflip_prob: 1.0, ..id };
+        let flip = AugmentConfig {
+            hflip_prob: 1.0,
+            ..id
+        };
         let mut img = orig.clone();
         augment(&flip, &mut img, 8, &mut Rng::new(1), &mut Vec::new());
         for y in 0..8 {
@@ -158,7 +171,13 @@ mod tests {
         let mut r1 = Rng::new(9);
         let mut r2 = Rng::new(9);
         let mut img = ramp(4);
-        augment(&AugmentConfig::default(), &mut img.clone(), 4, &mut r1, &mut Vec::new());
+        augment(
+            &AugmentConfig::default(),
+            &mut img.clone(),
+            4,
+            &mut r1,
+            &mut Vec::new(),
+        );
         augment(&AugmentConfig::off(), &mut img, 4, &mut r2, &mut Vec::new());
         assert_eq!(img, ramp(4));
         assert_eq!(r1.state(), r2.state());

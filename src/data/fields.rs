@@ -9,7 +9,13 @@ use std::path::Path;
 
 pub(crate) type FieldResult<T> = std::result::Result<T, (BadReason, Error)>;
 
-pub(crate) fn parse_err(file: &Path, line: usize, field: &str, reason: BadReason, msg: String) -> (BadReason, Error) {
+pub(crate) fn parse_err(
+    file: &Path,
+    line: usize,
+    field: &str,
+    reason: BadReason,
+    msg: String,
+) -> (BadReason, Error) {
     let err = Error::Parse {
         file: file.to_path_buf(),
         line,
@@ -22,7 +28,13 @@ pub(crate) fn parse_err(file: &Path, line: usize, field: &str, reason: BadReason
 /// Valence or arousal: in [-1, 1], or exactly -5 for "not annotated".
 pub(crate) fn va_value(file: &Path, line: usize, field: &str, s: &str) -> FieldResult<Option<f32>> {
     let v: f32 = s.trim().parse().map_err(|_| {
-        parse_err(file, line, field, BadReason::NotANumber, format!("expected a number, found '{s}'"))
+        parse_err(
+            file,
+            line,
+            field,
+            BadReason::NotANumber,
+            format!("expected a number, found '{s}'"),
+        )
     })?;
     if v == VA_INVALID {
         return Ok(None);
@@ -40,9 +52,21 @@ pub(crate) fn va_value(file: &Path, line: usize, field: &str, s: &str) -> FieldR
 }
 
 /// An integer label in 0..n, or -1 for "not annotated".
-pub(crate) fn class_value(file: &Path, line: usize, field: &str, s: &str, n: usize) -> FieldResult<Option<u8>> {
+pub(crate) fn class_value(
+    file: &Path,
+    line: usize,
+    field: &str,
+    s: &str,
+    n: usize,
+) -> FieldResult<Option<u8>> {
     let v: i64 = s.trim().parse().map_err(|_| {
-        parse_err(file, line, field, BadReason::NotANumber, format!("expected an integer, found '{s}'"))
+        parse_err(
+            file,
+            line,
+            field,
+            BadReason::NotANumber,
+            format!("expected an integer, found '{s}'"),
+        )
     })?;
     match v {
         -1 => Ok(None),
@@ -59,7 +83,12 @@ pub(crate) fn class_value(file: &Path, line: usize, field: &str, s: &str, n: usi
 
 /// A row of AU occurrences: all 0/1 (Some), or all -1 (None). A row mixing
 /// -1 with 0/1 is rejected: the ABAW files mark a frame's AUs invalid as a whole.
-pub(crate) fn au_row(file: &Path, line: usize, names: &[&str], fields: &[&str]) -> FieldResult<Option<Vec<u8>>> {
+pub(crate) fn au_row(
+    file: &Path,
+    line: usize,
+    names: &[&str],
+    fields: &[&str],
+) -> FieldResult<Option<Vec<u8>>> {
     let mut out = Vec::with_capacity(fields.len());
     let mut invalid = 0;
     for (name, s) in names.iter().zip(fields) {

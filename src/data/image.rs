@@ -14,12 +14,14 @@ pub struct ImageError(pub String);
 /// marker: the decoder fills a cut-off file's missing rows with grey rather
 /// than failing, and training on half-grey faces would go unnoticed.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage, ImageError> {
-    let bytes = std::fs::read(path).map_err(|e| ImageError(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| ImageError(format!("cannot read {}: {e}", path.display())))?;
     decode_rgb_bytes(&bytes).map_err(|ImageError(m)| ImageError(format!("{}: {m}", path.display())))
 }
 
 pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, ImageError> {
-    let format = image::guess_format(bytes).map_err(|e| ImageError(format!("unknown image format: {e}")))?;
+    let format =
+        image::guess_format(bytes).map_err(|e| ImageError(format!("unknown image format: {e}")))?;
     if format == image::ImageFormat::Jpeg {
         // Encoders may pad after the marker; zero bytes are the only padding accepted.
         let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
@@ -27,7 +29,8 @@ pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, ImageError> {
             return Err(ImageError("truncated JPEG (no end-of-image marker)".into()));
         }
     }
-    let img = image::load_from_memory_with_format(bytes, format).map_err(|e| ImageError(format!("cannot decode: {e}")))?;
+    let img = image::load_from_memory_with_format(bytes, format)
+        .map_err(|e| ImageError(format!("cannot decode: {e}")))?;
     Ok(img.to_rgb8())
 }
 

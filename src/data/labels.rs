@@ -92,7 +92,9 @@ impl Sample {
 /// Splits `video/00042.jpg` into ("video", 42); None if the name is not of that form.
 pub fn split_image_name(image: &str) -> Option<(&str, u32)> {
     let (video, file) = image.rsplit_once('/')?;
-    let stem = file.strip_suffix(".jpg").or_else(|| file.strip_suffix(".png"))?;
+    let stem = file
+        .strip_suffix(".jpg")
+        .or_else(|| file.strip_suffix(".png"))?;
     if video.is_empty() || stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -119,8 +121,14 @@ mod tests {
 
     #[test]
     fn image_names_round_trip() {
-        assert_eq!(image_name("10-60-1280x720_right", 7), "10-60-1280x720_right/00007.jpg");
-        assert_eq!(split_image_name("10-60-1280x720_right/00007.jpg"), Some(("10-60-1280x720_right", 7)));
+        assert_eq!(
+            image_name("10-60-1280x720_right", 7),
+            "10-60-1280x720_right/00007.jpg"
+        );
+        assert_eq!(
+            split_image_name("10-60-1280x720_right/00007.jpg"),
+            Some(("10-60-1280x720_right", 7))
+        );
         assert_eq!(split_image_name("noslash.jpg"), None);
         assert_eq!(split_image_name("v/abc.jpg"), None);
     }

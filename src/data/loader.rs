@@ -9,6 +9,7 @@
 //! step k on.
 
 use super::abaw_annotations::{read_mtl_annotations, ReadOptions};
+use super::affwild_tasks::{read_affwild_tasks, Split};
 use super::augment::{augment, AugmentConfig};
 use super::image::load_normalised;
 use super::labels::{LabelSet, Sample, LABEL_INVALID, VA_INVALID};
@@ -31,12 +32,37 @@ pub struct Dataset {
 
 impl Dataset {
     /// Reads an ABAW multi-task annotation file whose images are under `image_root`.
-    pub fn from_mtl(annotations: &Path, image_root: &Path, opts: &ReadOptions) -> Result<(Dataset, LoadSummary)> {
+    pub fn from_mtl(
+        annotations: &Path,
+        image_root: &Path,
+        opts: &ReadOptions,
+    ) -> Result<(Dataset, LoadSummary)> {
         let opts = ReadOptions {
             image_root: Some(image_root.to_path_buf()),
             ..opts.clone()
         };
         let (samples, summary) = read_mtl_annotations(annotations, &opts)?;
+        let ds = Dataset {
+            image_root: image_root.to_path_buf(),
+            samples,
+            label_set: opts.label_set,
+        };
+        Ok((ds, summary))
+    }
+
+    /// Reads the Aff-Wild2 per-task folders under `tasks_root` for `split`,
+    /// merged per frame, with images under `image_root`.
+    pub fn from_affwild_tasks(
+        tasks_root: &Path,
+        split: Split,
+        image_root: &Path,
+        opts: &ReadOptions,
+    ) -> Result<(Dataset, LoadSummary)> {
+        let opts = ReadOptions {
+            image_root: Some(image_root.to_path_buf()),
+            ..opts.clone()
+        };
+        let (samples, summary) = read_affwild_tasks(tasks_root, split, &opts)?;
         let ds = Dataset {
             image_root: image_root.to_path_buf(),
             samples,
@@ -137,8 +163,21 @@ impl Loader {
                 dataset.image_root.display()
             )));
         }
+        if cfg.drop_last && dataset.samples.len() < cfg.batch_size {
+            // Every epoch would be empty and a training loop would spin without a step.
+            return Err(Error::Config(format!(
+                "loader: {} samples is fewer than batch_size {} with drop_last",
+                dataset.samples.len(),
+                cfg.batch_size
+            )));
+        }
         let ls = dataset.label_set;
-        let sampler = Sampler::new(cfg.sampler, &dataset.samples, ls.num_expressions(), ls.num_aus());
+        let sampler = Sampler::new(
+            cfg.sampler,
+            &dataset.samples,
+            ls.num_expressions(),
+            ls.num_aus(),
+        );
         Ok(Loader {
             shared: Arc::new(Shared {
                 dataset,
@@ -154,7 +193,10 @@ impl Loader {
     }
 
     pub fn steps_per_epoch(&self) -> usize {
-        let (n, b) = (self.shared.dataset.samples.len(), self.shared.cfg.batch_size);
+        let (n, b) = (
+            self.shared.dataset.samples.len(),
+            self.shared.cfg.batch_size,
+        );
         if self.shared.cfg.drop_last {
             n / b
         } else {
@@ -164,7 +206,11 @@ impl Loader {
 
     /// Images skipped so far (only under `OnBadSample::Skip`).
     pub fn skipped(&self) -> LoadSummary {
-        self.shared.skipped.lock().expect("loader summary lock").clone()
+        self.shared
+            .skipped
+            .lock()
+            .expect("loader summary lock")
+            .clone()
     }
 
     /// Iterates epoch `epoch` from step `start_step` (0 for a fresh epoch; the
@@ -173,7 +219,12 @@ impl Loader {
     pub fn epoch(&self, epoch: u64, start_step: usize) -> EpochIter {
         let steps = self.steps_per_epoch();
         let order = Arc::new(self.shared.sampler.epoch_order(self.shared.cfg.seed, epoch));
-        let workers = self.shared.cfg.workers.min(steps.saturating_sub(start_step)).max(1);
+        let workers = self
+            .shared
+            .cfg
+            .workers
+            .min(steps.saturating_sub(start_step))
+            .max(1);
         let mut receivers = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
         for w in 0..workers {
@@ -221,10 +272,16 @@ impl Iterator for EpochIter {
         let rx = &self.receivers[(self.next - self.start) % self.receivers.len()];
         let item = match rx.recv() {
             Ok(b) => b,
-            Err(_) => Err(Error::Config("loader: worker thread stopped unexpectedly".into())),
+            Err(_) => Err(Error::Config(
+                "loader: worker thread stopped unexpectedly".into(),
+            )),
         };
         // After an error the epoch is over: later steps would be missing a batch.
-        self.next = if item.is_err() { self.end } else { self.next + 1 };
+        self.next = if item.is_err() {
+            self.end
+        } else {
+            self.next + 1
+        };
         Some(item)
     }
 }
@@ -239,7 +296,13 @@ impl Drop for EpochIter {
     }
 }
 
-fn build_batch(shared: &Shared, order: &[usize], epoch: u64, step: usize, scratch: &mut Vec<f32>) -> Result<Batch> {
+fn build_batch(
+    shared: &Shared,
+    order: &[usize],
+    epoch: u64,
+    step: usize,
+    scratch: &mut Vec<f32>,
+) -> Result<Batch> {
     let cfg = &shared.cfg;
     let ds = &shared.dataset;
     let size = cfg.image_size;
@@ -247,7 +310,8 @@ fn build_batch(shared: &Shared, order: &[usize], epoch: u64, step: usize, scratc
     let lo = step * cfg.batch_size;
     let hi = (lo + cfg.batch_size).min(order.len());
     let mut images = Vec::with_capacity((hi - lo) * size * size * 3);
-    let (mut va, mut expr, mut expr_class, mut aus, mut indices) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut va, mut expr, mut expr_class, mut aus, mut indices) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for (pos, &idx) in order.iter().enumerate().take(hi).skip(lo) {
         let s = &ds.samples[idx];
         let mut img = match load_normalised(&ds.image_root.join(&s.image), size as u32) {

@@ -18,6 +18,7 @@ pub mod loader;
 pub mod predictions;
 pub mod report;
 pub mod sampler;
+pub mod synth;
 
 pub use abaw_annotations::{read_mtl_annotations, write_mtl_annotations, ReadOptions};
 pub use affwild_tasks::{read_affwild_tasks, Split};

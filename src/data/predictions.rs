@@ -30,11 +30,22 @@ pub struct Prediction {
 impl Prediction {
     /// From raw head outputs: VA clamped to [-1, 1], expression = argmax of
     /// `expr_logits` (first wins ties), AU = 1 where logit >= 0 (sigmoid >= 0.5).
-    pub fn from_logits(image: impl Into<String>, va: [f32; 2], expr_logits: &[f32], au_logits: &[f32]) -> Prediction {
+    pub fn from_logits(
+        image: impl Into<String>,
+        va: [f32; 2],
+        expr_logits: &[f32],
+        au_logits: &[f32],
+    ) -> Prediction {
         let expr = expr_logits
             .iter()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                if v > best.1 {
+                    (i, v)
+                } else {
+                    best
+                }
+            })
             .0 as u8;
         Prediction {
             image: image.into(),
@@ -60,7 +71,10 @@ pub fn write_predictions(path: &Path, label_set: LabelSet, preds: &[Prediction])
             )));
         }
         if !p.va.iter().all(|v| v.is_finite()) {
-            return Err(Error::NonFinite(format!("valence/arousal prediction for {}", p.image)));
+            return Err(Error::NonFinite(format!(
+                "valence/arousal prediction for {}",
+                p.image
+            )));
         }
         let _ = write!(out, "{},{},{},{}", p.image, p.va[0], p.va[1], p.expr);
         for a in &p.aus {

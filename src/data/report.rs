@@ -19,7 +19,9 @@ impl std::str::FromStr for OnBadSample {
         match s {
             "skip" => Ok(OnBadSample::Skip),
             "fail" => Ok(OnBadSample::Fail),
-            _ => Err(Error::Config(format!("on-bad-sample: expected skip|fail, found '{s}'"))),
+            _ => Err(Error::Config(format!(
+                "on-bad-sample: expected skip|fail, found '{s}'"
+            ))),
         }
     }
 }
@@ -84,10 +86,49 @@ impl LoadSummary {
 
 impl std::fmt::Display for LoadSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} samples, {} unlabelled lines dropped", self.samples, self.unlabelled)?;
+        write!(
+            f,
+            "{} samples, {} unlabelled lines dropped",
+            self.samples, self.unlabelled
+        )?;
         for (k, v) in &self.skipped {
             write!(f, ", {v} skipped ({k:?})")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_parses_from_the_cli_spelling_and_counts_skips() {
+        assert_eq!("skip".parse::<OnBadSample>().unwrap(), OnBadSample::Skip);
+        assert_eq!("fail".parse::<OnBadSample>().unwrap(), OnBadSample::Fail);
+        assert!("Skip"
+            .parse::<OnBadSample>()
+            .unwrap_err()
+            .to_string()
+            .contains("skip|fail"));
+        let mut s = LoadSummary::default();
+        let err = || Error::Config("x".into());
+        assert!(s
+            .bad(OnBadSample::Fail, BadReason::OutOfRange, err())
+            .is_err());
+        s.bad(OnBadSample::Skip, BadReason::OutOfRange, err())
+            .unwrap();
+        s.bad(OnBadSample::Skip, BadReason::MissingImage, err())
+            .unwrap();
+        let mut t = s.clone();
+        t.merge(&s);
+        assert_eq!(
+            (
+                s.total_skipped(),
+                t.total_skipped(),
+                t.skipped[&BadReason::OutOfRange]
+            ),
+            (2, 4, 2)
+        );
     }
 }

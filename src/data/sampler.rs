@@ -27,7 +27,7 @@ pub(crate) fn stream(seed: u64, domain: u64, a: u64, b: u64) -> Rng {
     Rng::new(seed ^ domain).fork(a).fork(b)
 }
 
-const ORDER_DOMAIN: u64 = 0x5EED_0_0D3E;
+const ORDER_DOMAIN: u64 = 0x5EED_00D3;
 
 pub struct Sampler {
     kind: SamplerKind,
@@ -37,7 +37,12 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn new(kind: SamplerKind, samples: &[Sample], num_expressions: usize, num_aus: usize) -> Sampler {
+    pub fn new(
+        kind: SamplerKind,
+        samples: &[Sample],
+        num_expressions: usize,
+        num_aus: usize,
+    ) -> Sampler {
         let cumulative = if kind == SamplerKind::Balanced {
             let w = balance_weights(samples, num_expressions, num_aus);
             w.iter()
@@ -98,7 +103,10 @@ pub fn balance_weights(samples: &[Sample], num_expressions: usize, num_aus: usiz
     let score = |counts: &[usize]| -> Vec<f64> {
         let seen: Vec<usize> = counts.iter().copied().filter(|&c| c > 0).collect();
         let mean = seen.iter().sum::<usize>() as f64 / seen.len().max(1) as f64;
-        counts.iter().map(|&c| if c > 0 { mean / c as f64 } else { 1.0 }).collect()
+        counts
+            .iter()
+            .map(|&c| if c > 0 { mean / c as f64 } else { 1.0 })
+            .collect()
     };
     let (es, aus) = (score(&expr_count), score(&au_count));
     samples
