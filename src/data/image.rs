@@ -83,6 +83,14 @@ mod tests {
     }
 
     #[test]
+    fn png_decodes_losslessly() {
+        let img = RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 50, y as u8 * 100, 7]));
+        let mut buf = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut buf, image::ImageFormat::Png).unwrap();
+        assert_eq!(decode_rgb_bytes(buf.get_ref()).unwrap(), img);
+    }
+
+    #[test]
     fn truncated_and_garbage_files_are_rejected() {
         let full = jpeg_bytes(32, 32);
         let cut = &full[..full.len() / 2];
