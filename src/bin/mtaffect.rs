@@ -1,7 +1,12 @@
 //! The mtaffect command line.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use mtaffect::backend::cuda;
+use mtaffect::data::synth::{self, SynthConfig};
+use mtaffect::metrics::MtlMetrics;
+use mtaffect::train::{self, predict, TrainConfig, Trainer};
+use mtaffect::{Error, Result};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -18,8 +23,49 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train the multi-task model (default: built-in synthetic data, CPU if no GPU).
-    Train,
+    /// Train the multi-task model. With no arguments: the built-in default
+    /// (synthetic faces generated into the cache folder, small CPU model).
+    Train(TrainArgs),
+    /// Evaluate a checkpoint on a validation set and write the metrics.
+    Eval {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Data folder (cropped_aligned/ + annotation files); default: the checkpoint's config.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Where to write the metrics as JSON; default: <checkpoint>.eval.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write ABAW-format predictions for a folder or a list of face crops.
+    Predict {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Folder of images (searched recursively); names are relative to it.
+        #[arg(long, conflicts_with = "list")]
+        images: Option<PathBuf>,
+        /// File with one image path per line, relative to --root.
+        #[arg(long)]
+        list: Option<PathBuf>,
+        /// Folder the --list paths are relative to; default: the list's folder.
+        #[arg(long, requires = "list")]
+        root: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Generate the synthetic face set (images + ABAW annotation files).
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 40)]
+        videos: usize,
+        #[arg(long, default_value_t = 100)]
+        frames: usize,
+        #[arg(long, default_value_t = 112)]
+        size: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Driver, NVRTC and device facts, and how long the kernels take to compile.
     Info {
         /// Device ordinal to describe.
@@ -28,7 +74,152 @@ enum Command {
     },
 }
 
-fn info(ordinal: usize) -> mtaffect::Result<()> {
+#[derive(Args)]
+struct TrainArgs {
+    /// TOML run config; default: the built-in configs/synthetic-cpu.toml settings.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data folder (sets data.root).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// cpu | cuda | cuda:N (sets train.device).
+    #[arg(long)]
+    device: Option<String>,
+    /// Override any config key, e.g. --set train.steps=500 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Continue the run in this run directory exactly where its last checkpoint left it.
+    #[arg(long, conflicts_with_all = ["config", "sets", "data", "device"])]
+    resume: Option<PathBuf>,
+    /// No progress bar; one line per log step.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn print_metrics(m: &MtlMetrics) {
+    let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+    println!("{:<22} {:>8}", "metric", "value");
+    println!("{:<22} {:>8}", "CCC valence", f(m.ccc_valence));
+    println!("{:<22} {:>8}", "CCC arousal", f(m.ccc_arousal));
+    println!("{:<22} {:>8.4}", "F1 expression (macro)", m.expr_f1);
+    println!("{:<22} {:>8}", "expression accuracy", f(m.expr_accuracy));
+    println!("{:<22} {:>8.4}", "F1 AU (mean)", m.au_f1);
+    println!("{:<22} {:>8.4}", "P_MTL", m.p_mtl);
+    println!("{:<22} {:>8}", "samples", m.samples);
+}
+
+fn train_cmd(a: TrainArgs) -> Result<()> {
+    let summary = match &a.resume {
+        Some(dir) => train::train_run(&TrainConfig::default(), Some(dir))?,
+        None => {
+            let base = match &a.config {
+                Some(p) => TrainConfig::load(p)?,
+                None => TrainConfig::default(),
+            };
+            let mut sets = a.sets.clone();
+            if let Some(d) = &a.data {
+                sets.push(format!("data.root={:?}", d.display().to_string()));
+            }
+            if let Some(d) = &a.device {
+                sets.push(format!("train.device={d:?}"));
+            }
+            if a.quiet {
+                sets.push("run.quiet=true".into());
+            }
+            let cfg = if sets.is_empty() {
+                base
+            } else {
+                base.with_overrides(&sets)?
+            };
+            train::train_run(&cfg, None)?
+        }
+    };
+    println!(
+        "finished {} steps in {:.0} s; run directory {}",
+        summary.steps,
+        summary.seconds,
+        summary.run_dir.display()
+    );
+    if let Some(m) = &summary.last {
+        print_metrics(m);
+    }
+    if let Some((score, step)) = summary.best {
+        println!("best P_MTL {score:.4} at step {step} (best.safetensors)");
+    }
+    for p in &summary.plots {
+        println!("plot: {}", p.display());
+    }
+    Ok(())
+}
+
+fn eval_cmd(checkpoint: &Path, data: Option<&Path>, out: Option<&Path>) -> Result<()> {
+    let mut t = Trainer::from_checkpoint(checkpoint)?;
+    let mut cfg = t.config.clone();
+    if let Some(d) = data {
+        cfg.data.root = d.to_path_buf();
+    }
+    let root = train::prepare_data(&cfg, false)?;
+    let val = train::make_loader(&cfg, &root, &cfg.data.val_annotations, false)?;
+    let m = t.evaluate(&val)?;
+    print_metrics(&m);
+    let out = out.map_or_else(|| checkpoint.with_extension("eval.json"), Path::to_path_buf);
+    let json = serde_json::to_string_pretty(&m).expect("metrics serialise");
+    train::checkpoint::write_atomic(&out, json.as_bytes())?;
+    println!("metrics written to {}", out.display());
+    Ok(())
+}
+
+fn predict_cmd(
+    checkpoint: &Path,
+    images: Option<&Path>,
+    list: Option<&Path>,
+    root: Option<&Path>,
+    out: &Path,
+) -> Result<()> {
+    let (root, names) = match (images, list) {
+        (Some(dir), None) => (dir.to_path_buf(), predict::list_images(dir)?),
+        (None, Some(l)) => {
+            let root = root.map_or_else(
+                || l.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                Path::to_path_buf,
+            );
+            (root, predict::read_list(l)?)
+        }
+        _ => {
+            return Err(Error::Config(
+                "predict: give --images DIR or --list FILE".into(),
+            ))
+        }
+    };
+    if names.is_empty() {
+        return Err(Error::Config(format!(
+            "predict: no images found under {}",
+            root.display()
+        )));
+    }
+    let mut t = Trainer::from_checkpoint(checkpoint)?;
+    let n = predict::predict_images(&mut t, &root, &names, out)?;
+    println!("{n} predictions written to {}", out.display());
+    Ok(())
+}
+
+fn synth_cmd(cfg: SynthConfig, out: &Path) -> Result<()> {
+    let t = Instant::now();
+    let s = synth::generate(&cfg, out)?;
+    println!(
+        "{} frames ({} train / {} val videos; {} train / {} val labelled samples) in {:.1} s -> {}",
+        s.frames,
+        s.train_videos,
+        s.val_videos,
+        s.train_samples,
+        s.val_samples,
+        t.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn info(ordinal: usize) -> Result<()> {
     println!("mtaffect {}", env!("CARGO_PKG_VERSION"));
     let device = match cuda::DeviceInfo::query(ordinal) {
         Ok(d) => {
@@ -84,10 +275,41 @@ fn info(ordinal: usize) -> mtaffect::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train => {
-            println!("mtaffect train: not yet available (the training loop lands with the multi-task SE-ResNet work)");
-            Ok(())
-        }
+        Command::Train(a) => train_cmd(a),
+        Command::Eval {
+            checkpoint,
+            data,
+            out,
+        } => eval_cmd(&checkpoint, data.as_deref(), out.as_deref()),
+        Command::Predict {
+            checkpoint,
+            images,
+            list,
+            root,
+            out,
+        } => predict_cmd(
+            &checkpoint,
+            images.as_deref(),
+            list.as_deref(),
+            root.as_deref(),
+            &out,
+        ),
+        Command::Synth {
+            out,
+            videos,
+            frames,
+            size,
+            seed,
+        } => synth_cmd(
+            SynthConfig {
+                videos,
+                frames_per_video: frames,
+                image_size: size,
+                seed,
+                ..SynthConfig::default()
+            },
+            &out,
+        ),
         Command::Info { device } => info(device),
     };
     match result {

@@ -139,6 +139,23 @@ pub fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// The resolved run config a checkpoint was written with, so `eval` and
+/// `predict` can rebuild its model before loading the weights.
+pub fn read_config(path: impl AsRef<Path>) -> Result<String> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+        bad(
+            path,
+            format!("not a readable safetensors file (truncated?): {e}"),
+        )
+    })?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    meta.get("config")
+        .cloned()
+        .ok_or_else(|| bad(path, "metadata has no 'config'".into()))
+}
+
 /// Reads a checkpoint, restores `params` and `buffers` in place, and returns
 /// the optimizer state, progress and config. Every parameter and buffer must
 /// be present with the model's shape and dtype, and the file may hold no

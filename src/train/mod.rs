@@ -6,7 +6,9 @@ mod config;
 mod mtl_loss;
 pub mod nan_guard;
 pub mod plot;
+pub mod predict;
 pub mod run_dir;
+mod session;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};
@@ -14,4 +16,5 @@ pub use config::{DataConfig, DataSource, LoopConfig, OptimConfig, RunConfig, Tra
 pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, Weighting};
 pub use nan_guard::{check_finite, check_loss};
 pub use run_dir::{BestTracker, MetricsLog, RunDir};
+pub use session::{cache_root, check_device, make_loader, prepare_data, train_run, RunSummary};
 pub use trainer::{StepStats, Trainer};

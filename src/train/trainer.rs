@@ -75,6 +75,15 @@ impl Trainer {
         })
     }
 
+    /// The model of a checkpoint, rebuilt from the config stored in it.
+    pub fn from_checkpoint(path: &Path) -> Result<Self> {
+        let text = checkpoint::read_config(path)?;
+        let cfg = TrainConfig::from_toml(&text, &format!("{} (stored config)", path.display()))?;
+        let mut t = Trainer::new(&cfg)?;
+        t.load_checkpoint(path)?;
+        Ok(t)
+    }
+
     /// One optimizer step on `batch`. A non-finite loss or gradient is an
     /// error and leaves the weights untouched.
     pub fn step(&mut self, batch: &Batch) -> Result<StepStats> {
@@ -142,27 +151,33 @@ impl Trainer {
         self.period = ([0.0; 3], 0);
     }
 
-    /// Runs the model in eval mode over every batch of `loader` (one pass).
+    /// Eval-mode forward of images [N, H, W, 3]: (va [N*2], expression
+    /// logits [N*C], AU logits [N*A]), row-major. Records nothing.
+    pub fn infer(&mut self, images: &Tensor) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let tape = Tape::no_grad();
+        let x = tape.constant(images.clone());
+        let mut cx = Ctx {
+            tape: &tape,
+            params: &self.params,
+            buffers: &mut self.buffers,
+            training: false,
+            rng: &mut self.rng,
+        };
+        let out = self.net.forward(&mut cx, &x)?;
+        Ok((
+            out.va.value().to_vec()?,
+            out.expr.value().to_vec()?,
+            out.au.value().to_vec()?,
+        ))
+    }
+
+    /// The ABAW metrics over one pass of `loader`.
     pub fn evaluate(&mut self, loader: &Loader) -> Result<MtlMetrics> {
         let ls = loader.dataset().label_set;
         let mut ev = MtlEvaluator::new(ls.num_expressions(), ls.num_aus());
         for batch in loader.epoch(0, 0) {
             let batch = batch?;
-            let tape = Tape::no_grad();
-            let x = tape.constant(batch.images.clone());
-            let mut cx = Ctx {
-                tape: &tape,
-                params: &self.params,
-                buffers: &mut self.buffers,
-                training: false,
-                rng: &mut self.rng,
-            };
-            let out = self.net.forward(&mut cx, &x)?;
-            let (va, expr, au) = (
-                out.va.value().to_vec::<f32>()?,
-                out.expr.value().to_vec::<f32>()?,
-                out.au.value().to_vec::<f32>()?,
-            );
+            let (va, expr, au) = self.infer(&batch.images)?;
             let (lva, lexpr, lau) = (
                 batch.va.to_vec::<f32>()?,
                 batch.expr.to_vec::<f32>()?,

@@ -1,0 +1,89 @@
+//! Predictions for a folder or list of face crops, in the ABAW submission format.
+
+use super::Trainer;
+use crate::data::image::load_normalised;
+use crate::data::{write_predictions, Prediction};
+use crate::{Error, Result, Tensor};
+use std::path::{Path, PathBuf};
+
+/// Image files (jpg, jpeg, png) under `root`, as `/`-separated paths relative
+/// to it, sorted so the output order is stable.
+pub fn list_images(root: &Path) -> Result<Vec<String>> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) -> Result<()> {
+        for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let p = e.map_err(|e| Error::io(dir, e))?.path();
+            if p.is_dir() {
+                walk(&p, root, out)?;
+            } else if p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+            {
+                let rel = p.strip_prefix(root).expect("walked below root");
+                out.push(
+                    rel.components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// Image names from a list file: one path per line relative to `root`;
+/// blank lines and a header line `image` are ignored.
+pub fn read_list(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split(',').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty() && *l != "image")
+        .map(str::to_string)
+        .collect())
+}
+
+/// Runs the model on `root/<name>` for every name and writes `out` (atomic).
+/// An unreadable image is an error naming it.
+pub fn predict_images(
+    trainer: &mut Trainer,
+    root: &Path,
+    names: &[String],
+    out: &Path,
+) -> Result<usize> {
+    let size = trainer.config.data.image_size;
+    let batch = trainer.config.data.batch_size.max(1);
+    let label_set = trainer.config.data.label_set;
+    let mut preds = Vec::with_capacity(names.len());
+    for chunk in names.chunks(batch) {
+        let mut pixels = Vec::with_capacity(chunk.len() * size * size * 3);
+        for name in chunk {
+            let p: PathBuf = root.join(name);
+            let img = load_normalised(&p, size as u32).map_err(|e| {
+                Error::io(
+                    &p,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.0),
+                )
+            })?;
+            pixels.extend_from_slice(&img);
+        }
+        let images = Tensor::from_vec(pixels, [chunk.len(), size, size, 3])?;
+        let (va, expr, au) = trainer.infer(&images)?;
+        let (c, a) = (expr.len() / chunk.len(), au.len() / chunk.len());
+        for (i, name) in chunk.iter().enumerate() {
+            preds.push(Prediction::from_logits(
+                name.clone(),
+                [va[2 * i], va[2 * i + 1]],
+                &expr[i * c..(i + 1) * c],
+                &au[i * a..(i + 1) * a],
+            ));
+        }
+    }
+    write_predictions(out, label_set, &preds)?;
+    Ok(preds.len())
+}

@@ -1,0 +1,197 @@
+//! The command line end to end on a tiny synthetic set: train writes a run
+//! directory, eval and predict read its checkpoint, a diverging run stops
+//! with the last good checkpoint intact, and bad configs name the key.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mtaffect(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mtaffect"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mtaffect-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A tiny model and run on data under `data`, runs under `runs`.
+fn tiny_args<'a>(data: &'a str, runs: &'a str) -> Vec<String> {
+    [
+        "train",
+        "--data",
+        data,
+        "--quiet",
+        "--set",
+        "data.image_size=32",
+        "--set",
+        "data.batch_size=8",
+        "--set",
+        "data.synth_videos=5",
+        "--set",
+        "data.synth_frames=12",
+        "--set",
+        "model.width_mult=0.125",
+        "--set",
+        "model.stem=small",
+        "--set",
+        "train.eval_every=2",
+        "--set",
+        "train.log_every=1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(["--set".to_string(), format!("run.runs_dir={runs:?}")])
+    .collect()
+}
+
+fn only_run(runs: &Path) -> PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+#[test]
+fn train_eval_predict_roundtrip() {
+    let dir = temp("roundtrip");
+    let (data, runs) = (dir.join("data"), dir.join("runs"));
+    let (data_s, runs_s) = (data.display().to_string(), runs.display().to_string());
+    let mut args = tiny_args(&data_s, &runs_s);
+    args.extend(["--set".into(), "train.steps=4".into()]);
+    let o = mtaffect(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("P_MTL"), "{}", text(&o));
+
+    let run = only_run(&runs);
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "last.safetensors",
+        "best.safetensors",
+        "loss.png",
+        "val.png",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f} in {}", run.display());
+    }
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("\"split\":\"train\""))
+            .count(),
+        4
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("\"split\":\"val\""))
+            .count(),
+        2
+    );
+
+    let best = run.join("best.safetensors");
+    let o = mtaffect(&["eval", "--checkpoint", best.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("P_MTL"));
+    let json = std::fs::read_to_string(run.join("best.eval.json")).unwrap();
+    assert!(json.contains("\"p_mtl\""), "{json}");
+
+    let preds = dir.join("preds.csv");
+    let images = data.join("cropped_aligned");
+    let o = mtaffect(&[
+        "predict",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--out",
+        preds.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let csv = std::fs::read_to_string(&preds).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("image,valence,arousal,expression,aus"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 5 * 12, "one row per frame");
+    assert!(
+        rows.iter().all(|r| r.split(',').count() == 16),
+        "{}",
+        rows[0]
+    );
+
+    // Resuming a finished run trains nothing more and keeps its results.
+    let o = mtaffect(&["train", "--resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("finished 4 steps"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
+    let dir = temp("nan");
+    let (data, runs) = (dir.join("data"), dir.join("runs"));
+    let (data_s, runs_s) = (data.display().to_string(), runs.display().to_string());
+    let mut args = tiny_args(&data_s, &runs_s);
+    // A sane rate for two steps (checkpoint at step 2), then an absurd one.
+    for s in [
+        "train.steps=12",
+        "train.grad_clip=0",
+        "optim={kind=\"sgd\",momentum=0.0}",
+        "schedule={base_lr=1e-3,decay={kind=\"step\",step_size=2,gamma=1e30}}",
+    ] {
+        args.extend(["--set".into(), s.into()]);
+    }
+    let o = mtaffect(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success(), "{}", text(&o));
+    let msg = text(&o);
+    assert!(
+        msg.contains("non-finite")
+            && msg.contains("last good checkpoint")
+            && msg.contains("last.safetensors"),
+        "{msg}"
+    );
+    let last = only_run(&runs).join("last.safetensors");
+    let o = mtaffect(&["eval", "--checkpoint", last.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "the kept checkpoint must load: {}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_configs_name_the_file_and_key() {
+    let dir = temp("badcfg");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "[model]\nstem = \"huge\"\n").unwrap();
+    let o = mtaffect(&["train", "--config", cfg.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let msg = text(&o);
+    assert!(
+        msg.contains("bad.toml") && msg.contains("imagenet"),
+        "{msg}"
+    );
+
+    let o = mtaffect(&["train", "--set", "train.device=tpu"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("train.device"), "{}", text(&o));
+
+    let o = mtaffect(&["train", "--device", "cuda:0", "--set", "train.steps=1"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--device cpu"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
