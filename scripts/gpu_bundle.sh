@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds what the GPU machine runs into bundle/ (git-ignored): that machine has
+# CUDA but no Rust toolchain. Then: run(command="bash bundle/gpu_checks.sh",
+# carry=["bundle"]). Needs python3 here (to read cargo's JSON messages).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rm -rf bundle
+mkdir -p bundle/tests bundle/benches
+
+executables() {
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] != ["bin"]:
+        print(m["executable"])'
+}
+
+cargo build --release --bin mtaffect
+cp target/release/mtaffect bundle/
+cargo test --release --no-run --message-format=json | executables | while read -r exe; do cp "$exe" bundle/tests/; done
+cargo bench --no-run --message-format=json | executables | grep '/deps/' | while read -r exe; do
+    # Bench executables are named <bench>-<hash>; only the harness=false ones are benches here.
+    case "$(basename "$exe")" in matmul-*|conv-*|train_step-*|synth-*|loader-*) cp "$exe" bundle/benches/ ;; esac
+done
+cp scripts/gpu_checks.sh bundle/
+du -sh bundle
