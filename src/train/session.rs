@@ -280,7 +280,7 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
             if is_best {
                 t.save_checkpoint(&best_path)?;
             }
-            bar.println(format!(
+            let line = format!(
                 "step {step}: val P_MTL {:.3} (CCC V {:.3} A {:.3}, F1 expr {:.3}, F1 AU {:.3}){}",
                 m.p_mtl,
                 m.ccc_valence.unwrap_or(0.0),
@@ -288,7 +288,13 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
                 m.expr_f1,
                 m.au_f1,
                 if is_best { " best" } else { "" }
-            ));
+            );
+            // A hidden bar (quiet mode) swallows println.
+            if quiet {
+                println!("{line}");
+            } else {
+                bar.println(line);
+            }
             last_metrics = Some(m);
             // Evaluation time is not training throughput.
             window.set((Instant::now(), 0));
