@@ -143,6 +143,10 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     if let Some(m) = &summary.last {
         print_metrics(m);
     }
+    println!(
+        "chance baseline P_MTL {:.4} (train-mean VA, majority expression, no AU)",
+        summary.chance.p_mtl
+    );
     if let Some((score, step)) = summary.best {
         println!("best P_MTL {score:.4} at step {step} (best.safetensors)");
     }

@@ -1,6 +1,7 @@
 //! Training: the run configuration, the multi-task objective, the loop,
 //! checkpoints, run directories and metric logs, the NaN guard and plots.
 
+mod baseline;
 pub mod checkpoint;
 mod config;
 mod mtl_loss;
@@ -11,6 +12,7 @@ pub mod run_dir;
 mod session;
 mod trainer;
 
+pub use baseline::chance_baseline;
 pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};
 pub use config::{DataConfig, DataSource, LoopConfig, OptimConfig, RunConfig, TrainConfig};
 pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, Weighting};

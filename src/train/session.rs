@@ -165,6 +165,8 @@ pub struct RunSummary {
     pub steps: u64,
     pub seconds: f64,
     pub last: Option<MtlMetrics>,
+    /// Train-mean VA, majority expression, no AU, on the validation labels.
+    pub chance: MtlMetrics,
     pub best: Option<(f64, u64)>,
     pub plots: Vec<PathBuf>,
 }
@@ -194,12 +196,22 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
     let train = make_loader(&cfg, &root, &cfg.data.train_annotations, true)?;
     let val = make_loader(&cfg, &root, &cfg.data.val_annotations, false)?;
 
+    let ls = cfg.data.label_set;
+    let chance = super::chance_baseline(
+        &train.dataset().samples,
+        &val.dataset().samples,
+        ls.num_expressions(),
+        ls.num_aus(),
+    )?;
     let mut trainer = Trainer::new(&cfg)?;
     if resume.is_some() {
         trainer.load_checkpoint(&run.last_checkpoint())?;
     }
     // Both callbacks append to the log and reset the throughput window.
     let log = RefCell::new(run.metrics_log()?);
+    if resume.is_none() {
+        log.borrow_mut().log("baseline", 0, &chance)?;
+    }
     let mut best = super::BestTracker::from_best(trainer.progress.best);
     let total = cfg.train.steps;
     if !quiet {
@@ -213,6 +225,10 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
             val.dataset().samples.len(),
             total,
             trainer.progress.step
+        );
+        eprintln!(
+            "chance baseline on the validation set (train-mean VA, majority expression, no AU): P_MTL {:.3}",
+            chance.p_mtl
         );
     }
     let bar = if quiet {
@@ -323,6 +339,7 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
         steps: trainer.progress.step,
         seconds: started.elapsed().as_secs_f64(),
         last: last_metrics,
+        chance,
         best: best.best(),
         plots,
     })
