@@ -15,6 +15,7 @@ pub mod backend;
 pub mod data;
 pub mod error;
 pub mod gradcheck;
+pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod nn;

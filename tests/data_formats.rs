@@ -375,7 +375,7 @@ fn predictions_are_thresholded_and_written_atomically() {
         text,
         "image,valence,arousal,expression,aus\nv/00001.jpg,1,-0.25,2,1,0,0,0,0,0,1,0,0,0,0,0\n"
     );
-    assert!(!dir.join("sub/predictions.txt.tmp").exists());
+    assert!(!mtaffect::io::tmp_path(&f).exists());
     let wrong = Prediction::from_logits("v/00002.jpg", [0.0, 0.0], &[1.0], &[0.0; 8]);
     assert!(write_predictions(&f, LabelSet::Abaw2022, &[wrong]).is_err());
     assert_eq!(

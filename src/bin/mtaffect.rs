@@ -168,7 +168,7 @@ fn eval_cmd(checkpoint: &Path, data: Option<&Path>, out: Option<&Path>) -> Resul
     print_metrics(&m);
     let out = out.map_or_else(|| checkpoint.with_extension("eval.json"), Path::to_path_buf);
     let json = serde_json::to_string_pretty(&m).expect("metrics serialise");
-    train::checkpoint::write_atomic(&out, json.as_bytes())?;
+    mtaffect::io::write_atomic(&out, json.as_bytes())?;
     println!("metrics written to {}", out.display());
     Ok(())
 }

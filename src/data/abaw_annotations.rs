@@ -189,5 +189,8 @@ pub fn format_mtl_annotations(label_set: LabelSet, samples: &[Sample]) -> String
 
 /// Writes a multi-task annotation file atomically.
 pub fn write_mtl_annotations(path: &Path, label_set: LabelSet, samples: &[Sample]) -> Result<()> {
-    super::atomic::write_atomic(path, format_mtl_annotations(label_set, samples).as_bytes())
+    crate::io::write_atomic_creating_dir(
+        path,
+        format_mtl_annotations(label_set, samples).as_bytes(),
+    )
 }

@@ -9,7 +9,6 @@
 
 pub mod abaw_annotations;
 pub mod affwild_tasks;
-pub mod atomic;
 pub mod augment;
 mod fields;
 pub mod image;

@@ -12,8 +12,8 @@
 //! so a line has 4 + n_aus fields. An AU is 1 when its sigmoid probability is
 //! >= 0.5, i.e. when its logit is >= 0. The expression is the argmax class.
 
-use super::atomic::write_atomic;
 use super::labels::LabelSet;
+use crate::io::write_atomic_creating_dir;
 use crate::{Error, Result};
 use std::fmt::Write;
 use std::path::Path;
@@ -82,5 +82,5 @@ pub fn write_predictions(path: &Path, label_set: LabelSet, preds: &[Prediction])
         }
         out.push('\n');
     }
-    write_atomic(path, out.as_bytes())
+    write_atomic_creating_dir(path, out.as_bytes())
 }

@@ -13,12 +13,12 @@
 //! Loading checks every name, shape and dtype against the model before
 //! changing anything, and errors name the file and the tensor.
 
+use crate::io::write_atomic;
 use crate::{DType, Error, Params, Result, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView, View};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Bumped when the layout changes incompatibly; older files are refused.
 pub const FORMAT_VERSION: u32 = 1;
@@ -94,49 +94,6 @@ pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
     let bytes =
         safetensors::tensor::serialize(views, Some(meta)).map_err(|e| bad(path, e.to_string()))?;
     write_atomic(path, &bytes)
-}
-
-/// Writes `bytes` to `<path>.tmp`, fsyncs it, renames it over `path` and
-/// fsyncs the directory so the rename itself survives a power cut.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    })();
-    if result.is_err() {
-        // Best effort: the target is untouched either way, and a stale .tmp is
-        // overwritten by the next save.
-        let _ = std::fs::remove_file(&tmp);
-        return result;
-    }
-    sync_dir(path)
-}
-
-#[cfg(unix)]
-fn sync_dir(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_path: &Path) -> Result<()> {
-    // Directories cannot be opened for fsync here; the rename is still atomic.
-    Ok(())
-}
-
-/// `<file>.tmp` next to `path`.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
 }
 
 /// The resolved run config a checkpoint was written with, so `eval` and
@@ -425,6 +382,7 @@ fn to_tensor(view: &TensorView) -> std::result::Result<Tensor, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::tmp_path;
     use crate::optim::{Adam, AdamConfig, Optimizer};
     use crate::{Gradients, Rng};
 

@@ -103,7 +103,7 @@ pub fn compile_module(
         })?
         .to_src();
     if let Some(path) = &path {
-        write_atomic(path, &ptx)?;
+        crate::io::write_atomic_creating_dir(path, ptx.as_bytes())?;
     }
     Ok(CompiledModule {
         name: module.name,
@@ -118,14 +118,4 @@ pub fn compile_all(arch: &str, cache: Option<&Path>) -> Result<Vec<CompiledModul
         .iter()
         .map(|m| compile_module(m, arch, cache))
         .collect()
-}
-
-/// Temp file + rename, so a concurrent or interrupted writer never leaves a
-/// truncated PTX file for the next start to load.
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().expect("cache paths have a folder");
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
