@@ -54,7 +54,7 @@ impl Default for DataConfig {
             sampler: SamplerKind::Shuffle,
             on_bad_sample: OnBadSample::Fail,
             augment: AugmentConfig::default(),
-            synth_videos: 60,
+            synth_videos: 120,
             synth_frames: 100,
         }
     }
@@ -86,7 +86,7 @@ pub struct LoopConfig {
 impl Default for LoopConfig {
     fn default() -> Self {
         LoopConfig {
-            steps: 2000,
+            steps: 3000,
             log_every: 20,
             eval_every: 500,
             seed: 0,
@@ -148,7 +148,7 @@ impl Default for TrainConfig {
                 base_lr: 2e-3,
                 warmup_steps: 100,
                 decay: ScheduleKind::Cosine {
-                    total_steps: 1900,
+                    total_steps: 2900,
                     min_lr: 1e-5,
                 },
             },
@@ -269,6 +269,12 @@ mod tests {
         let c = TrainConfig::default();
         let back = TrainConfig::from_toml(&c.to_toml(), "roundtrip").unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn the_built_in_default_is_configs_synthetic_cpu() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/synthetic-cpu.toml");
+        assert_eq!(TrainConfig::load(&path).unwrap(), TrainConfig::default());
     }
 
     #[test]

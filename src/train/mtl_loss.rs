@@ -65,6 +65,7 @@ pub struct LossTerms {
     pub expr: f64,
 }
 
+#[derive(Debug)]
 pub struct MtlLoss {
     pub config: LossConfig,
     /// Log-variances of (va, au, expr) under uncertainty weighting.
@@ -185,5 +186,129 @@ impl MtlLoss {
             au: values[1],
             expr: values[2],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+
+    /// Head outputs and targets for 4 samples with mixed label subsets.
+    fn batch(tape: &Tape) -> (MtlOutput, Tensor, Tensor, Vec<i64>) {
+        let mut rng = Rng::new(5);
+        let mut v = |d: &[usize]| tape.constant(Tensor::randn(d, 1.0, DType::F32, &mut rng));
+        let out = MtlOutput {
+            va: v(&[4, 2]),
+            au: v(&[4, 3]),
+            expr: v(&[4, 5]),
+            features: v(&[4, 1]),
+        };
+        let va = Tensor::from_f64s(
+            &[0.1, 0.2, -0.5, 0.4, -5.0, -5.0, 0.7, -0.3],
+            [4, 2],
+            DType::F32,
+        )
+        .unwrap();
+        let au = Tensor::from_f64s(
+            &[1., 0., 1., -1., -1., -1., 0., 1., 1., 0., 0., 0.],
+            [4, 3],
+            DType::F32,
+        )
+        .unwrap();
+        (out, va, au, vec![1, -1, 4, 0])
+    }
+
+    #[test]
+    fn fixed_weights_scale_each_task() {
+        let tape = Tape::no_grad();
+        let (out, va, au, expr) = batch(&tape);
+        let t = MtlTargets {
+            va: &va,
+            au: &au,
+            expr: &expr,
+        };
+        let mut params = Params::new();
+        let cfg = LossConfig {
+            w_va: 2.0,
+            w_au: 0.5,
+            w_expr: 0.0,
+            ..LossConfig::default()
+        };
+        let l = MtlLoss::new(&cfg, &mut params)
+            .unwrap()
+            .forward(&tape, &params, &out, &t)
+            .unwrap();
+        let want = 2.0 * l.va + 0.5 * l.au;
+        assert!((l.total.value().item().unwrap() - want).abs() < 1e-5);
+        assert!(l.va > 0.0 && l.au > 0.0 && l.expr > 0.0);
+        let bad = LossConfig {
+            w_au: -1.0,
+            ..LossConfig::default()
+        };
+        assert!(MtlLoss::new(&bad, &mut params)
+            .unwrap_err()
+            .to_string()
+            .contains("loss.w_au"));
+    }
+
+    #[test]
+    fn uncertainty_weighting_learns_log_variances() {
+        let tape = Tape::new();
+        let (out, va, au, expr) = batch(&tape);
+        let t = MtlTargets {
+            va: &va,
+            au: &au,
+            expr: &expr,
+        };
+        let mut params = Params::new();
+        let cfg = LossConfig {
+            weighting: Weighting::Uncertainty,
+            ..LossConfig::default()
+        };
+        let loss = MtlLoss::new(&cfg, &mut params).unwrap();
+        assert_eq!(params.len(), 3);
+        let l = loss.forward(&tape, &params, &out, &t).unwrap();
+        // All s_k = 0 at the start: exp(0)·L_k + 0.
+        assert!((l.total.value().item().unwrap() - (l.va + l.au + l.expr)).abs() < 1e-5);
+        let grads = tape.backward(&l.total).unwrap();
+        // d/ds_k [exp(-s_k) L_k + s_k] at s_k = 0 is 1 - L_k.
+        for (id, lk) in params.ids().zip([l.va, l.au, l.expr]) {
+            let g = grads.get(id).unwrap().item().unwrap();
+            assert!(
+                (g - (1.0 - lk)).abs() < 1e-5,
+                "{} {g} vs {}",
+                params.name(id),
+                1.0 - lk
+            );
+        }
+    }
+
+    #[test]
+    fn dwa_weights_follow_the_loss_ratios() {
+        let mut params = Params::new();
+        let cfg = LossConfig {
+            weighting: Weighting::Dwa,
+            dwa_temperature: 2.0,
+            ..LossConfig::default()
+        };
+        let mut loss = MtlLoss::new(&cfg, &mut params).unwrap();
+        assert_eq!(
+            loss.weights(),
+            [1.0; 3],
+            "equal weights until two periods exist"
+        );
+        loss.end_period([1.0, 1.0, 1.0]);
+        assert_eq!(loss.weights(), [1.0; 3]);
+        loss.end_period([0.5, 1.0, 2.0]);
+        // r = (0.5, 1, 2); w_k = 3·exp(r_k/2) / Σ exp(r_j/2).
+        let e = [0.25f64.exp(), 0.5f64.exp(), 1.0f64.exp()];
+        let s: f64 = e.iter().sum();
+        for (w, ek) in loss.weights().iter().zip(e) {
+            assert!((w - 3.0 * ek / s).abs() < 1e-12);
+        }
+        // Only the last two periods count.
+        loss.end_period([0.5, 1.0, 2.0]);
+        assert!(loss.weights().iter().all(|w| (w - 1.0).abs() < 1e-12));
     }
 }

@@ -305,8 +305,8 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
                 m.au_f1,
                 if is_best { " best" } else { "" }
             );
-            // A hidden bar (quiet mode) swallows println.
-            if quiet {
+            // A hidden bar (quiet mode, or output not a terminal) swallows println.
+            if bar.is_hidden() {
                 println!("{line}");
             } else {
                 bar.println(line);
