@@ -56,7 +56,7 @@ fn write_toy_set(dir: &Path, name: &str, videos: usize, frames: usize, seed: u64
             };
             let ex = if rng.bernoulli(0.15) { -1 } else { expr as i64 };
             let au = if rng.bernoulli(0.15) {
-                vec!["-1"; 12].join(",")
+                ["-1"; 12].join(",")
             } else {
                 aus.iter()
                     .map(|a| a.to_string())

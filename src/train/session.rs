@@ -259,7 +259,7 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
             let (since, steps) = window.get();
             window.set((since, steps + 1));
             bar.set_position(s.step + 1);
-            if (s.step + 1) % log_every == 0 {
+            if (s.step + 1).is_multiple_of(log_every) {
                 let ips = (steps + 1) as f64 * batch / since.elapsed().as_secs_f64();
                 window.set((Instant::now(), 0));
                 bar.set_message(format!("loss {:.3} ({:.0} img/s)", s.loss, ips));
@@ -274,7 +274,7 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
                     epoch: t.progress.epoch,
                 };
                 log.borrow_mut().log("train", s.step + 1, &rec)?;
-                if quiet {
+                if bar.is_hidden() {
                     println!(
                         "step {} loss {:.4} lr {:.2e} {:.0} img/s",
                         s.step + 1,

@@ -312,7 +312,10 @@ impl Trainer {
                 let stats = self.step(&batch?)?;
                 self.progress.position_in_epoch += 1;
                 on_step(self, &stats)?;
-                if self.progress.step % self.config.train.eval_every == 0
+                if self
+                    .progress
+                    .step
+                    .is_multiple_of(self.config.train.eval_every)
                     || self.progress.step == until
                 {
                     self.end_period();
