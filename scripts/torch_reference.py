@@ -2,7 +2,8 @@
 SE-ResNet multi-task model computed by PyTorch, which tests/golden.rs checks
 mtaffect against (the llm.c approach: one batch, every gradient, ten steps).
 
-Produced with torch 2.15.0 (CPU), numpy 2.4; rerun with
+Produced with torch 2.15.0 (the PyPI wheel, run on the CPU) and numpy 2.4;
+the version is also in the file's metadata. Rerun with
     pip install torch
     python3 scripts/torch_reference.py [OUT]
 The Rust tests never run Python: the fixture is committed.

@@ -22,7 +22,6 @@ import json
 import math
 import struct
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -184,7 +183,3 @@ def to_toml(cfg):
         out.extend(f"{k} = {toml_value(v)}" for k, v in table.items())
         out.append("")
     return "\n".join(out)
-
-
-def np_f32(x):
-    return torch.from_numpy(np.asarray(x, dtype=np.float32))

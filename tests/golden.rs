@@ -6,7 +6,7 @@
 //! parameter gradient, the BN running statistics, and the losses of ten
 //! AdamW steps (warm-up, cosine decay, gradient clipping). mtaffect must
 //! reproduce every one of these tensors, in f64 (the same maths: agreement to
-//! ~1e-10) and in f32 (agreement to f32 rounding).
+//! ~1e-14) and in f32 (agreement to f32 rounding).
 
 use mtaffect::data::Batch;
 use mtaffect::model::MtlNet;
@@ -231,16 +231,17 @@ fn compare(
     }
 }
 
-/// Per-tensor tolerances, about ten times the worst error measured on
-/// 2026-11-22 (printed by `check_golden`). f64: both sides do the same maths
-/// in double precision and differ only in summation order; the worst error
-/// over all groups is ~4e-14 of a tensor's scale. f32: our f32 rounding
-/// (~6e-8 per operation) accumulates over ~20 layers and, in the batch-norm
-/// statistics over 5 samples, through sums of nearly equal terms: outputs and
-/// running statistics are within ~2e-5 relative (worst on a logit near 0,
-/// hence the absolute term), gradients within ~1.5e-6 of their tensor's
-/// largest entry, and the ten-step losses within ~5e-8 relative, since Adam
-/// normalises each update by the gradient's own magnitude.
+/// Per-tensor tolerances, 4 to 50 times the worst error measured on
+/// 2026-11-22 (`check_golden` prints the worst error / bound per group).
+/// f64: both sides do the same maths in double precision and differ only in
+/// summation order; the worst error of any tensor is ~4e-14 of its scale.
+/// f32: our f32 rounding (~6e-8 per operation) accumulates over ~20 layers
+/// and, in the batch-norm statistics over 5 samples, through sums of nearly
+/// equal terms: outputs and running statistics are within ~7e-6 relative
+/// (the worst on a logit near 0, hence the absolute term), gradients within
+/// ~3e-6 of their tensor's largest entry, and the ten-step losses within
+/// ~5e-7 relative, since Adam normalises each update by the gradient's own
+/// magnitude.
 fn tolerance(name: &str, dtype: DType) -> Tol {
     let group = name.split('.').next().unwrap_or(name);
     let (rel, abs) = match (dtype, group) {
@@ -344,12 +345,11 @@ fn a_perturbed_reference_is_reported() {
         let mut partial = got.clone();
         partial.remove("grad.head.va.bias");
         let mut nan = got.clone();
-        let mut v = nan["output.au"].to_f64_vec();
+        let au = &nan["output.au"];
+        let mut v = au.to_f64_vec();
         v[3] = f64::NAN;
-        nan.insert(
-            "output.au".into(),
-            Tensor::from_f64s(&v, [5, 12], DType::F64).unwrap(),
-        );
+        let au = Tensor::from_f64s(&v, au.dims(), DType::F64).unwrap();
+        nan.insert("output.au".into(), au);
         for (ours, what) in [
             (&partial, "grad.head.va.bias: not computed"),
             (&nan, "output.au[3]"),
