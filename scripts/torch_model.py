@@ -124,6 +124,9 @@ class MtlNet(nn.Module):
                 c = width(base, mult) * block.expansion
             setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
         self.mtanet = m["neck"] == "mtanet"
+        # Ours: dropout on the feature map before each MTANet branch (two
+        # masks), or on the pooled vector for a plain pool.
+        self.dropout = m.get("dropout", 0.0)
         if self.mtanet:
             self.neck = nn.Module()
             self.neck.avg_branch = nn.Conv2d(c, c, 1)
@@ -140,12 +143,13 @@ class MtlNet(nn.Module):
             h = F.max_pool2d(h, 3, 2, 1)
         for i in range(1, 5):
             h = getattr(self, f"layer{i}")(h)
+        drop = lambda t: F.dropout(t, self.dropout, self.training)  # noqa: E731
         if self.mtanet:
-            a = F.leaky_relu(self.neck.avg_branch(h), 0.01).mean((2, 3))
-            m = F.leaky_relu(self.neck.max_branch(h), 0.01).amax((2, 3))
+            a = F.leaky_relu(self.neck.avg_branch(drop(h)), 0.01).mean((2, 3))
+            m = F.leaky_relu(self.neck.max_branch(drop(h)), 0.01).amax((2, 3))
             f = torch.cat([a, m], 1)
         else:
-            f = h.mean((2, 3))
+            f = drop(h.mean((2, 3)))
         return torch.tanh(self.head.va(f)), self.head.au(f), self.head.expr(f)
 
 

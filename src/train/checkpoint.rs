@@ -63,16 +63,15 @@ pub struct Checkpoint {
 
 /// Writes a checkpoint atomically (see the module docs).
 pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
-    let path = path.as_ref();
-    let mut views: Vec<(String, Bytes)> = Vec::new();
+    let mut tensors: Vec<(String, &Tensor)> = Vec::new();
     for id in ckpt.params.ids() {
-        views.push((ckpt.params.name(id).to_string(), Bytes(ckpt.params.get(id))));
+        tensors.push((ckpt.params.name(id).to_string(), ckpt.params.get(id)));
     }
     for (k, t) in ckpt.optimizer {
-        views.push((format!("{OPTIM_PREFIX}{k}"), Bytes(t)));
+        tensors.push((format!("{OPTIM_PREFIX}{k}"), t));
     }
     for (k, t) in ckpt.buffers {
-        views.push((format!("{BUFFER_PREFIX}{k}"), Bytes(t)));
+        tensors.push((format!("{BUFFER_PREFIX}{k}"), t));
     }
     let p = ckpt.progress;
     let mut meta = HashMap::from([
@@ -91,9 +90,45 @@ pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
         meta.insert("best_score".into(), score.to_string());
         meta.insert("best_step".into(), step.to_string());
     }
-    let bytes =
-        safetensors::tensor::serialize(views, Some(meta)).map_err(|e| bad(path, e.to_string()))?;
+    write_tensors(path, tensors, meta)
+}
+
+/// Writes named tensors and string metadata as one safetensors file,
+/// atomically: the format of checkpoints, and of any other tensor file
+/// (batch dumps, test fixtures).
+pub fn write_tensors(
+    path: impl AsRef<Path>,
+    tensors: Vec<(String, &Tensor)>,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let views = tensors.into_iter().map(|(k, t)| (k, Bytes(t)));
+    let bytes = safetensors::tensor::serialize(views, Some(metadata))
+        .map_err(|e| bad(path, e.to_string()))?;
     write_atomic(path, &bytes)
+}
+
+/// Every tensor of a safetensors file (f32 or f64) by name, and its metadata.
+pub fn read_tensors(
+    path: impl AsRef<Path>,
+) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>)> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let unreadable = |e: safetensors::SafeTensorError| {
+        bad(
+            path,
+            format!("not a readable safetensors file (truncated?): {e}"),
+        )
+    };
+    let st = SafeTensors::deserialize(&bytes).map_err(unreadable)?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(unreadable)?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let mut tensors = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let t = to_tensor(&view).map_err(|msg| bad(path, format!("tensor '{name}': {msg}")))?;
+        tensors.insert(name, t);
+    }
+    Ok((tensors, meta))
 }
 
 /// The resolved run config a checkpoint was written with, so `eval` and
@@ -125,23 +160,8 @@ pub fn load(
     buffers: &mut BTreeMap<String, Tensor>,
 ) -> Result<Checkpoint> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let unreadable = |e: safetensors::SafeTensorError| {
-        bad(
-            path,
-            format!("not a readable safetensors file (truncated?): {e}"),
-        )
-    };
-    let st = SafeTensors::deserialize(&bytes).map_err(unreadable)?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(unreadable)?;
-    let meta = header.metadata().clone().unwrap_or_default();
+    let (mut tensors, meta) = read_tensors(path)?;
     let progress = read_progress(path, &meta)?;
-
-    let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
-    for (name, view) in st.tensors() {
-        let t = to_tensor(&view).map_err(|msg| bad(path, format!("tensor '{name}': {msg}")))?;
-        tensors.insert(name, t);
-    }
 
     let mut new_params = Vec::new();
     for id in params.ids() {

@@ -1,0 +1,380 @@
+//! Golden state from PyTorch (the llm.c approach).
+//! `tests/fixtures/golden_mtl.safetensors`, written by
+//! `scripts/torch_reference.py`, holds a tiny SE-ResNet multi-task model's
+//! weights, one batch with mixed valid and invalid labels, and what PyTorch
+//! computed from them in float64: the head outputs, each loss term, every
+//! parameter gradient, the BN running statistics, and the losses of ten
+//! AdamW steps (warm-up, cosine decay, gradient clipping). mtaffect must
+//! reproduce every one of these tensors, in f64 (the same maths: agreement to
+//! ~1e-14) and in f32 (agreement to f32 rounding).
+
+use mtaffect::data::Batch;
+use mtaffect::model::MtlNet;
+use mtaffect::nn::{Buffers, Ctx};
+use mtaffect::train::{check_device, checkpoint, MtlLoss, MtlTargets, TrainConfig, Trainer};
+use mtaffect::{DType, Error, Params, Result, Rng, Tape, Tensor};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &str = "mtaffect-golden";
+const VERSION: &str = "1";
+/// Tensors PyTorch computed (the rest of the fixture is its input).
+const COMPUTED: [&str; 4] = ["output.", "loss.", "grad.", "buffer."];
+
+fn fixture_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden_mtl.safetensors")
+}
+
+struct Golden {
+    config: TrainConfig,
+    tensors: BTreeMap<String, Tensor>,
+}
+
+impl Golden {
+    /// Reads a fixture, refusing another file or another format version.
+    fn load(path: &Path) -> Result<Golden> {
+        let (tensors, meta) = checkpoint::read_tensors(path)?;
+        let bad = |msg: String| Error::Config(format!("{}: {msg}", path.display()));
+        let field = |k: &str| meta.get(k).map_or("(missing)", String::as_str);
+        if field("magic") != MAGIC {
+            return Err(bad(format!(
+                "metadata magic is '{}', expected '{MAGIC}': not a golden fixture",
+                field("magic")
+            )));
+        }
+        if field("version") != VERSION {
+            return Err(bad(format!(
+                "fixture version '{}', this test reads version {VERSION}; regenerate it with scripts/torch_reference.py",
+                field("version")
+            )));
+        }
+        let config =
+            TrainConfig::from_toml(field("config"), &format!("{} config", path.display()))?;
+        Ok(Golden { config, tensors })
+    }
+
+    fn get(&self, name: &str) -> Result<&Tensor> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::Config(format!("golden fixture has no tensor '{name}'")))
+    }
+
+    /// The fixture's batch with images in `dtype` (labels stay f32, as the loader makes them).
+    fn batch(&self, dtype: DType) -> Result<Batch> {
+        let expr = self.get("label.expr")?.clone();
+        let n = expr.numel();
+        Ok(Batch {
+            epoch: 0,
+            step: 0,
+            images: self.get("input.images")?.to_dtype(dtype),
+            va: self.get("label.va")?.clone(),
+            expr_class: expr.to_f64_vec().iter().map(|&c| c as i64).collect(),
+            expr,
+            aus: self.get("label.au")?.clone(),
+            indices: (0..n).collect(),
+        })
+    }
+
+    /// Replaces every parameter with the fixture's (in `dtype`) and casts the
+    /// buffers; the fixture must hold exactly the model's parameters.
+    fn load_into(&self, params: &mut Params, buffers: &mut Buffers, dtype: DType) -> Result<()> {
+        for id in params.ids() {
+            let name = params.name(id).to_string();
+            let w = self.get(&format!("param.{name}"))?;
+            if w.dims() != params.get(id).dims() {
+                return Err(Error::Config(format!(
+                    "golden parameter '{name}' is {:?}, the model's is {:?}",
+                    w.dims(),
+                    params.get(id).dims()
+                )));
+            }
+            *params.get_mut(id) = w.to_dtype(dtype);
+        }
+        let in_fixture = self
+            .tensors
+            .keys()
+            .filter(|k| k.starts_with("param."))
+            .count();
+        if in_fixture != params.len() {
+            return Err(Error::Config(format!(
+                "golden fixture has {in_fixture} parameters, the model {}",
+                params.len()
+            )));
+        }
+        for id in buffers.ids().collect::<Vec<_>>() {
+            *buffers.get_mut(id) = buffers.get(id).to_dtype(dtype);
+        }
+        Ok(())
+    }
+}
+
+/// One training-mode forward and backward of the fixture's model and batch:
+/// every tensor the fixture holds under `COMPUTED`, by the same names.
+fn forward_backward(g: &Golden, dtype: DType) -> Result<BTreeMap<String, Tensor>> {
+    let (mut params, mut buffers) = (Params::new(), Buffers::new());
+    let net = MtlNet::new(&g.config.model, &mut params, &mut buffers, &mut Rng::new(0))?;
+    let loss = MtlLoss::new(&g.config.loss, &mut params)?;
+    g.load_into(&mut params, &mut buffers, dtype)?;
+    let batch = g.batch(dtype)?;
+    let mut got = BTreeMap::new();
+    let tape = Tape::new();
+    let mut rng = Rng::new(0);
+    let mut cx = Ctx {
+        tape: &tape,
+        params: &params,
+        buffers: &mut buffers,
+        training: true,
+        rng: &mut rng,
+    };
+    let out = net.forward(&mut cx, &tape.constant(batch.images.clone()))?;
+    let targets = MtlTargets {
+        va: &batch.va,
+        au: &batch.aus,
+        expr: &batch.expr_class,
+    };
+    let terms = loss.forward(&tape, &params, &out, &targets)?;
+    let total = terms.total.value().item()?;
+    got.insert(
+        "loss.terms".to_string(),
+        Tensor::from_vec(vec![total, terms.va, terms.au, terms.expr], [4])?,
+    );
+    for (k, v) in [("va", &out.va), ("au", &out.au), ("expr", &out.expr)] {
+        got.insert(format!("output.{k}"), v.value().clone());
+    }
+    let grads = tape.backward(&terms.total)?;
+    for id in params.ids() {
+        let name = params.name(id);
+        let grad = grads
+            .get(id)
+            .ok_or_else(|| Error::Tape(format!("no gradient for '{name}'")))?;
+        got.insert(format!("grad.{name}"), grad.clone());
+    }
+    for id in buffers.ids() {
+        got.insert(
+            format!("buffer.{}", buffers.name(id)),
+            buffers.get(id).clone(),
+        );
+    }
+    Ok(got)
+}
+
+/// The fixture's optimizer steps through `Trainer::step` (the training
+/// loop's own step: loss, backward, clipping, schedule, AdamW), one row per
+/// step: loss, va, au, expr, gradient norm before clipping, learning rate.
+fn trajectory(g: &Golden, dtype: DType) -> Result<Tensor> {
+    let mut t = Trainer::new(&g.config)?;
+    g.load_into(&mut t.params, &mut t.buffers, dtype)?;
+    let batch = g.batch(dtype)?;
+    let steps = g.get("trajectory")?.dims()[0];
+    let mut rows = Vec::new();
+    for _ in 0..steps {
+        let s = t.step(&batch)?;
+        rows.extend([s.loss, s.va, s.au, s.expr, s.grad_norm, s.lr]);
+    }
+    Tensor::from_vec(rows, [steps, 6])
+}
+
+/// Elementwise `|ours - ref| <= rel·|ref| + abs·max|ref|`: relative where a
+/// value is large, and relative to its tensor's scale where an element is near
+/// zero (a gradient entry that cancels to ~0 still carries the rounding error
+/// of the larger terms it was summed from).
+#[derive(Clone, Copy, Debug)]
+struct Tol {
+    rel: f64,
+    abs: f64,
+}
+
+/// The largest `error / bound` over the elements (at most 1 passes), or a
+/// message naming the tensor and its worst element.
+fn compare(
+    name: &str,
+    ours: &Tensor,
+    reference: &Tensor,
+    tol: Tol,
+) -> std::result::Result<f64, String> {
+    if ours.dims() != reference.dims() {
+        return Err(format!(
+            "{name}: shape {:?}, reference {:?}",
+            ours.dims(),
+            reference.dims()
+        ));
+    }
+    let (a, b) = (ours.to_f64_vec(), reference.to_f64_vec());
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let mut worst = (0.0f64, 0usize);
+    for (i, (x, r)) in a.iter().zip(&b).enumerate() {
+        let diff = (x - r).abs();
+        let ratio = if diff == 0.0 {
+            0.0
+        } else {
+            diff / (tol.rel * r.abs() + tol.abs * scale)
+        };
+        // `!(ratio <= worst)` also takes a NaN, which then stays the worst.
+        if !(ratio <= worst.0) {
+            worst = (ratio, i);
+            if ratio.is_nan() {
+                break;
+            }
+        }
+    }
+    let (ratio, i) = worst;
+    if ratio <= 1.0 {
+        Ok(ratio)
+    } else {
+        Err(format!(
+            "{name}[{i}]: ours {:e}, PyTorch {:e}, |diff| {:.3e} > {tol:?} (max |ref| {scale:.3e}); {:.1}x the bound",
+            a[i],
+            b[i],
+            (a[i] - b[i]).abs(),
+            ratio
+        ))
+    }
+}
+
+/// Per-tensor tolerances, 4 to 50 times the worst error measured on
+/// 2026-11-22 (`check_golden` prints the worst error / bound per group).
+/// f64: both sides do the same maths in double precision and differ only in
+/// summation order; the worst error of any tensor is ~4e-14 of its scale.
+/// f32: our f32 rounding (~6e-8 per operation) accumulates over ~20 layers
+/// and, in the batch-norm statistics over 5 samples, through sums of nearly
+/// equal terms: outputs and running statistics are within ~7e-6 relative
+/// (the worst on a logit near 0, hence the absolute term), gradients within
+/// ~3e-6 of their tensor's largest entry, and the ten-step losses within
+/// ~5e-7 relative, since Adam normalises each update by the gradient's own
+/// magnitude.
+fn tolerance(name: &str, dtype: DType) -> Tol {
+    let group = name.split('.').next().unwrap_or(name);
+    let (rel, abs) = match (dtype, group) {
+        (DType::F64, _) => (1e-12, 1e-13),
+        (DType::F32, "grad") => (1e-5, 1e-5),
+        (DType::F32, "trajectory") => (1e-5, 1e-6),
+        (DType::F32, _) => (3e-5, 3e-6),
+    };
+    Tol { rel, abs }
+}
+
+/// Every fixture tensor under `COMPUTED` that `got` misses or does not match,
+/// and every computed tensor the fixture lacks; the worst passing ratio of each group.
+fn mismatches(
+    got: &BTreeMap<String, Tensor>,
+    reference: &BTreeMap<String, Tensor>,
+    dtype: DType,
+) -> (Vec<String>, BTreeMap<String, f64>) {
+    let mut bad = Vec::new();
+    let mut worst: BTreeMap<String, f64> = BTreeMap::new();
+    for (name, r) in reference
+        .iter()
+        .filter(|(k, _)| COMPUTED.iter().any(|p| k.starts_with(p)))
+    {
+        match got.get(name) {
+            None => bad.push(format!("{name}: not computed by mtaffect")),
+            Some(ours) => match compare(name, ours, r, tolerance(name, dtype)) {
+                Ok(ratio) => {
+                    let group = name.split('.').next().unwrap_or(name).to_string();
+                    let w = worst.entry(group).or_insert(0.0);
+                    *w = w.max(ratio);
+                }
+                Err(e) => bad.push(e),
+            },
+        }
+    }
+    bad.extend(
+        got.keys()
+            .filter(|k| !reference.contains_key(*k))
+            .map(|k| format!("{k}: computed by mtaffect but not in the fixture")),
+    );
+    (bad, worst)
+}
+
+/// The whole golden check on one device. Today only "cpu" exists; the CUDA
+/// backend plugs in here (the same fixture and tolerances, tensors moved to
+/// the device) once it trains.
+fn check_golden(device: &str, dtype: DType) {
+    check_device(device).unwrap();
+    let g = Golden::load(&fixture_path()).unwrap();
+    let got = forward_backward(&g, dtype).unwrap();
+    let (mut bad, mut worst) = mismatches(&got, &g.tensors, dtype);
+    let traj = trajectory(&g, dtype).unwrap();
+    let r = g.get("trajectory").unwrap();
+    match compare("trajectory", &traj, r, tolerance("trajectory", dtype)) {
+        Ok(ratio) => {
+            worst.insert("trajectory".into(), ratio);
+        }
+        Err(e) => bad.push(e),
+    }
+    eprintln!("golden {device} {dtype}: worst error / bound per group {worst:?}");
+    assert!(
+        bad.is_empty(),
+        "{device} {dtype} differs from PyTorch:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn cpu_f64_reproduces_pytorch() {
+    check_golden("cpu", DType::F64);
+}
+
+#[test]
+fn cpu_f32_reproduces_pytorch() {
+    check_golden("cpu", DType::F32);
+}
+
+#[test]
+fn a_perturbed_reference_is_reported() {
+    let g = Golden::load(&fixture_path()).unwrap();
+    let got = forward_backward(&g, DType::F64).unwrap();
+    for dtype in [DType::F64, DType::F32] {
+        assert!(mismatches(&got, &g.tensors, dtype).0.is_empty());
+        // 1e-4 of the tensor's largest entry on one element of one gradient:
+        // far below what a wrong formula would give, still caught.
+        let name = "grad.layer3.0.conv2.weight";
+        let mut reference = g.tensors.clone();
+        let t = &reference[name];
+        let mut v = t.to_f64_vec();
+        let scale = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        v[7] += 1e-4 * scale;
+        reference.insert(
+            name.into(),
+            Tensor::from_f64s(&v, t.dims(), t.dtype()).unwrap(),
+        );
+        let (bad, _) = mismatches(&got, &reference, dtype);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert!(bad[0].starts_with(&format!("{name}[7]")), "{}", bad[0]);
+        // A gradient mtaffect did not compute, and a NaN, are failures too.
+        let mut partial = got.clone();
+        partial.remove("grad.head.va.bias");
+        let mut nan = got.clone();
+        let au = &nan["output.au"];
+        let mut v = au.to_f64_vec();
+        v[3] = f64::NAN;
+        let au = Tensor::from_f64s(&v, au.dims(), DType::F64).unwrap();
+        nan.insert("output.au".into(), au);
+        for (ours, what) in [
+            (&partial, "grad.head.va.bias: not computed"),
+            (&nan, "output.au[3]"),
+        ] {
+            let (bad, _) = mismatches(ours, &g.tensors, dtype);
+            assert!(bad.len() == 1 && bad[0].starts_with(what), "{bad:?}");
+        }
+    }
+}
+
+#[test]
+fn a_wrong_magic_or_version_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = Tensor::zeros([2], DType::F32);
+    for (magic, version, want) in [
+        ("mtaffect-checkpoint", VERSION, "not a golden fixture"),
+        (MAGIC, "0", "regenerate it with scripts/torch_reference.py"),
+    ] {
+        let path = dir.path().join("f.safetensors");
+        let meta = HashMap::from([
+            ("magic".to_string(), magic.to_string()),
+            ("version".to_string(), version.to_string()),
+        ]);
+        checkpoint::write_tensors(&path, vec![("x".into(), &x)], meta).unwrap();
+        let e = Golden::load(&path).err().expect("refused").to_string();
+        assert!(e.contains("f.safetensors") && e.contains(want), "{e}");
+    }
+}
