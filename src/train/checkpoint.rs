@@ -91,9 +91,52 @@ pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
         meta.insert("best_score".into(), score.to_string());
         meta.insert("best_step".into(), step.to_string());
     }
+    write_views(path, views, meta)
+}
+
+fn write_views(
+    path: &Path,
+    views: Vec<(String, Bytes)>,
+    meta: HashMap<String, String>,
+) -> Result<()> {
     let bytes =
         safetensors::tensor::serialize(views, Some(meta)).map_err(|e| bad(path, e.to_string()))?;
     write_atomic(path, &bytes)
+}
+
+/// Writes named tensors and string metadata as one safetensors file,
+/// atomically: the container of checkpoints, also used for feature files.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[(&str, &Tensor)],
+    meta: HashMap<String, String>,
+) -> Result<()> {
+    let views = tensors
+        .iter()
+        .map(|(k, t)| (k.to_string(), Bytes(t)))
+        .collect();
+    write_views(path, views, meta)
+}
+
+/// Every tensor and the metadata of a safetensors file written by
+/// [`write_tensors`] (or [`save`]).
+pub fn read_tensors(path: &Path) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let unreadable = |e: safetensors::SafeTensorError| {
+        bad(
+            path,
+            format!("not a readable safetensors file (truncated?): {e}"),
+        )
+    };
+    let st = SafeTensors::deserialize(&bytes).map_err(unreadable)?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(unreadable)?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let mut tensors = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let t = to_tensor(&view).map_err(|msg| bad(path, format!("tensor '{name}': {msg}")))?;
+        tensors.insert(name, t);
+    }
+    Ok((tensors, meta))
 }
 
 /// The resolved run config a checkpoint was written with, so `eval` and
@@ -125,23 +168,8 @@ pub fn load(
     buffers: &mut BTreeMap<String, Tensor>,
 ) -> Result<Checkpoint> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let unreadable = |e: safetensors::SafeTensorError| {
-        bad(
-            path,
-            format!("not a readable safetensors file (truncated?): {e}"),
-        )
-    };
-    let st = SafeTensors::deserialize(&bytes).map_err(unreadable)?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(unreadable)?;
-    let meta = header.metadata().clone().unwrap_or_default();
+    let (mut tensors, meta) = read_tensors(path)?;
     let progress = read_progress(path, &meta)?;
-
-    let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
-    for (name, view) in st.tensors() {
-        let t = to_tensor(&view).map_err(|msg| bad(path, format!("tensor '{name}': {msg}")))?;
-        tensors.insert(name, t);
-    }
 
     let mut new_params = Vec::new();
     for id in params.ids() {

@@ -15,7 +15,7 @@ mod trainer;
 pub use baseline::chance_baseline;
 pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};
 pub use config::{DataConfig, DataSource, LoopConfig, OptimConfig, RunConfig, TrainConfig};
-pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, Weighting};
+pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, VaLoss, Weighting};
 pub use nan_guard::{check_finite, check_loss};
 pub use run_dir::{BestTracker, MetricsLog, RunDir};
 pub use session::{cache_root, check_device, make_loader, prepare_data, train_run, RunSummary};
