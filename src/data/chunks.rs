@@ -80,8 +80,8 @@ pub struct SeqBatch {
     pub au: Tensor,
     /// Per lane: a new video starts here (or the lane is empty).
     pub reset: Vec<bool>,
-    /// Per row: (video, frame position) of a labelled frame, for scoring.
-    pub scored: Vec<Option<(usize, usize)>>,
+    /// Per row: (video, frame position) of a real frame, None at padding.
+    pub frames: Vec<Option<(usize, usize)>>,
 }
 
 /// Gathers the chunks of one plan step.
@@ -93,7 +93,7 @@ pub fn batch(set: &SequenceSet, step: &[Option<ChunkRef>], len: usize) -> Result
     let mut va = vec![VA_INVALID; rows * 2];
     let mut expr = vec![LABEL_INVALID as i64; rows];
     let mut au = vec![LABEL_INVALID as f32; rows * a];
-    let mut scored = vec![None; rows];
+    let mut frames = vec![None; rows];
     let mut reset = Vec::with_capacity(step.len());
     for (lane, c) in step.iter().enumerate() {
         reset.push(c.is_none_or(|c| c.first));
@@ -110,9 +110,7 @@ pub fn batch(set: &SequenceSet, step: &[Option<ChunkRef>], len: usize) -> Result
             va[2 * r..2 * r + 2].copy_from_slice(&v.va[2 * i..2 * i + 2]);
             expr[r] = v.expr[i];
             au[r * a..(r + 1) * a].copy_from_slice(&v.au[i * a..(i + 1) * a]);
-            if v.labelled[i] {
-                scored[r] = Some((c.video, i));
-            }
+            frames[r] = Some((c.video, i));
         }
     }
     Ok(SeqBatch {
@@ -122,7 +120,7 @@ pub fn batch(set: &SequenceSet, step: &[Option<ChunkRef>], len: usize) -> Result
         expr,
         au: Tensor::from_vec(au, [rows, a])?,
         reset,
-        scored,
+        frames,
     })
 }
 
@@ -164,7 +162,7 @@ mod tests {
                 let b = batch(&s, step, 4).unwrap();
                 assert_eq!(b.x.dims(), &[2, 4, 1]);
                 let x = b.x.to_f64_vec();
-                for (row, sc) in b.scored.iter().enumerate() {
+                for (row, sc) in b.frames.iter().enumerate() {
                     if let Some((v, i)) = sc {
                         assert!(b.mask[row] && x[row] == *i as f64 && b.expr[row] == *v as i64);
                         seen[*v].push(*i);

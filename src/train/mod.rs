@@ -1,15 +1,18 @@
 //! Training: the run configuration, the multi-task objective, the loop,
-//! checkpoints, run directories and metric logs, the NaN guard and plots.
+//! checkpoints, run directories and metric logs, the NaN guard and plots;
+//! feature extraction and the temporal models' training.
 
 mod baseline;
 pub mod checkpoint;
 mod config;
+pub mod features;
 mod mtl_loss;
 pub mod nan_guard;
 pub mod plot;
 pub mod predict;
 pub mod run_dir;
 mod session;
+pub mod temporal;
 mod trainer;
 
 pub use baseline::chance_baseline;

@@ -147,8 +147,9 @@ pub fn check_device(device: &str) -> Result<()> {
     )))
 }
 
+/// One `train` line of metrics.jsonl (frame and temporal runs alike).
 #[derive(Serialize)]
-struct TrainRecord {
+pub(crate) struct TrainRecord {
     loss: f64,
     loss_va: f64,
     loss_au: f64,
@@ -157,6 +158,22 @@ struct TrainRecord {
     grad_norm: f64,
     images_per_s: f64,
     epoch: u64,
+}
+
+impl TrainRecord {
+    /// `images_per_s` counts frames for temporal runs.
+    pub(crate) fn new(s: &StepStats, images_per_s: f64, epoch: u64) -> Self {
+        TrainRecord {
+            loss: s.loss,
+            loss_va: s.va,
+            loss_au: s.au,
+            loss_expr: s.expr,
+            lr: s.lr,
+            grad_norm: s.grad_norm,
+            images_per_s,
+            epoch,
+        }
+    }
 }
 
 /// What a finished run reports.
@@ -263,16 +280,7 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
                 let ips = (steps + 1) as f64 * batch / since.elapsed().as_secs_f64();
                 window.set((Instant::now(), 0));
                 bar.set_message(format!("loss {:.3} ({:.0} img/s)", s.loss, ips));
-                let rec = TrainRecord {
-                    loss: s.loss,
-                    loss_va: s.va,
-                    loss_au: s.au,
-                    loss_expr: s.expr,
-                    lr: s.lr,
-                    grad_norm: s.grad_norm,
-                    images_per_s: ips,
-                    epoch: t.progress.epoch,
-                };
+                let rec = TrainRecord::new(s, ips, t.progress.epoch);
                 log.borrow_mut().log("train", s.step + 1, &rec)?;
                 if bar.is_hidden() {
                     println!(

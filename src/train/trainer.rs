@@ -7,7 +7,7 @@ use super::checkpoint::{self, CheckpointRef, TrainProgress};
 use super::{MtlLoss, MtlTargets, OptimConfig, TrainConfig};
 use crate::data::{Batch, Loader};
 use crate::metrics::{MtlEvaluator, MtlLabels, MtlMetrics, MtlPredictions};
-use crate::model::MtlNet;
+use crate::model::{MtlNet, MtlOutput};
 use crate::nn::{Buffers, Ctx};
 use crate::optim::{clip_grad_norm, Adam, Optimizer, Sgd};
 use crate::{Error, Params, Result, Rng, Tape, Tensor};
@@ -154,6 +154,21 @@ impl Trainer {
     /// Eval-mode forward of images [N, H, W, 3]: (va [N*2], expression
     /// logits [N*C], AU logits [N*A]), row-major. Records nothing.
     pub fn infer(&mut self, images: &Tensor) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let out = self.eval_forward(images)?;
+        Ok((
+            out.va.value().to_vec()?,
+            out.expr.value().to_vec()?,
+            out.au.value().to_vec()?,
+        ))
+    }
+
+    /// Eval-mode per-frame embeddings [N, F] (the features the heads read):
+    /// what temporal models are trained on.
+    pub fn embed(&mut self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.eval_forward(images)?.features.into_value())
+    }
+
+    fn eval_forward(&mut self, images: &Tensor) -> Result<MtlOutput> {
         let tape = Tape::no_grad();
         let x = tape.constant(images.clone());
         let mut cx = Ctx {
@@ -163,12 +178,7 @@ impl Trainer {
             training: false,
             rng: &mut self.rng,
         };
-        let out = self.net.forward(&mut cx, &x)?;
-        Ok((
-            out.va.value().to_vec()?,
-            out.expr.value().to_vec()?,
-            out.au.value().to_vec()?,
-        ))
+        self.net.forward(&mut cx, &x)
     }
 
     /// The ABAW metrics over one pass of `loader`.
