@@ -195,3 +195,80 @@ fn bad_configs_name_the_file_and_key() {
     assert!(text(&o).contains("--device cpu"), "{}", text(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn features_then_temporal_train_and_eval() {
+    let dir = temp("temporal");
+    let (data, runs) = (dir.join("data"), dir.join("runs"));
+    let (data_s, runs_s) = (data.display().to_string(), runs.display().to_string());
+    let mut args = tiny_args(&data_s, &runs_s);
+    args.extend(["--set".into(), "train.steps=2".into()]);
+    let o = mtaffect(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    let best = only_run(&runs).join("best.safetensors");
+
+    let feats = dir.join("features");
+    let o = mtaffect(&[
+        "features",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--out",
+        feats.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("5 videos, 60 frames"), "{}", text(&o));
+    let files: Vec<_> = std::fs::read_dir(&feats)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        files.len(),
+        5 + 2,
+        "five videos and two annotation files: {files:?}"
+    );
+    let f = mtaffect::data::sequence::VideoFeatures::load(&feats.join("synth0000.safetensors"))
+        .unwrap();
+    assert_eq!(f.frames, (1..=12).collect::<Vec<u32>>());
+    assert_eq!(f.features.len(), 12 * f.dim);
+
+    let truns = dir.join("truns");
+    let sets = [
+        format!("data.features={:?}", feats.display().to_string()),
+        format!("run.runs_dir={:?}", truns.display().to_string()),
+        "run.name=\"lstm\"".into(),
+        "run.quiet=true".into(),
+        "data.chunk=5".into(),
+        "data.lanes=2".into(),
+        "data.eval_lanes=2".into(),
+        "model.encoder=\"lstm\"".into(),
+        "model.d_model=4".into(),
+        "model.head_hidden=3".into(),
+        "train.steps=4".into(),
+        "train.eval_every=2".into(),
+    ];
+    let mut targs = vec!["temporal".to_string(), "train".into()];
+    for s in &sets {
+        targs.extend(["--set".into(), s.clone()]);
+    }
+    let o = mtaffect(&targs.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("best P_MTL") && text(&o).contains("smoothed"),
+        "{}",
+        text(&o)
+    );
+    let run = truns.join("lstm");
+    let trained: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+
+    // Evaluating the best checkpoint again reproduces the run's final scores.
+    let best = run.join("best.safetensors");
+    let o = mtaffect(&["temporal", "eval", "--checkpoint", best.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best.eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(trained, again);
+    assert!(trained["raw"]["p_mtl"].is_number(), "{trained}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -6,7 +6,7 @@ use mtaffect::data::synth::{self, SynthConfig};
 use mtaffect::data::{read_mtl_annotations, ReadOptions};
 use mtaffect::metrics::MtlMetrics;
 use mtaffect::train::temporal::{self, TemporalConfig};
-use mtaffect::train::{self, features, predict, TrainConfig, Trainer};
+use mtaffect::train::{self, features, predict, ConfigFile, TrainConfig, Trainer};
 use mtaffect::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

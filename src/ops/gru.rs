@@ -139,8 +139,7 @@ fn backward<T: Float>(
                 (ghr[j], ghr[hd + j], ghr[2 * hd + j]) = (dr, dz, dc * r);
             }
         }
-        let step = &dgh[t * nn * 3 * hd..(t + 1) * nn * 3 * hd];
-        recurrent::add_hidden_grad(&mut dh_prev, step, whh, d);
+        recurrent::add_hidden_grad(&mut dh_prev, &dgh, t, whh, d);
         dh = dh_prev;
     }
     recurrent::finish_backward(
@@ -157,14 +156,8 @@ fn backward<T: Float>(
 mod tests {
     use super::*;
     use crate::gradcheck::check_gradients;
+    use crate::ops::recurrent::test_inputs;
     use crate::{DType, Rng};
-
-    fn weights(f: usize, h: usize, rng: &mut Rng) -> Vec<Tensor> {
-        [[3 * h, f].as_slice(), &[3 * h, h], &[3 * h], &[3 * h]]
-            .iter()
-            .map(|d| Tensor::randn(*d, 0.5, DType::F64, rng))
-            .collect()
-    }
 
     fn run(
         t: &Tape,
@@ -172,29 +165,17 @@ mod tests {
         h0: Option<&Tensor>,
         mask: Option<&[bool]>,
     ) -> Result<(Var, Tensor)> {
-        let w = RnnWeights {
-            w_ih: &v[1],
-            w_hh: &v[2],
-            b_ih: &v[3],
-            b_hh: &v[4],
-        };
-        gru(t, &v[0], w, h0, mask)
+        let w = [v[1].clone(), v[2].clone(), v[3].clone(), v[4].clone()];
+        gru(t, &v[0], RnnWeights::from_vars(&w), h0, mask)
     }
 
     #[test]
     fn one_step_by_hand() {
-        // F = H = 1, weights 1, biases 0: r = z = σ(x + h), n = tanh(x + r·h).
+        // r = z = σ(x + h), n = tanh(x + r·h) with x = 0.5, h = 0.2.
         let tape = Tape::no_grad();
-        let c = |v: f64, d: &[usize]| tape.constant(Tensor::full(d, v, DType::F64));
-        let v = [
-            c(0.5, &[1, 1, 1]),
-            c(1.0, &[3, 1]),
-            c(1.0, &[3, 1]),
-            c(0.0, &[3]),
-            c(0.0, &[3]),
-        ];
+        let (x, w) = test_inputs::unit(&tape, 3);
         let h0 = Tensor::full([1, 1], 0.2, DType::F64);
-        let (y, h) = run(&tape, &v, Some(&h0), None).unwrap();
+        let (y, h) = gru(&tape, &x, RnnWeights::from_vars(&w), Some(&h0), None).unwrap();
         let s = 1.0 / (1.0 + (-0.7f64).exp());
         let n = (0.5 + s * 0.2f64).tanh();
         let want = (1.0 - s) * n + s * 0.2;
@@ -205,16 +186,9 @@ mod tests {
     #[test]
     fn gradcheck_odd_length_with_padding_and_initial_state() {
         let mut rng = Rng::new(31);
-        let (n, t, f, h) = (3, 5, 4, 3);
-        let mut inputs = vec![Tensor::randn([n, t, f], 1.0, DType::F64, &mut rng)];
-        inputs.extend(weights(f, h, &mut rng));
-        let h0 = Tensor::randn([n, h], 0.5, DType::F64, &mut rng);
-        // Row 0 full, row 1 padded at the end, row 2 with a gap and a padded start.
-        let mask: Vec<bool> = [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 1, 0, 1, 1]]
-            .iter()
-            .flatten()
-            .map(|&m| m == 1)
-            .collect();
+        let inputs = test_inputs::random(3, [3, 5, 4, 3], 0.5, &mut rng);
+        let h0 = Tensor::randn([3, 3], 0.5, DType::F64, &mut rng);
+        let mask = test_inputs::mask();
         check_gradients(&inputs, 1e-6, |tp, v| {
             Ok(run(tp, v, Some(&h0), Some(&mask))?.0)
         })
@@ -224,14 +198,11 @@ mod tests {
 
     #[test]
     fn padded_frames_carry_the_state_and_output_zero() {
-        let mut rng = Rng::new(3);
         let tape = Tape::no_grad();
-        let mut v = vec![tape.constant(Tensor::randn([1, 4, 2], 1.0, DType::F64, &mut rng))];
-        v.extend(
-            weights(2, 3, &mut rng)
-                .into_iter()
-                .map(|w| tape.constant(w)),
-        );
+        let v: Vec<Var> = test_inputs::random(3, [1, 4, 2, 3], 1.0, &mut Rng::new(3))
+            .into_iter()
+            .map(|t| tape.constant(t))
+            .collect();
         let (y, h) = run(&tape, &v, None, Some(&[true, true, false, false])).unwrap();
         let y = y.value().to_f64_vec();
         assert!(y[6..].iter().all(|&a| a == 0.0));

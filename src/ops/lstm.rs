@@ -162,8 +162,7 @@ fn backward<T: Float>(
                 }
             }
         }
-        let step = &dgh[t * nn * 4 * hd..(t + 1) * nn * 4 * hd];
-        recurrent::add_hidden_grad(&mut dh_prev, step, whh, d);
+        recurrent::add_hidden_grad(&mut dh_prev, &dgh, t, whh, d);
         dh = dh_prev;
     }
     recurrent::finish_backward(
@@ -180,6 +179,7 @@ fn backward<T: Float>(
 mod tests {
     use super::*;
     use crate::gradcheck::check_gradients;
+    use crate::ops::recurrent::test_inputs;
     use crate::{DType, Rng};
 
     fn run(
@@ -188,45 +188,20 @@ mod tests {
         s: Option<&LstmState>,
         mask: Option<&[bool]>,
     ) -> Result<(Var, LstmState)> {
-        let w = RnnWeights {
-            w_ih: &v[1],
-            w_hh: &v[2],
-            b_ih: &v[3],
-            b_hh: &v[4],
-        };
-        lstm(t, &v[0], w, s, mask)
-    }
-
-    fn inputs(n: usize, t: usize, f: usize, h: usize, rng: &mut Rng) -> Vec<Tensor> {
-        [
-            [n, t, f].as_slice(),
-            &[4 * h, f],
-            &[4 * h, h],
-            &[4 * h],
-            &[4 * h],
-        ]
-        .iter()
-        .map(|d| Tensor::randn(*d, 0.6, DType::F64, rng))
-        .collect()
+        let w = [v[1].clone(), v[2].clone(), v[3].clone(), v[4].clone()];
+        lstm(t, &v[0], RnnWeights::from_vars(&w), s, mask)
     }
 
     #[test]
     fn one_step_by_hand() {
-        // F = H = 1, weights 1, biases 0, state (0.2, 0.3), x = 0.5: every gate sees 0.7.
+        // State (0.2, 0.3), x = 0.5: every gate sees 0.7.
         let tape = Tape::no_grad();
-        let c = |v: f64, d: &[usize]| tape.constant(Tensor::full(d, v, DType::F64));
-        let v = [
-            c(0.5, &[1, 1, 1]),
-            c(1.0, &[4, 1]),
-            c(1.0, &[4, 1]),
-            c(0.0, &[4]),
-            c(0.0, &[4]),
-        ];
+        let (x, w) = test_inputs::unit(&tape, 4);
         let s = LstmState {
             h: Tensor::full([1, 1], 0.2, DType::F64),
             c: Tensor::full([1, 1], 0.3, DType::F64),
         };
-        let (y, last) = run(&tape, &v, Some(&s), None).unwrap();
+        let (y, last) = lstm(&tape, &x, RnnWeights::from_vars(&w), Some(&s), None).unwrap();
         let sg = 1.0 / (1.0 + (-0.7f64).exp());
         let c1 = sg * 0.3 + sg * 0.7f64.tanh();
         assert!((last.c.item().unwrap() - c1).abs() < 1e-14);
@@ -236,17 +211,12 @@ mod tests {
     #[test]
     fn gradcheck_odd_length_with_padding_and_initial_state() {
         let mut rng = Rng::new(41);
-        let (n, t, f, h) = (3, 5, 3, 2);
-        let x = inputs(n, t, f, h, &mut rng);
+        let x = test_inputs::random(4, [3, 5, 3, 2], 0.6, &mut rng);
         let s = LstmState {
-            h: Tensor::randn([n, h], 0.5, DType::F64, &mut rng),
-            c: Tensor::randn([n, h], 0.5, DType::F64, &mut rng),
+            h: Tensor::randn([3, 2], 0.5, DType::F64, &mut rng),
+            c: Tensor::randn([3, 2], 0.5, DType::F64, &mut rng),
         };
-        let mask: Vec<bool> = [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 1, 1, 0, 1]]
-            .iter()
-            .flatten()
-            .map(|&m| m == 1)
-            .collect();
+        let mask = test_inputs::mask();
         check_gradients(&x, 1e-6, |tp, v| Ok(run(tp, v, Some(&s), Some(&mask))?.0)).unwrap();
         check_gradients(&x, 1e-6, |tp, v| Ok(run(tp, v, None, None)?.0)).unwrap();
     }
@@ -256,7 +226,7 @@ mod tests {
         // Statefulness: two chunks with the state carried give the outputs of one long pass.
         let mut rng = Rng::new(5);
         let tape = Tape::no_grad();
-        let v: Vec<Var> = inputs(2, 6, 3, 4, &mut rng)
+        let v: Vec<Var> = test_inputs::random(4, [2, 6, 3, 4], 0.6, &mut rng)
             .into_iter()
             .map(|t| tape.constant(t))
             .collect();

@@ -24,6 +24,16 @@ pub struct RnnWeights<'a> {
 }
 
 impl<'a> RnnWeights<'a> {
+    /// From `[w_ih, w_hh, b_ih, b_hh]`, the order a layer registers them.
+    pub fn from_vars(v: &'a [Var; 4]) -> Self {
+        RnnWeights {
+            w_ih: &v[0],
+            w_hh: &v[1],
+            b_ih: &v[2],
+            b_hh: &v[3],
+        }
+    }
+
     /// The op's inputs in the order backward returns their gradients.
     pub(crate) fn inputs(&self, x: &'a Var) -> [&'a Var; 5] {
         [x, self.w_ih, self.w_hh, self.b_ih, self.b_hh]
@@ -165,11 +175,13 @@ fn add_bias<T: Float>(rows: &mut [T], b: &[T]) {
     }
 }
 
-/// `dh += dgh·W_hh`: the recurrent path of one step's gate gradients [N, G·H].
-pub(crate) fn add_hidden_grad<T: Float>(dh: &mut [T], dgh: &[T], w_hh: &[T], d: &Dims) {
+/// `dh += dgh_t·W_hh`: the recurrent path of step t's gate gradients
+/// (`dgh` step-major [T·N, G·H]).
+pub(crate) fn add_hidden_grad<T: Float>(dh: &mut [T], dgh: &[T], t: usize, w_hh: &[T], d: &Dims) {
+    let step = d.n * d.gh();
     gemm(
         T::ONE,
-        MatRef::new(dgh, d.n, d.gh()),
+        MatRef::new(&dgh[t * step..(t + 1) * step], d.n, d.gh()),
         MatRef::new(w_hh, d.gh(), d.h),
         T::ONE,
         dh,
@@ -238,6 +250,45 @@ pub(crate) fn finish_backward<T: Float>(
         needs[3].then(|| bias(&g.dgx)).transpose()?,
         needs[4].then(|| bias(&g.dgh)).transpose()?,
     ])
+}
+
+/// Inputs shared by the GRU and LSTM tests.
+#[cfg(test)]
+pub(crate) mod test_inputs {
+    use crate::{DType, Rng, Tape, Tensor, Var};
+
+    /// x [n, t, f] and the weights of a layer with `g` gates, N(0, std²).
+    pub fn random(g: usize, [n, t, f, h]: [usize; 4], std: f64, rng: &mut Rng) -> Vec<Tensor> {
+        [
+            [n, t, f].as_slice(),
+            &[g * h, f],
+            &[g * h, h],
+            &[g * h],
+            &[g * h],
+        ]
+        .iter()
+        .map(|d| Tensor::randn(*d, std, DType::F64, rng))
+        .collect()
+    }
+
+    /// The by-hand case: F = H = 1, x = 0.5, weights 1, biases 0.
+    pub fn unit(tape: &Tape, g: usize) -> (Var, [Var; 4]) {
+        let c = |v: f64, d: &[usize]| tape.constant(Tensor::full(d, v, DType::F64));
+        (
+            c(0.5, &[1, 1, 1]),
+            [c(1.0, &[g, 1]), c(1.0, &[g, 1]), c(0.0, &[g]), c(0.0, &[g])],
+        )
+    }
+
+    /// Three sequences of five frames: full, padded at the end, and with a
+    /// padded start and a gap.
+    pub fn mask() -> Vec<bool> {
+        [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 1, 0, 1, 1]]
+            .iter()
+            .flatten()
+            .map(|&m| m == 1)
+            .collect()
+    }
 }
 
 #[cfg(test)]

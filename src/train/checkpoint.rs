@@ -40,6 +40,19 @@ pub struct TrainProgress {
     pub best: Option<(f64, u64)>,
 }
 
+impl TrainProgress {
+    /// A run that has not taken a step.
+    pub fn start() -> Self {
+        TrainProgress {
+            step: 0,
+            epoch: 0,
+            position_in_epoch: 0,
+            rng: [0; 4],
+            best: None,
+        }
+    }
+}
+
 /// What [`save`] writes. Borrowed, so saving copies nothing the caller owns.
 pub struct CheckpointRef<'a> {
     pub params: &'a Params,

@@ -185,31 +185,39 @@ impl Default for TrainConfig {
     }
 }
 
-impl TrainConfig {
+/// What every run config file shares: TOML in and out, unknown keys
+/// rejected (by serde), checks beyond the types after parsing, and the
+/// CLI's `--set section.key=value` overrides.
+pub trait ConfigFile: Serialize + serde::de::DeserializeOwned {
+    /// Checks beyond what the types express; the message names the key.
+    fn validate(&self) -> Result<()>;
+
     /// Parses TOML; `origin` names the source in errors.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let cfg: TrainConfig =
+    fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let cfg: Self =
             toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
         cfg.validate()
             .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
         Ok(cfg)
     }
 
-    pub fn load(path: &Path) -> Result<Self> {
+    fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
-    pub fn to_toml(&self) -> String {
+    fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("every config value has a TOML form")
     }
 
-    /// Applies `section.key=value` overrides (the CLI's `--set`), re-parsing
-    /// the result so types and allowed values are checked as for a file.
-    pub fn with_overrides(&self, sets: &[String]) -> Result<Self> {
+    /// Applies `section.key=value` overrides, re-parsing the result so types
+    /// and allowed values are checked as for a file.
+    fn with_overrides(&self, sets: &[String]) -> Result<Self> {
         Self::from_toml(&apply_overrides(&self.to_toml(), sets)?, "--set")
     }
+}
 
+impl ConfigFile for TrainConfig {
     fn validate(&self) -> Result<()> {
         let bad = |k: &str, v: &dyn std::fmt::Display, allowed: &str| {
             Err(Error::Config(format!("{k} = {v}: {allowed}")))
@@ -251,7 +259,7 @@ impl TrainConfig {
 
 /// Applies `section.key=value` overrides to a config's TOML text; the caller
 /// re-parses the result, so types and allowed values are checked as for a file.
-pub(crate) fn apply_overrides(text: &str, sets: &[String]) -> Result<String> {
+fn apply_overrides(text: &str, sets: &[String]) -> Result<String> {
     let mut doc: toml::Table = toml::from_str(text).expect("own TOML parses");
     for s in sets {
         let (key, value) = s
@@ -301,11 +309,18 @@ mod tests {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "toml") {
-                TrainConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                // Temporal configs are a different file kind, checked as such.
+                let parsed = if name.starts_with("temporal-") {
+                    crate::train::temporal::TemporalConfig::load(&p).map(|_| ())
+                } else {
+                    TrainConfig::load(&p).map(|_| ())
+                };
+                parsed.unwrap_or_else(|e| panic!("{e}"));
                 n += 1;
             }
         }
-        assert!(n >= 3, "expected the three shipped configs, found {n}");
+        assert!(n >= 5, "expected the five shipped configs, found {n}");
     }
 
     #[test]

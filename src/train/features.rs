@@ -30,18 +30,11 @@ pub fn video_frames(image_root: &Path, video: &str) -> Result<Vec<Sample>> {
         let Some((_, frame)) = split_image_name(&image) else {
             continue;
         };
-        out.push(Sample {
-            image,
-            video: video.to_string(),
-            frame,
-            va: None,
-            expr: None,
-            aus: None,
-            origin: Origin {
-                file: file.clone(),
-                line: 0,
-            },
-        });
+        let origin = Origin {
+            file: file.clone(),
+            line: 0,
+        };
+        out.push(Sample::unlabelled(image, video, frame, origin));
     }
     if out.is_empty() {
         return Err(Error::Config(format!(

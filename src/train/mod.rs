@@ -17,7 +17,9 @@ mod trainer;
 
 pub use baseline::chance_baseline;
 pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};
-pub use config::{DataConfig, DataSource, LoopConfig, OptimConfig, RunConfig, TrainConfig};
+pub use config::{
+    ConfigFile, DataConfig, DataSource, LoopConfig, OptimConfig, RunConfig, TrainConfig,
+};
 pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, VaLoss, Weighting};
 pub use nan_guard::{check_finite, check_loss};
 pub use run_dir::{BestTracker, MetricsLog, RunDir};

@@ -3,7 +3,7 @@
 //! with logging and a progress bar, evaluate and checkpoint every period,
 //! keep `best` by P_MTL, and plot at the end.
 
-use super::{plot, DataSource, RunDir, StepStats, TrainConfig, Trainer};
+use super::{plot, ConfigFile, DataSource, RunDir, StepStats, TrainConfig, Trainer};
 use crate::data::synth::{self, SynthConfig};
 use crate::data::{AugmentConfig, Dataset, Loader, LoaderConfig, ReadOptions, SamplerKind};
 use crate::metrics::MtlMetrics;
@@ -176,6 +176,19 @@ impl TrainRecord {
     }
 }
 
+/// The console line of one validation pass.
+pub(crate) fn val_line(step: u64, m: &MtlMetrics, is_best: bool) -> String {
+    format!(
+        "step {step}: val P_MTL {:.3} (CCC V {:.3} A {:.3}, F1 expr {:.3}, F1 AU {:.3}){}",
+        m.p_mtl,
+        m.ccc_valence.unwrap_or(0.0),
+        m.ccc_arousal.unwrap_or(0.0),
+        m.expr_f1,
+        m.au_f1,
+        if is_best { " best" } else { "" }
+    )
+}
+
 /// What a finished run reports.
 pub struct RunSummary {
     pub run_dir: PathBuf,
@@ -304,15 +317,7 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
             if is_best {
                 t.save_checkpoint(&best_path)?;
             }
-            let line = format!(
-                "step {step}: val P_MTL {:.3} (CCC V {:.3} A {:.3}, F1 expr {:.3}, F1 AU {:.3}){}",
-                m.p_mtl,
-                m.ccc_valence.unwrap_or(0.0),
-                m.ccc_arousal.unwrap_or(0.0),
-                m.expr_f1,
-                m.au_f1,
-                if is_best { " best" } else { "" }
-            );
+            let line = val_line(step, &m, is_best);
             // A hidden bar (quiet mode, or output not a terminal) swallows println.
             if bar.is_hidden() {
                 println!("{line}");

@@ -134,12 +134,7 @@ impl Encoder {
                         h = ops::dropout(cx.tape, &h, self.spec.dropout, cx.training, cx.rng)?;
                     }
                     let v = ids.map(|id| cx.param(id));
-                    let w = RnnWeights {
-                        w_ih: &v[0],
-                        w_hh: &v[1],
-                        b_ih: &v[2],
-                        b_hh: &v[3],
-                    };
+                    let w = RnnWeights::from_vars(&v);
                     if self.spec.kind == EncoderKind::Gru {
                         ops::gru(cx.tape, &h, w, None, Some(mask))?.0
                     } else {

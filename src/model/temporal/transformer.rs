@@ -52,7 +52,7 @@ impl TransformerLayer {
         dropout: f64,
         rng: &mut Rng,
     ) -> Result<Self> {
-        if heads == 0 || dim % heads != 0 {
+        if heads == 0 || !dim.is_multiple_of(heads) {
             return Err(crate::Error::Config(format!(
                 "{name}: d_model = {dim} must be a positive multiple of heads = {heads}"
             )));

@@ -9,8 +9,8 @@ use super::TemporalConfig;
 use crate::data::abaw_annotations::{read_mtl_annotations, ReadOptions};
 use crate::data::chunks;
 use crate::data::sequence::SequenceSet;
-use crate::train::session::TrainRecord;
-use crate::train::{check_device, plot, BestTracker, RunDir};
+use crate::train::session::{val_line, TrainRecord};
+use crate::train::{check_device, plot, BestTracker, ConfigFile, RunDir};
 use crate::{Result, Rng};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -102,15 +102,7 @@ pub fn train_temporal(cfg: &TemporalConfig) -> Result<TemporalSummary> {
                 if is_best {
                     t.save_checkpoint(&run.best_checkpoint())?;
                 }
-                println!(
-                    "step {done}: val P_MTL {:.3} (CCC V {:.3} A {:.3}, F1 expr {:.3}, F1 AU {:.3}){}",
-                    m.p_mtl,
-                    m.ccc_valence.unwrap_or(0.0),
-                    m.ccc_arousal.unwrap_or(0.0),
-                    m.expr_f1,
-                    m.au_f1,
-                    if is_best { " best" } else { "" }
-                );
+                println!("{}", val_line(done, &m, is_best));
                 window = (Instant::now(), 0);
             }
             if done >= cfg.train.steps {

@@ -7,11 +7,13 @@ use super::TemporalConfig;
 use crate::data::chunks::{self, SeqBatch};
 use crate::data::sequence::{FeatureNorm, SequenceSet};
 use crate::model::temporal::{Carry, TemporalNet};
+use crate::model::MtlOutput;
 use crate::nn::{Buffers, Ctx};
 use crate::ops::LstmState;
-use crate::optim::{clip_grad_norm, Adam, Optimizer, Sgd};
+use crate::optim::Optimizer;
 use crate::train::checkpoint::{self, read_tensors, CheckpointRef, TrainProgress};
-use crate::train::{MtlLoss, MtlTargets, OptimConfig, StepStats};
+use crate::train::trainer::{make_optimizer, optimizer_step};
+use crate::train::{ConfigFile, MtlLoss, MtlTargets, StepStats};
 use crate::{Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,10 +45,7 @@ impl TemporalTrainer {
             &mut rng.fork(1),
         )?;
         let loss = MtlLoss::new(&config.loss, &mut params)?;
-        let opt: Box<dyn Optimizer> = match &config.optim {
-            OptimConfig::Sgd(c) => Box::new(Sgd::new(c.clone())),
-            OptimConfig::Adam(c) => Box::new(Adam::new(c.clone())),
-        };
+        let opt = make_optimizer(&config.optim);
         Ok(TemporalTrainer {
             config: config.clone(),
             net,
@@ -55,13 +54,7 @@ impl TemporalTrainer {
             loss,
             opt,
             rng: rng.fork(2),
-            progress: TrainProgress {
-                step: 0,
-                epoch: 0,
-                position_in_epoch: 0,
-                rng: [0; 4],
-                best: None,
-            },
+            progress: TrainProgress::start(),
         })
     }
 
@@ -75,51 +68,47 @@ impl TemporalTrainer {
     ) -> Result<(StepStats, Vec<LstmState>)> {
         let step = self.progress.step;
         let tape = Tape::new();
-        let mut buffers = Buffers::new();
-        let mut cx = Ctx {
-            tape: &tape,
-            params: &self.params,
-            buffers: &mut buffers,
-            training: true,
-            rng: &mut self.rng,
-        };
         let mut carry = Carry {
             input: carry,
             output: Vec::new(),
         };
-        let out = self
-            .net
-            .forward(&mut cx, &tape.constant(b.x.clone()), &b.mask, &mut carry)?;
+        let out = self.forward(&tape, b, &mut carry, true)?;
         let targets = MtlTargets {
             va: &b.va,
             au: &b.au,
             expr: &b.expr,
         };
         let terms = self.loss.forward(&tape, &self.params, &out, &targets)?;
-        let loss = terms.total.value().item()?;
-        if !loss.is_finite() {
-            return Err(Error::NonFinite(format!("step {step}: loss is {loss}")));
-        }
-        let mut grads = tape.backward(&terms.total)?;
-        let clip = self.config.train.grad_clip;
-        let grad_norm = if clip > 0.0 {
-            clip_grad_norm(&mut grads, clip)?
-        } else {
-            grads.global_norm()
-        };
-        let lr = self.config.schedule.lr_at(step);
-        self.opt.step(&mut self.params, &grads, lr)?;
-        self.progress.step += 1;
-        let stats = StepStats {
+        let cfg = &self.config;
+        let stats = optimizer_step(
+            tape,
+            terms,
+            &mut self.params,
+            self.opt.as_mut(),
+            (cfg.train.grad_clip, &cfg.schedule),
             step,
-            loss,
-            va: terms.va,
-            au: terms.au,
-            expr: terms.expr,
-            lr,
-            grad_norm,
-        };
+        )?;
+        self.progress.step += 1;
         Ok((stats, carry.output))
+    }
+
+    fn forward(
+        &mut self,
+        tape: &Tape,
+        b: &SeqBatch,
+        carry: &mut Carry,
+        training: bool,
+    ) -> Result<MtlOutput> {
+        let mut buffers = Buffers::new();
+        let mut cx = Ctx {
+            tape,
+            params: &self.params,
+            buffers: &mut buffers,
+            training,
+            rng: &mut self.rng,
+        };
+        self.net
+            .forward(&mut cx, &tape.constant(b.x.clone()), &b.mask, carry)
     }
 
     /// Eval-mode outputs for every frame of every video of `set` (normalised
@@ -142,22 +131,11 @@ impl TemporalTrainer {
         let mut carry = Vec::new();
         for step in chunks::plan(set, self.config.data.eval_lanes, len, None)? {
             let b = chunks::batch(set, &step, len)?;
-            let tape = Tape::no_grad();
-            let mut buffers = Buffers::new();
-            let mut cx = Ctx {
-                tape: &tape,
-                params: &self.params,
-                buffers: &mut buffers,
-                training: false,
-                rng: &mut self.rng,
-            };
             let mut cr = Carry {
                 input: reset_rows(carry, &b.reset)?,
                 output: Vec::new(),
             };
-            let out = self
-                .net
-                .forward(&mut cx, &tape.constant(b.x.clone()), &b.mask, &mut cr)?;
+            let out = self.forward(&Tape::no_grad(), &b, &mut cr, false)?;
             carry = cr.output;
             let (va, ex, au) = (
                 out.va.value().data::<f32>()?,
