@@ -231,6 +231,35 @@ fn features_then_temporal_train_and_eval() {
     assert_eq!(f.frames, (1..=12).collect::<Vec<u32>>());
     assert_eq!(f.features.len(), 12 * f.dim);
 
+    // The frame model's outputs stored with the features score exactly what
+    // `mtaffect eval` scores on the validation split.
+    let o = mtaffect(&["eval", "--checkpoint", best.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(best.with_extension("eval.json")).unwrap())
+            .unwrap();
+    let opts = mtaffect::data::ReadOptions::default();
+    let (samples, _) =
+        mtaffect::data::read_mtl_annotations(&feats.join("validation_set_annotations.txt"), &opts)
+            .unwrap();
+    let set = mtaffect::data::sequence::SequenceSet::load(&feats, &samples, 12).unwrap();
+    let outs: Vec<_> = set
+        .videos
+        .iter()
+        .map(|v| {
+            let h = v.frame_heads.clone().unwrap();
+            mtaffect::train::temporal::VideoOutputs {
+                va: h.va,
+                expr: h.expr,
+                au: h.au,
+            }
+        })
+        .collect();
+    let m = mtaffect::train::temporal::score(&set, &outs, 8, [1; 3]).unwrap();
+    let want = eval["p_mtl"].as_f64().unwrap();
+    assert!((m.p_mtl - want).abs() < 1e-9, "{} vs {want}", m.p_mtl);
+    assert_eq!(m.samples, eval["samples"].as_u64().unwrap());
+
     let truns = dir.join("truns");
     let sets = [
         format!("data.features={:?}", feats.display().to_string()),

@@ -142,6 +142,7 @@ mod tests {
                 expr: vec![k as i64; t],
                 au: vec![1.0; t],
                 labelled: vec![true; t],
+                frame_heads: None,
             })
             .collect();
         SequenceSet {

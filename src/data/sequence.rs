@@ -1,6 +1,7 @@
 //! Per-frame features as sequences: the feature files `mtaffect features`
-//! writes (one safetensors file per video: `features` [T, F] f32 and the
-//! 1-based `frames` [T] they belong to), joined with the annotation file's
+//! writes (one safetensors file per video: `features` [T, F] f32, the
+//! 1-based `frames` [T] they belong to, and the frame model's own outputs
+//! `frame.va`, `frame.expr`, `frame.au`), joined with the annotation file's
 //! labels, and normalised with statistics of the training set.
 
 use super::labels::{Sample, LABEL_INVALID, VA_INVALID};
@@ -11,6 +12,17 @@ use std::path::{Path, PathBuf};
 
 const FEATURES: &str = "features";
 const FRAMES: &str = "frames";
+const HEADS: [&str; 3] = ["frame.va", "frame.expr", "frame.au"];
+
+/// The frame model's outputs for every frame of a video, row-major:
+/// va [T, 2] (after tanh), expression and AU logits: the baseline a temporal
+/// model is compared with, scored the same way.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameHeads {
+    pub va: Vec<f32>,
+    pub expr: Vec<f32>,
+    pub au: Vec<f32>,
+}
 
 /// One video's per-frame embeddings, frames strictly increasing.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,6 +32,7 @@ pub struct VideoFeatures {
     /// [T, dim] row-major.
     pub features: Vec<f32>,
     pub dim: usize,
+    pub heads: Option<FrameHeads>,
 }
 
 impl VideoFeatures {
@@ -49,7 +62,14 @@ impl VideoFeatures {
             ("video".into(), self.video.clone()),
             ("source".into(), source.to_string()),
         ]);
-        write_tensors(&path, &[(FEATURES, &feats), (FRAMES, &frames)], meta)?;
+        let mut tensors = vec![(FEATURES, feats), (FRAMES, frames)];
+        if let Some(h) = &self.heads {
+            for (name, v) in HEADS.iter().zip([&h.va, &h.expr, &h.au]) {
+                tensors.push((name, Tensor::from_vec(v.clone(), [t, v.len() / t.max(1)])?));
+            }
+        }
+        let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, v)| (*k, v)).collect();
+        write_tensors(&path, &refs, meta)?;
         Ok(path)
     }
 
@@ -87,11 +107,28 @@ impl VideoFeatures {
             path.file_stem()
                 .map_or(String::new(), |s| s.to_string_lossy().into_owned())
         });
+        let heads = match HEADS.map(|k| tensors.remove(k)) {
+            [Some(va), Some(expr), Some(au)] => {
+                if [&va, &expr, &au]
+                    .iter()
+                    .any(|h| h.dims().first() != Some(&t) || h.dtype() != DType::F32)
+                {
+                    return Err(bad(format!("frame outputs must be f32 [{t}, ·]")));
+                }
+                Some(FrameHeads {
+                    va: va.to_vec()?,
+                    expr: expr.to_vec()?,
+                    au: au.to_vec()?,
+                })
+            }
+            _ => None,
+        };
         Ok(VideoFeatures {
             video,
             frames,
             features: f.to_vec()?,
             dim,
+            heads,
         })
     }
 }
@@ -111,6 +148,8 @@ pub struct VideoSequence {
     pub au: Vec<f32>,
     /// Whether the frame has an annotation line (only those are scored).
     pub labelled: Vec<bool>,
+    /// The frame model's outputs, when the feature file has them.
+    pub frame_heads: Option<FrameHeads>,
 }
 
 impl VideoSequence {
@@ -265,5 +304,6 @@ fn join(vf: VideoFeatures, labels: &[&Sample], n_aus: usize, path: &Path) -> Res
         expr,
         au,
         labelled,
+        frame_heads: vf.heads,
     })
 }

@@ -4,7 +4,7 @@
 
 use super::Trainer;
 use crate::data::labels::{split_image_name, Origin, Sample};
-use crate::data::sequence::VideoFeatures;
+use crate::data::sequence::{FrameHeads, VideoFeatures};
 use crate::data::{AugmentConfig, Dataset, Loader, LoaderConfig, OnBadSample, SamplerKind};
 use crate::{Error, Result};
 use std::path::Path;
@@ -84,21 +84,31 @@ pub fn extract_features(
             on_bad_sample: OnBadSample::Fail,
         },
     )?;
-    let (mut video, mut start, mut rows, mut dim) = (0, 0, Vec::<f32>::new(), 0);
+    // Rows of features and of the three heads not yet written, in frame order.
+    let mut rows: [Vec<f32>; 4] = Default::default();
+    let mut widths = [0usize; 4];
+    let (mut video, mut start) = (0, 0);
     for b in loader.epoch(0, 0) {
         let b = b?;
-        let f = trainer.embed(&b.images)?;
-        dim = f.dims()[1];
-        rows.extend_from_slice(f.data::<f32>()?);
+        let o = trainer.eval_forward(&b.images)?;
+        for (k, v) in [&o.features, &o.va, &o.expr, &o.au].into_iter().enumerate() {
+            widths[k] = v.dims()[1];
+            rows[k].extend_from_slice(v.value().data::<f32>()?);
+        }
         // Sequential order: videos complete one after another.
-        while video < videos.len() && rows.len() / dim >= ends[video] - start {
+        while video < videos.len() && rows[0].len() / widths[0] >= ends[video] - start {
             let n = ends[video] - start;
-            let rest = rows.split_off(n * dim);
+            let mut take = |k: usize| {
+                let rest = rows[k].split_off(n * widths[k]);
+                std::mem::replace(&mut rows[k], rest)
+            };
+            let (features, va, expr, au) = (take(0), take(1), take(2), take(3));
             VideoFeatures {
                 video: videos[video].clone(),
                 frames: frames[start..ends[video]].to_vec(),
-                features: std::mem::replace(&mut rows, rest),
-                dim,
+                features,
+                dim: widths[0],
+                heads: Some(FrameHeads { va, expr, au }),
             }
             .save(out, source)?;
             start = ends[video];
@@ -108,6 +118,6 @@ pub fn extract_features(
     Ok(FeatureSummary {
         videos: video,
         frames: start,
-        dim,
+        dim: widths[0],
     })
 }

@@ -181,13 +181,9 @@ impl Trainer {
         ))
     }
 
-    /// Eval-mode per-frame embeddings [N, F] (the features the heads read):
-    /// what temporal models are trained on.
-    pub fn embed(&mut self, images: &Tensor) -> Result<Tensor> {
-        Ok(self.eval_forward(images)?.features.into_value())
-    }
-
-    fn eval_forward(&mut self, images: &Tensor) -> Result<MtlOutput> {
+    /// Eval-mode forward of images [N, H, W, 3]: the heads and the per-frame
+    /// embeddings [N, F] they read (what temporal models are trained on).
+    pub fn eval_forward(&mut self, images: &Tensor) -> Result<MtlOutput> {
         let tape = Tape::no_grad();
         let x = tape.constant(images.clone());
         let mut cx = Ctx {
