@@ -244,3 +244,23 @@ pub fn reset_rows(states: Vec<LstmState>, reset: &[bool]) -> Result<Vec<LstmStat
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DType;
+
+    #[test]
+    fn reset_rows_zero_only_the_lanes_that_start_a_video() {
+        let t = |v: &[f64]| Tensor::from_f64s(v, [3, 2], DType::F32).unwrap();
+        let s = LstmState {
+            h: t(&[1., 2., 3., 4., 5., 6.]),
+            c: t(&[7., 8., 9., 10., 11., 12.]),
+        };
+        let r = reset_rows(vec![s.clone()], &[false, true, false]).unwrap();
+        assert_eq!(r[0].h.to_f64_vec(), [1., 2., 0., 0., 5., 6.]);
+        assert_eq!(r[0].c.to_f64_vec(), [7., 8., 0., 0., 11., 12.]);
+        assert_eq!(r[0].h.dtype(), DType::F32);
+        assert!(reset_rows(vec![s], &[true; 3]).unwrap().is_empty());
+    }
+}
