@@ -299,5 +299,26 @@ fn features_then_temporal_train_and_eval() {
             .unwrap();
     assert_eq!(trained, again);
     assert!(trained["raw"]["p_mtl"].is_number(), "{trained}");
+
+    // Mistakes name what is wrong.
+    let frame_ckpt = only_run(&runs).join("best.safetensors");
+    let o = mtaffect(&[
+        "temporal",
+        "eval",
+        "--checkpoint",
+        frame_ckpt.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("not a temporal checkpoint"),
+        "{}",
+        text(&o)
+    );
+    let missing = format!("data.features={:?}", dir.join("nope").display().to_string());
+    let o = mtaffect(&["temporal", "train", "--set", &missing]);
+    assert!(
+        !o.status.success() && text(&o).contains("mtaffect features"),
+        "{}",
+        text(&o)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -20,6 +20,12 @@ const PLAN_DOMAIN: u64 = 0xC4_0A7C;
 /// One split's annotated videos joined with their feature files.
 pub fn read_split(cfg: &TemporalConfig, annotations: &str) -> Result<SequenceSet> {
     let d = &cfg.data;
+    if !d.features.is_dir() {
+        return Err(crate::Error::Config(format!(
+            "data.features = {}: no such folder; write it with `mtaffect features --checkpoint <frame model> --out {0}`",
+            d.features.display()
+        )));
+    }
     let opts = ReadOptions {
         label_set: d.label_set,
         ..ReadOptions::default()

@@ -186,18 +186,20 @@ impl TemporalTrainer {
 
     /// The model of a checkpoint, rebuilt from its stored config and feature statistics.
     pub fn from_checkpoint(path: &Path) -> Result<Self> {
-        let text = checkpoint::read_config(path)?;
-        let cfg = TemporalConfig::from_toml(&text, &format!("{} (stored config)", path.display()))?;
+        // Feature statistics mark a temporal checkpoint; check them before
+        // the config, whose parse error would not say what is wrong.
         let (tensors, _) = read_tensors(path)?;
         let dim = tensors
             .get(&format!("buffers.{NORM_MEAN}"))
             .map(|t| t.numel())
             .ok_or_else(|| {
                 Error::Config(format!(
-                    "{}: not a temporal checkpoint (no feature statistics)",
+                    "{}: not a temporal checkpoint (no feature statistics; a frame model's checkpoint goes to `mtaffect eval`)",
                     path.display()
                 ))
             })?;
+        let text = checkpoint::read_config(path)?;
+        let cfg = TemporalConfig::from_toml(&text, &format!("{} (stored config)", path.display()))?;
         let mut t = TemporalTrainer::new(
             &cfg,
             FeatureNorm {
