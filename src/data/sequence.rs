@@ -5,13 +5,15 @@
 //! labels, and normalised with statistics of the training set.
 
 use super::labels::{Sample, LABEL_INVALID, VA_INVALID};
-use crate::train::checkpoint::{read_tensors, write_tensors};
+use crate::tensor_file;
 use crate::{DType, Error, Result, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 const FEATURES: &str = "features";
 const FRAMES: &str = "frames";
+/// What errors call these files.
+const KIND: &str = "features";
 const HEADS: [&str; 3] = ["frame.va", "frame.expr", "frame.au"];
 
 /// The frame model's outputs for every frame of a video, row-major:
@@ -68,13 +70,13 @@ impl VideoFeatures {
                 tensors.push((name, Tensor::from_vec(v.clone(), [t, v.len() / t.max(1)])?));
             }
         }
-        let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, v)| (*k, v)).collect();
-        write_tensors(&path, &refs, meta)?;
+        let refs = tensors.iter().map(|(k, v)| (k.to_string(), v)).collect();
+        tensor_file::write(&path, KIND, refs, meta)?;
         Ok(path)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let (mut tensors, meta) = read_tensors(path)?;
+        let (mut tensors, meta) = tensor_file::read(path, KIND)?;
         let bad = |msg: String| Error::Parse {
             file: path.to_path_buf(),
             line: 0,

@@ -11,7 +11,8 @@ use crate::model::MtlOutput;
 use crate::nn::{Buffers, Ctx};
 use crate::ops::LstmState;
 use crate::optim::Optimizer;
-use crate::train::checkpoint::{self, read_tensors, CheckpointRef, TrainProgress};
+use crate::tensor_file;
+use crate::train::checkpoint::{self, CheckpointRef, TrainProgress};
 use crate::train::trainer::{make_optimizer, optimizer_step};
 use crate::train::{ConfigFile, MtlLoss, MtlTargets, StepStats};
 use crate::{Error, Params, Result, Rng, Tape, Tensor};
@@ -188,7 +189,7 @@ impl TemporalTrainer {
     pub fn from_checkpoint(path: &Path) -> Result<Self> {
         // Feature statistics mark a temporal checkpoint; check them before
         // the config, whose parse error would not say what is wrong.
-        let (tensors, _) = read_tensors(path)?;
+        let (tensors, _) = tensor_file::read(path, "checkpoint")?;
         let dim = tensors
             .get(&format!("buffers.{NORM_MEAN}"))
             .map(|t| t.numel())
