@@ -50,21 +50,11 @@ fn main() -> Result<()> {
         ls.num_expressions(),
         &SmoothingConfig::default().windows,
     )?;
-    let line = |m: &mtaffect::metrics::MtlMetrics| {
-        format!(
-            "P_MTL {:.4} (CCC V {:.4} A {:.4}, F1 expr {:.4}, F1 AU {:.4})",
-            m.p_mtl,
-            m.ccc_valence.unwrap_or(0.0),
-            m.ccc_arousal.unwrap_or(0.0),
-            m.expr_f1,
-            m.au_f1
-        )
-    };
-    println!("frame model, raw:      {}", line(&e.raw));
+    println!("frame model, raw:      {}", e.raw.summary());
     let [a, b, c] = e.windows_va_expr_au;
     println!(
         "frame model, smoothed: {} with windows VA {a}, expr {b}, AU {c}",
-        line(&e.smoothed)
+        e.smoothed.summary()
     );
     Ok(())
 }

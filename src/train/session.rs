@@ -178,15 +178,8 @@ impl TrainRecord {
 
 /// The console line of one validation pass.
 pub(crate) fn val_line(step: u64, m: &MtlMetrics, is_best: bool) -> String {
-    format!(
-        "step {step}: val P_MTL {:.3} (CCC V {:.3} A {:.3}, F1 expr {:.3}, F1 AU {:.3}){}",
-        m.p_mtl,
-        m.ccc_valence.unwrap_or(0.0),
-        m.ccc_arousal.unwrap_or(0.0),
-        m.expr_f1,
-        m.au_f1,
-        if is_best { " best" } else { "" }
-    )
+    let best = if is_best { " best" } else { "" };
+    format!("step {step}: val {}{best}", m.summary())
 }
 
 /// What a finished run reports.
