@@ -7,8 +7,8 @@
 //! `cargo run --release --example dump_batches -- CONFIG.toml STEPS OUT_DIR`
 //! with CONFIG a run's resolved `runs/<run>/config.toml`.
 
-use mtaffect::train::{checkpoint, make_loader, prepare_data, TrainConfig, Trainer};
-use mtaffect::Tensor;
+use mtaffect::train::{make_loader, prepare_data, ConfigFile, TrainConfig, Trainer};
+use mtaffect::{tensor_file, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -52,7 +52,7 @@ fn main() -> mtaffect::Result<()> {
                 ("epoch".to_string(), epoch.to_string()),
             ]);
             let path = out.join(format!("batch_{written:05}.safetensors"));
-            checkpoint::write_tensors(&path, tensors, meta)?;
+            tensor_file::write(&path, "batch dump", tensors, meta)?;
             written += 1;
         }
     }

@@ -2,7 +2,7 @@
 //! checkpoint, as safetensors, for `scripts/torch_model.py` to compare with
 //! PyTorch. `cargo run --release --example dump_outputs -- CKPT OUT [N]`.
 
-use mtaffect::train::{checkpoint, Trainer};
+use mtaffect::train::{checkpoint, ConfigFile, Trainer};
 use mtaffect::{DType, Rng, Tensor};
 use std::path::Path;
 

@@ -22,6 +22,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod tensor;
+pub mod tensor_file;
 pub mod train;
 
 pub use autograd::{Gradients, ParamId, Params, Tape, Var};

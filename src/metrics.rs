@@ -254,6 +254,20 @@ pub struct MtlMetrics {
     pub valid_expr: u64,
 }
 
+impl MtlMetrics {
+    /// "P_MTL 1.234 (CCC V 0.5 A 0.6, F1 expr 0.4, F1 AU 0.5)": one log line.
+    pub fn summary(&self) -> String {
+        format!(
+            "P_MTL {:.3} (CCC V {:.3} A {:.3}, F1 expr {:.3}, F1 AU {:.3})",
+            self.p_mtl,
+            self.ccc_valence.unwrap_or(0.0),
+            self.ccc_arousal.unwrap_or(0.0),
+            self.expr_f1,
+            self.au_f1
+        )
+    }
+}
+
 /// Accumulates an evaluation pass batch by batch: sufficient statistics only
 /// (CCC sums, confusion counts), so memory does not grow with the set.
 #[derive(Clone, Debug)]

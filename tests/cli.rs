@@ -195,3 +195,130 @@ fn bad_configs_name_the_file_and_key() {
     assert!(text(&o).contains("--device cpu"), "{}", text(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn features_then_temporal_train_and_eval() {
+    let dir = temp("temporal");
+    let (data, runs) = (dir.join("data"), dir.join("runs"));
+    let (data_s, runs_s) = (data.display().to_string(), runs.display().to_string());
+    let mut args = tiny_args(&data_s, &runs_s);
+    args.extend(["--set".into(), "train.steps=2".into()]);
+    let o = mtaffect(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    let best = only_run(&runs).join("best.safetensors");
+
+    let feats = dir.join("features");
+    let o = mtaffect(&[
+        "features",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--out",
+        feats.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("5 videos, 60 frames"), "{}", text(&o));
+    let files: Vec<_> = std::fs::read_dir(&feats)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        files.len(),
+        5 + 2,
+        "five videos and two annotation files: {files:?}"
+    );
+    let f = mtaffect::data::sequence::VideoFeatures::load(&feats.join("synth0000.safetensors"))
+        .unwrap();
+    assert_eq!(f.frames, (1..=12).collect::<Vec<u32>>());
+    assert_eq!(f.features.len(), 12 * f.dim);
+
+    // The frame model's outputs stored with the features score exactly what
+    // `mtaffect eval` scores on the validation split.
+    let o = mtaffect(&["eval", "--checkpoint", best.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(best.with_extension("eval.json")).unwrap())
+            .unwrap();
+    let opts = mtaffect::data::ReadOptions::default();
+    let (samples, _) =
+        mtaffect::data::read_mtl_annotations(&feats.join("validation_set_annotations.txt"), &opts)
+            .unwrap();
+    let set = mtaffect::data::sequence::SequenceSet::load(&feats, &samples, 12).unwrap();
+    let outs: Vec<_> = set
+        .videos
+        .iter()
+        .map(|v| {
+            let h = v.frame_heads.clone().unwrap();
+            mtaffect::train::temporal::VideoOutputs {
+                va: h.va,
+                expr: h.expr,
+                au: h.au,
+            }
+        })
+        .collect();
+    let m = mtaffect::train::temporal::score(&set, &outs, 8, [1; 3]).unwrap();
+    let want = eval["p_mtl"].as_f64().unwrap();
+    assert!((m.p_mtl - want).abs() < 1e-9, "{} vs {want}", m.p_mtl);
+    assert_eq!(m.samples, eval["samples"].as_u64().unwrap());
+
+    let truns = dir.join("truns");
+    let sets = [
+        format!("data.features={:?}", feats.display().to_string()),
+        format!("run.runs_dir={:?}", truns.display().to_string()),
+        "run.name=\"lstm\"".into(),
+        "run.quiet=true".into(),
+        "data.chunk=5".into(),
+        "data.lanes=2".into(),
+        "data.eval_lanes=2".into(),
+        "model.encoder=\"lstm\"".into(),
+        "model.d_model=4".into(),
+        "model.head_hidden=3".into(),
+        "train.steps=4".into(),
+        "train.eval_every=2".into(),
+    ];
+    let mut targs = vec!["temporal".to_string(), "train".into()];
+    for s in &sets {
+        targs.extend(["--set".into(), s.clone()]);
+    }
+    let o = mtaffect(&targs.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("best P_MTL") && text(&o).contains("smoothed"),
+        "{}",
+        text(&o)
+    );
+    let run = truns.join("lstm");
+    let trained: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+
+    // Evaluating the best checkpoint again reproduces the run's final scores.
+    let best = run.join("best.safetensors");
+    let o = mtaffect(&["temporal", "eval", "--checkpoint", best.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best.eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(trained, again);
+    assert!(trained["raw"]["p_mtl"].is_number(), "{trained}");
+
+    // Mistakes name what is wrong.
+    let frame_ckpt = only_run(&runs).join("best.safetensors");
+    let o = mtaffect(&[
+        "temporal",
+        "eval",
+        "--checkpoint",
+        frame_ckpt.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("not a temporal checkpoint"),
+        "{}",
+        text(&o)
+    );
+    let missing = format!("data.features={:?}", dir.join("nope").display().to_string());
+    let o = mtaffect(&["temporal", "train", "--set", &missing]);
+    assert!(
+        !o.status.success() && text(&o).contains("mtaffect features"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -11,8 +11,8 @@
 use mtaffect::data::Batch;
 use mtaffect::model::MtlNet;
 use mtaffect::nn::{Buffers, Ctx};
-use mtaffect::train::{check_device, checkpoint, MtlLoss, MtlTargets, TrainConfig, Trainer};
-use mtaffect::{DType, Error, Params, Result, Rng, Tape, Tensor};
+use mtaffect::train::{check_device, ConfigFile, MtlLoss, MtlTargets, TrainConfig, Trainer};
+use mtaffect::{tensor_file, DType, Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -33,7 +33,7 @@ struct Golden {
 impl Golden {
     /// Reads a fixture, refusing another file or another format version.
     fn load(path: &Path) -> Result<Golden> {
-        let (tensors, meta) = checkpoint::read_tensors(path)?;
+        let (tensors, meta) = tensor_file::read(path, "golden fixture")?;
         let bad = |msg: String| Error::Config(format!("{}: {msg}", path.display()));
         let field = |k: &str| meta.get(k).map_or("(missing)", String::as_str);
         if field("magic") != MAGIC {
@@ -373,7 +373,7 @@ fn a_wrong_magic_or_version_is_a_clear_error() {
             ("magic".to_string(), magic.to_string()),
             ("version".to_string(), version.to_string()),
         ]);
-        checkpoint::write_tensors(&path, vec![("x".into(), &x)], meta).unwrap();
+        tensor_file::write(&path, "golden fixture", vec![("x".into(), &x)], meta).unwrap();
         let e = Golden::load(&path).err().expect("refused").to_string();
         assert!(e.contains("f.safetensors") && e.contains(want), "{e}");
     }

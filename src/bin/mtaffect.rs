@@ -3,8 +3,10 @@
 use clap::{Args, Parser, Subcommand};
 use mtaffect::backend::cuda;
 use mtaffect::data::synth::{self, SynthConfig};
+use mtaffect::data::{read_mtl_annotations, ReadOptions};
 use mtaffect::metrics::MtlMetrics;
-use mtaffect::train::{self, predict, TrainConfig, Trainer};
+use mtaffect::train::temporal::{self, TemporalConfig};
+use mtaffect::train::{self, features, predict, ConfigFile, TrainConfig, Trainer};
 use mtaffect::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -66,11 +68,50 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Per-frame embeddings of a trained frame model: one safetensors file per
+    /// annotated video (every frame image), plus copies of the annotation files.
+    Features {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Data folder (cropped_aligned/ + annotation files); default: the checkpoint's config.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+    },
+    /// Temporal models (GRU, LSTM, Transformer) over extracted features.
+    #[command(subcommand)]
+    Temporal(TemporalCommand),
     /// Driver, NVRTC and device facts, and how long the kernels take to compile.
     Info {
         /// Device ordinal to describe.
         #[arg(long, default_value_t = 0)]
         device: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemporalCommand {
+    /// Train on the feature files of `data.features`; default config: configs/temporal-synthetic.toml's settings.
+    Train {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override any config key, e.g. --set model.encoder=lstm (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Score a temporal checkpoint on the validation split, raw and smoothed.
+    Eval {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Annotation file inside the features folder; default: the config's validation file.
+        #[arg(long)]
+        annotations: Option<String>,
+        /// Where to write the scores as JSON; default: <checkpoint>.eval.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -207,6 +248,97 @@ fn predict_cmd(
     Ok(())
 }
 
+fn features_cmd(checkpoint: &Path, data: Option<&Path>, out: &Path, batch: usize) -> Result<()> {
+    let mut t = Trainer::from_checkpoint(checkpoint)?;
+    let mut cfg = t.config.clone();
+    if let Some(d) = data {
+        cfg.data.root = d.to_path_buf();
+    }
+    let root = train::prepare_data(&cfg, false)?;
+    let opts = ReadOptions {
+        label_set: cfg.data.label_set,
+        ..ReadOptions::default()
+    };
+    let mut videos = Vec::new();
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    for file in [&cfg.data.train_annotations, &cfg.data.val_annotations] {
+        let (samples, _) = read_mtl_annotations(&root.join(file), &opts)?;
+        for s in samples {
+            if videos.last() != Some(&s.video) && !videos.contains(&s.video) {
+                videos.push(s.video);
+            }
+        }
+        // The labels travel with the features: a temporal config names one folder.
+        let bytes = std::fs::read(root.join(file)).map_err(|e| Error::io(root.join(file), e))?;
+        mtaffect::io::write_atomic(&out.join(file), &bytes)?;
+    }
+    let started = Instant::now();
+    let s = features::extract_features(
+        &mut t,
+        &root.join("cropped_aligned"),
+        &videos,
+        out,
+        &checkpoint.display().to_string(),
+        batch,
+    )?;
+    println!(
+        "{} videos, {} frames, {} features per frame in {:.1} s -> {}",
+        s.videos,
+        s.frames,
+        s.dim,
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn print_smoothed(e: &temporal::SmoothedEval) {
+    print_metrics(&e.raw);
+    let [w_va, w_expr, w_au] = e.windows_va_expr_au;
+    println!("smoothed (windows VA {w_va}, expr {w_expr}, AU {w_au}, chosen on this set):");
+    print_metrics(&e.smoothed);
+}
+
+fn temporal_cmd(c: TemporalCommand) -> Result<()> {
+    match c {
+        TemporalCommand::Train { config, sets } => {
+            let base = match &config {
+                Some(p) => TemporalConfig::load(p)?,
+                None => TemporalConfig::default(),
+            };
+            let cfg = if sets.is_empty() {
+                base
+            } else {
+                base.with_overrides(&sets)?
+            };
+            let s = temporal::train_temporal(&cfg)?;
+            println!(
+                "finished {} steps in {:.0} s; run directory {}",
+                s.steps,
+                s.seconds,
+                s.run_dir.display()
+            );
+            if let Some((score, step)) = s.best {
+                println!("best P_MTL {score:.4} at step {step} (best.safetensors); its scores:");
+            }
+            print_smoothed(&s.eval);
+        }
+        TemporalCommand::Eval {
+            checkpoint,
+            annotations,
+            out,
+        } => {
+            let e = temporal::eval_temporal(&checkpoint, annotations.as_deref())?;
+            print_smoothed(&e);
+            let out = out.unwrap_or_else(|| checkpoint.with_extension("eval.json"));
+            let json = serde_json::to_string_pretty(&e).expect("metrics serialise");
+            mtaffect::io::write_atomic(&out, json.as_bytes())?;
+            println!("scores written to {}", out.display());
+        }
+    }
+    Ok(())
+}
+
 fn synth_cmd(cfg: SynthConfig, out: &Path) -> Result<()> {
     let t = Instant::now();
     let s = synth::generate(&cfg, out)?;
@@ -314,6 +446,13 @@ fn main() -> ExitCode {
             },
             &out,
         ),
+        Command::Features {
+            checkpoint,
+            data,
+            out,
+            batch,
+        } => features_cmd(&checkpoint, data.as_deref(), &out, batch),
+        Command::Temporal(c) => temporal_cmd(c),
         Command::Info { device } => info(device),
     };
     match result {

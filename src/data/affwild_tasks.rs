@@ -160,17 +160,12 @@ fn read_task_file(
         match parsed {
             Err((reason, err)) => summary.bad(opts.on_bad_sample, reason, err)?,
             Ok(labels) => {
-                let s = frames.entry(key).or_insert_with(|| Sample {
-                    image: image_name(&video, frame),
-                    video: video.clone(),
-                    frame,
-                    va: None,
-                    expr: None,
-                    aus: None,
-                    origin: Origin {
+                let s = frames.entry(key).or_insert_with(|| {
+                    let origin = Origin {
                         file: file.clone(),
                         line,
-                    },
+                    };
+                    Sample::unlabelled(image_name(&video, frame), &video, frame, origin)
                 });
                 match labels {
                     TaskLabel::Va(v) => s.va = v,

@@ -84,6 +84,19 @@ pub struct Origin {
 }
 
 impl Sample {
+    /// A frame with no label yet (labels are filled in by the caller).
+    pub fn unlabelled(image: String, video: &str, frame: u32, origin: Origin) -> Sample {
+        Sample {
+            image,
+            video: video.to_string(),
+            frame,
+            va: None,
+            expr: None,
+            aus: None,
+            origin,
+        }
+    }
+
     pub fn has_any_label(&self) -> bool {
         self.va.is_some() || self.expr.is_some() || self.aus.is_some()
     }

@@ -6,10 +6,13 @@
 //! - [`predictions`]: the challenge submission file.
 //! - [`image`], [`augment`]: decode, resize, normalise to [-1, 1] HWC; augmentations.
 //! - [`loader`], [`sampler`]: deterministic, resumable, multi-threaded batches.
+//! - [`sequence`], [`chunks`]: per-frame feature files as labelled sequences,
+//!   cut into chunks and batched as streams for temporal models.
 
 pub mod abaw_annotations;
 pub mod affwild_tasks;
 pub mod augment;
+pub mod chunks;
 mod fields;
 pub mod image;
 pub mod labels;
@@ -17,6 +20,7 @@ pub mod loader;
 pub mod predictions;
 pub mod report;
 pub mod sampler;
+pub mod sequence;
 pub mod synth;
 
 pub use abaw_annotations::{read_mtl_annotations, write_mtl_annotations, ReadOptions};

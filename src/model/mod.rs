@@ -1,9 +1,11 @@
-//! Models: the SE-ResNet multi-task network (MTANet-style) and its parts.
+//! Models: the SE-ResNet multi-task network (MTANet-style) and its parts,
+//! and the temporal models over its per-frame features.
 
 mod blocks;
 mod mtl_net;
 mod neck;
 mod se_resnet;
+pub mod temporal;
 
 pub use blocks::{BasicBlock, Bottleneck};
 pub use mtl_net::{MtlNet, MtlOutput, NetConfig};

@@ -4,6 +4,7 @@
 //! Every op takes the [`Tape`](crate::Tape) and [`Var`](crate::Var)s and
 //! returns a `Var`; user mistakes come back as an [`Error`](crate::Error).
 
+pub mod attention;
 pub mod batch_norm;
 pub mod bmm;
 pub mod channel_scale;
@@ -12,10 +13,13 @@ pub mod conv;
 pub mod conv_transpose;
 pub mod dropout;
 pub mod elementwise;
+pub mod gru;
 pub mod layer_norm;
 pub mod loss;
+pub mod lstm;
 pub mod matmul;
 pub mod pool;
+pub mod recurrent;
 pub mod reduce;
 pub mod reshape;
 pub mod softmax;
@@ -23,6 +27,7 @@ pub(crate) mod strided;
 pub mod unary;
 pub mod upsample;
 
+pub use attention::attention;
 pub use batch_norm::{batch_norm2d, BatchNormParams};
 pub use bmm::{bmm, Transposes};
 pub use channel_scale::channel_scale;
@@ -31,9 +36,12 @@ pub use conv::{conv2d, Conv2dParams};
 pub use conv_transpose::conv_transpose2d;
 pub use dropout::dropout;
 pub use elementwise::{add, div, mul, sub};
+pub use gru::gru;
 pub use layer_norm::layer_norm;
+pub use lstm::{lstm, LstmState};
 pub use matmul::{linear, matmul, transpose};
 pub use pool::{avg_pool2d, global_avg_pool, global_max_pool, max_pool2d, Pool2dParams};
+pub use recurrent::RnnWeights;
 pub use reduce::{mean, sum};
 pub use reshape::{narrow, reshape};
 pub use softmax::{log_softmax, softmax};

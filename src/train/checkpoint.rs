@@ -13,10 +13,9 @@
 //! Loading checks every name, shape and dtype against the model before
 //! changing anything, and errors name the file and the tensor.
 
-use crate::io::write_atomic;
-use crate::{DType, Error, Params, Result, Tensor};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView, View};
-use std::borrow::Cow;
+use crate::tensor_file;
+use crate::{Error, Params, Result, Tensor};
+use safetensors::tensor::SafeTensors;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -25,6 +24,8 @@ pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_NAME: &str = "mtaffect-checkpoint";
 const OPTIM_PREFIX: &str = "optim.";
 const BUFFER_PREFIX: &str = "buffers.";
+/// What errors call these files.
+const KIND: &str = "checkpoint";
 
 /// Where a run stands: everything besides tensors that resuming needs.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,6 +39,19 @@ pub struct TrainProgress {
     pub rng: [u64; 4],
     /// Best validation score so far and its step, so `best` survives a resume.
     pub best: Option<(f64, u64)>,
+}
+
+impl TrainProgress {
+    /// A run that has not taken a step.
+    pub fn start() -> Self {
+        TrainProgress {
+            step: 0,
+            epoch: 0,
+            position_in_epoch: 0,
+            rng: [0; 4],
+            best: None,
+        }
+    }
 }
 
 /// What [`save`] writes. Borrowed, so saving copies nothing the caller owns.
@@ -63,15 +77,16 @@ pub struct Checkpoint {
 
 /// Writes a checkpoint atomically (see the module docs).
 pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
-    let mut tensors: Vec<(String, &Tensor)> = Vec::new();
+    let path = path.as_ref();
+    let mut views: Vec<(String, &Tensor)> = Vec::new();
     for id in ckpt.params.ids() {
-        tensors.push((ckpt.params.name(id).to_string(), ckpt.params.get(id)));
+        views.push((ckpt.params.name(id).to_string(), ckpt.params.get(id)));
     }
     for (k, t) in ckpt.optimizer {
-        tensors.push((format!("{OPTIM_PREFIX}{k}"), t));
+        views.push((format!("{OPTIM_PREFIX}{k}"), t));
     }
     for (k, t) in ckpt.buffers {
-        tensors.push((format!("{BUFFER_PREFIX}{k}"), t));
+        views.push((format!("{BUFFER_PREFIX}{k}"), t));
     }
     let p = ckpt.progress;
     let mut meta = HashMap::from([
@@ -90,45 +105,7 @@ pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
         meta.insert("best_score".into(), score.to_string());
         meta.insert("best_step".into(), step.to_string());
     }
-    write_tensors(path, tensors, meta)
-}
-
-/// Writes named tensors and string metadata as one safetensors file,
-/// atomically: the format of checkpoints, and of any other tensor file
-/// (batch dumps, test fixtures).
-pub fn write_tensors(
-    path: impl AsRef<Path>,
-    tensors: Vec<(String, &Tensor)>,
-    metadata: HashMap<String, String>,
-) -> Result<()> {
-    let path = path.as_ref();
-    let views = tensors.into_iter().map(|(k, t)| (k, Bytes(t)));
-    let bytes = safetensors::tensor::serialize(views, Some(metadata))
-        .map_err(|e| bad(path, e.to_string()))?;
-    write_atomic(path, &bytes)
-}
-
-/// Every tensor of a safetensors file (f32 or f64) by name, and its metadata.
-pub fn read_tensors(
-    path: impl AsRef<Path>,
-) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>)> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let unreadable = |e: safetensors::SafeTensorError| {
-        bad(
-            path,
-            format!("not a readable safetensors file (truncated?): {e}"),
-        )
-    };
-    let st = SafeTensors::deserialize(&bytes).map_err(unreadable)?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(unreadable)?;
-    let meta = header.metadata().clone().unwrap_or_default();
-    let mut tensors = BTreeMap::new();
-    for (name, view) in st.tensors() {
-        let t = to_tensor(&view).map_err(|msg| bad(path, format!("tensor '{name}': {msg}")))?;
-        tensors.insert(name, t);
-    }
-    Ok((tensors, meta))
+    tensor_file::write(path, KIND, views, meta)
 }
 
 /// The resolved run config a checkpoint was written with, so `eval` and
@@ -160,7 +137,7 @@ pub fn load(
     buffers: &mut BTreeMap<String, Tensor>,
 ) -> Result<Checkpoint> {
     let path = path.as_ref();
-    let (mut tensors, meta) = read_tensors(path)?;
+    let (mut tensors, meta) = tensor_file::read(path, KIND)?;
     let progress = read_progress(path, &meta)?;
 
     let mut new_params = Vec::new();
@@ -316,87 +293,9 @@ fn read_progress(path: &Path, meta: &HashMap<String, String>) -> Result<TrainPro
     })
 }
 
-/// A checkpoint that cannot be used: an I/O error of kind `InvalidData`, so
-/// the message reads "<path>: checkpoint: <what is wrong>".
+/// A checkpoint that cannot be used: "<path>: checkpoint: <what is wrong>".
 fn bad(path: &Path, msg: String) -> Error {
-    Error::io(
-        path,
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("checkpoint: {msg}"),
-        ),
-    )
-}
-
-fn st_dtype(d: DType) -> Dtype {
-    match d {
-        DType::F32 => Dtype::F32,
-        DType::F64 => Dtype::F64,
-    }
-}
-
-/// A tensor as safetensors sees it. `serialize` copies each tensor's bytes
-/// straight into the file image, so saving holds one extra copy of the
-/// state, not two.
-struct Bytes<'a>(&'a Tensor);
-
-impl View for Bytes<'_> {
-    fn dtype(&self) -> Dtype {
-        st_dtype(self.0.dtype())
-    }
-
-    fn shape(&self) -> &[usize] {
-        self.0.dims()
-    }
-
-    /// Little-endian elements (the safetensors byte order): the buffer itself
-    /// on little-endian hosts, a converted copy elsewhere.
-    fn data(&self) -> Cow<'_, [u8]> {
-        fn le<T: bytemuck::Pod, const N: usize>(v: &[T], to_le: fn(T) -> [u8; N]) -> Cow<'_, [u8]> {
-            if cfg!(target_endian = "little") {
-                Cow::Borrowed(bytemuck::cast_slice(v))
-            } else {
-                Cow::Owned(v.iter().flat_map(|&x| to_le(x)).collect())
-            }
-        }
-        match self.0.dtype() {
-            DType::F32 => le(
-                self.0.data::<f32>().expect("dtype matched"),
-                f32::to_le_bytes,
-            ),
-            DType::F64 => le(
-                self.0.data::<f64>().expect("dtype matched"),
-                f64::to_le_bytes,
-            ),
-        }
-    }
-
-    fn data_len(&self) -> usize {
-        self.0.numel() * self.dtype().bitsize() / 8
-    }
-}
-
-fn to_tensor(view: &TensorView) -> std::result::Result<Tensor, String> {
-    let dims = view.shape().to_vec();
-    let b = view.data();
-    // The file's data section need not be aligned for f32/f64, so decode
-    // element by element rather than casting the slice.
-    let t = match view.dtype() {
-        Dtype::F32 => Tensor::from_vec(
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect::<Vec<f32>>(),
-            dims,
-        ),
-        Dtype::F64 => Tensor::from_vec(
-            b.chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect::<Vec<f64>>(),
-            dims,
-        ),
-        other => return Err(format!("dtype {other:?} is not supported (f32, f64)")),
-    };
-    t.map_err(|e| e.to_string())
+    tensor_file::invalid(path, KIND, msg)
 }
 
 #[cfg(test)]
@@ -404,6 +303,7 @@ mod tests {
     use super::*;
     use crate::io::tmp_path;
     use crate::optim::{Adam, AdamConfig, Optimizer};
+    use crate::DType;
     use crate::{Gradients, Rng};
 
     fn model(rng: &mut Rng) -> (Params, BTreeMap<String, Tensor>) {

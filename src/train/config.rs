@@ -96,6 +96,33 @@ impl Default for LoopConfig {
     }
 }
 
+impl LoopConfig {
+    /// The checks every run config (frame or temporal) makes of its `[train]` section.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |k: &str, v: &dyn std::fmt::Display, allowed: &str| {
+            Err(Error::Config(format!("{k} = {v}: {allowed}")))
+        };
+        if self.steps == 0 || self.eval_every == 0 || self.log_every == 0 {
+            return bad("train.steps/eval_every/log_every", &0, "must be >= 1");
+        }
+        if !(self.grad_clip >= 0.0) {
+            return bad(
+                "train.grad_clip",
+                &self.grad_clip,
+                "must be >= 0 (0 disables clipping)",
+            );
+        }
+        if self.device != "cpu" && !self.device.starts_with("cuda") {
+            return bad(
+                "train.device",
+                &self.device,
+                "allowed values: cpu, cuda, cuda:N",
+            );
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
@@ -158,53 +185,39 @@ impl Default for TrainConfig {
     }
 }
 
-impl TrainConfig {
+/// What every run config file shares: TOML in and out, unknown keys
+/// rejected (by serde), checks beyond the types after parsing, and the
+/// CLI's `--set section.key=value` overrides.
+pub trait ConfigFile: Serialize + serde::de::DeserializeOwned {
+    /// Checks beyond what the types express; the message names the key.
+    fn validate(&self) -> Result<()>;
+
     /// Parses TOML; `origin` names the source in errors.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let cfg: TrainConfig =
+    fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let cfg: Self =
             toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
         cfg.validate()
             .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
         Ok(cfg)
     }
 
-    pub fn load(path: &Path) -> Result<Self> {
+    fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
-    pub fn to_toml(&self) -> String {
+    fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("every config value has a TOML form")
     }
 
-    /// Applies `section.key=value` overrides (the CLI's `--set`), re-parsing
-    /// the result so types and allowed values are checked as for a file.
-    pub fn with_overrides(&self, sets: &[String]) -> Result<Self> {
-        let mut doc: toml::Table = toml::from_str(&self.to_toml()).expect("own TOML parses");
-        for s in sets {
-            let (key, value) = s
-                .split_once('=')
-                .ok_or_else(|| Error::Config(format!("--set {s}: expected section.key=value")))?;
-            let path: Vec<&str> = key.trim().split('.').collect();
-            // A value that is not valid TOML on its own is taken as a string.
-            let v: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
-            let (last, parents) = path.split_last().expect("split yields one part at least");
-            let mut table = &mut doc;
-            for p in parents {
-                table = table
-                    .entry(p.to_string())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                    .as_table_mut()
-                    .ok_or_else(|| Error::Config(format!("--set {s}: '{p}' is not a section")))?;
-            }
-            table.insert(last.to_string(), v);
-        }
-        Self::from_toml(&toml::to_string(&doc).expect("table serialises"), "--set")
+    /// Applies `section.key=value` overrides, re-parsing the result so types
+    /// and allowed values are checked as for a file.
+    fn with_overrides(&self, sets: &[String]) -> Result<Self> {
+        Self::from_toml(&apply_overrides(&self.to_toml(), sets)?, "--set")
     }
+}
 
+impl ConfigFile for TrainConfig {
     fn validate(&self) -> Result<()> {
         let bad = |k: &str, v: &dyn std::fmt::Display, allowed: &str| {
             Err(Error::Config(format!("{k} = {v}: {allowed}")))
@@ -229,23 +242,7 @@ impl TrainConfig {
         if self.data.workers == 0 {
             return bad("data.workers", &0, "must be >= 1");
         }
-        if self.train.steps == 0 || self.train.eval_every == 0 || self.train.log_every == 0 {
-            return bad("train.steps/eval_every/log_every", &0, "must be >= 1");
-        }
-        if !(self.train.grad_clip >= 0.0) {
-            return bad(
-                "train.grad_clip",
-                &self.train.grad_clip,
-                "must be >= 0 (0 disables clipping)",
-            );
-        }
-        if self.train.device != "cpu" && !self.train.device.starts_with("cuda") {
-            return bad(
-                "train.device",
-                &self.train.device,
-                "allowed values: cpu, cuda, cuda:N",
-            );
-        }
+        self.train.validate()?;
         let (n_aus, n_expr) = (
             self.data.label_set.num_aus(),
             self.data.label_set.num_expressions(),
@@ -258,6 +255,34 @@ impl TrainConfig {
         }
         self.schedule.validate()
     }
+}
+
+/// Applies `section.key=value` overrides to a config's TOML text; the caller
+/// re-parses the result, so types and allowed values are checked as for a file.
+fn apply_overrides(text: &str, sets: &[String]) -> Result<String> {
+    let mut doc: toml::Table = toml::from_str(text).expect("own TOML parses");
+    for s in sets {
+        let (key, value) = s
+            .split_once('=')
+            .ok_or_else(|| Error::Config(format!("--set {s}: expected section.key=value")))?;
+        let path: Vec<&str> = key.trim().split('.').collect();
+        // A value that is not valid TOML on its own is taken as a string.
+        let v: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
+        let (last, parents) = path.split_last().expect("split yields one part at least");
+        let mut table = &mut doc;
+        for p in parents {
+            table = table
+                .entry(p.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| Error::Config(format!("--set {s}: '{p}' is not a section")))?;
+        }
+        table.insert(last.to_string(), v);
+    }
+    Ok(toml::to_string(&doc).expect("table serialises"))
 }
 
 #[cfg(test)]
@@ -284,11 +309,18 @@ mod tests {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "toml") {
-                TrainConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                // Temporal configs are a different file kind, checked as such.
+                let parsed = if name.starts_with("temporal-") {
+                    crate::train::temporal::TemporalConfig::load(&p).map(|_| ())
+                } else {
+                    TrainConfig::load(&p).map(|_| ())
+                };
+                parsed.unwrap_or_else(|e| panic!("{e}"));
                 n += 1;
             }
         }
-        assert!(n >= 3, "expected the three shipped configs, found {n}");
+        assert!(n >= 5, "expected the five shipped configs, found {n}");
     }
 
     #[test]

@@ -1,21 +1,26 @@
 //! Training: the run configuration, the multi-task objective, the loop,
-//! checkpoints, run directories and metric logs, the NaN guard and plots.
+//! checkpoints, run directories and metric logs, the NaN guard and plots;
+//! feature extraction and the temporal models' training.
 
 mod baseline;
 pub mod checkpoint;
 mod config;
+pub mod features;
 mod mtl_loss;
 pub mod nan_guard;
 pub mod plot;
 pub mod predict;
 pub mod run_dir;
 mod session;
+pub mod temporal;
 mod trainer;
 
 pub use baseline::chance_baseline;
 pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};
-pub use config::{DataConfig, DataSource, LoopConfig, OptimConfig, RunConfig, TrainConfig};
-pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, Weighting};
+pub use config::{
+    ConfigFile, DataConfig, DataSource, LoopConfig, OptimConfig, RunConfig, TrainConfig,
+};
+pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, VaLoss, Weighting};
 pub use nan_guard::{check_finite, check_loss};
 pub use run_dir::{BestTracker, MetricsLog, RunDir};
 pub use session::{cache_root, check_device, make_loader, prepare_data, train_run, RunSummary};

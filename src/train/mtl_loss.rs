@@ -3,7 +3,10 @@
 //! weights, learned homoscedastic uncertainty, or dynamic weight averaging.
 
 use crate::model::MtlOutput;
-use crate::ops::loss::{bce_with_logits, ccc_loss, cross_entropy, CrossEntropyParams, INVALID_VA};
+use crate::ops::loss::{
+    bce_with_logits, ccc_loss, cross_entropy, mse_loss, CrossEntropyParams, MseDenominator,
+    INVALID_VA,
+};
 use crate::{ops, DType, Error, ParamId, Params, Result, Tape, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
@@ -20,11 +23,23 @@ pub enum Weighting {
     Dwa,
 }
 
+/// The valence/arousal objective.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VaLoss {
+    /// `(1 - CCC_V) + (1 - CCC_A)` over the valid frames of the batch.
+    #[default]
+    Ccc,
+    /// Mean squared error over the valid values.
+    Mse,
+}
+
 /// The `[loss]` section of a run config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {
     pub weighting: Weighting,
+    pub va_loss: VaLoss,
     pub w_va: f64,
     pub w_au: f64,
     pub w_expr: f64,
@@ -38,6 +53,7 @@ impl Default for LossConfig {
     fn default() -> Self {
         LossConfig {
             weighting: Weighting::Fixed,
+            va_loss: VaLoss::Ccc,
             w_va: 1.0,
             w_au: 1.0,
             w_expr: 1.0,
@@ -151,7 +167,10 @@ impl MtlLoss {
         out: &MtlOutput,
         t: &MtlTargets,
     ) -> Result<LossTerms> {
-        let l_va = ccc_loss(tape, &out.va, t.va, INVALID_VA)?;
+        let l_va = match self.config.va_loss {
+            VaLoss::Ccc => ccc_loss(tape, &out.va, t.va, INVALID_VA)?,
+            VaLoss::Mse => mse_loss(tape, &out.va, t.va, Some(INVALID_VA), MseDenominator::Valid)?,
+        };
         let l_au = bce_with_logits(tape, &out.au, t.au, None)?;
         let ce = CrossEntropyParams {
             label_smoothing: self.config.label_smoothing,
@@ -250,6 +269,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("loss.w_au"));
+    }
+
+    #[test]
+    fn mse_va_loss_is_the_mean_over_valid_values() {
+        let tape = Tape::no_grad();
+        let (out, va, au, expr) = batch(&tape);
+        let t = MtlTargets {
+            va: &va,
+            au: &au,
+            expr: &expr,
+        };
+        let cfg = LossConfig {
+            va_loss: VaLoss::Mse,
+            ..LossConfig::default()
+        };
+        let l = MtlLoss::new(&cfg, &mut Params::new())
+            .and_then(|loss| loss.forward(&tape, &Params::new(), &out, &t))
+            .unwrap();
+        // Rows 0, 1 and 3 carry VA labels (row 2 is marked -5).
+        let (p, y) = (out.va.value().to_f64_vec(), va.to_f64_vec());
+        let sq: f64 = [0, 1, 2, 3, 6, 7]
+            .iter()
+            .map(|&i| (p[i] - y[i]).powi(2))
+            .sum();
+        assert!((l.va - sq / 6.0).abs() < 1e-6, "{} vs {}", l.va, sq / 6.0);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! with logging and a progress bar, evaluate and checkpoint every period,
 //! keep `best` by P_MTL, and plot at the end.
 
-use super::{plot, DataSource, RunDir, StepStats, TrainConfig, Trainer};
+use super::{plot, ConfigFile, DataSource, RunDir, StepStats, TrainConfig, Trainer};
 use crate::data::synth::{self, SynthConfig};
 use crate::data::{AugmentConfig, Dataset, Loader, LoaderConfig, ReadOptions, SamplerKind};
 use crate::metrics::MtlMetrics;
@@ -147,8 +147,9 @@ pub fn check_device(device: &str) -> Result<()> {
     )))
 }
 
+/// One `train` line of metrics.jsonl (frame and temporal runs alike).
 #[derive(Serialize)]
-struct TrainRecord {
+pub(crate) struct TrainRecord {
     loss: f64,
     loss_va: f64,
     loss_au: f64,
@@ -157,6 +158,28 @@ struct TrainRecord {
     grad_norm: f64,
     images_per_s: f64,
     epoch: u64,
+}
+
+impl TrainRecord {
+    /// `images_per_s` counts frames for temporal runs.
+    pub(crate) fn new(s: &StepStats, images_per_s: f64, epoch: u64) -> Self {
+        TrainRecord {
+            loss: s.loss,
+            loss_va: s.va,
+            loss_au: s.au,
+            loss_expr: s.expr,
+            lr: s.lr,
+            grad_norm: s.grad_norm,
+            images_per_s,
+            epoch,
+        }
+    }
+}
+
+/// The console line of one validation pass.
+pub(crate) fn val_line(step: u64, m: &MtlMetrics, is_best: bool) -> String {
+    let best = if is_best { " best" } else { "" };
+    format!("step {step}: val {}{best}", m.summary())
 }
 
 /// What a finished run reports.
@@ -263,16 +286,7 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
                 let ips = (steps + 1) as f64 * batch / since.elapsed().as_secs_f64();
                 window.set((Instant::now(), 0));
                 bar.set_message(format!("loss {:.3} ({:.0} img/s)", s.loss, ips));
-                let rec = TrainRecord {
-                    loss: s.loss,
-                    loss_va: s.va,
-                    loss_au: s.au,
-                    loss_expr: s.expr,
-                    lr: s.lr,
-                    grad_norm: s.grad_norm,
-                    images_per_s: ips,
-                    epoch: t.progress.epoch,
-                };
+                let rec = TrainRecord::new(s, ips, t.progress.epoch);
                 log.borrow_mut().log("train", s.step + 1, &rec)?;
                 if bar.is_hidden() {
                     println!(
@@ -296,15 +310,7 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
             if is_best {
                 t.save_checkpoint(&best_path)?;
             }
-            let line = format!(
-                "step {step}: val P_MTL {:.3} (CCC V {:.3} A {:.3}, F1 expr {:.3}, F1 AU {:.3}){}",
-                m.p_mtl,
-                m.ccc_valence.unwrap_or(0.0),
-                m.ccc_arousal.unwrap_or(0.0),
-                m.expr_f1,
-                m.au_f1,
-                if is_best { " best" } else { "" }
-            );
+            let line = val_line(step, &m, is_best);
             // A hidden bar (quiet mode, or output not a terminal) swallows println.
             if bar.is_hidden() {
                 println!("{line}");

@@ -4,12 +4,12 @@
 //! optimizer, loss weighting, RNG, step and position in the epoch).
 
 use super::checkpoint::{self, CheckpointRef, TrainProgress};
-use super::{MtlLoss, MtlTargets, OptimConfig, TrainConfig};
+use super::{ConfigFile, LossTerms, MtlLoss, MtlTargets, OptimConfig, TrainConfig};
 use crate::data::{Batch, Loader};
 use crate::metrics::{MtlEvaluator, MtlLabels, MtlMetrics, MtlPredictions};
-use crate::model::MtlNet;
+use crate::model::{MtlNet, MtlOutput};
 use crate::nn::{Buffers, Ctx};
-use crate::optim::{clip_grad_norm, Adam, Optimizer, Sgd};
+use crate::optim::{clip_grad_norm, Adam, LrSchedule, Optimizer, Sgd};
 use crate::{Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,7 +41,53 @@ pub struct Trainer {
     period: ([f64; 3], u64),
 }
 
-fn make_optimizer(cfg: &OptimConfig) -> Box<dyn Optimizer> {
+/// The update every trainer ends a step with: backward of the multi-task
+/// loss, clipping to `grad_clip` (0: none), the scheduled rate and the
+/// optimizer step. A non-finite loss or gradient norm is an error before
+/// any weight changes. The tape is dropped before the update, freeing
+/// what the forward saved.
+pub(crate) fn optimizer_step(
+    tape: Tape,
+    terms: LossTerms,
+    params: &mut Params,
+    opt: &mut dyn Optimizer,
+    (grad_clip, schedule): (f64, &LrSchedule),
+    step: u64,
+) -> Result<StepStats> {
+    let loss = terms.total.value().item()?;
+    if !loss.is_finite() {
+        return Err(Error::NonFinite(format!(
+            "step {step}: loss is {loss} (va {}, au {}, expr {})",
+            terms.va, terms.au, terms.expr
+        )));
+    }
+    let mut grads = tape.backward(&terms.total)?;
+    drop(tape);
+    let grad_norm = if grad_clip > 0.0 {
+        clip_grad_norm(&mut grads, grad_clip)
+    } else {
+        let n = grads.global_norm();
+        if n.is_finite() {
+            Ok(n)
+        } else {
+            Err(Error::NonFinite(format!("gradient norm is {n}")))
+        }
+    }
+    .map_err(|e| Error::NonFinite(format!("step {step}: {e}")))?;
+    let lr = schedule.lr_at(step);
+    opt.step(params, &grads, lr)?;
+    Ok(StepStats {
+        step,
+        loss,
+        va: terms.va,
+        au: terms.au,
+        expr: terms.expr,
+        lr,
+        grad_norm,
+    })
+}
+
+pub(crate) fn make_optimizer(cfg: &OptimConfig) -> Box<dyn Optimizer> {
     match cfg {
         OptimConfig::Sgd(c) => Box::new(Sgd::new(c.clone())),
         OptimConfig::Adam(c) => Box::new(Adam::new(c.clone())),
@@ -64,13 +110,7 @@ impl Trainer {
             loss,
             opt: make_optimizer(&config.optim),
             rng: rng.fork(2),
-            progress: TrainProgress {
-                step: 0,
-                epoch: 0,
-                position_in_epoch: 0,
-                rng: [0; 4],
-                best: None,
-            },
+            progress: TrainProgress::start(),
             period: ([0.0; 3], 0),
         })
     }
@@ -104,42 +144,21 @@ impl Trainer {
             expr: &batch.expr_class,
         };
         let terms = self.loss.forward(&tape, &self.params, &out, &targets)?;
-        let loss = terms.total.value().item()?;
-        if !loss.is_finite() {
-            return Err(Error::NonFinite(format!(
-                "step {step}: loss is {loss} (va {}, au {}, expr {})",
-                terms.va, terms.au, terms.expr
-            )));
-        }
-        let mut grads = tape.backward(&terms.total)?;
-        drop(tape);
-        let grad_norm = if self.config.train.grad_clip > 0.0 {
-            clip_grad_norm(&mut grads, self.config.train.grad_clip)
-        } else {
-            let n = grads.global_norm();
-            if n.is_finite() {
-                Ok(n)
-            } else {
-                Err(Error::NonFinite(format!("gradient norm is {n}")))
-            }
-        }
-        .map_err(|e| Error::NonFinite(format!("step {step}: {e}")))?;
-        let lr = self.config.schedule.lr_at(step);
-        self.opt.step(&mut self.params, &grads, lr)?;
-        self.progress.step += 1;
-        self.period.0[0] += terms.va;
-        self.period.0[1] += terms.au;
-        self.period.0[2] += terms.expr;
-        self.period.1 += 1;
-        Ok(StepStats {
+        let (va, au, expr) = (terms.va, terms.au, terms.expr);
+        let stats = optimizer_step(
+            tape,
+            terms,
+            &mut self.params,
+            self.opt.as_mut(),
+            (self.config.train.grad_clip, &self.config.schedule),
             step,
-            loss,
-            va: terms.va,
-            au: terms.au,
-            expr: terms.expr,
-            lr,
-            grad_norm,
-        })
+        )?;
+        self.progress.step += 1;
+        self.period.0[0] += va;
+        self.period.0[1] += au;
+        self.period.0[2] += expr;
+        self.period.1 += 1;
+        Ok(stats)
     }
 
     /// Closes a weighting period (DWA uses the mean task losses of the last two).
@@ -154,6 +173,17 @@ impl Trainer {
     /// Eval-mode forward of images [N, H, W, 3]: (va [N*2], expression
     /// logits [N*C], AU logits [N*A]), row-major. Records nothing.
     pub fn infer(&mut self, images: &Tensor) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let out = self.eval_forward(images)?;
+        Ok((
+            out.va.value().to_vec()?,
+            out.expr.value().to_vec()?,
+            out.au.value().to_vec()?,
+        ))
+    }
+
+    /// Eval-mode forward of images [N, H, W, 3]: the heads and the per-frame
+    /// embeddings [N, F] they read (what temporal models are trained on).
+    pub fn eval_forward(&mut self, images: &Tensor) -> Result<MtlOutput> {
         let tape = Tape::no_grad();
         let x = tape.constant(images.clone());
         let mut cx = Ctx {
@@ -163,12 +193,7 @@ impl Trainer {
             training: false,
             rng: &mut self.rng,
         };
-        let out = self.net.forward(&mut cx, &x)?;
-        Ok((
-            out.va.value().to_vec()?,
-            out.expr.value().to_vec()?,
-            out.au.value().to_vec()?,
-        ))
+        self.net.forward(&mut cx, &x)
     }
 
     /// The ABAW metrics over one pass of `loader`.

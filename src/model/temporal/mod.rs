@@ -1,0 +1,188 @@
+//! Temporal multi-task models over per-frame embeddings of a frame model:
+//! a shared encoder (GRU, stateful LSTM or Transformer), optionally a
+//! per-task encoder on top of it (shared-bottom), and per-task heads with
+//! feature feedback between tasks.
+
+mod encoder;
+mod heads;
+mod positional;
+mod transformer;
+
+pub use encoder::{Carry, Encoder, EncoderKind, EncoderSpec};
+pub use heads::{Feedback, Task, TaskHeads};
+pub use positional::sinusoidal;
+pub use transformer::TransformerLayer;
+
+use super::MtlOutput;
+use crate::nn::Ctx;
+use crate::{ops, Error, Params, Result, Rng, Var};
+use serde::{Deserialize, Serialize};
+
+/// The `[model]` section of a temporal run config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemporalNetConfig {
+    pub encoder: EncoderKind,
+    /// Hidden size of every encoder layer.
+    pub d_model: usize,
+    /// Layers shared by all tasks (the bottom).
+    pub shared_layers: usize,
+    /// Layers of a separate encoder per task on top of the shared ones; 0 = fully shared.
+    pub task_layers: usize,
+    /// Attention heads and feed-forward width (Transformer).
+    pub heads: usize,
+    pub d_ff: usize,
+    pub dropout: f64,
+    /// Hidden width of each task head (the features that feedback passes on).
+    pub head_hidden: usize,
+    pub feedback: Vec<Feedback>,
+    pub n_aus: usize,
+    pub n_expr: usize,
+}
+
+impl Default for TemporalNetConfig {
+    fn default() -> Self {
+        TemporalNetConfig {
+            encoder: EncoderKind::Gru,
+            d_model: 64,
+            shared_layers: 2,
+            task_layers: 0,
+            heads: 4,
+            d_ff: 128,
+            dropout: 0.3,
+            head_hidden: 32,
+            feedback: Vec::new(),
+            n_aus: 12,
+            n_expr: 8,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TemporalNet {
+    pub config: TemporalNetConfig,
+    shared: Option<Encoder>,
+    /// One per task in [`Task::ALL`] order when `task_layers > 0`.
+    per_task: Vec<Encoder>,
+    heads: TaskHeads,
+}
+
+impl TemporalNet {
+    pub fn new(
+        config: &TemporalNetConfig,
+        in_features: usize,
+        p: &mut Params,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let c = config;
+        if c.d_model == 0 || c.head_hidden == 0 || !(0.0..1.0).contains(&c.dropout) {
+            return Err(Error::Config(format!(
+                "model: d_model = {}, head_hidden = {} must be > 0 and dropout = {} in [0, 1)",
+                c.d_model, c.head_hidden, c.dropout
+            )));
+        }
+        let spec = |in_features, layers| EncoderSpec {
+            kind: c.encoder,
+            in_features,
+            dim: c.d_model,
+            layers,
+            heads: c.heads,
+            ff: c.d_ff,
+            dropout: c.dropout,
+        };
+        let shared = (c.shared_layers > 0)
+            .then(|| Encoder::new(p, "enc.shared", spec(in_features, c.shared_layers), rng))
+            .transpose()?;
+        let bottom = shared.as_ref().map_or(in_features, Encoder::out_features);
+        let per_task = if c.task_layers > 0 {
+            Task::ALL
+                .iter()
+                .map(|t| {
+                    Encoder::new(
+                        p,
+                        &format!("enc.{}", t.name()),
+                        spec(bottom, c.task_layers),
+                        rng,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        let top = if per_task.is_empty() {
+            bottom
+        } else {
+            c.d_model
+        };
+        let heads = TaskHeads::new(
+            p,
+            [top; 4],
+            [1, 1, c.n_expr, c.n_aus],
+            c.head_hidden,
+            &c.feedback,
+            c.dropout,
+            rng,
+        )?;
+        Ok(TemporalNet {
+            config: c.clone(),
+            shared,
+            per_task,
+            heads,
+        })
+    }
+
+    /// Features x [N, T, F] with `mask[n·T + t]` false at padded frames ->
+    /// per-frame outputs with rows n·T + t: va [N·T, 2] (tanh), AU and
+    /// expression logits, and the shared features [N·T, E]. LSTM states are
+    /// read from and written to `carry`.
+    pub fn forward(
+        &self,
+        cx: &mut Ctx,
+        x: &Var,
+        mask: &[bool],
+        carry: &mut Carry,
+    ) -> Result<MtlOutput> {
+        let &[n, t, _] = x.dims() else {
+            return Err(Error::shape(
+                "temporal_net",
+                format!("input {} must be [N, T, F]", x.shape()),
+            ));
+        };
+        if mask.len() != n * t {
+            return Err(Error::shape(
+                "temporal_net",
+                format!(
+                    "mask of {} entries for input {}: expected {}",
+                    mask.len(),
+                    x.shape(),
+                    n * t
+                ),
+            ));
+        }
+        let bottom = match &self.shared {
+            Some(e) => e.forward(cx, x, mask, carry)?,
+            None => x.clone(),
+        };
+        let features: [Var; 4] = if self.per_task.is_empty() {
+            [(); 4].map(|_| bottom.clone())
+        } else {
+            let mut f = Vec::with_capacity(4);
+            for e in &self.per_task {
+                f.push(e.forward(cx, &bottom, mask, carry)?);
+            }
+            f.try_into().expect("four task encoders")
+        };
+        let [v, a, expr, au] = self.heads.forward(cx, &features)?;
+        let rows = |cx: &mut Ctx, y: &Var| -> Result<Var> {
+            let w = y.dims()[2];
+            ops::reshape(cx.tape, y, [n * t, w])
+        };
+        let va = ops::tanh(cx.tape, &ops::concat(cx.tape, &[&v, &a], -1)?)?;
+        Ok(MtlOutput {
+            va: rows(cx, &va)?,
+            au: rows(cx, &au)?,
+            expr: rows(cx, &expr)?,
+            features: rows(cx, &bottom)?,
+        })
+    }
+}

@@ -1,0 +1,280 @@
+//! Multi-head scaled dot-product attention with a key-padding mask, as one op
+//! with a dedicated backward.
+//!
+//! Layout: q [N, T, H, D], k and v [N, S, H, D], output [N, T, H, D]. That is
+//! the layout a linear projection to H·D features produces (a free reshape),
+//! so heads need no transpose on the way in or out; each (n, h) pair reads its
+//! rows with stride H·D.
+//!
+//! `key_mask[n·S + s]` false marks a padded key: it gets weight exactly 0 (it
+//! is left out of the softmax, not given a large negative score), so garbage
+//! in padded frames cannot reach any output. A query whose keys are all
+//! padded outputs zeros and passes no gradient, never NaN.
+
+use crate::backend::cpu::Float;
+use crate::tensor::check_same_dtype;
+use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
+
+const OP: &str = "attention";
+
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    n: usize,
+    t: usize,
+    s: usize,
+    h: usize,
+    d: usize,
+}
+
+impl Dims {
+    /// Offset of row `i` of head `hh` in sample `nn` of a [N, L, H, D] tensor.
+    fn at(&self, nn: usize, len: usize, i: usize, hh: usize) -> usize {
+        ((nn * len + i) * self.h + hh) * self.d
+    }
+}
+
+/// `softmax(q·kᵀ/√D over unmasked keys)·v` per sample and head.
+pub fn attention(tape: &Tape, q: &Var, k: &Var, v: &Var, key_mask: Option<&[bool]>) -> Result<Var> {
+    let bad = || {
+        Error::shape(
+            OP,
+            format!(
+                "q {}, k {}, v {}: need q [N, T, H, D] and k, v [N, S, H, D]",
+                q.shape(),
+                k.shape(),
+                v.shape()
+            ),
+        )
+    };
+    let (&[n, t, h, d], &[nk, s, hk, dk]) = (q.dims(), k.dims()) else {
+        return Err(bad());
+    };
+    if (n, h, d) != (nk, hk, dk) || k.dims() != v.dims() || d == 0 {
+        return Err(bad());
+    }
+    check_same_dtype(OP, q.value(), k.value())?;
+    check_same_dtype(OP, q.value(), v.value())?;
+    let mask = match key_mask {
+        Some(m) if m.len() != n * s => {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "key mask of {} entries for keys {}: expected N·S = {}",
+                    m.len(),
+                    k.shape(),
+                    n * s
+                ),
+            ))
+        }
+        Some(m) => m.to_vec(),
+        None => vec![true; n * s],
+    };
+    let dims = Dims { n, t, s, h, d };
+    let (qt, kt, vt) = (q.value().clone(), k.value().clone(), v.value().clone());
+    let (y, probs) = with_dtype!(qt.dtype(), T => forward::<T>(&qt, &kt, &vt, &mask, &dims)?);
+    tape.record(OP, &[q, k, v], y, move |g, needs| {
+        with_dtype!(g.dtype(), T => backward::<T>(g, [&qt, &kt, &vt], &probs, &mask, &dims, needs))
+    })
+}
+
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    a.iter().zip(b).map(|(&x, &y)| x * y).sum()
+}
+
+/// Output and the attention weights [N, H, T, S] (zero at padded keys).
+fn forward<T: Float>(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &[bool],
+    dm: &Dims,
+) -> Result<(Tensor, Tensor)> {
+    let (qd, kd, vd) = (q.data::<T>()?, k.data::<T>()?, v.data::<T>()?);
+    let Dims { n, t, s, h, d } = *dm;
+    let scale = T::from_f64(1.0 / (d as f64).sqrt());
+    let mut out = vec![T::ZERO; n * t * h * d];
+    let mut probs = vec![T::ZERO; n * h * t * s];
+    for nn in 0..n {
+        let keys: Vec<usize> = (0..s).filter(|&j| mask[nn * s + j]).collect();
+        if keys.is_empty() {
+            continue;
+        }
+        for hh in 0..h {
+            for i in 0..t {
+                let qi = &qd[dm.at(nn, t, i, hh)..][..d];
+                let p = &mut probs[((nn * h + hh) * t + i) * s..][..s];
+                let mut m = None::<T>;
+                for &j in &keys {
+                    p[j] = dot(qi, &kd[dm.at(nn, s, j, hh)..][..d]) * scale;
+                    m = Some(m.map_or(p[j], |a: T| a.max(p[j])));
+                }
+                let m = m.expect("keys is not empty");
+                let mut z = T::ZERO;
+                for &j in &keys {
+                    p[j] = (p[j] - m).exp();
+                    z += p[j];
+                }
+                let o = &mut out[dm.at(nn, t, i, hh)..][..d];
+                for &j in &keys {
+                    p[j] /= z;
+                    let vj = &vd[dm.at(nn, s, j, hh)..][..d];
+                    o.iter_mut().zip(vj).for_each(|(a, &b)| *a += p[j] * b);
+                }
+            }
+        }
+    }
+    Ok((
+        Tensor::from_vec(out, q.shape().clone())?,
+        Tensor::from_vec(probs, [n, h, t, s])?,
+    ))
+}
+
+fn backward<T: Float>(
+    g: &Tensor,
+    [q, k, v]: [&Tensor; 3],
+    probs: &Tensor,
+    mask: &[bool],
+    dm: &Dims,
+    needs: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
+    let (gd, qd, kd, vd, pd) = (
+        g.data::<T>()?,
+        q.data::<T>()?,
+        k.data::<T>()?,
+        v.data::<T>()?,
+        probs.data::<T>()?,
+    );
+    let Dims { n, t, s, h, d } = *dm;
+    let scale = T::from_f64(1.0 / (d as f64).sqrt());
+    let (mut dq, mut dk, mut dv) = (
+        vec![T::ZERO; qd.len()],
+        vec![T::ZERO; kd.len()],
+        vec![T::ZERO; vd.len()],
+    );
+    let mut dscore = vec![T::ZERO; s];
+    for nn in 0..n {
+        let keys: Vec<usize> = (0..s).filter(|&j| mask[nn * s + j]).collect();
+        for hh in 0..h {
+            for i in 0..t {
+                let gi = &gd[dm.at(nn, t, i, hh)..][..d];
+                let p = &pd[((nn * h + hh) * t + i) * s..][..s];
+                // With o = Σ_j p_j v_j: dv_j += p_j·g, dp_j = g·v_j, and through
+                // the softmax dscore_j = p_j·(dp_j − Σ_l p_l dp_l).
+                let mut mean = T::ZERO;
+                for &j in &keys {
+                    let vo = dm.at(nn, s, j, hh);
+                    dscore[j] = dot(gi, &vd[vo..][..d]);
+                    mean += p[j] * dscore[j];
+                    dv[vo..vo + d]
+                        .iter_mut()
+                        .zip(gi)
+                        .for_each(|(a, &b)| *a += p[j] * b);
+                }
+                let qo = dm.at(nn, t, i, hh);
+                for &j in &keys {
+                    let ds = p[j] * (dscore[j] - mean) * scale;
+                    let ko = dm.at(nn, s, j, hh);
+                    for e in 0..d {
+                        dq[qo + e] += ds * kd[ko + e];
+                        dk[ko + e] += ds * qd[qo + e];
+                    }
+                }
+            }
+        }
+    }
+    let wrap = |need: bool, v: Vec<T>, like: &Tensor| {
+        need.then(|| Tensor::from_vec(v, like.shape().clone()))
+            .transpose()
+    };
+    Ok(vec![
+        wrap(needs[0], dq, q)?,
+        wrap(needs[1], dk, k)?,
+        wrap(needs[2], dv, v)?,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::check_gradients;
+    use crate::{DType, Rng};
+
+    #[test]
+    fn two_keys_by_hand_and_masked_key_gets_zero_weight() {
+        // One head, D = 1: q = 1, keys 0 and ln 4 (scaled by 1/√1), values 1 and 3.
+        // Weights 1/5 and 4/5: output 0.2 + 2.4 = 2.6. Masking key 1 leaves value 1.
+        let tape = Tape::no_grad();
+        let c =
+            |v: &[f64], d: &[usize]| tape.constant(Tensor::from_f64s(v, d, DType::F64).unwrap());
+        let q = c(&[1.0], &[1, 1, 1, 1]);
+        let k = c(&[0.0, 4f64.ln()], &[1, 2, 1, 1]);
+        let v = c(&[1.0, 3.0], &[1, 2, 1, 1]);
+        let y = attention(&tape, &q, &k, &v, None)
+            .unwrap()
+            .value()
+            .item()
+            .unwrap();
+        assert!((y - 2.6).abs() < 1e-14, "{y}");
+        let y = attention(&tape, &q, &k, &v, Some(&[true, false]))
+            .unwrap()
+            .value()
+            .item()
+            .unwrap();
+        assert_eq!(y, 1.0);
+        let e = attention(&tape, &q, &k, &v, Some(&[true]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key mask of 1") && e.contains("[1, 2, 1, 1]"),
+            "{e}"
+        );
+        let e = attention(&tape, &q, &c(&[0.0; 4], &[1, 2, 1, 2]), &v, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[1, 2, 1, 2]") && e.contains("[N, S, H, D]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fully_masked_sample_is_zero_not_nan() {
+        let mut rng = Rng::new(2);
+        let tape = Tape::new();
+        let mut p = crate::Params::new();
+        let id = p
+            .add("q", Tensor::randn([2, 3, 2, 2], 1.0, DType::F64, &mut rng))
+            .unwrap();
+        let q = tape.param(&p, id);
+        let mask = [true, false, true, false, false, false];
+        let y = attention(&tape, &q, &q, &q, Some(&mask)).unwrap();
+        let yv = y.value().to_f64_vec();
+        assert!(yv.iter().all(|a| a.is_finite()));
+        assert!(yv[12..].iter().all(|&a| a == 0.0), "sample 1 has no keys");
+        let g = tape
+            .backward_with_seed(&y, Tensor::ones([2, 3, 2, 2], DType::F64))
+            .unwrap();
+        let g = g.get(id).unwrap().to_f64_vec();
+        assert!(g.iter().all(|a| a.is_finite()) && g[12..].iter().all(|&a| a == 0.0));
+    }
+
+    #[test]
+    fn gradcheck_odd_lengths_two_heads_with_padding() {
+        let mut rng = Rng::new(71);
+        let (n, t, s, h, d) = (2, 3, 5, 2, 3);
+        let q = Tensor::randn([n, t, h, d], 1.0, DType::F64, &mut rng);
+        let k = Tensor::randn([n, s, h, d], 1.0, DType::F64, &mut rng);
+        let v = Tensor::randn([n, s, h, d], 1.0, DType::F64, &mut rng);
+        let mask = [
+            true, true, false, true, false, false, true, true, true, false,
+        ];
+        check_gradients(&[q.clone(), k.clone(), v.clone()], 1e-6, |tp, x| {
+            attention(tp, &x[0], &x[1], &x[2], Some(&mask))
+        })
+        .unwrap();
+        check_gradients(&[q, k, v], 1e-6, |tp, x| {
+            attention(tp, &x[0], &x[1], &x[2], None)
+        })
+        .unwrap();
+    }
+}
