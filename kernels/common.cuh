@@ -48,3 +48,48 @@ __device__ __forceinline__ unsigned short mt_f32_to_bf16(float f) {
     u += 0x7fffu + ((u >> 16) & 1u);
     return (unsigned short)(u >> 16);
 }
+
+// ---- strided indexing (broadcasting, reductions) ----------------------
+// The host merges contiguous axes first, so most launches see rank 1 or 2.
+#define MT_MAX_RANK 6
+
+// Offsets into two operands of the row-major element i of `dims`, where each
+// operand has its own strides (0 along a broadcast axis).
+__device__ __forceinline__ void mt_offsets2(int rank, const u64* dims, const u64* sa, const u64* sb,
+                                            u64 i, u64& oa, u64& ob) {
+    oa = 0;
+    ob = 0;
+    for (int ax = rank - 1; ax >= 0; --ax) {
+        const u64 d = dims[ax], q = i / d, r = i - q * d;
+        oa += r * sa[ax];
+        ob += r * sb[ax];
+        i = q;
+    }
+}
+
+__device__ __forceinline__ u64 mt_offset(int rank, const u64* dims, const u64* s, u64 i) {
+    u64 o = 0;
+    for (int ax = rank - 1; ax >= 0; --ax) {
+        const u64 d = dims[ax], q = i / d;
+        o += (i - q * d) * s[ax];
+        i = q;
+    }
+    return o;
+}
+
+// ---- grid-wide barrier for cooperative launches -----------------------
+// `counter` is zeroed before the launch and only grows, so barrier number k
+// (1, 2, ...) waits until every block has arrived k times. Valid only when
+// all blocks are resident, which a cooperative launch guarantees.
+__device__ __forceinline__ void mt_grid_barrier(u32* counter, u32 k) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        atomicAdd(counter, 1u);
+        const u32 target = k * gridDim.x;
+        while (atomicAdd(counter, 0u) < target) {
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}

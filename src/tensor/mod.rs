@@ -431,6 +431,29 @@ impl Tensor {
     }
 }
 
+/// The GPU all of `tensors` live on, None if all are on the host, an error
+/// naming `op` if they are split between devices.
+pub(crate) fn same_device(
+    op: &'static str,
+    tensors: &[&Tensor],
+) -> Result<Option<Arc<CudaDevice>>> {
+    let first = tensors.first().map(|t| t.device()).unwrap_or(Device::Cpu);
+    for t in &tensors[1..] {
+        let d = t.device();
+        if d != first {
+            return Err(Error::Device {
+                op,
+                lhs: first.to_string(),
+                rhs: d.to_string(),
+            });
+        }
+    }
+    Ok(match first {
+        Device::Cpu => None,
+        Device::Cuda(d) => Some(d),
+    })
+}
+
 fn self_backend_error(op: &'static str, expected: &str, found: &str) -> Error {
     Error::Backend {
         op,

@@ -144,6 +144,10 @@ impl CudaDevice {
         &self.info
     }
 
+    pub fn sm_count(&self) -> u32 {
+        self.sm_count
+    }
+
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
     }

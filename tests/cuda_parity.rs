@@ -1,0 +1,310 @@
+//! CUDA parity: every op with a CUDA kernel, forward and backward, on fresh
+//! random inputs (odd sizes, broadcasting, masks with invalid labels),
+//! against the CPU reference computed in f64 from the same f32 values.
+//!
+//! Every buffer the GPU hands out is poisoned with NaN first, so an output
+//! element a kernel forgets to write fails the check. A GPU value passes
+//! when `|gpu - ref| <= atol + rtol * |ref|`, with per-op tolerances below.
+//! Each test prints one line: op, number of checked values, worst error.
+//!
+//! Without a CUDA driver or GPU each test prints one skip line and returns.
+
+use mtaffect::backend::cuda::CudaDevice;
+use mtaffect::{DType, Device, Params, Result, Rng, Tape, Tensor, Var};
+use std::sync::Arc;
+
+/// The GPU, or None after printing the one skip line for `test`.
+fn gpu_or_skip(test: &str) -> Option<Arc<CudaDevice>> {
+    match CudaDevice::get(0) {
+        Ok(d) => {
+            d.set_poison(true);
+            Some(d)
+        }
+        Err(e) => {
+            println!("cuda_parity: skipped {test}, no CUDA driver/GPU ({e})");
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Tol {
+    atol: f64,
+    rtol: f64,
+}
+
+/// Where a closure under test runs: the CPU reference (f64) or the GPU (f32).
+struct Ctx {
+    device: Device,
+}
+
+impl Ctx {
+    /// A constant input (targets, masks) on this side's device and dtype.
+    fn put(&self, t: &Tensor) -> Tensor {
+        match &self.device {
+            Device::Cpu => t.to_dtype(DType::F64),
+            d => t.to_device(d).expect("host-to-device copy"),
+        }
+    }
+}
+
+/// Worst disagreement over all checks of one test, printed at the end.
+#[derive(Default)]
+struct Report {
+    checks: usize,
+    worst_abs: f64,
+    /// max over values of |gpu - ref| / (atol + rtol |ref|); must stay <= 1.
+    worst_ratio: f64,
+}
+
+impl Report {
+    fn compare(&mut self, what: &str, gpu: &Tensor, reference: &Tensor, tol: Tol) {
+        assert_eq!(gpu.shape(), reference.shape(), "{what}: shapes differ");
+        assert!(gpu.is_cuda(), "{what}: the result did not stay on the GPU");
+        let g = gpu.try_to_f64_vec().expect("device-to-host copy");
+        let r = reference.to_f64_vec();
+        for (i, (&gv, &rv)) in g.iter().zip(&r).enumerate() {
+            let err = (gv - rv).abs();
+            let bound = tol.atol + tol.rtol * rv.abs();
+            assert!(
+                err <= bound,
+                "{what}: element {i} of {}: gpu {gv} vs reference {rv} (|err| {err:e} > {bound:e})",
+                gpu.shape()
+            );
+            self.checks += 1;
+            self.worst_abs = self.worst_abs.max(err);
+            self.worst_ratio = self.worst_ratio.max(err / bound);
+        }
+    }
+
+    fn print(&self, op: &str) {
+        assert!(self.checks > 0, "{op}: nothing was checked");
+        println!(
+            "parity {op}: {} checks, worst |err| {:.3e}, worst err/tol {:.3}",
+            self.checks, self.worst_abs, self.worst_ratio
+        );
+    }
+}
+
+/// Runs `f` on the CPU reference (f64) and on the GPU (f32) with the same
+/// inputs (rounded to f32 first) and the same random output seed, and checks
+/// the output and the gradient of every input.
+fn check<F>(
+    dev: &Arc<CudaDevice>,
+    report: &mut Report,
+    what: &str,
+    inputs: &[Tensor],
+    tol: Tol,
+    f: F,
+) where
+    F: Fn(&Tape, &[Var], &Ctx) -> Result<Var>,
+{
+    let inputs: Vec<Tensor> = inputs.iter().map(|t| t.to_dtype(DType::F32)).collect();
+    let run = |device: Device| -> (Tensor, Vec<Tensor>) {
+        let ctx = Ctx { device };
+        let mut params = Params::new();
+        let ids: Vec<_> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| params.add(format!("in{i}"), ctx.put(t)).unwrap())
+            .collect();
+        let tape = Tape::new();
+        let vars: Vec<Var> = ids.iter().map(|&id| tape.param(&params, id)).collect();
+        let y = f(&tape, &vars, &ctx).unwrap_or_else(|e| panic!("{what} on {}: {e}", ctx.device));
+        let seed = Tensor::randn(y.shape().clone(), 1.0, DType::F32, &mut Rng::new(0x5eed));
+        let grads = tape
+            .backward_with_seed(&y, ctx.put(&seed))
+            .unwrap_or_else(|e| panic!("{what} backward on {}: {e}", ctx.device));
+        let g = ids
+            .iter()
+            .map(|&id| grads.get(id).expect("every input gets a gradient").clone())
+            .collect();
+        (y.into_value(), g)
+    };
+    let (y_ref, g_ref) = run(Device::Cpu);
+    let (y_gpu, g_gpu) = run(Device::Cuda(dev.clone()));
+    report.compare(&format!("{what} forward"), &y_gpu, &y_ref, tol);
+    for (i, (g, r)) in g_gpu.iter().zip(&g_ref).enumerate() {
+        report.compare(&format!("{what} grad of input {i}"), g, r, tol);
+    }
+}
+
+fn randn(shape: &[usize], rng: &mut Rng) -> Tensor {
+    Tensor::randn(shape, 1.0, DType::F32, rng)
+}
+
+#[test]
+fn no_driver_is_a_clean_error_not_a_panic() {
+    if mtaffect::backend::cuda::driver_available() {
+        println!("cuda_parity: skipped no_driver_is_a_clean_error_not_a_panic, this machine has a CUDA driver");
+        return;
+    }
+    for e in [
+        CudaDevice::get(0).unwrap_err(),
+        Device::parse("cuda:1").unwrap_err(),
+        Device::parse("cuda").unwrap_err(),
+    ] {
+        assert!(
+            e.to_string()
+                .contains("no CUDA driver found; use --device cpu"),
+            "{e}"
+        );
+    }
+    let e = Device::parse("gpu0").unwrap_err().to_string();
+    assert!(e.contains("cuda:N") && e.contains("gpu0"), "{e}");
+}
+
+#[test]
+fn host_access_to_a_device_tensor_names_the_backend() {
+    let Some(dev) = gpu_or_skip("host_access_to_a_device_tensor_names_the_backend") else {
+        return;
+    };
+    let t = Tensor::ones([3, 5], DType::F32)
+        .to_device(&Device::Cuda(dev.clone()))
+        .unwrap();
+    let e = t.data::<f32>().unwrap_err().to_string();
+    assert!(
+        e.contains("data") && e.contains("cpu") && e.contains("cuda:0"),
+        "{e}"
+    );
+    let host = Tensor::ones([3, 5], DType::F32);
+    let tape = Tape::no_grad();
+    let e = mtaffect::ops::add(&tape, &tape.constant(t.clone()), &tape.constant(host))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("add") && e.contains("device"), "{e}");
+    assert_eq!(t.to_cpu().unwrap().to_f64_vec(), vec![1.0; 15]);
+    let before = dev.pool_stats();
+    drop(t);
+    let again = Tensor::ones([3, 5], DType::F32)
+        .to_device(&Device::Cuda(dev.clone()))
+        .unwrap();
+    let after = dev.pool_stats();
+    assert!(
+        after.reuses > before.reuses,
+        "a freed buffer of the same class is reused"
+    );
+    drop(again);
+}
+
+#[test]
+fn unary_ops() {
+    let Some(dev) = gpu_or_skip("unary_ops") else {
+        return;
+    };
+    use mtaffect::ops::{exp, leaky_relu, log, relu, scale, sigmoid, tanh};
+    let tol = Tol {
+        atol: 1e-5,
+        rtol: 1e-5,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(1);
+    for shape in [&[7][..], &[3, 5, 7, 9], &[1, 1001]] {
+        let x = randn(shape, &mut rng);
+        let pos = Tensor::uniform(shape, 0.1, 4.0, DType::F32, &mut rng);
+        check(&dev, &mut rep, "scale", &[x.clone()], tol, |t, v, _| {
+            scale(t, &v[0], -1.7)
+        });
+        check(&dev, &mut rep, "relu", &[x.clone()], tol, |t, v, _| {
+            relu(t, &v[0])
+        });
+        check(
+            &dev,
+            &mut rep,
+            "leaky_relu",
+            &[x.clone()],
+            tol,
+            |t, v, _| leaky_relu(t, &v[0], 0.2),
+        );
+        check(&dev, &mut rep, "sigmoid", &[x.clone()], tol, |t, v, _| {
+            sigmoid(t, &v[0])
+        });
+        check(&dev, &mut rep, "tanh", &[x.clone()], tol, |t, v, _| {
+            tanh(t, &v[0])
+        });
+        check(&dev, &mut rep, "exp", &[x.clone()], tol, |t, v, _| {
+            exp(t, &v[0])
+        });
+        check(&dev, &mut rep, "log", &[pos], tol, |t, v, _| log(t, &v[0]));
+    }
+    rep.print("unary (scale relu leaky_relu sigmoid tanh exp log)");
+}
+
+#[test]
+fn elementwise_with_broadcasting() {
+    let Some(dev) = gpu_or_skip("elementwise_with_broadcasting") else {
+        return;
+    };
+    use mtaffect::ops::{add, div, mul, sub};
+    let tol = Tol {
+        atol: 1e-5,
+        rtol: 1e-5,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(2);
+    // Same shape, per-channel vector, per-sample factor, scalar, both sides broadcast.
+    let cases: [(&[usize], &[usize]); 5] = [
+        (&[3, 5, 7, 9], &[3, 5, 7, 9]),
+        (&[3, 5, 7, 9], &[9]),
+        (&[3, 5, 7, 9], &[3, 1, 1, 1]),
+        (&[5, 3], &[]),
+        (&[1, 7], &[5, 1]),
+    ];
+    for (sa, sb) in cases {
+        let a = randn(sa, &mut rng);
+        let b = Tensor::uniform(sb, 0.5, 2.0, DType::F32, &mut rng);
+        for (name, f) in [
+            ("add", add as fn(&Tape, &Var, &Var) -> Result<Var>),
+            ("sub", sub),
+            ("mul", mul),
+            ("div", div),
+        ] {
+            check(
+                &dev,
+                &mut rep,
+                name,
+                &[a.clone(), b.clone()],
+                tol,
+                |t, v, _| f(t, &v[0], &v[1]),
+            );
+        }
+    }
+    rep.print("elementwise (add sub mul div, broadcasting)");
+}
+
+#[test]
+fn sum_and_mean_over_axes() {
+    let Some(dev) = gpu_or_skip("sum_and_mean_over_axes") else {
+        return;
+    };
+    use mtaffect::ops::{mean, sum};
+    // Sums of up to ~4k f32 terms of unit size.
+    let tol = Tol {
+        atol: 1e-4,
+        rtol: 1e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(3);
+    let x = randn(&[5, 13, 11, 7], &mut rng);
+    for axes in [&[][..], &[0], &[1, 2], &[0, 1, 2], &[-1], &[0, 3]] {
+        for keep in [false, true] {
+            check(&dev, &mut rep, "sum", &[x.clone()], tol, |t, v, _| {
+                sum(t, &v[0], axes, keep)
+            });
+            check(&dev, &mut rep, "mean", &[x.clone()], tol, |t, v, _| {
+                mean(t, &v[0], axes, keep)
+            });
+        }
+    }
+    // A long reduction that splits over many blocks (atomic partial sums):
+    // sums of ~4000 unit terms reach ~60, so the absolute bound is looser.
+    let long = randn(&[4001, 33], &mut rng);
+    let loose = Tol {
+        atol: 2e-3,
+        rtol: 1e-4,
+    };
+    check(&dev, &mut rep, "sum", &[long], loose, |t, v, _| {
+        sum(t, &v[0], &[0], false)
+    });
+    rep.print("reduce (sum mean)");
+}
