@@ -308,3 +308,83 @@ fn sum_and_mean_over_axes() {
     });
     rep.print("reduce (sum mean)");
 }
+
+#[test]
+fn softmax_and_log_softmax() {
+    let Some(dev) = gpu_or_skip("softmax_and_log_softmax") else {
+        return;
+    };
+    use mtaffect::ops::{log_softmax, softmax};
+    let tol = Tol {
+        atol: 1e-5,
+        rtol: 1e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(4);
+    // Few classes (expressions), more than a warp, and many rows.
+    for shape in [&[9, 8][..], &[3, 5, 77], &[1000, 12], &[2, 1]] {
+        let x = Tensor::randn(shape, 3.0, DType::F32, &mut rng);
+        check(&dev, &mut rep, "softmax", &[x.clone()], tol, |t, v, _| {
+            softmax(t, &v[0])
+        });
+        check(&dev, &mut rep, "log_softmax", &[x], tol, |t, v, _| {
+            log_softmax(t, &v[0])
+        });
+    }
+    rep.print("softmax, log_softmax");
+}
+
+#[test]
+fn matmul_linear_bmm() {
+    let Some(dev) = gpu_or_skip("matmul_linear_bmm") else {
+        return;
+    };
+    use mtaffect::ops::{bmm, linear, matmul, Transposes};
+    // Dot products of up to ~300 unit terms accumulated in f32.
+    let tol = Tol {
+        atol: 1e-4,
+        rtol: 1e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(5);
+    // Odd sizes straddle the 128x128x8 tiles; one exceeds a tile in every dim.
+    for (m, k, n) in [(1, 1, 1), (7, 13, 5), (129, 9, 131), (200, 300, 150)] {
+        let a = randn(&[m, k], &mut rng);
+        let b = randn(&[k, n], &mut rng);
+        check(&dev, &mut rep, "matmul", &[a, b], tol, |t, v, _| {
+            matmul(t, &v[0], &v[1])
+        });
+    }
+    for (x_shape, out_f) in [(&[4, 3, 17][..], 10), (&[130, 64][..], 129)] {
+        let in_f = *x_shape.last().unwrap();
+        let x = randn(x_shape, &mut rng);
+        let w = randn(&[out_f, in_f], &mut rng);
+        let b = randn(&[out_f], &mut rng);
+        check(
+            &dev,
+            &mut rep,
+            "linear",
+            &[x.clone(), w.clone(), b],
+            tol,
+            |t, v, _| linear(t, &v[0], &v[1], Some(&v[2])),
+        );
+        check(
+            &dev,
+            &mut rep,
+            "linear (no bias)",
+            &[x, w],
+            tol,
+            |t, v, _| linear(t, &v[0], &v[1], None),
+        );
+    }
+    let (batch, m, k, n) = (3, 17, 33, 9);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a = randn(&if ta { [batch, k, m] } else { [batch, m, k] }, &mut rng);
+        let b = randn(&if tb { [batch, n, k] } else { [batch, k, n] }, &mut rng);
+        let tr = Transposes { a: ta, b: tb };
+        check(&dev, &mut rep, "bmm", &[a, b], tol, |t, v, _| {
+            bmm(t, &v[0], &v[1], tr)
+        });
+    }
+    rep.print("matmul, linear, bmm (gemm_f32)");
+}
