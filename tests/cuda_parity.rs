@@ -388,3 +388,54 @@ fn matmul_linear_bmm() {
     }
     rep.print("matmul, linear, bmm (gemm_f32)");
 }
+
+/// Targets in [-1, 1] with a fraction `invalid_frac` replaced by `marker`.
+fn masked_targets(shape: &[usize], invalid_frac: f64, marker: f64, rng: &mut Rng) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n)
+        .map(|_| {
+            if rng.uniform(0.0, 1.0) < invalid_frac {
+                marker
+            } else {
+                rng.uniform(-1.0, 1.0)
+            }
+        })
+        .collect();
+    Tensor::from_f64s(&v, shape, DType::F32).unwrap()
+}
+
+#[test]
+fn ccc_loss_fused() {
+    let Some(dev) = gpu_or_skip("ccc_loss_fused") else {
+        return;
+    };
+    use mtaffect::ops::loss::{ccc_loss, INVALID_VA};
+    // Statistics over up to 40k rows: f32 partial sums, combined in double.
+    let tol = Tol {
+        atol: 2e-5,
+        rtol: 1e-3,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(6);
+    for (n, frac) in [(1, 0.0), (3, 0.5), (37, 0.3), (5001, 0.2), (40_000, 0.1)] {
+        let pred = Tensor::uniform([n, 2], -1.0, 1.0, DType::F32, &mut rng);
+        let target = masked_targets(&[n, 2], frac, INVALID_VA, &mut rng);
+        check(&dev, &mut rep, "ccc_loss", &[pred], tol, |t, v, ctx| {
+            ccc_loss(t, &v[0], &ctx.put(&target), INVALID_VA)
+        });
+    }
+    // One column entirely invalid, the other defined: loss and gradient only from the second.
+    let pred = Tensor::uniform([50, 2], -1.0, 1.0, DType::F32, &mut rng);
+    let mut tv = masked_targets(&[50, 2], 0.0, INVALID_VA, &mut rng).to_f64_vec();
+    tv.iter_mut().step_by(2).for_each(|x| *x = INVALID_VA);
+    let target = Tensor::from_f64s(&tv, [50, 2], DType::F32).unwrap();
+    check(
+        &dev,
+        &mut rep,
+        "ccc_loss (one column invalid)",
+        &[pred],
+        tol,
+        |t, v, ctx| ccc_loss(t, &v[0], &ctx.put(&target), INVALID_VA),
+    );
+    rep.print("ccc_loss (fused, masked)");
+}

@@ -256,15 +256,54 @@ impl CudaDevice {
         params: &P,
         ptrs: &[u64],
     ) -> Result<()> {
+        self.launch_with(kernel, cfg, params, ptrs, false)
+    }
+
+    /// Like [`CudaDevice::launch`], with every block resident at once (the
+    /// driver refuses a grid that cannot be), for kernels with grid barriers.
+    ///
+    /// # Safety
+    /// As for [`CudaDevice::launch`].
+    pub(crate) unsafe fn launch_cooperative<P: DeviceRepr>(
+        &self,
+        kernel: &str,
+        cfg: LaunchConfig,
+        params: &P,
+        ptrs: &[u64],
+    ) -> Result<()> {
+        self.launch_with(kernel, cfg, params, ptrs, true)
+    }
+
+    unsafe fn launch_with<P: DeviceRepr>(
+        &self,
+        kernel: &str,
+        cfg: LaunchConfig,
+        params: &P,
+        ptrs: &[u64],
+        cooperative: bool,
+    ) -> Result<()> {
         let f = self.function(kernel)?;
         let mut b = self.stream.launch_builder(f);
         b.arg(params);
         for p in ptrs {
             b.arg(p);
         }
-        b.launch(cfg)
-            .map(|_| ())
+        let r = if cooperative {
+            b.launch_cooperative(cfg)
+        } else {
+            b.launch(cfg)
+        };
+        r.map(|_| ())
             .map_err(|e| Error::Cuda(format!("launching {kernel} with {cfg:?}: {e}")))
+    }
+
+    /// How many blocks of `threads` threads of `kernel` fit on one SM at once.
+    pub(crate) fn resident_blocks_per_sm(&self, kernel: &str, threads: u32) -> Result<u32> {
+        let f = self.function(kernel)?;
+        let n = f
+            .occupancy_max_active_blocks_per_multiprocessor(threads, 0, None)
+            .map_err(driver_err("occupancy query"))?;
+        Ok(n)
     }
 }
 
