@@ -72,10 +72,12 @@ struct ScaleParams {
     u64 n;
 };
 
-// y = x * s[0] with s on the device: a loss gradient times the backward seed,
-// without reading the seed back to the host.
+// y = x * s[0] / d[0] (d null: / 1) with s and d on the device: a loss
+// gradient times the backward seed (over a count known only on the device),
+// without reading either back to the host.
 extern "C" __global__ void scale_by_device_scalar(ScaleParams p, const float* __restrict__ s,
-                                                  const float* __restrict__ x, float* __restrict__ y) {
-    const float k = s[0];
+                                                  const float* __restrict__ d, const float* __restrict__ x,
+                                                  float* __restrict__ y) {
+    const float k = d ? s[0] / d[0] : s[0];
     MT_FOR_EACH(i, p.n) y[i] = x[i] * k;
 }

@@ -439,3 +439,105 @@ fn ccc_loss_fused() {
     );
     rep.print("ccc_loss (fused, masked)");
 }
+
+#[test]
+fn cross_entropy_with_ignore_weights_smoothing() {
+    let Some(dev) = gpu_or_skip("cross_entropy_with_ignore_weights_smoothing") else {
+        return;
+    };
+    use mtaffect::ops::loss::{cross_entropy, CrossEntropyParams};
+    let tol = Tol {
+        atol: 1e-5,
+        rtol: 1e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(7);
+    for (n, c) in [(1, 8), (37, 8), (3000, 8), (33, 40)] {
+        let z = Tensor::randn([n, c], 2.0, DType::F32, &mut rng);
+        // About a quarter of the rows carry the ignore label.
+        let y: Vec<i64> = (0..n)
+            .map(|_| {
+                if rng.uniform(0.0, 1.0) < 0.25 {
+                    -1
+                } else {
+                    (rng.uniform(0.0, c as f64) as i64).min(c as i64 - 1)
+                }
+            })
+            .collect();
+        let weights: Vec<f64> = (0..c).map(|_| rng.uniform(0.2, 2.0)).collect();
+        for prm in [
+            CrossEntropyParams::default(),
+            CrossEntropyParams {
+                class_weights: Some(weights.clone()),
+                label_smoothing: 0.1,
+                ..Default::default()
+            },
+        ] {
+            check(
+                &dev,
+                &mut rep,
+                "cross_entropy",
+                &[z.clone()],
+                tol,
+                |t, v, _| cross_entropy(t, &v[0], &y, &prm),
+            );
+        }
+    }
+    // Every row ignored: loss 0, zero gradient.
+    let z = Tensor::randn([5, 8], 1.0, DType::F32, &mut rng);
+    check(
+        &dev,
+        &mut rep,
+        "cross_entropy (all ignored)",
+        &[z],
+        tol,
+        |t, v, _| cross_entropy(t, &v[0], &[-1; 5], &CrossEntropyParams::default()),
+    );
+    rep.print("cross_entropy (fused, ignore_index, weights, smoothing)");
+}
+
+#[test]
+fn bce_with_logits_masked() {
+    let Some(dev) = gpu_or_skip("bce_with_logits_masked") else {
+        return;
+    };
+    use mtaffect::ops::loss::bce_with_logits;
+    let tol = Tol {
+        atol: 1e-6,
+        rtol: 1e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(8);
+    for (n, frac) in [(1, 0.0), (37, 0.3), (4001, 0.1), (6, 1.0)] {
+        let x = Tensor::randn([n, 12], 3.0, DType::F32, &mut rng);
+        // 0/1 labels with a fraction masked by -1.
+        let t: Vec<f64> = (0..n * 12)
+            .map(|_| {
+                if rng.uniform(0.0, 1.0) < frac {
+                    -1.0
+                } else {
+                    (rng.uniform(0.0, 1.0) < 0.3) as u8 as f64
+                }
+            })
+            .collect();
+        let t = Tensor::from_f64s(&t, [n, 12], DType::F32).unwrap();
+        let pw: Vec<f64> = (0..12).map(|_| rng.uniform(0.5, 4.0)).collect();
+        check(
+            &dev,
+            &mut rep,
+            "bce_with_logits",
+            &[x.clone()],
+            tol,
+            |tp, v, ctx| bce_with_logits(tp, &v[0], &ctx.put(&t), None),
+        );
+        check(
+            &dev,
+            &mut rep,
+            "bce_with_logits (pos_weight)",
+            &[x],
+            tol,
+            |tp, v, ctx| bce_with_logits(tp, &v[0], &ctx.put(&t), Some(&pw)),
+        );
+    }
+    rep.print("bce_with_logits (masked, pos_weight)");
+}

@@ -115,13 +115,15 @@ pub(crate) fn broadcast_scale(
     Ok(y)
 }
 
-/// `x * s` for a one-element device tensor `s` (a loss gradient times its
-/// backward seed), without reading `s` back to the host.
+/// `x * s / d` for one-element device tensors `s` and `d` (a loss gradient
+/// times its backward seed, over a count the GPU computed), without reading
+/// either back to the host.
 pub(crate) fn scale_by_device_scalar(
     dev: &Arc<CudaDevice>,
     op: &'static str,
     x: &Tensor,
     s: &Tensor,
+    d: Option<&Tensor>,
 ) -> Result<Tensor> {
     #[repr(C)]
     struct ScaleParams {
@@ -133,8 +135,13 @@ pub(crate) fn scale_by_device_scalar(
     let p = ScaleParams {
         n: x.numel() as u64,
     };
-    let ptrs = [ptr(s, op)?, ptr(x, op)?, ptr(&y, op)?];
-    // SAFETY: s has one element; x and y have n.
+    let ptrs = [
+        ptr(s, op)?,
+        d.map_or(Ok(0), |d| ptr(d, op))?,
+        ptr(x, op)?,
+        ptr(&y, op)?,
+    ];
+    // SAFETY: s and d have one element; x and y have n.
     unsafe {
         dev.launch(
             "scale_by_device_scalar",

@@ -70,7 +70,8 @@ pub fn ccc_loss(tape: &Tape, pred: &Var, target: &Tensor, invalid: f64) -> Resul
         return tape.record(OP, &[pred], loss, move |seed, _| {
             let grad =
                 grad.ok_or_else(|| Error::Tape(format!("{OP}: no gradient was computed")))?;
-            let g = crate::ops::elementwise::cuda::scale_by_device_scalar(&dev, OP, &grad, seed)?;
+            let g =
+                crate::ops::elementwise::cuda::scale_by_device_scalar(&dev, OP, &grad, seed, None)?;
             Ok(vec![Some(g)])
         });
     }
