@@ -541,3 +541,129 @@ fn bce_with_logits_masked() {
     }
     rep.print("bce_with_logits (masked, pos_weight)");
 }
+
+#[test]
+fn fused_optimizers_and_grad_norm() {
+    let Some(dev) = gpu_or_skip("fused_optimizers_and_grad_norm") else {
+        return;
+    };
+    use mtaffect::optim::{clip_grad_norm, Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+    use mtaffect::Gradients;
+    let tol = Tol {
+        atol: 1e-5,
+        rtol: 1e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(9);
+    // A small vector, an odd conv weight, and one tensor spanning two 64k chunks.
+    let shapes: [&[usize]; 3] = [&[7], &[13, 3, 3, 5], &[70_001]];
+    let init: Vec<Tensor> = shapes.iter().map(|s| randn(s, &mut rng)).collect();
+    let steps: Vec<Vec<Tensor>> = (0..3)
+        .map(|_| shapes.iter().map(|s| randn(s, &mut rng)).collect())
+        .collect();
+    let gpu = Device::Cuda(dev.clone());
+    let build = |device: &Device| -> (Params, Vec<mtaffect::ParamId>) {
+        let mut p = Params::new();
+        let ids = init
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let t = match device {
+                    Device::Cpu => t.to_dtype(DType::F64),
+                    d => t.to_device(d).unwrap(),
+                };
+                p.add(format!("p{i}"), t).unwrap()
+            })
+            .collect();
+        (p, ids)
+    };
+    let grads_on = |device: &Device, ids: &[mtaffect::ParamId], gs: &[Tensor]| -> Gradients {
+        let mut out = Gradients::new();
+        for (&id, g) in ids.iter().zip(gs) {
+            let g = match device {
+                Device::Cpu => g.to_dtype(DType::F64),
+                d => g.to_device(d).unwrap(),
+            };
+            out.accumulate(id, g).unwrap();
+        }
+        out
+    };
+    type MakeOpt = Box<dyn Fn() -> Box<dyn Optimizer>>;
+    let optimizers: Vec<(&str, MakeOpt)> = vec![
+        (
+            "adam (L2)",
+            Box::new(|| {
+                Box::new(Adam::new(AdamConfig {
+                    weight_decay: 0.01,
+                    ..Default::default()
+                }))
+            }),
+        ),
+        (
+            "adamw",
+            Box::new(|| {
+                Box::new(Adam::new(AdamConfig {
+                    weight_decay: 0.05,
+                    decoupled: true,
+                    ..Default::default()
+                }))
+            }),
+        ),
+        (
+            "sgd (nesterov)",
+            Box::new(|| {
+                Box::new(Sgd::new(SgdConfig {
+                    nesterov: true,
+                    weight_decay: 1e-3,
+                    ..Default::default()
+                }))
+            }),
+        ),
+        (
+            "sgd (no momentum)",
+            Box::new(|| {
+                Box::new(Sgd::new(SgdConfig {
+                    momentum: 0.0,
+                    ..Default::default()
+                }))
+            }),
+        ),
+    ];
+    for (name, make) in &optimizers {
+        let (mut pc, ids) = build(&Device::Cpu);
+        let (mut pg, _) = build(&gpu);
+        let (mut oc, mut og) = (make(), make());
+        for gs in &steps {
+            oc.step(&mut pc, &grads_on(&Device::Cpu, &ids, gs), 1e-2)
+                .unwrap();
+            og.step(&mut pg, &grads_on(&gpu, &ids, gs), 1e-2).unwrap();
+            for &id in &ids {
+                rep.compare(&format!("{name} parameter"), pg.get(id), pc.get(id), tol);
+            }
+        }
+    }
+    // Global norm and clipping (the scale runs on the device).
+    let (_, ids) = build(&Device::Cpu);
+    let (mut gc, mut gg) = (
+        grads_on(&Device::Cpu, &ids, &steps[0]),
+        grads_on(&gpu, &ids, &steps[0]),
+    );
+    let (nc, ng) = (gc.global_norm(), gg.global_norm());
+    assert!(
+        (nc - ng).abs() <= 1e-5 * nc,
+        "global norm: gpu {ng} vs reference {nc}"
+    );
+    rep.checks += 1;
+    rep.worst_abs = rep.worst_abs.max((nc - ng).abs());
+    clip_grad_norm(&mut gc, 1.0).unwrap();
+    clip_grad_norm(&mut gg, 1.0).unwrap();
+    for &id in &ids {
+        rep.compare(
+            "clipped gradient",
+            gg.get(id).unwrap(),
+            gc.get(id).unwrap(),
+            tol,
+        );
+    }
+    rep.print("adam, adamw, sgd (fused multi-tensor), global grad norm, clip");
+}

@@ -121,6 +121,12 @@ fn unary(tape: &Tape, op: Unary, x: &Var) -> Result<Var> {
     })
 }
 
+/// `s * x` on plain tensors, on the tensor's device (no tape).
+pub(crate) fn scale_tensor(x: &Tensor, s: f64) -> Result<Tensor> {
+    let tape = Tape::no_grad();
+    Ok(scale(&tape, &tape.constant(x.clone()), s)?.into_value())
+}
+
 /// `s * x`.
 pub fn scale(tape: &Tape, x: &Var, s: f64) -> Result<Var> {
     unary(tape, Unary::Scale(s), x)
