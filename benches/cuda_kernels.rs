@@ -1,0 +1,184 @@
+//! CUDA kernel throughput: `cargo bench --bench cuda_kernels` on a GPU host
+//! (prints one skip line elsewhere). Each figure is the best of several
+//! timed batches, synchronising only around a batch:
+//! - f32 GEMM 4096^3 in TFLOP/s (2·n³ per product);
+//! - device-to-device copy of 1 GiB, GB/s counting read + write bytes: the
+//!   ceiling the memory-bound kernels are compared against;
+//! - fused CCC loss + gradient on [N, 2] (bytes: pred + target read once,
+//!   gradient written once, although the kernel reads the inputs three times);
+//! - fused Adam over 64M parameters (bytes: p, g, m, v read; p, m, v written).
+//!
+//! scripts/torch_kernel_bench.py measures cuBLAS/cuDNN on the same shapes.
+
+use mtaffect::backend::cuda::{CudaDevice, CudaStorage};
+use mtaffect::ops::loss::ccc_loss;
+use mtaffect::optim::{Adam, AdamConfig, Optimizer};
+use mtaffect::{ops, DType, Device, Gradients, Params, Rng, Tape, Tensor};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Best seconds per call of `f` over `batches` batches of `reps` calls.
+fn time(dev: &CudaDevice, reps: usize, batches: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    dev.synchronize().expect("sync");
+    let mut best = f64::INFINITY;
+    for _ in 0..batches {
+        let t = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        dev.synchronize().expect("sync");
+        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+    }
+    best
+}
+
+fn row(name: &str, size: &str, secs: f64, value: f64, unit: &str, note: &str) {
+    println!(
+        "{name:<22} {size:<22} {:>9.3} {value:>9.1} {unit:<8} {note}",
+        secs * 1e3
+    );
+}
+
+fn main() {
+    let dev = match CudaDevice::get(0) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("cuda_kernels: skipped, no CUDA driver/GPU ({e})");
+            return;
+        }
+    };
+    let gpu = Device::Cuda(dev.clone());
+    let mut rng = Rng::new(0);
+    println!("device: {} ({} SMs)", dev.info().name, dev.sm_count());
+    println!(
+        "{:<22} {:<22} {:>9} {:>9} {:<8} note",
+        "kernel", "size", "ms", "value", "unit"
+    );
+
+    let copy_gbs = copy_bandwidth(&dev);
+    gemm(&dev, &gpu, &mut rng);
+    ccc(&dev, &gpu, &mut rng, copy_gbs);
+    adam(&dev, &gpu, &mut rng, copy_gbs);
+    let s = dev.pool_stats();
+    println!(
+        "pool: {:.1} MiB reserved, {} driver allocations, {} reuses",
+        s.reserved_bytes as f64 / (1 << 20) as f64,
+        s.driver_allocs,
+        s.reuses
+    );
+}
+
+fn copy_bandwidth(dev: &Arc<CudaDevice>) -> f64 {
+    let n = (1usize << 30) / 4;
+    let src = CudaStorage::zeros(dev, n).expect("alloc");
+    let mut dst = CudaStorage::zeros(dev, n).expect("alloc");
+    let secs = time(dev, 5, 5, || src.copy_to(&mut dst).expect("copy"));
+    let gbs = 2.0 * (n * 4) as f64 / secs / 1e9;
+    row(
+        "copy d2d",
+        "1 GiB",
+        secs,
+        gbs,
+        "GB/s",
+        "read+write; the ceiling",
+    );
+    gbs
+}
+
+fn gemm(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng) {
+    let n = 4096;
+    let tape = Tape::no_grad();
+    let a = tape.constant(
+        Tensor::randn([n, n], 1.0, DType::F32, rng)
+            .to_device(gpu)
+            .unwrap(),
+    );
+    let b = tape.constant(
+        Tensor::randn([n, n], 1.0, DType::F32, rng)
+            .to_device(gpu)
+            .unwrap(),
+    );
+    let secs = time(dev, 5, 3, || {
+        std::hint::black_box(ops::matmul(&tape, &a, &b).expect("matmul"));
+    });
+    let tflops = 2.0 * (n as f64).powi(3) / secs / 1e12;
+    row(
+        "gemm f32",
+        "4096^3",
+        secs,
+        tflops,
+        "TFLOP/s",
+        "gemm_f32, no tensor cores",
+    );
+}
+
+fn ccc(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
+    let n = 1 << 24;
+    let mut params = Params::new();
+    let id = params
+        .add(
+            "pred",
+            Tensor::uniform([n, 2], -1.0, 1.0, DType::F32, rng)
+                .to_device(gpu)
+                .unwrap(),
+        )
+        .unwrap();
+    let target = Tensor::uniform([n, 2], -1.0, 1.0, DType::F32, rng)
+        .to_device(gpu)
+        .unwrap();
+    let secs = time(dev, 5, 3, || {
+        // Forward on a recording tape computes the gradient in the same launch.
+        let tape = Tape::new();
+        let p = tape.param(&params, id);
+        std::hint::black_box(ccc_loss(&tape, &p, &target, -5.0).expect("ccc"));
+    });
+    let gbs = 3.0 * (n * 2 * 4) as f64 / secs / 1e9;
+    row(
+        "ccc loss+grad",
+        "[16M, 2]",
+        secs,
+        gbs,
+        "GB/s",
+        &format!("{:.0}% of copy", 100.0 * gbs / copy_gbs),
+    );
+}
+
+fn adam(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
+    let n = 1 << 26;
+    let mut params = Params::new();
+    let id = params
+        .add(
+            "w",
+            Tensor::randn([n], 1.0, DType::F32, rng)
+                .to_device(gpu)
+                .unwrap(),
+        )
+        .unwrap();
+    let mut grads = Gradients::new();
+    grads
+        .accumulate(
+            id,
+            Tensor::randn([n], 1.0, DType::F32, rng)
+                .to_device(gpu)
+                .unwrap(),
+        )
+        .unwrap();
+    let mut opt = Adam::new(AdamConfig {
+        weight_decay: 0.01,
+        decoupled: true,
+        ..Default::default()
+    });
+    let secs = time(dev, 5, 3, || {
+        opt.step(&mut params, &grads, 1e-3).expect("adam")
+    });
+    let gbs = 7.0 * (n * 4) as f64 / secs / 1e9;
+    row(
+        "adamw step",
+        "64M params",
+        secs,
+        gbs,
+        "GB/s",
+        &format!("{:.0}% of copy", 100.0 * gbs / copy_gbs),
+    );
+}
