@@ -6,7 +6,9 @@
 //!   ceiling the memory-bound kernels are compared against;
 //! - fused CCC loss + gradient on [N, 2] (bytes: pred + target read once,
 //!   gradient written once, although the kernel reads the inputs three times);
-//! - fused Adam over 64M parameters (bytes: p, g, m, v read; p, m, v written).
+//! - fused Adam over 64M parameters (bytes: p, g, m, v read; p, m, v written);
+//! - batch norm forward in training mode on [64, 56, 56, 64] (bytes: x read
+//!   once, y written; the kernels read x twice: statistics, then apply).
 //!
 //! scripts/torch_kernel_bench.py measures cuBLAS/cuDNN on the same shapes.
 
@@ -60,6 +62,7 @@ fn main() {
     gemm(&dev, &gpu, &mut rng);
     ccc(&dev, &gpu, &mut rng, copy_gbs);
     adam(&dev, &gpu, &mut rng, copy_gbs);
+    batch_norm(&dev, &gpu, &mut rng, copy_gbs);
     let s = dev.pool_stats();
     println!(
         "pool: {:.1} MiB reserved, {} driver allocations, {} reuses",
@@ -176,6 +179,41 @@ fn adam(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
     row(
         "adamw step",
         "64M params",
+        secs,
+        gbs,
+        "GB/s",
+        &format!("{:.0}% of copy", 100.0 * gbs / copy_gbs),
+    );
+}
+
+fn batch_norm(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
+    use mtaffect::ops::{batch_norm2d, BatchNormParams};
+    let (n, c) = (64 * 56 * 56, 64);
+    let tape = Tape::no_grad();
+    let on = |t: Tensor| tape.constant(t.to_device(gpu).unwrap());
+    let x = on(Tensor::randn([64, 56, 56, c], 1.0, DType::F32, rng));
+    let (w, b) = (
+        on(Tensor::ones([c], DType::F32)),
+        on(Tensor::zeros([c], DType::F32)),
+    );
+    let mut rm = Tensor::zeros([c], DType::F32).to_device(gpu).unwrap();
+    let mut rv = Tensor::ones([c], DType::F32).to_device(gpu).unwrap();
+    let secs = time(dev, 10, 3, || {
+        let y = batch_norm2d(
+            &tape,
+            &x,
+            &w,
+            &b,
+            &mut rm,
+            &mut rv,
+            BatchNormParams::default(),
+        );
+        std::hint::black_box(y.expect("batch norm"));
+    });
+    let gbs = 2.0 * (n * c * 4) as f64 / secs / 1e9;
+    row(
+        "batch norm fwd",
+        "[64,56,56,64]",
         secs,
         gbs,
         "GB/s",

@@ -40,6 +40,6 @@ printf '%s\n' "${summary[@]}"
 echo "-- parity (per op: checks, worst error)"
 printf '%s\n' "${parity[@]}"
 echo "-- kernels (benches/cuda_kernels.rs)"
-grep -E '^(copy|gemm|ccc|adam)' "$out"/bench-cuda_kernels.log 2>/dev/null
+grep -E '^(copy|gemm|ccc|adam|batch|conv)' "$out"/bench-cuda_kernels.log 2>/dev/null
 echo "-- yardsticks (scripts/torch_kernel_bench.py)"
 grep -E '^torch' "$out/torch-kernels.log" 2>/dev/null || cat "$out/torch-kernels.log"

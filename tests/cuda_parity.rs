@@ -667,3 +667,77 @@ fn fused_optimizers_and_grad_norm() {
     }
     rep.print("adam, adamw, sgd (fused multi-tensor), global grad norm, clip");
 }
+
+#[test]
+fn batch_norm_train_and_eval() {
+    let Some(dev) = gpu_or_skip("batch_norm_train_and_eval") else {
+        return;
+    };
+    use mtaffect::ops::{batch_norm2d, BatchNormParams};
+    // Per-channel sums over up to ~10k rows.
+    let tol = Tol {
+        atol: 1e-4,
+        rtol: 1e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(10);
+    let gpu = Device::Cuda(dev.clone());
+    for shape in [
+        &[2, 3, 5, 7][..],
+        &[3, 17, 19, 40],
+        &[33, 9],
+        &[8, 32, 40, 3],
+    ] {
+        let c = *shape.last().unwrap();
+        // Offset data: a mean far from zero tests the variance's accuracy.
+        let x = Tensor::randn(shape, 2.0, DType::F32, &mut rng);
+        let x = Tensor::from_f64s(
+            &x.to_f64_vec().iter().map(|v| v + 3.0).collect::<Vec<_>>(),
+            shape,
+            DType::F32,
+        )
+        .unwrap();
+        let w = Tensor::uniform([c], 0.5, 1.5, DType::F32, &mut rng);
+        let b = randn(&[c], &mut rng);
+        let rm0 = randn(&[c], &mut rng);
+        let rv0 = Tensor::uniform([c], 0.5, 2.0, DType::F32, &mut rng);
+        for prm in [BatchNormParams::default(), BatchNormParams::eval()] {
+            check(
+                &dev,
+                &mut rep,
+                "batch_norm2d",
+                &[x.clone(), w.clone(), b.clone()],
+                tol,
+                |t, v, ctx| {
+                    let (mut rm, mut rv) = (ctx.put(&rm0), ctx.put(&rv0));
+                    batch_norm2d(t, &v[0], &v[1], &v[2], &mut rm, &mut rv, prm)
+                },
+            );
+        }
+        // The running estimates after one training step.
+        let run = |device: &Device| -> (Tensor, Tensor) {
+            let put = |t: &Tensor| match device {
+                Device::Cpu => t.to_dtype(DType::F64),
+                d => t.to_device(d).unwrap(),
+            };
+            let tape = Tape::no_grad();
+            let (mut rm, mut rv) = (put(&rm0), put(&rv0));
+            let v = |t: &Tensor| tape.constant(put(t));
+            batch_norm2d(
+                &tape,
+                &v(&x),
+                &v(&w),
+                &v(&b),
+                &mut rm,
+                &mut rv,
+                BatchNormParams::default(),
+            )
+            .unwrap();
+            (rm, rv)
+        };
+        let ((gm, gv), (cm, cv)) = (run(&gpu), run(&Device::Cpu));
+        rep.compare("batch_norm2d running_mean", &gm, &cm, tol);
+        rep.compare("batch_norm2d running_var", &gv, &cv, tol);
+    }
+    rep.print("batch_norm2d (Welford stats, train and eval, running update)");
+}
