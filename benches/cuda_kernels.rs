@@ -2,6 +2,8 @@
 //! (prints one skip line elsewhere). Each figure is the best of several
 //! timed batches, synchronising only around a batch:
 //! - f32 GEMM 4096^3 in TFLOP/s (2·n³ per product);
+//! - conv2d 3x3, 64 -> 64, pad 1, batch 64 at 56x56: fprop, dgrad, wgrad
+//!   in TFLOP/s (2·N·P·Q·K·R·S·C each);
 //! - device-to-device copy of 1 GiB, GB/s counting read + write bytes: the
 //!   ceiling the memory-bound kernels are compared against;
 //! - fused CCC loss + gradient on [N, 2] (bytes: pred + target read once,
@@ -60,6 +62,7 @@ fn main() {
 
     let copy_gbs = copy_bandwidth(&dev);
     gemm(&dev, &gpu, &mut rng);
+    conv(&dev, &gpu, &mut rng);
     ccc(&dev, &gpu, &mut rng, copy_gbs);
     adam(&dev, &gpu, &mut rng, copy_gbs);
     batch_norm(&dev, &gpu, &mut rng, copy_gbs);
@@ -219,4 +222,61 @@ fn batch_norm(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64)
         "GB/s",
         &format!("{:.0}% of copy", 100.0 * gbs / copy_gbs),
     );
+}
+
+fn conv(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng) {
+    use mtaffect::ops::{conv2d, Conv2dParams};
+    let (n, h, w, c, k) = (64, 56, 56, 64, 64);
+    let flop = 2.0 * (n * h * w * k * 9 * c) as f64;
+    let mut params = Params::new();
+    let on = |t: Tensor| t.to_device(gpu).unwrap();
+    let xid = params
+        .add("x", on(Tensor::randn([n, h, w, c], 1.0, DType::F32, rng)))
+        .unwrap();
+    let wid = params
+        .add("w", on(Tensor::randn([k, 3, 3, c], 0.05, DType::F32, rng)))
+        .unwrap();
+    let seed = on(Tensor::randn([n, h, w, k], 1.0, DType::F32, rng));
+    let prm = Conv2dParams::new().padding(1);
+    let fwd = time(dev, 5, 3, || {
+        let tape = Tape::no_grad();
+        let (x, wt) = (tape.param(&params, xid), tape.param(&params, wid));
+        std::hint::black_box(conv2d(&tape, &x, &wt, None, prm).expect("conv"));
+    });
+    row(
+        "conv fprop",
+        "3x3 64>64 56x56 b64",
+        fwd,
+        flop / fwd / 1e12,
+        "TFLOP/s",
+        "conv_fprop",
+    );
+    // Backward of one input at a time: the tape then runs only dgrad or only wgrad.
+    for (name, id) in [("conv dgrad", xid), ("conv wgrad", wid)] {
+        let total = time(dev, 5, 3, || {
+            let tape = Tape::new();
+            let x = if id == xid {
+                tape.param(&params, xid)
+            } else {
+                tape.constant(params.get(xid).clone())
+            };
+            let wt = if id == wid {
+                tape.param(&params, wid)
+            } else {
+                tape.constant(params.get(wid).clone())
+            };
+            let y = conv2d(&tape, &x, &wt, None, prm).expect("conv");
+            std::hint::black_box(tape.backward_with_seed(&y, seed.clone()).expect("backward"));
+        });
+        // The timed pass includes one fprop; subtract it.
+        let secs = (total - fwd).max(1e-9);
+        row(
+            name,
+            "3x3 64>64 56x56 b64",
+            secs,
+            flop / secs / 1e12,
+            "TFLOP/s",
+            "backward minus fprop",
+        );
+    }
 }

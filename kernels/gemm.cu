@@ -3,14 +3,12 @@
 // Operands are addressed by element strides, so a transpose is only a swap
 // of strides; C is contiguous [batch, m, n].
 //
-// Tiling (Boehm's SGEMM worklog, steps 4-6): a 128x128 block tile of C,
-// K in steps of 8 through shared memory, 256 threads each holding an 8x8
-// register tile split 4+4 in both directions (rows ty*4 and 64+ty*4, columns
-// likewise) so that the float4 reads of shared memory are conflict-free.
+// Tiling (Boehm's SGEMM worklog, steps 4-6): the 128x128x8 block tile of
+// common.cuh; this file only loads the tiles.
 
-#define G_BM 128
-#define G_BN 128
-#define G_BK 8
+#define G_BM MT_TILE
+#define G_BN MT_TILE
+#define G_BK MT_TK
 
 struct GemmParams {
     u64 m, n, k;
@@ -61,10 +59,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) gemm_f32(GemmParams p, cons
     const u64 a_step = G_BK * p.csa, b_step = G_BK * p.rsb;
 
     float acc[8][8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+    mt_tile_zero(acc);
 
     for (u64 k0 = 0; k0 < p.k; k0 += G_BK) {
 #pragma unroll
@@ -75,37 +70,9 @@ extern "C" __global__ void __launch_bounds__(256, 2) gemm_f32(GemmParams p, cons
             b_src[l] += b_step;
         }
         __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < G_BK; ++kk) {
-            float a[8], b[8];
-            const float4 a0 = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);
-            const float4 a1 = *reinterpret_cast<const float4*>(&As[kk][64 + ty * 4]);
-            const float4 b0 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);
-            const float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][64 + tx * 4]);
-            a[0] = a0.x; a[1] = a0.y; a[2] = a0.z; a[3] = a0.w;
-            a[4] = a1.x; a[5] = a1.y; a[6] = a1.z; a[7] = a1.w;
-            b[0] = b0.x; b[1] = b0.y; b[2] = b0.z; b[3] = b0.w;
-            b[4] = b1.x; b[5] = b1.y; b[6] = b1.z; b[7] = b1.w;
-#pragma unroll
-            for (int i = 0; i < 8; ++i)
-#pragma unroll
-                for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-        }
+        mt_tile_fma(As, Bs, acc, tx, ty);
         __syncthreads();
     }
 
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-        const u64 gm = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
-        if (gm >= p.m) continue;
-        float* crow = C + gm * p.n;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-            const u64 gn = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4);
-            if (gn >= p.n) continue;
-            float v = acc[i][j];
-            if (p.has_bias) v += bias[gn];
-            crow[gn] = p.beta != 0.0f ? v + p.beta * crow[gn] : v;
-        }
-    }
+    mt_tile_store(acc, tx, ty, m0, n0, p.m, p.n, C, p.n, p.has_bias ? bias : nullptr, p.beta, false);
 }

@@ -741,3 +741,99 @@ fn batch_norm_train_and_eval() {
     }
     rep.print("batch_norm2d (Welford stats, train and eval, running update)");
 }
+
+#[test]
+fn conv2d_and_conv_transpose2d() {
+    let Some(dev) = gpu_or_skip("conv2d_and_conv_transpose2d") else {
+        return;
+    };
+    use mtaffect::ops::{conv2d, conv_transpose2d, Conv2dParams};
+    // Dot products over up to R*S*C = 3*3*40 = 360 terms (wgrad: ~2000 pixels).
+    let tol = Tol {
+        atol: 2e-4,
+        rtol: 2e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(11);
+    // (input NHWC, weight [K, R, S, C/g], params): odd sizes, stride 2,
+    // asymmetric padding, dilation, groups, depthwise, 1x1, and tiles > 128.
+    let cases: Vec<([usize; 4], [usize; 4], Conv2dParams)> = vec![
+        ([2, 9, 11, 5], [7, 3, 3, 5], Conv2dParams::new().padding(1)),
+        (
+            [2, 9, 11, 6],
+            [4, 3, 3, 6],
+            Conv2dParams::new().stride(2).padding(1),
+        ),
+        (
+            [1, 10, 9, 8],
+            [6, 3, 2, 4],
+            Conv2dParams::new().groups(2).padding_tblr(1, 0, 2, 1),
+        ),
+        (
+            [2, 12, 12, 4],
+            [5, 3, 3, 4],
+            Conv2dParams::new().dilation(2).padding(2),
+        ),
+        (
+            [2, 7, 7, 12],
+            [12, 3, 3, 1],
+            Conv2dParams::new().groups(12).padding(1),
+        ),
+        ([3, 6, 5, 40], [130, 1, 1, 40], Conv2dParams::new()),
+        (
+            [4, 15, 13, 3],
+            [9, 5, 5, 3],
+            Conv2dParams::new().stride_hw(2, 3).padding(2),
+        ),
+    ];
+    for (xs, ws, prm) in &cases {
+        let x = randn(xs, &mut rng);
+        let w = Tensor::randn(&ws[..], 0.3, DType::F32, &mut rng);
+        let b = randn(&[ws[0]], &mut rng);
+        check(
+            &dev,
+            &mut rep,
+            "conv2d",
+            &[x.clone(), w.clone(), b],
+            tol,
+            |t, v, _| conv2d(t, &v[0], &v[1], Some(&v[2]), *prm),
+        );
+        check(
+            &dev,
+            &mut rep,
+            "conv2d (no bias)",
+            &[x, w],
+            tol,
+            |t, v, _| conv2d(t, &v[0], &v[1], None, *prm),
+        );
+    }
+    // Transposed: the generator's 4x4 stride-2 upsampling, and a grouped odd case.
+    let tcases: Vec<([usize; 4], [usize; 4], Conv2dParams, [usize; 2])> = vec![
+        (
+            [2, 5, 6, 8],
+            [8, 4, 4, 3],
+            Conv2dParams::new().stride(2).padding(1),
+            [0, 0],
+        ),
+        (
+            [1, 4, 5, 6],
+            [6, 3, 3, 2],
+            Conv2dParams::new().stride(2).padding(1).groups(2),
+            [1, 1],
+        ),
+    ];
+    for (xs, ws, prm, op) in &tcases {
+        let x = randn(xs, &mut rng);
+        let w = Tensor::randn(&ws[..], 0.3, DType::F32, &mut rng);
+        let b = randn(&[ws[3] * prm.groups], &mut rng);
+        check(
+            &dev,
+            &mut rep,
+            "conv_transpose2d",
+            &[x, w, b],
+            tol,
+            |t, v, _| conv_transpose2d(t, &v[0], &v[1], Some(&v[2]), *prm, *op),
+        );
+    }
+    rep.print("conv2d fprop/dgrad/wgrad, conv_transpose2d (implicit GEMM)");
+}
