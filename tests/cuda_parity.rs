@@ -837,3 +837,80 @@ fn conv2d_and_conv_transpose2d() {
     }
     rep.print("conv2d fprop/dgrad/wgrad, conv_transpose2d (implicit GEMM)");
 }
+
+#[test]
+fn pooling_upsample_channel_scale() {
+    let Some(dev) = gpu_or_skip("pooling_upsample_channel_scale") else {
+        return;
+    };
+    use mtaffect::ops::{
+        avg_pool2d, channel_scale, global_avg_pool, global_max_pool, max_pool2d,
+        upsample_nearest2d, Pool2dParams,
+    };
+    let tol = Tol {
+        atol: 1e-5,
+        rtol: 1e-5,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(12);
+    // Continuous random values: ties in a max window have probability zero.
+    let x = randn(&[2, 11, 9, 5], &mut rng);
+    for prm in [
+        Pool2dParams::new(2, 2),
+        Pool2dParams::new(3, 2).padding(1),
+        Pool2dParams::new(3, 2).padding(1).ceil_mode(true),
+        Pool2dParams::new(3, 2)
+            .padding(1)
+            .ceil_mode(true)
+            .count_include_pad(false),
+        Pool2dParams::new(3, 1),
+    ] {
+        check(
+            &dev,
+            &mut rep,
+            "max_pool2d",
+            &[x.clone()],
+            tol,
+            |t, v, _| max_pool2d(t, &v[0], prm),
+        );
+        check(
+            &dev,
+            &mut rep,
+            "avg_pool2d",
+            &[x.clone()],
+            tol,
+            |t, v, _| avg_pool2d(t, &v[0], prm),
+        );
+    }
+    check(
+        &dev,
+        &mut rep,
+        "global_avg_pool",
+        &[x.clone()],
+        tol,
+        |t, v, _| global_avg_pool(t, &v[0]),
+    );
+    check(
+        &dev,
+        &mut rep,
+        "global_max_pool",
+        &[x.clone()],
+        tol,
+        |t, v, _| global_max_pool(t, &v[0]),
+    );
+    for f in [1, 2, 3] {
+        check(
+            &dev,
+            &mut rep,
+            "upsample_nearest2d",
+            &[x.clone()],
+            tol,
+            |t, v, _| upsample_nearest2d(t, &v[0], f),
+        );
+    }
+    let g = Tensor::uniform([2, 5], 0.0, 1.0, DType::F32, &mut rng);
+    check(&dev, &mut rep, "channel_scale", &[x, g], tol, |t, v, _| {
+        channel_scale(t, &v[0], &v[1])
+    });
+    rep.print("max/avg/global pooling, upsample_nearest2d, channel_scale");
+}
