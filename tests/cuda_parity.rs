@@ -914,3 +914,27 @@ fn pooling_upsample_channel_scale() {
     });
     rep.print("max/avg/global pooling, upsample_nearest2d, channel_scale");
 }
+
+#[test]
+fn layer_norm_rows() {
+    let Some(dev) = gpu_or_skip("layer_norm_rows") else {
+        return;
+    };
+    use mtaffect::ops::layer_norm;
+    let tol = Tol {
+        atol: 1e-4,
+        rtol: 1e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(13);
+    for shape in [&[3, 7][..], &[2, 5, 33], &[300, 256], &[1, 1]] {
+        let d = *shape.last().unwrap();
+        let x = Tensor::randn(shape, 2.0, DType::F32, &mut rng);
+        let w = Tensor::uniform([d], 0.5, 1.5, DType::F32, &mut rng);
+        let b = randn(&[d], &mut rng);
+        check(&dev, &mut rep, "layer_norm", &[x, w, b], tol, |t, v, _| {
+            layer_norm(t, &v[0], &v[1], &v[2], 1e-5)
+        });
+    }
+    rep.print("layer_norm");
+}
