@@ -808,7 +808,9 @@ fn conv2d_and_conv_transpose2d() {
         );
     }
     // Transposed: the generator's 4x4 stride-2 upsampling, and a grouped odd case.
-    let tcases: Vec<([usize; 4], [usize; 4], Conv2dParams, [usize; 2])> = vec![
+    // (input, weight, params, output_padding)
+    type TransposedCase = ([usize; 4], [usize; 4], Conv2dParams, [usize; 2]);
+    let tcases: Vec<TransposedCase> = vec![
         (
             [2, 5, 6, 8],
             [8, 4, 4, 3],

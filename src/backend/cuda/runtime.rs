@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 /// Threads per block of the elementwise (grid-stride) kernels.
 pub const BLOCK: u32 = 256;
 
+/// Rows per block of the warp-per-row kernels (`*_WARPS` in their .cu files).
+pub const ROWS_PER_BLOCK: usize = 8;
+
 pub struct CudaDevice {
     info: DeviceInfo,
     ctx: Arc<CudaContext>,
@@ -238,6 +241,36 @@ impl CudaDevice {
         LaunchConfig {
             grid_dim: (need.min(cap) as u32, 1, 1),
             block_dim: (BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// One warp per row, `ROWS_PER_BLOCK` rows per block, rows grid-strided
+    /// (the row kernels: softmax, cross-entropy, layer norm).
+    pub fn warp_rows_config(&self, rows: usize) -> LaunchConfig {
+        let blocks = rows
+            .div_ceil(ROWS_PER_BLOCK)
+            .clamp(1, self.sm_count as usize * 32);
+        LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// How many slices to split `rows` into for a per-column reduction over
+    /// `cols` columns in (32, 8) blocks: a few blocks per SM, each thread
+    /// summing at least 16 rows.
+    pub fn column_splits(&self, cols: usize, rows: usize) -> u64 {
+        let want = (self.sm_count as u64 * 8).div_ceil(cols.div_ceil(32).max(1) as u64);
+        want.min((rows as u64).div_ceil(8 * 16)).clamp(1, 65_535)
+    }
+
+    /// (32, 8) blocks: 32 columns per block in x, `splits` row slices in y.
+    pub fn column_reduce_config(&self, cols: usize, splits: u64) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (cols.div_ceil(32).max(1) as u32, splits as u32, 1),
+            block_dim: (32, 8, 1),
             shared_mem_bytes: 0,
         }
     }

@@ -68,6 +68,9 @@ impl CudaStorage {
             .stream()
             .memcpy_dtoh(&view, &mut out)
             .map_err(driver_err("device-to-host copy"))?;
+        // A copy into pageable memory returns when done; the explicit wait
+        // keeps that true whatever memory `out` is.
+        self.dev.synchronize()?;
         Ok(out)
     }
 

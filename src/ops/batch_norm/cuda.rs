@@ -25,28 +25,15 @@ pub(super) struct BnParams {
 unsafe impl DeviceRepr for BnParams {}
 
 impl BnParams {
-    /// Rows split so that the reductions have a few blocks per SM, each
-    /// thread covering at least 16 rows.
     pub(super) fn new(dev: &CudaDevice, m: usize, c: usize, prm: &BatchNormParams) -> BnParams {
-        let gx = c.div_ceil(32) as u64;
-        let want = (dev.sm_count() as u64 * 8).div_ceil(gx);
-        let splits = want.min((m as u64).div_ceil(8 * 16)).clamp(1, 65_535);
         BnParams {
             m: m as u64,
             c: c as u64,
-            splits,
+            splits: dev.column_splits(c, m),
             eps: prm.eps as f32,
             momentum: prm.momentum as f32,
             training: prm.training as i32,
             pad: 0,
-        }
-    }
-
-    fn reduce_config(&self) -> LaunchConfig {
-        LaunchConfig {
-            grid_dim: (self.c.div_ceil(32) as u32, self.splits as u32, 1),
-            block_dim: (32, 8, 1),
-            shared_mem_bytes: 0,
         }
     }
 }
@@ -68,7 +55,14 @@ pub(super) fn forward(
     let ws = CudaStorage::alloc(dev, p.splits as usize * c * 3)?;
     if p.training != 0 {
         // SAFETY: BnParams mirrors the kernel's struct; ws holds splits*c*3.
-        unsafe { dev.launch("bn_stats", p.reduce_config(), p, &[ptr(x, OP)?, ws.ptr()])? };
+        unsafe {
+            dev.launch(
+                "bn_stats",
+                dev.column_reduce_config(p.c as usize, p.splits),
+                p,
+                &[ptr(x, OP)?, ws.ptr()],
+            )?
+        };
     }
     let (rm, rv) = (
         running_mean.cuda_mut(OP)?.ptr(),
@@ -122,7 +116,14 @@ pub(super) fn backward(
         ptr(&db, OP)?,
     ];
     // SAFETY: BnParams mirrors the kernel's struct; g and x hold m*c values.
-    unsafe { dev.launch("bn_backward_reduce", p.reduce_config(), p, &ptrs)? };
+    unsafe {
+        dev.launch(
+            "bn_backward_reduce",
+            dev.column_reduce_config(p.c as usize, p.splits),
+            p,
+            &ptrs,
+        )?
+    };
     let dx = empty(dev, g.shape().clone())?;
     let ptrs = [
         ptr(g, OP)?,

@@ -3,12 +3,10 @@
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::{Result, Shape, Tensor};
-use cudarc::driver::{DeviceRepr, LaunchConfig};
+use cudarc::driver::DeviceRepr;
 use std::sync::Arc;
 
 const OP: &str = "layer_norm";
-/// `LN_WARPS`: rows per block, one warp each.
-const ROWS_PER_BLOCK: usize = 8;
 
 /// Mirrors `LayerNormParams` in kernels/layer_norm.cu.
 #[repr(C)]
@@ -25,24 +23,12 @@ unsafe impl DeviceRepr for LayerNormParams {}
 
 impl LayerNormParams {
     pub(super) fn new(dev: &CudaDevice, rows: usize, d: usize, eps: f64) -> LayerNormParams {
-        let want = (dev.sm_count() as u64 * 8).div_ceil(d.div_ceil(32) as u64);
         LayerNormParams {
             rows: rows as u64,
             d: d as u64,
-            splits: want.min((rows as u64).div_ceil(8 * 16)).clamp(1, 65_535),
+            splits: dev.column_splits(d, rows),
             eps: eps as f32,
             pad: 0,
-        }
-    }
-
-    fn row_config(&self, dev: &CudaDevice) -> LaunchConfig {
-        let blocks = (self.rows as usize)
-            .div_ceil(ROWS_PER_BLOCK)
-            .clamp(1, dev.sm_count() as usize * 32);
-        LaunchConfig {
-            grid_dim: (blocks as u32, 1, 1),
-            block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
-            shared_mem_bytes: 0,
         }
     }
 }
@@ -65,7 +51,14 @@ pub(super) fn forward(
         ptr(&stats, OP)?,
     ];
     // SAFETY: LayerNormParams mirrors the kernel's struct and describes every buffer.
-    unsafe { dev.launch("ln_forward", p.row_config(dev), p, &ptrs)? };
+    unsafe {
+        dev.launch(
+            "ln_forward",
+            dev.warp_rows_config(p.rows as usize),
+            p,
+            &ptrs,
+        )?
+    };
     Ok((y, stats))
 }
 
@@ -87,17 +80,20 @@ pub(super) fn backward(
         ptr(&dx, OP)?,
     ];
     // SAFETY: as in forward.
-    unsafe { dev.launch("ln_backward_dx", p.row_config(dev), p, &ptrs)? };
+    unsafe {
+        dev.launch(
+            "ln_backward_dx",
+            dev.warp_rows_config(p.rows as usize),
+            p,
+            &ptrs,
+        )?
+    };
     let d = p.d as usize;
     let vec_d = || -> Result<Tensor> {
         Tensor::from_cuda(CudaStorage::zeros(dev, d)?, Shape::new(vec![d]))
     };
     let (dw, db) = (vec_d()?, vec_d()?);
-    let cfg = LaunchConfig {
-        grid_dim: (d.div_ceil(32) as u32, p.splits as u32, 1),
-        block_dim: (32, 8, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = dev.column_reduce_config(d, p.splits);
     let ptrs = [
         ptr(g, OP)?,
         ptr(x, OP)?,

@@ -4,7 +4,6 @@ use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::ops::elementwise::cuda::ptr;
 use crate::ops::strided::cuda::reduce_params;
 use crate::{Result, Shape, Tensor};
-use cudarc::driver::LaunchConfig;
 use std::sync::Arc;
 
 /// `scale * x` summed down to `shape` (same rank as x or right-aligned like
@@ -24,22 +23,14 @@ pub(crate) fn sum_to_shape(
     let mut kept = vec![1; full.rank() - shape.rank().min(full.rank())];
     kept.extend_from_slice(shape.dims());
     let p = reduce_params(op, full, &Shape::new(kept), scale)?;
-    let gx = p.out_n.div_ceil(32).max(1);
-    // Split the reduced range so the GPU has a few blocks per SM, each
-    // thread summing at least 16 elements.
-    let want = (dev.sm_count() as u64 * 8).div_ceil(gx);
-    let gy = want.min(p.red_n.div_ceil(8 * 16)).clamp(1, 65_535);
+    let gy = dev.column_splits(p.out_n as usize, p.red_n as usize);
     let storage = if gy > 1 {
         CudaStorage::zeros(dev, shape.numel())?
     } else {
         CudaStorage::alloc(dev, shape.numel())?
     };
     let y = Tensor::from_cuda(storage, shape.clone())?;
-    let cfg = LaunchConfig {
-        grid_dim: (gx as u32, gy as u32, 1),
-        block_dim: (32, 8, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = dev.column_reduce_config(p.out_n as usize, gy);
     let ptrs = [ptr(x, op)?, ptr(&y, op)?];
     // SAFETY: ReduceParams mirrors the kernel's struct; offsets stay inside x and y.
     unsafe { dev.launch("reduce_sum", cfg, &p, &ptrs)? };

@@ -3,7 +3,7 @@
 use crate::backend::cuda::CudaDevice;
 use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::{Result, Tensor};
-use cudarc::driver::{DeviceRepr, LaunchConfig};
+use cudarc::driver::DeviceRepr;
 use std::sync::Arc;
 
 /// Mirrors `SoftmaxParams` in kernels/softmax.cu.
@@ -16,9 +16,6 @@ struct SoftmaxParams {
 }
 // SAFETY: plain old data laid out as the C struct.
 unsafe impl DeviceRepr for SoftmaxParams {}
-
-/// Rows per block (`SM_WARPS`: one warp per row).
-const ROWS_PER_BLOCK: usize = 8;
 
 fn launch(
     dev: &Arc<CudaDevice>,
@@ -39,14 +36,7 @@ fn launch(
     let out = empty(dev, like.shape().clone())?;
     let mut ptrs = ins.iter().map(|t| ptr(t, op)).collect::<Result<Vec<_>>>()?;
     ptrs.push(ptr(&out, op)?);
-    let blocks = rows
-        .div_ceil(ROWS_PER_BLOCK)
-        .clamp(1, dev.sm_count() as usize * 32);
-    let cfg = LaunchConfig {
-        grid_dim: (blocks as u32, 1, 1),
-        block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = dev.warp_rows_config(rows);
     // SAFETY: SoftmaxParams mirrors the kernel's struct; every buffer holds rows*cols.
     unsafe { dev.launch(kernel, cfg, &p, &ptrs)? };
     Ok(out)

@@ -97,15 +97,15 @@ pub(crate) fn reduce_params(
     let strides = full.strides();
     // (dim, stride, reduced) per axis; neighbours of one kind merge (the input is contiguous).
     let mut axes: Vec<(usize, usize, bool)> = Vec::new();
-    for i in 0..full.rank() {
+    for (i, &stride) in strides.iter().enumerate() {
         let d = full.dim(i);
         if d == 1 {
             continue;
         }
         let reduced = kept.dim(i) == 1;
         match axes.last_mut() {
-            Some(last) if last.2 == reduced => *last = (last.0 * d, strides[i], reduced),
-            _ => axes.push((d, strides[i], reduced)),
+            Some(last) if last.2 == reduced => *last = (last.0 * d, stride, reduced),
+            _ => axes.push((d, stride, reduced)),
         }
     }
     if axes.len() > MAX_RANK {

@@ -5,7 +5,7 @@
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::{Result, Shape, Tensor};
-use cudarc::driver::{DeviceRepr, LaunchConfig};
+use cudarc::driver::DeviceRepr;
 use std::sync::Arc;
 
 /// Mirrors `CrossEntropyParams` in kernels/cross_entropy.cu.
@@ -20,9 +20,6 @@ struct CeParams {
 }
 // SAFETY: plain old data laid out as the C struct.
 unsafe impl DeviceRepr for CeParams {}
-
-/// `CE_WARPS`: rows per block, one warp each.
-const ROWS_PER_BLOCK: usize = 8;
 
 /// Loss and (when `with_grad`) the gradient for a seed of 1. `labels[i]` is
 /// None for an ignored row; `inv_w` is 1 / (sum of w[y] over valid rows), or 0.
@@ -57,14 +54,7 @@ pub(super) fn fused(
         sum_w: w.iter().sum::<f64>() as f32,
         has_grad: with_grad as i32,
     };
-    let blocks = n
-        .div_ceil(ROWS_PER_BLOCK)
-        .clamp(1, dev.sm_count() as usize * 32);
-    let cfg = LaunchConfig {
-        grid_dim: (blocks as u32, 1, 1),
-        block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = dev.warp_rows_config(n);
     let ptrs = [
         ptr(logits, op)?,
         lab.ptr(),
