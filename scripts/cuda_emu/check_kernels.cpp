@@ -99,17 +99,20 @@ void others() {
       for(int i=0;i<m;++i)for(int j=0;j<c;++j){ double h=(x[i*c+j]-mean[j])/sqrt(var[j]+1e-5); DX[i*c+j]=gam[j]/sqrt(var[j]+1e-5)*(g[i*c+j]-SG[j]/m-h*SGH[j]/m); }
       check("bn running_mean", rm.data(), RM); check("bn running_var", rv.data(), RV); check("bn y", y.data(), Y);
       check("bn dw", dw.data(), SGH); check("bn db", db.data(), SG); check("bn dx", dx.data(), DX); }
-    // ccc (one block: sequential emulation cannot run a multi-block grid barrier)
-    { int n=501, d=2; auto pr = randv(n*d), t = randv(n*d); for (int i=0;i<n*d;i+=3) t[i] = -5.f;
-      std::vector<float> loss(1), grad(n*d, NAN), ws(1+2*3*8, 0.f);
+    // ccc: one block, then 4 blocks through the grid barriers (cooperative launch).
+    for (unsigned blocks : {1u, 4u}) {
+      int n=5001, d=2; auto pv = randv(n*d), tv = randv(n*d); for (int i=0;i<n*d;i+=3) tv[i] = -5.f;
+      float* pr = shared_alloc<float>(n*d); float* t = shared_alloc<float>(n*d); std::copy(pv.begin(), pv.end(), pr); std::copy(tv.begin(), tv.end(), t);
+      float* loss = shared_alloc<float>(1); float* grad = shared_alloc<float>(n*d); float* ws = shared_alloc<float>(1+2*blocks*3*8);
+      std::fill(grad, grad+n*d, NAN);
       CccParams p{(u64)n,(u64)d,-5.f,1};
-      launch({1,1,1},{512,1,1},[&]{ ccc_loss_fused(p,pr.data(),t.data(),loss.data(),grad.data(),ws.data()+1,(u32*)ws.data()); });
+      launch_cooperative({blocks,1,1},{128,1,1},[&]{ ccc_loss_fused(p,pr,t,loss,grad,ws+1,(u32*)ws); });
       double L=0; std::vector<double> G(n*d,0);
       for(int j=0;j<d;++j){ double cnt=0,mp=0,mt=0; for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f){cnt++;mp+=pr[i*d+j];mt+=t[i*d+j];} mp/=cnt; mt/=cnt;
         double vp=0,vt=0,cv=0; for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f){double a=pr[i*d+j]-mp,b=t[i*d+j]-mt; vp+=a*a; vt+=b*b; cv+=a*b;}
         double den=(vp+vt)/cnt+(mp-mt)*(mp-mt), ccc=2*cv/cnt/den; L+=(1-ccc)/d;
         for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f) G[i*d+j]=-2.0/(cnt*den)*((t[i*d+j]-mt)-ccc*(pr[i*d+j]-mt))/d; }
-      check("ccc loss", loss.data(), {L}, 1e-6, 1e-4); check("ccc grad", grad.data(), G, 1e-6, 1e-3); }
+      check(blocks == 1 ? "ccc loss (1 block)" : "ccc loss (4 blocks)", loss, {L}, 1e-6, 1e-4); check("ccc grad", grad, G, 1e-7, 1e-3); }
     // softmax / log_softmax, rows=37 cols=77
     for (int lg : {0, 1}) { int R=37, C=77; auto x = randv(R*C, -3, 3), g = randv(R*C); std::vector<float> y(R*C), dx(R*C);
       SoftmaxParams p{(u64)R,(u64)C,lg,0};

@@ -3,7 +3,8 @@
 // without a GPU: one OS thread per CUDA thread, the blocks of a grid one after
 // another (so __shared__ can be a function-level static), __syncthreads and
 // warp shuffles as barriers. It proves logic, not timing or the memory model,
-// and cannot run a multi-block grid barrier (ccc_loss_fused: one block only).
+// A cooperative launch (grid barriers) runs each block in its own forked
+// process instead, all at once, over memory from shared_alloc.
 #include <atomic>
 #include <barrier>
 #include <cmath>
@@ -15,6 +16,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
 thread_local dim3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
@@ -63,4 +67,33 @@ template <class F> void launch(dim3 grid, dim3 block, F kernel) {
         });
         for (auto& th : ts) th.join();
     }
+}
+
+// Memory that forked blocks share (cooperative launches).
+template <class T> T* shared_alloc(size_t n) {
+    void* p = mmap(nullptr, n * sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) { perror("mmap"); exit(2); }
+    return static_cast<T*>(p);
+}
+
+// Every block resident at once, as cuLaunchCooperativeKernel guarantees: one
+// process per block (so each has its own __shared__ statics), all started
+// before any is waited for.
+template <class F> void launch_cooperative(dim3 grid, dim3 block, F kernel) {
+    std::vector<pid_t> kids;
+    for (unsigned b = 0; b < grid.x; ++b) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            gridDim = grid; blockDim = block;
+            unsigned nt = block.x;
+            g_block_bar = std::make_unique<std::barrier<>>(nt);
+            for (unsigned w = 0; w < (nt + 31) / 32; ++w) g_warp_bar[w] = std::make_unique<std::barrier<>>(std::min(32u, nt - 32 * w));
+            std::vector<std::thread> ts;
+            for (unsigned t = 0; t < nt; ++t) ts.emplace_back([=] { threadIdx = {t, 0, 0}; blockIdx = {b, 0, 0}; kernel(); });
+            for (auto& th : ts) th.join();
+            _exit(0);
+        }
+        kids.push_back(pid);
+    }
+    for (pid_t k : kids) { int st = 0; waitpid(k, &st, 0); if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) { puts("a block failed"); exit(1); } }
 }
