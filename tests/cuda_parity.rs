@@ -940,3 +940,50 @@ fn layer_norm_rows() {
     }
     rep.print("layer_norm");
 }
+
+#[test]
+fn concat_narrow_reshape_dropout() {
+    let Some(dev) = gpu_or_skip("concat_narrow_reshape_dropout") else {
+        return;
+    };
+    use mtaffect::ops::{concat, dropout, narrow, reshape};
+    // Copies and exact scalings: the GPU must match to rounding of one multiply.
+    let tol = Tol {
+        atol: 1e-6,
+        rtol: 1e-6,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(14);
+    let a = randn(&[2, 3, 5, 4], &mut rng);
+    let b = randn(&[2, 3, 5, 7], &mut rng);
+    let c = randn(&[1, 3, 5, 4], &mut rng);
+    check(
+        &dev,
+        &mut rep,
+        "concat (channels)",
+        &[a.clone(), b],
+        tol,
+        |t, v, _| concat(t, &[&v[0], &v[1]], -1),
+    );
+    check(
+        &dev,
+        &mut rep,
+        "concat (batch, repeated)",
+        &[a.clone(), c],
+        tol,
+        |t, v, _| concat(t, &[&v[0], &v[1], &v[0]], 0),
+    );
+    for (axis, start, len) in [(0, 1, 1), (1, 1, 2), (-1, 1, 3), (2, 0, 5)] {
+        check(&dev, &mut rep, "narrow", &[a.clone()], tol, |t, v, _| {
+            narrow(t, &v[0], axis, start, len)
+        });
+    }
+    check(&dev, &mut rep, "reshape", &[a.clone()], tol, |t, v, _| {
+        reshape(t, &v[0], [6, 20])
+    });
+    // The same seed drops the same elements on both sides.
+    check(&dev, &mut rep, "dropout", &[a], tol, |t, v, _| {
+        dropout(t, &v[0], 0.3, true, &mut Rng::new(7))
+    });
+    rep.print("concat, narrow, reshape, dropout");
+}

@@ -242,6 +242,14 @@ void elementwise() {
         YU[o] = x[i]; DXU[i] += gy[o];
     }
     check("upsample forward", yu.data(), YU); check("upsample backward", dxu.data(), DXU);
+    // copy_blocks: columns 2..5 of a [6, 9] matrix into columns 4..7 of a [6, 10] one.
+    auto src = randv(6 * 9);
+    std::vector<float> dst(6 * 10, 0.f);
+    CopyParams cp{6, 3, 9, 2, 10, 4};
+    launch({1, 1, 1}, {256, 1, 1}, [&] { copy_blocks(cp, src.data(), dst.data()); });
+    std::vector<double> D(6 * 10, 0);
+    for (int o = 0; o < 6; ++o) for (int j = 0; j < 3; ++j) D[o * 10 + 4 + j] = src[o * 9 + 2 + j];
+    check("copy_blocks", dst.data(), D, 1e-12, 0);
 }
 
 int main() {

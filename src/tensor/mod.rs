@@ -8,6 +8,7 @@
 //! them is explicit ([`Tensor::to_device`], [`Tensor::to_cpu`]); reading the
 //! elements of a CUDA tensor as a host slice is a "wrong backend" error.
 
+mod cuda_copy;
 mod device;
 mod dtype;
 mod rng;
@@ -118,6 +119,17 @@ impl Tensor {
 
     pub fn zeros(shape: impl Into<Shape>, dtype: DType) -> Tensor {
         Tensor::full(shape, 0.0, dtype)
+    }
+
+    /// Zeros on `device` (filled there: no host buffer is copied over).
+    pub fn zeros_on(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(Tensor::zeros(shape, dtype)),
+            Device::Cuda(d) => {
+                let shape = shape.into();
+                Tensor::from_cuda(CudaStorage::zeros(d, shape.numel())?, shape)
+            }
+        }
     }
 
     pub fn ones(shape: impl Into<Shape>, dtype: DType) -> Tensor {
@@ -375,6 +387,9 @@ impl Tensor {
         let (outer, n, inner) = self.shape.split_at_axis(axis);
         let mut dims = self.dims().to_vec();
         dims[axis] = len;
+        if let Some(dev) = self.cuda_device() {
+            return cuda_copy::narrow(dev, self, (outer, n, inner), start, len, dims);
+        }
         with_dtype!(self.dtype(), T => {
             let src = self.data::<T>()?;
             let mut out = Vec::with_capacity(outer * len * inner);
@@ -418,6 +433,9 @@ impl Tensor {
         let (outer, _, inner) = first.shape.split_at_axis(axis);
         let mut dims = first.dims().to_vec();
         dims[axis] = total;
+        if let Some(dev) = same_device("concat", parts)? {
+            return cuda_copy::concat(&dev, parts, axis, outer, inner, dims);
+        }
         with_dtype!(first.dtype(), T => {
             let mut out = Vec::with_capacity(outer * total * inner);
             for o in 0..outer {
