@@ -987,3 +987,55 @@ fn concat_narrow_reshape_dropout() {
     });
     rep.print("concat, narrow, reshape, dropout");
 }
+
+#[test]
+fn mse_and_gan_losses() {
+    let Some(dev) = gpu_or_skip("mse_and_gan_losses") else {
+        return;
+    };
+    use mtaffect::ops::loss::{
+        gan_discriminator_loss, gan_generator_loss, mse_loss, GanLoss, MseDenominator,
+    };
+    let tol = Tol {
+        atol: 1e-6,
+        rtol: 1e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(15);
+    for (n, frac) in [(1, 0.0), (37, 0.3), (3001, 0.2), (4, 1.0)] {
+        let pred = Tensor::uniform([n, 2], -1.0, 1.0, DType::F32, &mut rng);
+        let target = masked_targets(&[n, 2], frac, -5.0, &mut rng);
+        for denom in [MseDenominator::Valid, MseDenominator::All] {
+            check(
+                &dev,
+                &mut rep,
+                "mse_loss",
+                &[pred.clone()],
+                tol,
+                |t, v, ctx| mse_loss(t, &v[0], &ctx.put(&target), Some(-5.0), denom),
+            );
+        }
+    }
+    // Logits around the hinge kinks' neighbourhood but never on them (continuous draws).
+    let real = Tensor::randn([5, 3, 3, 1], 2.0, DType::F32, &mut rng);
+    let fake = Tensor::randn([7, 1], 2.0, DType::F32, &mut rng);
+    for kind in [GanLoss::NonSaturating, GanLoss::Hinge] {
+        check(
+            &dev,
+            &mut rep,
+            "gan_discriminator_loss",
+            &[real.clone(), fake.clone()],
+            tol,
+            |t, v, _| gan_discriminator_loss(t, kind, &v[0], &v[1]),
+        );
+        check(
+            &dev,
+            &mut rep,
+            "gan_generator_loss",
+            &[fake.clone()],
+            tol,
+            |t, v, _| gan_generator_loss(t, kind, &v[0]),
+        );
+    }
+    rep.print("mse_loss (masked, both denominators), gan losses (non-saturating, hinge)");
+}

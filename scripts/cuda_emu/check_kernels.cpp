@@ -158,15 +158,25 @@ void others() {
         for(int hh=h0;hh<h1;++hh)for(int ww=w0;ww<w1;++ww){ size_t i=((n*H+hh)*W+ww)*C+c; if(x[i]>best){best=x[i];bi=i;} s+=x[i]; }
         if(ismax){Y[o]=best; DX[bi]+=g[o];} else {Y[o]=s/cnt; for(int hh=h0;hh<h1;++hh)for(int ww=w0;ww<w1;++ww) DX[((n*H+hh)*W+ww)*C+c]+=g[o]/cnt;} }
       check(ismax?"max_pool y":"avg_pool y", y.data(), Y); check(ismax?"max_pool dx":"avg_pool dx", dx.data(), DX); }
-    // bce: n=50 x 12 with masks and pos_weight
+    // pointwise losses: BCE (mask -1, pos_weight), MSE (mask -5), a GAN term (count all)
     { int n=600, cl=12; auto x = randv(n, -3, 3), pw = randv(cl, .5, 4); std::vector<float> t(n); for(int i=0;i<n;++i) t[i] = (i%5==0)?-1.f:(float)(i%3==0);
-      std::vector<float> grad(n, NAN), ws(2,0.f), loss(1), cnt(1);
-      BceParams p{(u64)n,(u64)cl,1,0};
-      launch({2,1,1},{256,1,1},[&]{ bce_partial(p,x.data(),t.data(),pw.data(),grad.data(),ws.data()); });
-      launch({1,1,1},{32,1,1},[&]{ bce_finalize(p,ws.data(),loss.data(),cnt.data()); });
-      double L=0, C=0; std::vector<double> G(n,0);
-      for(int i=0;i<n;++i){ if(t[i]==-1.f) continue; C++; double k=1+(pw[i%cl]-1)*t[i]; double sp=std::max(-x[i],0.f)+log1p(exp(-fabs(x[i]))); L+=(1-t[i])*x[i]+k*sp; G[i]=(1-t[i])-k/(1+exp(x[i])); }
-      check("bce loss", loss.data(), {L/C}); check("bce grad (unscaled)", grad.data(), G); check("bce count", cnt.data(), {C}); }
+      auto run = [&](int kind, int has_invalid, float invalid, int count_all, std::vector<double>& G, double& L) {
+        std::vector<float> grad(n, NAN), ws(2,0.f), loss(1), cnt(1);
+        PointwiseLossParams p{(u64)n,(u64)cl,kind,1,invalid,has_invalid,count_all,1};
+        launch({2,1,1},{256,1,1},[&]{ loss_partial(p,x.data(),t.data(),pw.data(),grad.data(),ws.data()); });
+        launch({1,1,1},{32,1,1},[&]{ loss_finalize(p,ws.data(),loss.data(),cnt.data()); });
+        double C=0; for(int i=0;i<n;++i) if(count_all || !(has_invalid && t[i]==invalid)) C++;
+        char nm[64]; snprintf(nm, 64, "pointwise loss kind %d", kind);
+        check(nm, loss.data(), {L/C}); check("pointwise grad (unscaled)", grad.data(), G); check("pointwise count", cnt.data(), {C}); };
+      std::vector<double> G(n,0); double L=0;
+      for(int i=0;i<n;++i){ if(t[i]==-1.f) continue; double k=1+(pw[i%cl]-1)*t[i]; double sp=std::max(-x[i],0.f)+log1p(exp(-fabs(x[i]))); L+=(1-t[i])*x[i]+k*sp; G[i]=(1-t[i])-k/(1+exp(x[i])); }
+      run(0, 1, -1.f, 0, G, L);
+      std::fill(G.begin(), G.end(), 0); L=0;
+      for(int i=0;i<n;++i){ if(t[i]==-1.f) continue; double e=x[i]-t[i]; L+=e*e; G[i]=2*e; }
+      run(1, 1, -1.f, 1, G, L);
+      std::fill(G.begin(), G.end(), 0); L=0;
+      for(int i=0;i<n;++i){ L+=std::max(1.0+x[i],0.0); G[i]=x[i]>-1?1:0; }
+      run(5, 0, 0.f, 1, G, L); }
     // adam over two params with a chunk table; one spans two chunks
     { size_t n1=70001, n2=7; auto w1=randv(n1), g1=randv(n1), w2=randv(n2), g2=randv(n2); std::vector<float> m1(n1,0), v1(n1,0), m2(n2,0), v2(n2,0);
       auto W1=w1, W2=w2; std::vector<OptChunk> tab;
