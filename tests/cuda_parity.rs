@@ -377,6 +377,12 @@ fn matmul_linear_bmm() {
             |t, v, _| linear(t, &v[0], &v[1], None),
         );
     }
+    for shape in [[1, 1], [7, 13], [130, 3]] {
+        let x = randn(&shape, &mut rng);
+        check(&dev, &mut rep, "transpose", &[x], tol, |t, v, _| {
+            mtaffect::ops::transpose(t, &v[0])
+        });
+    }
     let (batch, m, k, n) = (3, 17, 33, 9);
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
         let a = randn(&if ta { [batch, k, m] } else { [batch, m, k] }, &mut rng);
@@ -386,7 +392,7 @@ fn matmul_linear_bmm() {
             bmm(t, &v[0], &v[1], tr)
         });
     }
-    rep.print("matmul, linear, bmm (gemm_f32)");
+    rep.print("matmul, linear, bmm (gemm_f32), transpose");
 }
 
 /// Targets in [-1, 1] with a fraction `invalid_frac` replaced by `marker`.

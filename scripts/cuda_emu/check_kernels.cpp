@@ -218,6 +218,15 @@ void elementwise() {
     std::vector<double> Y(R * C);
     for (int i = 0; i < R * C; ++i) Y[i] = 0.25 * b[i % C];
     check("broadcast_scale", y.data(), Y);
+    {  // transpose [12, 7] -> [7, 12] as ops/matmul/cuda.rs sets it up
+        BinaryParams tp{};
+        tp.n = R * C; tp.rank = 2; tp.dims[0] = C; tp.dims[1] = R; tp.sa[0] = 1; tp.sa[1] = C; tp.alpha = 1.0f;
+        std::vector<float> yt(R * C, NAN);
+        launch({1, 1, 1}, {256, 1, 1}, [&] { broadcast_scale(tp, a.data(), yt.data()); });
+        std::vector<double> T(R * C);
+        for (int i = 0; i < R; ++i) for (int j = 0; j < C; ++j) T[j * R + i] = a[i * C + j];
+        check("transpose", yt.data(), T);
+    }
     for (int op = 0; op < 7; ++op) {
         auto x = randv(100, op == 6 ? 0.1f : -3.f, 3.f), g = randv(100);
         UnaryParams u{100, op, 0.3f};

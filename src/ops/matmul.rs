@@ -171,6 +171,9 @@ pub fn linear(tape: &Tape, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
 }
 
 fn transpose_tensor(t: &Tensor) -> Result<Tensor> {
+    if let Some(dev) = t.cuda_device() {
+        return cuda::transpose2d(dev, t);
+    }
     let (r, c) = (t.dims()[0], t.dims()[1]);
     with_dtype!(t.dtype(), T => {
         let d = t.data::<T>()?;

@@ -26,6 +26,26 @@ struct GemmParams {
 // SAFETY: plain old data laid out as the C struct.
 unsafe impl DeviceRepr for GemmParams {}
 
+/// [r, c] -> [c, r] with the strided copy of kernels/elementwise.cu
+/// (`broadcast_scale` reads `x` through any strides): output element
+/// (j, i) reads x[i * c + j].
+pub(crate) fn transpose2d(dev: &Arc<CudaDevice>, x: &Tensor) -> Result<Tensor> {
+    let (r, c) = (x.dims()[0], x.dims()[1]);
+    let mut p = crate::ops::strided::cuda::BinaryParams {
+        n: (r * c) as u64,
+        rank: 2,
+        alpha: 1.0,
+        ..Default::default()
+    };
+    p.dims[..2].copy_from_slice(&[c as u64, r as u64]);
+    p.sa[..2].copy_from_slice(&[1, c as u64]);
+    let y = empty(dev, [c, r])?;
+    let ptrs = [ptr(x, "transpose")?, ptr(&y, "transpose")?];
+    // SAFETY: BinaryParams mirrors the kernel's struct; offsets stay below r*c.
+    unsafe { dev.launch("broadcast_scale", dev.elementwise_config(r * c), &p, &ptrs)? };
+    Ok(y)
+}
+
 /// `c[i] = op(a[i])·op(b[i]) (+ bias)` for `batch` entries, as a new
 /// contiguous [batch·m, n] buffer shaped `[batch, m, n]` (or `[m, n]` when
 /// `batch` is None). `a[i]` is stored [m, k] row-major, or [k, m] when
