@@ -1045,3 +1045,59 @@ fn mse_and_gan_losses() {
     }
     rep.print("mse_loss (masked, both denominators), gan losses (non-saturating, hinge)");
 }
+
+/// An SE-ResNet basic block (conv-BN-ReLU-conv-BN-SE + identity, ReLU) as in
+/// tests/gradcheck_block.rs, with the BN buffers on the side's device.
+fn se_block(tape: &Tape, v: &[Var], ctx: &Ctx) -> Result<Var> {
+    use mtaffect::ops::{self, BatchNormParams, Conv2dParams};
+    let x = &v[0];
+    let c = x.dims()[3];
+    let bn = |h: &Var, g: &Var, b: &Var| {
+        let (mut rm, mut rv) = (
+            ctx.put(&Tensor::zeros([c], DType::F32)),
+            ctx.put(&Tensor::ones([c], DType::F32)),
+        );
+        ops::batch_norm2d(tape, h, g, b, &mut rm, &mut rv, BatchNormParams::default())
+    };
+    let conv = Conv2dParams::new().padding(1);
+    let h = ops::conv2d(tape, x, &v[1], None, conv)?;
+    let h = ops::relu(tape, &bn(&h, &v[2], &v[3])?)?;
+    let h = ops::conv2d(tape, &h, &v[4], None, conv)?;
+    let h = bn(&h, &v[5], &v[6])?;
+    let s = ops::global_avg_pool(tape, &h)?;
+    let s = ops::relu(tape, &ops::linear(tape, &s, &v[7], Some(&v[8]))?)?;
+    let s = ops::sigmoid(tape, &ops::linear(tape, &s, &v[9], Some(&v[10]))?)?;
+    let h = ops::channel_scale(tape, &h, &s)?;
+    ops::relu(tape, &ops::add(tape, &h, x)?)
+}
+
+#[test]
+fn se_resnet_block_end_to_end() {
+    let Some(dev) = gpu_or_skip("se_resnet_block_end_to_end") else {
+        return;
+    };
+    // Two convolutions and two batch norms deep: looser than any single op.
+    let tol = Tol {
+        atol: 5e-4,
+        rtol: 5e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(16);
+    let (n, hw, c, r) = (3, 7, 8, 4);
+    let mut rnd = |s: &[usize], std: f64| Tensor::randn(s, std, DType::F32, &mut rng);
+    let inputs = vec![
+        rnd(&[n, hw, hw, c], 1.0),
+        rnd(&[c, 3, 3, c], 0.2),
+        Tensor::ones([c], DType::F32),
+        rnd(&[c], 0.2),
+        rnd(&[c, 3, 3, c], 0.2),
+        Tensor::ones([c], DType::F32),
+        rnd(&[c], 0.2),
+        rnd(&[r, c], 0.5),
+        rnd(&[r], 0.2),
+        rnd(&[c, r], 0.5),
+        rnd(&[c], 0.2),
+    ];
+    check(&dev, &mut rep, "se_block", &inputs, tol, se_block);
+    rep.print("SE-ResNet basic block (composition, gradients meeting at the shortcut)");
+}
