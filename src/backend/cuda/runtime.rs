@@ -214,6 +214,11 @@ impl CudaDevice {
     }
 
     pub(crate) fn memset_bytes(&self, buf: &mut CudaSlice<f32>, byte: u8) -> Result<()> {
+        // A raw driver call: the context must be current on this thread
+        // (cudarc's own calls bind it; tests call from many threads).
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver_err("binding the context"))?;
         let ptr = raw_ptr(buf, &self.stream);
         // SAFETY: ptr addresses buf.len() f32 owned by `buf`.
         unsafe {
@@ -333,6 +338,9 @@ impl CudaDevice {
     /// How many blocks of `threads` threads of `kernel` fit on one SM at once.
     pub(crate) fn resident_blocks_per_sm(&self, kernel: &str, threads: u32) -> Result<u32> {
         let f = self.function(kernel)?;
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver_err("binding the context"))?;
         let n = f
             .occupancy_max_active_blocks_per_multiprocessor(threads, 0, None)
             .map_err(driver_err("occupancy query"))?;
