@@ -48,3 +48,111 @@ __device__ __forceinline__ unsigned short mt_f32_to_bf16(float f) {
     u += 0x7fffu + ((u >> 16) & 1u);
     return (unsigned short)(u >> 16);
 }
+
+// ---- strided indexing (broadcasting, reductions) ----------------------
+// The host merges contiguous axes first, so most launches see rank 1 or 2.
+#define MT_MAX_RANK 6
+
+// Offsets into two operands of the row-major element i of `dims`, where each
+// operand has its own strides (0 along a broadcast axis).
+__device__ __forceinline__ void mt_offsets2(int rank, const u64* dims, const u64* sa, const u64* sb,
+                                            u64 i, u64& oa, u64& ob) {
+    oa = 0;
+    ob = 0;
+    for (int ax = rank - 1; ax >= 0; --ax) {
+        const u64 d = dims[ax], q = i / d, r = i - q * d;
+        oa += r * sa[ax];
+        ob += r * sb[ax];
+        i = q;
+    }
+}
+
+__device__ __forceinline__ u64 mt_offset(int rank, const u64* dims, const u64* s, u64 i) {
+    u64 o = 0;
+    for (int ax = rank - 1; ax >= 0; --ax) {
+        const u64 d = dims[ax], q = i / d;
+        o += (i - q * d) * s[ax];
+        i = q;
+    }
+    return o;
+}
+
+// ---- grid-wide barrier for cooperative launches -----------------------
+// `counter` is zeroed before the launch and only grows, so barrier number k
+// (1, 2, ...) waits until every block has arrived k times. Valid only when
+// all blocks are resident, which a cooperative launch guarantees.
+__device__ __forceinline__ void mt_grid_barrier(u32* counter, u32 k) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        atomicAdd(counter, 1u);
+        const u32 target = k * gridDim.x;
+        while (atomicAdd(counter, 0u) < target) {
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+// ---- 128x128 block tile, K in steps of 8, 256 threads (gemm.cu, conv.cu) ----
+// Each thread holds an 8x8 register tile split 4+4 in both directions (rows
+// ty*4 and 64+ty*4, columns tx*4 and 64+tx*4, tx = t % 16, ty = t / 16) so
+// that the float4 reads of shared memory are conflict-free. The loaders
+// store As[k][row] and Bs[k][col]; these helpers do the rest.
+#define MT_TILE 128
+#define MT_TK 8
+
+__device__ __forceinline__ int mt_tile_pos(int i, int t16) { return i < 4 ? t16 * 4 + i : 64 + t16 * 4 + i - 4; }
+
+__device__ __forceinline__ void mt_tile_zero(float (&acc)[8][8]) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+}
+
+__device__ __forceinline__ void mt_tile_fma(const float (&As)[MT_TK][MT_TILE], const float (&Bs)[MT_TK][MT_TILE],
+                                            float (&acc)[8][8], int tx, int ty) {
+#pragma unroll
+    for (int kk = 0; kk < MT_TK; ++kk) {
+        float a[8], b[8];
+        const float4 a0 = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);
+        const float4 a1 = *reinterpret_cast<const float4*>(&As[kk][64 + ty * 4]);
+        const float4 b0 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);
+        const float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][64 + tx * 4]);
+        a[0] = a0.x; a[1] = a0.y; a[2] = a0.z; a[3] = a0.w;
+        a[4] = a1.x; a[5] = a1.y; a[6] = a1.z; a[7] = a1.w;
+        b[0] = b0.x; b[1] = b0.y; b[2] = b0.z; b[3] = b0.w;
+        b[4] = b1.x; b[5] = b1.y; b[6] = b1.z; b[7] = b1.w;
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+#pragma unroll
+            for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+}
+
+// out[row * ldc + col] = acc (+ bias[col]) (+ beta * out[..]; beta 0 never
+// reads out) for the rows < m and columns < n of the tile at (m0, n0);
+// with `atomic`, out[..] += acc instead (split-K partial products).
+__device__ __forceinline__ void mt_tile_store(const float (&acc)[8][8], int tx, int ty, u64 m0, u64 n0, u64 m,
+                                              u64 n, float* out, u64 ldc, const float* bias, float beta,
+                                              bool atomic) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const u64 gm = m0 + mt_tile_pos(i, ty);
+        if (gm >= m) continue;
+        float* row = out + gm * ldc;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const u64 gn = n0 + mt_tile_pos(j, tx);
+            if (gn >= n) continue;
+            float v = acc[i][j];
+            if (atomic) {
+                atomicAdd(&row[gn], v);
+                continue;
+            }
+            if (bias) v += bias[gn];
+            row[gn] = beta != 0.0f ? v + beta * row[gn] : v;
+        }
+    }
+}

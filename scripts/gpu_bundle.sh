@@ -21,7 +21,14 @@ cp target/release/mtaffect bundle/
 cargo test --release --no-run --message-format=json | executables | while read -r exe; do cp "$exe" bundle/tests/; done
 cargo bench --no-run --message-format=json | executables | grep '/deps/' | while read -r exe; do
     # Bench executables are named <bench>-<hash>; only the harness=false ones are benches here.
-    case "$(basename "$exe")" in matmul-*|conv-*|train_step-*|synth-*|loader-*) cp "$exe" bundle/benches/ ;; esac
+    case "$(basename "$exe")" in matmul-*|conv-*|train_step-*|synth-*|loader-*|cuda_kernels-*) cp "$exe" bundle/benches/ ;; esac
 done
-cp scripts/gpu_checks.sh bundle/
+# Without debug info the whole bundle is ~40 MB instead of ~680 MB: under the
+# 64 MiB that a run may carry.
+strip --strip-debug bundle/mtaffect bundle/tests/* bundle/benches/*
+cp scripts/gpu_checks.sh scripts/torch_kernel_bench.py bundle/
+# PTX for H100/H200 (sm_90), so the GPU host needs no NVRTC (libnvrtc is ~100 MB,
+# too big to carry): gpu_checks.sh points MTAFFECT_KERNEL_CACHE here. Needs
+# NVRTC on this machine (pip install nvidia-cuda-nvrtc; LD_LIBRARY_PATH).
+MTAFFECT_KERNEL_CACHE="$PWD/bundle/kernel-cache" ./bundle/mtaffect info >/dev/null
 du -sh bundle

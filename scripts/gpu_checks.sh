@@ -5,22 +5,44 @@ set -uo pipefail
 out="${OUT:-/tmp/mtaffect-out}"
 mkdir -p "$out"
 summary=()
+# Prebuilt sm_90 PTX from gpu_bundle.sh (used when this host has no NVRTC),
+# copied so that the carried bundle stays read-only.
+export MTAFFECT_KERNEL_CACHE="$out/kernel-cache"
+mkdir -p "$MTAFFECT_KERNEL_CACHE" && cp bundle/kernel-cache/*.ptx "$MTAFFECT_KERNEL_CACHE"/ 2>/dev/null
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 ./bundle/mtaffect info | tee "$out/info.txt"
 
 for t in bundle/tests/*; do
     name="$(basename "$t" | sed 's/-[0-9a-f]*$//')"
-    if "$t" >"$out/test-$name.log" 2>&1; then status=ok; else status=FAILED; fi
+    # The parity tests print one line per op (checks, worst error): let them.
+    # (The bundle's examples take no test-harness flags.)
+    args=()
+    [ "$name" = cuda_parity ] && args=(--nocapture)
+    if "$t" "${args[@]}" >"$out/test-$name.log" 2>&1; then status=ok; else status=FAILED; fi
     passed="$(grep -Eo '[0-9]+ passed' "$out/test-$name.log" | tail -1)"
     summary+=("test  $name: $status ($passed)")
 done
+mapfile -t parity < <(grep -h '^parity \|^cuda_parity: skipped' "$out"/test-cuda_parity.log 2>/dev/null)
 for b in bundle/benches/*; do
     name="$(basename "$b" | sed 's/-[0-9a-f]*$//')"
     "$b" --bench >"$out/bench-$name.log" 2>&1 && status=ok || status=FAILED
     summary+=("bench $name: $status (see bench-$name.log)")
 done
 
+# cuBLAS / cuDNN yardsticks on the same GPU, when this machine has PyTorch.
+if python3 -c 'import torch' 2>/dev/null; then
+    python3 bundle/torch_kernel_bench.py >"$out/torch-kernels.log" 2>&1 || echo "torch bench FAILED" >>"$out/torch-kernels.log"
+else
+    echo "torch: not installed on this machine; no cuBLAS/cuDNN yardstick" >"$out/torch-kernels.log"
+fi
+
 echo
-echo "== summary"
+echo "== summary ($(date -u +%F), $(head -1 "$out/gpu.txt"))"
 printf '%s\n' "${summary[@]}"
+echo "-- parity (per op: checks, worst error)"
+printf '%s\n' "${parity[@]}"
+echo "-- kernels (benches/cuda_kernels.rs)"
+grep -E '^(copy|gemm|ccc|adam|batch|conv)' "$out"/bench-cuda_kernels.log 2>/dev/null
+echo "-- yardsticks (scripts/torch_kernel_bench.py)"
+grep -E '^torch' "$out/torch-kernels.log" 2>/dev/null || cat "$out/torch-kernels.log"

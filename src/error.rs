@@ -29,6 +29,15 @@ pub enum Error {
         rhs: String,
     },
 
+    /// A tensor on the wrong backend for the call: host data asked of a CUDA
+    /// tensor, or an op with no kernel for that backend.
+    #[error("{op}: wrong backend: expected a {expected} tensor, found {found}; copy it explicitly with to_device/to_cpu")]
+    Backend {
+        op: &'static str,
+        expected: String,
+        found: String,
+    },
+
     /// An argument outside its valid range (axis, probability, stride, ...).
     #[error("{op}: invalid argument: {msg}")]
     Arg { op: &'static str, msg: String },

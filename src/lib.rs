@@ -27,4 +27,4 @@ pub mod train;
 
 pub use autograd::{Gradients, ParamId, Params, Tape, Var};
 pub use error::{Error, Result};
-pub use tensor::{DType, Rng, Shape, Tensor};
+pub use tensor::{DType, Device, Rng, Shape, Tensor};

@@ -4,7 +4,9 @@
 //! Needs libnvrtc (CI installs the `nvidia-cuda-nvrtc` wheel). Without it the
 //! tests print a skip line, unless MTAFFECT_REQUIRE_NVRTC=1, when they fail.
 
-use mtaffect::backend::cuda::{compile_module, nvrtc_available, nvrtc_version, MODULES};
+use mtaffect::backend::cuda::{
+    compile_module, kernel_names, nvrtc_available, nvrtc_version, MODULES,
+};
 
 fn nvrtc_or_skip(test: &str) -> bool {
     if nvrtc_available() {
@@ -17,20 +19,6 @@ fn nvrtc_or_skip(test: &str) -> bool {
     }
     eprintln!("SKIP {test}: libnvrtc not found (pip install nvidia-cuda-nvrtc; add its lib folder to LD_LIBRARY_PATH)");
     false
-}
-
-/// Names of the `extern "C" __global__` functions in a source.
-fn kernel_names(src: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = src;
-    while let Some(i) = rest.find("__global__") {
-        rest = &rest[i + "__global__".len()..];
-        let head = &rest[..rest.find('(').unwrap_or(rest.len())];
-        if let Some(name) = head.split_whitespace().last() {
-            names.push(name.to_string());
-        }
-    }
-    names
 }
 
 #[test]

@@ -70,6 +70,10 @@ impl Gradients {
     /// Multiplies every gradient by `s` in place.
     pub fn scale(&mut self, s: f64) -> Result<()> {
         for (_, g) in self.iter_mut() {
+            if g.is_cuda() {
+                *g = crate::ops::unary::scale_tensor(g, s)?;
+                continue;
+            }
             crate::with_dtype!(g.dtype(), T => {
                 let s = <T as crate::backend::cpu::Float>::from_f64(s);
                 for v in g.data_mut::<T>()? {
@@ -80,8 +84,17 @@ impl Gradients {
         Ok(())
     }
 
-    /// The L2 norm over all gradients together (computed in f64).
+    /// The L2 norm over all gradients together (computed in f64). On a GPU
+    /// it is one launch and a read-back; a driver failure there gives NaN,
+    /// which every caller treats as a non-finite norm.
     pub fn global_norm(&self) -> f64 {
+        match crate::optim::cuda::grads_device("global_norm", self) {
+            Ok(Some(dev)) => {
+                return crate::optim::cuda::global_norm(&dev, self).unwrap_or(f64::NAN)
+            }
+            Ok(None) => {}
+            Err(_) => return f64::NAN,
+        }
         self.iter()
             .map(|(_, g)| g.to_f64_vec().iter().map(|v| v * v).sum::<f64>())
             .sum::<f64>()

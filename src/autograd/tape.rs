@@ -185,7 +185,8 @@ impl Tape {
                 loss.shape()
             )));
         }
-        let seed = Tensor::ones(loss.shape().clone(), loss.value.dtype());
+        let seed = Tensor::ones(loss.shape().clone(), loss.value.dtype())
+            .to_device(&loss.value.device())?;
         self.backward_with_seed(loss, seed)
     }
 

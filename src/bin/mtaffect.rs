@@ -405,6 +405,45 @@ fn info(ordinal: usize) -> Result<()> {
         }
         Err(e) => println!("NVRTC:         none ({e})"),
     }
+    if device.is_some() {
+        runtime_check(ordinal)?;
+    }
+    Ok(())
+}
+
+/// Opens the device as the ops do (context, stream, modules), runs one
+/// kernel on a few values and checks them: the runtime path end to end.
+fn runtime_check(ordinal: usize) -> Result<()> {
+    use mtaffect::{Device, Tape, Tensor};
+    let dev = cuda::CudaDevice::get(ordinal)?;
+    let (compiled, cached, took) = dev.startup();
+    println!(
+        "runtime:       {} modules loaded in {:.0} ms ({compiled} compiled, {cached} from cache)",
+        compiled + cached,
+        took.as_secs_f64() * 1e3
+    );
+    let t = Instant::now();
+    let x = Tensor::from_vec(vec![-1.5f32, 2.0, -3.0, 4.5], [4])?
+        .to_device(&Device::Cuda(dev.clone()))?;
+    let tape = Tape::no_grad();
+    let y = mtaffect::ops::relu(&tape, &tape.constant(x))?
+        .into_value()
+        .to_cpu()?;
+    let got = y.to_vec::<f32>()?;
+    if got != [0.0, 2.0, 0.0, 4.5] {
+        return Err(mtaffect::Error::Cuda(format!(
+            "relu on the device returned {got:?}, expected [0, 2, 0, 4.5]"
+        )));
+    }
+    println!(
+        "kernel launch: ok (relu on 4 values, {:.0} us with copies)",
+        t.elapsed().as_secs_f64() * 1e6
+    );
+    let s = dev.pool_stats();
+    println!(
+        "memory pool:   {} B reserved, {} B in use, {} driver allocations, {} reuses",
+        s.reserved_bytes, s.in_use_bytes, s.driver_allocs, s.reuses
+    );
     Ok(())
 }
 

@@ -8,8 +8,10 @@
 //! Eval normalises with the running estimates. Statistics and backward sums
 //! accumulate in f64 whatever the dtype, so f32 stays accurate at large m.
 
+mod cuda;
+
 use crate::backend::cpu::Float;
-use crate::tensor::check_same_dtype;
+use crate::tensor::{check_same_dtype, same_device};
 use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
 
 /// Hyper-parameters and mode of [`batch_norm2d`].
@@ -124,6 +126,30 @@ pub fn batch_norm2d(
         ));
     }
     let gamma = weight.value().clone();
+    let dev = same_device(
+        OP,
+        &[&xt, &gamma, bias.value(), &*running_mean, &*running_var],
+    )?;
+    if let Some(dev) = dev {
+        let p = cuda::BnParams::new(&dev, m, c, &prm);
+        let (y, stats) = cuda::forward(
+            &dev,
+            &p,
+            &xt,
+            &gamma,
+            bias.value(),
+            running_mean,
+            running_var,
+        )?;
+        return tape.record(OP, &[x, weight, bias], y, move |dy, needs| {
+            let (dx, dw, db) = cuda::backward(&dev, &p, dy, &xt, &stats, &gamma)?;
+            Ok(vec![
+                needs[0].then_some(dx),
+                needs[1].then_some(dw),
+                needs[2].then_some(db),
+            ])
+        });
+    }
     let (y, xhat, inv_std) = with_dtype!(xt.dtype(), T => {
         let xd = xt.data::<T>()?;
         let (mean, var) = if prm.training {

@@ -22,6 +22,19 @@ fn bmm_tensors(
     tr: Transposes,
     [batch, m, k, n]: [usize; 4],
 ) -> Result<Tensor> {
+    if let Some(dev) = crate::tensor::same_device("bmm", &[a, b])? {
+        return crate::ops::matmul::cuda::gemm(
+            &dev,
+            "bmm",
+            a,
+            tr.a,
+            b,
+            tr.b,
+            [batch, m, k, n],
+            None,
+            true,
+        );
+    }
     with_dtype!(a.dtype(), T => {
         let (ad, bd) = (a.data::<T>()?, b.data::<T>()?);
         let mut c = vec![T::ZERO; batch * m * n];

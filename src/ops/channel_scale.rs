@@ -21,6 +21,19 @@ pub fn channel_scale(tape: &Tape, x: &Var, g: &Var) -> Result<Var> {
         ));
     }
     let (n, c) = (x.dims()[0], x.dims()[3]);
+    if let Some(dev) = crate::tensor::same_device("channel_scale", &[x.value(), g.value()])? {
+        // On the GPU this is a broadcasting multiply by g viewed as [N, 1, 1, C];
+        // dg sums dy·x over H, W with the broadcast reduction.
+        let (xt, g4) = (x.value().clone(), g.value().reshape([n, 1, 1, c])?);
+        let y = super::elementwise::cuda::mul(&dev, &xt, &g4)?;
+        return tape.record("channel_scale", &[x, g], y, move |dy, needs| {
+            let mut grads = super::elementwise::cuda::mul_backward(&dev, dy, &xt, &g4, needs)?;
+            if let Some(dg) = grads[1].take() {
+                grads[1] = Some(dg.reshape([n, c])?);
+            }
+            Ok(grads)
+        });
+    }
     let hw = x.value().numel() / (n * c).max(1);
     let (xt, gt) = (x.value().clone(), g.value().clone());
     // Row r (a pixel) of sample r / hw is scaled by g's row r / hw.

@@ -20,9 +20,11 @@
 //! [`conv_transpose2d`](super::conv_transpose::conv_transpose2d) is the
 //! adjoint of this op and reuses [`forward`], [`dgrad`] and [`wgrad`].
 
+mod cuda;
+
 use crate::backend::cpu::{gemm_strided, Float, MatRef};
-use crate::tensor::check_same_dtype;
-use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
+use crate::tensor::{check_same_dtype, same_device};
+use crate::{with_dtype, Error, Result, Shape, Tape, Tensor, Var};
 use rayon::prelude::*;
 
 /// Elements of one patch buffer: 2^21 (8 MiB of f32, 16 MiB of f64).
@@ -430,8 +432,72 @@ pub fn wgrad<T: Float>(g: &Conv2dGeom, x: &[T], dy: &[T]) -> Vec<T> {
     dw
 }
 
+/// conv forward on tensors, on their device.
+pub(crate) fn forward_t(
+    g: &Conv2dGeom,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    if let Some(dev) = same_device("conv2d", &[x, w])? {
+        if let Some(b) = bias {
+            same_device("conv2d", &[x, b])?;
+        }
+        return cuda::fprop(&dev, g, x, w, bias);
+    }
+    with_dtype!(x.dtype(), T => {
+        let b = bias.map(|b| b.data::<T>()).transpose()?;
+        Tensor::from_vec(forward(g, x.data::<T>()?, w.data::<T>()?, b), g.out_dims())
+    })
+}
+
+/// conv dgrad on tensors, on their device, plus a per-channel `bias`
+/// (conv_transpose2d's forward).
+pub(crate) fn dgrad_t(
+    op: &'static str,
+    g: &Conv2dGeom,
+    dy: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    if let Some(dev) = same_device(op, &[dy, w])? {
+        if let Some(b) = bias {
+            same_device(op, &[dy, b])?;
+        }
+        return cuda::dgrad(&dev, op, g, dy, w, bias);
+    }
+    with_dtype!(dy.dtype(), T => {
+        let mut dx = dgrad(g, dy.data::<T>()?, w.data::<T>()?);
+        if let Some(b) = bias {
+            let b = b.data::<T>()?;
+            for row in dx.chunks_exact_mut(g.c) {
+                row.iter_mut().zip(b).for_each(|(v, &bb)| *v += bb);
+            }
+        }
+        Tensor::from_vec(dx, g.in_dims())
+    })
+}
+
+/// conv wgrad on tensors, on their device: a weight gradient of `w_shape`.
+pub(crate) fn wgrad_t(
+    op: &'static str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    dy: &Tensor,
+    w_shape: &Shape,
+) -> Result<Tensor> {
+    if let Some(dev) = same_device(op, &[x, dy])? {
+        return cuda::wgrad(&dev, op, g, x, dy, w_shape);
+    }
+    with_dtype!(dy.dtype(), T => Tensor::from_vec(wgrad(g, x.data::<T>()?, dy.data::<T>()?), w_shape.clone()))
+}
+
 /// Sum of `dy` over all rows, per channel (the bias gradient).
 pub(crate) fn channel_sum(dy: &Tensor, channels: usize) -> Result<Tensor> {
+    if let Some(dev) = dy.cuda_device() {
+        let shape = Shape::new(vec![channels]);
+        return crate::ops::reduce::cuda::sum_to_shape(dev, "conv bias", dy, &shape, 1.0);
+    }
     with_dtype!(dy.dtype(), T => {
         let mut s = vec![T::ZERO; channels];
         for row in dy.data::<T>()?.chunks_exact(channels) {
@@ -473,23 +539,21 @@ pub fn conv2d(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>, prm: Conv2dPara
     let g = Conv2dGeom::new("conv2d", x.dims(), w.dims(), prm)?;
     check_operands("conv2d", x, w, bias, g.k)?;
     let (xt, wt) = (x.value().clone(), w.value().clone());
-    let y = with_dtype!(xt.dtype(), T => {
-        let b = bias.map(|b| b.value().data::<T>()).transpose()?;
-        Tensor::from_vec(forward(&g, xt.data::<T>()?, wt.data::<T>()?, b), g.out_dims())?
-    });
+    let y = forward_t(&g, &xt, &wt, bias.map(|b| b.value()))?;
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     tape.record("conv2d", &inputs, y, move |dy, needs| {
-        with_dtype!(dy.dtype(), T => {
-            let d = dy.data::<T>()?;
-            let dx = if needs[0] { Some(Tensor::from_vec(dgrad(&g, d, wt.data::<T>()?), g.in_dims())?) } else { None };
-            let dw = if needs[1] { Some(Tensor::from_vec(wgrad(&g, xt.data::<T>()?, d), wt.shape().clone())?) } else { None };
-            let mut grads = vec![dx, dw];
-            if needs.len() == 3 {
-                grads.push(if needs[2] { Some(channel_sum(dy, g.k)?) } else { None });
-            }
-            Ok(grads)
-        })
+        let dx = needs[0]
+            .then(|| dgrad_t("conv2d", &g, dy, &wt, None))
+            .transpose()?;
+        let dw = needs[1]
+            .then(|| wgrad_t("conv2d", &g, &xt, dy, wt.shape()))
+            .transpose()?;
+        let mut grads = vec![dx, dw];
+        if needs.len() == 3 {
+            grads.push(needs[2].then(|| channel_sum(dy, g.k)).transpose()?);
+        }
+        Ok(grads)
     })
 }
 

@@ -10,8 +10,10 @@
 //! weight of that adjoint conv (PyTorch's ConvTranspose2d weight
 //! [C_in, C_out/groups, kH, kW] with the kernel axes moved before the channels).
 
-use super::conv::{channel_sum, check_operands, dgrad, forward, wgrad, Conv2dGeom, Conv2dParams};
-use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
+use super::conv::{
+    channel_sum, check_operands, dgrad_t, forward_t, wgrad_t, Conv2dGeom, Conv2dParams,
+};
+use crate::{Error, Result, Tape, Var};
 
 /// x [N, H, W, C_in], weight [C_in, R, S, C_out/groups], optional bias
 /// [C_out] -> [N, H', W', C_out] with
@@ -90,29 +92,21 @@ pub fn conv_transpose2d(
     }
     check_operands(OP, x, w, bias, g.c)?;
     let (xt, wt) = (x.value().clone(), w.value().clone());
-    let y = with_dtype!(xt.dtype(), T => {
-        let mut y = dgrad(&g, xt.data::<T>()?, wt.data::<T>()?);
-        if let Some(b) = bias {
-            let b = b.value().data::<T>()?;
-            for row in y.chunks_exact_mut(g.c) {
-                row.iter_mut().zip(b).for_each(|(v, &bb)| *v += bb);
-            }
-        }
-        Tensor::from_vec(y, out)?
-    });
+    // Through the adjoint conv: forward = its dgrad, dgrad = its forward,
+    // wgrad = its wgrad with this op's output gradient as the conv's input.
+    let y = dgrad_t(OP, &g, &xt, &wt, bias.map(|b| b.value()))?;
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     tape.record(OP, &inputs, y, move |dy, needs| {
-        with_dtype!(dy.dtype(), T => {
-            let d = dy.data::<T>()?;
-            let dx = if needs[0] { Some(Tensor::from_vec(forward(&g, d, wt.data::<T>()?, None), xt.shape().clone())?) } else { None };
-            let dw = if needs[1] { Some(Tensor::from_vec(wgrad(&g, d, xt.data::<T>()?), wt.shape().clone())?) } else { None };
-            let mut grads = vec![dx, dw];
-            if needs.len() == 3 {
-                grads.push(if needs[2] { Some(channel_sum(dy, g.c)?) } else { None });
-            }
-            Ok(grads)
-        })
+        let dx = needs[0].then(|| forward_t(&g, dy, &wt, None)).transpose()?;
+        let dw = needs[1]
+            .then(|| wgrad_t(OP, &g, dy, &xt, wt.shape()))
+            .transpose()?;
+        let mut grads = vec![dx, dw];
+        if needs.len() == 3 {
+            grads.push(needs[2].then(|| channel_sum(dy, g.c)).transpose()?);
+        }
+        Ok(grads)
     })
 }
 
@@ -120,6 +114,7 @@ pub fn conv_transpose2d(
 mod tests {
     use super::*;
     use crate::gradcheck::check_gradients;
+    use crate::Tensor;
     use crate::{DType, Rng};
 
     /// Direct definition by scatter: every input element adds x · w[ci, r, s, co]

@@ -17,6 +17,17 @@ pub fn dropout(tape: &Tape, x: &Var, p: f64, training: bool, rng: &mut Rng) -> R
         .map(|_| if rng.bernoulli(p) { 0.0 } else { keep })
         .collect();
     let mask = Tensor::from_f64s(&mask, x.shape().clone(), x.value().dtype())?;
+    if let Some(dev) = x.value().cuda_device().cloned() {
+        // The mask comes from the same seeded host generator as on the CPU
+        // (identical runs on both), copied to the device explicitly.
+        let mask = mask.to_device(&x.value().device())?;
+        let y = crate::ops::elementwise::cuda::mul(&dev, x.value(), &mask)?;
+        return tape.record("dropout", &[x], y, move |g, _| {
+            Ok(vec![Some(crate::ops::elementwise::cuda::mul(
+                &dev, g, &mask,
+            )?)])
+        });
+    }
     let apply = |a: &Tensor, m: &Tensor| -> Result<Tensor> {
         with_dtype!(a.dtype(), T => {
             let v: Vec<T> = a.data::<T>()?.iter().zip(m.data::<T>()?).map(|(&u, &w)| u * w).collect();

@@ -1,9 +1,11 @@
 //! add, sub, mul, div with NumPy broadcasting (batch, channel, scalar, or any
 //! axes of size 1). Backward sums the gradient over the broadcast axes.
 
+pub(crate) mod cuda;
+
 use super::strided::{broadcast_shapes, broadcast_strides, for_each_offset, sum_to_shape};
 use crate::backend::cpu::Float;
-use crate::tensor::{check_same_dtype, check_same_shape};
+use crate::tensor::{check_same_dtype, check_same_shape, same_device};
 use crate::{with_dtype, Result, Shape, Tape, Tensor, Var};
 
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +40,9 @@ impl BinOp {
 fn binary_forward(op: BinOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     check_same_dtype(op.name(), a, b)?;
     let out = broadcast_shapes(op.name(), a.shape(), b.shape())?;
+    if let Some(dev) = same_device(op.name(), &[a, b])? {
+        return cuda::forward(&dev, op, a, b, &out);
+    }
     with_dtype!(a.dtype(), T => {
         let (x, y) = (a.data::<T>()?, b.data::<T>()?);
         let n = out.numel();
@@ -73,7 +78,11 @@ fn binary(tape: &Tape, op: BinOp, a: &Var, b: &Var) -> Result<Var> {
     let out = binary_forward(op, a.value(), b.value())?;
     let (ta, tb) = (a.value().clone(), b.value().clone());
     let out_shape = out.shape().clone();
+    let dev = out.cuda_device().cloned();
     tape.record(op.name(), &[a, b], out, move |g, needs| {
+        if let Some(dev) = &dev {
+            return cuda::backward(dev, op, g, &ta, &tb, needs);
+        }
         with_dtype!(g.dtype(), T => {
             let gd = g.data::<T>()?;
             let (x, y) = (ta.data::<T>()?, tb.data::<T>()?);

@@ -2,6 +2,8 @@
 //! (token features before attention). Statistics per row use the biased
 //! variance, as in PyTorch, and accumulate in f64.
 
+mod cuda;
+
 use crate::backend::cpu::Float;
 use crate::tensor::check_same_dtype;
 use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
@@ -32,6 +34,19 @@ pub fn layer_norm(tape: &Tape, x: &Var, weight: &Var, bias: &Var, eps: f64) -> R
         return Err(Error::arg(OP, format!("eps = {eps} must be > 0")));
     }
     let gamma = weight.value().clone();
+    if let Some(dev) = crate::tensor::same_device(OP, &[x.value(), &gamma, bias.value()])? {
+        let p = cuda::LayerNormParams::new(&dev, x.value().numel() / d, d, eps);
+        let xt = x.value().clone();
+        let (y, stats) = cuda::forward(&dev, &p, &xt, &gamma, bias.value())?;
+        return tape.record(OP, &[x, weight, bias], y, move |dy, needs| {
+            let (dx, dw, db) = cuda::backward(&dev, &p, dy, &xt, &gamma, &stats)?;
+            Ok(vec![
+                needs[0].then_some(dx),
+                needs[1].then_some(dw),
+                needs[2].then_some(db),
+            ])
+        });
+    }
     let (y, xhat, inv_std) = with_dtype!(x.value().dtype(), T => {
         let (gd, bd) = (gamma.data::<T>()?, bias.value().data::<T>()?);
         let xd = x.value().data::<T>()?;

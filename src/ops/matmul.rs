@@ -2,6 +2,8 @@
 //! All products go through the strided CPU GEMM, so transposed operands in
 //! backward are views, never copies.
 
+pub(crate) mod cuda;
+
 use crate::backend::cpu::{gemm, Float, MatRef};
 use crate::tensor::check_same_dtype;
 use crate::{with_dtype, Error, Result, Shape, Tape, Tensor, Var};
@@ -16,6 +18,9 @@ fn product(
     k: usize,
     n: usize,
 ) -> Result<Tensor> {
+    if let Some(dev) = crate::tensor::same_device("matmul", &[a, b])? {
+        return cuda::gemm(&dev, "matmul", a, ta, b, tb, [1, m, k, n], None, false);
+    }
     with_dtype!(a.dtype(), T => {
         let av = MatRef::new(a.data::<T>()?, if ta { k } else { m }, if ta { m } else { k });
         let bv = MatRef::new(b.data::<T>()?, if tb { n } else { k }, if tb { k } else { n });
@@ -94,7 +99,25 @@ pub fn linear(tape: &Tape, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
     let mut out_dims = xt.dims().to_vec();
     *out_dims.last_mut().unwrap() = out_f;
     let out_shape = Shape::new(out_dims);
-    let y = {
+    let dev = crate::tensor::same_device("linear", &[&xt, &wt])?;
+    let y = if let Some(dev) = &dev {
+        let bt = b.map(|b| b.value());
+        if let Some(bt) = bt {
+            crate::tensor::same_device("linear", &[&xt, bt])?;
+        }
+        let y = cuda::gemm(
+            dev,
+            "linear",
+            &xt,
+            false,
+            &wt,
+            true,
+            [1, rows, in_f, out_f],
+            bt,
+            false,
+        )?;
+        y.reshape(out_shape)?
+    } else {
         let mut y = product(&xt, false, &wt, true, rows, in_f, out_f)?;
         if let Some(b) = b {
             with_dtype!(y.dtype(), T => {
@@ -123,7 +146,17 @@ pub fn linear(tape: &Tape, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
         };
         let mut grads = vec![gx, gw];
         if needs.len() == 3 {
-            grads.push(if needs[2] {
+            grads.push(if !needs[2] {
+                None
+            } else if let Some(dev) = &dev {
+                Some(crate::ops::reduce::cuda::sum_to_shape(
+                    dev,
+                    "linear",
+                    &g2,
+                    &Shape::new(vec![out_f]),
+                    1.0,
+                )?)
+            } else {
                 Some(with_dtype!(g2.dtype(), T => {
                     let mut s = vec![T::ZERO; out_f];
                     for row in g2.data::<T>()?.chunks(out_f) {
@@ -131,8 +164,6 @@ pub fn linear(tape: &Tape, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
                     }
                     Tensor::from_vec(s, [out_f])?
                 }))
-            } else {
-                None
             });
         }
         Ok(grads)
@@ -140,6 +171,9 @@ pub fn linear(tape: &Tape, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
 }
 
 fn transpose_tensor(t: &Tensor) -> Result<Tensor> {
+    if let Some(dev) = t.cuda_device() {
+        return cuda::transpose2d(dev, t);
+    }
     let (r, c) = (t.dims()[0], t.dims()[1]);
     with_dtype!(t.dtype(), T => {
         let d = t.data::<T>()?;

@@ -7,6 +7,8 @@
 //! every window overlaps the input. Padding is symmetric and at most half the
 //! kernel, as in PyTorch.
 
+mod cuda;
+
 use crate::backend::cpu::Float;
 use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
 
@@ -187,6 +189,20 @@ fn pool(
         vec![g.n, g.p, g.q, c]
     };
     let in_shape = x.shape().clone();
+    if let Some(dev) = x.value().cuda_device().cloned() {
+        let p = cuda::PoolParams::new(op, &g, kind)?;
+        let (y, argmax) = cuda::forward(&dev, op, &p, x.value(), out_dims.into())?;
+        return tape.record(op, &[x], y, move |dy, _| {
+            Ok(vec![Some(cuda::backward(
+                &dev,
+                op,
+                &p,
+                dy,
+                argmax.as_ref(),
+                &in_shape,
+            )?)])
+        });
+    }
     let (y, argmax) = with_dtype!(x.value().dtype(), T => {
         let xd = x.value().data::<T>()?;
         let mut y = vec![T::ZERO; g.n * g.p * g.q * c];

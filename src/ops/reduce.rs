@@ -1,5 +1,7 @@
 //! sum and mean over any set of axes, with or without keeping them as size 1.
 
+pub(crate) mod cuda;
+
 use super::strided::{broadcast_strides, for_each_offset, sum_to_shape};
 use crate::backend::cpu::Float;
 use crate::{with_dtype, Error, Result, Shape, Tape, Tensor, Var};
@@ -46,15 +48,29 @@ fn reduce(
                 .collect::<Vec<_>>(),
         )
     };
-    let y = with_dtype!(x.value().dtype(), T => {
-        let mut v = sum_to_shape(x.value().data::<T>()?, &xs, &kept);
-        if mean {
-            let inv = T::ONE / T::from_f64(count as f64);
-            v.iter_mut().for_each(|a| *a *= inv);
+    let dev = x.value().cuda_device().cloned();
+    let y = match &dev {
+        Some(d) => {
+            let scale = if mean { 1.0 / count as f32 } else { 1.0 };
+            cuda::sum_to_shape(d, op, x.value(), &kept, scale)?.reshape(out_shape)?
         }
-        Tensor::from_vec(v, out_shape)?
-    });
+        None => with_dtype!(x.value().dtype(), T => {
+            let mut v = sum_to_shape(x.value().data::<T>()?, &xs, &kept);
+            if mean {
+                let inv = T::ONE / T::from_f64(count as f64);
+                v.iter_mut().for_each(|a| *a *= inv);
+            }
+            Tensor::from_vec(v, out_shape)?
+        }),
+    };
     tape.record(op, &[x], y, move |g, _| {
+        if let Some(d) = &dev {
+            let scale = if mean { 1.0 / count as f32 } else { 1.0 };
+            let gk = g.reshape(kept.clone())?;
+            return Ok(vec![Some(crate::ops::elementwise::cuda::broadcast_scale(
+                d, op, &gk, &xs, scale,
+            )?)]);
+        }
         // Broadcast the gradient back over the reduced axes.
         let gx = with_dtype!(g.dtype(), T => {
             let gd = g.data::<T>()?;

@@ -22,7 +22,7 @@ pub fn narrow(tape: &Tape, x: &Var, axis: isize, start: usize, len: usize) -> Re
         let zeros = |n: usize| -> Result<Tensor> {
             let mut d = g.dims().to_vec();
             d[ax] = n;
-            Ok(Tensor::zeros(d, g.dtype()))
+            Tensor::zeros_on(d, g.dtype(), &g.device())
         };
         let (before, after) = (zeros(start)?, zeros(full - start - len)?);
         if start > 0 {

@@ -1,9 +1,14 @@
 //! softmax and log_softmax over the last axis, max-subtracted for stability.
 
+mod cuda;
+
 use crate::backend::cpu::Float;
 use crate::{with_dtype, Result, Tape, Tensor, Var};
 
 fn forward(x: &Tensor, log: bool) -> Result<Tensor> {
+    if let Some(dev) = x.cuda_device() {
+        return cuda::forward(dev, x, log);
+    }
     let c = *x.dims().last().unwrap_or(&1);
     with_dtype!(x.dtype(), T => {
         let mut out = x.data::<T>()?.to_vec();
@@ -32,6 +37,9 @@ fn op(tape: &Tape, x: &Var, log: bool) -> Result<Var> {
         &[x],
         y,
         move |g, _| {
+            if let Some(dev) = saved.cuda_device() {
+                return Ok(vec![Some(cuda::backward(dev, &saved, g, log)?)]);
+            }
             let gx = with_dtype!(g.dtype(), T => {
                 let (gd, yd) = (g.data::<T>()?, saved.data::<T>()?);
                 let mut out = vec![T::ZERO; gd.len()];

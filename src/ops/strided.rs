@@ -4,6 +4,8 @@
 
 use crate::{Error, Result, Shape};
 
+pub(crate) mod cuda;
+
 /// Strides of `shape` right-aligned to `rank` dims, zero wherever the
 /// operand has size 1 (or is missing) and so repeats along that axis.
 pub(crate) fn broadcast_strides(shape: &Shape, rank: usize) -> Vec<usize> {

@@ -2,6 +2,8 @@
 //! Each derivative is written in terms of the input or the output, and only
 //! that one is saved for backward.
 
+mod cuda;
+
 use crate::backend::cpu::Float;
 use crate::{with_dtype, Result, Tape, Tensor, Var};
 
@@ -90,16 +92,23 @@ impl Unary {
 
 fn unary(tape: &Tape, op: Unary, x: &Var) -> Result<Var> {
     let xt = x.value();
-    let y = with_dtype!(xt.dtype(), T => {
-        let v: Vec<T> = xt.data::<T>()?.iter().map(|&a| op.f(a)).collect();
-        Tensor::from_vec(v, xt.shape().clone())?
-    });
+    let dev = xt.cuda_device().cloned();
+    let y = match &dev {
+        Some(d) => cuda::forward(d, op, xt)?,
+        None => with_dtype!(xt.dtype(), T => {
+            let v: Vec<T> = xt.data::<T>()?.iter().map(|&a| op.f(a)).collect();
+            Tensor::from_vec(v, xt.shape().clone())?
+        }),
+    };
     let saved = match op.saves() {
         Saves::Nothing => None,
         Saves::Input => Some(xt.clone()),
         Saves::Output => Some(y.clone()),
     };
     tape.record(op.name(), &[x], y, move |g, _| {
+        if let Some(d) = &dev {
+            return Ok(vec![Some(cuda::backward(d, op, saved.as_ref(), g)?)]);
+        }
         let gx = with_dtype!(g.dtype(), T => {
             let gd = g.data::<T>()?;
             let v: Vec<T> = match &saved {
@@ -110,6 +119,12 @@ fn unary(tape: &Tape, op: Unary, x: &Var) -> Result<Var> {
         });
         Ok(vec![Some(gx)])
     })
+}
+
+/// `s * x` on plain tensors, on the tensor's device (no tape).
+pub(crate) fn scale_tensor(x: &Tensor, s: f64) -> Result<Tensor> {
+    let tape = Tape::no_grad();
+    Ok(scale(&tape, &tape.constant(x.clone()), s)?.into_value())
 }
 
 /// `s * x`.

@@ -1,6 +1,8 @@
 //! Nearest-neighbour upsampling of NHWC activations by an integer factor
 //! (the generator's parameter-free alternative to transposed convolution).
 
+mod cuda;
+
 use crate::backend::cpu::Float;
 use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
 
@@ -19,6 +21,21 @@ pub fn upsample_nearest2d(tape: &Tape, x: &Var, factor: usize) -> Result<Var> {
     };
     if factor == 0 {
         return Err(Error::arg("upsample_nearest2d", "factor must be >= 1"));
+    }
+    if let Some(dev) = x.value().cuda_device().cloned() {
+        let as64 = |v: usize| v as u64;
+        let p = cuda::UpsampleParams {
+            n: as64(n),
+            h: as64(h),
+            w: as64(w),
+            c: as64(c),
+            f: as64(factor),
+        };
+        let y = cuda::forward(&dev, &p, x.value())?;
+        let in_shape = x.shape().clone();
+        return tape.record("upsample_nearest2d", &[x], y, move |dy, _| {
+            Ok(vec![Some(cuda::backward(&dev, &p, dy, &in_shape)?)])
+        });
     }
     let (ho, wo) = (h * factor, w * factor);
     // Output row (n, ho, wo) reads input row (n, ho / f, wo / f).

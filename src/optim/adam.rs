@@ -1,4 +1,4 @@
-use super::{load_buffers, save_buffers, slot, Optimizer};
+use super::{cuda, load_buffers, save_buffers, slot, Optimizer};
 use crate::backend::cpu::Float;
 use crate::{with_dtype, DType, Error, Gradients, Params, Result, Tensor};
 use serde::{Deserialize, Serialize};
@@ -48,12 +48,42 @@ impl Adam {
     }
 }
 
+const OP: &str = "adam";
+
 impl Optimizer for Adam {
     fn step(&mut self, params: &mut Params, grads: &Gradients, lr: f64) -> Result<()> {
         self.step += 1;
         let c = self.config.clone();
         let bc1 = 1.0 - c.beta1.powi(self.step as i32);
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        if let Some(dev) = cuda::grads_device(OP, grads)? {
+            let mut entries = Vec::new();
+            for (id, g) in grads.iter() {
+                let p = cuda::param_ptr(OP, params, id, g)?;
+                let (m, _) = cuda::state_ptr(OP, &dev, slot(&mut self.m, id.index()), g)?;
+                let (v, _) = cuda::state_ptr(OP, &dev, slot(&mut self.v, id.index()), g)?;
+                let g = g.cuda(OP)?.ptr();
+                entries.push(cuda::Entry {
+                    p,
+                    g,
+                    s1: m,
+                    s2: v,
+                    len: params.get(id).numel(),
+                    first: false,
+                });
+            }
+            let prm = cuda::AdamParams {
+                lr: lr as f32,
+                beta1: c.beta1 as f32,
+                beta2: c.beta2 as f32,
+                eps: c.eps as f32,
+                weight_decay: c.weight_decay as f32,
+                bc1: bc1 as f32,
+                bc2: bc2 as f32,
+                decoupled: c.decoupled as i32,
+            };
+            return cuda::step(&dev, "adam_step", &prm, &entries);
+        }
         for (id, g) in grads.iter() {
             let p = params.get_mut(id);
             let m = slot(&mut self.m, id.index())

@@ -5,6 +5,7 @@
 
 mod adam;
 mod clip;
+pub(crate) mod cuda;
 mod schedule;
 mod sgd;
 

@@ -1,4 +1,4 @@
-use super::{load_buffers, save_buffers, slot, Optimizer};
+use super::{cuda, load_buffers, save_buffers, slot, Optimizer};
 use crate::backend::cpu::Float;
 use crate::{with_dtype, Gradients, Params, Result, Tensor};
 use serde::{Deserialize, Serialize};
@@ -41,9 +41,40 @@ impl Sgd {
     }
 }
 
+const OP: &str = "sgd";
+
 impl Optimizer for Sgd {
     fn step(&mut self, params: &mut Params, grads: &Gradients, lr: f64) -> Result<()> {
         let c = self.config.clone();
+        if let Some(dev) = cuda::grads_device(OP, grads)? {
+            let mut entries = Vec::new();
+            for (id, g) in grads.iter() {
+                let p = cuda::param_ptr(OP, params, id, g)?;
+                let (b, first) = if c.momentum != 0.0 {
+                    cuda::state_ptr(OP, &dev, slot(&mut self.momentum_buffers, id.index()), g)?
+                } else {
+                    (0, false)
+                };
+                let g = g.cuda(OP)?.ptr();
+                entries.push(cuda::Entry {
+                    p,
+                    g,
+                    s1: b,
+                    s2: 0,
+                    len: params.get(id).numel(),
+                    first,
+                });
+            }
+            let prm = cuda::SgdParams {
+                lr: lr as f32,
+                momentum: c.momentum as f32,
+                dampening: c.dampening as f32,
+                weight_decay: c.weight_decay as f32,
+                nesterov: c.nesterov as i32,
+                pad: 0,
+            };
+            return cuda::step(&dev, "sgd_step", &prm, &entries);
+        }
         for (id, g) in grads.iter() {
             let p = params.get_mut(id);
             let buf = slot(&mut self.momentum_buffers, id.index());

@@ -3,16 +3,24 @@
 //! Storage is immutable once shared: ops produce new tensors, and in-place
 //! updates (optimizers) go through [`Tensor::data_mut`], which copies only if
 //! the buffer is still shared (for example, saved by a live tape).
+//!
+//! Storage is host memory or (f32 only) CUDA device memory. Moving between
+//! them is explicit ([`Tensor::to_device`], [`Tensor::to_cpu`]); reading the
+//! elements of a CUDA tensor as a host slice is a "wrong backend" error.
 
+mod cuda_copy;
+mod device;
 mod dtype;
 mod rng;
 mod shape;
 
+pub use device::Device;
 pub use dtype::DType;
 pub use rng::Rng;
 pub use shape::Shape;
 
 use crate::backend::cpu::Float;
+use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::{with_dtype, Error, Result};
 use std::sync::Arc;
 
@@ -43,10 +51,26 @@ impl CpuStorage {
     }
 }
 
+/// A tensor's elements: on the host in any dtype, or f32 on a GPU.
+#[derive(Debug)]
+pub enum Storage {
+    Cpu(CpuStorage),
+    Cuda(CudaStorage),
+}
+
+impl Storage {
+    fn dtype(&self) -> DType {
+        match self {
+            Storage::Cpu(c) => c.dtype(),
+            Storage::Cuda(_) => DType::F32,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Tensor {
     shape: Shape,
-    storage: Arc<CpuStorage>,
+    storage: Arc<Storage>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -74,7 +98,7 @@ impl Tensor {
         }
         Ok(Tensor {
             shape,
-            storage: Arc::new(T::wrap(data)),
+            storage: Arc::new(Storage::Cpu(T::wrap(data))),
         })
     }
 
@@ -89,12 +113,23 @@ impl Tensor {
         let storage = with_dtype!(dtype, T => T::wrap(vec![T::from_f64(value); n]));
         Tensor {
             shape,
-            storage: Arc::new(storage),
+            storage: Arc::new(Storage::Cpu(storage)),
         }
     }
 
     pub fn zeros(shape: impl Into<Shape>, dtype: DType) -> Tensor {
         Tensor::full(shape, 0.0, dtype)
+    }
+
+    /// Zeros on `device` (filled there: no host buffer is copied over).
+    pub fn zeros_on(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(Tensor::zeros(shape, dtype)),
+            Device::Cuda(d) => {
+                let shape = shape.into();
+                Tensor::from_cuda(CudaStorage::zeros(d, shape.numel())?, shape)
+            }
+        }
     }
 
     pub fn ones(shape: impl Into<Shape>, dtype: DType) -> Tensor {
@@ -147,38 +182,155 @@ impl Tensor {
         self.storage.dtype()
     }
 
-    /// The elements as a slice of `T`; an error if `T` is not the tensor's dtype.
+    /// The elements as a host slice of `T`; an error if `T` is not the
+    /// tensor's dtype or the tensor lives on a GPU.
     pub fn data<T: Float>(&self) -> Result<&[T]> {
-        T::slice(&self.storage).ok_or_else(|| Error::DType {
+        let cpu = self.cpu("data")?;
+        T::slice(cpu).ok_or_else(|| Error::DType {
             op: "data",
             expected: T::DTYPE.to_string(),
             found: self.dtype().to_string(),
         })
     }
 
-    /// Mutable elements; copies the buffer first if another tensor shares it.
+    /// Mutable host elements; copies the buffer first if another tensor shares it.
     pub fn data_mut<T: Float>(&mut self) -> Result<&mut [T]> {
         let found = self.dtype();
-        T::slice_mut(Arc::make_mut(&mut self.storage)).ok_or_else(|| Error::DType {
+        let copy = match Arc::get_mut(&mut self.storage) {
+            Some(_) => None,
+            None => Some(self.cpu("data_mut")?.clone()),
+        };
+        if let Some(c) = copy {
+            self.storage = Arc::new(Storage::Cpu(c));
+        }
+        let cpu = match Arc::get_mut(&mut self.storage) {
+            Some(Storage::Cpu(c)) => Some(c),
+            _ => None,
+        };
+        let cpu = cpu.ok_or_else(|| self_backend_error("data_mut", "cpu", "cuda"))?;
+        T::slice_mut(cpu).ok_or_else(|| Error::DType {
             op: "data_mut",
             expected: T::DTYPE.to_string(),
             found: found.to_string(),
         })
     }
 
+    /// The host storage; a "wrong backend" error naming `op` for a CUDA tensor.
+    fn cpu(&self, op: &'static str) -> Result<&CpuStorage> {
+        match &*self.storage {
+            Storage::Cpu(c) => Ok(c),
+            Storage::Cuda(_) => Err(self_backend_error(op, "cpu", &self.device().to_string())),
+        }
+    }
+
+    /// The device storage; a "wrong backend" error naming `op` for a host tensor.
+    pub fn cuda(&self, op: &'static str) -> Result<&CudaStorage> {
+        match &*self.storage {
+            Storage::Cuda(c) => Ok(c),
+            Storage::Cpu(_) => Err(self_backend_error(op, "cuda", "cpu")),
+        }
+    }
+
+    /// Mutable device storage (optimizer updates in place); copies the
+    /// buffer on the device first if another tensor shares it.
+    pub fn cuda_mut(&mut self, op: &'static str) -> Result<&mut CudaStorage> {
+        if Arc::get_mut(&mut self.storage).is_none() {
+            let copy = self.cuda(op)?.try_clone()?;
+            self.storage = Arc::new(Storage::Cuda(copy));
+        }
+        match Arc::get_mut(&mut self.storage) {
+            Some(Storage::Cuda(c)) => Ok(c),
+            _ => Err(self_backend_error(op, "cuda", "cpu")),
+        }
+    }
+
+    /// Wraps device storage of `shape.numel()` elements as a tensor.
+    pub fn from_cuda(storage: CudaStorage, shape: impl Into<Shape>) -> Result<Tensor> {
+        let shape = shape.into();
+        if storage.len() != shape.numel() {
+            return Err(Error::shape(
+                "from_cuda",
+                format!("{} elements for shape {}", storage.len(), shape),
+            ));
+        }
+        Ok(Tensor {
+            shape,
+            storage: Arc::new(Storage::Cuda(storage)),
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        match &*self.storage {
+            Storage::Cpu(_) => Device::Cpu,
+            Storage::Cuda(c) => Device::Cuda(c.device().clone()),
+        }
+    }
+
+    pub fn is_cuda(&self) -> bool {
+        matches!(&*self.storage, Storage::Cuda(_))
+    }
+
+    /// The GPU this tensor lives on, if any.
+    pub fn cuda_device(&self) -> Option<&Arc<CudaDevice>> {
+        match &*self.storage {
+            Storage::Cuda(c) => Some(c.device()),
+            Storage::Cpu(_) => None,
+        }
+    }
+
+    /// An explicit copy to `device` (shares the buffer when already there).
+    /// CUDA tensors are f32: an f64 tensor is converted on the way.
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        match (device, &*self.storage) {
+            (Device::Cpu, _) => self.to_cpu(),
+            (Device::Cuda(d), Storage::Cuda(c)) if c.device().ordinal() == d.ordinal() => {
+                Ok(self.clone())
+            }
+            (Device::Cuda(d), Storage::Cuda(c)) => {
+                // Across GPUs through the host: rare, and explicit.
+                let host = c.to_host()?;
+                Tensor::from_cuda(CudaStorage::from_host(d, &host)?, self.shape.clone())
+            }
+            (Device::Cuda(d), Storage::Cpu(_)) => {
+                let host = self.to_dtype(DType::F32);
+                let storage = CudaStorage::from_host(d, host.data::<f32>()?)?;
+                Tensor::from_cuda(storage, self.shape.clone())
+            }
+        }
+    }
+
+    /// An explicit device-to-host copy (waits for the GPU); shares the
+    /// buffer when already on the host.
+    pub fn to_cpu(&self) -> Result<Tensor> {
+        match &*self.storage {
+            Storage::Cpu(_) => Ok(self.clone()),
+            Storage::Cuda(c) => Tensor::from_vec(c.to_host()?, self.shape.clone()),
+        }
+    }
+
     pub fn to_vec<T: Float>(&self) -> Result<Vec<T>> {
         Ok(self.data::<T>()?.to_vec())
     }
 
-    /// The elements converted to f64, whatever the dtype.
+    /// The elements converted to f64, whatever the dtype. A CUDA tensor is
+    /// read back to the host here (the caller asked for host values); if that
+    /// copy fails the result is all NaN; use [`Tensor::try_to_f64_vec`] to
+    /// get the driver's error instead.
     pub fn to_f64_vec(&self) -> Vec<f64> {
-        match &*self.storage {
-            CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
-            CpuStorage::F64(v) => v.clone(),
-        }
+        self.try_to_f64_vec()
+            .unwrap_or_else(|_| vec![f64::NAN; self.numel()])
     }
 
-    /// The value of a one-element tensor.
+    /// The elements converted to f64, reading a CUDA tensor back to the host.
+    pub fn try_to_f64_vec(&self) -> Result<Vec<f64>> {
+        Ok(match &*self.storage {
+            Storage::Cpu(CpuStorage::F32(v)) => v.iter().map(|&x| x as f64).collect(),
+            Storage::Cpu(CpuStorage::F64(v)) => v.clone(),
+            Storage::Cuda(c) => c.to_host()?.iter().map(|&x| x as f64).collect(),
+        })
+    }
+
+    /// The value of a one-element tensor (read back from the GPU if there).
     pub fn item(&self) -> Result<f64> {
         if self.numel() != 1 {
             return Err(Error::shape(
@@ -186,7 +338,7 @@ impl Tensor {
                 format!("expected one element, found shape {}", self.shape),
             ));
         }
-        Ok(self.to_f64_vec()[0])
+        Ok(self.try_to_f64_vec()?[0])
     }
 
     /// True when both tensors share one buffer (no copy was made).
@@ -211,6 +363,7 @@ impl Tensor {
         })
     }
 
+    /// A copy in `dtype` (on the host; a CUDA tensor asked for f64 is read back).
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
         if dtype == self.dtype() {
             return self.clone();
@@ -234,6 +387,9 @@ impl Tensor {
         let (outer, n, inner) = self.shape.split_at_axis(axis);
         let mut dims = self.dims().to_vec();
         dims[axis] = len;
+        if let Some(dev) = self.cuda_device() {
+            return cuda_copy::narrow(dev, self, (outer, n, inner), start, len, dims);
+        }
         with_dtype!(self.dtype(), T => {
             let src = self.data::<T>()?;
             let mut out = Vec::with_capacity(outer * len * inner);
@@ -277,6 +433,9 @@ impl Tensor {
         let (outer, _, inner) = first.shape.split_at_axis(axis);
         let mut dims = first.dims().to_vec();
         dims[axis] = total;
+        if let Some(dev) = same_device("concat", parts)? {
+            return cuda_copy::concat(&dev, parts, axis, outer, inner, dims);
+        }
         with_dtype!(first.dtype(), T => {
             let mut out = Vec::with_capacity(outer * total * inner);
             for o in 0..outer {
@@ -287,6 +446,37 @@ impl Tensor {
             }
             Tensor::from_vec(out, dims)
         })
+    }
+}
+
+/// The GPU all of `tensors` live on, None if all are on the host, an error
+/// naming `op` if they are split between devices.
+pub(crate) fn same_device(
+    op: &'static str,
+    tensors: &[&Tensor],
+) -> Result<Option<Arc<CudaDevice>>> {
+    let first = tensors.first().map(|t| t.device()).unwrap_or(Device::Cpu);
+    for t in &tensors[1..] {
+        let d = t.device();
+        if d != first {
+            return Err(Error::Device {
+                op,
+                lhs: first.to_string(),
+                rhs: d.to_string(),
+            });
+        }
+    }
+    Ok(match first {
+        Device::Cpu => None,
+        Device::Cuda(d) => Some(d),
+    })
+}
+
+fn self_backend_error(op: &'static str, expected: &str, found: &str) -> Error {
+    Error::Backend {
+        op,
+        expected: expected.to_string(),
+        found: found.to_string(),
     }
 }
 

@@ -1,13 +1,20 @@
 //! CUDA backend: the embedded kernel sources, NVRTC compilation with an
-//! on-disk cache, and the device (driver, context). Everything here returns a
-//! clean [`Error::Cuda`](crate::Error::Cuda) on a machine without CUDA.
+//! on-disk cache, the device (context, one stream, pooled allocator, kernel
+//! launches) and device storage. Everything here returns a clean
+//! [`Error::Cuda`](crate::Error::Cuda) on a machine without CUDA.
 
 mod device;
 mod kernels;
 mod nvrtc;
+mod pool;
+mod runtime;
+mod storage;
 
 pub use device::{driver_available, DeviceInfo};
-pub use kernels::{KernelModule, MODULES};
+pub use kernels::{kernel_names, KernelModule, MODULES};
 pub use nvrtc::{
     cache_dir, compile_all, compile_module, nvrtc_available, nvrtc_version, CompiledModule,
 };
+pub use pool::{size_class, PoolStats};
+pub use runtime::{parse_cuda_ordinal, CudaDevice, BLOCK};
+pub use storage::CudaStorage;

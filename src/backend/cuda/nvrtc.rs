@@ -66,8 +66,19 @@ pub fn compile_module(
     arch: &str,
     cache: Option<&Path>,
 ) -> Result<CompiledModule> {
-    let (major, minor) = nvrtc_version()?;
     let arch = static_arch(arch)?;
+    if !nvrtc_available() {
+        // A host with a driver but no NVRTC (a GPU box given a prebuilt
+        // bundle) may still run PTX that NVRTC made elsewhere for these exact sources.
+        if let Some(ptx) = cache.and_then(|d| cached_from_any_nvrtc(d, module, arch)) {
+            return Ok(CompiledModule {
+                name: module.name,
+                ptx,
+                cached: true,
+            });
+        }
+    }
+    let (major, minor) = nvrtc_version()?;
     let path = cache.map(|d| {
         d.join(format!(
             "{}-{:016x}-{arch}-nvrtc{major}.{minor}.ptx",
@@ -112,10 +123,47 @@ pub fn compile_module(
     })
 }
 
+/// PTX for `module`'s exact source and `arch` from any NVRTC version in `dir`.
+fn cached_from_any_nvrtc(dir: &Path, module: &KernelModule, arch: &str) -> Option<String> {
+    let prefix = format!("{}-{:016x}-{arch}-nvrtc", module.name, module.hash);
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&prefix) && name.ends_with(".ptx")
+        })
+        .and_then(|e| std::fs::read_to_string(e.path()).ok())
+}
+
 /// Every embedded module for `arch`.
 pub fn compile_all(arch: &str, cache: Option<&Path>) -> Result<Vec<CompiledModule>> {
     MODULES
         .iter()
         .map(|m| compile_module(m, arch, cache))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prebuilt_ptx_is_found_for_the_exact_source_and_arch_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = &MODULES[0];
+        let file = format!("{}-{:016x}-sm_90-nvrtc12.9.ptx", m.name, m.hash);
+        std::fs::write(dir.path().join(file), "// ptx").unwrap();
+        assert_eq!(
+            cached_from_any_nvrtc(dir.path(), m, "sm_90").as_deref(),
+            Some("// ptx")
+        );
+        assert!(cached_from_any_nvrtc(dir.path(), m, "sm_80").is_none());
+        let other = KernelModule {
+            name: m.name,
+            source: m.source,
+            hash: m.hash ^ 1,
+        };
+        assert!(cached_from_any_nvrtc(dir.path(), &other, "sm_90").is_none());
+    }
 }

@@ -1,7 +1,7 @@
 //! Binary cross-entropy on logits for multi-label action units, with a
 //! per-element ignore mask and an optional per-class positive weight.
 
-use super::{check_target, record_scalar, sigmoid, softplus};
+use super::{check_target, cuda, record_scalar, sigmoid, softplus};
 use crate::{Error, Result, Tape, Tensor, Var};
 
 /// The marker for a missing action-unit label.
@@ -32,6 +32,17 @@ pub fn bce_with_logits(
                 logits.shape()
             ),
         ));
+    }
+    if let Some(dev) = crate::tensor::same_device(OP, &[logits.value(), targets])? {
+        // Target values are checked on the host path only: reading them here
+        // would synchronise; an out-of-range target gives a wrong loss, not UB.
+        let inp = cuda::TermInputs {
+            target: Some(targets),
+            pos_weight: &pw,
+            invalid: Some(IGNORE),
+            count_all: false,
+        };
+        return cuda::record_mean_terms(tape, &dev, OP, &[(logits, cuda::Term::Bce, inp)]);
     }
     let (x, t) = (logits.value().to_f64_vec(), targets.to_f64_vec());
     if let Some(bad) = t

@@ -1,5 +1,7 @@
 //! Concordance correlation coefficient loss for valence/arousal regression.
 
+mod cuda;
+
 use super::{check_target, record_scalar};
 use crate::{Error, Result, Tape, Tensor, Var};
 
@@ -61,6 +63,18 @@ pub fn ccc_loss(tape: &Tape, pred: &Var, target: &Tensor, invalid: f64) -> Resul
             format!("prediction {} must be [N, D]", pred.shape()),
         ));
     };
+    if let Some(dev) = crate::tensor::same_device(OP, &[pred.value(), target])? {
+        let with_grad = tape.is_recording() && pred.requires_grad();
+        let (loss, grad) =
+            cuda::ccc_fused(&dev, OP, pred.value(), target, invalid as f32, with_grad)?;
+        return tape.record(OP, &[pred], loss, move |seed, _| {
+            let grad =
+                grad.ok_or_else(|| Error::Tape(format!("{OP}: no gradient was computed")))?;
+            let g =
+                crate::ops::elementwise::cuda::scale_by_device_scalar(&dev, OP, &grad, seed, None)?;
+            Ok(vec![Some(g)])
+        });
+    }
     let (p, t) = (pred.value().to_f64_vec(), target.to_f64_vec());
     let stats: Vec<Option<DimStats>> = (0..d).map(|j| dim_stats(&p, &t, d, j, invalid)).collect();
     let value = stats.iter().flatten().map(|s| 1.0 - s.ccc).sum::<f64>() / d.max(1) as f64;

@@ -1,6 +1,8 @@
 //! Softmax cross-entropy over class logits with ignored targets, class
 //! weights and label smoothing, following PyTorch's `F.cross_entropy`.
 
+mod cuda;
+
 use super::record_scalar;
 use crate::{Error, Result, Tape, Var};
 
@@ -79,13 +81,25 @@ pub fn cross_entropy(
             format!("class_weights must be {c} finite values >= 0, found {w:?}"),
         ));
     }
-    let z = logits.value().to_f64_vec();
     let labels: Vec<Option<usize>> = targets
         .iter()
         .map(|&y| (y != prm.ignore_index).then_some(y as usize))
         .collect();
     let total_w: f64 = labels.iter().flatten().map(|&y| w[y]).sum();
     let inv_w = if total_w > 0.0 { 1.0 / total_w } else { 0.0 };
+    if let Some(dev) = logits.value().cuda_device().cloned() {
+        let with_grad = tape.is_recording() && logits.requires_grad();
+        let (loss, grad) =
+            cuda::fused(&dev, OP, logits.value(), &labels, &w, eps, inv_w, with_grad)?;
+        return tape.record(OP, &[logits], loss, move |seed, _| {
+            let grad =
+                grad.ok_or_else(|| Error::Tape(format!("{OP}: no gradient was computed")))?;
+            let g =
+                crate::ops::elementwise::cuda::scale_by_device_scalar(&dev, OP, &grad, seed, None)?;
+            Ok(vec![Some(g)])
+        });
+    }
+    let z = logits.value().to_f64_vec();
     // Row i's loss is Σ_c a[i, c]·(-lp[i, c]) with a[i, c] = (1-ε)·w[y]·[c = y] + (ε/C)·w[c].
     let coef = move |w: &[f64], y: usize, j: usize| {
         (1.0 - eps) * if j == y { w[y] } else { 0.0 } + eps / c as f64 * w[j]

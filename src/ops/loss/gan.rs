@@ -1,5 +1,6 @@
 //! Adversarial losses on discriminator logits, for the face generator.
 
+use super::cuda::{self as device, record_mean_terms, TermInputs};
 use super::{record_scalar, sigmoid, softplus};
 use crate::tensor::check_same_dtype;
 use crate::{Error, Result, Tape, Var};
@@ -18,6 +19,16 @@ pub enum GanLoss {
     Hinge,
 }
 
+/// GAN terms use only the logits: a plain mean over every element.
+fn no_target() -> TermInputs<'static> {
+    TermInputs {
+        target: None,
+        pos_weight: &[],
+        invalid: None,
+        count_all: true,
+    }
+}
+
 fn check_nonempty(op: &'static str, v: &Var) -> Result<f64> {
     if v.value().numel() == 0 {
         return Err(Error::shape(op, format!("empty logits {}", v.shape())));
@@ -31,6 +42,18 @@ pub fn gan_discriminator_loss(tape: &Tape, kind: GanLoss, real: &Var, fake: &Var
     const OP: &str = "gan_discriminator_loss";
     check_same_dtype(OP, real.value(), fake.value())?;
     let (nr, nf) = (check_nonempty(OP, real)?, check_nonempty(OP, fake)?);
+    if let Some(dev) = crate::tensor::same_device(OP, &[real.value(), fake.value()])? {
+        let (rt, ft) = match kind {
+            GanLoss::NonSaturating => (device::Term::SoftplusNeg, device::Term::SoftplusPos),
+            GanLoss::Hinge => (device::Term::HingeReal, device::Term::HingeFake),
+        };
+        return record_mean_terms(
+            tape,
+            &dev,
+            OP,
+            &[(real, rt, no_target()), (fake, ft, no_target())],
+        );
+    }
     let (r, f) = (real.value().to_f64_vec(), fake.value().to_f64_vec());
     // Per-logit terms and their derivatives: real ones push up, fake ones down.
     let (real_term, real_grad): (Term, Term) = match kind {
@@ -55,6 +78,13 @@ pub fn gan_discriminator_loss(tape: &Tape, kind: GanLoss, real: &Var, fake: &Var
 pub fn gan_generator_loss(tape: &Tape, kind: GanLoss, fake: &Var) -> Result<Var> {
     const OP: &str = "gan_generator_loss";
     let n = check_nonempty(OP, fake)?;
+    if let Some(dev) = fake.value().cuda_device().cloned() {
+        let term = match kind {
+            GanLoss::NonSaturating => device::Term::SoftplusNeg,
+            GanLoss::Hinge => device::Term::Neg,
+        };
+        return record_mean_terms(tape, &dev, OP, &[(fake, term, no_target())]);
+    }
     let f = fake.value().to_f64_vec();
     let value = match kind {
         GanLoss::NonSaturating => f.iter().map(|&x| softplus(-x)).sum::<f64>() / n,

@@ -9,6 +9,7 @@
 mod bce;
 mod ccc;
 mod cross_entropy;
+mod cuda;
 mod gan;
 mod mse;
 

@@ -1,6 +1,6 @@
 //! Mean squared error with an invalid-label mask.
 
-use super::{check_target, record_scalar};
+use super::{check_target, cuda, record_scalar};
 use crate::{Result, Tape, Tensor, Var};
 
 /// What the squared errors of the valid positions are divided by.
@@ -24,6 +24,15 @@ pub fn mse_loss(
     denom: MseDenominator,
 ) -> Result<Var> {
     check_target("mse_loss", pred, target)?;
+    if let Some(dev) = crate::tensor::same_device("mse_loss", &[pred.value(), target])? {
+        let inp = cuda::TermInputs {
+            target: Some(target),
+            pos_weight: &[],
+            invalid,
+            count_all: denom == MseDenominator::All,
+        };
+        return cuda::record_mean_terms(tape, &dev, "mse_loss", &[(pred, cuda::Term::Mse, inp)]);
+    }
     let (p, t) = (pred.value().to_f64_vec(), target.to_f64_vec());
     let valid = move |tv: f64| invalid != Some(tv);
     let count = match denom {

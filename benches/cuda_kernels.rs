@@ -1,0 +1,282 @@
+//! CUDA kernel throughput: `cargo bench --bench cuda_kernels` on a GPU host
+//! (prints one skip line elsewhere). Each figure is the best of several
+//! timed batches, synchronising only around a batch:
+//! - f32 GEMM 4096^3 in TFLOP/s (2·n³ per product);
+//! - conv2d 3x3, 64 -> 64, pad 1, batch 64 at 56x56: fprop, dgrad, wgrad
+//!   in TFLOP/s (2·N·P·Q·K·R·S·C each);
+//! - device-to-device copy of 1 GiB, GB/s counting read + write bytes: the
+//!   ceiling the memory-bound kernels are compared against;
+//! - fused CCC loss + gradient on [N, 2] (bytes: pred + target read once,
+//!   gradient written once, although the kernel reads the inputs three times);
+//! - fused Adam over 64M parameters (bytes: p, g, m, v read; p, m, v written);
+//! - batch norm forward in training mode on [64, 56, 56, 64] (bytes: x read
+//!   once, y written; the kernels read x twice: statistics, then apply).
+//!
+//! scripts/torch_kernel_bench.py measures cuBLAS/cuDNN on the same shapes.
+
+use mtaffect::backend::cuda::{CudaDevice, CudaStorage};
+use mtaffect::ops::loss::ccc_loss;
+use mtaffect::optim::{Adam, AdamConfig, Optimizer};
+use mtaffect::{ops, DType, Device, Gradients, Params, Rng, Tape, Tensor};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Best seconds per call of `f` over `batches` batches of `reps` calls.
+fn time(dev: &CudaDevice, reps: usize, batches: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    dev.synchronize().expect("sync");
+    let mut best = f64::INFINITY;
+    for _ in 0..batches {
+        let t = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        dev.synchronize().expect("sync");
+        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+    }
+    best
+}
+
+fn row(name: &str, size: &str, secs: f64, value: f64, unit: &str, note: &str) {
+    println!(
+        "{name:<22} {size:<22} {:>9.3} {value:>9.1} {unit:<8} {note}",
+        secs * 1e3
+    );
+}
+
+fn main() {
+    let dev = match CudaDevice::get(0) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("cuda_kernels: skipped, no CUDA driver/GPU ({e})");
+            return;
+        }
+    };
+    let gpu = Device::Cuda(dev.clone());
+    let mut rng = Rng::new(0);
+    println!("device: {} ({} SMs)", dev.info().name, dev.sm_count());
+    println!(
+        "{:<22} {:<22} {:>9} {:>9} {:<8} note",
+        "kernel", "size", "ms", "value", "unit"
+    );
+
+    let copy_gbs = copy_bandwidth(&dev);
+    gemm(&dev, &gpu, &mut rng);
+    conv(&dev, &gpu, &mut rng);
+    ccc(&dev, &gpu, &mut rng, copy_gbs);
+    adam(&dev, &gpu, &mut rng, copy_gbs);
+    batch_norm(&dev, &gpu, &mut rng, copy_gbs);
+    let s = dev.pool_stats();
+    println!(
+        "pool: {:.1} MiB reserved, {} driver allocations, {} reuses",
+        s.reserved_bytes as f64 / (1 << 20) as f64,
+        s.driver_allocs,
+        s.reuses
+    );
+}
+
+fn copy_bandwidth(dev: &Arc<CudaDevice>) -> f64 {
+    let n = (1usize << 30) / 4;
+    let src = CudaStorage::zeros(dev, n).expect("alloc");
+    let mut dst = CudaStorage::zeros(dev, n).expect("alloc");
+    let secs = time(dev, 5, 5, || src.copy_to(&mut dst).expect("copy"));
+    let gbs = 2.0 * (n * 4) as f64 / secs / 1e9;
+    row(
+        "copy d2d",
+        "1 GiB",
+        secs,
+        gbs,
+        "GB/s",
+        "read+write; the ceiling",
+    );
+    gbs
+}
+
+fn gemm(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng) {
+    let n = 4096;
+    let tape = Tape::no_grad();
+    let a = tape.constant(
+        Tensor::randn([n, n], 1.0, DType::F32, rng)
+            .to_device(gpu)
+            .unwrap(),
+    );
+    let b = tape.constant(
+        Tensor::randn([n, n], 1.0, DType::F32, rng)
+            .to_device(gpu)
+            .unwrap(),
+    );
+    let secs = time(dev, 5, 3, || {
+        std::hint::black_box(ops::matmul(&tape, &a, &b).expect("matmul"));
+    });
+    let tflops = 2.0 * (n as f64).powi(3) / secs / 1e12;
+    row(
+        "gemm f32",
+        "4096^3",
+        secs,
+        tflops,
+        "TFLOP/s",
+        "gemm_f32, no tensor cores",
+    );
+}
+
+fn ccc(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
+    let n = 1 << 24;
+    let mut params = Params::new();
+    let id = params
+        .add(
+            "pred",
+            Tensor::uniform([n, 2], -1.0, 1.0, DType::F32, rng)
+                .to_device(gpu)
+                .unwrap(),
+        )
+        .unwrap();
+    let target = Tensor::uniform([n, 2], -1.0, 1.0, DType::F32, rng)
+        .to_device(gpu)
+        .unwrap();
+    let secs = time(dev, 5, 3, || {
+        // Forward on a recording tape computes the gradient in the same launch.
+        let tape = Tape::new();
+        let p = tape.param(&params, id);
+        std::hint::black_box(ccc_loss(&tape, &p, &target, -5.0).expect("ccc"));
+    });
+    let gbs = 3.0 * (n * 2 * 4) as f64 / secs / 1e9;
+    row(
+        "ccc loss+grad",
+        "[16M, 2]",
+        secs,
+        gbs,
+        "GB/s",
+        &format!("{:.0}% of copy", 100.0 * gbs / copy_gbs),
+    );
+}
+
+fn adam(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
+    let n = 1 << 26;
+    let mut params = Params::new();
+    let id = params
+        .add(
+            "w",
+            Tensor::randn([n], 1.0, DType::F32, rng)
+                .to_device(gpu)
+                .unwrap(),
+        )
+        .unwrap();
+    let mut grads = Gradients::new();
+    grads
+        .accumulate(
+            id,
+            Tensor::randn([n], 1.0, DType::F32, rng)
+                .to_device(gpu)
+                .unwrap(),
+        )
+        .unwrap();
+    let mut opt = Adam::new(AdamConfig {
+        weight_decay: 0.01,
+        decoupled: true,
+        ..Default::default()
+    });
+    let secs = time(dev, 5, 3, || {
+        opt.step(&mut params, &grads, 1e-3).expect("adam")
+    });
+    let gbs = 7.0 * (n * 4) as f64 / secs / 1e9;
+    row(
+        "adamw step",
+        "64M params",
+        secs,
+        gbs,
+        "GB/s",
+        &format!("{:.0}% of copy", 100.0 * gbs / copy_gbs),
+    );
+}
+
+fn batch_norm(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
+    use mtaffect::ops::{batch_norm2d, BatchNormParams};
+    let (n, c) = (64 * 56 * 56, 64);
+    let tape = Tape::no_grad();
+    let on = |t: Tensor| tape.constant(t.to_device(gpu).unwrap());
+    let x = on(Tensor::randn([64, 56, 56, c], 1.0, DType::F32, rng));
+    let (w, b) = (
+        on(Tensor::ones([c], DType::F32)),
+        on(Tensor::zeros([c], DType::F32)),
+    );
+    let mut rm = Tensor::zeros([c], DType::F32).to_device(gpu).unwrap();
+    let mut rv = Tensor::ones([c], DType::F32).to_device(gpu).unwrap();
+    let secs = time(dev, 10, 3, || {
+        let y = batch_norm2d(
+            &tape,
+            &x,
+            &w,
+            &b,
+            &mut rm,
+            &mut rv,
+            BatchNormParams::default(),
+        );
+        std::hint::black_box(y.expect("batch norm"));
+    });
+    let gbs = 2.0 * (n * c * 4) as f64 / secs / 1e9;
+    row(
+        "batch norm fwd",
+        "[64,56,56,64]",
+        secs,
+        gbs,
+        "GB/s",
+        &format!("{:.0}% of copy", 100.0 * gbs / copy_gbs),
+    );
+}
+
+fn conv(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng) {
+    use mtaffect::ops::{conv2d, Conv2dParams};
+    let (n, h, w, c, k) = (64, 56, 56, 64, 64);
+    let flop = 2.0 * (n * h * w * k * 9 * c) as f64;
+    let mut params = Params::new();
+    let on = |t: Tensor| t.to_device(gpu).unwrap();
+    let xid = params
+        .add("x", on(Tensor::randn([n, h, w, c], 1.0, DType::F32, rng)))
+        .unwrap();
+    let wid = params
+        .add("w", on(Tensor::randn([k, 3, 3, c], 0.05, DType::F32, rng)))
+        .unwrap();
+    let seed = on(Tensor::randn([n, h, w, k], 1.0, DType::F32, rng));
+    let prm = Conv2dParams::new().padding(1);
+    let fwd = time(dev, 5, 3, || {
+        let tape = Tape::no_grad();
+        let (x, wt) = (tape.param(&params, xid), tape.param(&params, wid));
+        std::hint::black_box(conv2d(&tape, &x, &wt, None, prm).expect("conv"));
+    });
+    row(
+        "conv fprop",
+        "3x3 64>64 56x56 b64",
+        fwd,
+        flop / fwd / 1e12,
+        "TFLOP/s",
+        "conv_fprop",
+    );
+    // Backward of one input at a time: the tape then runs only dgrad or only wgrad.
+    for (name, id) in [("conv dgrad", xid), ("conv wgrad", wid)] {
+        let total = time(dev, 5, 3, || {
+            let tape = Tape::new();
+            let x = if id == xid {
+                tape.param(&params, xid)
+            } else {
+                tape.constant(params.get(xid).clone())
+            };
+            let wt = if id == wid {
+                tape.param(&params, wid)
+            } else {
+                tape.constant(params.get(wid).clone())
+            };
+            let y = conv2d(&tape, &x, &wt, None, prm).expect("conv");
+            std::hint::black_box(tape.backward_with_seed(&y, seed.clone()).expect("backward"));
+        });
+        // The timed pass includes one fprop; subtract it.
+        let secs = (total - fwd).max(1e-9);
+        row(
+            name,
+            "3x3 64>64 56x56 b64",
+            secs,
+            flop / secs / 1e12,
+            "TFLOP/s",
+            "backward minus fprop",
+        );
+    }
+}

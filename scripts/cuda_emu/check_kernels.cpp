@@ -1,0 +1,279 @@
+// Runs the CUDA kernels under the CPU emulation of shim.h against naive
+// double-precision references (odd sizes, stride 2, groups, masks, multi-tile
+// and split-K cases). Build and run with scripts/cuda_emu/run.sh.
+#include "kernels_emu.h"
+#include <random>
+static std::mt19937 rng(1);
+std::vector<float> randv(size_t n, float lo = -1, float hi = 1) {
+    std::uniform_real_distribution<float> d(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+void check(const char* what, const float* a, const std::vector<double>& r, double atol=1e-4, double rtol=1e-4) {
+    double worst = 0; for (size_t i = 0; i < r.size(); ++i) { double e = fabs(a[i] - r[i]) / (atol + rtol * fabs(r[i])); if (!(e <= worst)) worst = e; if (!(e <= 1.0)) { printf("%s: FAIL at %zu: %f vs %f\n", what, i, a[i], r[i]); exit(1);} }
+    printf("%s ok (worst err/tol %.3f, %zu values)\n", what, worst, r.size());
+}
+void gemm_case(int batch, int m, int k, int n, bool ta, bool tb, bool bias) {
+    auto A = randv((size_t)batch*m*k), B = randv((size_t)batch*k*n), bi = randv(n);
+    std::vector<float> C((size_t)batch*m*n, NAN);
+    GemmParams p{(u64)m,(u64)n,(u64)k, ta?1ull:(u64)k, ta?(u64)m:1ull, (u64)m*k, tb?1ull:(u64)n, tb?(u64)k:1ull, (u64)k*n, (u64)m*n, 0.f, bias};
+    launch({(unsigned)((n+127)/128),(unsigned)((m+127)/128),(unsigned)batch},{256,1,1},[&]{ gemm_f32(p, A.data(), B.data(), bi.data(), C.data()); });
+    std::vector<double> R(C.size());
+    for (int b=0;b<batch;++b) for (int i=0;i<m;++i) for (int j=0;j<n;++j) { double s = bias?bi[j]:0; for (int q=0;q<k;++q) { double a = ta? A[b*m*k + q*m + i] : A[b*m*k + i*k + q]; double bb = tb? B[b*k*n + j*k + q] : B[b*k*n + q*n + j]; s += a*bb; } R[(size_t)b*m*n+i*n+j]=s; }
+    char name[100]; snprintf(name, 100, "gemm b%d %dx%dx%d ta%d tb%d", batch,m,k,n,ta,tb); check(name, C.data(), R);
+}
+struct G { int n,h,w,c,k,r,s,sh,sw,pt,pb,pl,pr,dh,dw,groups; int p() const { return (h+pt+pb-dh*(r-1)-1)/sh+1; } int q() const { return (w+pl+pr-dw*(s-1)-1)/sw+1; } };
+void conv_case(G g) {
+    int P = g.p(), Q = g.q(), cg = g.c/g.groups, kg = g.k/g.groups;
+    auto X = randv((size_t)g.n*g.h*g.w*g.c), W = randv((size_t)g.k*g.r*g.s*cg), DY = randv((size_t)g.n*P*Q*g.k), bias = randv(g.k);
+    ConvParams p{g.n,g.h,g.w,g.c,g.k,g.r,g.s,P,Q,g.sh,g.sw,g.pt,g.pl,g.dh,g.dw,g.groups,1,1};
+    // naive references
+    std::vector<double> Y((size_t)g.n*P*Q*g.k), DX((size_t)g.n*g.h*g.w*g.c, 0), DW(W.size(), 0);
+    for (int n=0;n<g.n;++n) for (int pp=0;pp<P;++pp) for (int qq=0;qq<Q;++qq) for (int k=0;k<g.k;++k) {
+        int grp = k/kg; double acc = bias[k];
+        for (int r=0;r<g.r;++r) for (int s=0;s<g.s;++s) for (int c=0;c<cg;++c) {
+            int hh = pp*g.sh - g.pt + r*g.dh, ww = qq*g.sw - g.pl + s*g.dw;
+            if (hh<0||hh>=g.h||ww<0||ww>=g.w) continue;
+            size_t xo = ((size_t)(n*g.h+hh)*g.w+ww)*g.c + grp*cg + c, wo = ((size_t)(k*g.r+r)*g.s+s)*cg + c;
+            acc += X[xo]*W[wo];
+            double d = DY[((size_t)(n*P+pp)*Q+qq)*g.k+k];
+            DX[xo] += d*W[wo]; DW[wo] += d*X[xo];
+        }
+        Y[((size_t)(n*P+pp)*Q+qq)*g.k+k] = acc;
+    }
+    std::vector<float> y(Y.size(), NAN), dx(DX.size(), NAN), dw(DW.size(), 0.f);
+    launch({(unsigned)((kg+127)/128),(unsigned)((g.n*P*Q+127)/128),(unsigned)g.groups},{256,1,1},[&]{ conv_fprop(p, X.data(), W.data(), bias.data(), y.data()); });
+    check("conv fprop", y.data(), Y);
+    ConvParams pd = p; pd.has_bias = 0;
+    launch({(unsigned)((cg+127)/128),(unsigned)((g.n*g.h*g.w+127)/128),(unsigned)g.groups},{256,1,1},[&]{ conv_dgrad(pd, DY.data(), W.data(), nullptr, dx.data()); });
+    check("conv dgrad", dx.data(), DX);
+    for (int splits : {1, 3}) {
+        std::fill(dw.begin(), dw.end(), 0.f);
+        ConvParams pw = p; pw.splits = splits; pw.has_bias = 0;
+        int cols = g.r*g.s*cg;
+        launch({(unsigned)((cols+127)/128),(unsigned)(((kg+127)/128)*splits),(unsigned)g.groups},{256,1,1},[&]{ conv_wgrad(pw, X.data(), DY.data(), dw.data()); });
+        check(splits==1?"conv wgrad":"conv wgrad split3", dw.data(), DW);
+    }
+}
+void tiles() {
+    gemm_case(1, 7, 13, 5, false, false, true);
+    gemm_case(1, 129, 9, 131, false, false, false);
+    gemm_case(2, 17, 33, 9, true, false, false);
+    gemm_case(2, 17, 33, 9, false, true, false);
+    gemm_case(2, 17, 33, 9, true, true, false);
+    gemm_case(1, 130, 64, 129, false, true, true);
+    conv_case({2,9,11,5, 7,3,3, 1,1, 1,1,1,1, 1,1, 1});
+    conv_case({2,9,11,6, 4,3,3, 2,2, 1,1,1,1, 1,1, 1});
+    conv_case({1,10,9,8, 6,3,2, 1,1, 1,0,2,1, 1,1, 2});
+    conv_case({2,12,12,4, 5,3,3, 1,1, 2,2,2,2, 2,2, 1});
+    conv_case({2,7,7,12, 12,3,3, 1,1, 1,1,1,1, 1,1, 12});
+    conv_case({3,6,5,40, 130,1,1, 1,1, 0,0,0,0, 1,1, 1});
+    conv_case({4,15,13,3, 9,5,5, 2,3, 2,2,2,2, 1,1, 1});
+}
+
+void others() {
+    // reduce: [5, 13, 11, 7] sum over axes 1,2 -> kept [5,1,1,7]; merged: kdims (5,1,7) rdims (1,143,1)
+    { int A=5,B=143,C=7; auto x = randv(A*B*C); 
+      for (unsigned gy : {1u, 4u}) {
+        std::vector<float> y(A*C, gy>1?0.f:NAN);
+        ReduceParams p{}; p.out_n=A*C; p.red_n=B; p.rank=3; u64 kd[3]={5,1,7}, rd[3]={1,143,1}, st[3]={(u64)B*C,(u64)C,1};
+        for(int i=0;i<3;++i){p.kdims[i]=kd[i];p.rdims[i]=rd[i];p.strides[i]=st[i];} p.scale=0.5f;
+        launch({(unsigned)((A*C+31)/32),gy,1},{32,8,1},[&]{ reduce_sum(p, x.data(), y.data()); });
+        std::vector<double> R(A*C,0); for(int a=0;a<A;++a)for(int b=0;b<B;++b)for(int c=0;c<C;++c) R[a*C+c]+=0.5*x[(a*B+b)*C+c];
+        check("reduce_sum", y.data(), R); } }
+    // batch norm: m=300 rows, c=37
+    { int m=300, c=37; auto x = randv(m*c, 2, 5), g = randv(m*c), gam = randv(c, .5, 1.5), bet = randv(c);
+      std::vector<float> rm(c, 0.f), rv(c, 1.f), stats(2*c), y(m*c), dw(c,0.f), db(c,0.f), dx(m*c);
+      BnParams p{(u64)m,(u64)c,3,1e-5f,0.1f,1,0}; std::vector<float> ws(3*c*3);
+      launch({2,3,1},{32,8,1},[&]{ bn_stats(p,x.data(),ws.data()); });
+      launch({1,1,1},{256,1,1},[&]{ bn_finalize(p,ws.data(),rm.data(),rv.data(),stats.data()); });
+      launch({4,1,1},{256,1,1},[&]{ bn_apply(p,x.data(),stats.data(),gam.data(),bet.data(),y.data()); });
+      launch({2,3,1},{32,8,1},[&]{ bn_backward_reduce(p,g.data(),x.data(),stats.data(),dw.data(),db.data()); });
+      launch({4,1,1},{256,1,1},[&]{ bn_backward_dx(p,g.data(),x.data(),stats.data(),gam.data(),dw.data(),db.data(),dx.data()); });
+      std::vector<double> mean(c,0), var(c,0), Y(m*c), DX(m*c), SG(c,0), SGH(c,0), RM(c), RV(c);
+      for(int i=0;i<m;++i)for(int j=0;j<c;++j) mean[j]+=x[i*c+j]/(double)m;
+      for(int i=0;i<m;++i)for(int j=0;j<c;++j) var[j]+=(x[i*c+j]-mean[j])*(x[i*c+j]-mean[j])/m;
+      for(int j=0;j<c;++j){RM[j]=0.1*mean[j]; RV[j]=0.9+0.1*var[j]*m/(m-1);}
+      for(int i=0;i<m;++i)for(int j=0;j<c;++j){ double h=(x[i*c+j]-mean[j])/sqrt(var[j]+1e-5); Y[i*c+j]=gam[j]*h+bet[j]; SG[j]+=g[i*c+j]; SGH[j]+=g[i*c+j]*h; }
+      for(int i=0;i<m;++i)for(int j=0;j<c;++j){ double h=(x[i*c+j]-mean[j])/sqrt(var[j]+1e-5); DX[i*c+j]=gam[j]/sqrt(var[j]+1e-5)*(g[i*c+j]-SG[j]/m-h*SGH[j]/m); }
+      check("bn running_mean", rm.data(), RM); check("bn running_var", rv.data(), RV); check("bn y", y.data(), Y);
+      check("bn dw", dw.data(), SGH); check("bn db", db.data(), SG); check("bn dx", dx.data(), DX); }
+    // ccc: one block, then 4 blocks through the grid barriers (cooperative launch).
+    for (unsigned blocks : {1u, 4u}) {
+      int n=5001, d=2; auto pv = randv(n*d), tv = randv(n*d); for (int i=0;i<n*d;i+=3) tv[i] = -5.f;
+      float* pr = shared_alloc<float>(n*d); float* t = shared_alloc<float>(n*d); std::copy(pv.begin(), pv.end(), pr); std::copy(tv.begin(), tv.end(), t);
+      float* loss = shared_alloc<float>(1); float* grad = shared_alloc<float>(n*d); float* ws = shared_alloc<float>(1+2*blocks*3*8);
+      std::fill(grad, grad+n*d, NAN);
+      CccParams p{(u64)n,(u64)d,-5.f,1};
+      launch_cooperative({blocks,1,1},{128,1,1},[&]{ ccc_loss_fused(p,pr,t,loss,grad,ws+1,(u32*)ws); });
+      double L=0; std::vector<double> G(n*d,0);
+      for(int j=0;j<d;++j){ double cnt=0,mp=0,mt=0; for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f){cnt++;mp+=pr[i*d+j];mt+=t[i*d+j];} mp/=cnt; mt/=cnt;
+        double vp=0,vt=0,cv=0; for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f){double a=pr[i*d+j]-mp,b=t[i*d+j]-mt; vp+=a*a; vt+=b*b; cv+=a*b;}
+        double den=(vp+vt)/cnt+(mp-mt)*(mp-mt), ccc=2*cv/cnt/den; L+=(1-ccc)/d;
+        for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f) G[i*d+j]=-2.0/(cnt*den)*((t[i*d+j]-mt)-ccc*(pr[i*d+j]-mt))/d; }
+      check(blocks == 1 ? "ccc loss (1 block)" : "ccc loss (4 blocks)", loss, {L}, 1e-6, 1e-4); check("ccc grad", grad, G, 1e-7, 1e-3); }
+    // softmax / log_softmax, rows=37 cols=77
+    for (int lg : {0, 1}) { int R=37, C=77; auto x = randv(R*C, -3, 3), g = randv(R*C); std::vector<float> y(R*C), dx(R*C);
+      SoftmaxParams p{(u64)R,(u64)C,lg,0};
+      launch({3,1,1},{256,1,1},[&]{ softmax_forward(p,x.data(),y.data()); });
+      launch({3,1,1},{256,1,1},[&]{ softmax_backward(p,y.data(),g.data(),dx.data()); });
+      std::vector<double> Y(R*C), DX(R*C);
+      for(int r=0;r<R;++r){ double m=-1e30; for(int c=0;c<C;++c) m=std::max(m,(double)x[r*C+c]); double s=0; for(int c=0;c<C;++c) s+=exp(x[r*C+c]-m); double ls=log(s);
+        double dot=0, sg=0; for(int c=0;c<C;++c){ double lp=x[r*C+c]-m-ls; Y[r*C+c]= lg?lp:exp(lp); dot+=g[r*C+c]*exp(lp); sg+=g[r*C+c]; }
+        for(int c=0;c<C;++c){ double lp=x[r*C+c]-m-ls; DX[r*C+c]= lg? g[r*C+c]-exp(lp)*sg : exp(lp)*(g[r*C+c]-dot); } }
+      check(lg?"log_softmax y":"softmax y", y.data(), Y); check(lg?"log_softmax dx":"softmax dx", dx.data(), DX); }
+    // cross entropy: n=40 rows, c=8, weights, smoothing 0.1, some ignored
+    { int N=40, C=8; auto z = randv(N*C, -2, 2), w = randv(C, .2, 2); std::vector<float> lab(N); for(int i=0;i<N;++i) lab[i] = (i%4==0) ? -1.f : (float)(i%C);
+      double W=0, sw=0; for(int i=0;i<N;++i) if(lab[i]>=0) W+=w[(int)lab[i]]; for (int c=0;c<C;++c) sw+=w[c];
+      double eps=0.1; std::vector<float> loss(1,0.f), grad(N*C, NAN);
+      CrossEntropyParams p{(u64)N,(u64)C,(float)eps,(float)(1/W),(float)sw,1};
+      launch({5,1,1},{256,1,1},[&]{ cross_entropy_fused(p,z.data(),lab.data(),w.data(),loss.data(),grad.data()); });
+      double L=0; std::vector<double> G(N*C,0);
+      for(int i=0;i<N;++i){ if(lab[i]<0) continue; int y=(int)lab[i]; double m=-1e30; for(int c=0;c<C;++c) m=std::max(m,(double)z[i*C+c]); double s=0; for(int c=0;c<C;++c) s+=exp(z[i*C+c]-m); double lse=m+log(s);
+        double as=0; for(int c=0;c<C;++c){ double a=(1-eps)*(c==y?w[y]:0)+eps/C*w[c]; as+=a; L+=a*(lse-z[i*C+c])/W; }
+        for(int c=0;c<C;++c){ double a=(1-eps)*(c==y?w[y]:0)+eps/C*w[c]; G[i*C+c]=(as*exp(z[i*C+c]-lse)-a)/W; } }
+      check("cross_entropy loss", loss.data(), {L}); check("cross_entropy grad", grad.data(), G, 1e-6, 1e-4); }
+    // layer norm rows=9, d=45
+    { int R=9, D=45; auto x = randv(R*D, -2, 3), w = randv(D, .5, 1.5), b = randv(D), g = randv(R*D);
+      std::vector<float> y(R*D), st(2*R), dx(R*D), dw(D,0.f), db(D,0.f);
+      LayerNormParams p{(u64)R,(u64)D,2,1e-5f,0};
+      launch({2,1,1},{256,1,1},[&]{ ln_forward(p,x.data(),w.data(),b.data(),y.data(),st.data()); });
+      launch({2,1,1},{256,1,1},[&]{ ln_backward_dx(p,g.data(),x.data(),w.data(),st.data(),dx.data()); });
+      launch({2,2,1},{32,8,1},[&]{ ln_backward_params(p,g.data(),x.data(),st.data(),dw.data(),db.data()); });
+      std::vector<double> Y(R*D), DX(R*D), DW(D,0), DB(D,0);
+      for(int r=0;r<R;++r){ double m=0; for(int j=0;j<D;++j) m+=x[r*D+j]/(double)D; double v=0; for(int j=0;j<D;++j) v+=(x[r*D+j]-m)*(x[r*D+j]-m)/D; double is=1/sqrt(v+1e-5);
+        double su=0,suh=0; for(int j=0;j<D;++j){ double h=(x[r*D+j]-m)*is; Y[r*D+j]=w[j]*h+b[j]; DW[j]+=g[r*D+j]*h; DB[j]+=g[r*D+j]; su+=g[r*D+j]*w[j]; suh+=g[r*D+j]*w[j]*h; }
+        for(int j=0;j<D;++j){ double h=(x[r*D+j]-m)*is; DX[r*D+j]=is*(g[r*D+j]*w[j]-su/D-h*suh/D);} }
+      check("layer_norm y", y.data(), Y); check("layer_norm dx", dx.data(), DX); check("layer_norm dw", dw.data(), DW); check("layer_norm db", db.data(), DB); }
+    // pooling: max 3x3 s2 p1 on [2,7,6,5], avg count_include_pad false
+    for (int ismax : {1, 0}) { int N=2,H=7,W=6,C=5,kh=3,sh=2,ph=1; int P=(H+2*ph-kh)/sh+1, Q=(W+2*ph-kh)/sh+1;
+      auto x = randv(N*H*W*C), g = randv(N*P*Q*C); std::vector<float> y(N*P*Q*C), dx(N*H*W*C, 0.f); std::vector<u32> am(N*P*Q*C);
+      PoolParams p{N,H,W,C,P,Q,kh,kh,sh,sh,ph,ph,0,ismax};
+      launch({4,1,1},{256,1,1},[&]{ pool_forward(p,x.data(),y.data(),am.data()); });
+      launch({4,1,1},{256,1,1},[&]{ pool_backward(p,g.data(),am.data(),dx.data()); });
+      std::vector<double> Y(y.size()), DX(dx.size(),0);
+      for(int n=0;n<N;++n)for(int op=0;op<P;++op)for(int oq=0;oq<Q;++oq)for(int c=0;c<C;++c){ int h0=std::max(op*sh-ph,0),h1=std::min(op*sh-ph+kh,H),w0=std::max(oq*sh-ph,0),w1=std::min(oq*sh-ph+kh,W);
+        size_t o=((n*P+op)*Q+oq)*C+c; double best=-1e30; size_t bi=0; double s=0; int cnt=(h1-h0)*(w1-w0);
+        for(int hh=h0;hh<h1;++hh)for(int ww=w0;ww<w1;++ww){ size_t i=((n*H+hh)*W+ww)*C+c; if(x[i]>best){best=x[i];bi=i;} s+=x[i]; }
+        if(ismax){Y[o]=best; DX[bi]+=g[o];} else {Y[o]=s/cnt; for(int hh=h0;hh<h1;++hh)for(int ww=w0;ww<w1;++ww) DX[((n*H+hh)*W+ww)*C+c]+=g[o]/cnt;} }
+      check(ismax?"max_pool y":"avg_pool y", y.data(), Y); check(ismax?"max_pool dx":"avg_pool dx", dx.data(), DX); }
+    // pointwise losses: BCE (mask -1, pos_weight), MSE (mask -5), a GAN term (count all)
+    { int n=600, cl=12; auto x = randv(n, -3, 3), pw = randv(cl, .5, 4); std::vector<float> t(n); for(int i=0;i<n;++i) t[i] = (i%5==0)?-1.f:(float)(i%3==0);
+      auto run = [&](int kind, int has_invalid, float invalid, int count_all, std::vector<double>& G, double& L) {
+        std::vector<float> grad(n, NAN), ws(2,0.f), loss(1), cnt(1);
+        PointwiseLossParams p{(u64)n,(u64)cl,kind,1,invalid,has_invalid,count_all,1};
+        launch({2,1,1},{256,1,1},[&]{ loss_partial(p,x.data(),t.data(),pw.data(),grad.data(),ws.data()); });
+        launch({1,1,1},{32,1,1},[&]{ loss_finalize(p,ws.data(),loss.data(),cnt.data()); });
+        double C=0; for(int i=0;i<n;++i) if(count_all || !(has_invalid && t[i]==invalid)) C++;
+        char nm[64]; snprintf(nm, 64, "pointwise loss kind %d", kind);
+        check(nm, loss.data(), {L/C}); check("pointwise grad (unscaled)", grad.data(), G); check("pointwise count", cnt.data(), {C}); };
+      std::vector<double> G(n,0); double L=0;
+      for(int i=0;i<n;++i){ if(t[i]==-1.f) continue; double k=1+(pw[i%cl]-1)*t[i]; double sp=std::max(-x[i],0.f)+log1p(exp(-fabs(x[i]))); L+=(1-t[i])*x[i]+k*sp; G[i]=(1-t[i])-k/(1+exp(x[i])); }
+      run(0, 1, -1.f, 0, G, L);
+      std::fill(G.begin(), G.end(), 0); L=0;
+      for(int i=0;i<n;++i){ if(t[i]==-1.f) continue; double e=x[i]-t[i]; L+=e*e; G[i]=2*e; }
+      run(1, 1, -1.f, 1, G, L);
+      std::fill(G.begin(), G.end(), 0); L=0;
+      for(int i=0;i<n;++i){ L+=std::max(1.0+x[i],0.0); G[i]=x[i]>-1?1:0; }
+      run(5, 0, 0.f, 1, G, L); }
+    // adam over two params with a chunk table; one spans two chunks
+    { size_t n1=70001, n2=7; auto w1=randv(n1), g1=randv(n1), w2=randv(n2), g2=randv(n2); std::vector<float> m1(n1,0), v1(n1,0), m2(n2,0), v2(n2,0);
+      auto W1=w1, W2=w2; std::vector<OptChunk> tab;
+      auto add=[&](float* p,float* g,float* m,float* v,size_t n){ for(size_t off=0;off<n;off+=65536) tab.push_back({(u64)p,(u64)g,(u64)m,(u64)v,off,std::min<size_t>(65536,n-off),0,0}); };
+      add(w1.data(),g1.data(),m1.data(),v1.data(),n1); add(w2.data(),g2.data(),m2.data(),v2.data(),n2);
+      AdamParams a{1e-2f,.9f,.999f,1e-8f,.05f,(float)(1-.9),(float)(1-.999),1};
+      launch({(unsigned)tab.size(),1,1},{256,1,1},[&]{ adam_step(a,tab.data()); });
+      auto ref=[&](std::vector<float>& W, std::vector<float>& G){ std::vector<double> R(W.size()); for(size_t i=0;i<W.size();++i){ double w=W[i]; w-=1e-2*.05*w; double m=.1*G[i], v=.001*G[i]*G[i]; R[i]=w-1e-2*(m/.1)/(sqrt(v/.001)+1e-8);} return R; };
+      check("adamw w1", w1.data(), ref(W1,g1), 1e-5, 1e-4); check("adamw w2", w2.data(), ref(W2,g2), 1e-5, 1e-4);
+      std::vector<double> out(1,0.0); NormParams np{tab.size()};
+      std::vector<double> sq(1,0); launch({(unsigned)tab.size(),1,1},{256,1,1},[&]{ grad_sq_sum(np,tab.data(),sq.data()); });
+      double S=0; for(auto v:g1) S+=v*(double)v; for(auto v:g2) S+=v*(double)v; check("grad_sq_sum", std::vector<float>{(float)sq[0]}.data(), {S}, 0, 1e-5); }
+}
+
+// Broadcasting binary ops ([12, 7] (op) [7]), their partials, broadcast_scale,
+// unary ops and nearest upsampling.
+void elementwise() {
+    const int R = 12, C = 7;
+    auto a = randv(R * C), b = randv(C, 0.5, 2), g = randv(R * C);
+    BinaryParams p{};
+    p.n = R * C; p.rank = 2; p.dims[0] = R; p.dims[1] = C; p.sa[0] = C; p.sa[1] = 1; p.sa[0] = C; p.sb[0] = 0; p.sb[1] = 1;
+    for (int op = 0; op < 4; ++op) {
+        p.op = op;
+        std::vector<float> y(R * C, NAN), ga(R * C, NAN), gb(R * C, NAN);
+        launch({1, 1, 1}, {256, 1, 1}, [&] { binary_forward(p, a.data(), b.data(), y.data()); });
+        launch({1, 1, 1}, {256, 1, 1}, [&] { binary_backward(p, g.data(), a.data(), b.data(), ga.data(), gb.data()); });
+        std::vector<double> Y(R * C), GA(R * C), GB(R * C);
+        for (int i = 0; i < R * C; ++i) {
+            double x = a[i], z = b[i % C], gi = g[i];
+            Y[i] = op == 0 ? x + z : op == 1 ? x - z : op == 2 ? x * z : x / z;
+            GA[i] = op <= 1 ? gi : op == 2 ? gi * z : gi / z;
+            GB[i] = op == 0 ? gi : op == 1 ? -gi : op == 2 ? gi * x : -gi * x / (z * z);
+        }
+        check("binary_forward", y.data(), Y); check("binary_backward a", ga.data(), GA); check("binary_backward b", gb.data(), GB);
+    }
+    p.alpha = 0.25f; p.sa[0] = 0; p.sa[1] = 1;  // broadcast b ([7]) up to [12, 7]
+    std::vector<float> y(R * C, NAN);
+    launch({1, 1, 1}, {256, 1, 1}, [&] { broadcast_scale(p, b.data(), y.data()); });
+    std::vector<double> Y(R * C);
+    for (int i = 0; i < R * C; ++i) Y[i] = 0.25 * b[i % C];
+    check("broadcast_scale", y.data(), Y);
+    {  // transpose [12, 7] -> [7, 12] as ops/matmul/cuda.rs sets it up
+        BinaryParams tp{};
+        tp.n = R * C; tp.rank = 2; tp.dims[0] = C; tp.dims[1] = R; tp.sa[0] = 1; tp.sa[1] = C; tp.alpha = 1.0f;
+        std::vector<float> yt(R * C, NAN);
+        launch({1, 1, 1}, {256, 1, 1}, [&] { broadcast_scale(tp, a.data(), yt.data()); });
+        std::vector<double> T(R * C);
+        for (int i = 0; i < R; ++i) for (int j = 0; j < C; ++j) T[j * R + i] = a[i * C + j];
+        check("transpose", yt.data(), T);
+    }
+    for (int op = 0; op < 7; ++op) {
+        auto x = randv(100, op == 6 ? 0.1f : -3.f, 3.f), g = randv(100);
+        UnaryParams u{100, op, 0.3f};
+        std::vector<float> yy(100, NAN), dx(100, NAN);
+        launch({1, 1, 1}, {256, 1, 1}, [&] { unary_forward(u, x.data(), yy.data()); });
+        const bool saves_out = op == 3 || op == 4 || op == 5;
+        launch({1, 1, 1}, {256, 1, 1}, [&] { unary_backward(u, saves_out ? yy.data() : x.data(), g.data(), dx.data()); });
+        std::vector<double> YY(100), DX(100);
+        for (int i = 0; i < 100; ++i) {
+            double v = x[i], f, d;
+            switch (op) {
+                case 0: f = 0.3 * v; d = 0.3; break;
+                case 1: f = v > 0 ? v : 0; d = v > 0; break;
+                case 2: f = v > 0 ? v : 0.3 * v; d = v > 0 ? 1 : 0.3; break;
+                case 3: f = 1 / (1 + exp(-v)); d = f * (1 - f); break;
+                case 4: f = tanh(v); d = 1 - f * f; break;
+                case 5: f = exp(v); d = f; break;
+                default: f = log(v); d = 1 / v; break;
+            }
+            YY[i] = f; DX[i] = g[i] * d;
+        }
+        check("unary_forward", yy.data(), YY, 1e-5, 1e-5); check("unary_backward", dx.data(), DX, 1e-5, 1e-4);
+    }
+    UpsampleParams up{2, 3, 4, 5, 2};
+    auto x = randv(2 * 3 * 4 * 5), gy = randv(2 * 6 * 8 * 5);
+    std::vector<float> yu(gy.size(), NAN), dxu(x.size(), NAN);
+    launch({2, 1, 1}, {256, 1, 1}, [&] { upsample_nearest_forward(up, x.data(), yu.data()); });
+    launch({1, 1, 1}, {256, 1, 1}, [&] { upsample_nearest_backward(up, gy.data(), dxu.data()); });
+    std::vector<double> YU(yu.size()), DXU(x.size(), 0);
+    for (int n = 0; n < 2; ++n) for (int h = 0; h < 6; ++h) for (int w = 0; w < 8; ++w) for (int c = 0; c < 5; ++c) {
+        size_t o = ((n * 6 + h) * 8 + w) * 5 + c, i = ((n * 3 + h / 2) * 4 + w / 2) * 5 + c;
+        YU[o] = x[i]; DXU[i] += gy[o];
+    }
+    check("upsample forward", yu.data(), YU); check("upsample backward", dxu.data(), DXU);
+    // copy_blocks: columns 2..5 of a [6, 9] matrix into columns 4..7 of a [6, 10] one.
+    auto src = randv(6 * 9);
+    std::vector<float> dst(6 * 10, 0.f);
+    CopyParams cp{6, 3, 9, 2, 10, 4};
+    launch({1, 1, 1}, {256, 1, 1}, [&] { copy_blocks(cp, src.data(), dst.data()); });
+    std::vector<double> D(6 * 10, 0);
+    for (int o = 0; o < 6; ++o) for (int j = 0; j < 3; ++j) D[o * 10 + 4 + j] = src[o * 9 + 2 + j];
+    check("copy_blocks", dst.data(), D, 1e-12, 0);
+}
+
+int main() {
+    tiles();
+    others();
+    elementwise();
+    puts("all kernels match their references");
+}

@@ -1,0 +1,71 @@
+"""PyTorch CUDA yardsticks for benches/cuda_kernels.rs, same shapes, same GPU.
+
+- f32 GEMM 4096^3 with TF32 off: torch.mm is cuBLAS SGEMM then.
+- conv2d 3x3, 64 -> 64, pad 1, batch 64 at 56x56, f32, channels_last, cuDNN
+  with TF32 off: fprop, dgrad (input gradient) and wgrad (weight gradient),
+  each 2*N*P*Q*K*R*S*C FLOP.
+- device-to-device copy of 1 GiB, GB/s counting read + write bytes.
+
+Each figure is the best of several CUDA-event-timed batches. Prints one
+line per figure: `torch <name> <value> <unit>`, which scripts/gpu_checks.sh
+copies into its summary.
+
+    python3 scripts/torch_kernel_bench.py
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def best_ms(fn, reps=10, batches=5):
+    fn()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(batches):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / reps)
+    return best
+
+
+def main():
+    if not torch.cuda.is_available():
+        print("torch_kernel_bench: skipped, torch sees no CUDA device")
+        return
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    dev = torch.device("cuda")
+    print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}")
+
+    n = 4096
+    a = torch.randn(n, n, device=dev)
+    b = torch.randn(n, n, device=dev)
+    ms = best_ms(lambda: torch.mm(a, b))
+    print(f"torch gemm_f32_4096 {2 * n**3 / ms / 1e9:.1f} TFLOP/s (cuBLAS SGEMM, TF32 off)")
+
+    bn, h, w, c, k = 64, 56, 56, 64, 64
+    x = torch.randn(bn, c, h, w, device=dev).to(memory_format=torch.channels_last)
+    wt = (torch.randn(k, c, 3, 3, device=dev) * 0.05).to(memory_format=torch.channels_last)
+    dy = torch.randn(bn, k, h, w, device=dev).to(memory_format=torch.channels_last)
+    flop = 2.0 * bn * h * w * k * 9 * c
+    fprop = best_ms(lambda: F.conv2d(x, wt, padding=1))
+    dgrad = best_ms(lambda: torch.ops.aten.convolution_backward(
+        dy, x, wt, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False]))
+    wgrad = best_ms(lambda: torch.ops.aten.convolution_backward(
+        dy, x, wt, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]))
+    for name, ms in [("fprop", fprop), ("dgrad", dgrad), ("wgrad", wgrad)]:
+        print(f"torch conv3x3_64_56x56_b64_{name} {flop / ms / 1e9:.1f} TFLOP/s (cuDNN f32, TF32 off)")
+
+    src = torch.empty(1 << 28, device=dev)  # 1 GiB of f32
+    dst = torch.empty_like(src)
+    ms = best_ms(lambda: dst.copy_(src), reps=5)
+    print(f"torch copy_d2d_1GiB {2 * src.numel() * 4 / ms / 1e6:.1f} GB/s (read+write)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+//! CUDA launchers for kernels/elementwise.cu.
+
+use super::BinOp;
+use crate::backend::cuda::{CudaDevice, CudaStorage};
+use crate::ops::strided::cuda::binary_params;
+use crate::{Result, Shape, Tensor};
+use std::sync::Arc;
+
+impl BinOp {
+    /// `BinOp` in kernels/elementwise.cu.
+    fn code(self) -> i32 {
+        match self {
+            BinOp::Add => 0,
+            BinOp::Sub => 1,
+            BinOp::Mul => 2,
+            BinOp::Div => 3,
+        }
+    }
+}
+
+/// An uninitialised (poisoned in parity tests) f32 tensor on `dev`.
+pub(crate) fn empty(dev: &Arc<CudaDevice>, shape: impl Into<Shape>) -> Result<Tensor> {
+    let shape = shape.into();
+    Tensor::from_cuda(CudaStorage::alloc(dev, shape.numel())?, shape)
+}
+
+pub(crate) fn ptr(t: &Tensor, op: &'static str) -> Result<u64> {
+    Ok(t.cuda(op)?.ptr())
+}
+
+pub(super) fn forward(
+    dev: &Arc<CudaDevice>,
+    op: BinOp,
+    a: &Tensor,
+    b: &Tensor,
+    out: &Shape,
+) -> Result<Tensor> {
+    let mut p = binary_params(op.name(), out, a.shape(), b.shape())?;
+    p.op = op.code();
+    let y = empty(dev, out.clone())?;
+    let ptrs = [ptr(a, op.name())?, ptr(b, op.name())?, ptr(&y, op.name())?];
+    // SAFETY: BinaryParams mirrors the kernel's struct; the offsets stay inside a, b and y.
+    unsafe {
+        dev.launch(
+            "binary_forward",
+            dev.elementwise_config(out.numel()),
+            &p,
+            &ptrs,
+        )?
+    };
+    Ok(y)
+}
+
+/// Gradients of a and b (where needed), summed down to their shapes.
+pub(super) fn backward(
+    dev: &Arc<CudaDevice>,
+    op: BinOp,
+    g: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    needs: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
+    let out = g.shape();
+    let mut p = binary_params(op.name(), out, a.shape(), b.shape())?;
+    p.op = op.code();
+    let full = |need: bool| -> Result<Option<Tensor>> {
+        need.then(|| empty(dev, out.clone())).transpose()
+    };
+    let (ga, gb) = (full(needs[0])?, full(needs[1])?);
+    let opt_ptr = |t: &Option<Tensor>| t.as_ref().map_or(Ok(0), |t| ptr(t, op.name()));
+    let ptrs = [
+        ptr(g, op.name())?,
+        ptr(a, op.name())?,
+        ptr(b, op.name())?,
+        opt_ptr(&ga)?,
+        opt_ptr(&gb)?,
+    ];
+    // SAFETY: as in forward; a null gradient pointer tells the kernel to skip it.
+    unsafe {
+        dev.launch(
+            "binary_backward",
+            dev.elementwise_config(out.numel()),
+            &p,
+            &ptrs,
+        )?
+    };
+    let down = |g: Option<Tensor>, shape: &Shape| -> Result<Option<Tensor>> {
+        g.map(|g| crate::ops::reduce::cuda::sum_to_shape(dev, op.name(), &g, shape, 1.0))
+            .transpose()
+    };
+    Ok(vec![down(ga, a.shape())?, down(gb, b.shape())?])
+}
+
+/// `a * b` with broadcasting, for ops built on it (channel_scale).
+pub(crate) fn mul(dev: &Arc<CudaDevice>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let out = crate::ops::strided::broadcast_shapes("mul", a.shape(), b.shape())?;
+    forward(dev, BinOp::Mul, a, b, &out)
+}
+
+/// The gradients of [`mul`], summed down to a's and b's shapes.
+pub(crate) fn mul_backward(
+    dev: &Arc<CudaDevice>,
+    g: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    needs: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
+    backward(dev, BinOp::Mul, g, a, b, needs)
+}
+
+/// `alpha * x` broadcast from `x`'s shape up to `out` (reduce's backward).
+pub(crate) fn broadcast_scale(
+    dev: &Arc<CudaDevice>,
+    op: &'static str,
+    x: &Tensor,
+    out: &Shape,
+    alpha: f32,
+) -> Result<Tensor> {
+    let mut p = binary_params(op, out, x.shape(), x.shape())?;
+    p.alpha = alpha;
+    let y = empty(dev, out.clone())?;
+    let ptrs = [ptr(x, op)?, ptr(&y, op)?];
+    // SAFETY: BinaryParams mirrors the kernel's struct; offsets stay inside x.
+    unsafe {
+        dev.launch(
+            "broadcast_scale",
+            dev.elementwise_config(out.numel()),
+            &p,
+            &ptrs,
+        )?
+    };
+    Ok(y)
+}
+
+/// `x * s / d` for one-element device tensors `s` and `d` (a loss gradient
+/// times its backward seed, over a count the GPU computed), without reading
+/// either back to the host.
+pub(crate) fn scale_by_device_scalar(
+    dev: &Arc<CudaDevice>,
+    op: &'static str,
+    x: &Tensor,
+    s: &Tensor,
+    d: Option<&Tensor>,
+) -> Result<Tensor> {
+    #[repr(C)]
+    struct ScaleParams {
+        n: u64,
+    }
+    // SAFETY: mirrors ScaleParams in kernels/elementwise.cu.
+    unsafe impl cudarc::driver::DeviceRepr for ScaleParams {}
+    let y = empty(dev, x.shape().clone())?;
+    let p = ScaleParams {
+        n: x.numel() as u64,
+    };
+    let ptrs = [
+        ptr(s, op)?,
+        d.map_or(Ok(0), |d| ptr(d, op))?,
+        ptr(x, op)?,
+        ptr(&y, op)?,
+    ];
+    // SAFETY: s and d have one element; x and y have n.
+    unsafe {
+        dev.launch(
+            "scale_by_device_scalar",
+            dev.elementwise_config(x.numel()),
+            &p,
+            &ptrs,
+        )?
+    };
+    Ok(y)
+}
