@@ -126,6 +126,8 @@ pub struct TrainConfig {
     pub schedule: LrSchedule,
     pub train: LoopConfig,
     pub run: RunConfig,
+    /// Generated faces mixed into the batches (off by default).
+    pub gan_mix: super::gan::GanMixConfig,
 }
 
 impl Default for TrainConfig {
@@ -154,6 +156,7 @@ impl Default for TrainConfig {
             },
             train: LoopConfig::default(),
             run: RunConfig::default(),
+            gan_mix: super::gan::GanMixConfig::default(),
         }
     }
 }
@@ -180,29 +183,7 @@ impl TrainConfig {
     /// Applies `section.key=value` overrides (the CLI's `--set`), re-parsing
     /// the result so types and allowed values are checked as for a file.
     pub fn with_overrides(&self, sets: &[String]) -> Result<Self> {
-        let mut doc: toml::Table = toml::from_str(&self.to_toml()).expect("own TOML parses");
-        for s in sets {
-            let (key, value) = s
-                .split_once('=')
-                .ok_or_else(|| Error::Config(format!("--set {s}: expected section.key=value")))?;
-            let path: Vec<&str> = key.trim().split('.').collect();
-            // A value that is not valid TOML on its own is taken as a string.
-            let v: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
-            let (last, parents) = path.split_last().expect("split yields one part at least");
-            let mut table = &mut doc;
-            for p in parents {
-                table = table
-                    .entry(p.to_string())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                    .as_table_mut()
-                    .ok_or_else(|| Error::Config(format!("--set {s}: '{p}' is not a section")))?;
-            }
-            table.insert(last.to_string(), v);
-        }
-        Self::from_toml(&toml::to_string(&doc).expect("table serialises"), "--set")
+        Self::from_toml(&apply_overrides(&self.to_toml(), sets)?, "--set")
     }
 
     fn validate(&self) -> Result<()> {
@@ -256,8 +237,37 @@ impl TrainConfig {
                 self.model.n_aus, self.model.n_expr, self.data.label_set
             )));
         }
+        self.gan_mix.validate()?;
         self.schedule.validate()
     }
+}
+
+/// `toml_text` with each `section.key=value` of `sets` written in; the
+/// caller re-parses the result with its own type and checks.
+pub(crate) fn apply_overrides(toml_text: &str, sets: &[String]) -> Result<String> {
+    let mut doc: toml::Table = toml::from_str(toml_text).expect("own TOML parses");
+    for s in sets {
+        let (key, value) = s
+            .split_once('=')
+            .ok_or_else(|| Error::Config(format!("--set {s}: expected section.key=value")))?;
+        let path: Vec<&str> = key.trim().split('.').collect();
+        // A value that is not valid TOML on its own is taken as a string.
+        let v: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
+        let (last, parents) = path.split_last().expect("split yields one part at least");
+        let mut table = &mut doc;
+        for p in parents {
+            table = table
+                .entry(p.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| Error::Config(format!("--set {s}: '{p}' is not a section")))?;
+        }
+        table.insert(last.to_string(), v);
+    }
+    Ok(toml::to_string(&doc).expect("table serialises"))
 }
 
 #[cfg(test)]
@@ -284,11 +294,18 @@ mod tests {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "toml") {
-                TrainConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                let gan = p
+                    .file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with("gan-"));
+                if gan {
+                    super::super::gan::GanConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                } else {
+                    TrainConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                }
                 n += 1;
             }
         }
-        assert!(n >= 3, "expected the three shipped configs, found {n}");
+        assert!(n >= 5, "expected the five shipped configs, found {n}");
     }
 
     #[test]

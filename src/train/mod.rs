@@ -3,14 +3,15 @@
 
 mod baseline;
 pub mod checkpoint;
-mod config;
+pub(crate) mod config;
+pub mod gan;
 mod mtl_loss;
 pub mod nan_guard;
 pub mod plot;
 pub mod predict;
 pub mod run_dir;
 mod session;
-mod trainer;
+pub(crate) mod trainer;
 
 pub use baseline::chance_baseline;
 pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};
