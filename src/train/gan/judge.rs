@@ -35,7 +35,7 @@ pub fn judge_expressions(
     }
     let mut confusion = vec![vec![0usize; g.n_expr]; g.n_expr];
     const CHUNK: usize = 64;
-    for e in 0..g.n_expr {
+    for (e, row) in confusion.iter_mut().enumerate() {
         let mut left = per_class;
         while left > 0 {
             let n = left.min(CHUNK);
@@ -45,13 +45,13 @@ pub fn judge_expressions(
             let z = gan.noise(n);
             let images = gan.generate(&z, &cond.input, false)?;
             let (_, logits, _) = judge.infer(&images)?;
-            for row in logits.chunks(g.n_expr) {
-                let pred = row
+            for scores in logits.chunks(g.n_expr) {
+                let pred = scores
                     .iter()
                     .enumerate()
                     .max_by(|a, b| a.1.total_cmp(b.1))
                     .map_or(0, |(i, _)| i);
-                confusion[e][pred] += 1;
+                row[pred] += 1;
             }
         }
     }
