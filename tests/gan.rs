@@ -425,3 +425,43 @@ fn checkpoint_restores_both_players_and_grids_have_their_size() {
     assert!(e.contains("64 px"), "{e}");
     std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
+
+/// A fresh generator's tanh must not start saturated (it then passes almost
+/// no gradient and the generator never leaves its initial noise).
+#[test]
+fn fresh_generator_output_is_not_saturated() {
+    for cfg in [
+        GanConfig::default().generator,
+        tiny_config(Upsample::NearestConv, GanLoss::Hinge).generator,
+    ] {
+        let mut rng = Rng::new(1);
+        let (mut p, mut b) = (Params::new(), Buffers::new());
+        let g = Generator::new(&cfg, &mut p, &mut b, &mut rng).unwrap();
+        let tape = Tape::no_grad();
+        let z = tape.constant(Tensor::randn([4, cfg.z_dim], 1.0, DType::F32, &mut rng));
+        let c = tape.constant(Tensor::uniform(
+            [4, cfg.cond_dim()],
+            0.0,
+            1.0,
+            DType::F32,
+            &mut rng,
+        ));
+        let mut cx = Ctx {
+            tape: &tape,
+            params: &p,
+            buffers: &mut b,
+            training: true,
+            rng: &mut rng,
+            frozen: false,
+        };
+        let y = g.forward(&mut cx, &z, &c).unwrap().value().to_f64_vec();
+        let std = (y.iter().map(|v| v * v).sum::<f64>() / y.len() as f64).sqrt();
+        let saturated = y.iter().filter(|v| v.abs() > 0.99).count() as f64 / y.len() as f64;
+        assert!(
+            (0.05..0.8).contains(&std) && saturated < 0.01,
+            "{}px: output rms {std:.3}, {:.1}% saturated",
+            cfg.image_size,
+            100.0 * saturated
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! -> linear -> a small feature map -> upsampling blocks (each doubling H
 //! and W, with batch norm and ReLU) -> 3x3 conv -> tanh RGB in [-1, 1].
 
-use crate::nn::{BatchNorm2d, Buffers, Conv2d, ConvTranspose2d, Ctx, Linear};
+use crate::nn::{BatchNorm2d, Buffers, Conv2d, ConvTranspose2d, Ctx, Init, Linear};
 use crate::ops::conv::Conv2dParams;
 use crate::{ops, Error, Params, Result, Rng, Var};
 use serde::{Deserialize, Serialize};
@@ -183,6 +183,14 @@ impl Generator {
             Conv2dParams::new().padding(1),
             true,
             rng,
+        )?;
+        // He init (fan-out 27) would give outputs of std ~2 and a saturated
+        // tanh with almost no gradient; PyTorch's default conv init
+        // (uniform ±1/sqrt(fan_in)) starts it near std 0.4.
+        let fan_in = c_in * 9;
+        p.set(
+            to_rgb.weight,
+            Init::UniformFanIn.make(&[3, 3, 3, c_in], fan_in, 27, rng),
         )?;
         Ok(Generator {
             config: config.clone(),

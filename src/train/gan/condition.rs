@@ -188,3 +188,85 @@ pub fn prototypes_from_tensor(t: &Tensor) -> Result<Vec<LabelRow>> {
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::labels::Origin;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn sample(va: Option<[f32; 2]>, expr: Option<u8>, aus: Option<Vec<u8>>) -> Sample {
+        Sample {
+            image: "v/00001.jpg".into(),
+            video: "v".into(),
+            frame: 1,
+            va,
+            expr,
+            aus,
+            origin: Origin {
+                file: Arc::from(Path::new("a.txt")),
+                line: 2,
+            },
+        }
+    }
+
+    #[test]
+    fn rows_become_inputs_and_targets() {
+        let rows = [
+            LabelRow {
+                va: [0.5, -0.25],
+                aus: vec![0.0, 0.7, 0.4],
+                expr: 2,
+            },
+            LabelRow {
+                va: [-1.0, 1.0],
+                aus: vec![1.0, 0.0, 0.5],
+                expr: 0,
+            },
+        ];
+        let c = Conditions::from_rows(&rows, 3, 4).unwrap();
+        assert_eq!(
+            c.input.to_vec::<f32>().unwrap(),
+            [
+                0.5, -0.25, 0.0, 0.7, 0.4, 0.0, 0.0, 1.0, 0.0, //
+                -1.0, 1.0, 1.0, 0.0, 0.5, 1.0, 0.0, 0.0, 0.0
+            ]
+        );
+        assert_eq!(
+            c.aus.to_vec::<f32>().unwrap(),
+            [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+        );
+        assert_eq!(c.expr, [2, 0]);
+        let e = Conditions::from_rows(&rows, 3, 2)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("row 0") && e.contains("< 2"), "{e}");
+    }
+
+    #[test]
+    fn bank_keeps_complete_rows_and_prototypes_roundtrip() {
+        let s = [
+            sample(Some([0.6, 0.2]), Some(1), Some(vec![1, 0])),
+            sample(Some([0.2, 0.4]), Some(1), Some(vec![1, 1])),
+            sample(Some([0.2, 0.4]), Some(1), Some(vec![0, 1])),
+            sample(None, Some(0), Some(vec![1, 1])),
+            sample(Some([0.1, 0.1]), None, Some(vec![1, 1])),
+        ];
+        let bank = ConditionBank::from_samples(&s, 2, 3).unwrap();
+        assert_eq!(bank.len(), 3);
+        let p = bank.prototypes();
+        // Expression 1: mean VA, AUs active in at least half of its frames.
+        assert!((p[1].va[0] - 1.0 / 3.0).abs() < 1e-6 && (p[1].va[1] - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(p[1].aus, [1.0, 1.0]);
+        assert_eq!((p[0].va, p[0].aus.clone()), ([0.0, 0.0], vec![0.0, 0.0]));
+        let back = prototypes_from_tensor(&prototypes_to_tensor(&p, 2).unwrap()).unwrap();
+        assert_eq!(back, p);
+        let e = ConditionBank::from_samples(&s[3..], 2, 3)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("fully labelled"), "{e}");
+    }
+}
