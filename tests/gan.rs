@@ -306,7 +306,7 @@ fn each_step_changes_its_own_player_only() {
         assert_eq!(gan.progress.step, 0, "steps count generator updates");
 
         let (d1, db1) = (snapshot(&gan.d_params), snapshot(&gan.d_buffers));
-        let g = gan.g_step(N, &bank).unwrap();
+        let g = gan.g_step(&real.images, &bank).unwrap();
         assert!(g.loss.is_finite() && g.mtl > 0.0);
         assert!(
             !changed(&d1, &gan.d_params).contains(&true),
@@ -349,7 +349,7 @@ fn checkpoint_restores_both_players_and_grids_have_their_size() {
     let mut rng = Rng::new(2);
     let real = batch(&mut rng);
     gan.d_step(&real, &bank).unwrap();
-    gan.g_step(N, &bank).unwrap();
+    gan.g_step(&real.images, &bank).unwrap();
     let path = tmp("gan.safetensors");
     gan.save_checkpoint(&path).unwrap();
 
@@ -371,8 +371,8 @@ fn checkpoint_restores_both_players_and_grids_have_their_size() {
     );
     assert_eq!(sa, sb);
     let (sa, sb) = (
-        gan.g_step(N, &bank).unwrap(),
-        back.g_step(N, &bank).unwrap(),
+        gan.g_step(&real.images, &bank).unwrap(),
+        back.g_step(&real.images, &bank).unwrap(),
     );
     assert_eq!(sa, sb);
     assert_eq!(snapshot(&gan.g_params), snapshot(&back.g_params));
@@ -464,4 +464,38 @@ fn fresh_generator_output_is_not_saturated() {
             100.0 * saturated
         );
     }
+}
+
+/// The generator step's path: the discriminator in training mode with frozen
+/// parameters passes the right gradient back to its input image (f64).
+#[test]
+fn frozen_discriminator_passes_input_gradients() {
+    let cfg = tiny_config(Upsample::ConvTranspose, GanLoss::NonSaturating).discriminator;
+    let mut rng = Rng::new(4);
+    let (mut p, mut b) = (Params::new(), Buffers::new());
+    let net = mtaffect::model::MtlNet::new(&cfg, &mut p, &mut b, &mut rng).unwrap();
+    let cast = |r: &Params| {
+        let mut out = Params::new();
+        for id in r.ids() {
+            out.add(r.name(id), r.get(id).to_dtype(DType::F64)).unwrap();
+        }
+        out
+    };
+    let (p64, b64) = (cast(&p), cast(&b));
+    let x = Tensor::uniform([3, 8, 8, 3], -1.0, 1.0, DType::F64, &mut rng);
+    check_gradients(&[x], 1e-4, |t, v| {
+        let mut buffers = b64.clone();
+        let mut r = Rng::new(0);
+        let mut cx = Ctx {
+            tape: t,
+            params: &p64,
+            buffers: &mut buffers,
+            training: true,
+            rng: &mut r,
+            frozen: true,
+        };
+        let out = net.forward(&mut cx, &v[0])?;
+        ops::concat(t, &[&out.real_fake.unwrap(), &out.expr, &out.va], -1)
+    })
+    .unwrap();
 }

@@ -94,12 +94,13 @@ pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
                     continue;
                 }
                 d_count = 0;
-                let gs = gan.g_step(cfg.data.batch_size, &bank)?;
+                let gs = gan.g_step(&batch.images, &bank)?;
                 let step = gan.progress.step;
                 window.1 += 1;
                 if step.is_multiple_of(cfg.train.log_every) {
-                    // Images through the discriminator per second (real + generated).
-                    let per_g = (2 * cfg.gan.d_steps_per_g_step + 1) as f64;
+                    // Images through the discriminator per second: per D step
+                    // real + generated + the real-statistics pass, plus the G step's two.
+                    let per_g = (3 * cfg.gan.d_steps_per_g_step + 2) as f64;
                     let ips = window.1 as f64 * per_g * cfg.data.batch_size as f64
                         / window.0.elapsed().as_secs_f64();
                     window = (Instant::now(), 0);

@@ -4,9 +4,10 @@
 //! as constants) and a generator step cannot touch the discriminator's (its
 //! parameters enter frozen, see [`Ctx::frozen`]).
 //!
-//! Batch norm: the discriminator's running statistics come from real frames
-//! only (its generated-image forwards use a scratch copy), so its eval-mode
-//! multi-task heads are scored on the statistics of real faces.
+//! Batch norm: the discriminator sees real and generated images in one batch
+//! (see `disc_joint`), on a scratch copy of its buffers; its running
+//! statistics come from a separate pass over the real batch alone, so its
+//! eval-mode multi-task heads are scored on the statistics of real faces.
 
 use super::condition::{
     prototypes_from_tensor, prototypes_to_tensor, ConditionBank, Conditions, LabelRow,
@@ -20,7 +21,7 @@ use crate::nn::{Buffers, Ctx};
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Optimizer};
 use crate::train::checkpoint::{self, CheckpointRef, TrainProgress};
 use crate::train::{MtlLoss, MtlTargets};
-use crate::{DType, Error, Gradients, Params, Result, Rng, Tape, Tensor, Var};
+use crate::{ops, DType, Error, Gradients, Params, Result, Rng, Tape, Tensor, Var};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -66,6 +67,18 @@ pub struct GanTrainer {
 fn split_index(key: &str) -> Option<(&str, usize)> {
     let (b, i) = key.rsplit_once('.')?;
     Some((b, i.parse().ok()?))
+}
+
+/// Rows `start..start + len` of every head output.
+fn rows(tape: &Tape, out: &MtlOutput, start: usize, len: usize) -> Result<MtlOutput> {
+    let r = |v: &Var| ops::narrow(tape, v, 0, start, len);
+    Ok(MtlOutput {
+        va: r(&out.va)?,
+        au: r(&out.au)?,
+        expr: r(&out.expr)?,
+        features: r(&out.features)?,
+        real_fake: out.real_fake.as_ref().map(r).transpose()?,
+    })
 }
 
 fn mean_sigmoid(logits: &Var) -> f64 {
@@ -178,9 +191,22 @@ impl GanTrainer {
         Ok(self.generator.forward(&mut cx, &z, &c)?.into_value())
     }
 
-    /// The discriminator's training-mode forward on generated images, with
-    /// a scratch copy of its BN buffers (running statistics stay real-only).
-    fn disc_on_fake(&mut self, tape: &Tape, images: &Var, frozen: bool) -> Result<MtlOutput> {
+    /// The discriminator's training-mode forward on real and generated images
+    /// as one batch, on a scratch copy of its BN buffers; returns (real rows,
+    /// generated rows). One batch, because batch norm normalises with the
+    /// batch's own statistics: a generated-only batch would have its mean
+    /// colour and contrast normalised away, so the discriminator could not
+    /// see them differ from real faces and the generator would get no
+    /// gradient to fix them (the first runs stayed textured noise that way).
+    fn disc_joint(
+        &mut self,
+        tape: &Tape,
+        real: &Var,
+        fake: &Var,
+        frozen: bool,
+    ) -> Result<(MtlOutput, MtlOutput)> {
+        let (n, m) = (real.dims()[0], fake.dims()[0]);
+        let x = ops::concat(tape, &[real, fake], 0)?;
         let mut scratch = self.d_buffers.clone();
         let mut cx = Ctx {
             tape,
@@ -190,7 +216,25 @@ impl GanTrainer {
             rng: &mut self.rng,
             frozen,
         };
-        self.discriminator.forward(&mut cx, images)
+        let out = self.discriminator.forward(&mut cx, &x)?;
+        Ok((rows(tape, &out, 0, n)?, rows(tape, &out, n, m)?))
+    }
+
+    /// Updates the discriminator's running statistics from real images alone
+    /// (recording nothing): the statistics its eval-mode heads use on real frames.
+    fn track_real_stats(&mut self, images: &Tensor) -> Result<()> {
+        let tape = Tape::no_grad();
+        let mut cx = Ctx {
+            tape: &tape,
+            params: &self.d_params,
+            buffers: &mut self.d_buffers,
+            training: true,
+            rng: &mut self.rng,
+            frozen: false,
+        };
+        self.discriminator
+            .forward(&mut cx, &tape.constant(images.clone()))?;
+        Ok(())
     }
 
     fn finish_step(
@@ -232,18 +276,7 @@ impl GanTrainer {
         let fake = self.generate(&z, &cond.input, true)?;
         let tape = Tape::new();
         let (x_real, x_fake) = (tape.constant(batch.images.clone()), tape.constant(fake));
-        let real = {
-            let mut cx = Ctx {
-                tape: &tape,
-                params: &self.d_params,
-                buffers: &mut self.d_buffers,
-                training: true,
-                rng: &mut self.rng,
-                frozen: false,
-            };
-            self.discriminator.forward(&mut cx, &x_real)?
-        };
-        let fake = self.disc_on_fake(&tape, &x_fake, false)?;
+        let (real, fake) = self.disc_joint(&tape, &x_real, &x_fake, false)?;
         let labels = MtlTargets {
             va: &batch.va,
             au: &batch.aus,
@@ -267,6 +300,7 @@ impl GanTrainer {
         let (loss, grad_norm) = self.finish_step("discriminator", &terms, &mut grads)?;
         self.opt_d
             .step(&mut self.d_params, &grads, self.config.gan.lr_d)?;
+        self.track_real_stats(&batch.images)?;
         Ok(PlayerStats {
             loss,
             adv: terms.adv,
@@ -280,16 +314,24 @@ impl GanTrainer {
         })
     }
 
-    /// One generator update on `n` images with conditions from `bank`.
-    /// Only the generator's state changes: parameters, optimizer, BN statistics.
-    pub fn g_step(&mut self, n: usize, bank: &ConditionBank) -> Result<PlayerStats> {
+    /// One generator update on as many images as `real` holds, with
+    /// conditions from `bank`; `real` joins them in the discriminator's batch
+    /// (see `disc_joint`). Only the generator's state changes: parameters,
+    /// optimizer, BN statistics.
+    pub fn g_step(&mut self, real: &Tensor, bank: &ConditionBank) -> Result<PlayerStats> {
+        let n = real.dims()[0];
         let cond = bank.sample(n, &mut self.rng)?;
         let z = self.noise(n);
-        self.g_step_on(&z, &cond)
+        self.g_step_on(real, &z, &cond)
     }
 
-    /// The generator step for given noise and conditions.
-    pub fn g_step_on(&mut self, z: &Tensor, cond: &Conditions) -> Result<PlayerStats> {
+    /// The generator step for given real images, noise and conditions.
+    pub fn g_step_on(
+        &mut self,
+        real: &Tensor,
+        z: &Tensor,
+        cond: &Conditions,
+    ) -> Result<PlayerStats> {
         let tape = Tape::new();
         let images = {
             let mut cx = Ctx {
@@ -303,7 +345,8 @@ impl GanTrainer {
             let (zv, cv) = (tape.constant(z.clone()), tape.constant(cond.input.clone()));
             self.generator.forward(&mut cx, &zv, &cv)?
         };
-        let fake = self.disc_on_fake(&tape, &images, true)?;
+        let (real_out, fake) =
+            self.disc_joint(&tape, &tape.constant(real.clone()), &images, true)?;
         let requested = MtlTargets {
             va: &cond.va,
             au: &cond.aus,
@@ -317,7 +360,15 @@ impl GanTrainer {
             &fake,
             &requested,
         )?;
-        let d_fake = mean_sigmoid(fake.real_fake.as_ref().expect("discriminator has the head"));
+        let (d_real, d_fake) = (
+            mean_sigmoid(
+                real_out
+                    .real_fake
+                    .as_ref()
+                    .expect("discriminator has the head"),
+            ),
+            mean_sigmoid(fake.real_fake.as_ref().expect("discriminator has the head")),
+        );
         let mut grads = tape.backward(&terms.total)?;
         drop(tape);
         let (loss, grad_norm) = self.finish_step("generator", &terms, &mut grads)?;
@@ -332,7 +383,7 @@ impl GanTrainer {
             au: terms.au,
             expr: terms.expr,
             grad_norm,
-            d_real: 0.0,
+            d_real,
             d_fake,
         })
     }
