@@ -4,7 +4,7 @@
 //! optimizers. Same TOML rules as [`TrainConfig`]: every key optional,
 //! unknown keys rejected, errors naming the key.
 
-use crate::model::{GeneratorConfig, NetConfig};
+use crate::model::{GeneratorConfig, NetConfig, Upsample};
 use crate::ops::loss::GanLoss;
 use crate::train::{DataConfig, LoopConfig, LossConfig, RunConfig, TrainConfig, Weighting};
 use crate::{Error, Result};
@@ -41,8 +41,10 @@ impl Default for GanSettings {
             g_adv_weight: 1.0,
             g_mtl_weight: 1.0,
             d_steps_per_g_step: 1,
-            lr_g: 2e-4,
-            lr_d: 2e-4,
+            // Two time scales: a 5x faster generator keeps the discriminator
+            // from running away (at 2e-4 each it won within 100 steps here).
+            lr_g: 5e-4,
+            lr_d: 1e-4,
             beta1: 0.5,
             beta2: 0.999,
         }
@@ -68,13 +70,15 @@ pub struct GanConfig {
 
 impl Default for GanConfig {
     /// The CPU default (configs/gan-synthetic.toml): the default multi-task
-    /// network as discriminator, a 128-channel generator, 2000 steps.
+    /// network as discriminator, a 128-channel nearest+conv generator that
+    /// learns 5x faster than the discriminator, 1200 steps.
     fn default() -> Self {
         let plain = TrainConfig::default();
         GanConfig {
             data: plain.data,
             generator: GeneratorConfig {
                 channels: 128,
+                upsample: Upsample::NearestConv,
                 ..GeneratorConfig::default()
             },
             discriminator: NetConfig {
@@ -84,9 +88,9 @@ impl Default for GanConfig {
             mtl: plain.loss,
             gan: GanSettings::default(),
             train: LoopConfig {
-                steps: 2000,
+                steps: 1200,
                 log_every: 50,
-                eval_every: 500,
+                eval_every: 300,
                 grad_clip: 10.0,
                 ..plain.train
             },
