@@ -251,13 +251,13 @@ fn gan_judge_cmd(
         "",
         names
             .iter()
-            .map(|n| format!("{:>6.6}", n))
+            .map(|n| format!(" {n:>6.6}"))
             .collect::<String>()
     );
     for (name, row) in names.iter().zip(&a.confusion) {
         println!(
             "{name:<10} {}",
-            row.iter().map(|c| format!("{c:>6}")).collect::<String>()
+            row.iter().map(|c| format!(" {c:>6}")).collect::<String>()
         );
     }
     println!(
