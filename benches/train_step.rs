@@ -40,6 +40,7 @@ fn bench(depth: usize, width: f64, stem: Stem, size: usize, batch: usize) {
             buffers: &mut buffers,
             training: true,
             rng,
+            frozen: false,
         };
         let out = net.forward(&mut cx, &xv).unwrap();
         let t = MtlTargets {

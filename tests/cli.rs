@@ -322,3 +322,133 @@ fn features_then_temporal_train_and_eval() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `gan train`, `sample`, `gan judge` and a plain run mixing in the GAN's
+/// faces, end to end on the tiny set.
+#[test]
+fn gan_train_sample_judge_and_mix() {
+    let dir = temp("gan");
+    let (data, runs) = (dir.join("data"), dir.join("runs"));
+    let data_s = data.display().to_string();
+    let set = |kv: &[&str]| -> Vec<String> {
+        kv.iter()
+            .flat_map(|s| ["--set".to_string(), s.to_string()])
+            .collect()
+    };
+    let shared = [
+        format!("data.root={data_s:?}"),
+        "data.image_size=32".into(),
+        "data.batch_size=8".into(),
+        "data.synth_videos=5".into(),
+        "data.synth_frames=12".into(),
+        "train.steps=3".into(),
+        "train.log_every=1".into(),
+        "train.eval_every=2".into(),
+    ];
+    let shared: Vec<&str> = shared.iter().map(String::as_str).collect();
+    let gan_runs = format!("run.runs_dir={:?}", runs.join("gan").display().to_string());
+    let mut args = vec!["gan".to_string(), "train".into(), "--quiet".into()];
+    args.extend(set(&shared));
+    args.extend(set(&[
+        "generator.image_size=32",
+        "generator.channels=16",
+        "discriminator.width_mult=0.125",
+        "discriminator.stem=small",
+        "gan.loss=hinge",
+        &gan_runs,
+    ]));
+    let o = mtaffect(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    let gan_run = only_run(&runs.join("gan"));
+    for f in [
+        "last.safetensors",
+        "grid-expr.png",
+        "grid-au.png",
+        "grid-va.png",
+        "samples-000002.png",
+        "loss.png",
+    ] {
+        assert!(gan_run.join(f).is_file(), "missing {f}");
+    }
+    let ckpt = gan_run.join("last.safetensors");
+    let grid = dir.join("va.png");
+    let o = mtaffect(&[
+        "sample",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--grid",
+        "va",
+        "--out",
+        grid.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // 5 x 5 faces of 32 px with 2 px gutters.
+    assert!(text(&o).contains("172x172"), "{}", text(&o));
+    let o = mtaffect(&[
+        "sample",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--grid",
+        "pose",
+        "--out",
+        "x.png",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("expr, au, va"),
+        "{}",
+        text(&o)
+    );
+
+    // A plain run that mixes in the generator's faces, then judges them.
+    let plain_runs = format!(
+        "run.runs_dir={:?}",
+        runs.join("plain").display().to_string()
+    );
+    let mix = format!("gan_mix.checkpoint={:?}", ckpt.display().to_string());
+    let mut args = vec!["train".to_string(), "--quiet".into()];
+    args.extend(set(&shared));
+    args.extend(set(&[
+        "model.width_mult=0.125",
+        "model.stem=small",
+        &plain_runs,
+        &mix,
+        "gan_mix.ratio=0.5",
+    ]));
+    let o = mtaffect(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    let judge = only_run(&runs.join("plain")).join("last.safetensors");
+    let out = dir.join("judge.json");
+    let o = mtaffect(&[
+        "gan",
+        "judge",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--judge",
+        judge.to_str().unwrap(),
+        "--per-class",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("/24 = "), "{}", text(&o));
+    let json = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        json.contains("\"confusion\"") && json.contains("\"rate\""),
+        "{json}"
+    );
+    // A plain checkpoint is not a GAN checkpoint.
+    let o = mtaffect(&[
+        "sample",
+        "--checkpoint",
+        judge.to_str().unwrap(),
+        "--out",
+        "x.png",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("GAN checkpoint"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

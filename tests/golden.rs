@@ -125,6 +125,7 @@ fn forward_backward(g: &Golden, dtype: DType) -> Result<BTreeMap<String, Tensor>
         buffers: &mut buffers,
         training: true,
         rng: &mut rng,
+        frozen: false,
     };
     let out = net.forward(&mut cx, &tape.constant(batch.images.clone()))?;
     let targets = MtlTargets {

@@ -41,6 +41,7 @@ fn output_shapes_for_every_depth_and_stem() {
             buffers: &mut b,
             training: false,
             rng: &mut rng,
+            frozen: false,
         };
         let out = net.forward(&mut cx, &x).unwrap();
         assert_eq!(out.va.dims(), &[2, 2]);
@@ -71,6 +72,7 @@ fn every_parameter_gets_a_gradient_and_bn_buffers_update_in_training() {
         buffers: &mut b,
         training: true,
         rng: &mut rng,
+        frozen: false,
     };
     let out = net.forward(&mut cx, &x).unwrap();
     let total = ops::add(

@@ -62,6 +62,7 @@ fn forward(
         buffers: &mut buffers,
         training: train,
         rng: &mut rng,
+        frozen: false,
     };
     net.forward(&mut cx, &tape.constant(x.clone()), mask, carry)
 }
@@ -179,6 +180,7 @@ fn transformer_encoder_layer_gradients_match_central_differences() {
             buffers: &mut buffers,
             training: true,
             rng: &mut rng,
+            frozen: false,
         };
         let x = cx.param(x_id);
         layer.forward(&mut cx, &x, &mask)

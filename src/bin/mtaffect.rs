@@ -5,6 +5,7 @@ use mtaffect::backend::cuda;
 use mtaffect::data::synth::{self, SynthConfig};
 use mtaffect::data::{read_mtl_annotations, ReadOptions};
 use mtaffect::metrics::MtlMetrics;
+use mtaffect::train::gan::{self, GanConfig, GanTrainer, GridKind};
 use mtaffect::train::temporal::{self, TemporalConfig};
 use mtaffect::train::{self, features, predict, ConfigFile, TrainConfig, Trainer};
 use mtaffect::{Error, Result};
@@ -84,6 +85,25 @@ enum Command {
     /// Temporal models (GRU, LSTM, Transformer) over extracted features.
     #[command(subcommand)]
     Temporal(TemporalCommand),
+    /// The multi-task GAN: train it, or judge its generated expressions.
+    Gan {
+        #[command(subcommand)]
+        command: GanCommand,
+    },
+    /// Write a PNG grid of generated faces from a GAN checkpoint.
+    Sample {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// expr: expressions in a row (4 noise rows); au: each AU swept 0 -> 1;
+        /// va: the valence-arousal plane.
+        #[arg(long, default_value = "expr")]
+        grid: GridKind,
+        #[arg(long)]
+        out: PathBuf,
+        /// Noise seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Driver, NVRTC and device facts, and how long the kernels take to compile.
     Info {
         /// Device ordinal to describe.
@@ -110,6 +130,38 @@ enum TemporalCommand {
         #[arg(long)]
         annotations: Option<String>,
         /// Where to write the scores as JSON; default: <checkpoint>.eval.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GanCommand {
+    /// Train generator and discriminator (default: configs/gan-synthetic.toml settings).
+    Train {
+        /// TOML GAN config; default: the built-in CPU settings.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override any config key, e.g. --set train.steps=500 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// No per-step lines.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Generate faces for each expression and report how often a separately
+    /// trained multi-task network reads the requested expression.
+    Judge {
+        /// GAN checkpoint (`gan train`).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Multi-task checkpoint (`train`) that does the reading.
+        #[arg(long)]
+        judge: PathBuf,
+        /// Faces per expression.
+        #[arg(long, default_value_t = 100)]
+        per_class: usize,
+        /// Where to write the agreement as JSON.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -194,6 +246,80 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     for p in &summary.plots {
         println!("plot: {}", p.display());
     }
+    Ok(())
+}
+
+fn gan_train_cmd(config: Option<&Path>, sets: &[String], quiet: bool) -> Result<()> {
+    let base = match config {
+        Some(p) => GanConfig::load(p)?,
+        None => GanConfig::default(),
+    };
+    let mut sets = sets.to_vec();
+    if quiet {
+        sets.push("run.quiet=true".into());
+    }
+    let cfg = base.with_overrides(&sets)?;
+    let s = gan::gan_run(&cfg)?;
+    println!(
+        "finished {} generator steps in {:.0} s; run directory {}",
+        s.steps,
+        s.seconds,
+        s.run_dir.display()
+    );
+    if let Some(m) = &s.last {
+        println!("discriminator's multi-task heads on the validation set:");
+        print_metrics(m);
+    }
+    for p in &s.files {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn gan_judge_cmd(
+    checkpoint: &Path,
+    judge: &Path,
+    per_class: usize,
+    out: Option<&Path>,
+) -> Result<()> {
+    let mut g = GanTrainer::from_checkpoint(checkpoint)?;
+    let mut j = Trainer::from_checkpoint(judge)?;
+    let a = gan::judge_expressions(&mut g, &mut j, per_class)?;
+    let names = j.config.data.label_set.expression_names();
+    println!("requested -> read by the judge (rows: requested, columns: judged)");
+    println!(
+        "{:<10} {}",
+        "",
+        names
+            .iter()
+            .map(|n| format!(" {n:>6.6}"))
+            .collect::<String>()
+    );
+    for (name, row) in names.iter().zip(&a.confusion) {
+        println!(
+            "{name:<10} {}",
+            row.iter().map(|c| format!(" {c:>6}")).collect::<String>()
+        );
+    }
+    println!(
+        "agreement {}/{} = {:.3} (chance {:.3})",
+        a.matched,
+        a.total,
+        a.rate,
+        1.0 / names.len() as f64
+    );
+    if let Some(out) = out {
+        let json = serde_json::to_string_pretty(&a).expect("agreement serialises");
+        mtaffect::io::write_atomic(out, json.as_bytes())?;
+        println!("written to {}", out.display());
+    }
+    Ok(())
+}
+
+fn sample_cmd(checkpoint: &Path, grid: GridKind, out: &Path, seed: u64) -> Result<()> {
+    let mut g = GanTrainer::from_checkpoint(checkpoint)?;
+    let (w, h) = gan::write_grid(&mut g, grid, seed, out)?;
+    println!("{w}x{h} grid written to {}", out.display());
     Ok(())
 }
 
@@ -492,6 +618,25 @@ fn main() -> ExitCode {
             batch,
         } => features_cmd(&checkpoint, data.as_deref(), &out, batch),
         Command::Temporal(c) => temporal_cmd(c),
+        Command::Gan { command } => match command {
+            GanCommand::Train {
+                config,
+                sets,
+                quiet,
+            } => gan_train_cmd(config.as_deref(), &sets, quiet),
+            GanCommand::Judge {
+                checkpoint,
+                judge,
+                per_class,
+                out,
+            } => gan_judge_cmd(&checkpoint, &judge, per_class, out.as_deref()),
+        },
+        Command::Sample {
+            checkpoint,
+            grid,
+            out,
+            seed,
+        } => sample_cmd(&checkpoint, grid, &out, seed),
         Command::Info { device } => info(device),
     };
     match result {

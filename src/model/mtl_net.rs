@@ -1,5 +1,6 @@
 //! The multi-task network: SE-ResNet backbone, neck, and three heads
-//! (valence/arousal with tanh, AU logits, expression logits).
+//! (valence/arousal with tanh, AU logits, expression logits), plus an
+//! optional real/fake logit when it serves as the GAN's discriminator.
 
 use super::{Neck, NeckKind, SeResNet, Stem};
 use crate::nn::{Buffers, Ctx, Linear};
@@ -22,6 +23,8 @@ pub struct NetConfig {
     pub n_aus: usize,
     /// 8 for ABAW 2022+, 7 for the 2020 label set.
     pub n_expr: usize,
+    /// Adds the real/fake logit (`head.real_fake`): the GAN's discriminator.
+    pub real_fake_head: bool,
 }
 
 impl Default for NetConfig {
@@ -35,6 +38,7 @@ impl Default for NetConfig {
             dropout: 0.2,
             n_aus: 12,
             n_expr: 8,
+            real_fake_head: false,
         }
     }
 }
@@ -49,6 +53,8 @@ pub struct MtlOutput {
     pub expr: Var,
     /// [N, F]: the shared feature vector the heads read (frame embeddings).
     pub features: Var,
+    /// [N, 1] real/fake logits, with `real_fake_head`.
+    pub real_fake: Option<Var>,
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +65,7 @@ pub struct MtlNet {
     va_head: Linear,
     au_head: Linear,
     expr_head: Linear,
+    real_fake_head: Option<Linear>,
 }
 
 impl MtlNet {
@@ -80,6 +87,11 @@ impl MtlNet {
             va_head: Linear::new(p, "head.va", f, 2, true, rng)?,
             au_head: Linear::new(p, "head.au", f, config.n_aus, true, rng)?,
             expr_head: Linear::new(p, "head.expr", f, config.n_expr, true, rng)?,
+            real_fake_head: if config.real_fake_head {
+                Some(Linear::new(p, "head.real_fake", f, 1, true, rng)?)
+            } else {
+                None
+            },
             backbone,
             neck,
         })
@@ -93,6 +105,10 @@ impl MtlNet {
             va: ops::tanh(cx.tape, &self.va_head.forward(cx, &features)?)?,
             au: self.au_head.forward(cx, &features)?,
             expr: self.expr_head.forward(cx, &features)?,
+            real_fake: match &self.real_fake_head {
+                Some(h) => Some(h.forward(cx, &features)?),
+                None => None,
+            },
             features,
         })
     }

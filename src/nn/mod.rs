@@ -5,12 +5,14 @@
 
 mod batch_norm;
 mod conv;
+mod conv_transpose;
 mod init;
 mod linear;
 mod se;
 
 pub use batch_norm::BatchNorm2d;
 pub use conv::Conv2d;
+pub use conv_transpose::ConvTranspose2d;
 pub use init::Init;
 pub use linear::Linear;
 pub use se::SeBlock;
@@ -30,10 +32,19 @@ pub struct Ctx<'a> {
     pub training: bool,
     /// Dropout masks.
     pub rng: &'a mut Rng,
+    /// Parameters enter as constants, so no gradient reaches them: the GAN's
+    /// generator step runs the discriminator this way (its backward then
+    /// needs only the input gradients, and the two models' `ParamId`s, which
+    /// index separate registries, never meet in one `Gradients`).
+    pub frozen: bool,
 }
 
 impl Ctx<'_> {
     pub fn param(&self, id: crate::ParamId) -> crate::Var {
-        self.tape.param(self.params, id)
+        if self.frozen {
+            self.tape.constant(self.params.get(id).clone())
+        } else {
+            self.tape.param(self.params, id)
+        }
     }
 }

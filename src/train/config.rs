@@ -153,6 +153,8 @@ pub struct TrainConfig {
     pub schedule: LrSchedule,
     pub train: LoopConfig,
     pub run: RunConfig,
+    /// Generated faces mixed into the batches (off by default).
+    pub gan_mix: super::gan::GanMixConfig,
 }
 
 impl Default for TrainConfig {
@@ -181,6 +183,7 @@ impl Default for TrainConfig {
             },
             train: LoopConfig::default(),
             run: RunConfig::default(),
+            gan_mix: super::gan::GanMixConfig::default(),
         }
     }
 }
@@ -253,11 +256,12 @@ impl ConfigFile for TrainConfig {
                 self.model.n_aus, self.model.n_expr, self.data.label_set
             )));
         }
+        self.gan_mix.validate()?;
         self.schedule.validate()
     }
 }
 
-/// Applies `section.key=value` overrides to a config's TOML text; the caller
+/// `text` with each `section.key=value` of `sets` written in; the caller
 /// re-parses the result, so types and allowed values are checked as for a file.
 fn apply_overrides(text: &str, sets: &[String]) -> Result<String> {
     let mut doc: toml::Table = toml::from_str(text).expect("own TOML parses");
@@ -310,9 +314,11 @@ mod tests {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "toml") {
                 let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                // Temporal configs are a different file kind, checked as such.
+                // Temporal and GAN configs are other file kinds, checked as such.
                 let parsed = if name.starts_with("temporal-") {
                     crate::train::temporal::TemporalConfig::load(&p).map(|_| ())
+                } else if name.starts_with("gan-") {
+                    crate::train::gan::GanConfig::load(&p).map(|_| ())
                 } else {
                     TrainConfig::load(&p).map(|_| ())
                 };

@@ -4,8 +4,9 @@
 
 mod baseline;
 pub mod checkpoint;
-mod config;
+pub(crate) mod config;
 pub mod features;
+pub mod gan;
 mod mtl_loss;
 pub mod nan_guard;
 pub mod plot;
@@ -13,7 +14,7 @@ pub mod predict;
 pub mod run_dir;
 mod session;
 pub mod temporal;
-mod trainer;
+pub(crate) mod trainer;
 
 pub use baseline::chance_baseline;
 pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};

@@ -222,6 +222,7 @@ mod tests {
             au: v(&[4, 3]),
             expr: v(&[4, 5]),
             features: v(&[4, 1]),
+            real_fake: None,
         };
         let va = Tensor::from_f64s(
             &[0.1, 0.2, -0.5, 0.4, -5.0, -5.0, 0.7, -0.3],

@@ -4,6 +4,7 @@
 //! optimizer, loss weighting, RNG, step and position in the epoch).
 
 use super::checkpoint::{self, CheckpointRef, TrainProgress};
+use super::gan::GanMixer;
 use super::{ConfigFile, LossTerms, MtlLoss, MtlTargets, OptimConfig, TrainConfig};
 use crate::data::{Batch, Loader};
 use crate::metrics::{MtlEvaluator, MtlLabels, MtlMetrics, MtlPredictions};
@@ -39,6 +40,8 @@ pub struct Trainer {
     pub progress: TrainProgress,
     /// Sums of (va, au, expr) losses and count since the last period end (DWA).
     period: ([f64; 3], u64),
+    /// Adds generated faces to each batch when `gan_mix.ratio > 0`.
+    mixer: Option<GanMixer>,
 }
 
 /// The update every trainer ends a step with: backward of the multi-task
@@ -112,6 +115,12 @@ impl Trainer {
             rng: rng.fork(2),
             progress: TrainProgress::start(),
             period: ([0.0; 3], 0),
+            mixer: GanMixer::load(
+                &config.gan_mix,
+                config.data.image_size,
+                config.model.n_aus,
+                config.model.n_expr,
+            )?,
         })
     }
 
@@ -128,6 +137,14 @@ impl Trainer {
     /// error and leaves the weights untouched.
     pub fn step(&mut self, batch: &Batch) -> Result<StepStats> {
         let step = self.progress.step;
+        let mixed;
+        let batch = match &mut self.mixer {
+            Some(m) => {
+                mixed = m.mix(batch, &mut self.rng)?;
+                &mixed
+            }
+            None => batch,
+        };
         let tape = Tape::new();
         let x = tape.constant(batch.images.clone());
         let mut cx = Ctx {
@@ -136,6 +153,7 @@ impl Trainer {
             buffers: &mut self.buffers,
             training: true,
             rng: &mut self.rng,
+            frozen: false,
         };
         let out = self.net.forward(&mut cx, &x)?;
         let targets = MtlTargets {
@@ -173,56 +191,36 @@ impl Trainer {
     /// Eval-mode forward of images [N, H, W, 3]: (va [N*2], expression
     /// logits [N*C], AU logits [N*A]), row-major. Records nothing.
     pub fn infer(&mut self, images: &Tensor) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-        let out = self.eval_forward(images)?;
-        Ok((
-            out.va.value().to_vec()?,
-            out.expr.value().to_vec()?,
-            out.au.value().to_vec()?,
-        ))
+        infer(
+            &self.net,
+            &self.params,
+            &mut self.buffers,
+            &mut self.rng,
+            images,
+        )
     }
 
     /// Eval-mode forward of images [N, H, W, 3]: the heads and the per-frame
     /// embeddings [N, F] they read (what temporal models are trained on).
     pub fn eval_forward(&mut self, images: &Tensor) -> Result<MtlOutput> {
-        let tape = Tape::no_grad();
-        let x = tape.constant(images.clone());
-        let mut cx = Ctx {
-            tape: &tape,
-            params: &self.params,
-            buffers: &mut self.buffers,
-            training: false,
-            rng: &mut self.rng,
-        };
-        self.net.forward(&mut cx, &x)
+        eval_forward(
+            &self.net,
+            &self.params,
+            &mut self.buffers,
+            &mut self.rng,
+            images,
+        )
     }
 
     /// The ABAW metrics over one pass of `loader`.
     pub fn evaluate(&mut self, loader: &Loader) -> Result<MtlMetrics> {
-        let ls = loader.dataset().label_set;
-        let mut ev = MtlEvaluator::new(ls.num_expressions(), ls.num_aus());
-        for batch in loader.epoch(0, 0) {
-            let batch = batch?;
-            let (va, expr, au) = self.infer(&batch.images)?;
-            let (lva, lexpr, lau) = (
-                batch.va.to_vec::<f32>()?,
-                batch.expr.to_vec::<f32>()?,
-                batch.aus.to_vec::<f32>()?,
-            );
-            ev.add_batch(
-                batch.len(),
-                MtlPredictions {
-                    va: &va,
-                    expr_logits: &expr,
-                    au_logits: &au,
-                },
-                MtlLabels {
-                    va: &lva,
-                    expr: &lexpr,
-                    au: &lau,
-                },
-            )?;
-        }
-        Ok(ev.finish())
+        evaluate(
+            &self.net,
+            &self.params,
+            &mut self.buffers,
+            &mut self.rng,
+            loader,
+        )
     }
 
     /// Named non-trained state: BN running statistics plus the loss
@@ -353,4 +351,79 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// Eval-mode forward of `net` on images [N, H, W, 3]: the heads and the
+/// per-frame embeddings [N, F] they read. Records nothing.
+pub fn eval_forward(
+    net: &MtlNet,
+    params: &Params,
+    buffers: &mut Buffers,
+    rng: &mut Rng,
+    images: &Tensor,
+) -> Result<MtlOutput> {
+    let tape = Tape::no_grad();
+    let x = tape.constant(images.clone());
+    let mut cx = Ctx {
+        tape: &tape,
+        params,
+        buffers,
+        training: false,
+        rng,
+        frozen: false,
+    };
+    net.forward(&mut cx, &x)
+}
+
+/// [`eval_forward`]'s heads as row-major vectors: (va [N*2], expression
+/// logits [N*C], AU logits [N*A]).
+pub fn infer(
+    net: &MtlNet,
+    params: &Params,
+    buffers: &mut Buffers,
+    rng: &mut Rng,
+    images: &Tensor,
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let out = eval_forward(net, params, buffers, rng, images)?;
+    Ok((
+        out.va.value().to_vec()?,
+        out.expr.value().to_vec()?,
+        out.au.value().to_vec()?,
+    ))
+}
+
+/// The ABAW metrics of `net` over one pass of `loader` (the GAN's
+/// discriminator is scored with it too).
+pub fn evaluate(
+    net: &MtlNet,
+    params: &Params,
+    buffers: &mut Buffers,
+    rng: &mut Rng,
+    loader: &Loader,
+) -> Result<MtlMetrics> {
+    let ls = loader.dataset().label_set;
+    let mut ev = MtlEvaluator::new(ls.num_expressions(), ls.num_aus());
+    for batch in loader.epoch(0, 0) {
+        let batch = batch?;
+        let (va, expr, au) = infer(net, params, buffers, rng, &batch.images)?;
+        let (lva, lexpr, lau) = (
+            batch.va.to_vec::<f32>()?,
+            batch.expr.to_vec::<f32>()?,
+            batch.aus.to_vec::<f32>()?,
+        );
+        ev.add_batch(
+            batch.len(),
+            MtlPredictions {
+                va: &va,
+                expr_logits: &expr,
+                au_logits: &au,
+            },
+            MtlLabels {
+                va: &lva,
+                expr: &lexpr,
+                au: &lau,
+            },
+        )?;
+    }
+    Ok(ev.finish())
 }

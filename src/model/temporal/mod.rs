@@ -183,6 +183,7 @@ impl TemporalNet {
             au: rows(cx, &au)?,
             expr: rows(cx, &expr)?,
             features: rows(cx, &bottom)?,
+            real_fake: None,
         })
     }
 }

@@ -4,12 +4,14 @@ use super::cuda::{self as device, record_mean_terms, TermInputs};
 use super::{record_scalar, sigmoid, softplus};
 use crate::tensor::check_same_dtype;
 use crate::{Error, Result, Tape, Var};
+use serde::{Deserialize, Serialize};
 
 /// A per-logit loss term or its derivative.
 type Term = fn(f64) -> f64;
 
 /// Which adversarial objective.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum GanLoss {
     /// BCE on logits: D minimises `mean softplus(-real) + mean softplus(fake)`
     /// (BCE of real against 1 plus BCE of fake against 0); G minimises the

@@ -107,6 +107,7 @@ impl TemporalTrainer {
             buffers: &mut buffers,
             training,
             rng: &mut self.rng,
+            frozen: false,
         };
         self.net
             .forward(&mut cx, &tape.constant(b.x.clone()), &b.mask, carry)

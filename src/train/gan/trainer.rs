@@ -1,0 +1,520 @@
+//! Alternating GAN updates on the tape. The generator and the discriminator
+//! keep separate parameter registries and separate Adam optimizers, so a
+//! discriminator step cannot touch the generator's weights (its images enter
+//! as constants) and a generator step cannot touch the discriminator's (its
+//! parameters enter frozen, see [`Ctx::frozen`]).
+//!
+//! Batch norm: the discriminator sees real and generated images in one batch
+//! (see `disc_joint`), on a scratch copy of its buffers; its running
+//! statistics come from a separate pass over the real batch alone, so its
+//! eval-mode multi-task heads are scored on the statistics of real faces.
+
+use super::condition::{
+    prototypes_from_tensor, prototypes_to_tensor, ConditionBank, Conditions, LabelRow,
+};
+use super::loss::{discriminator_loss, generator_loss, GanTerms};
+use super::GanConfig;
+use crate::data::{Batch, Loader};
+use crate::metrics::MtlMetrics;
+use crate::model::{Generator, MtlNet, MtlOutput, NetConfig};
+use crate::nn::{Buffers, Ctx};
+use crate::optim::{clip_grad_norm, Adam, AdamConfig, Optimizer};
+use crate::train::checkpoint::{self, CheckpointRef, TrainProgress};
+use crate::train::{ConfigFile, MtlLoss, MtlTargets};
+use crate::{ops, DType, Error, Gradients, Params, Result, Rng, Tape, Tensor, Var};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const G_PREFIX: &str = "generator.";
+const D_PREFIX: &str = "discriminator.";
+const PROTOTYPES: &str = "gan.prototypes";
+
+/// One player's step: its loss terms and gradient norm.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PlayerStats {
+    pub loss: f64,
+    pub adv: f64,
+    pub mtl: f64,
+    pub va: f64,
+    pub au: f64,
+    pub expr: f64,
+    pub grad_norm: f64,
+    /// Mean D(x) = sigmoid(logit) on real (D step) or generated images.
+    pub d_real: f64,
+    pub d_fake: f64,
+}
+
+pub struct GanTrainer {
+    pub config: GanConfig,
+    pub generator: Generator,
+    pub g_params: Params,
+    pub g_buffers: Buffers,
+    pub discriminator: MtlNet,
+    pub d_params: Params,
+    pub d_buffers: Buffers,
+    mtl: MtlLoss,
+    opt_g: Adam,
+    opt_d: Adam,
+    /// Noise, conditions and dropout masks.
+    rng: Rng,
+    /// Per-expression conditions for sample grids and judging (expression e at index e).
+    pub prototypes: Vec<LabelRow>,
+    /// `step` counts generator steps.
+    pub progress: TrainProgress,
+}
+
+/// An optimizer key `<buffer>.<parameter index>` split in two (see `optim::save_buffers`).
+fn split_index(key: &str) -> Option<(&str, usize)> {
+    let (b, i) = key.rsplit_once('.')?;
+    Some((b, i.parse().ok()?))
+}
+
+/// Rows `start..start + len` of every head output.
+fn rows(tape: &Tape, out: &MtlOutput, start: usize, len: usize) -> Result<MtlOutput> {
+    let r = |v: &Var| ops::narrow(tape, v, 0, start, len);
+    Ok(MtlOutput {
+        va: r(&out.va)?,
+        au: r(&out.au)?,
+        expr: r(&out.expr)?,
+        features: r(&out.features)?,
+        real_fake: out.real_fake.as_ref().map(r).transpose()?,
+    })
+}
+
+fn mean_sigmoid(logits: &Var) -> f64 {
+    let v = logits.value().to_f64_vec();
+    v.iter().map(|x| 1.0 / (1.0 + (-x).exp())).sum::<f64>() / v.len().max(1) as f64
+}
+
+impl GanTrainer {
+    /// Fresh players initialised from the config's seed.
+    pub fn new(config: &GanConfig) -> Result<Self> {
+        let mut rng = Rng::new(config.train.seed);
+        let (mut g_params, mut g_buffers) = (Params::new(), Buffers::new());
+        let generator = Generator::new(
+            &config.generator,
+            &mut g_params,
+            &mut g_buffers,
+            &mut rng.fork(1),
+        )?;
+        let d_cfg = NetConfig {
+            real_fake_head: true,
+            ..config.discriminator.clone()
+        };
+        let (mut d_params, mut d_buffers) = (Params::new(), Buffers::new());
+        let discriminator = MtlNet::new(&d_cfg, &mut d_params, &mut d_buffers, &mut rng.fork(2))?;
+        let mtl = MtlLoss::new(&config.mtl, &mut d_params)?;
+        let s = &config.gan;
+        let adam = || {
+            Adam::new(AdamConfig {
+                beta1: s.beta1,
+                beta2: s.beta2,
+                ..AdamConfig::default()
+            })
+        };
+        let g = &config.generator;
+        Ok(GanTrainer {
+            config: config.clone(),
+            generator,
+            g_params,
+            g_buffers,
+            discriminator,
+            d_params,
+            d_buffers,
+            mtl,
+            opt_g: adam(),
+            opt_d: adam(),
+            rng: rng.fork(3),
+            prototypes: (0..g.n_expr)
+                .map(|expr| LabelRow {
+                    va: [0.0; 2],
+                    aus: vec![0.0; g.n_aus],
+                    expr,
+                })
+                .collect(),
+            progress: TrainProgress {
+                step: 0,
+                epoch: 0,
+                position_in_epoch: 0,
+                rng: [0; 4],
+                best: None,
+            },
+        })
+    }
+
+    /// The players of a GAN checkpoint, rebuilt from the config stored in it.
+    pub fn from_checkpoint(path: &Path) -> Result<Self> {
+        let text = checkpoint::read_config(path)?;
+        let cfg = GanConfig::from_toml(&text, &format!("{} (stored config)", path.display()))
+            .map_err(|e| {
+                Error::Config(format!(
+                    "{e} (is this a GAN checkpoint from `mtaffect gan train`?)"
+                ))
+            })?;
+        let mut t = GanTrainer::new(&cfg)?;
+        t.load_checkpoint(path)?;
+        Ok(t)
+    }
+
+    /// Standard normal noise [n, z_dim].
+    pub fn noise(&mut self, n: usize) -> Tensor {
+        Tensor::randn(
+            [n, self.config.generator.z_dim],
+            1.0,
+            DType::F32,
+            &mut self.rng,
+        )
+    }
+
+    /// Images for noise `z` and condition inputs `cond`, recording nothing.
+    /// `training` normalises with batch statistics, leaving the running ones
+    /// alone (they follow the generator's own steps); otherwise it uses the
+    /// running statistics (sampling).
+    pub fn generate(&mut self, z: &Tensor, cond: &Tensor, training: bool) -> Result<Tensor> {
+        let tape = Tape::no_grad();
+        let mut scratch;
+        let buffers = if training {
+            scratch = self.g_buffers.clone();
+            &mut scratch
+        } else {
+            &mut self.g_buffers
+        };
+        let mut cx = Ctx {
+            tape: &tape,
+            params: &self.g_params,
+            buffers,
+            training,
+            rng: &mut self.rng,
+            frozen: false,
+        };
+        let (z, c) = (tape.constant(z.clone()), tape.constant(cond.clone()));
+        Ok(self.generator.forward(&mut cx, &z, &c)?.into_value())
+    }
+
+    /// The discriminator's training-mode forward on real and generated images
+    /// as one batch, on a scratch copy of its BN buffers; returns (real rows,
+    /// generated rows). One batch, because batch norm normalises with the
+    /// batch's own statistics: a generated-only batch would have its mean
+    /// colour and contrast normalised away, so the discriminator could not
+    /// see them differ from real faces and the generator would get no
+    /// gradient to fix them (the first runs stayed textured noise that way).
+    fn disc_joint(
+        &mut self,
+        tape: &Tape,
+        real: &Var,
+        fake: &Var,
+        frozen: bool,
+    ) -> Result<(MtlOutput, MtlOutput)> {
+        let (n, m) = (real.dims()[0], fake.dims()[0]);
+        let x = ops::concat(tape, &[real, fake], 0)?;
+        let mut scratch = self.d_buffers.clone();
+        let mut cx = Ctx {
+            tape,
+            params: &self.d_params,
+            buffers: &mut scratch,
+            training: true,
+            rng: &mut self.rng,
+            frozen,
+        };
+        let out = self.discriminator.forward(&mut cx, &x)?;
+        Ok((rows(tape, &out, 0, n)?, rows(tape, &out, n, m)?))
+    }
+
+    /// Updates the discriminator's running statistics from real images alone
+    /// (recording nothing): the statistics its eval-mode heads use on real frames.
+    fn track_real_stats(&mut self, images: &Tensor) -> Result<()> {
+        let tape = Tape::no_grad();
+        let mut cx = Ctx {
+            tape: &tape,
+            params: &self.d_params,
+            buffers: &mut self.d_buffers,
+            training: true,
+            rng: &mut self.rng,
+            frozen: false,
+        };
+        self.discriminator
+            .forward(&mut cx, &tape.constant(images.clone()))?;
+        Ok(())
+    }
+
+    fn finish_step(
+        &self,
+        who: &str,
+        terms: &GanTerms,
+        grads: &mut Gradients,
+    ) -> Result<(f64, f64)> {
+        let step = self.progress.step;
+        let loss = terms.total.value().item()?;
+        if !loss.is_finite() {
+            return Err(Error::NonFinite(format!(
+                "step {step}: {who} loss is {loss} (adversarial {}, multi-task {}: va {}, au {}, expr {})",
+                terms.adv, terms.mtl, terms.va, terms.au, terms.expr
+            )));
+        }
+        let clip = self.config.train.grad_clip;
+        let norm = if clip > 0.0 {
+            clip_grad_norm(grads, clip)
+        } else {
+            let n = grads.global_norm();
+            if n.is_finite() {
+                Ok(n)
+            } else {
+                Err(Error::NonFinite(format!("gradient norm is {n}")))
+            }
+        }
+        .map_err(|e| Error::NonFinite(format!("step {step}: {who}: {e}")))?;
+        Ok((loss, norm))
+    }
+
+    /// One discriminator update on a real batch and as many generated images.
+    /// Only the discriminator's state changes: its parameters, optimizer and
+    /// real-data BN statistics.
+    pub fn d_step(&mut self, batch: &Batch, bank: &ConditionBank) -> Result<PlayerStats> {
+        let n = batch.len();
+        let cond = bank.sample(n, &mut self.rng)?;
+        let z = self.noise(n);
+        let fake = self.generate(&z, &cond.input, true)?;
+        let tape = Tape::new();
+        let (x_real, x_fake) = (tape.constant(batch.images.clone()), tape.constant(fake));
+        let (real, fake) = self.disc_joint(&tape, &x_real, &x_fake, false)?;
+        let labels = MtlTargets {
+            va: &batch.va,
+            au: &batch.aus,
+            expr: &batch.expr_class,
+        };
+        let terms = discriminator_loss(
+            &tape,
+            &self.config.gan,
+            &self.mtl,
+            &self.d_params,
+            &real,
+            &fake,
+            &labels,
+        )?;
+        let (d_real, d_fake) = (
+            mean_sigmoid(real.real_fake.as_ref().expect("discriminator has the head")),
+            mean_sigmoid(fake.real_fake.as_ref().expect("discriminator has the head")),
+        );
+        let mut grads = tape.backward(&terms.total)?;
+        drop(tape);
+        let (loss, grad_norm) = self.finish_step("discriminator", &terms, &mut grads)?;
+        self.opt_d
+            .step(&mut self.d_params, &grads, self.config.gan.lr_d)?;
+        self.track_real_stats(&batch.images)?;
+        Ok(PlayerStats {
+            loss,
+            adv: terms.adv,
+            mtl: terms.mtl,
+            va: terms.va,
+            au: terms.au,
+            expr: terms.expr,
+            grad_norm,
+            d_real,
+            d_fake,
+        })
+    }
+
+    /// One generator update on as many images as `real` holds, with
+    /// conditions from `bank`; `real` joins them in the discriminator's batch
+    /// (see `disc_joint`). Only the generator's state changes: parameters,
+    /// optimizer, BN statistics.
+    pub fn g_step(&mut self, real: &Tensor, bank: &ConditionBank) -> Result<PlayerStats> {
+        let n = real.dims()[0];
+        let cond = bank.sample(n, &mut self.rng)?;
+        let z = self.noise(n);
+        self.g_step_on(real, &z, &cond)
+    }
+
+    /// The generator step for given real images, noise and conditions.
+    pub fn g_step_on(
+        &mut self,
+        real: &Tensor,
+        z: &Tensor,
+        cond: &Conditions,
+    ) -> Result<PlayerStats> {
+        let tape = Tape::new();
+        let images = {
+            let mut cx = Ctx {
+                tape: &tape,
+                params: &self.g_params,
+                buffers: &mut self.g_buffers,
+                training: true,
+                rng: &mut self.rng,
+                frozen: false,
+            };
+            let (zv, cv) = (tape.constant(z.clone()), tape.constant(cond.input.clone()));
+            self.generator.forward(&mut cx, &zv, &cv)?
+        };
+        let (real_out, fake) =
+            self.disc_joint(&tape, &tape.constant(real.clone()), &images, true)?;
+        let requested = MtlTargets {
+            va: &cond.va,
+            au: &cond.aus,
+            expr: &cond.expr,
+        };
+        let terms = generator_loss(
+            &tape,
+            &self.config.gan,
+            &self.mtl,
+            &self.d_params,
+            &fake,
+            &requested,
+        )?;
+        let (d_real, d_fake) = (
+            mean_sigmoid(
+                real_out
+                    .real_fake
+                    .as_ref()
+                    .expect("discriminator has the head"),
+            ),
+            mean_sigmoid(fake.real_fake.as_ref().expect("discriminator has the head")),
+        );
+        let mut grads = tape.backward(&terms.total)?;
+        drop(tape);
+        let (loss, grad_norm) = self.finish_step("generator", &terms, &mut grads)?;
+        self.opt_g
+            .step(&mut self.g_params, &grads, self.config.gan.lr_g)?;
+        self.progress.step += 1;
+        Ok(PlayerStats {
+            loss,
+            adv: terms.adv,
+            mtl: terms.mtl,
+            va: terms.va,
+            au: terms.au,
+            expr: terms.expr,
+            grad_norm,
+            d_real,
+            d_fake,
+        })
+    }
+
+    /// The discriminator's multi-task heads scored with the ABAW metrics.
+    pub fn evaluate_discriminator(&mut self, loader: &Loader) -> Result<MtlMetrics> {
+        crate::train::trainer::evaluate(
+            &self.discriminator,
+            &self.d_params,
+            &mut self.d_buffers,
+            &mut self.rng,
+            loader,
+        )
+    }
+
+    /// Both players in one registry, names prefixed; the generator's come
+    /// first, so the discriminator's optimizer indices shift by its count.
+    fn joint_params(&self) -> Result<Params> {
+        let mut all = Params::new();
+        for (prefix, p) in [(G_PREFIX, &self.g_params), (D_PREFIX, &self.d_params)] {
+            for id in p.ids() {
+                all.add(format!("{prefix}{}", p.name(id)), p.get(id).clone())?;
+            }
+        }
+        Ok(all)
+    }
+
+    fn joint_buffers(&self) -> Result<BTreeMap<String, Tensor>> {
+        let mut out = BTreeMap::new();
+        for (prefix, b) in [(G_PREFIX, &self.g_buffers), (D_PREFIX, &self.d_buffers)] {
+            for id in b.ids() {
+                out.insert(format!("{prefix}{}", b.name(id)), b.get(id).clone());
+            }
+        }
+        out.insert(
+            PROTOTYPES.into(),
+            prototypes_to_tensor(&self.prototypes, self.config.generator.n_aus)?,
+        );
+        Ok(out)
+    }
+
+    /// Optimizer keys `<buffer>.<index>` renamed `<prefix><buffer>.<index + offset>`.
+    fn joint_optimizer(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        let offset = self.g_params.len();
+        for (prefix, state, shift) in [
+            (G_PREFIX, self.opt_g.state_dict(), 0),
+            (D_PREFIX, self.opt_d.state_dict(), offset),
+        ] {
+            for (k, t) in state {
+                let key = match split_index(&k) {
+                    Some((b, i)) => format!("{prefix}{b}.{}", i + shift),
+                    None => format!("{prefix}{k}"),
+                };
+                out.insert(key, t);
+            }
+        }
+        out
+    }
+
+    /// Writes both players, their optimizers, BN buffers, the prototypes,
+    /// progress and the config atomically (safetensors).
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        checkpoint::save(
+            path,
+            &CheckpointRef {
+                params: &self.joint_params()?,
+                optimizer: &self.joint_optimizer(),
+                buffers: &self.joint_buffers()?,
+                progress: TrainProgress {
+                    rng: self.rng.state(),
+                    ..self.progress
+                },
+                config_toml: &self.config.to_toml(),
+            },
+        )
+    }
+
+    /// Restores what `save_checkpoint` wrote; on error nothing changes.
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let mut all = self.joint_params()?;
+        let mut buffers = self.joint_buffers()?;
+        let ck = checkpoint::load(path, &mut all, &mut buffers)?;
+        let offset = self.g_params.len();
+        let (mut g_state, mut d_state) = (BTreeMap::new(), BTreeMap::new());
+        for (k, t) in ck.optimizer {
+            if let Some(rest) = k.strip_prefix(G_PREFIX) {
+                g_state.insert(rest.to_string(), t);
+            } else if let Some(rest) = k.strip_prefix(D_PREFIX) {
+                let key = match split_index(rest) {
+                    Some((b, i)) if i >= offset => format!("{b}.{}", i - offset),
+                    _ => rest.to_string(),
+                };
+                d_state.insert(key, t);
+            }
+        }
+        let (mut opt_g, mut opt_d) = (
+            Adam::new(self.opt_g.config.clone()),
+            Adam::new(self.opt_d.config.clone()),
+        );
+        opt_g.load_state_dict(&g_state)?;
+        opt_d.load_state_dict(&d_state)?;
+        let prototypes = prototypes_from_tensor(&buffers[PROTOTYPES])?;
+        let mut g_params = self.g_params.clone();
+        let mut d_params = self.d_params.clone();
+        let mut ids = all.ids();
+        for p in [&mut g_params, &mut d_params] {
+            let own: Vec<_> = p.ids().collect();
+            for id in own {
+                let src = ids.next().expect("joint registry holds both players");
+                p.set(id, all.get(src).clone())?;
+            }
+        }
+        let mut g_buffers = self.g_buffers.clone();
+        let mut d_buffers = self.d_buffers.clone();
+        for (prefix, b) in [(G_PREFIX, &mut g_buffers), (D_PREFIX, &mut d_buffers)] {
+            let own: Vec<_> = b.ids().collect();
+            for id in own {
+                let key = format!("{prefix}{}", b.name(id));
+                b.set(id, buffers[&key].clone())?;
+            }
+        }
+        self.g_params = g_params;
+        self.d_params = d_params;
+        self.g_buffers = g_buffers;
+        self.d_buffers = d_buffers;
+        self.opt_g = opt_g;
+        self.opt_d = opt_d;
+        self.prototypes = prototypes;
+        self.rng = Rng::from_state(ck.progress.rng);
+        self.progress = ck.progress;
+        Ok(())
+    }
+}
