@@ -1,7 +1,8 @@
 //! Optimizer and schedule values checked against hand-computed updates.
 
 use mtaffect::optim::{
-    clip_grad_norm, Adam, AdamConfig, LrSchedule, Optimizer, ScheduleKind, Sgd, SgdConfig,
+    checked_grad_norm, clip_grad_norm, Adam, AdamConfig, LrSchedule, Optimizer, ScheduleKind, Sgd,
+    SgdConfig,
 };
 use mtaffect::{DType, Gradients, ParamId, Params, Rng, Tensor};
 
@@ -201,4 +202,28 @@ fn clipping_scales_to_the_global_norm_and_rejects_nan() {
         .unwrap_err()
         .to_string()
         .contains("non-finite"));
+}
+
+#[test]
+fn checked_norm_without_clipping_keeps_gradients_and_rejects_nan() {
+    let mut p = Params::new();
+    let a = p.add("a", Tensor::zeros([2], DType::F32)).unwrap();
+    let mut g = Gradients::new();
+    g.accumulate(a, Tensor::from_f64s(&[3.0, 4.0], [2], DType::F32).unwrap())
+        .unwrap();
+    // max_norm 0 means "no clipping": the norm is reported, nothing scaled.
+    close(checked_grad_norm(&mut g, 0.0).unwrap(), 5.0);
+    assert_eq!(g.get(a).unwrap().to_f64_vec(), vec![3.0, 4.0]);
+    // A positive max_norm clips as clip_grad_norm does.
+    close(checked_grad_norm(&mut g, 1.0).unwrap(), 5.0);
+    assert!((g.global_norm() - 1.0).abs() < 1e-5);
+    g.accumulate(
+        a,
+        Tensor::from_f64s(&[f64::NAN, 0.0], [2], DType::F32).unwrap(),
+    )
+    .unwrap();
+    for max_norm in [0.0, 1.0] {
+        let e = checked_grad_norm(&mut g, max_norm).unwrap_err().to_string();
+        assert!(e.contains("non-finite"), "{e}");
+    }
 }

@@ -13,3 +13,18 @@ pub fn clip_grad_norm(grads: &mut Gradients, max_norm: f64) -> Result<f64> {
     }
     Ok(norm)
 }
+
+/// What a training step does with its gradients: clips them to `max_norm`
+/// when it is > 0 (`train.grad_clip = 0` turns clipping off) and returns the
+/// norm before clipping; a NaN/Inf norm is an error either way.
+pub fn checked_grad_norm(grads: &mut Gradients, max_norm: f64) -> Result<f64> {
+    if max_norm > 0.0 {
+        return clip_grad_norm(grads, max_norm);
+    }
+    let norm = grads.global_norm();
+    if norm.is_finite() {
+        Ok(norm)
+    } else {
+        Err(Error::NonFinite(format!("gradient norm is {norm}")))
+    }
+}

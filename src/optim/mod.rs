@@ -10,7 +10,7 @@ mod schedule;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig};
-pub use clip::clip_grad_norm;
+pub use clip::{checked_grad_norm, clip_grad_norm};
 pub use schedule::{LrSchedule, ScheduleKind};
 pub use sgd::{Sgd, SgdConfig};
 

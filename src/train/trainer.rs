@@ -10,7 +10,7 @@ use crate::data::{Batch, Loader};
 use crate::metrics::{MtlEvaluator, MtlLabels, MtlMetrics, MtlPredictions};
 use crate::model::{MtlNet, MtlOutput};
 use crate::nn::{Buffers, Ctx};
-use crate::optim::{clip_grad_norm, Adam, LrSchedule, Optimizer, Sgd};
+use crate::optim::{checked_grad_norm, Adam, LrSchedule, Optimizer, Sgd};
 use crate::{Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -66,17 +66,8 @@ pub(crate) fn optimizer_step(
     }
     let mut grads = tape.backward(&terms.total)?;
     drop(tape);
-    let grad_norm = if grad_clip > 0.0 {
-        clip_grad_norm(&mut grads, grad_clip)
-    } else {
-        let n = grads.global_norm();
-        if n.is_finite() {
-            Ok(n)
-        } else {
-            Err(Error::NonFinite(format!("gradient norm is {n}")))
-        }
-    }
-    .map_err(|e| Error::NonFinite(format!("step {step}: {e}")))?;
+    let grad_norm = checked_grad_norm(&mut grads, grad_clip)
+        .map_err(|e| Error::NonFinite(format!("step {step}: {e}")))?;
     let lr = schedule.lr_at(step);
     opt.step(params, &grads, lr)?;
     Ok(StepStats {

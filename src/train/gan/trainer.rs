@@ -18,7 +18,7 @@ use crate::data::{Batch, Loader};
 use crate::metrics::MtlMetrics;
 use crate::model::{Generator, MtlNet, MtlOutput, NetConfig};
 use crate::nn::{Buffers, Ctx};
-use crate::optim::{clip_grad_norm, Adam, AdamConfig, Optimizer};
+use crate::optim::{checked_grad_norm, Adam, AdamConfig, Optimizer};
 use crate::train::checkpoint::{self, CheckpointRef, TrainProgress};
 use crate::train::{ConfigFile, MtlLoss, MtlTargets};
 use crate::{ops, DType, Error, Gradients, Params, Result, Rng, Tape, Tensor, Var};
@@ -252,17 +252,8 @@ impl GanTrainer {
             )));
         }
         let clip = self.config.train.grad_clip;
-        let norm = if clip > 0.0 {
-            clip_grad_norm(grads, clip)
-        } else {
-            let n = grads.global_norm();
-            if n.is_finite() {
-                Ok(n)
-            } else {
-                Err(Error::NonFinite(format!("gradient norm is {n}")))
-            }
-        }
-        .map_err(|e| Error::NonFinite(format!("step {step}: {who}: {e}")))?;
+        let norm = checked_grad_norm(grads, clip)
+            .map_err(|e| Error::NonFinite(format!("step {step}: {who}: {e}")))?;
         Ok((loss, norm))
     }
 
