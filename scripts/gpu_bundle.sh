@@ -7,19 +7,22 @@ cd "$(dirname "$0")/.."
 rm -rf bundle
 mkdir -p bundle/tests bundle/benches
 
+# Executables among cargo's JSON messages whose target kind is one of "$@"
+# (test harnesses are kinds lib and test; examples, which want arguments, are not).
 executables() {
     python3 -c '
 import json, sys
+kinds = sys.argv[1:]
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] != ["bin"]:
-        print(m["executable"])'
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"][0] in kinds:
+        print(m["executable"])' "$@"
 }
 
 cargo build --release --bin mtaffect
 cp target/release/mtaffect bundle/
-cargo test --release --no-run --message-format=json | executables | while read -r exe; do cp "$exe" bundle/tests/; done
-cargo bench --no-run --message-format=json | executables | grep '/deps/' | while read -r exe; do
+cargo test --release --no-run --message-format=json | executables lib test | while read -r exe; do cp "$exe" bundle/tests/; done
+cargo bench --no-run --message-format=json | executables bench | grep '/deps/' | while read -r exe; do
     # Bench executables are named <bench>-<hash>; only the harness=false ones are benches here.
     case "$(basename "$exe")" in matmul-*|conv-*|train_step-*|synth-*|loader-*|cuda_kernels-*) cp "$exe" bundle/benches/ ;; esac
 done
