@@ -97,6 +97,26 @@ impl Sample {
         }
     }
 
+    /// A frame `v/00001.jpg` with the given labels, for unit tests of code
+    /// that reads samples.
+    #[cfg(test)]
+    pub(crate) fn for_test(va: Option<[f32; 2]>, expr: Option<u8>, aus: Option<Vec<u8>>) -> Sample {
+        Sample {
+            va,
+            expr,
+            aus,
+            ..Sample::unlabelled(
+                "v/00001.jpg".into(),
+                "v",
+                1,
+                Origin {
+                    file: std::sync::Arc::from(std::path::Path::new("test.txt")),
+                    line: 2,
+                },
+            )
+        }
+    }
+
     pub fn has_any_label(&self) -> bool {
         self.va.is_some() || self.expr.is_some() || self.aus.is_some()
     }

@@ -59,23 +59,9 @@ pub fn chance_baseline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::labels::Origin;
-    use std::path::Path;
-    use std::sync::Arc;
 
     fn s(va: Option<[f32; 2]>, expr: Option<u8>, aus: Option<Vec<u8>>) -> Sample {
-        Sample {
-            image: "v/00001.jpg".into(),
-            video: "v".into(),
-            frame: 1,
-            va,
-            expr,
-            aus,
-            origin: Origin {
-                file: Arc::from(Path::new("t")),
-                line: 1,
-            },
-        }
+        Sample::for_test(va, expr, aus)
     }
 
     #[test]
