@@ -44,6 +44,22 @@ pub struct PlayerStats {
     pub d_fake: f64,
 }
 
+impl PlayerStats {
+    fn new(loss: f64, terms: &GanTerms, grad_norm: f64, (d_real, d_fake): (f64, f64)) -> Self {
+        PlayerStats {
+            loss,
+            adv: terms.adv,
+            mtl: terms.mtl,
+            va: terms.va,
+            au: terms.au,
+            expr: terms.expr,
+            grad_norm,
+            d_real,
+            d_fake,
+        }
+    }
+}
+
 pub struct GanTrainer {
     pub config: GanConfig,
     pub generator: Generator,
@@ -292,17 +308,7 @@ impl GanTrainer {
         self.opt_d
             .step(&mut self.d_params, &grads, self.config.gan.lr_d)?;
         self.track_real_stats(&batch.images)?;
-        Ok(PlayerStats {
-            loss,
-            adv: terms.adv,
-            mtl: terms.mtl,
-            va: terms.va,
-            au: terms.au,
-            expr: terms.expr,
-            grad_norm,
-            d_real,
-            d_fake,
-        })
+        Ok(PlayerStats::new(loss, &terms, grad_norm, (d_real, d_fake)))
     }
 
     /// One generator update on as many images as `real` holds, with
@@ -366,17 +372,7 @@ impl GanTrainer {
         self.opt_g
             .step(&mut self.g_params, &grads, self.config.gan.lr_g)?;
         self.progress.step += 1;
-        Ok(PlayerStats {
-            loss,
-            adv: terms.adv,
-            mtl: terms.mtl,
-            va: terms.va,
-            au: terms.au,
-            expr: terms.expr,
-            grad_norm,
-            d_real,
-            d_fake,
-        })
+        Ok(PlayerStats::new(loss, &terms, grad_norm, (d_real, d_fake)))
     }
 
     /// The discriminator's multi-task heads scored with the ABAW metrics.
