@@ -21,20 +21,21 @@ for t in bundle/tests/*; do
     # The parity tests print one line per op (checks, worst error): let them.
     args=()
     [ "$name" = cuda_parity ] && args=(--nocapture)
-    if "$t" "${args[@]}" >"$out/test-$name.log" 2>&1; then status=ok; else status=FAILED; fi
+    # A hung kernel (a grid barrier that never opens) must not eat the run.
+    if timeout 180 "$t" "${args[@]}" >"$out/test-$name.log" 2>&1; then status=ok; else status="FAILED rc=$?"; fi
     passed="$(grep -Eo '[0-9]+ passed' "$out/test-$name.log" | tail -1)"
     summary+=("test  $name: $status ($passed)")
 done
 mapfile -t parity < <(grep -h '^parity \|^cuda_parity: skipped' "$out"/test-cuda_parity.log 2>/dev/null)
 for b in bundle/benches/*; do
     name="$(basename "$b" | sed 's/-[0-9a-f]*$//')"
-    "$b" --bench >"$out/bench-$name.log" 2>&1 && status=ok || status=FAILED
+    timeout 200 "$b" --bench >"$out/bench-$name.log" 2>&1 && status=ok || status="FAILED rc=$?"
     summary+=("bench $name: $status (see bench-$name.log)")
 done
 
 # cuBLAS / cuDNN yardsticks on the same GPU, when this machine has PyTorch.
 if python3 -c 'import torch' 2>/dev/null; then
-    python3 bundle/torch_kernel_bench.py >"$out/torch-kernels.log" 2>&1 || echo "torch bench FAILED" >>"$out/torch-kernels.log"
+    timeout 120 python3 bundle/torch_kernel_bench.py >"$out/torch-kernels.log" 2>&1 || echo "torch bench FAILED" >>"$out/torch-kernels.log"
 else
     echo "torch: not installed on this machine; no cuBLAS/cuDNN yardstick" >"$out/torch-kernels.log"
 fi
