@@ -25,11 +25,11 @@ cp target/release/mtaffect bundle/
 # on every change, and leaving them out keeps the bundle far under the 64 MiB
 # a run may carry and the device time for the GPU work.
 cargo test --release --no-run --message-format=json | executables test | while read -r exe; do
-    case "$(basename "$exe")" in cuda_parity-*|golden-*|kernels_compile-*) cp "$exe" bundle/tests/ ;; esac
+    case "$(basename "$exe")" in cuda_*|golden-*|kernels_compile-*) cp "$exe" bundle/tests/ ;; esac
 done
 cargo bench --no-run --message-format=json | executables bench | grep '/deps/' | while read -r exe; do
     # Bench executables are named <bench>-<hash>.
-    case "$(basename "$exe")" in cuda_kernels-*) cp "$exe" bundle/benches/ ;; esac
+    case "$(basename "$exe")" in cuda_*) cp "$exe" bundle/benches/ ;; esac
 done
 # Without debug info the executables are a tenth of their size.
 strip --strip-debug bundle/mtaffect bundle/tests/* bundle/benches/*

@@ -20,13 +20,13 @@ for t in bundle/tests/*; do
     name="$(basename "$t" | sed 's/-[0-9a-f]*$//')"
     # The parity tests print one line per op (checks, worst error): let them.
     args=()
-    [ "$name" = cuda_parity ] && args=(--nocapture)
+    case "$name" in cuda_parity*) args=(--nocapture) ;; esac
     # A hung kernel (a grid barrier that never opens) must not eat the run.
     if timeout 180 "$t" "${args[@]}" >"$out/test-$name.log" 2>&1; then status=ok; else status="FAILED rc=$?"; fi
     passed="$(grep -Eo '[0-9]+ passed' "$out/test-$name.log" | tail -1)"
     summary+=("test  $name: $status ($passed)")
 done
-mapfile -t parity < <(grep -h '^parity \|^cuda_parity: skipped' "$out"/test-cuda_parity.log 2>/dev/null)
+mapfile -t parity < <(grep -h '^parity \|^cuda_parity: skipped' "$out"/test-cuda_parity*.log 2>/dev/null)
 for b in bundle/benches/*; do
     name="$(basename "$b" | sed 's/-[0-9a-f]*$//')"
     timeout 200 "$b" --bench >"$out/bench-$name.log" 2>&1 && status=ok || status="FAILED rc=$?"
@@ -46,6 +46,6 @@ printf '%s\n' "${summary[@]}"
 echo "-- parity (per op: checks, worst error)"
 printf '%s\n' "${parity[@]}"
 echo "-- kernels (benches/cuda_kernels.rs)"
-grep -E '^(copy|gemm|ccc|adam|batch|conv)' "$out"/bench-cuda_kernels.log 2>/dev/null
+grep -hE '^(copy|gemm|ccc|adam|batch|conv|bn|se|ce|bce|gru|lstm|attn)' "$out"/bench-cuda_*.log 2>/dev/null
 echo "-- yardsticks (scripts/torch_kernel_bench.py)"
 grep -E '^torch' "$out/torch-kernels.log" 2>/dev/null || cat "$out/torch-kernels.log"
