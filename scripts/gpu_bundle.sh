@@ -31,9 +31,12 @@ cargo bench --no-run --message-format=json | executables bench | grep '/deps/' |
     # Bench executables are named <bench>-<hash>.
     case "$(basename "$exe")" in cuda_*) cp "$exe" bundle/benches/ ;; esac
 done
+# The parity run's batch dumper (examples are kind "example").
+cargo build --release --example dump_batches
+cp target/release/examples/dump_batches bundle/
 # Without debug info the executables are a tenth of their size.
-strip --strip-debug bundle/mtaffect bundle/tests/* bundle/benches/*
-cp scripts/gpu_checks.sh scripts/torch_kernel_bench.py bundle/
+strip --strip-debug bundle/mtaffect bundle/dump_batches bundle/tests/* bundle/benches/*
+cp scripts/gpu_checks.sh scripts/gpu_train_checks.sh scripts/torch_kernel_bench.py bundle/
 # PTX for H100/H200 (sm_90), so the GPU host needs no NVRTC (libnvrtc is ~100 MB,
 # too big to carry): gpu_checks.sh points MTAFFECT_KERNEL_CACHE here. Needs
 # NVRTC on this machine (pip install nvidia-cuda-nvrtc; LD_LIBRARY_PATH).

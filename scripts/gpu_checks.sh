@@ -46,6 +46,6 @@ printf '%s\n' "${summary[@]}"
 echo "-- parity (per op: checks, worst error)"
 printf '%s\n' "${parity[@]}"
 echo "-- kernels (benches/cuda_kernels.rs)"
-grep -hE '^(copy|gemm|ccc|adam|batch|conv|bn|se|ce|bce|gru|lstm|attn)' "$out"/bench-cuda_*.log 2>/dev/null
+grep -hE '^(copy|gemm|ccc|adam|batch|conv|bn|se|ce|bce|gru|lstm|attn|train)' "$out"/bench-cuda_*.log 2>/dev/null
 echo "-- yardsticks (scripts/torch_kernel_bench.py)"
 grep -E '^torch' "$out/torch-kernels.log" 2>/dev/null || cat "$out/torch-kernels.log"

@@ -11,8 +11,8 @@
 use mtaffect::data::Batch;
 use mtaffect::model::MtlNet;
 use mtaffect::nn::{Buffers, Ctx};
-use mtaffect::train::{check_device, ConfigFile, MtlLoss, MtlTargets, TrainConfig, Trainer};
-use mtaffect::{tensor_file, DType, Error, Params, Result, Rng, Tape, Tensor};
+use mtaffect::train::{ConfigFile, MtlLoss, MtlTargets, TrainConfig, Trainer};
+use mtaffect::{tensor_file, DType, Device, Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -113,13 +113,16 @@ impl Golden {
     }
 }
 
-/// One training-mode forward and backward of the fixture's model and batch:
-/// every tensor the fixture holds under `COMPUTED`, by the same names.
-fn forward_backward(g: &Golden, dtype: DType) -> Result<BTreeMap<String, Tensor>> {
+/// One training-mode forward and backward of the fixture's model and batch
+/// on `device`: every tensor the fixture holds under `COMPUTED`, by the same
+/// names.
+fn forward_backward(g: &Golden, dtype: DType, device: &Device) -> Result<BTreeMap<String, Tensor>> {
     let (mut params, mut buffers) = (Params::new(), Buffers::new());
     let net = MtlNet::new(&g.config.model, &mut params, &mut buffers, &mut Rng::new(0))?;
     let loss = MtlLoss::new(&g.config.loss, &mut params)?;
     g.load_into(&mut params, &mut buffers, dtype)?;
+    params.to_device(device)?;
+    buffers.to_device(device)?;
     let batch = g.batch(dtype)?;
     let mut got = BTreeMap::new();
     let tape = Tape::new();
@@ -132,10 +135,11 @@ fn forward_backward(g: &Golden, dtype: DType) -> Result<BTreeMap<String, Tensor>
         rng: &mut rng,
         frozen: false,
     };
-    let out = net.forward(&mut cx, &tape.constant(batch.images.clone()))?;
+    let out = net.forward(&mut cx, &tape.constant(batch.images.to_device(device)?))?;
+    let (va, au) = (batch.va.to_device(device)?, batch.aus.to_device(device)?);
     let targets = MtlTargets {
-        va: &batch.va,
-        au: &batch.aus,
+        va: &va,
+        au: &au,
         expr: &batch.expr_class,
     };
     let terms = loss.forward(&tape, &params, &out, &targets)?;
@@ -165,11 +169,16 @@ fn forward_backward(g: &Golden, dtype: DType) -> Result<BTreeMap<String, Tensor>
 }
 
 /// The fixture's optimizer steps through `Trainer::step` (the training
-/// loop's own step: loss, backward, clipping, schedule, AdamW), one row per
-/// step: loss, va, au, expr, gradient norm before clipping, learning rate.
-fn trajectory(g: &Golden, dtype: DType) -> Result<Tensor> {
-    let mut t = Trainer::new(&g.config)?;
+/// loop's own step: loss, backward, clipping, schedule, AdamW) on `device`,
+/// one row per step: loss, va, au, expr, gradient norm before clipping,
+/// learning rate.
+fn trajectory(g: &Golden, dtype: DType, device: &str) -> Result<Tensor> {
+    let mut config = g.config.clone();
+    config.train.device = device.to_string();
+    let mut t = Trainer::new(&config)?;
     g.load_into(&mut t.params, &mut t.buffers, dtype)?;
+    t.params.to_device(&t.device)?;
+    t.buffers.to_device(&t.device)?;
     let batch = g.batch(dtype)?;
     let steps = g.get("trajectory")?.dims()[0];
     let mut rows = Vec::new();
@@ -292,15 +301,14 @@ fn mismatches(
     (bad, worst)
 }
 
-/// The whole golden check on one device. Today only "cpu" exists; the CUDA
-/// backend plugs in here (the same fixture and tolerances, tensors moved to
-/// the device) once it trains.
+/// The whole golden check on one device ("cpu" or "cuda": the same fixture
+/// and tolerances, tensors moved to the device).
 fn check_golden(device: &str, dtype: DType) {
-    check_device(device).unwrap();
+    let dev = Device::parse(device).unwrap();
     let g = Golden::load(&fixture_path()).unwrap();
-    let got = forward_backward(&g, dtype).unwrap();
+    let got = forward_backward(&g, dtype, &dev).unwrap();
     let (mut bad, mut worst) = mismatches(&got, &g.tensors, dtype);
-    let traj = trajectory(&g, dtype).unwrap();
+    let traj = trajectory(&g, dtype, device).unwrap();
     let r = g.get("trajectory").unwrap();
     match compare("trajectory", &traj, r, tolerance("trajectory", dtype)) {
         Ok(ratio) => {
@@ -326,10 +334,21 @@ fn cpu_f32_reproduces_pytorch() {
     check_golden("cpu", DType::F32);
 }
 
+/// The CUDA kernels against the same fixture (f32: CUDA tensors are f32).
+/// Without a GPU this prints a skip line and passes.
+#[test]
+fn cuda_f32_reproduces_pytorch() {
+    if let Err(e) = Device::parse("cuda") {
+        println!("golden: skipped cuda_f32_reproduces_pytorch, no CUDA driver/GPU ({e})");
+        return;
+    }
+    check_golden("cuda", DType::F32);
+}
+
 #[test]
 fn a_perturbed_reference_is_reported() {
     let g = Golden::load(&fixture_path()).unwrap();
-    let got = forward_backward(&g, DType::F64).unwrap();
+    let got = forward_backward(&g, DType::F64, &Device::Cpu).unwrap();
     for dtype in [DType::F64, DType::F32] {
         assert!(mismatches(&got, &g.tensors, dtype).0.is_empty());
         // 1e-4 of the tensor's largest entry on one element of one gradient:

@@ -1,4 +1,4 @@
-use crate::{Error, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 
 /// Handle to a parameter in a [`Params`] registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,6 +97,20 @@ impl Params {
 
     pub fn ids(&self) -> impl Iterator<Item = ParamId> {
         (0..self.values.len()).map(ParamId)
+    }
+
+    /// Moves every value to `device` (explicit copies; values already there
+    /// are shared, not copied).
+    pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        for v in &mut self.values {
+            *v = v.to_device(device)?;
+        }
+        Ok(())
+    }
+
+    /// Where the values live (the host for an empty registry).
+    pub fn device(&self) -> Device {
+        self.values.first().map_or(Device::Cpu, Tensor::device)
     }
 
     /// Total number of scalar parameters.

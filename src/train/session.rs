@@ -7,7 +7,7 @@ use super::{plot, ConfigFile, DataSource, RunDir, StepStats, TrainConfig, Traine
 use crate::data::synth::{self, SynthConfig};
 use crate::data::{AugmentConfig, Dataset, Loader, LoaderConfig, ReadOptions, SamplerKind};
 use crate::metrics::MtlMetrics;
-use crate::{Error, Result};
+use crate::{Device, Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
@@ -134,8 +134,9 @@ pub fn make_loader(
     )
 }
 
-/// Refuses a device this build cannot train on, with the reason.
-pub fn check_device(device: &str) -> Result<()> {
+/// Refuses a GPU for a trainer whose CUDA path is not wired yet (`what`
+/// names it); the frame trainer opens `train.device` itself.
+pub fn check_device(device: &str, what: &str) -> Result<()> {
     if device == "cpu" {
         return Ok(());
     }
@@ -143,7 +144,7 @@ pub fn check_device(device: &str) -> Result<()> {
         return Err(Error::Cuda("no CUDA driver found; use --device cpu".into()));
     }
     Err(Error::Cuda(format!(
-        "train.device = {device}: the CUDA training path is not built yet (the kernels are compile-tested only); use --device cpu"
+        "train.device = {device}: {what} runs on the CPU only so far (the frame trainer `mtaffect train` runs on CUDA); use --device cpu"
     )))
 }
 
@@ -201,12 +202,12 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let cfg = TrainConfig::load(&run.config_path())?;
-            check_device(&cfg.train.device)?;
+            Device::parse(&cfg.train.device)?;
             (run, cfg)
         }
         None => {
             // Refuse an unusable device before anything is written.
-            check_device(&cfg.train.device)?;
+            Device::parse(&cfg.train.device)?;
             let name = (!cfg.run.name.is_empty()).then_some(cfg.run.name.as_str());
             (
                 RunDir::create(&cfg.run.runs_dir, name, &cfg.to_toml())?,

@@ -11,7 +11,7 @@ use crate::metrics::{MtlEvaluator, MtlLabels, MtlMetrics, MtlPredictions};
 use crate::model::{MtlNet, MtlOutput};
 use crate::nn::{Buffers, Ctx};
 use crate::optim::{checked_grad_norm, Adam, LrSchedule, Optimizer, Sgd};
-use crate::{Error, Params, Result, Rng, Tape, Tensor};
+use crate::{Device, Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -29,6 +29,9 @@ pub struct StepStats {
 
 pub struct Trainer {
     pub config: TrainConfig,
+    /// Where the weights, buffers, optimizer state and each step's batch
+    /// live (`train.device`); checkpoints are always written from the host.
+    pub device: Device,
     pub net: MtlNet,
     pub params: Params,
     pub buffers: Buffers,
@@ -81,6 +84,11 @@ pub(crate) fn optimizer_step(
     })
 }
 
+/// Host copies of named tensors (checkpoints are written from the host).
+fn on_host(map: BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>> {
+    map.into_iter().map(|(k, t)| Ok((k, t.to_cpu()?))).collect()
+}
+
 pub(crate) fn make_optimizer(cfg: &OptimConfig) -> Box<dyn Optimizer> {
     match cfg {
         OptimConfig::Sgd(c) => Box::new(Sgd::new(c.clone())),
@@ -96,8 +104,14 @@ impl Trainer {
         let (mut params, mut buffers) = (Params::new(), Buffers::new());
         let net = MtlNet::new(&config.model, &mut params, &mut buffers, &mut init_rng)?;
         let loss = MtlLoss::new(&config.loss, &mut params)?;
+        // Initialised on the host from the seed, then copied: a CUDA run
+        // starts from exactly the weights the CPU run of the same seed has.
+        let device = Device::parse(&config.train.device)?;
+        params.to_device(&device)?;
+        buffers.to_device(&device)?;
         Ok(Trainer {
             config: config.clone(),
+            device,
             net,
             params,
             buffers,
@@ -137,7 +151,7 @@ impl Trainer {
             None => batch,
         };
         let tape = Tape::new();
-        let x = tape.constant(batch.images.clone());
+        let x = tape.constant(batch.images.to_device(&self.device)?);
         let mut cx = Ctx {
             tape: &tape,
             params: &self.params,
@@ -147,9 +161,13 @@ impl Trainer {
             frozen: false,
         };
         let out = self.net.forward(&mut cx, &x)?;
+        let (va, au) = (
+            batch.va.to_device(&self.device)?,
+            batch.aus.to_device(&self.device)?,
+        );
         let targets = MtlTargets {
-            va: &batch.va,
-            au: &batch.aus,
+            va: &va,
+            au: &au,
             expr: &batch.expr_class,
         };
         let terms = self.loss.forward(&tape, &self.params, &out, &targets)?;
@@ -244,8 +262,10 @@ impl Trainer {
     /// Writes `path` atomically: weights, buffers, optimizer and loss state,
     /// progress, RNG and the resolved config.
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        let optimizer = self.opt.state_dict();
-        let buffers = self.buffer_map();
+        let optimizer = on_host(self.opt.state_dict())?;
+        let buffers = on_host(self.buffer_map())?;
+        let mut params = self.params.clone();
+        params.to_device(&Device::Cpu)?;
         let progress = TrainProgress {
             rng: self.rng.state(),
             ..self.progress
@@ -253,7 +273,7 @@ impl Trainer {
         checkpoint::save(
             path,
             &CheckpointRef {
-                params: &self.params,
+                params: &params,
                 optimizer: &optimizer,
                 buffers: &buffers,
                 progress,
@@ -264,18 +284,25 @@ impl Trainer {
 
     /// Restores everything `save_checkpoint` wrote; on error nothing changes.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
-        let mut buffers = self.buffer_map();
+        let mut buffers = on_host(self.buffer_map())?;
         let mut params = self.params.clone();
+        params.to_device(&Device::Cpu)?;
         let ck = checkpoint::load(path, &mut params, &mut buffers)?;
+        params.to_device(&self.device)?;
+        let state = ck
+            .optimizer
+            .iter()
+            .map(|(k, t)| Ok((k.clone(), t.to_device(&self.device)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
         let mut opt = make_optimizer(&self.config.optim);
-        opt.load_state_dict(&ck.optimizer)?;
+        opt.load_state_dict(&state)?;
         let mut model_buffers = self.buffers.clone();
         let ids: Vec<_> = model_buffers.ids().collect();
         for id in ids {
             let t = buffers
                 .remove(model_buffers.name(id))
                 .expect("checkpoint::load checked every buffer");
-            model_buffers.set(id, t)?;
+            model_buffers.set(id, t.to_device(&self.device)?)?;
         }
         let get = |k: &str| buffers[k].to_f64_vec();
         let (rows, n) = (get("loss.dwa_history"), get("loss.dwa_rows")[0] as usize);
@@ -354,7 +381,7 @@ pub fn eval_forward(
     images: &Tensor,
 ) -> Result<MtlOutput> {
     let tape = Tape::no_grad();
-    let x = tape.constant(images.clone());
+    let x = tape.constant(images.to_device(&params.device())?);
     let mut cx = Ctx {
         tape: &tape,
         params,
@@ -376,11 +403,8 @@ pub fn infer(
     images: &Tensor,
 ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
     let out = eval_forward(net, params, buffers, rng, images)?;
-    Ok((
-        out.va.value().to_vec()?,
-        out.expr.value().to_vec()?,
-        out.au.value().to_vec()?,
-    ))
+    let host = |v: &crate::Var| v.value().to_cpu()?.to_vec();
+    Ok((host(&out.va)?, host(&out.expr)?, host(&out.au)?))
 }
 
 /// The ABAW metrics of `net` over one pass of `loader` (the GAN's

@@ -195,8 +195,13 @@ impl CudaDevice {
             .map_err(|_| Error::Cuda("allocator poisoned by an earlier panic".into()))?
             .take(&self.stream, n)
             .map_err(|e| {
+                let hint = if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+                    "; the GPU is out of memory: try a smaller data.batch_size"
+                } else {
+                    ""
+                };
                 Error::Cuda(format!(
-                    "allocating {} bytes on cuda:{}: {e}",
+                    "allocating {} bytes on cuda:{}: {e}{hint}",
                     n * 4,
                     self.ordinal()
                 ))

@@ -44,7 +44,7 @@ const GRID_SEED: u64 = 7;
 
 /// Trains `cfg` in a new run directory.
 pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
-    check_device(&cfg.train.device)?;
+    check_device(&cfg.train.device, "GAN training")?;
     let name = (!cfg.run.name.is_empty()).then_some(cfg.run.name.as_str());
     let run = RunDir::create(&cfg.run.runs_dir, name, &cfg.to_toml())?;
     let quiet = cfg.run.quiet;

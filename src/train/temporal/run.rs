@@ -44,7 +44,7 @@ pub struct TemporalSummary {
 }
 
 pub fn train_temporal(cfg: &TemporalConfig) -> Result<TemporalSummary> {
-    check_device(&cfg.train.device)?;
+    check_device(&cfg.train.device, "temporal training")?;
     let mut train = read_split(cfg, &cfg.data.train_annotations)?;
     let mut val = read_split(cfg, &cfg.data.val_annotations)?;
     let norm = train.feature_stats();

@@ -1,0 +1,127 @@
+//! Training-step throughput of the SE-ResNet multi-task model on CUDA, the
+//! mtaffect side of the table against `scripts/torch_bench.py`: the same
+//! model (width 1, SE reduction 16, ImageNet stem, MTANet neck, dropout 0.2),
+//! the same step (forward, masked multi-task loss with a quarter of each
+//! task's labels withheld, backward, clipping at 5, AdamW), through
+//! `Trainer::step`, so every host synchronisation the real loop makes is
+//! counted. Prints one line per configuration starting `train`.
+//!
+//! `cargo bench --bench cuda_train_step [-- depth batch]`; the default grid is
+//! SE-ResNet-18 and -50 at 112x112, batch 64 and 256.
+
+use mtaffect::data::Batch;
+use mtaffect::model::{NeckKind, NetConfig, Stem};
+use mtaffect::train::{TrainConfig, Trainer};
+use mtaffect::{DType, Device, Rng, Tensor};
+use std::time::Instant;
+
+const SIZE: usize = 112;
+
+fn batch(n: usize, rng: &mut Rng) -> Batch {
+    let q = n / 4;
+    let va: Vec<f64> = (0..n * 2)
+        .map(|i| {
+            if i < 2 * q {
+                -5.0
+            } else {
+                rng.uniform(-1.0, 1.0)
+            }
+        })
+        .collect();
+    let aus: Vec<f64> = (0..n * 12)
+        .map(|i| match i / 12 {
+            r if (q..2 * q).contains(&r) => -1.0,
+            _ => rng.bernoulli(0.3) as u8 as f64,
+        })
+        .collect();
+    let expr: Vec<i64> = (0..n)
+        .map(|r| {
+            if (2 * q..3 * q).contains(&r) {
+                -1
+            } else {
+                rng.below(8) as i64
+            }
+        })
+        .collect();
+    Batch {
+        epoch: 0,
+        step: 0,
+        images: Tensor::uniform([n, SIZE, SIZE, 3], -1.0, 1.0, DType::F32, rng),
+        va: Tensor::from_f64s(&va, [n, 2], DType::F32).unwrap(),
+        expr: Tensor::from_f64s(
+            &expr.iter().map(|&c| c as f64).collect::<Vec<_>>(),
+            [n],
+            DType::F32,
+        )
+        .unwrap(),
+        expr_class: expr,
+        aus: Tensor::from_f64s(&aus, [n, 12], DType::F32).unwrap(),
+        indices: (0..n).collect(),
+    }
+}
+
+fn bench(depth: usize, n: usize) {
+    let mut cfg = TrainConfig::default();
+    cfg.model = NetConfig {
+        depth,
+        width_mult: 1.0,
+        se_reduction: 16,
+        stem: Stem::Imagenet,
+        neck: NeckKind::Mtanet,
+        dropout: 0.2,
+        ..NetConfig::default()
+    };
+    cfg.data.image_size = SIZE;
+    cfg.data.batch_size = n;
+    cfg.train.grad_clip = 5.0;
+    cfg.train.device = "cuda".into();
+    let mut t = match Trainer::new(&cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("train se-resnet-{depth} b{n}: skipped ({e})");
+            return;
+        }
+    };
+    let b = batch(n, &mut Rng::new(0));
+    let (warmup, iters) = (3, 10);
+    for _ in 0..warmup {
+        t.step(&b).unwrap();
+    }
+    let dev = match &t.device {
+        Device::Cuda(d) => d.clone(),
+        Device::Cpu => unreachable!("the config asks for cuda"),
+    };
+    dev.synchronize().unwrap();
+    let allocs = dev.pool_stats().driver_allocs;
+    let t0 = Instant::now();
+    for _ in 0..iters {
+        t.step(&b).unwrap();
+    }
+    dev.synchronize().unwrap();
+    let s = t0.elapsed().as_secs_f64() / iters as f64;
+    let pool = dev.pool_stats();
+    println!(
+        "train se-resnet-{depth:<2} {SIZE}x{SIZE} b{n:<3}  {:>8.1} ms/step {:>8.1} images/s  ({} params; pool {:.1} GiB, {} driver allocations while timed)",
+        s * 1e3,
+        n as f64 / s,
+        t.params.numel(),
+        pool.reserved_bytes as f64 / (1u64 << 30) as f64,
+        pool.driver_allocs - allocs
+    );
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    if let [depth, n] = args[..] {
+        bench(depth, n);
+        return;
+    }
+    for depth in [18, 50] {
+        for n in [64, 256] {
+            bench(depth, n);
+        }
+    }
+}
