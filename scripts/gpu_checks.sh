@@ -18,15 +18,14 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 export MTAFFECT_ROOT="$PWD"
 for t in bundle/tests/*; do
     name="$(basename "$t" | sed 's/-[0-9a-f]*$//')"
-    # The parity tests print one line per op (checks, worst error): let them.
-    args=()
-    case "$name" in cuda_parity*) args=(--nocapture) ;; esac
+    # The parity and golden tests print their worst errors: let them.
+    args=(--nocapture)
     # A hung kernel (a grid barrier that never opens) must not eat the run.
     if timeout 180 "$t" "${args[@]}" >"$out/test-$name.log" 2>&1; then status=ok; else status="FAILED rc=$?"; fi
     passed="$(grep -Eo '[0-9]+ passed' "$out/test-$name.log" | tail -1)"
     summary+=("test  $name: $status ($passed)")
 done
-mapfile -t parity < <(grep -h '^parity \|^cuda_parity: skipped' "$out"/test-cuda_parity*.log 2>/dev/null)
+mapfile -t parity < <(grep -h '^parity \|^golden \|skipped' "$out"/test-*.log 2>/dev/null)
 for b in bundle/benches/*; do
     name="$(basename "$b" | sed 's/-[0-9a-f]*$//')"
     timeout 200 "$b" --bench >"$out/bench-$name.log" 2>&1 && status=ok || status="FAILED rc=$?"

@@ -5,7 +5,11 @@
 #   torch       scripts/torch_bench.py, PyTorch eager (add "compile" for torch.compile)
 #   compile     scripts/torch_bench.py, torch.compile only
 #   parity      SE-ResNet-18 trained PARITY_STEPS steps (default 300) by mtaffect on
-#               cuda, then by PyTorch on cuda from the same initial weights and batches
+#               cuda, then by PyTorch on cuda from the same initial weights and
+#               batches, in f32 and (PARITY_F64=1) in f64; PARITY_SETS adds
+#               --set overrides to the mtaffect run (e.g. "model.stem=small")
+#   profile     nsys kernel summary of the training-step bench (PROFILE_ARGS,
+#               default "18 256"), when nsys is installed
 # e.g. bash bundle/gpu_train_checks.sh job parity
 set -uo pipefail
 out="${OUT:-/tmp/mtaffect-out}"
@@ -20,12 +24,11 @@ summary=()
 for section in "$@"; do
     case "$section" in
     job)
-        start=$(date +%s.%N)
+        start=$SECONDS
         timeout 400 ./bundle/mtaffect train --device cuda --set run.runs_dir="$runs" --set run.name=default-cuda --quiet >"$out/job.log" 2>&1
         rc=$?
-        wall=$(echo "$(date +%s.%N) - $start" | bc)
-        summary+=("job   default on cuda: rc=$rc, ${wall}s wall (data generation included)")
-        summary+=("$(grep -E 'val|trained|P_MTL|chance' "$out/job.log" | tail -4)")
+        summary+=("job   default on cuda: rc=$rc, $((SECONDS - start)) s wall (data generation included)")
+        summary+=("$(grep -E '^finished|^P_MTL|^chance|^best' "$out/job.log")")
         ;;
     torch | compile)
         modes=eager
@@ -36,17 +39,39 @@ for section in "$@"; do
         ;;
     parity)
         steps="${PARITY_STEPS:-300}"
+        sets=()
+        for kv in ${PARITY_SETS:-}; do sets+=(--set "$kv"); done
         timeout 300 ./bundle/mtaffect train --device cuda --set model.depth=18 --set model.width_mult=1.0 \
             --set model.dropout=0.0 --set train.steps="$steps" --set train.log_every=1 \
             --set train.eval_every="$steps" --set run.runs_dir="$runs" --set run.name=parity \
-            --quiet >"$out/parity-train.log" 2>&1
-        summary+=("parity mtaffect train: rc=$?")
+            "${sets[@]}" --quiet >"$out/parity-train.log" 2>&1
+        summary+=("parity mtaffect train (${PARITY_SETS:-no extra sets}): rc=$?")
         timeout 200 ./bundle/dump_batches "$runs/parity/config.toml" "$steps" /tmp/parity-dump >"$out/parity-dump.log" 2>&1
         summary+=("parity dump: rc=$?")
-        timeout 300 python3 scripts/torch_parity_run.py /tmp/parity-dump --metrics "$runs/parity/metrics.jsonl" \
-            --device cuda --json "$out/parity.json" >"$out/parity.log" 2>&1
-        summary+=("parity torch: rc=$?")
-        summary+=("$(tail -4 "$out/parity.log")")
+        dtypes=(float32)
+        [ "${PARITY_F64:-0}" = 1 ] && dtypes+=(float64)
+        for dt in "${dtypes[@]}"; do
+            timeout 300 python3 scripts/torch_parity_run.py /tmp/parity-dump --metrics "$runs/parity/metrics.jsonl" \
+                --device cuda --dtype "$dt" --json "$out/parity-$dt.json" >"$out/parity-$dt.log" 2>&1
+            summary+=("parity torch $dt: rc=$?")
+            summary+=("$(tail -1 "$out/parity-$dt.log")")
+        done
+        rm -rf /tmp/parity-dump "$runs/parity"
+        ;;
+    profile)
+        if command -v nsys >/dev/null; then
+            timeout 300 nsys profile -o "$out/prof" --force-overwrite true --stats=false \
+                bundle/benches/cuda_train_step-* ${PROFILE_ARGS:-18 256} >"$out/profile-run.log" 2>&1
+            nsys stats --report cuda_gpu_kern_sum --format csv "$out/prof.nsys-rep" >"$out/kernels.csv" 2>"$out/profile-stats.log"
+            summary+=("profile: rc=$?, top kernels (time %, total ns, calls, name):")
+            summary+=("$(python3 -c '
+import csv, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if r and r[0][:1].isdigit()]
+for r in rows[:15]: print(r[0], r[1], r[2], r[-1][:60])' "$out/kernels.csv" 2>&1)")
+            rm -f "$out/prof.nsys-rep" "$out/prof.sqlite"
+        else
+            summary+=("profile: nsys not installed on this machine")
+        fi
         ;;
     *) summary+=("unknown section $section") ;;
     esac
