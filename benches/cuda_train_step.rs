@@ -7,7 +7,9 @@
 //! counted. Prints one line per configuration starting `train`.
 //!
 //! `cargo bench --bench cuda_train_step [-- depth batch]`; the default grid is
-//! SE-ResNet-18 and -50 at 112x112, batch 64 and 256.
+//! SE-ResNet-18 and -50 at 112x112, batch 64 and 256. With a depth and batch
+//! given, one more profiled step follows the timed ones and prints the GPU
+//! time per kernel (lines starting `kernel`).
 
 use mtaffect::data::Batch;
 use mtaffect::model::{NeckKind, NetConfig, Stem};
@@ -60,7 +62,7 @@ fn batch(n: usize, rng: &mut Rng) -> Batch {
     }
 }
 
-fn bench(depth: usize, n: usize) {
+fn bench(depth: usize, n: usize, profile: bool) {
     let mut cfg = TrainConfig::default();
     cfg.model = NetConfig {
         depth,
@@ -108,6 +110,26 @@ fn bench(depth: usize, n: usize) {
         pool.reserved_bytes as f64 / (1u64 << 30) as f64,
         pool.driver_allocs - allocs
     );
+    if profile {
+        dev.set_profiling(true);
+        t.step(&b).unwrap();
+        dev.set_profiling(false);
+        let times = dev.kernel_times().unwrap();
+        let total: f64 = times.iter().map(|k| k.total_ms).sum();
+        println!(
+            "kernel time in one step: {total:.2} ms of GPU time over {} kernels",
+            times.len()
+        );
+        for k in times {
+            println!(
+                "kernel {:<28} {:>5} calls {:>9.3} ms {:>5.1}%",
+                k.name,
+                k.calls,
+                k.total_ms,
+                100.0 * k.total_ms / total
+            );
+        }
+    }
 }
 
 fn main() {
@@ -116,12 +138,12 @@ fn main() {
         .filter_map(|a| a.parse().ok())
         .collect();
     if let [depth, n] = args[..] {
-        bench(depth, n);
+        bench(depth, n, true);
         return;
     }
     for depth in [18, 50] {
         for n in [64, 256] {
-            bench(depth, n);
+            bench(depth, n, false);
         }
     }
 }

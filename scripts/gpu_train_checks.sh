@@ -8,8 +8,9 @@
 #               cuda, then by PyTorch on cuda from the same initial weights and
 #               batches, in f32 and (PARITY_F64=1) in f64; PARITY_SETS adds
 #               --set overrides to the mtaffect run (e.g. "model.stem=small")
-#   profile     nsys kernel summary of the training-step bench (PROFILE_ARGS,
-#               default "18 256"), when nsys is installed
+#   profile     GPU time per kernel in one training step (benches/cuda_train_step.rs
+#               with MTAFFECT's own event profiler), PROFILE_ARGS "depth,batch ..."
+#               (default "18,256 50,256")
 # e.g. bash bundle/gpu_train_checks.sh job parity
 set -uo pipefail
 out="${OUT:-/tmp/mtaffect-out}"
@@ -59,19 +60,11 @@ for section in "$@"; do
         rm -rf /tmp/parity-dump "$runs/parity"
         ;;
     profile)
-        if command -v nsys >/dev/null; then
-            timeout 300 nsys profile -o "$out/prof" --force-overwrite true --stats=false \
-                bundle/benches/cuda_train_step-* ${PROFILE_ARGS:-18 256} >"$out/profile-run.log" 2>&1
-            nsys stats --report cuda_gpu_kern_sum --format csv "$out/prof.nsys-rep" >"$out/kernels.csv" 2>"$out/profile-stats.log"
-            summary+=("profile: rc=$?, top kernels (time %, total ns, calls, name):")
-            summary+=("$(python3 -c '
-import csv, sys
-rows = [r for r in csv.reader(open(sys.argv[1])) if r and r[0][:1].isdigit()]
-for r in rows[:15]: print(r[0], r[1], r[2], r[-1][:60])' "$out/kernels.csv" 2>&1)")
-            rm -f "$out/prof.nsys-rep" "$out/prof.sqlite"
-        else
-            summary+=("profile: nsys not installed on this machine")
-        fi
+        for args in ${PROFILE_ARGS:-"18,256" "50,256"}; do
+            timeout 200 bundle/benches/cuda_train_step-* ${args/,/ } >"$out/profile-${args/,/-}.log" 2>&1
+            summary+=("profile SE-ResNet ${args/,/ batch }: rc=$? (GPU time per kernel in one step)")
+            summary+=("$(grep -E '^(train|kernel)' "$out/profile-${args/,/-}.log" | head -16)")
+        done
         ;;
     *) summary+=("unknown section $section") ;;
     esac

@@ -7,6 +7,7 @@ mod device;
 mod kernels;
 mod nvrtc;
 mod pool;
+mod profile;
 mod runtime;
 mod storage;
 
@@ -16,5 +17,6 @@ pub use nvrtc::{
     cache_dir, compile_all, compile_module, nvrtc_available, nvrtc_version, CompiledModule,
 };
 pub use pool::{size_class, PoolStats};
+pub use profile::KernelTime;
 pub use runtime::{parse_cuda_ordinal, CudaDevice, BLOCK};
 pub use storage::CudaStorage;

@@ -3,6 +3,7 @@
 //! and the pooled allocator. Devices are opened once per process and shared.
 
 use super::pool::{Pool, PoolStats};
+use super::profile::{KernelTime, Profiler};
 use super::{cache_dir, compile_module, driver_available, DeviceInfo, MODULES};
 use crate::{Error, Result};
 use cudarc::driver::{
@@ -29,6 +30,8 @@ pub struct CudaDevice {
     /// Fill every new buffer with NaN (parity tests: an output the kernel
     /// forgot to write cannot pass as a lucky zero).
     poison: AtomicBool,
+    /// Per-kernel timing (`set_profiling`), off unless asked for.
+    profiler: Profiler,
     sm_count: u32,
     /// (modules compiled, modules from cache, time to compile and load).
     startup: (usize, usize, Duration),
@@ -134,6 +137,7 @@ impl CudaDevice {
             functions,
             pool: Mutex::new(Pool::default()),
             poison: AtomicBool::new(false),
+            profiler: Profiler::default(),
             sm_count,
             startup: (compiled, cached, start.elapsed()),
         })
@@ -237,6 +241,17 @@ impl CudaDevice {
         .map_err(driver_err("cuMemsetD8Async"))
     }
 
+    /// Switches per-kernel timing on or off (see [`CudaDevice::kernel_times`]).
+    pub fn set_profiling(&self, on: bool) {
+        self.profiler.set(on);
+    }
+
+    /// GPU time per kernel since profiling was switched on or last reported,
+    /// slowest first; waits for the GPU and clears the record.
+    pub fn kernel_times(&self) -> Result<Vec<KernelTime>> {
+        self.profiler.report()
+    }
+
     pub fn function(&self, name: &str) -> Result<&CudaFunction> {
         self.functions
             .get(name)
@@ -331,13 +346,21 @@ impl CudaDevice {
         for p in ptrs {
             b.arg(p);
         }
+        let start = match self.profiler.is_on() {
+            true => Some(Profiler::mark(&self.stream)?),
+            false => None,
+        };
         let r = if cooperative {
             b.launch_cooperative(cfg)
         } else {
             b.launch(cfg)
         };
-        r.map(|_| ())
-            .map_err(|e| Error::Cuda(format!("launching {kernel} with {cfg:?}: {e}")))
+        r.map_err(|e| Error::Cuda(format!("launching {kernel} with {cfg:?}: {e}")))?;
+        if let Some(start) = start {
+            self.profiler
+                .push(kernel, start, Profiler::mark(&self.stream)?);
+        }
+        Ok(())
     }
 
     /// How many blocks of `threads` threads of `kernel` fit on one SM at once.
