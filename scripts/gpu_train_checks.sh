@@ -63,7 +63,7 @@ for section in "$@"; do
         for args in ${PROFILE_ARGS:-"18,256" "50,256"}; do
             timeout 200 bundle/benches/cuda_train_step-* ${args/,/ } >"$out/profile-${args/,/-}.log" 2>&1
             summary+=("profile SE-ResNet ${args/,/ batch }: rc=$? (GPU time per kernel in one step)")
-            summary+=("$(grep -E '^(train|kernel)' "$out/profile-${args/,/-}.log" | head -16)")
+            summary+=("$(grep -E '^(train|kernel)' "$out/profile-${args/,/-}.log" | head -24)")
         done
         ;;
     *) summary+=("unknown section $section") ;;

@@ -229,16 +229,18 @@ impl CudaDevice {
             .bind_to_thread()
             .map_err(driver_err("binding the context"))?;
         let ptr = raw_ptr(buf, &self.stream);
-        // SAFETY: ptr addresses buf.len() f32 owned by `buf`.
-        unsafe {
-            cudarc::driver::result::memset_d8_async(
-                ptr,
-                byte,
-                buf.len() * 4,
-                self.stream.cu_stream(),
-            )
-        }
-        .map_err(driver_err("cuMemsetD8Async"))
+        self.timed("(memset)", || {
+            // SAFETY: ptr addresses buf.len() f32 owned by `buf`.
+            unsafe {
+                cudarc::driver::result::memset_d8_async(
+                    ptr,
+                    byte,
+                    buf.len() * 4,
+                    self.stream.cu_stream(),
+                )
+            }
+            .map_err(driver_err("cuMemsetD8Async"))
+        })
     }
 
     /// Switches per-kernel timing on or off (see [`CudaDevice::kernel_times`]).
@@ -246,7 +248,20 @@ impl CudaDevice {
         self.profiler.set(on);
     }
 
-    /// GPU time per kernel since profiling was switched on or last reported,
+    /// Runs `f` (which puts work named `name` on the stream) between two
+    /// timing events when profiling is on.
+    pub(crate) fn timed<T>(&self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if !self.profiler.is_on() {
+            return f();
+        }
+        let start = Profiler::mark(&self.stream)?;
+        let out = f()?;
+        self.profiler
+            .push(name, start, Profiler::mark(&self.stream)?);
+        Ok(out)
+    }
+
+    /// GPU time per kernel (and per copy or memset kind) since profiling was switched on or last reported,
     /// slowest first; waits for the GPU and clears the record.
     pub fn kernel_times(&self) -> Result<Vec<KernelTime>> {
         self.profiler.report()
@@ -346,21 +361,15 @@ impl CudaDevice {
         for p in ptrs {
             b.arg(p);
         }
-        let start = match self.profiler.is_on() {
-            true => Some(Profiler::mark(&self.stream)?),
-            false => None,
-        };
-        let r = if cooperative {
-            b.launch_cooperative(cfg)
-        } else {
-            b.launch(cfg)
-        };
-        r.map_err(|e| Error::Cuda(format!("launching {kernel} with {cfg:?}: {e}")))?;
-        if let Some(start) = start {
-            self.profiler
-                .push(kernel, start, Profiler::mark(&self.stream)?);
-        }
-        Ok(())
+        self.timed(kernel, || {
+            let r = if cooperative {
+                b.launch_cooperative(cfg)
+            } else {
+                b.launch(cfg)
+            };
+            r.map(|_| ())
+                .map_err(|e| Error::Cuda(format!("launching {kernel} with {cfg:?}: {e}")))
+        })
     }
 
     /// How many blocks of `threads` threads of `kernel` fit on one SM at once.

@@ -54,9 +54,11 @@ impl CudaStorage {
     pub fn from_host(dev: &Arc<CudaDevice>, data: &[f32]) -> Result<CudaStorage> {
         let mut s = CudaStorage::alloc(dev, data.len())?;
         let mut view = s.slice_mut().slice_mut(0..data.len());
-        dev.stream()
-            .memcpy_htod(data, &mut view)
-            .map_err(driver_err("host-to-device copy"))?;
+        dev.timed("(copy host to device)", || {
+            dev.stream()
+                .memcpy_htod(data, &mut view)
+                .map_err(driver_err("host-to-device copy"))
+        })?;
         Ok(s)
     }
 
@@ -91,10 +93,12 @@ impl CudaStorage {
         }
         let src = self.slice().slice(0..self.len);
         let mut view = dst.slice_mut().slice_mut(0..self.len);
-        self.dev
-            .stream()
-            .memcpy_dtod(&src, &mut view)
-            .map_err(driver_err("device-to-device copy"))
+        self.dev.timed("(copy device to device)", || {
+            self.dev
+                .stream()
+                .memcpy_dtod(&src, &mut view)
+                .map_err(driver_err("device-to-device copy"))
+        })
     }
 
     pub fn fill_bytes(&mut self, byte: u8) -> Result<()> {
