@@ -175,7 +175,7 @@ struct TrainArgs {
     /// Data folder (sets data.root).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// cpu | cuda | cuda:N (sets train.device).
+    /// cpu | cuda | cuda:N | auto (sets train.device; the built-in default job uses auto).
     #[arg(long)]
     device: Option<String>,
     /// Override any config key, e.g. --set train.steps=500 (repeatable).
@@ -205,11 +205,16 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     let summary = match &a.resume {
         Some(dir) => train::train_run(&TrainConfig::default(), Some(dir))?,
         None => {
+            let mut sets = Vec::new();
             let base = match &a.config {
                 Some(p) => TrainConfig::load(p)?,
-                None => TrainConfig::default(),
+                None => {
+                    // The built-in default job uses the GPU where there is one.
+                    sets.push("train.device=\"auto\"".to_string());
+                    TrainConfig::default()
+                }
             };
-            let mut sets = a.sets.clone();
+            sets.extend(a.sets.iter().cloned());
             if let Some(d) = &a.data {
                 sets.push(format!("data.root={:?}", d.display().to_string()));
             }

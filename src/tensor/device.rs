@@ -11,10 +11,14 @@ pub enum Device {
 }
 
 impl Device {
-    /// "cpu", "cuda" or "cuda:N"; opening a GPU fails cleanly without a driver.
+    /// "cpu", "cuda" or "cuda:N"; opening a GPU fails cleanly without a
+    /// driver. "auto" is GPU 0 where one can be opened, else the CPU (the
+    /// built-in default job, and inference from a checkpoint).
     pub fn parse(s: &str) -> Result<Device> {
-        if s == "cpu" {
-            return Ok(Device::Cpu);
+        match s {
+            "cpu" => return Ok(Device::Cpu),
+            "auto" => return Ok(CudaDevice::get(0).map_or(Device::Cpu, Device::Cuda)),
+            _ => {}
         }
         Ok(Device::Cuda(CudaDevice::get(parse_cuda_ordinal(s)?)?))
     }

@@ -79,7 +79,7 @@ pub struct LoopConfig {
     pub seed: u64,
     /// Global gradient-norm clip; 0 disables it.
     pub grad_clip: f64,
-    /// "cpu" or "cuda:N".
+    /// "cpu", "cuda", "cuda:N" or "auto" (GPU 0 if there is one, else the CPU).
     pub device: String,
 }
 
@@ -112,11 +112,11 @@ impl LoopConfig {
                 "must be >= 0 (0 disables clipping)",
             );
         }
-        if self.device != "cpu" && !self.device.starts_with("cuda") {
+        if !["cpu", "auto"].contains(&self.device.as_str()) && !self.device.starts_with("cuda") {
             return bad(
                 "train.device",
                 &self.device,
-                "allowed values: cpu, cuda, cuda:N",
+                "allowed values: cpu, cuda, cuda:N, auto",
             );
         }
         Ok(())

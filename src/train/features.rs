@@ -93,7 +93,7 @@ pub fn extract_features(
         let o = trainer.eval_forward(&b.images)?;
         for (k, v) in [&o.features, &o.va, &o.expr, &o.au].into_iter().enumerate() {
             widths[k] = v.dims()[1];
-            rows[k].extend_from_slice(v.value().data::<f32>()?);
+            rows[k].extend_from_slice(v.value().to_cpu()?.data::<f32>()?);
         }
         // Sequential order: videos complete one after another.
         while video < videos.len() && rows[0].len() / widths[0] >= ends[video] - start {

@@ -129,10 +129,14 @@ impl Trainer {
         })
     }
 
-    /// The model of a checkpoint, rebuilt from the config stored in it.
+    /// The model of a checkpoint, rebuilt from the config stored in it, on
+    /// GPU 0 where there is one, else on the CPU (a checkpoint trained on
+    /// either evaluates on either).
     pub fn from_checkpoint(path: &Path) -> Result<Self> {
         let text = checkpoint::read_config(path)?;
-        let cfg = TrainConfig::from_toml(&text, &format!("{} (stored config)", path.display()))?;
+        let mut cfg =
+            TrainConfig::from_toml(&text, &format!("{} (stored config)", path.display()))?;
+        cfg.train.device = "auto".into();
         let mut t = Trainer::new(&cfg)?;
         t.load_checkpoint(path)?;
         Ok(t)

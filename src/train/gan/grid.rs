@@ -101,7 +101,7 @@ pub fn sample_grid(gan: &mut GanTrainer, kind: GridKind, seed: u64) -> Result<Ca
     let z = Tensor::from_vec(z, [cells.len(), g.z_dim])?;
     let cond = Conditions::from_rows(&cells, g.n_aus, g.n_expr)?;
     let images = gan.generate(&z, &cond.input, false)?;
-    tile(&images.to_vec::<f32>()?, g.image_size, rows, cols)
+    tile(&images.to_cpu()?.to_vec::<f32>()?, g.image_size, rows, cols)
 }
 
 /// Images [rows·cols, S, S, 3] in [-1, 1] tiled on a white sheet with `GAP` gutters.

@@ -88,7 +88,8 @@ impl GanMixer {
         let labels: Vec<LabelRow> = rows.iter().map(|(_, r)| r.clone()).collect();
         let cond = Conditions::from_rows(&labels, g.n_aus, g.n_expr)?;
         let z = Tensor::randn([k, g.z_dim], 1.0, DType::F32, rng);
-        let images = self.gan.generate(&z, &cond.input, false)?;
+        // The generator may sit on the GPU; the batch it joins is on the host.
+        let images = self.gan.generate(&z, &cond.input, false)?.to_cpu()?;
         let expr_f: Vec<f32> = cond.expr.iter().map(|&e| e as f32).collect();
         let mut out = batch.clone();
         out.images = Tensor::concat(&[&batch.images, &images], 0)?;

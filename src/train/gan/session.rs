@@ -7,7 +7,7 @@
 
 use super::{write_grid, ConditionBank, GanConfig, GanTrainer, GridKind, PlayerStats};
 use crate::metrics::MtlMetrics;
-use crate::train::{check_device, make_loader, plot, prepare_data, ConfigFile, RunDir};
+use crate::train::{make_loader, plot, prepare_data, ConfigFile, RunDir};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -44,7 +44,8 @@ const GRID_SEED: u64 = 7;
 
 /// Trains `cfg` in a new run directory.
 pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
-    check_device(&cfg.train.device, "GAN training")?;
+    // Refuse an unusable device before anything is written.
+    crate::Device::parse(&cfg.train.device)?;
     let name = (!cfg.run.name.is_empty()).then_some(cfg.run.name.as_str());
     let run = RunDir::create(&cfg.run.runs_dir, name, &cfg.to_toml())?;
     let quiet = cfg.run.quiet;

@@ -21,7 +21,7 @@ use crate::nn::{Buffers, Ctx};
 use crate::optim::{checked_grad_norm, Adam, AdamConfig, Optimizer};
 use crate::train::checkpoint::{self, CheckpointRef, TrainProgress};
 use crate::train::{ConfigFile, MtlLoss, MtlTargets};
-use crate::{ops, DType, Error, Gradients, Params, Result, Rng, Tape, Tensor, Var};
+use crate::{ops, DType, Device, Error, Gradients, Params, Result, Rng, Tape, Tensor, Var};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -62,6 +62,9 @@ impl PlayerStats {
 
 pub struct GanTrainer {
     pub config: GanConfig,
+    /// Where both players' weights, buffers and optimizer states live and
+    /// every step runs (`train.device`); checkpoints are written from the host.
+    pub device: Device,
     pub generator: Generator,
     pub g_params: Params,
     pub g_buffers: Buffers,
@@ -120,6 +123,11 @@ impl GanTrainer {
         let (mut d_params, mut d_buffers) = (Params::new(), Buffers::new());
         let discriminator = MtlNet::new(&d_cfg, &mut d_params, &mut d_buffers, &mut rng.fork(2))?;
         let mtl = MtlLoss::new(&config.mtl, &mut d_params)?;
+        // Initialised on the host from the seed, then copied (as `Trainer::new`).
+        let device = Device::parse(&config.train.device)?;
+        for p in [&mut g_params, &mut g_buffers, &mut d_params, &mut d_buffers] {
+            p.to_device(&device)?;
+        }
         let s = &config.gan;
         let adam = || {
             Adam::new(AdamConfig {
@@ -131,6 +139,7 @@ impl GanTrainer {
         let g = &config.generator;
         Ok(GanTrainer {
             config: config.clone(),
+            device,
             generator,
             g_params,
             g_buffers,
@@ -158,15 +167,17 @@ impl GanTrainer {
         })
     }
 
-    /// The players of a GAN checkpoint, rebuilt from the config stored in it.
+    /// The players of a GAN checkpoint, rebuilt from the config stored in it,
+    /// on GPU 0 where there is one, else on the CPU (as `Trainer::from_checkpoint`).
     pub fn from_checkpoint(path: &Path) -> Result<Self> {
         let text = checkpoint::read_config(path)?;
-        let cfg = GanConfig::from_toml(&text, &format!("{} (stored config)", path.display()))
+        let mut cfg = GanConfig::from_toml(&text, &format!("{} (stored config)", path.display()))
             .map_err(|e| {
-                Error::Config(format!(
-                    "{e} (is this a GAN checkpoint from `mtaffect gan train`?)"
-                ))
-            })?;
+            Error::Config(format!(
+                "{e} (is this a GAN checkpoint from `mtaffect gan train`?)"
+            ))
+        })?;
+        cfg.train.device = "auto".into();
         let mut t = GanTrainer::new(&cfg)?;
         t.load_checkpoint(path)?;
         Ok(t)
@@ -182,7 +193,8 @@ impl GanTrainer {
         )
     }
 
-    /// Images for noise `z` and condition inputs `cond`, recording nothing.
+    /// Images for noise `z` and condition inputs `cond` (from any device),
+    /// on the trainer's device, recording nothing.
     /// `training` normalises with batch statistics, leaving the running ones
     /// alone (they follow the generator's own steps); otherwise it uses the
     /// running statistics (sampling).
@@ -203,7 +215,10 @@ impl GanTrainer {
             rng: &mut self.rng,
             frozen: false,
         };
-        let (z, c) = (tape.constant(z.clone()), tape.constant(cond.clone()));
+        let (z, c) = (
+            tape.constant(z.to_device(&self.device)?),
+            tape.constant(cond.to_device(&self.device)?),
+        );
         Ok(self.generator.forward(&mut cx, &z, &c)?.into_value())
     }
 
@@ -249,7 +264,7 @@ impl GanTrainer {
             frozen: false,
         };
         self.discriminator
-            .forward(&mut cx, &tape.constant(images.clone()))?;
+            .forward(&mut cx, &tape.constant(images.to_device(&self.device)?))?;
         Ok(())
     }
 
@@ -282,11 +297,15 @@ impl GanTrainer {
         let z = self.noise(n);
         let fake = self.generate(&z, &cond.input, true)?;
         let tape = Tape::new();
-        let (x_real, x_fake) = (tape.constant(batch.images.clone()), tape.constant(fake));
-        let (real, fake) = self.disc_joint(&tape, &x_real, &x_fake, false)?;
+        let x_real = tape.constant(batch.images.to_device(&self.device)?);
+        let (real, fake) = self.disc_joint(&tape, &x_real, &tape.constant(fake), false)?;
+        let (va, au) = (
+            batch.va.to_device(&self.device)?,
+            batch.aus.to_device(&self.device)?,
+        );
         let labels = MtlTargets {
-            va: &batch.va,
-            au: &batch.aus,
+            va: &va,
+            au: &au,
             expr: &batch.expr_class,
         };
         let terms = discriminator_loss(
@@ -339,14 +358,21 @@ impl GanTrainer {
                 rng: &mut self.rng,
                 frozen: false,
             };
-            let (zv, cv) = (tape.constant(z.clone()), tape.constant(cond.input.clone()));
+            let (zv, cv) = (
+                tape.constant(z.to_device(&self.device)?),
+                tape.constant(cond.input.to_device(&self.device)?),
+            );
             self.generator.forward(&mut cx, &zv, &cv)?
         };
-        let (real_out, fake) =
-            self.disc_joint(&tape, &tape.constant(real.clone()), &images, true)?;
+        let real = tape.constant(real.to_device(&self.device)?);
+        let (real_out, fake) = self.disc_joint(&tape, &real, &images, true)?;
+        let (va, au) = (
+            cond.va.to_device(&self.device)?,
+            cond.aus.to_device(&self.device)?,
+        );
         let requested = MtlTargets {
-            va: &cond.va,
-            au: &cond.aus,
+            va: &va,
+            au: &au,
             expr: &cond.expr,
         };
         let terms = generator_loss(
@@ -386,23 +412,25 @@ impl GanTrainer {
         )
     }
 
-    /// Both players in one registry, names prefixed; the generator's come
-    /// first, so the discriminator's optimizer indices shift by its count.
+    /// Both players in one registry of host copies, names prefixed; the
+    /// generator's come first, so the discriminator's optimizer indices shift
+    /// by its count.
     fn joint_params(&self) -> Result<Params> {
         let mut all = Params::new();
         for (prefix, p) in [(G_PREFIX, &self.g_params), (D_PREFIX, &self.d_params)] {
             for id in p.ids() {
-                all.add(format!("{prefix}{}", p.name(id)), p.get(id).clone())?;
+                all.add(format!("{prefix}{}", p.name(id)), p.get(id).to_cpu()?)?;
             }
         }
         Ok(all)
     }
 
+    /// Host copies of both players' buffers and the prototypes.
     fn joint_buffers(&self) -> Result<BTreeMap<String, Tensor>> {
         let mut out = BTreeMap::new();
         for (prefix, b) in [(G_PREFIX, &self.g_buffers), (D_PREFIX, &self.d_buffers)] {
             for id in b.ids() {
-                out.insert(format!("{prefix}{}", b.name(id)), b.get(id).clone());
+                out.insert(format!("{prefix}{}", b.name(id)), b.get(id).to_cpu()?);
             }
         }
         out.insert(
@@ -412,8 +440,9 @@ impl GanTrainer {
         Ok(out)
     }
 
-    /// Optimizer keys `<buffer>.<index>` renamed `<prefix><buffer>.<index + offset>`.
-    fn joint_optimizer(&self) -> BTreeMap<String, Tensor> {
+    /// Host copies of both optimizers' state, keys `<buffer>.<index>` renamed
+    /// `<prefix><buffer>.<index + offset>`.
+    fn joint_optimizer(&self) -> Result<BTreeMap<String, Tensor>> {
         let mut out = BTreeMap::new();
         let offset = self.g_params.len();
         for (prefix, state, shift) in [
@@ -425,10 +454,10 @@ impl GanTrainer {
                     Some((b, i)) => format!("{prefix}{b}.{}", i + shift),
                     None => format!("{prefix}{k}"),
                 };
-                out.insert(key, t);
+                out.insert(key, t.to_cpu()?);
             }
         }
-        out
+        Ok(out)
     }
 
     /// Writes both players, their optimizers, BN buffers, the prototypes,
@@ -438,7 +467,7 @@ impl GanTrainer {
             path,
             &CheckpointRef {
                 params: &self.joint_params()?,
-                optimizer: &self.joint_optimizer(),
+                optimizer: &self.joint_optimizer()?,
                 buffers: &self.joint_buffers()?,
                 progress: TrainProgress {
                     rng: self.rng.state(),
@@ -457,6 +486,7 @@ impl GanTrainer {
         let offset = self.g_params.len();
         let (mut g_state, mut d_state) = (BTreeMap::new(), BTreeMap::new());
         for (k, t) in ck.optimizer {
+            let t = t.to_device(&self.device)?;
             if let Some(rest) = k.strip_prefix(G_PREFIX) {
                 g_state.insert(rest.to_string(), t);
             } else if let Some(rest) = k.strip_prefix(D_PREFIX) {
@@ -481,7 +511,7 @@ impl GanTrainer {
             let own: Vec<_> = p.ids().collect();
             for id in own {
                 let src = ids.next().expect("joint registry holds both players");
-                p.set(id, all.get(src).clone())?;
+                p.set(id, all.get(src).to_device(&self.device)?)?;
             }
         }
         let mut g_buffers = self.g_buffers.clone();
@@ -490,7 +520,7 @@ impl GanTrainer {
             let own: Vec<_> = b.ids().collect();
             for id in own {
                 let key = format!("{prefix}{}", b.name(id));
-                b.set(id, buffers[&key].clone())?;
+                b.set(id, buffers[&key].to_device(&self.device)?)?;
             }
         }
         self.g_params = g_params;

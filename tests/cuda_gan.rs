@@ -1,0 +1,123 @@
+//! The multi-task GAN on CUDA (`train.device = "cuda"`): alternating steps
+//! that follow the CPU's from the same seed, each player's step leaving the
+//! other's weights alone on the GPU too, and a checkpoint written from the GPU
+//! that samples on the CPU. Without a GPU each test prints a skip line.
+
+#[path = "common/gan_fixtures.rs"]
+mod gan_fixtures;
+use gan_fixtures::{batch, samples, tiny_config};
+use mtaffect::model::Upsample;
+use mtaffect::ops::loss::GanLoss;
+use mtaffect::train::gan::{ConditionBank, GanTrainer, PlayerStats};
+use mtaffect::{Device, Params, Rng};
+
+fn gpu_or_skip(test: &str) -> bool {
+    match Device::parse("cuda") {
+        Ok(_) => true,
+        Err(e) => {
+            println!("cuda_gan: skipped {test}, no CUDA driver/GPU ({e})");
+            false
+        }
+    }
+}
+
+fn trainer(device: &str) -> GanTrainer {
+    let mut c = tiny_config(Upsample::ConvTranspose, GanLoss::NonSaturating);
+    c.train.device = device.into();
+    GanTrainer::new(&c).unwrap()
+}
+
+/// Three rounds of a D step then a G step on the same batches.
+fn rounds(t: &mut GanTrainer) -> Vec<PlayerStats> {
+    let bank = ConditionBank::from_samples(&samples(16), 12, 8).unwrap();
+    let mut rng = Rng::new(3);
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        let b = batch(&mut rng);
+        out.push(t.d_step(&b, &bank).unwrap());
+        out.push(t.g_step(&b.images, &bank).unwrap());
+    }
+    out
+}
+
+fn host_values(p: &Params) -> Vec<Vec<f64>> {
+    p.ids().map(|id| p.get(id).to_f64_vec()).collect()
+}
+
+#[test]
+fn cuda_gan_steps_follow_the_cpu_steps() {
+    if !gpu_or_skip("cuda_gan_steps_follow_the_cpu_steps") {
+        return;
+    }
+    let cpu = rounds(&mut trainer("cpu"));
+    let gpu = rounds(&mut trainer("cuda"));
+    for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+        println!(
+            "cuda_gan: step {i}: cpu loss {} adv {}, gpu loss {} adv {}",
+            c.loss, c.adv, g.loss, g.adv
+        );
+        for (a, b) in [
+            (g.loss, c.loss),
+            (g.adv, c.adv),
+            (g.mtl, c.mtl),
+            (g.d_fake, c.d_fake),
+        ] {
+            assert!(
+                (a - b).abs() <= 1e-3 * b.abs().max(1e-2),
+                "step {i}: gpu {g:?}\ncpu {c:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn each_gpu_step_updates_only_its_player_and_the_checkpoint_samples_on_the_cpu() {
+    if !gpu_or_skip("each_gpu_step_updates_only_its_player_and_the_checkpoint_samples_on_the_cpu") {
+        return;
+    }
+    let mut t = trainer("cuda");
+    let bank = ConditionBank::from_samples(&samples(16), 12, 8).unwrap();
+    let b = batch(&mut Rng::new(4));
+    let (g0, d0) = (host_values(&t.g_params), host_values(&t.d_params));
+    t.d_step(&b, &bank).unwrap();
+    assert_eq!(
+        host_values(&t.g_params),
+        g0,
+        "a D step changed the generator"
+    );
+    let d1 = host_values(&t.d_params);
+    assert_ne!(d1, d0, "a D step left the discriminator unchanged");
+    t.g_step(&b.images, &bank).unwrap();
+    assert_eq!(
+        host_values(&t.d_params),
+        d1,
+        "a G step changed the discriminator"
+    );
+    assert_ne!(
+        host_values(&t.g_params),
+        g0,
+        "a G step left the generator unchanged"
+    );
+
+    let dir = std::env::temp_dir().join(format!("mtaffect-cuda-gan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gan.safetensors");
+    t.save_checkpoint(&path).unwrap();
+    let mut on_cpu = trainer("cpu");
+    on_cpu.load_checkpoint(&path).unwrap();
+    assert_eq!(host_values(&on_cpu.g_params), host_values(&t.g_params));
+    // Eval-mode samples from the same noise agree across devices.
+    let z = on_cpu.noise(2);
+    let cond = bank.sample(2, &mut Rng::new(5)).unwrap();
+    let (a, b) = (
+        on_cpu
+            .generate(&z, &cond.input, false)
+            .unwrap()
+            .to_f64_vec(),
+        t.generate(&z, &cond.input, false).unwrap().to_f64_vec(),
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-4, "{x} vs {y}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
