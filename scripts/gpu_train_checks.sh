@@ -8,6 +8,9 @@
 #               cuda, then by PyTorch on cuda from the same initial weights and
 #               batches, in f32 and (PARITY_F64=1) in f64; PARITY_SETS adds
 #               --set overrides to the mtaffect run (e.g. "model.stem=small")
+#   gan         a judge (the default job) and the GAN of configs/gan-synthetic.toml
+#               for GAN_STEPS generator steps (default 10000) on cuda; each
+#               evaluation's generator judged on 100 faces per expression
 #   profile     GPU time per kernel in one training step (benches/cuda_train_step.rs
 #               with MTAFFECT's own event profiler), PROFILE_ARGS "depth,batch ..."
 #               (default "18,256 50,256")
@@ -65,6 +68,24 @@ for section in "$@"; do
             summary+=("profile SE-ResNet ${args/,/ batch }: rc=$? (GPU time per kernel in one step)")
             summary+=("$(grep -E '^(train|kernel)' "$out/profile-${args/,/-}.log" | head -24)")
         done
+        ;;
+    gan)
+        steps="${GAN_STEPS:-10000}"
+        timeout 120 ./bundle/mtaffect train --device cuda --set run.runs_dir="$runs" --set run.name=judge --quiet >"$out/gan-judge-train.log" 2>&1
+        summary+=("gan judge trained: rc=$? ($(grep '^best' "$out/gan-judge-train.log"))")
+        start=$SECONDS
+        timeout 420 ./bundle/mtaffect gan train --config configs/gan-synthetic.toml --set train.device=cuda \
+            --set train.steps="$steps" --set train.eval_every=$((steps / 4)) --set run.runs_dir="$runs" \
+            --set run.name=gan --quiet >"$out/gan-train.log" 2>&1
+        summary+=("gan train $steps steps: rc=$?, $((SECONDS - start)) s")
+        for ck in "$runs"/gan/step-*.safetensors; do
+            timeout 60 ./bundle/mtaffect gan judge --checkpoint "$ck" --judge "$runs/judge/best.safetensors" \
+                --per-class 100 --out "$out/judge-$(basename "$ck" .safetensors).json" >"$out/judge-$(basename "$ck" .safetensors).log" 2>&1
+            summary+=("gan judge $(basename "$ck"): rc=$? $(grep -i 'agreement' "$out/judge-$(basename "$ck" .safetensors).log" | head -2)")
+        done
+        cp "$runs"/gan/*.png "$out"/ 2>/dev/null
+        grep '"val"' "$runs/gan/metrics.jsonl" | tail -2 >"$out/gan-val.txt" 2>/dev/null
+        rm -f "$runs"/gan/*.safetensors "$runs"/judge/*.safetensors
         ;;
     *) summary+=("unknown section $section") ;;
     esac

@@ -140,6 +140,10 @@ pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
                         &run.path().join(format!("samples-{step:06}.png")),
                     )?;
                     gan.save_checkpoint(&last_path)?;
+                    // Every evaluation's players stay, so generators of a
+                    // long run can be judged step by step afterwards.
+                    let kept = run.path().join(format!("step-{step:06}.safetensors"));
+                    std::fs::copy(&last_path, &kept).map_err(|e| Error::io(&kept, e))?;
                     if !quiet {
                         println!(
                             "step {step}: discriminator heads on validation: P_MTL {:.3} (CCC V {:.3} A {:.3}, F1 expr {:.3}, F1 AU {:.3})",
