@@ -15,8 +15,8 @@ pub(crate) mod cuda;
 use crate::backend::cpu::{gemm, Float, MatRef};
 use crate::backend::cuda::CudaDevice;
 use crate::tensor::{check_same_dtype, same_device};
-use std::sync::Arc;
 use crate::{Error, Result, Tensor, Var};
+use std::sync::Arc;
 
 /// The four parameters of one recurrent layer.
 #[derive(Clone, Copy)]

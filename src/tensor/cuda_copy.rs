@@ -116,11 +116,7 @@ pub(crate) fn copy_into(dst: &Tensor, at: usize, src: &Tensor) -> Result<()> {
     if at + n > dst.numel() {
         return Err(crate::Error::shape(
             "copy_into",
-            format!(
-                "{} elements at {at} into {}",
-                src.shape(),
-                dst.shape()
-            ),
+            format!("{} elements at {at} into {}", src.shape(), dst.shape()),
         ));
     }
     copy(d.device(), s, d, 1, n, (n, 0), (n, at))

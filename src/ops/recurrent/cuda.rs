@@ -61,12 +61,12 @@ pub(crate) fn mask_on(dev: &Arc<CudaDevice>, mask: &[bool]) -> Result<Tensor> {
 
 /// States [T+1, N, H]: slot 0 the initial state (zeros if none), slot t+1
 /// what step t writes. Slots 0..T are what backward's `hprev` reads.
-pub(crate) fn states(
-    dev: &Arc<CudaDevice>,
-    init: Option<&Tensor>,
-    d: &Dims,
-) -> Result<Tensor> {
-    let s = Tensor::zeros_on([d.t + 1, d.n, d.h], crate::DType::F32, &Device::Cuda(dev.clone()))?;
+pub(crate) fn states(dev: &Arc<CudaDevice>, init: Option<&Tensor>, d: &Dims) -> Result<Tensor> {
+    let s = Tensor::zeros_on(
+        [d.t + 1, d.n, d.h],
+        crate::DType::F32,
+        &Device::Cuda(dev.clone()),
+    )?;
     if let Some(init) = init {
         copy_into(&s, 0, init)?;
     }
@@ -83,7 +83,17 @@ pub(crate) fn input_projection(
     d: &Dims,
 ) -> Result<Tensor> {
     let rows = d.n * d.t;
-    gemm(dev, op, x, false, w_ih, true, [1, rows, d.f, d.gh()], Some(b_ih), false)
+    gemm(
+        dev,
+        op,
+        x,
+        false,
+        w_ih,
+        true,
+        [1, rows, d.f, d.gh()],
+        Some(b_ih),
+        false,
+    )
 }
 
 /// `gh = h_t·W_hhᵀ + b_hh` [N, G·H] into `gh_at`, reading slot t of `hs`.
@@ -147,12 +157,34 @@ pub(crate) fn finish_backward(
     let (rows, gh) = (d.n * d.t, d.gh());
     let dx = needs[0]
         .then(|| {
-            gemm(dev, op, dgx, false, w_ih, false, [1, rows, gh, d.f], None, false)?
-                .reshape([d.n, d.t, d.f])
+            gemm(
+                dev,
+                op,
+                dgx,
+                false,
+                w_ih,
+                false,
+                [1, rows, gh, d.f],
+                None,
+                false,
+            )?
+            .reshape([d.n, d.t, d.f])
         })
         .transpose()?;
     let dw_ih = needs[1]
-        .then(|| gemm(dev, op, dgx, true, x, false, [1, gh, rows, d.f], None, false))
+        .then(|| {
+            gemm(
+                dev,
+                op,
+                dgx,
+                true,
+                x,
+                false,
+                [1, gh, rows, d.f],
+                None,
+                false,
+            )
+        })
         .transpose()?;
     let dw_hh = needs[2]
         .then(|| -> Result<Tensor> {
@@ -172,7 +204,13 @@ pub(crate) fn finish_backward(
         })
         .transpose()?;
     let bias = |dg: &Tensor| -> Result<Tensor> {
-        sum_to_shape(dev, op, &dg.reshape([rows, gh])?, &Shape::new(vec![gh]), 1.0)
+        sum_to_shape(
+            dev,
+            op,
+            &dg.reshape([rows, gh])?,
+            &Shape::new(vec![gh]),
+            1.0,
+        )
     };
     Ok(vec![
         dx,
