@@ -84,7 +84,7 @@ pub(super) fn backward(
     for t in (0..d.t).rev() {
         let dgh_t = addr(&dgh, OP, t * n * gh_w)?;
         let ptrs = [
-            ptr(&g, OP)?,
+            ptr(g, OP)?,
             addr(&s.gates, OP, t * n * gh_w)?,
             addr(&s.gh, OP, t * n * gh_w)?,
             addr(&s.hs, OP, t * n * h)?,
