@@ -156,3 +156,19 @@ __device__ __forceinline__ void mt_tile_store(const float (&acc)[8][8], int tx, 
         }
     }
 }
+
+// ---- recurrent time steps (gru.cu, lstm.cu) ----------------------------
+// One launch per time step, one thread per (sample n, unit j). Sequences
+// are [N, T, ·] (row n·T + t); per-step buffers are step-major, so the host
+// passes this step's slice and the kernel indexes it [N, ·].
+struct MtRnnStep {
+    u64 n, t_len, h;  // batch, sequence length, hidden size
+    u64 t;            // this step
+};
+
+// Overflow-free logistic function in both directions (as unary.cu's sigmoid).
+__device__ __forceinline__ float mt_sigmoid(float x) {
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    const float e = expf(x);
+    return e / (1.0f + e);
+}

@@ -271,9 +271,129 @@ void elementwise() {
     check("copy_blocks", dst.data(), D, 1e-12, 0);
 }
 
+// ---- temporal ops: one GRU / LSTM step, masked attention ----------------
+// References are double-precision forward functions; the backward kernels
+// are checked against their central differences, so the derivative formulas
+// are not restated here.
+using VD = std::vector<double>;
+VD dbl(const std::vector<float>& v) { return VD(v.begin(), v.end()); }
+// d/dx_i of f(x) for every i, f scalar, central differences.
+VD numgrad(VD x, const std::function<double(const VD&)>& f) {
+    VD g(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+        const double x0 = x[i], e = 1e-6;
+        x[i] = x0 + e; const double fp = f(x); x[i] = x0 - e; const double fm = f(x); x[i] = x0;
+        g[i] = (fp - fm) / (2 * e);
+    }
+    return g;
+}
+double sig(double x) { return 1 / (1 + exp(-x)); }
+// Step t of a sequence: N samples, T frames, H units, G gates; sample 1 is padded at step t.
+struct Rnn { int N = 3, T = 4, H = 37, t = 2; int G; };
+// The step as the reference sees it: (gx row t, gh, h_prev, c_prev) -> L = Σ gout·out + Σ dh·h' (+ Σ dc·c').
+double rnn_step_loss(const Rnn& r, const VD& gx, const VD& gh, const VD& hp, const VD& cp, const std::vector<float>& mask,
+                     const VD& gout, const VD& dh, const VD& dc, VD* hn_out, VD* cn_out) {
+    int H = r.H, G = r.G; double L = 0;
+    for (int n = 0; n < r.N; ++n) for (int j = 0; j < H; ++j) {
+        int i = n * H + j, row = n * r.T + r.t;
+        double h = hp[i], c = cp.empty() ? 0 : cp[i], o = 0;
+        if (mask[row] != 0) {
+            auto pre = [&](int k) { return gx[(size_t)row * G * H + k * H + j] + gh[(size_t)n * G * H + k * H + j]; };
+            if (G == 3) {
+                double rr = sig(pre(0)), z = sig(pre(1));
+                double cc = tanh(gx[(size_t)row * 3 * H + 2 * H + j] + rr * gh[(size_t)n * 3 * H + 2 * H + j]);
+                h = (1 - z) * cc + z * h;
+            } else {
+                c = sig(pre(1)) * c + sig(pre(0)) * tanh(pre(2));
+                h = sig(pre(3)) * tanh(c);
+            }
+            o = h;
+        }
+        L += gout[(size_t)row * H + j] * o + dh[i] * h + (G == 4 ? dc[i] * c : 0);
+        if (hn_out) (*hn_out)[i] = h;
+        if (cn_out) (*cn_out)[i] = c;
+    }
+    return L;
+}
+void rnn_step_case(int G) {
+    Rnn r; r.G = G; int N = r.N, T = r.T, H = r.H, t = r.t;
+    auto gx = randv((size_t)N * T * G * H, -2, 2), gh = randv((size_t)N * G * H, -2, 2), hp = randv(N * H), cp = randv(N * H);
+    auto gout = randv((size_t)N * T * H), dh = randv(N * H), dc0 = randv(N * H);
+    std::vector<float> mask(N * T, 1.f); mask[1 * T + t] = 0.f;
+    MtRnnStep p{(u64)N, (u64)T, (u64)H, (u64)t};
+    std::vector<float> hn(N * H, NAN), cn(N * H, NAN), gates((size_t)N * G * H, NAN), tc(N * H, NAN), out((size_t)N * T * H, 7.f);
+    if (G == 3) launch({1, 1, 1}, {64, 1, 1}, [&] { gru_step_forward(p, gx.data(), gh.data(), mask.data(), hp.data(), hn.data(), gates.data(), out.data()); });
+    else launch({1, 1, 1}, {64, 1, 1}, [&] { lstm_step_forward(p, gx.data(), gh.data(), mask.data(), hp.data(), cp.data(), hn.data(), cn.data(), gates.data(), tc.data(), out.data()); });
+    VD DX = dbl(gx), DH = dbl(gh), HP = dbl(hp), CP = G == 4 ? dbl(cp) : VD{}, GO = dbl(gout), Dh = dbl(dh), Dc = dbl(dc0);
+    VD HN(N * H), CN(N * H), OUT((size_t)N * T * H, 7.0);
+    rnn_step_loss(r, DX, DH, HP, CP, mask, GO, Dh, Dc, &HN, &CN);
+    for (int n = 0; n < N; ++n) for (int j = 0; j < H; ++j) OUT[((size_t)n * T + t) * H + j] = mask[n * T + t] != 0 ? HN[n * H + j] : 0;
+    const char* nm = G == 3 ? "gru" : "lstm";
+    char w[80];
+    snprintf(w, 80, "%s_step_forward h", nm); check(w, hn.data(), HN, 1e-5, 1e-5);
+    snprintf(w, 80, "%s_step_forward out", nm); check(w, out.data(), OUT, 1e-5, 1e-5);
+    if (G == 4) { snprintf(w, 80, "%s_step_forward c", nm); check(w, cn.data(), CN, 1e-5, 1e-5); }
+    // Backward from what forward saved, against central differences of the reference loss.
+    std::vector<float> dhp(N * H, NAN), dgx((size_t)N * T * G * H, 7.f), dgh((size_t)N * G * H, NAN), dc = dc0;
+    if (G == 3) launch({1, 1, 1}, {64, 1, 1}, [&] { gru_step_backward(p, gout.data(), gates.data(), gh.data(), hp.data(), mask.data(), dh.data(), dhp.data(), dgx.data(), dgh.data()); });
+    else launch({1, 1, 1}, {64, 1, 1}, [&] { lstm_step_backward(p, gout.data(), gates.data(), cp.data(), tc.data(), mask.data(), dh.data(), dc.data(), dhp.data(), dgx.data(), dgh.data()); });
+    auto loss = [&](const VD& a, const VD& b, const VD& h, const VD& c) { return rnn_step_loss(r, a, b, h, c, mask, GO, Dh, Dc, nullptr, nullptr); };
+    VD RX = numgrad(DX, [&](const VD& v) { return loss(v, DH, HP, CP); });
+    for (size_t i = 0; i < RX.size(); ++i) if ((i / (G * H)) % T != (size_t)t) RX[i] = 7.0;  // other steps' rows untouched
+    snprintf(w, 80, "%s_step_backward dgx", nm); check(w, dgx.data(), RX, 1e-5, 1e-4);
+    snprintf(w, 80, "%s_step_backward dgh", nm); check(w, dgh.data(), numgrad(DH, [&](const VD& v) { return loss(DX, v, HP, CP); }), 1e-5, 1e-4);
+    // gemm.cu adds the path through gh (dgh·W_hh); the kernel gives the direct one.
+    snprintf(w, 80, "%s_step_backward dh_prev", nm); check(w, dhp.data(), numgrad(HP, [&](const VD& v) { return loss(DX, DH, v, CP); }), 1e-5, 1e-4);
+    if (G == 4) check("lstm_step_backward dc_prev", dc.data(), numgrad(CP, [&](const VD& v) { return loss(DX, DH, HP, v); }), 1e-5, 1e-4);
+}
+// Attention: q [N,T,H,D], k, v [N,S,H,D]; sample 0 partly padded, 1 all real, 2 all padded.
+struct Att { int N = 3, T = 3, S = 37, H = 2, D = 5; };
+void att_ref(const Att& a, const VD& q, const VD& k, const VD& v, const std::vector<float>& mask, VD& out) {
+    out.assign((size_t)a.N * a.T * a.H * a.D, 0);
+    for (int n = 0; n < a.N; ++n) for (int h = 0; h < a.H; ++h) for (int i = 0; i < a.T; ++i) {
+        VD s(a.S); double m = -1e300, z = 0;
+        for (int j = 0; j < a.S; ++j) if (mask[n * a.S + j] != 0) {
+            double d = 0; for (int e = 0; e < a.D; ++e) d += q[((n * a.T + i) * a.H + h) * a.D + e] * k[((n * a.S + j) * a.H + h) * a.D + e];
+            s[j] = d / sqrt((double)a.D); m = std::max(m, s[j]);
+        }
+        for (int j = 0; j < a.S; ++j) if (mask[n * a.S + j] != 0) { s[j] = exp(s[j] - m); z += s[j]; }
+        for (int j = 0; j < a.S; ++j) if (mask[n * a.S + j] != 0)
+            for (int e = 0; e < a.D; ++e) out[((n * a.T + i) * a.H + h) * a.D + e] += s[j] / z * v[((n * a.S + j) * a.H + h) * a.D + e];
+    }
+}
+void attention_case() {
+    Att a; int N = a.N, T = a.T, S = a.S, H = a.H, D = a.D;
+    auto q = randv((size_t)N * T * H * D, -2, 2), k = randv((size_t)N * S * H * D, -2, 2), v = randv((size_t)N * S * H * D), g = randv(q.size());
+    std::vector<float> mask(N * S, 1.f);
+    for (int j = 0; j < S; ++j) { if (j % 3 == 1) mask[j] = 0.f; mask[2 * S + j] = 0.f; }
+    AttnParams p{(u64)N, (u64)T, (u64)S, (u64)H, (u64)D, 1.f / sqrtf((float)D), 0};
+    AttnParams pt = p; pt.transposed = 1;
+    std::vector<float> probs((size_t)N * H * T * S, NAN), y(q.size(), NAN), ds(probs.size(), NAN);
+    std::vector<float> dq(q.size(), NAN), dk(k.size(), NAN), dv(v.size(), NAN);
+    launch({1, 1, 1}, {256, 1, 1}, [&] { attention_probs(p, q.data(), k.data(), mask.data(), probs.data()); });
+    launch({2, 1, 1}, {64, 1, 1}, [&] { attention_mix(p, probs.data(), v.data(), mask.data(), y.data()); });
+    launch({1, 1, 1}, {256, 1, 1}, [&] { attention_grad_scores(p, g.data(), v.data(), mask.data(), probs.data(), ds.data()); });
+    launch({2, 1, 1}, {64, 1, 1}, [&] { attention_mix(p, ds.data(), k.data(), mask.data(), dq.data()); });
+    launch({2, 1, 1}, {64, 1, 1}, [&] { attention_mix(pt, ds.data(), q.data(), mask.data(), dk.data()); });
+    launch({2, 1, 1}, {64, 1, 1}, [&] { attention_mix(pt, probs.data(), g.data(), mask.data(), dv.data()); });
+    VD Q = dbl(q), K = dbl(k), V = dbl(v), G = dbl(g), Y;
+    att_ref(a, Q, K, V, mask, Y);
+    check("attention forward", y.data(), Y, 1e-5, 1e-4);
+    auto loss = [&](const VD& qq, const VD& kk, const VD& vv) { VD o; att_ref(a, qq, kk, vv, mask, o); double L = 0; for (size_t i = 0; i < o.size(); ++i) L += G[i] * o[i]; return L; };
+    check("attention dq", dq.data(), numgrad(Q, [&](const VD& x) { return loss(x, K, V); }), 1e-5, 1e-4);
+    check("attention dk", dk.data(), numgrad(K, [&](const VD& x) { return loss(Q, x, V); }), 1e-5, 1e-4);
+    check("attention dv", dv.data(), numgrad(V, [&](const VD& x) { return loss(Q, K, x); }), 1e-5, 1e-4);
+}
+void temporal() {
+    rnn_step_case(3);
+    rnn_step_case(4);
+    attention_case();
+}
+
 int main() {
     tiles();
     others();
     elementwise();
+    temporal();
     puts("all kernels match their references");
 }

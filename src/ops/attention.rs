@@ -11,8 +11,10 @@
 //! in padded frames cannot reach any output. A query whose keys are all
 //! padded outputs zeros and passes no gradient, never NaN.
 
+mod cuda;
+
 use crate::backend::cpu::Float;
-use crate::tensor::check_same_dtype;
+use crate::tensor::{check_same_dtype, same_device};
 use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
 
 const OP: &str = "attention";
@@ -71,6 +73,12 @@ pub fn attention(tape: &Tape, q: &Var, k: &Var, v: &Var, key_mask: Option<&[bool
     };
     let dims = Dims { n, t, s, h, d };
     let (qt, kt, vt) = (q.value().clone(), k.value().clone(), v.value().clone());
+    if let Some(dev) = same_device(OP, &[&qt, &kt, &vt])? {
+        let (y, saved) = cuda::forward(&dev, [&qt, &kt, &vt], &mask, &dims)?;
+        return tape.record(OP, &[q, k, v], y, move |g, needs| {
+            cuda::backward(&dev, g, [&qt, &kt, &vt], &saved, &dims, needs)
+        });
+    }
     let (y, probs) = with_dtype!(qt.dtype(), T => forward::<T>(&qt, &kt, &vt, &mask, &dims)?);
     tape.record(OP, &[q, k, v], y, move |g, needs| {
         with_dtype!(g.dtype(), T => backward::<T>(g, [&qt, &kt, &vt], &probs, &mask, &dims, needs))

@@ -5,6 +5,8 @@
 //! `r = σ(W_ir x + b_ir + W_hr h + b_hr)`, `z = σ(W_iz x + b_iz + W_hz h + b_hz)`,
 //! `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`.
 
+mod cuda;
+
 use super::recurrent::{self, Dims, RnnWeights, SequenceGrads};
 use crate::backend::cpu::Float;
 use crate::{with_dtype, Result, Tape, Tensor, Var};
@@ -29,6 +31,14 @@ pub fn gru(
         w.w_ih.value().clone(),
         w.w_hh.value().clone(),
     );
+    if let Some(dev) = recurrent::device(OP, x, &w, &[h0])? {
+        let ws = [&wih, &whh, w.b_ih.value(), w.b_hh.value()];
+        let (out, h_last, saved) = cuda::forward(&dev, &xt, ws, h0, &mask, &d)?;
+        let y = tape.record(OP, &w.inputs(x), out, move |g, needs| {
+            cuda::backward(&dev, g, &xt, [&wih, &whh], &saved, &d, needs)
+        })?;
+        return Ok((y, h_last));
+    }
     let (out, h_last, saved) = with_dtype!(xt.dtype(), T => {
         let h = recurrent::state_or_zeros::<T>(h0, &d)?;
         forward::<T>(&xt, &wih, &whh, [w.b_ih.value(), w.b_hh.value()], h, &mask, &d)?

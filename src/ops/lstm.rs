@@ -6,6 +6,8 @@
 //! `i, f, o = σ(W_i· x + b_i· + W_h· h + b_h·)`, `g = tanh(..)`,
 //! `c' = f ⊙ c + i ⊙ g`, `h' = o ⊙ tanh(c')`.
 
+mod cuda;
+
 use super::recurrent::{self, Dims, RnnWeights, SequenceGrads};
 use crate::backend::cpu::Float;
 use crate::{with_dtype, Result, Tape, Tensor, Var};
@@ -37,6 +39,14 @@ pub fn lstm(
         w.w_ih.value().clone(),
         w.w_hh.value().clone(),
     );
+    if let Some(dev) = recurrent::device(OP, x, &w, &states)? {
+        let ws = [&wih, &whh, w.b_ih.value(), w.b_hh.value()];
+        let (out, last, saved) = cuda::forward(&dev, &xt, ws, states, &mask, &d)?;
+        let y = tape.record(OP, &w.inputs(x), out, move |g, needs| {
+            cuda::backward(&dev, g, &xt, [&wih, &whh], &saved, &d, needs)
+        })?;
+        return Ok((y, last));
+    }
     let (out, last, saved) = with_dtype!(xt.dtype(), T => {
         let h = recurrent::state_or_zeros::<T>(states[0], &d)?;
         let c = recurrent::state_or_zeros::<T>(states[1], &d)?;

@@ -10,9 +10,13 @@
 //! through unchanged and the output is zero, so padded frames (wherever they
 //! sit) change neither the outputs at real frames nor any gradient.
 
+pub(crate) mod cuda;
+
 use crate::backend::cpu::{gemm, Float, MatRef};
-use crate::tensor::check_same_dtype;
+use crate::backend::cuda::CudaDevice;
+use crate::tensor::{check_same_dtype, same_device};
 use crate::{Error, Result, Tensor, Var};
+use std::sync::Arc;
 
 /// The four parameters of one recurrent layer.
 #[derive(Clone, Copy)]
@@ -126,6 +130,19 @@ pub(crate) fn check(
         }
     }
     Ok(d)
+}
+
+/// The GPU the op runs on: the one x, the weights and the initial states
+/// live on (None on the host); mixing devices is an error naming the op.
+pub(crate) fn device(
+    op: &'static str,
+    x: &Var,
+    w: &RnnWeights,
+    states: &[Option<&Tensor>],
+) -> Result<Option<Arc<CudaDevice>>> {
+    let mut all: Vec<&Tensor> = w.inputs(x).iter().map(|v| v.value()).collect();
+    all.extend(states.iter().flatten());
+    same_device(op, &all)
 }
 
 /// The mask as owned flags, all frames real when none is given.

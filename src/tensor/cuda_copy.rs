@@ -107,3 +107,17 @@ pub(super) fn concat(
     }
     Tensor::from_cuda(dst, shape)
 }
+
+/// Writes all of `src` into `dst` from element `at`: a buffer filled in
+/// place (the initial state in the first slot of a recurrent op's states).
+pub(crate) fn copy_into(dst: &Tensor, at: usize, src: &Tensor) -> Result<()> {
+    let (d, s) = (dst.cuda("copy_into")?, src.cuda("copy_into")?);
+    let n = src.numel();
+    if at + n > dst.numel() {
+        return Err(crate::Error::shape(
+            "copy_into",
+            format!("{} elements at {at} into {}", src.shape(), dst.shape()),
+        ));
+    }
+    copy(d.device(), s, d, 1, n, (n, 0), (n, at))
+}

@@ -8,7 +8,7 @@
 //! them is explicit ([`Tensor::to_device`], [`Tensor::to_cpu`]); reading the
 //! elements of a CUDA tensor as a host slice is a "wrong backend" error.
 
-mod cuda_copy;
+pub(crate) mod cuda_copy;
 mod device;
 mod dtype;
 mod rng;

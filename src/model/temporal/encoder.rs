@@ -120,7 +120,9 @@ impl Encoder {
             Some(proj) => {
                 let h = proj.forward(cx, x)?;
                 let (t, e) = (h.dims()[1], h.dims()[2]);
-                let pe = cx.tape.constant(sinusoidal(t, e, h.value().dtype()));
+                // The table lives where the activations do (an explicit host-to-device copy on a GPU).
+                let pe = sinusoidal(t, e, h.value().dtype()).to_device(&h.value().device())?;
+                let pe = cx.tape.constant(pe);
                 let h = ops::add(cx.tape, &h, &pe)?;
                 ops::dropout(cx.tape, &h, self.spec.dropout, cx.training, cx.rng)?
             }

@@ -46,6 +46,60 @@ pub(crate) fn transpose2d(dev: &Arc<CudaDevice>, x: &Tensor) -> Result<Tensor> {
     Ok(y)
 }
 
+/// Device addresses of one GEMM's operands (0 for no bias). `a` is read
+/// [m, k] row-major, or [k, m] when `ta`; `b` [k, n], or [n, k] when `tb`;
+/// `c` is contiguous [m, n] per batch entry.
+#[derive(Clone, Copy)]
+pub(crate) struct GemmPtrs {
+    pub a: u64,
+    pub ta: bool,
+    pub b: u64,
+    pub tb: bool,
+    pub bias: u64,
+    pub c: u64,
+}
+
+/// `c[i] = op(a[i])·op(b[i]) (+ bias) (+ beta·c[i])` on raw addresses, so
+/// callers can address slices of a buffer (one time step of a sequence).
+///
+/// # Safety
+/// Every address must hold the elements `[batch, m, k, n]` and the
+/// transposes describe, and `c` must not overlap `a`, `b` or `bias`.
+pub(crate) unsafe fn gemm_ptrs(
+    dev: &Arc<CudaDevice>,
+    g: GemmPtrs,
+    [batch, m, k, n]: [usize; 4],
+    beta: f32,
+) -> Result<()> {
+    if batch * m * n == 0 {
+        return Ok(());
+    }
+    let (rsa, csa) = if g.ta { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if g.tb { (1, k) } else { (n, 1) };
+    let p = GemmParams {
+        m: m as u64,
+        n: n as u64,
+        k: k as u64,
+        rsa: rsa as u64,
+        csa: csa as u64,
+        bsa: (m * k) as u64,
+        rsb: rsb as u64,
+        csb: csb as u64,
+        bsb: (k * n) as u64,
+        bsc: (m * n) as u64,
+        beta,
+        has_bias: (g.bias != 0) as i32,
+    };
+    let cfg = LaunchConfig {
+        grid_dim: (n.div_ceil(128) as u32, m.div_ceil(128) as u32, batch as u32),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: GemmParams mirrors the kernel's struct; the caller vouches
+    // for the addresses.
+    unsafe { dev.launch("gemm_f32", cfg, &p, &[g.a, g.b, g.bias, g.c]) }
+}
+
 /// `c[i] = op(a[i])·op(b[i]) (+ bias)` for `batch` entries, as a new
 /// contiguous [batch·m, n] buffer shaped `[batch, m, n]` (or `[m, n]` when
 /// `batch` is None). `a[i]` is stored [m, k] row-major, or [k, m] when
@@ -62,39 +116,21 @@ pub(crate) fn gemm(
     bias: Option<&Tensor>,
     batched: bool,
 ) -> Result<Tensor> {
-    let (rsa, csa) = if ta { (1, m) } else { (k, 1) };
-    let (rsb, csb) = if tb { (1, k) } else { (n, 1) };
-    let p = GemmParams {
-        m: m as u64,
-        n: n as u64,
-        k: k as u64,
-        rsa: rsa as u64,
-        csa: csa as u64,
-        bsa: (m * k) as u64,
-        rsb: rsb as u64,
-        csb: csb as u64,
-        bsb: (k * n) as u64,
-        bsc: (m * n) as u64,
-        beta: 0.0,
-        has_bias: bias.is_some() as i32,
-    };
     let c = if batched {
         empty(dev, [batch, m, n])?
     } else {
         empty(dev, [m, n])?
     };
-    if c.numel() == 0 {
-        return Ok(c);
-    }
-    let cfg = LaunchConfig {
-        grid_dim: (n.div_ceil(128) as u32, m.div_ceil(128) as u32, batch as u32),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
+    let g = GemmPtrs {
+        a: ptr(a, op)?,
+        ta,
+        b: ptr(b, op)?,
+        tb,
+        bias: bias.map_or(Ok(0), |t| ptr(t, op))?,
+        c: ptr(&c, op)?,
     };
-    let bias_ptr = bias.map_or(Ok(0), |t| ptr(t, op))?;
-    let ptrs = [ptr(a, op)?, ptr(b, op)?, bias_ptr, ptr(&c, op)?];
-    // SAFETY: GemmParams mirrors the kernel's struct; the strides describe
-    // a, b and c as allocated here and by the caller's shape checks.
-    unsafe { dev.launch("gemm_f32", cfg, &p, &ptrs)? };
+    // SAFETY: the strides describe a, b and c as allocated here and by the
+    // caller's shape checks; c is new.
+    unsafe { gemm_ptrs(dev, g, [batch, m, k, n], 0.0)? };
     Ok(c)
 }

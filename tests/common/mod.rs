@@ -1,0 +1,128 @@
+//! What the CUDA parity suites share: the skip line without a GPU, the
+//! tolerance check and its one-line report, and `check`, which runs a closure
+//! on the CPU reference (f64) and the GPU (f32) and compares the output and
+//! every input gradient.
+
+use mtaffect::backend::cuda::CudaDevice;
+use mtaffect::{DType, Device, Params, Result, Rng, Tape, Tensor, Var};
+use std::sync::Arc;
+
+/// The GPU, or None after printing the one skip line for `test`.
+pub fn gpu_or_skip(test: &str) -> Option<Arc<CudaDevice>> {
+    match CudaDevice::get(0) {
+        Ok(d) => {
+            d.set_poison(true);
+            Some(d)
+        }
+        Err(e) => {
+            println!("cuda_parity: skipped {test}, no CUDA driver/GPU ({e})");
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Tol {
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+/// Where a closure under test runs: the CPU reference (f64) or the GPU (f32).
+pub struct Ctx {
+    pub device: Device,
+}
+
+impl Ctx {
+    /// A constant input (targets, masks) on this side's device and dtype.
+    pub fn put(&self, t: &Tensor) -> Tensor {
+        match &self.device {
+            Device::Cpu => t.to_dtype(DType::F64),
+            d => t.to_device(d).expect("host-to-device copy"),
+        }
+    }
+}
+
+/// Worst disagreement over all checks of one test, printed at the end.
+#[derive(Default)]
+pub struct Report {
+    pub checks: usize,
+    pub worst_abs: f64,
+    /// max over values of |gpu - ref| / (atol + rtol |ref|); must stay <= 1.
+    pub worst_ratio: f64,
+}
+
+impl Report {
+    pub fn compare(&mut self, what: &str, gpu: &Tensor, reference: &Tensor, tol: Tol) {
+        assert_eq!(gpu.shape(), reference.shape(), "{what}: shapes differ");
+        assert!(gpu.is_cuda(), "{what}: the result did not stay on the GPU");
+        let g = gpu.try_to_f64_vec().expect("device-to-host copy");
+        let r = reference.to_f64_vec();
+        for (i, (&gv, &rv)) in g.iter().zip(&r).enumerate() {
+            let err = (gv - rv).abs();
+            let bound = tol.atol + tol.rtol * rv.abs();
+            assert!(
+                err <= bound,
+                "{what}: element {i} of {}: gpu {gv} vs reference {rv} (|err| {err:e} > {bound:e})",
+                gpu.shape()
+            );
+            self.checks += 1;
+            self.worst_abs = self.worst_abs.max(err);
+            self.worst_ratio = self.worst_ratio.max(err / bound);
+        }
+    }
+
+    pub fn print(&self, op: &str) {
+        assert!(self.checks > 0, "{op}: nothing was checked");
+        println!(
+            "parity {op}: {} checks, worst |err| {:.3e}, worst err/tol {:.3}",
+            self.checks, self.worst_abs, self.worst_ratio
+        );
+    }
+}
+
+/// Runs `f` on the CPU reference (f64) and on the GPU (f32) with the same
+/// inputs (rounded to f32 first) and the same random output seed, and checks
+/// the output and the gradient of every input.
+pub fn check<F>(
+    dev: &Arc<CudaDevice>,
+    report: &mut Report,
+    what: &str,
+    inputs: &[Tensor],
+    tol: Tol,
+    f: F,
+) where
+    F: Fn(&Tape, &[Var], &Ctx) -> Result<Var>,
+{
+    let inputs: Vec<Tensor> = inputs.iter().map(|t| t.to_dtype(DType::F32)).collect();
+    let run = |device: Device| -> (Tensor, Vec<Tensor>) {
+        let ctx = Ctx { device };
+        let mut params = Params::new();
+        let ids: Vec<_> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| params.add(format!("in{i}"), ctx.put(t)).unwrap())
+            .collect();
+        let tape = Tape::new();
+        let vars: Vec<Var> = ids.iter().map(|&id| tape.param(&params, id)).collect();
+        let y = f(&tape, &vars, &ctx).unwrap_or_else(|e| panic!("{what} on {}: {e}", ctx.device));
+        let seed = Tensor::randn(y.shape().clone(), 1.0, DType::F32, &mut Rng::new(0x5eed));
+        let grads = tape
+            .backward_with_seed(&y, ctx.put(&seed))
+            .unwrap_or_else(|e| panic!("{what} backward on {}: {e}", ctx.device));
+        let g = ids
+            .iter()
+            .map(|&id| grads.get(id).expect("every input gets a gradient").clone())
+            .collect();
+        (y.into_value(), g)
+    };
+    let (y_ref, g_ref) = run(Device::Cpu);
+    let (y_gpu, g_gpu) = run(Device::Cuda(dev.clone()));
+    report.compare(&format!("{what} forward"), &y_gpu, &y_ref, tol);
+    for (i, (g, r)) in g_gpu.iter().zip(&g_ref).enumerate() {
+        report.compare(&format!("{what} grad of input {i}"), g, r, tol);
+    }
+}
+
+pub fn randn(shape: &[usize], rng: &mut Rng) -> Tensor {
+    Tensor::randn(shape, 1.0, DType::F32, rng)
+}
