@@ -10,7 +10,7 @@ use crate::data::abaw_annotations::{read_mtl_annotations, ReadOptions};
 use crate::data::chunks;
 use crate::data::sequence::SequenceSet;
 use crate::train::session::{val_line, TrainRecord};
-use crate::train::{check_device, plot, BestTracker, ConfigFile, RunDir};
+use crate::train::{plot, BestTracker, ConfigFile, RunDir};
 use crate::{Result, Rng};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -44,7 +44,8 @@ pub struct TemporalSummary {
 }
 
 pub fn train_temporal(cfg: &TemporalConfig) -> Result<TemporalSummary> {
-    check_device(&cfg.train.device, "temporal training")?;
+    // Refuse an unusable device before anything is written.
+    crate::Device::parse(&cfg.train.device)?;
     let mut train = read_split(cfg, &cfg.data.train_annotations)?;
     let mut val = read_split(cfg, &cfg.data.val_annotations)?;
     let norm = train.feature_stats();

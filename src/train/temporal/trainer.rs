@@ -15,7 +15,7 @@ use crate::tensor_file;
 use crate::train::checkpoint::{self, CheckpointRef, TrainProgress};
 use crate::train::trainer::{make_optimizer, optimizer_step};
 use crate::train::{ConfigFile, MtlLoss, MtlTargets, StepStats};
-use crate::{Error, Params, Result, Rng, Tape, Tensor};
+use crate::{Device, Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -24,6 +24,8 @@ const NORM_STD: &str = "features.std";
 
 pub struct TemporalTrainer {
     pub config: TemporalConfig,
+    /// Where the weights, optimizer state and batches live (`train.device`).
+    pub device: Device,
     pub net: TemporalNet,
     pub params: Params,
     pub norm: FeatureNorm,
@@ -47,8 +49,12 @@ impl TemporalTrainer {
         )?;
         let loss = MtlLoss::new(&config.loss, &mut params)?;
         let opt = make_optimizer(&config.optim);
+        // Initialised on the host from the seed, then copied (as `Trainer::new`).
+        let device = Device::parse(&config.train.device)?;
+        params.to_device(&device)?;
         Ok(TemporalTrainer {
             config: config.clone(),
+            device,
             net,
             params,
             norm,
@@ -74,9 +80,10 @@ impl TemporalTrainer {
             output: Vec::new(),
         };
         let out = self.forward(&tape, b, &mut carry, true)?;
+        let (va, au) = (b.va.to_device(&self.device)?, b.au.to_device(&self.device)?);
         let targets = MtlTargets {
-            va: &b.va,
-            au: &b.au,
+            va: &va,
+            au: &au,
             expr: &b.expr,
         };
         let terms = self.loss.forward(&tape, &self.params, &out, &targets)?;
@@ -109,8 +116,8 @@ impl TemporalTrainer {
             rng: &mut self.rng,
             frozen: false,
         };
-        self.net
-            .forward(&mut cx, &tape.constant(b.x.clone()), &b.mask, carry)
+        let x = tape.constant(b.x.to_device(&self.device)?);
+        self.net.forward(&mut cx, &x, &b.mask, carry)
     }
 
     /// Eval-mode outputs for every frame of every video of `set` (normalised
@@ -140,10 +147,11 @@ impl TemporalTrainer {
             let out = self.forward(&Tape::no_grad(), &b, &mut cr, false)?;
             carry = cr.output;
             let (va, ex, au) = (
-                out.va.value().data::<f32>()?,
-                out.expr.value().data::<f32>()?,
-                out.au.value().data::<f32>()?,
+                out.va.value().to_cpu()?,
+                out.expr.value().to_cpu()?,
+                out.au.value().to_cpu()?,
             );
+            let (va, ex, au) = (va.data::<f32>()?, ex.data::<f32>()?, au.data::<f32>()?);
             for (r, pos) in b.frames.iter().enumerate() {
                 let Some((v, i)) = *pos else { continue };
                 let o = &mut outs[v];
@@ -169,13 +177,22 @@ impl TemporalTrainer {
         ]))
     }
 
-    /// Weights, optimizer state, feature statistics, progress and config, atomically.
+    /// Weights, optimizer state, feature statistics, progress and config,
+    /// atomically (written from host copies).
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        let mut params = self.params.clone();
+        params.to_device(&Device::Cpu)?;
+        let optimizer = self
+            .opt
+            .state_dict()
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_cpu()?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
         checkpoint::save(
             path,
             &CheckpointRef {
-                params: &self.params,
-                optimizer: &self.opt.state_dict(),
+                params: &params,
+                optimizer: &optimizer,
                 buffers: &self.buffers()?,
                 progress: TrainProgress {
                     rng: self.rng.state(),
@@ -186,7 +203,8 @@ impl TemporalTrainer {
         )
     }
 
-    /// The model of a checkpoint, rebuilt from its stored config and feature statistics.
+    /// The model of a checkpoint, rebuilt from its stored config and feature
+    /// statistics, on GPU 0 where there is one, else on the CPU.
     pub fn from_checkpoint(path: &Path) -> Result<Self> {
         // Feature statistics mark a temporal checkpoint; check them before
         // the config, whose parse error would not say what is wrong.
@@ -201,7 +219,9 @@ impl TemporalTrainer {
                 ))
             })?;
         let text = checkpoint::read_config(path)?;
-        let cfg = TemporalConfig::from_toml(&text, &format!("{} (stored config)", path.display()))?;
+        let mut cfg =
+            TemporalConfig::from_toml(&text, &format!("{} (stored config)", path.display()))?;
+        cfg.train.device = "auto".into();
         let mut t = TemporalTrainer::new(
             &cfg,
             FeatureNorm {
@@ -210,8 +230,15 @@ impl TemporalTrainer {
             },
         )?;
         let mut buffers = t.buffers()?;
+        t.params.to_device(&Device::Cpu)?;
         let ck = checkpoint::load(path, &mut t.params, &mut buffers)?;
-        t.opt.load_state_dict(&ck.optimizer)?;
+        t.params.to_device(&t.device)?;
+        let state = ck
+            .optimizer
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.to_device(&t.device)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        t.opt.load_state_dict(&state)?;
         t.norm = FeatureNorm {
             mean: buffers[NORM_MEAN].to_vec()?,
             std: buffers[NORM_STD].to_vec()?,
@@ -223,7 +250,8 @@ impl TemporalTrainer {
 }
 
 /// The carried LSTM states with the rows of lanes that start a new video
-/// zeroed; nothing to carry when every lane starts fresh.
+/// zeroed (through the host: a few KB per chunk step), on the states'
+/// device; nothing to carry when every lane starts fresh.
 pub fn reset_rows(states: Vec<LstmState>, reset: &[bool]) -> Result<Vec<LstmState>> {
     if reset.iter().all(|&r| r) {
         return Ok(Vec::new());
@@ -236,7 +264,7 @@ pub fn reset_rows(states: Vec<LstmState>, reset: &[bool]) -> Result<Vec<LstmStat
                 row.fill(0.0);
             }
         }
-        Tensor::from_f64s(&v, t.shape().clone(), t.dtype())
+        Tensor::from_f64s(&v, t.shape().clone(), t.dtype())?.to_device(&t.device())
     };
     states
         .into_iter()
