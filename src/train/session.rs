@@ -134,20 +134,6 @@ pub fn make_loader(
     )
 }
 
-/// Refuses a GPU for a trainer whose CUDA path is not wired yet (`what`
-/// names it); the frame trainer opens `train.device` itself.
-pub fn check_device(device: &str, what: &str) -> Result<()> {
-    if device == "cpu" {
-        return Ok(());
-    }
-    if !crate::backend::cuda::driver_available() {
-        return Err(Error::Cuda("no CUDA driver found; use --device cpu".into()));
-    }
-    Err(Error::Cuda(format!(
-        "train.device = {device}: {what} runs on the CPU only so far (the frame trainer `mtaffect train` runs on CUDA); use --device cpu"
-    )))
-}
-
 /// One `train` line of metrics.jsonl (frame and temporal runs alike).
 #[derive(Serialize)]
 pub(crate) struct TrainRecord {
