@@ -119,8 +119,10 @@ __device__ __forceinline__ void mt_tile_zero(float (&acc)[8][8]) {
         for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
 }
 
-template <int BM, int BN>
-__device__ __forceinline__ void mt_tile_fma(const float (&As)[MT_TK][BM], const float (&Bs)[MT_TK][BN],
+// LDA, LDB: the row pitch of As and Bs, BM and BN or more (padding that
+// spreads a loader's stores over the banks; multiples of 4 keep float4s aligned).
+template <int BM = MT_TILE, int BN = MT_TILE, int LDA, int LDB>
+__device__ __forceinline__ void mt_tile_fma(const float (&As)[MT_TK][LDA], const float (&Bs)[MT_TK][LDB],
                                             float (&acc)[8][8], int tx, int ty) {
 #pragma unroll
     for (int kk = 0; kk < MT_TK; ++kk) {

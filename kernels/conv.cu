@@ -31,10 +31,15 @@ struct ConvParams {
 // the next step's global loads are in flight while this step's FMAs run, and
 // one barrier per step suffices because a buffer is refilled only after the
 // barrier that ends the step which last read it.
+// Rows of As and Bs are padded by CONV_PAD floats: fprop's loaders store 8
+// k offsets x 4 rows per warp, which on unpadded rows of a multiple of 32
+// floats would hit 4 banks 8 times each.
+#define CONV_PAD 4
+
 template <int BM, int BN, class Loader>
 __device__ __forceinline__ void conv_mainloop(Loader& ld, int steps, float (&acc)[8][8]) {
-    __shared__ __align__(16) float As[2][MT_TK][BM];
-    __shared__ __align__(16) float Bs[2][MT_TK][BN];
+    __shared__ __align__(16) float As[2][MT_TK][BM + CONV_PAD];
+    __shared__ __align__(16) float Bs[2][MT_TK][BN + CONV_PAD];
     const int tx = mt_tile_tx<BN>(threadIdx.x), ty = mt_tile_ty<BN>(threadIdx.x);
     typename Loader::Regs r;
     ld.load(r);
@@ -44,7 +49,7 @@ __device__ __forceinline__ void conv_mainloop(Loader& ld, int steps, float (&acc
         const int cur = i & 1;
         const bool more = i + 1 < steps;
         if (more) ld.load(r);
-        mt_tile_fma(As[cur], Bs[cur], acc, tx, ty);
+        mt_tile_fma<BM, BN>(As[cur], Bs[cur], acc, tx, ty);
         if (more) ld.store(r, As[cur ^ 1], Bs[cur ^ 1]);
         __syncthreads();
     }
@@ -115,7 +120,8 @@ struct FpropLoader {
             }
     }
 
-    __device__ __forceinline__ void store(const Regs& v, float (&As)[MT_TK][BM], float (&Bs)[MT_TK][BN]) const {
+    __device__ __forceinline__ void store(const Regs& v, float (&As)[MT_TK][BM + CONV_PAD],
+                                          float (&Bs)[MT_TK][BN + CONV_PAD]) const {
         const int t = threadIdx.x;
 #pragma unroll
         for (int l = 0; l < LA; ++l) As[t % MT_TK][t / MT_TK + 32 * l] = v.a[l];
@@ -291,7 +297,8 @@ struct WgradLoader {
         }
     }
 
-    __device__ __forceinline__ void store(const Regs& v, float (&As)[MT_TK][BM], float (&Bs)[MT_TK][BN]) const {
+    __device__ __forceinline__ void store(const Regs& v, float (&As)[MT_TK][BM + CONV_PAD],
+                                          float (&Bs)[MT_TK][BN + CONV_PAD]) const {
         const int t = threadIdx.x;
 #pragma unroll
         for (int l = 0; l < LA; ++l) As[t / BM + DA * l][t % BM] = v.a[l];
