@@ -171,68 +171,121 @@ extern "C" __global__ void conv_flip_weights(ConvParams p, const float* __restri
     }
 }
 
-// The general dgrad (any stride; the host uses it for stride > 1):
+// General dgrad operands (any stride; the host uses them for stride > 1):
+// A = dy gathered at (input pixels x (r, s, k)), k fastest; B = w as
+// ((r, s, k) x input channels c), c fastest. A thread loads k offset t % 8
+// of A rows t/8 + 32 l, as fprop does, and B column t % BN at k offsets
+// that advance by 8 per step; all (r, s, k) positions advance by carries.
+// A tap reaches dy only where (h + ph - r dh) is a multiple of the stride:
+// the quotient comes from a multiply-high by ceil(2^32 / stride), exact for
+// the sizes the host allows (below 2^16).
+template <int BM, int BN>
+struct DgradLoader {
+    static constexpr int LA = BM / 32, LB = BN / 32, DB = 256 / BN;
+    struct Regs {
+        float a[LA], b[LB];
+    };
+    const ConvParams& p;
+    const float* dy;
+    const float* wt;
+    int a_base[LA], a_hw[LA];  // row's dy image base; h + ph, w + pw packed as in FpropLoader
+    int k, r, s;               // A: the next step's (r, s, k) for this thread
+    int bk[LB], brs[LB];       // B: the next step's (k, r*S + s) of each load
+    const int kg, bcol;
+    const unsigned mh, mw;  // ceil(2^32 / stride), 0 for stride 1
+
+    __device__ DgradLoader(const ConvParams& p_, const float* dy_, const float* wt_, int m0, int n0, int grp)
+        : p(p_), dy(dy_), wt(wt_ + grp * (p_.k / p_.groups) * p_.r * p_.s * (p_.c / p_.groups)),
+          kg(p_.k / p_.groups), bcol(n0 + threadIdx.x % BN), mh(p_.sh > 1 ? 0xffffffffu / p_.sh + 1 : 0),
+          mw(p_.sw > 1 ? 0xffffffffu / p_.sw + 1 : 0) {
+        const int t = threadIdx.x, kk = t % MT_TK, M = p.n * p.h * p.w;
+#pragma unroll
+        for (int l = 0; l < LA; ++l) {
+            const int row = m0 + t / MT_TK + 32 * l;
+            const int wi = row % p.w, rest = row / p.w;
+            a_base[l] = (rest / p.h) * p.p * p.q * p.k + grp * kg;
+            const int h0 = row < M ? rest % p.h + p.ph : -32768, w0 = wi + p.pw;
+            a_hw[l] = (int)(((u32)h0 << 16) | ((u32)w0 & 0xffffu));
+        }
+        k = kk % kg;
+        s = (kk / kg) % p.s;
+        r = (kk / kg) / p.s;
+#pragma unroll
+        for (int l = 0; l < LB; ++l) {
+            const int gk = t / BN + DB * l;
+            bk[l] = gk % kg;
+            brs[l] = gk / kg;
+        }
+    }
+
+    // floor(v / stride) for 0 <= v < 2^16.
+    __device__ __forceinline__ static int quot(int v, unsigned m) { return m ? (int)__umulhi((unsigned)v, m) : v; }
+
+    __device__ __forceinline__ void load(Regs& v) {
+        const bool kin = r < p.r;
+        const int hoff = r * p.dh, woff = s * p.dw;
+#pragma unroll
+        for (int l = 0; l < LA; ++l) {
+            const int hp = (a_hw[l] >> 16) - hoff, wp = (int)(short)(a_hw[l] & 0xffff) - woff;
+            float val = 0.0f;
+            if (kin && hp >= 0 && wp >= 0) {
+                const int pp = quot(hp, mh), qq = quot(wp, mw);
+                if (pp * p.sh == hp && qq * p.sw == wp && pp < p.p && qq < p.q)
+                    val = dy[a_base[l] + (pp * p.q + qq) * p.k + k];
+            }
+            v.a[l] = val;
+        }
+        for (k += MT_TK; k >= kg; k -= kg)
+            if (++s == p.s) {
+                s = 0;
+                ++r;
+            }
+        const int rsn = p.r * p.s, cg = p.c / p.groups;
+#pragma unroll
+        for (int l = 0; l < LB; ++l) {
+            v.b[l] = (brs[l] < rsn && bcol < cg) ? wt[(bk[l] * rsn + brs[l]) * cg + bcol] : 0.0f;
+            for (bk[l] += MT_TK; bk[l] >= kg; bk[l] -= kg) ++brs[l];
+        }
+    }
+
+    __device__ __forceinline__ void store(const Regs& v, float (&As)[MT_TK][BM + CONV_PAD],
+                                          float (&Bs)[MT_TK][BN + CONV_PAD]) const {
+        const int t = threadIdx.x;
+#pragma unroll
+        for (int l = 0; l < LA; ++l) As[t % MT_TK][t / MT_TK + 32 * l] = v.a[l];
+#pragma unroll
+        for (int l = 0; l < LB; ++l) Bs[t / BN + DB * l][t % BN] = v.b[l];
+    }
+};
+
 // dx[n,h,w,c] = sum over (r, s, k) of dy[n, (h + ph - r dh)/sh, (w + pw - s dw)/sw, k] w[k, r, s, c]
 // where the divisions are exact and in range. Also conv_transpose2d's forward (with its bias).
+template <int BM, int BN>
+__device__ __forceinline__ void conv_dgrad_tile(const ConvParams& p, const float* dy, const float* wt,
+                                                const float* bias, float* dx) {
+    const int grp = blockIdx.z, cg = p.c / p.groups, kg = p.k / p.groups;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    DgradLoader<BM, BN> ld(p, dy, wt, m0, n0, grp);
+    float acc[8][8];
+    mt_tile_zero(acc);
+    conv_mainloop<BM, BN>(ld, (p.r * p.s * kg + MT_TK - 1) / MT_TK, acc);
+    const int t = threadIdx.x;
+    mt_tile_store<BM, BN>(acc, mt_tile_tx<BN>(t), mt_tile_ty<BN>(t), m0, n0, p.n * p.h * p.w, cg, dx + grp * cg,
+                          p.c, p.has_bias ? bias + grp * cg : nullptr, 0.0f, false);
+}
+
 extern "C" __global__ void __launch_bounds__(256, 2) conv_dgrad(ConvParams p, const float* __restrict__ dy,
                                                              const float* __restrict__ wt,
                                                              const float* __restrict__ bias, float* __restrict__ dx) {
-    __shared__ __align__(16) float As[MT_TK][MT_TILE];
-    __shared__ __align__(16) float Bs[MT_TK][MT_TILE];
-    const int t = threadIdx.x, tx = t % 16, ty = t / 16, grp = blockIdx.z;
-    const int cg = p.c / p.groups, kg = p.k / p.groups, rsn = p.r * p.s;
-    const int M = p.n * p.h * p.w, N = cg, K = rsn * kg;
-    const int m0 = blockIdx.y * MT_TILE, n0 = blockIdx.x * MT_TILE;
-    // A: k offset t % 8, rows t/8 + 32 l (input pixels). B: column t % 128, k offsets t/128 + 2 l.
-    const int a_kk = t % MT_TK;
-    int a_base[4], a_hh[4], a_ww[4];
-#pragma unroll
-    for (int l = 0; l < 4; ++l) {
-        const int row = m0 + t / MT_TK + 32 * l;
-        if (row < M) {
-            const int wi = row % p.w, rest = row / p.w;
-            a_base[l] = (rest / p.h) * p.p * p.q * p.k + grp * kg;
-            a_hh[l] = rest % p.h + p.ph;
-            a_ww[l] = wi + p.pw;
-        } else {
-            a_base[l] = -1;
-        }
-    }
-    const int col = n0 + t % MT_TILE;
-    float acc[8][8];
-    mt_tile_zero(acc);
-    for (int k0 = 0; k0 < K; k0 += MT_TK) {
-        {
-            const int gk = k0 + a_kk;
-            const int kk = gk % kg, rs = gk / kg;
-            const int hoff = (rs / p.s) * p.dh, woff = (rs % p.s) * p.dw;
-#pragma unroll
-            for (int l = 0; l < 4; ++l) {
-                float v = 0.0f;
-                const int hp = a_hh[l] - hoff, wp = a_ww[l] - woff;
-                if (gk < K && a_base[l] >= 0 && hp >= 0 && wp >= 0 && hp % p.sh == 0 && wp % p.sw == 0) {
-                    const int pp = hp / p.sh, qq = wp / p.sw;
-                    if (pp < p.p && qq < p.q) v = dy[a_base[l] + (pp * p.q + qq) * p.k + kk];
-                }
-                As[a_kk][t / MT_TK + 32 * l] = v;
-            }
-        }
-#pragma unroll
-        for (int l = 0; l < 4; ++l) {
-            const int bk = t / MT_TILE + 2 * l, gk = k0 + bk;
-            float v = 0.0f;
-            if (gk < K && col < N) {
-                const int kk = gk % kg, rs = gk / kg;
-                v = wt[((grp * kg + kk) * rsn + rs) * cg + col];
-            }
-            Bs[bk][t % MT_TILE] = v;
-        }
-        __syncthreads();
-        mt_tile_fma(As, Bs, acc, tx, ty);
-        __syncthreads();
-    }
-    mt_tile_store(acc, tx, ty, m0, n0, M, N, dx + grp * cg, p.c, p.has_bias ? bias + grp * cg : nullptr, 0.0f,
-                  false);
+    conv_dgrad_tile<128, 128>(p, dy, wt, bias, dx);
+}
+
+// 256 input pixels x 64 input channels per block: for C/groups <= 64.
+extern "C" __global__ void __launch_bounds__(256, 2) conv_dgrad_n64(ConvParams p, const float* __restrict__ dy,
+                                                                 const float* __restrict__ wt,
+                                                                 const float* __restrict__ bias,
+                                                                 float* __restrict__ dx) {
+    conv_dgrad_tile<256, 64>(p, dy, wt, bias, dx);
 }
 
 // wgrad operands: A = dy (output channels x pixels), B = x gathered at

@@ -55,8 +55,13 @@ void conv_case(G g) {
     fprop("conv fprop_n64", true, p, X.data(), W.data(), bias.data(), Y);
     std::vector<float> dx(DX.size(), NAN), dw(DW.size(), 0.f);
     ConvParams pd = p; pd.has_bias = 0;
-    launch({(unsigned)((cg+127)/128),(unsigned)((g.n*g.h*g.w+127)/128),(unsigned)g.groups},{256,1,1},[&]{ conv_dgrad(pd, DY.data(), W.data(), nullptr, dx.data()); });
-    check("conv dgrad (general)", dx.data(), DX);
+    for (bool n64 : {false, true}) {
+        int bm = n64 ? 256 : 128, bn = n64 ? 64 : 128;
+        std::fill(dx.begin(), dx.end(), NAN);
+        launch({(unsigned)((cg+bn-1)/bn),(unsigned)((g.n*g.h*g.w+bm-1)/bm),(unsigned)g.groups},{256,1,1},[&]{
+            if (n64) conv_dgrad_n64(pd, DY.data(), W.data(), nullptr, dx.data()); else conv_dgrad(pd, DY.data(), W.data(), nullptr, dx.data()); });
+        check(n64 ? "conv dgrad_n64 (general)" : "conv dgrad (general)", dx.data(), DX);
+    }
     if (g.sh == 1 && g.sw == 1) {
         // Stride 1: dgrad = fprop over dy with flipped weights, K and C swapped.
         std::vector<float> wf(W.size(), NAN);

@@ -35,7 +35,7 @@ unsafe impl DeviceRepr for ConvParams {}
 
 /// Tile shapes (rows x columns of the implicit GEMM) of the kernels.
 const TILE: usize = 128;
-/// The 64-wide side of `conv_fprop_n64` (256 x 64) and `conv_wgrad_m64` (64 x 256).
+/// The 64-wide side of `conv_fprop_n64`, `conv_dgrad_n64` (256 x 64) and `conv_wgrad_m64` (64 x 256).
 const NARROW: usize = 64;
 const WIDE: usize = 256;
 
@@ -106,18 +106,34 @@ fn config(y_blocks: usize, cols: usize, col_tile: usize, groups: usize) -> Launc
     }
 }
 
-/// Launches the fprop kernel whose tile fits `p`: 256 pixels x 64 channels
-/// where K/groups <= 64 (a 128-wide tile would leave half its columns idle),
-/// 128 x 128 otherwise.
+/// The kernel of `[n64, square]` whose tile fits `cols` columns per group
+/// (256 x 64 where cols <= 64: a 128-wide tile would leave half its columns
+/// idle; 128 x 128 otherwise) and its grid over `rows`.
+fn pick_tile(
+    kernels: [&'static str; 2],
+    rows: usize,
+    cols: usize,
+    groups: usize,
+) -> (&'static str, LaunchConfig) {
+    if cols <= NARROW {
+        (
+            kernels[0],
+            config(rows.div_ceil(WIDE), cols, NARROW, groups),
+        )
+    } else {
+        (kernels[1], config(rows.div_ceil(TILE), cols, TILE, groups))
+    }
+}
+
+/// Launches the fprop kernel whose tile fits `p` (see [`pick_tile`]).
 fn launch_fprop(dev: &Arc<CudaDevice>, p: &ConvParams, ptrs: &[u64; 4]) -> Result<()> {
     let (rows, cols) = ((p.n * p.p * p.q) as usize, (p.k / p.groups) as usize);
-    let (kernel, cfg) = if cols <= NARROW {
-        let cfg = config(rows.div_ceil(WIDE), cols, NARROW, p.groups as usize);
-        ("conv_fprop_n64", cfg)
-    } else {
-        let cfg = config(rows.div_ceil(TILE), cols, TILE, p.groups as usize);
-        ("conv_fprop", cfg)
-    };
+    let (kernel, cfg) = pick_tile(
+        ["conv_fprop_n64", "conv_fprop"],
+        rows,
+        cols,
+        p.groups as usize,
+    );
     // SAFETY: ConvParams mirrors the kernel's struct; the caller's pointers
     // are x, w, bias (or 0) and y of the geometry `p` describes.
     unsafe { dev.launch(kernel, cfg, p, ptrs) }
@@ -164,7 +180,7 @@ fn flipped(p: &ConvParams) -> ConvParams {
 
 /// dx [N, H, W, C] from dy [N, P, Q, K] (+ bias: conv_transpose2d's forward).
 /// Stride 1 runs the fprop kernels on flipped weights; other strides the
-/// general `conv_dgrad`.
+/// general `conv_dgrad` / `conv_dgrad_n64`.
 pub(super) fn dgrad(
     dev: &Arc<CudaDevice>,
     op: &'static str,
@@ -192,15 +208,11 @@ pub(super) fn dgrad(
         launch_fprop(dev, &flipped(&p), &ptrs)?;
         return Ok(dx);
     }
-    let cfg = config(
-        (g.n * g.h * g.w).div_ceil(TILE),
-        g.c / g.prm.groups,
-        TILE,
-        g.prm.groups,
-    );
+    let (rows, cols) = (g.n * g.h * g.w, g.c / g.prm.groups);
+    let (kernel, cfg) = pick_tile(["conv_dgrad_n64", "conv_dgrad"], rows, cols, g.prm.groups);
     let ptrs = [ptr(dy, op)?, ptr(w, op)?, bias_ptr, ptr(&dx, op)?];
     // SAFETY: ConvParams mirrors the kernel's struct and describes dy, w, bias and dx.
-    unsafe { dev.launch("conv_dgrad", cfg, &p, &ptrs)? };
+    unsafe { dev.launch(kernel, cfg, &p, &ptrs)? };
     Ok(dx)
 }
 
