@@ -7,13 +7,15 @@
 //   dgrad  dx[n,h,w,c] M = N*H*W   cols = C/g       sum over (r, s, k)
 //   wgrad  dw[k,r,s,c] M = K/g     cols = R*S*C/g   sum over (n, p, q), split-K
 //
-// At stride 1, dgrad is an fprop over dy with the weights flipped in (r, s)
-// and K, C swapped (conv_flip_weights; the host launches conv_fprop), so it
-// runs the same main loop; conv_dgrad is the general path (any stride).
-// fprop and wgrad come in two tile shapes each: 128x128, and a shape whose
-// 64-wide side fits a 64-channel operand without idle half tiles.
+// All three share one double-buffered main loop (conv_mainloop) and differ
+// in their loaders. At stride 1, dgrad is an fprop over dy with the weights
+// flipped in (r, s) and K, C swapped (conv_flip_weights, then conv_fprop*);
+// conv_dgrad* is the general path (any stride). Each comes in two tile
+// shapes: 128x128, and one whose 64-wide side fits a 64-channel operand
+// without idle half tiles (fprop/dgrad 256x64, wgrad 64x256).
 //
-// Indices are 32-bit: the host refuses tensors of 2^31 elements or more.
+// Indices are 32-bit: the host refuses tensors of 2^31 elements or more,
+// and heights, widths and paddings of 2^15 or more (16-bit packed pixels).
 
 struct ConvParams {
     int n, h, w, c;  // input
