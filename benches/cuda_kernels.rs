@@ -2,8 +2,12 @@
 //! (prints one skip line elsewhere). Each figure is the best of several
 //! timed batches, synchronising only around a batch:
 //! - f32 GEMM 4096^3 in TFLOP/s (2·n³ per product);
-//! - conv2d 3x3, 64 -> 64, pad 1, batch 64 at 56x56: fprop, dgrad, wgrad
-//!   in TFLOP/s (2·N·P·Q·K·R·S·C each);
+//! - conv2d fprop, dgrad, wgrad, each kernel launched alone (no tape), in
+//!   TFLOP/s (2·N·P·Q·K·R·S·C each), on the issue-9 shapes at batch 64:
+//!   stem 7x7/2 3>64 at 112x112, 3x3 64>64 at 28x28 and 56x56, 3x3/2
+//!   64>128 at 56x56, 1x1 64>256 and 256>64 at 28x28, 3x3 512>512 at 4x4,
+//!   and 4x4/2 64>128 at 32x32 (whose dgrad is conv_transpose2d 128>64
+//!   16x16 -> 32x32);
 //! - device-to-device copy of 1 GiB, GB/s counting read + write bytes: the
 //!   ceiling the memory-bound kernels are compared against;
 //! - fused CCC loss + gradient on [N, 2] (bytes: pred + target read once,
@@ -210,59 +214,106 @@ fn batch_norm(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64)
     );
 }
 
-fn conv(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng) {
-    use mtaffect::ops::{conv2d, Conv2dParams};
-    let (n, h, w, c, k) = (64, 56, 56, 64, 64);
-    let flop = 2.0 * (n * h * w * k * 9 * c) as f64;
-    let mut params = Params::new();
-    let on = |t: Tensor| t.to_device(gpu).unwrap();
-    let xid = params
-        .add("x", on(Tensor::randn([n, h, w, c], 1.0, DType::F32, rng)))
-        .unwrap();
-    let wid = params
-        .add("w", on(Tensor::randn([k, 3, 3, c], 0.05, DType::F32, rng)))
-        .unwrap();
-    let seed = on(Tensor::randn([n, h, w, k], 1.0, DType::F32, rng));
-    let prm = Conv2dParams::new().padding(1);
-    let fwd = time(dev, 5, 3, || {
-        let tape = Tape::no_grad();
-        let (x, wt) = (tape.param(&params, xid), tape.param(&params, wid));
-        std::hint::black_box(conv2d(&tape, &x, &wt, None, prm).expect("conv"));
-    });
-    row(
-        "conv fprop",
+/// The issue-9 conv shapes at batch 64: (size label, input [N, H, W, C],
+/// weight [K, R, S, C], stride, padding). The 3x3 64>64 56x56 label is the
+/// one earlier figures were reported under.
+type ConvShape = (&'static str, [usize; 4], [usize; 4], usize, usize);
+const CONV_SHAPES: [ConvShape; 8] = [
+    (
+        "7x7/2 3>64 112x112 b64",
+        [64, 112, 112, 3],
+        [64, 7, 7, 3],
+        2,
+        3,
+    ),
+    (
+        "3x3 64>64 28x28 b64",
+        [64, 28, 28, 64],
+        [64, 3, 3, 64],
+        1,
+        1,
+    ),
+    (
         "3x3 64>64 56x56 b64",
-        fwd,
-        flop / fwd / 1e12,
-        "TFLOP/s",
-        "conv_fprop",
-    );
-    // Backward of one input at a time: the tape then runs only dgrad or only wgrad.
-    for (name, id) in [("conv dgrad", xid), ("conv wgrad", wid)] {
-        let total = time(dev, 5, 3, || {
-            let tape = Tape::new();
-            let x = if id == xid {
-                tape.param(&params, xid)
+        [64, 56, 56, 64],
+        [64, 3, 3, 64],
+        1,
+        1,
+    ),
+    (
+        "3x3/2 64>128 56x56 b64",
+        [64, 56, 56, 64],
+        [128, 3, 3, 64],
+        2,
+        1,
+    ),
+    (
+        "1x1 64>256 28x28 b64",
+        [64, 28, 28, 64],
+        [256, 1, 1, 64],
+        1,
+        0,
+    ),
+    (
+        "1x1 256>64 28x28 b64",
+        [64, 28, 28, 256],
+        [64, 1, 1, 256],
+        1,
+        0,
+    ),
+    (
+        "3x3 512>512 4x4 b64",
+        [64, 4, 4, 512],
+        [512, 3, 3, 512],
+        1,
+        1,
+    ),
+    // conv_transpose2d 4x4/2 128>64 16x16 -> 32x32 (a generator's upsampling)
+    // is this conv's dgrad; its input and weight gradients are this conv's
+    // fprop and wgrad.
+    (
+        "4x4/2 64>128 32x32 b64",
+        [64, 32, 32, 64],
+        [128, 4, 4, 64],
+        2,
+        1,
+    ),
+];
+
+/// conv fprop, dgrad and wgrad, each kernel timed alone (no tape, no
+/// backward bookkeeping, no fprop to subtract), in TFLOP/s of
+/// 2·N·P·Q·K·R·S·C/groups.
+fn conv(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng) {
+    use mtaffect::ops::conv::{dgrad_t, forward_t, wgrad_t, Conv2dGeom};
+    use mtaffect::ops::Conv2dParams;
+    for (size, xs, ws, stride, pad) in CONV_SHAPES {
+        let prm = Conv2dParams::new().stride(stride).padding(pad);
+        let g = Conv2dGeom::new("conv bench", &xs, &ws, prm).expect("conv geometry");
+        let on = |t: Tensor| t.to_device(gpu).unwrap();
+        let x = on(Tensor::randn(&xs[..], 1.0, DType::F32, rng));
+        let w = on(Tensor::randn(&ws[..], 0.05, DType::F32, rng));
+        let dy = on(Tensor::randn(&g.out_dims()[..], 1.0, DType::F32, rng));
+        let flop = 2.0 * (g.n * g.p * g.q * g.k * g.r * g.s * g.c / g.prm.groups) as f64;
+        let w_shape = w.shape().clone();
+        let kernels: [(&str, &mut dyn FnMut()); 3] = [
+            ("conv fprop", &mut || {
+                std::hint::black_box(forward_t(&g, &x, &w, None).expect("fprop"));
+            }),
+            ("conv dgrad", &mut || {
+                std::hint::black_box(dgrad_t("conv bench", &g, &dy, &w, None).expect("dgrad"));
+            }),
+            ("conv wgrad", &mut || {
+                std::hint::black_box(wgrad_t("conv bench", &g, &x, &dy, &w_shape).expect("wgrad"));
+            }),
+        ];
+        for (name, f) in kernels {
+            let secs = time(dev, 5, 3, f);
+            let note = if stride == 1 && name == "conv dgrad" {
+                "flip weights + fprop kernel"
             } else {
-                tape.constant(params.get(xid).clone())
+                "kernel alone"
             };
-            let wt = if id == wid {
-                tape.param(&params, wid)
-            } else {
-                tape.constant(params.get(wid).clone())
-            };
-            let y = conv2d(&tape, &x, &wt, None, prm).expect("conv");
-            std::hint::black_box(tape.backward_with_seed(&y, seed.clone()).expect("backward"));
-        });
-        // The timed pass includes one fprop; subtract it.
-        let secs = (total - fwd).max(1e-9);
-        row(
-            name,
-            "3x3 64>64 56x56 b64",
-            secs,
-            flop / secs / 1e12,
-            "TFLOP/s",
-            "backward minus fprop",
-        );
+            row(name, size, secs, flop / secs / 1e12, "TFLOP/s", note);
+        }
     }
 }

@@ -94,15 +94,23 @@ __device__ __forceinline__ void mt_grid_barrier(u32* counter, u32 k) {
     __syncthreads();
 }
 
-// ---- 128x128 block tile, K in steps of 8, 256 threads (gemm.cu, conv.cu) ----
+// ---- BM x BN block tile, K in steps of 8, 256 threads (gemm.cu, conv.cu) ----
+// BM * BN = 128 * 128: 128x128 (gemm, conv), 256x64 and 64x256 (conv with
+// 64 channels on one side, which would leave half of a 128-wide tile idle).
 // Each thread holds an 8x8 register tile split 4+4 in both directions (rows
-// ty*4 and 64+ty*4, columns tx*4 and 64+tx*4, tx = t % 16, ty = t / 16) so
-// that the float4 reads of shared memory are conflict-free. The loaders
-// store As[k][row] and Bs[k][col]; these helpers do the rest.
+// ty*4 and BM/2+ty*4, columns tx*4 and BN/2+tx*4, tx = t % (BN/8),
+// ty = t / (BN/8)) so that the float4 reads of shared memory are
+// conflict-free. The loaders store As[k][row] and Bs[k][col]; these helpers
+// do the rest.
 #define MT_TILE 128
 #define MT_TK 8
 
-__device__ __forceinline__ int mt_tile_pos(int i, int t16) { return i < 4 ? t16 * 4 + i : 64 + t16 * 4 + i - 4; }
+template <int BN>
+__device__ __forceinline__ int mt_tile_tx(int t) { return t % (BN / 8); }
+template <int BN>
+__device__ __forceinline__ int mt_tile_ty(int t) { return t / (BN / 8); }
+
+__device__ __forceinline__ int mt_tile_pos(int i, int t, int half) { return i < 4 ? t * 4 + i : half + t * 4 + i - 4; }
 
 __device__ __forceinline__ void mt_tile_zero(float (&acc)[8][8]) {
 #pragma unroll
@@ -111,15 +119,18 @@ __device__ __forceinline__ void mt_tile_zero(float (&acc)[8][8]) {
         for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
 }
 
-__device__ __forceinline__ void mt_tile_fma(const float (&As)[MT_TK][MT_TILE], const float (&Bs)[MT_TK][MT_TILE],
+// LDA, LDB: the row pitch of As and Bs, BM and BN or more (padding that
+// spreads a loader's stores over the banks; multiples of 4 keep float4s aligned).
+template <int BM = MT_TILE, int BN = MT_TILE, int LDA, int LDB>
+__device__ __forceinline__ void mt_tile_fma(const float (&As)[MT_TK][LDA], const float (&Bs)[MT_TK][LDB],
                                             float (&acc)[8][8], int tx, int ty) {
 #pragma unroll
     for (int kk = 0; kk < MT_TK; ++kk) {
         float a[8], b[8];
         const float4 a0 = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);
-        const float4 a1 = *reinterpret_cast<const float4*>(&As[kk][64 + ty * 4]);
+        const float4 a1 = *reinterpret_cast<const float4*>(&As[kk][BM / 2 + ty * 4]);
         const float4 b0 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);
-        const float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][64 + tx * 4]);
+        const float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][BN / 2 + tx * 4]);
         a[0] = a0.x; a[1] = a0.y; a[2] = a0.z; a[3] = a0.w;
         a[4] = a1.x; a[5] = a1.y; a[6] = a1.z; a[7] = a1.w;
         b[0] = b0.x; b[1] = b0.y; b[2] = b0.z; b[3] = b0.w;
@@ -132,19 +143,20 @@ __device__ __forceinline__ void mt_tile_fma(const float (&As)[MT_TK][MT_TILE], c
 }
 
 // out[row * ldc + col] = acc (+ bias[col]) (+ beta * out[..]; beta 0 never
-// reads out) for the rows < m and columns < n of the tile at (m0, n0);
-// with `atomic`, out[..] += acc instead (split-K partial products).
+// reads out) for the rows < m and columns < n of the BM x BN tile at
+// (m0, n0); with `atomic`, out[..] += acc instead (split-K partial products).
+template <int BM = MT_TILE, int BN = MT_TILE>
 __device__ __forceinline__ void mt_tile_store(const float (&acc)[8][8], int tx, int ty, u64 m0, u64 n0, u64 m,
                                               u64 n, float* out, u64 ldc, const float* bias, float beta,
                                               bool atomic) {
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-        const u64 gm = m0 + mt_tile_pos(i, ty);
+        const u64 gm = m0 + mt_tile_pos(i, ty, BM / 2);
         if (gm >= m) continue;
         float* row = out + gm * ldc;
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
-            const u64 gn = n0 + mt_tile_pos(j, tx);
+            const u64 gn = n0 + mt_tile_pos(j, tx, BN / 2);
             if (gn >= n) continue;
             float v = acc[i][j];
             if (atomic) {

@@ -1,9 +1,10 @@
 """PyTorch CUDA yardsticks for benches/cuda_kernels.rs, same shapes, same GPU.
 
 - f32 GEMM 4096^3 with TF32 off: torch.mm is cuBLAS SGEMM then.
-- conv2d 3x3, 64 -> 64, pad 1, batch 64 at 56x56, f32, channels_last, cuDNN
-  with TF32 off: fprop, dgrad (input gradient) and wgrad (weight gradient),
-  each 2*N*P*Q*K*R*S*C FLOP.
+- conv2d on the issue-9 shapes of benches/cuda_kernels.rs (batch 64, f32,
+  channels_last, cuDNN with TF32 off): fprop, dgrad (input gradient) and
+  wgrad (weight gradient), each 2*N*P*Q*K*R*S*C FLOP. The 3x3 64 -> 64 56x56
+  lines keep their old names (conv3x3_64_56x56_b64_*).
 - device-to-device copy of 1 GiB, GB/s counting read + write bytes.
 
 Each figure is the best of several CUDA-event-timed batches. Prints one
@@ -48,18 +49,30 @@ def main():
     ms = best_ms(lambda: torch.mm(a, b))
     print(f"torch gemm_f32_4096 {2 * n**3 / ms / 1e9:.1f} TFLOP/s (cuBLAS SGEMM, TF32 off)")
 
-    bn, h, w, c, k = 64, 56, 56, 64, 64
-    x = torch.randn(bn, c, h, w, device=dev).to(memory_format=torch.channels_last)
-    wt = (torch.randn(k, c, 3, 3, device=dev) * 0.05).to(memory_format=torch.channels_last)
-    dy = torch.randn(bn, k, h, w, device=dev).to(memory_format=torch.channels_last)
-    flop = 2.0 * bn * h * w * k * 9 * c
-    fprop = best_ms(lambda: F.conv2d(x, wt, padding=1))
-    dgrad = best_ms(lambda: torch.ops.aten.convolution_backward(
-        dy, x, wt, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False]))
-    wgrad = best_ms(lambda: torch.ops.aten.convolution_backward(
-        dy, x, wt, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]))
-    for name, ms in [("fprop", fprop), ("dgrad", dgrad), ("wgrad", wgrad)]:
-        print(f"torch conv3x3_64_56x56_b64_{name} {flop / ms / 1e9:.1f} TFLOP/s (cuDNN f32, TF32 off)")
+    # benches/cuda_kernels.rs CONV_SHAPES: (name, N, H, W, C, K, R, stride, padding).
+    shapes = [
+        ("conv7x7s2_3_64_112x112_b64", 64, 112, 112, 3, 64, 7, 2, 3),
+        ("conv3x3_64_28x28_b64", 64, 28, 28, 64, 64, 3, 1, 1),
+        ("conv3x3_64_56x56_b64", 64, 56, 56, 64, 64, 3, 1, 1),
+        ("conv3x3s2_64_128_56x56_b64", 64, 56, 56, 64, 128, 3, 2, 1),
+        ("conv1x1_64_256_28x28_b64", 64, 28, 28, 64, 256, 1, 1, 0),
+        ("conv1x1_256_64_28x28_b64", 64, 28, 28, 256, 64, 1, 1, 0),
+        ("conv3x3_512_4x4_b64", 64, 4, 4, 512, 512, 3, 1, 1),
+        # its dgrad is conv_transpose2d 128 -> 64, 16x16 -> 32x32
+        ("conv4x4s2_64_128_32x32_b64", 64, 32, 32, 64, 128, 4, 2, 1),
+    ]
+    for name, bn, h, w, c, k, r, stride, pad in shapes:
+        x = torch.randn(bn, c, h, w, device=dev).to(memory_format=torch.channels_last)
+        wt = (torch.randn(k, c, r, r, device=dev) * 0.05).to(memory_format=torch.channels_last)
+        y = F.conv2d(x, wt, stride=stride, padding=pad)
+        dy = torch.randn_like(y).to(memory_format=torch.channels_last)
+        flop = 2.0 * bn * y.shape[2] * y.shape[3] * k * r * r * c
+        args = ([stride] * 2, [pad] * 2, [1, 1], False, [0, 0], 1)
+        fprop = best_ms(lambda: F.conv2d(x, wt, stride=stride, padding=pad))
+        dgrad = best_ms(lambda: torch.ops.aten.convolution_backward(dy, x, wt, None, *args, [True, False, False]))
+        wgrad = best_ms(lambda: torch.ops.aten.convolution_backward(dy, x, wt, None, *args, [False, True, False]))
+        for kind, ms in [("fprop", fprop), ("dgrad", dgrad), ("wgrad", wgrad)]:
+            print(f"torch {name}_{kind} {flop / ms / 1e9:.1f} TFLOP/s (cuDNN f32, TF32 off)")
 
     src = torch.empty(1 << 28, device=dev)  # 1 GiB of f32
     dst = torch.empty_like(src)

@@ -636,7 +636,7 @@ fn conv2d_and_conv_transpose2d() {
         return;
     };
     use mtaffect::ops::{conv2d, conv_transpose2d, Conv2dParams};
-    // Dot products over up to R*S*C = 3*3*40 = 360 terms (wgrad: ~2000 pixels).
+    // Dot products over up to R*S*C = 3*3*72 = 648 terms (wgrad: ~2000 pixels).
     let tol = Tol {
         atol: 2e-4,
         rtol: 2e-4,
@@ -673,6 +673,24 @@ fn conv2d_and_conv_transpose2d() {
             [9, 5, 5, 3],
             Conv2dParams::new().stride_hw(2, 3).padding(2),
         ),
+        // More than 64 channels on both sides: the 128x128 fprop and wgrad
+        // tiles, and the stride-1 dgrad (an fprop over flipped weights) on
+        // 128x128 tiles; every other stride-1 case above takes the 64-wide
+        // tiles, the strided ones the general dgrad (256x64 tiles).
+        (
+            [2, 5, 7, 72],
+            [66, 3, 3, 72],
+            Conv2dParams::new().padding(1),
+        ),
+        // Strided with more than 64 input channels: the general dgrad on
+        // 128x128 tiles (the strided cases above take its 256x64 tiles).
+        (
+            [1, 7, 6, 70],
+            [9, 3, 3, 70],
+            Conv2dParams::new().stride(2).padding(1),
+        ),
+        // Padding beyond the kernel: the flipped fprop's padding is negative.
+        ([1, 4, 5, 3], [5, 1, 1, 3], Conv2dParams::new().padding(1)),
     ];
     for (xs, ws, prm) in &cases {
         let x = randn(xs, &mut rng);

@@ -42,18 +42,42 @@ void conv_case(G g) {
         }
         Y[((size_t)(n*P+pp)*Q+qq)*g.k+k] = acc;
     }
-    std::vector<float> y(Y.size(), NAN), dx(DX.size(), NAN), dw(DW.size(), 0.f);
-    launch({(unsigned)((kg+127)/128),(unsigned)((g.n*P*Q+127)/128),(unsigned)g.groups},{256,1,1},[&]{ conv_fprop(p, X.data(), W.data(), bias.data(), y.data()); });
-    check("conv fprop", y.data(), Y);
+    // fprop: both tile shapes (grid as ops/conv/cuda.rs sets it up).
+    auto fprop = [&](const char* name, bool n64, const ConvParams& q, const float* in, const float* w, const float* b,
+                     const std::vector<double>& ref) {
+        int cols = q.k / q.groups, rows = q.n * q.p * q.q, bm = n64 ? 256 : 128, bn = n64 ? 64 : 128;
+        std::vector<float> out(ref.size(), NAN);
+        launch({(unsigned)((cols+bn-1)/bn),(unsigned)((rows+bm-1)/bm),(unsigned)q.groups},{256,1,1},[&]{
+            if (n64) conv_fprop_n64(q, in, w, b, out.data()); else conv_fprop(q, in, w, b, out.data()); });
+        check(name, out.data(), ref);
+    };
+    fprop("conv fprop", false, p, X.data(), W.data(), bias.data(), Y);
+    fprop("conv fprop_n64", true, p, X.data(), W.data(), bias.data(), Y);
+    std::vector<float> dx(DX.size(), NAN), dw(DW.size(), 0.f);
     ConvParams pd = p; pd.has_bias = 0;
-    launch({(unsigned)((cg+127)/128),(unsigned)((g.n*g.h*g.w+127)/128),(unsigned)g.groups},{256,1,1},[&]{ conv_dgrad(pd, DY.data(), W.data(), nullptr, dx.data()); });
-    check("conv dgrad", dx.data(), DX);
-    for (int splits : {1, 3}) {
+    for (bool n64 : {false, true}) {
+        int bm = n64 ? 256 : 128, bn = n64 ? 64 : 128;
+        std::fill(dx.begin(), dx.end(), NAN);
+        launch({(unsigned)((cg+bn-1)/bn),(unsigned)((g.n*g.h*g.w+bm-1)/bm),(unsigned)g.groups},{256,1,1},[&]{
+            if (n64) conv_dgrad_n64(pd, DY.data(), W.data(), nullptr, dx.data()); else conv_dgrad(pd, DY.data(), W.data(), nullptr, dx.data()); });
+        check(n64 ? "conv dgrad_n64 (general)" : "conv dgrad (general)", dx.data(), DX);
+    }
+    if (g.sh == 1 && g.sw == 1) {
+        // Stride 1: dgrad = fprop over dy with flipped weights, K and C swapped.
+        std::vector<float> wf(W.size(), NAN);
+        launch({3,1,1},{256,1,1},[&]{ conv_flip_weights(pd, W.data(), wf.data()); });
+        ConvParams pf{g.n,P,Q,g.k, g.c,g.r,g.s, g.h,g.w, 1,1, g.dh*(g.r-1)-g.pt, g.dw*(g.s-1)-g.pl, g.dh,g.dw, g.groups,1,0};
+        fprop("conv dgrad as fprop", false, pf, DY.data(), wf.data(), nullptr, DX);
+        fprop("conv dgrad as fprop_n64", true, pf, DY.data(), wf.data(), nullptr, DX);
+    }
+    for (bool m64 : {false, true}) for (int splits : {1, 3}) {
         std::fill(dw.begin(), dw.end(), 0.f);
         ConvParams pw = p; pw.splits = splits; pw.has_bias = 0;
-        int cols = g.r*g.s*cg;
-        launch({(unsigned)((cols+127)/128),(unsigned)(((kg+127)/128)*splits),(unsigned)g.groups},{256,1,1},[&]{ conv_wgrad(pw, X.data(), DY.data(), dw.data()); });
-        check(splits==1?"conv wgrad":"conv wgrad split3", dw.data(), DW);
+        int cols = g.r*g.s*cg, bm = m64 ? 64 : 128, bn = m64 ? 256 : 128;
+        launch({(unsigned)((cols+bn-1)/bn),(unsigned)(((kg+bm-1)/bm)*splits),(unsigned)g.groups},{256,1,1},[&]{
+            if (m64) conv_wgrad_m64(pw, X.data(), DY.data(), dw.data()); else conv_wgrad(pw, X.data(), DY.data(), dw.data()); });
+        char name[64]; snprintf(name, 64, "conv wgrad%s split%d", m64 ? "_m64" : "", splits);
+        check(name, dw.data(), DW);
     }
 }
 void tiles() {
@@ -70,6 +94,11 @@ void tiles() {
     conv_case({2,7,7,12, 12,3,3, 1,1, 1,1,1,1, 1,1, 12});
     conv_case({3,6,5,40, 130,1,1, 1,1, 0,0,0,0, 1,1, 1});
     conv_case({4,15,13,3, 9,5,5, 2,3, 2,2,2,2, 1,1, 1});
+    // Wider than one 64-channel tile on both sides (fprop_n64 and wgrad_m64
+    // need two column / row tiles), and a 1x1 with padding (the flipped
+    // fprop's padding is negative).
+    conv_case({2,5,7,72, 66,3,3, 1,1, 1,1,1,1, 1,1, 1});
+    conv_case({1,4,5,3, 5,1,1, 1,1, 1,1,1,1, 1,1, 1});
 }
 
 void others() {

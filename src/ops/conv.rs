@@ -433,12 +433,7 @@ pub fn wgrad<T: Float>(g: &Conv2dGeom, x: &[T], dy: &[T]) -> Vec<T> {
 }
 
 /// conv forward on tensors, on their device.
-pub(crate) fn forward_t(
-    g: &Conv2dGeom,
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-) -> Result<Tensor> {
+pub fn forward_t(g: &Conv2dGeom, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     if let Some(dev) = same_device("conv2d", &[x, w])? {
         if let Some(b) = bias {
             same_device("conv2d", &[x, b])?;
@@ -453,7 +448,7 @@ pub(crate) fn forward_t(
 
 /// conv dgrad on tensors, on their device, plus a per-channel `bias`
 /// (conv_transpose2d's forward).
-pub(crate) fn dgrad_t(
+pub fn dgrad_t(
     op: &'static str,
     g: &Conv2dGeom,
     dy: &Tensor,
@@ -479,7 +474,7 @@ pub(crate) fn dgrad_t(
 }
 
 /// conv wgrad on tensors, on their device: a weight gradient of `w_shape`.
-pub(crate) fn wgrad_t(
+pub fn wgrad_t(
     op: &'static str,
     g: &Conv2dGeom,
     x: &Tensor,

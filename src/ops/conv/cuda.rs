@@ -33,7 +33,11 @@ struct ConvParams {
 // SAFETY: plain old data laid out as the C struct.
 unsafe impl DeviceRepr for ConvParams {}
 
+/// Tile shapes (rows x columns of the implicit GEMM) of the kernels.
 const TILE: usize = 128;
+/// The 64-wide side of `conv_fprop_n64`, `conv_dgrad_n64` (256 x 64) and `conv_wgrad_m64` (64 x 256).
+const NARROW: usize = 64;
+const WIDE: usize = 256;
 
 fn params(op: &'static str, g: &Conv2dGeom, has_bias: bool) -> Result<ConvParams> {
     // The kernels index with 32-bit ints.
@@ -46,6 +50,24 @@ fn params(op: &'static str, g: &Conv2dGeom, has_bias: bool) -> Result<ConvParams
         return Err(Error::shape(
             op,
             format!("the CUDA conv kernels index with 32 bits: input, output or weight of {g:?} is too large"),
+        ));
+    }
+    // conv_fprop packs a pixel's (h, w) origin into 16-bit halves.
+    let extents = [
+        g.h,
+        g.w,
+        g.p,
+        g.q,
+        g.prm.padding.iter().copied().max().unwrap_or(0),
+        g.prm.dilation[0] * g.r,
+        g.prm.dilation[1] * g.s,
+        g.prm.stride[0] * g.p,
+        g.prm.stride[1] * g.q,
+    ];
+    if extents.iter().any(|&v| v >= 1 << 15) {
+        return Err(Error::shape(
+            op,
+            format!("the CUDA conv kernels need heights, widths, paddings and dilated kernel extents below 32768, found {g:?}"),
         ));
     }
     let i = |v: usize| v as i32;
@@ -71,13 +93,50 @@ fn params(op: &'static str, g: &Conv2dGeom, has_bias: bool) -> Result<ConvParams
     })
 }
 
-/// `y_blocks` rows of tiles, enough column tiles for `cols`, one z per group.
-fn config(y_blocks: usize, cols: usize, groups: usize) -> LaunchConfig {
+/// `y_blocks` rows of tiles, enough `col_tile`-wide tiles for `cols`, one z per group.
+fn config(y_blocks: usize, cols: usize, col_tile: usize, groups: usize) -> LaunchConfig {
     LaunchConfig {
-        grid_dim: (cols.div_ceil(TILE) as u32, y_blocks as u32, groups as u32),
+        grid_dim: (
+            cols.div_ceil(col_tile) as u32,
+            y_blocks as u32,
+            groups as u32,
+        ),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     }
+}
+
+/// The kernel of `[n64, square]` whose tile fits `cols` columns per group
+/// (256 x 64 where cols <= 64: a 128-wide tile would leave half its columns
+/// idle; 128 x 128 otherwise) and its grid over `rows`.
+fn pick_tile(
+    kernels: [&'static str; 2],
+    rows: usize,
+    cols: usize,
+    groups: usize,
+) -> (&'static str, LaunchConfig) {
+    if cols <= NARROW {
+        (
+            kernels[0],
+            config(rows.div_ceil(WIDE), cols, NARROW, groups),
+        )
+    } else {
+        (kernels[1], config(rows.div_ceil(TILE), cols, TILE, groups))
+    }
+}
+
+/// Launches the fprop kernel whose tile fits `p` (see [`pick_tile`]).
+fn launch_fprop(dev: &Arc<CudaDevice>, p: &ConvParams, ptrs: &[u64; 4]) -> Result<()> {
+    let (rows, cols) = ((p.n * p.p * p.q) as usize, (p.k / p.groups) as usize);
+    let (kernel, cfg) = pick_tile(
+        ["conv_fprop_n64", "conv_fprop"],
+        rows,
+        cols,
+        p.groups as usize,
+    );
+    // SAFETY: ConvParams mirrors the kernel's struct; the caller's pointers
+    // are x, w, bias (or 0) and y of the geometry `p` describes.
+    unsafe { dev.launch(kernel, cfg, p, ptrs) }
 }
 
 /// y [N, P, Q, K] = conv(x, w) (+ bias).
@@ -91,23 +150,37 @@ pub(super) fn fprop(
     const OP: &str = "conv2d";
     let p = params(OP, g, bias.is_some())?;
     let y = empty(dev, g.out_dims())?;
-    let cfg = config(
-        (g.n * g.p * g.q).div_ceil(TILE),
-        g.k / g.prm.groups,
-        g.prm.groups,
-    );
     let ptrs = [
         ptr(x, OP)?,
         ptr(w, OP)?,
         bias.map_or(Ok(0), |b| ptr(b, OP))?,
         ptr(&y, OP)?,
     ];
-    // SAFETY: ConvParams mirrors the kernel's struct and describes x, w, bias and y.
-    unsafe { dev.launch("conv_fprop", cfg, &p, &ptrs)? };
+    launch_fprop(dev, &p, &ptrs)?;
     Ok(y)
 }
 
+/// The stride-1 dgrad as an fprop: input dy (K channels), output dx (C
+/// channels), the weights flipped in (r, s) with K and C swapped, and the
+/// padding that puts tap (R-1-r) of output pixel h on dy row h + ph - r dh
+/// (negative where ph > dh: the fprop's bounds checks cover it).
+fn flipped(p: &ConvParams) -> ConvParams {
+    ConvParams {
+        h: p.p,
+        w: p.q,
+        c: p.k,
+        k: p.c,
+        p: p.h,
+        q: p.w,
+        ph: p.dh * (p.r - 1) - p.ph,
+        pw: p.dw * (p.s - 1) - p.pw,
+        ..*p
+    }
+}
+
 /// dx [N, H, W, C] from dy [N, P, Q, K] (+ bias: conv_transpose2d's forward).
+/// Stride 1 runs the fprop kernels on flipped weights; other strides the
+/// general `conv_dgrad` / `conv_dgrad_n64`.
 pub(super) fn dgrad(
     dev: &Arc<CudaDevice>,
     op: &'static str,
@@ -118,19 +191,28 @@ pub(super) fn dgrad(
 ) -> Result<Tensor> {
     let p = params(op, g, bias.is_some())?;
     let dx = empty(dev, g.in_dims())?;
-    let cfg = config(
-        (g.n * g.h * g.w).div_ceil(TILE),
-        g.c / g.prm.groups,
-        g.prm.groups,
-    );
-    let ptrs = [
-        ptr(dy, op)?,
-        ptr(w, op)?,
-        bias.map_or(Ok(0), |b| ptr(b, op))?,
-        ptr(&dx, op)?,
-    ];
-    // SAFETY: as in fprop.
-    unsafe { dev.launch("conv_dgrad", cfg, &p, &ptrs)? };
+    let bias_ptr = bias.map_or(Ok(0), |b| ptr(b, op))?;
+    if g.prm.stride == [1, 1] {
+        let wf = empty(dev, w.dims())?;
+        let flip_ptrs = [ptr(w, op)?, ptr(&wf, op)?];
+        // SAFETY: ConvParams mirrors the kernel's struct; w and wf hold K*R*S*C/groups values.
+        unsafe {
+            dev.launch(
+                "conv_flip_weights",
+                dev.elementwise_config(w.numel()),
+                &p,
+                &flip_ptrs,
+            )?
+        };
+        let ptrs = [ptr(dy, op)?, ptr(&wf, op)?, bias_ptr, ptr(&dx, op)?];
+        launch_fprop(dev, &flipped(&p), &ptrs)?;
+        return Ok(dx);
+    }
+    let (rows, cols) = (g.n * g.h * g.w, g.c / g.prm.groups);
+    let (kernel, cfg) = pick_tile(["conv_dgrad_n64", "conv_dgrad"], rows, cols, g.prm.groups);
+    let ptrs = [ptr(dy, op)?, ptr(w, op)?, bias_ptr, ptr(&dx, op)?];
+    // SAFETY: ConvParams mirrors the kernel's struct and describes dy, w, bias and dx.
+    unsafe { dev.launch(kernel, cfg, &p, &ptrs)? };
     Ok(dx)
 }
 
@@ -145,7 +227,13 @@ pub(super) fn wgrad(
 ) -> Result<Tensor> {
     let mut p = params(op, g, false)?;
     let (rows, cols) = (g.k / g.prm.groups, g.r * g.s * (g.c / g.prm.groups));
-    let tiles = rows.div_ceil(TILE) * cols.div_ceil(TILE) * g.prm.groups;
+    // 64 output channels x 256 (r, s, c) columns where K/groups <= 64.
+    let (kernel, row_tile, col_tile) = if rows <= NARROW {
+        ("conv_wgrad_m64", NARROW, WIDE)
+    } else {
+        ("conv_wgrad", TILE, TILE)
+    };
+    let tiles = rows.div_ceil(row_tile) * cols.div_ceil(col_tile) * g.prm.groups;
     // Split the (n, p, q) sum until the GPU has a couple of blocks per SM,
     // keeping at least 256 pixels per split.
     let pixels = g.n * g.p * g.q;
@@ -155,9 +243,14 @@ pub(super) fn wgrad(
         .clamp(1, 4096);
     p.splits = splits as i32;
     let dw = Tensor::from_cuda(CudaStorage::zeros(dev, w_shape.numel())?, w_shape.clone())?;
-    let cfg = config(rows.div_ceil(TILE) * splits, cols, g.prm.groups);
+    let cfg = config(
+        rows.div_ceil(row_tile) * splits,
+        cols,
+        col_tile,
+        g.prm.groups,
+    );
     let ptrs = [ptr(x, op)?, ptr(dy, op)?, ptr(&dw, op)?];
     // SAFETY: as in fprop; dw is zeroed for the split-K atomics.
-    unsafe { dev.launch("conv_wgrad", cfg, &p, &ptrs)? };
+    unsafe { dev.launch(kernel, cfg, &p, &ptrs)? };
     Ok(dw)
 }
