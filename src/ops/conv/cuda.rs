@@ -35,8 +35,8 @@ unsafe impl DeviceRepr for ConvParams {}
 
 const TILE: usize = 128;
 
-fn params(op: &'static str, g: &Conv2dGeom, has_bias: bool) -> Result<ConvParams> {
-    // The kernels index with 32-bit ints.
+/// The conv kernels (conv.cu, conv_bf16.cu) index with 32-bit ints.
+pub(super) fn check_i32_indexing(op: &'static str, g: &Conv2dGeom) -> Result<()> {
     let biggest = [
         g.n * g.h * g.w * g.c,
         g.n * g.p * g.q * g.k,
@@ -48,6 +48,11 @@ fn params(op: &'static str, g: &Conv2dGeom, has_bias: bool) -> Result<ConvParams
             format!("the CUDA conv kernels index with 32 bits: input, output or weight of {g:?} is too large"),
         ));
     }
+    Ok(())
+}
+
+fn params(op: &'static str, g: &Conv2dGeom, has_bias: bool) -> Result<ConvParams> {
+    check_i32_indexing(op, g)?;
     let i = |v: usize| v as i32;
     Ok(ConvParams {
         n: i(g.n),
