@@ -13,19 +13,8 @@ use mtaffect::backend::cuda::CudaDevice;
 use mtaffect::{DType, Device, Params, Result, Rng, Tape, Tensor, Var};
 use std::sync::Arc;
 
-/// The GPU, or None after printing the one skip line for `test`.
-fn gpu_or_skip(test: &str) -> Option<Arc<CudaDevice>> {
-    match CudaDevice::get(0) {
-        Ok(d) => {
-            d.set_poison(true);
-            Some(d)
-        }
-        Err(e) => {
-            println!("cuda_parity: skipped {test}, no CUDA driver/GPU ({e})");
-            None
-        }
-    }
-}
+mod common;
+use common::gpu_or_skip;
 
 #[derive(Clone, Copy, Debug)]
 struct Tol {

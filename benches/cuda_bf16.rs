@@ -1,0 +1,141 @@
+//! bf16 tensor-core conv fprop (kernels/conv_bf16.cu) on the issue-9 layer
+//! shapes: `cargo bench --bench cuda_bf16` on a GPU host (prints one skip
+//! line elsewhere).
+//!
+//! Operands are converted to bf16 once, outside the timing: a bf16 training
+//! step would keep its activations and weights in bf16. Each line is the best
+//! of several timed batches of launches, synchronising only around a batch:
+//! `conv bf16 <layer> <out> ms TFLOP/s %peak`, FLOP = 2·N·P·Q·K·R·S·C with the
+//! layer's real C (the stem's 3, not the 8 it is padded to), for the f32 and
+//! the bf16 output kernel.
+//!
+//! Peak: 989.4 TFLOP/s, the dense (non-sparse) BF16 tensor-core figure of the
+//! H100 SXM5 in NVIDIA's H100 datasheet (1979 "with sparsity", halved). On
+//! another GPU the % column is against that number all the same.
+//! scripts/torch_kernel_bench.py measures cuDNN bf16 (channels_last) on the
+//! same shapes.
+
+use mtaffect::backend::cuda::CudaDevice;
+use mtaffect::ops::conv::bf16::{conv2d_fprop_bf16, conv2d_fprop_bf16_out, Bf16Nhwc};
+use mtaffect::ops::Conv2dParams;
+use mtaffect::{DType, Device, Rng, Tensor};
+use std::time::Instant;
+
+const H100_SXM_BF16_DENSE_TFLOPS: f64 = 989.4;
+
+/// Best seconds per call of `f` over `batches` batches of `reps` calls.
+fn time(dev: &CudaDevice, reps: usize, batches: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    dev.synchronize().expect("sync");
+    let mut best = f64::INFINITY;
+    for _ in 0..batches {
+        let t = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        dev.synchronize().expect("sync");
+        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+    }
+    best
+}
+
+fn main() {
+    let dev = match CudaDevice::get(0) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("cuda_bf16: skipped, no CUDA driver/GPU ({e})");
+            return;
+        }
+    };
+    let gpu = Device::Cuda(dev.clone());
+    let mut rng = Rng::new(0);
+    println!("device: {} ({} SMs)", dev.info().name, dev.sm_count());
+    let p = Conv2dParams::new;
+    // (name, input [N, H, W, C], K, R, S, params); sizes are input sizes.
+    let layers: [(&str, [usize; 4], usize, usize, usize, Conv2dParams); 8] = [
+        (
+            "stem7x7s2_3-64_112_b64",
+            [64, 112, 112, 3],
+            64,
+            7,
+            7,
+            p().stride(2).padding(3),
+        ),
+        (
+            "3x3_64-64_56_b64",
+            [64, 56, 56, 64],
+            64,
+            3,
+            3,
+            p().padding(1),
+        ),
+        (
+            "3x3_64-64_56_b256",
+            [256, 56, 56, 64],
+            64,
+            3,
+            3,
+            p().padding(1),
+        ),
+        (
+            "3x3_64-64_28_b64",
+            [64, 28, 28, 64],
+            64,
+            3,
+            3,
+            p().padding(1),
+        ),
+        (
+            "3x3s2_64-128_56_b64",
+            [64, 56, 56, 64],
+            128,
+            3,
+            3,
+            p().stride(2).padding(1),
+        ),
+        ("1x1_64-256_28_b64", [64, 28, 28, 64], 256, 1, 1, p()),
+        ("1x1_256-64_28_b64", [64, 28, 28, 256], 64, 1, 1, p()),
+        (
+            "3x3_512-512_4_b64",
+            [64, 4, 4, 512],
+            512,
+            3,
+            3,
+            p().padding(1),
+        ),
+    ];
+    println!(
+        "{:<10} {:<24} {:<5} {:>9} {:>9} {:>7}",
+        "kernel", "layer", "out", "ms", "TFLOP/s", "%peak"
+    );
+    for (name, xd, k, r, s, prm) in layers {
+        let put = |d: &[usize], std: f64, rng: &mut Rng| {
+            Tensor::randn(d, std, DType::F32, rng)
+                .to_device(&gpu)
+                .expect("host-to-device copy")
+        };
+        let x = Bf16Nhwc::from_f32(&put(&xd, 1.0, &mut rng)).expect("convert x");
+        let w = Bf16Nhwc::from_f32(&put(&[k, r, s, xd[3]], 0.05, &mut rng)).expect("convert w");
+        let y = conv2d_fprop_bf16(&x, &w, None, prm).expect("conv");
+        let [n, pp, q, _] = y.dims().try_into().expect("rank 4");
+        let flop = 2.0 * (n * pp * q * k * r * s * xd[3]) as f64;
+        drop(y);
+        let reps = ((2e10 / flop) as usize).clamp(3, 200);
+        let secs = [
+            time(&dev, reps, 5, || {
+                std::hint::black_box(conv2d_fprop_bf16(&x, &w, None, prm).expect("conv"));
+            }),
+            time(&dev, reps, 5, || {
+                std::hint::black_box(conv2d_fprop_bf16_out(&x, &w, None, prm).expect("conv"));
+            }),
+        ];
+        for (out, sec) in ["f32", "bf16"].iter().zip(secs) {
+            let tflops = flop / sec / 1e12;
+            println!(
+                "conv bf16  {name:<24} {out:<5} {:>9.3} {tflops:>9.1} {:>6.1}%",
+                sec * 1e3,
+                100.0 * tflops / H100_SXM_BF16_DENSE_TFLOPS
+            );
+        }
+    }
+}
