@@ -97,14 +97,23 @@ impl Bf16Nhwc {
         let dims: [usize; 4] = t.dims().try_into().map_err(|_| {
             Error::shape(
                 OP,
-                format!("expected a rank-4 channels-last tensor, found {}", t.shape()),
+                format!(
+                    "expected a rank-4 channels-last tensor, found {}",
+                    t.shape()
+                ),
             )
         })?;
         let src = t.cuda(OP)?;
         let padded = dims[3].next_multiple_of(CHANNEL_ALIGN);
         let out = Bf16Nhwc::alloc(src.device(), dims, padded)?;
         let rows = dims[..3].iter().product::<usize>();
-        out.convert("f32_to_bf16_pad", rows, dims[3], src.ptr(), out.storage.ptr())?;
+        out.convert(
+            "f32_to_bf16_pad",
+            rows,
+            dims[3],
+            src.ptr(),
+            out.storage.ptr(),
+        )?;
         Ok(out)
     }
 
@@ -116,7 +125,13 @@ impl Bf16Nhwc {
         dims[3] = self.padded;
         let out = empty(dev, dims)?;
         let rows = dims[..3].iter().product::<usize>();
-        self.convert("bf16_to_f32", rows, self.padded, self.storage.ptr(), ptr(&out, OP)?)?;
+        self.convert(
+            "bf16_to_f32",
+            rows,
+            self.padded,
+            self.storage.ptr(),
+            ptr(&out, OP)?,
+        )?;
         Ok(out)
     }
 
@@ -186,7 +201,16 @@ pub fn conv2d_fprop_bf16(
 ) -> Result<Tensor> {
     let (dev, g, p) = launch_params(x, w, bias, prm)?;
     let y = empty(&dev, g.out_dims())?;
-    launch(&dev, "conv_bf16_fprop_f32", &g, &p, x, w, bias, ptr(&y, OP)?)?;
+    launch(
+        &dev,
+        "conv_bf16_fprop_f32",
+        &g,
+        &p,
+        x,
+        w,
+        bias,
+        ptr(&y, OP)?,
+    )?;
     Ok(y)
 }
 
@@ -210,7 +234,16 @@ pub fn conv2d_fprop_bf16_out(
         ));
     }
     let y = Bf16Nhwc::alloc(&dev, g.out_dims(), g.k)?;
-    launch(&dev, "conv_bf16_fprop_bf16", &g, &p, x, w, bias, y.storage.ptr())?;
+    launch(
+        &dev,
+        "conv_bf16_fprop_bf16",
+        &g,
+        &p,
+        x,
+        w,
+        bias,
+        y.storage.ptr(),
+    )?;
     Ok(y)
 }
 
@@ -325,11 +358,17 @@ mod tests {
         let e = kernel_geometry([1, 8, 8, 16], [16, 3, 3, 8], Conv2dParams::new().groups(2))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("conv2d_bf16") && e.contains("groups = 1 only"), "{e}");
+        assert!(
+            e.contains("conv2d_bf16") && e.contains("groups = 1 only"),
+            "{e}"
+        );
         let e = kernel_geometry([1, 8, 8, 16], [16, 3, 3, 8], Conv2dParams::new())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("conv2d_bf16") && e.contains("[16, 3, 3, 8]"), "{e}");
+        assert!(
+            e.contains("conv2d_bf16") && e.contains("[16, 3, 3, 8]"),
+            "{e}"
+        );
         let e = kernel_geometry([1, 2, 2, 8], [4, 3, 3, 8], Conv2dParams::new())
             .unwrap_err()
             .to_string();
