@@ -23,6 +23,9 @@ use std::time::Instant;
 
 const H100_SXM_BF16_DENSE_TFLOPS: f64 = 989.4;
 
+/// (name, input [N, H, W, C], K, R, S, params).
+type Layer = (&'static str, [usize; 4], usize, usize, usize, Conv2dParams);
+
 /// Best seconds per call of `f` over `batches` batches of `reps` calls.
 fn time(dev: &CudaDevice, reps: usize, batches: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -51,8 +54,8 @@ fn main() {
     let mut rng = Rng::new(0);
     println!("device: {} ({} SMs)", dev.info().name, dev.sm_count());
     let p = Conv2dParams::new;
-    // (name, input [N, H, W, C], K, R, S, params); sizes are input sizes.
-    let layers: [(&str, [usize; 4], usize, usize, usize, Conv2dParams); 8] = [
+    // Sizes are input sizes.
+    let layers: [Layer; 8] = [
         (
             "stem7x7s2_3-64_112_b64",
             [64, 112, 112, 3],

@@ -70,6 +70,9 @@ fn randn(dims: &[usize], std: f64, rng: &mut Rng) -> Vec<f32> {
         .unwrap()
 }
 
+/// (input [N, H, W, C], K, R, S, params).
+type Case = ([usize; 4], usize, usize, usize, Conv2dParams);
+
 #[test]
 fn conv2d_bf16_fprop_matches_the_f64_reference() {
     let Some(dev) = gpu_or_skip("conv2d_bf16_fprop_matches_the_f64_reference") else {
@@ -81,7 +84,7 @@ fn conv2d_bf16_fprop_matches_the_f64_reference() {
     // with padding and two column tiles, the 7x7/2 stem (3 channels padded to
     // 8), dilation with asymmetric padding, a deep reduction (72 k-steps),
     // 1x1 with K not a multiple of 8 (f32 output only), 1x1 stride 2.
-    let cases: [([usize; 4], usize, usize, usize, Conv2dParams); 7] = [
+    let cases: [Case; 7] = [
         ([3, 9, 11, 16], 24, 3, 3, p().padding(1)),
         ([2, 15, 13, 32], 72, 3, 3, p().stride(2).padding(1)),
         ([2, 37, 41, 3], 64, 7, 7, p().stride(2).padding(3)),
