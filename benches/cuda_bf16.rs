@@ -19,28 +19,14 @@ use mtaffect::backend::cuda::CudaDevice;
 use mtaffect::ops::conv::bf16::{conv2d_fprop_bf16, conv2d_fprop_bf16_out, Bf16Nhwc};
 use mtaffect::ops::Conv2dParams;
 use mtaffect::{DType, Device, Rng, Tensor};
-use std::time::Instant;
+
+mod common;
+use common::time;
 
 const H100_SXM_BF16_DENSE_TFLOPS: f64 = 989.4;
 
 /// (name, input [N, H, W, C], K, R, S, params).
 type Layer = (&'static str, [usize; 4], usize, usize, usize, Conv2dParams);
-
-/// Best seconds per call of `f` over `batches` batches of `reps` calls.
-fn time(dev: &CudaDevice, reps: usize, batches: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    dev.synchronize().expect("sync");
-    let mut best = f64::INFINITY;
-    for _ in 0..batches {
-        let t = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        dev.synchronize().expect("sync");
-        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
-    }
-    best
-}
 
 fn main() {
     let dev = match CudaDevice::get(0) {
@@ -55,57 +41,16 @@ fn main() {
     println!("device: {} ({} SMs)", dev.info().name, dev.sm_count());
     let p = Conv2dParams::new;
     // Sizes are input sizes.
+    #[rustfmt::skip]
     let layers: [Layer; 8] = [
-        (
-            "stem7x7s2_3-64_112_b64",
-            [64, 112, 112, 3],
-            64,
-            7,
-            7,
-            p().stride(2).padding(3),
-        ),
-        (
-            "3x3_64-64_56_b64",
-            [64, 56, 56, 64],
-            64,
-            3,
-            3,
-            p().padding(1),
-        ),
-        (
-            "3x3_64-64_56_b256",
-            [256, 56, 56, 64],
-            64,
-            3,
-            3,
-            p().padding(1),
-        ),
-        (
-            "3x3_64-64_28_b64",
-            [64, 28, 28, 64],
-            64,
-            3,
-            3,
-            p().padding(1),
-        ),
-        (
-            "3x3s2_64-128_56_b64",
-            [64, 56, 56, 64],
-            128,
-            3,
-            3,
-            p().stride(2).padding(1),
-        ),
+        ("stem7x7s2_3-64_112_b64", [64, 112, 112, 3], 64, 7, 7, p().stride(2).padding(3)),
+        ("3x3_64-64_56_b64", [64, 56, 56, 64], 64, 3, 3, p().padding(1)),
+        ("3x3_64-64_56_b256", [256, 56, 56, 64], 64, 3, 3, p().padding(1)),
+        ("3x3_64-64_28_b64", [64, 28, 28, 64], 64, 3, 3, p().padding(1)),
+        ("3x3s2_64-128_56_b64", [64, 56, 56, 64], 128, 3, 3, p().stride(2).padding(1)),
         ("1x1_64-256_28_b64", [64, 28, 28, 64], 256, 1, 1, p()),
         ("1x1_256-64_28_b64", [64, 28, 28, 256], 64, 1, 1, p()),
-        (
-            "3x3_512-512_4_b64",
-            [64, 4, 4, 512],
-            512,
-            3,
-            3,
-            p().padding(1),
-        ),
+        ("3x3_512-512_4_b64", [64, 4, 4, 512], 512, 3, 3, p().padding(1)),
     ];
     println!(
         "{:<10} {:<24} {:<5} {:>9} {:>9} {:>7}",
@@ -124,15 +69,14 @@ fn main() {
         let flop = 2.0 * (n * pp * q * k * r * s * xd[3]) as f64;
         drop(y);
         let reps = ((2e10 / flop) as usize).clamp(3, 200);
-        let secs = [
-            time(&dev, reps, 5, || {
-                std::hint::black_box(conv2d_fprop_bf16(&x, &w, None, prm).expect("conv"));
-            }),
-            time(&dev, reps, 5, || {
-                std::hint::black_box(conv2d_fprop_bf16_out(&x, &w, None, prm).expect("conv"));
-            }),
-        ];
-        for (out, sec) in ["f32", "bf16"].iter().zip(secs) {
+        for out in ["f32", "bf16"] {
+            let sec = time(&dev, reps, 5, || {
+                if out == "f32" {
+                    drop(conv2d_fprop_bf16(&x, &w, None, prm).expect("conv"));
+                } else {
+                    drop(conv2d_fprop_bf16_out(&x, &w, None, prm).expect("conv"));
+                }
+            });
             let tflops = flop / sec / 1e12;
             println!(
                 "conv bf16  {name:<24} {out:<5} {:>9.3} {tflops:>9.1} {:>6.1}%",

@@ -19,23 +19,9 @@ use mtaffect::ops::loss::ccc_loss;
 use mtaffect::optim::{Adam, AdamConfig, Optimizer};
 use mtaffect::{ops, DType, Device, Gradients, Params, Rng, Tape, Tensor};
 use std::sync::Arc;
-use std::time::Instant;
 
-/// Best seconds per call of `f` over `batches` batches of `reps` calls.
-fn time(dev: &CudaDevice, reps: usize, batches: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    dev.synchronize().expect("sync");
-    let mut best = f64::INFINITY;
-    for _ in 0..batches {
-        let t = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        dev.synchronize().expect("sync");
-        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
-    }
-    best
-}
+mod common;
+use common::time;
 
 fn row(name: &str, size: &str, secs: f64, value: f64, unit: &str, note: &str) {
     println!(

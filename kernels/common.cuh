@@ -94,6 +94,17 @@ __device__ __forceinline__ void mt_grid_barrier(u32* counter, u32 k) {
     __syncthreads();
 }
 
+// ---- convolution geometry (conv.cu, conv_bf16.cu) -----------------------
+struct ConvParams {
+    int n, h, w, c;  // input
+    int k, r, s;     // weight [K, R, S, C/groups]
+    int p, q;        // output
+    int sh, sw, ph, pw, dh, dw;  // stride, top/left padding, dilation
+    int groups;
+    int splits;  // wgrad: K-dimension splits (gridDim.y = splits)
+    int has_bias;
+};
+
 // ---- 128x128 block tile, K in steps of 8, 256 threads (gemm.cu, conv.cu) ----
 // Each thread holds an 8x8 register tile split 4+4 in both directions (rows
 // ty*4 and 64+ty*4, columns tx*4 and 64+tx*4, tx = t % 16, ty = t / 16) so

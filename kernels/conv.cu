@@ -12,16 +12,6 @@
 // column) is decoded once, the rest per step. Indices are 32-bit: the host
 // refuses tensors of 2^31 elements or more.
 
-struct ConvParams {
-    int n, h, w, c;  // input
-    int k, r, s;     // weight [K, R, S, C/groups]
-    int p, q;        // output
-    int sh, sw, ph, pw, dh, dw;  // stride, top/left padding, dilation
-    int groups;
-    int splits;  // wgrad: K-dimension splits (gridDim.y = splits)
-    int has_bias;
-};
-
 extern "C" __global__ void __launch_bounds__(256, 2) conv_fprop(ConvParams p, const float* __restrict__ x,
                                                              const float* __restrict__ wt,
                                                              const float* __restrict__ bias, float* __restrict__ y) {

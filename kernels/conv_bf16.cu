@@ -7,7 +7,8 @@
 // Inputs are bf16 (unsigned short bits) with C % 8 == 0 (the launcher pads
 // the 3-channel stem to 8 with zeros), so every aligned 8-element step of the
 // reduction lies inside one (r, s) tap and is 16 contiguous bytes of both x
-// and w: one cp.async each. Groups = 1 only (ops/conv/bf16.rs refuses others).
+// and w: one cp.async each. Groups = 1 only (ops/conv/bf16.rs refuses others;
+// ConvParams.groups and .splits are unused here).
 //
 // Block tile 128 (M) x 64 (N) x 32 (K), 4 warps of 64 x 32 each, 3-stage
 // cp.async pipeline. Shared rows are padded from 32 to 40 bf16 (80 bytes) so
@@ -22,14 +23,6 @@
 // bias. Indices are 32-bit: the host refuses larger tensors.
 
 typedef unsigned short bf16;
-
-struct ConvBf16Params {
-    int n, h, w, c;              // input [N, H, W, C], C % 8 == 0
-    int k, r, s;                 // weight [K, R, S, C]
-    int p, q;                    // output [N, P, Q, K]
-    int sh, sw, ph, pw, dh, dw;  // stride, top/left padding, dilation
-    int has_bias;
-};
 
 #define CB_BM 128
 #define CB_BN 64
@@ -87,7 +80,7 @@ __device__ __forceinline__ void cb_store(float* y, u32 i, float v) { y[i] = v; }
 __device__ __forceinline__ void cb_store(bf16* y, u32 i, float v) { y[i] = mt_f32_to_bf16(v); }
 
 template <class Out>
-__device__ __forceinline__ void conv_bf16_fprop_body(const ConvBf16Params& p, const bf16* __restrict__ x,
+__device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const bf16* __restrict__ x,
                                                      const bf16* __restrict__ wt, const float* __restrict__ bias,
                                                      Out* __restrict__ y) {
     __shared__ __align__(16) bf16 As[CB_STAGES][CB_BM][CB_LD];
@@ -200,7 +193,7 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvBf16Params& p, co
             }
 }
 
-extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_fprop_f32(ConvBf16Params p,
+extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_fprop_f32(ConvParams p,
                                                                             const bf16* __restrict__ x,
                                                                             const bf16* __restrict__ wt,
                                                                             const float* __restrict__ bias,
@@ -208,7 +201,7 @@ extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_fprop_f32(Con
     conv_bf16_fprop_body(p, x, wt, bias, y);
 }
 
-extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_fprop_bf16(ConvBf16Params p,
+extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_fprop_bf16(ConvParams p,
                                                                              const bf16* __restrict__ x,
                                                                              const bf16* __restrict__ wt,
                                                                              const float* __restrict__ bias,

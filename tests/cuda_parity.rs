@@ -14,7 +14,7 @@ use mtaffect::{DType, Device, Params, Result, Rng, Tape, Tensor, Var};
 use std::sync::Arc;
 
 mod common;
-use common::gpu_or_skip;
+use common::{gpu_or_skip, Report};
 
 #[derive(Clone, Copy, Debug)]
 struct Tol {
@@ -37,41 +37,15 @@ impl Ctx {
     }
 }
 
-/// Worst disagreement over all checks of one test, printed at the end.
-#[derive(Default)]
-struct Report {
-    checks: usize,
-    worst_abs: f64,
-    /// max over values of |gpu - ref| / (atol + rtol |ref|); must stay <= 1.
-    worst_ratio: f64,
-}
-
 impl Report {
+    /// `|gpu - ref| <= atol + rtol |ref|` for every element.
     fn compare(&mut self, what: &str, gpu: &Tensor, reference: &Tensor, tol: Tol) {
         assert_eq!(gpu.shape(), reference.shape(), "{what}: shapes differ");
         assert!(gpu.is_cuda(), "{what}: the result did not stay on the GPU");
         let g = gpu.try_to_f64_vec().expect("device-to-host copy");
         let r = reference.to_f64_vec();
-        for (i, (&gv, &rv)) in g.iter().zip(&r).enumerate() {
-            let err = (gv - rv).abs();
-            let bound = tol.atol + tol.rtol * rv.abs();
-            assert!(
-                err <= bound,
-                "{what}: element {i} of {}: gpu {gv} vs reference {rv} (|err| {err:e} > {bound:e})",
-                gpu.shape()
-            );
-            self.checks += 1;
-            self.worst_abs = self.worst_abs.max(err);
-            self.worst_ratio = self.worst_ratio.max(err / bound);
-        }
-    }
-
-    fn print(&self, op: &str) {
-        assert!(self.checks > 0, "{op}: nothing was checked");
-        println!(
-            "parity {op}: {} checks, worst |err| {:.3e}, worst err/tol {:.3}",
-            self.checks, self.worst_abs, self.worst_ratio
-        );
+        let what = format!("{what} ({})", gpu.shape());
+        self.compare_values(&what, &g, &r, |i| tol.atol + tol.rtol * r[i].abs());
     }
 }
 

@@ -22,40 +22,7 @@ use mtaffect::ops::Conv2dParams;
 use mtaffect::{DType, Device, Rng, Tensor};
 
 mod common;
-use common::gpu_or_skip;
-
-/// Worst disagreement over the checks of one output kind, printed at the end.
-#[derive(Default)]
-struct Report {
-    checks: usize,
-    worst_abs: f64,
-    worst_ratio: f64,
-}
-
-impl Report {
-    /// `gpu[i]` against `reference[i]` with bound `tol(i)`.
-    fn compare(&mut self, what: &str, gpu: &[f64], reference: &[f64], tol: impl Fn(usize) -> f64) {
-        assert_eq!(gpu.len(), reference.len(), "{what}: lengths differ");
-        for (i, (&g, &r)) in gpu.iter().zip(reference).enumerate() {
-            let (err, bound) = ((g - r).abs(), tol(i));
-            assert!(
-                err <= bound,
-                "{what}: element {i}: gpu {g} vs reference {r} (|err| {err:e} > {bound:e})"
-            );
-            self.checks += 1;
-            self.worst_abs = self.worst_abs.max(err);
-            self.worst_ratio = self.worst_ratio.max(err / bound);
-        }
-    }
-
-    fn print(&self, op: &str) {
-        assert!(self.checks > 0, "{op}: nothing was checked");
-        println!(
-            "parity {op}: {} checks, worst |err| {:.3e}, worst err/tol {:.3}",
-            self.checks, self.worst_abs, self.worst_ratio
-        );
-    }
-}
+use common::{gpu_or_skip, Report};
 
 /// `v` rounded to bf16 (nearest even, as the device converts) and widened.
 fn bf16_round(v: &[f32]) -> Vec<f64> {
@@ -84,17 +51,12 @@ fn conv2d_bf16_fprop_matches_the_f64_reference() {
     // with padding and two column tiles, the 7x7/2 stem (3 channels padded to
     // 8), dilation with asymmetric padding, a deep reduction (72 k-steps),
     // 1x1 with K not a multiple of 8 (f32 output only), 1x1 stride 2.
+    #[rustfmt::skip]
     let cases: [Case; 7] = [
         ([3, 9, 11, 16], 24, 3, 3, p().padding(1)),
         ([2, 15, 13, 32], 72, 3, 3, p().stride(2).padding(1)),
         ([2, 37, 41, 3], 64, 7, 7, p().stride(2).padding(3)),
-        (
-            [1, 12, 10, 8],
-            16,
-            3,
-            3,
-            p().dilation(2).padding_tblr(2, 1, 0, 3),
-        ),
+        ([1, 12, 10, 8], 16, 3, 3, p().dilation(2).padding_tblr(2, 1, 0, 3)),
         ([1, 6, 6, 256], 64, 3, 3, p().padding(1)),
         ([2, 7, 9, 64], 130, 1, 1, p()),
         ([2, 14, 14, 64], 128, 1, 1, p().stride(2)),
@@ -134,7 +96,7 @@ fn conv2d_bf16_fprop_matches_the_f64_reference() {
                     .chain(std::iter::repeat_n(0.0, cp - xd[3]))
             })
             .collect();
-        conv.compare(
+        conv.compare_values(
             &format!("{what}: f32_to_bf16_pad"),
             &xb.to_f32().unwrap().try_to_f64_vec().unwrap(),
             &padded,
@@ -150,7 +112,7 @@ fn conv2d_bf16_fprop_matches_the_f64_reference() {
 
         let y = conv2d_bf16(&xt, &wt, Some(&bt), prm).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(y.dims(), g.out_dims(), "{what}");
-        rep32.compare(&what, &y.try_to_f64_vec().unwrap(), &reference, tol);
+        rep32.compare_values(&what, &y.try_to_f64_vec().unwrap(), &reference, tol);
 
         let wb = Bf16Nhwc::from_f32(&wt).unwrap();
         let yb = conv2d_fprop_bf16_out(&xb, &wb, Some(&bt), prm);
@@ -165,7 +127,7 @@ fn conv2d_bf16_fprop_matches_the_f64_reference() {
         let yb = yb.unwrap_or_else(|e| panic!("{what} (bf16 out): {e}"));
         assert_eq!(yb.dims(), g.out_dims(), "{what}");
         let u = (-8f64).exp2();
-        rep16.compare(
+        rep16.compare_values(
             &format!("{what} (bf16 out)"),
             &yb.to_f32().unwrap().try_to_f64_vec().unwrap(),
             &reference,

@@ -296,7 +296,7 @@ void conv_bf16_case(G g, int c_real, bool bias) {
         }
         size_t o = ((size_t)(n*P+pp)*Q+qq)*g.k+k; Y[o] = acc; A[o] = ab;
     }
-    ConvBf16Params p{g.n,g.h,g.w,g.c,g.k,g.r,g.s,P,Q,g.sh,g.sw,g.pt,g.pl,g.dh,g.dw,bias};
+    ConvParams p{g.n,g.h,g.w,g.c,g.k,g.r,g.s,P,Q,g.sh,g.sw,g.pt,g.pl,g.dh,g.dw,1,1,bias};
     dim3 grid{(unsigned)((M+127)/128),(unsigned)((g.k+63)/64),1};
     for (bool defer : {false, true}) {
         g_cp_async_defer = defer;

@@ -8,7 +8,7 @@
 //! 3-channel stem becomes 8 channels, which adds zero products only.
 //! Groups = 1 only.
 
-use super::cuda::check_i32_indexing;
+use super::cuda::{params, ConvParams};
 use super::{Conv2dGeom, Conv2dParams};
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::ops::elementwise::cuda::{empty, ptr};
@@ -26,30 +26,6 @@ pub const CHANNEL_ALIGN: usize = 8;
 const TILE_M: usize = 128;
 const TILE_N: usize = 64;
 const THREADS: u32 = 128;
-
-/// Mirrors `ConvBf16Params` in kernels/conv_bf16.cu.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct ConvBf16Params {
-    n: i32,
-    h: i32,
-    w: i32,
-    c: i32,
-    k: i32,
-    r: i32,
-    s: i32,
-    p: i32,
-    q: i32,
-    sh: i32,
-    sw: i32,
-    ph: i32,
-    pw: i32,
-    dh: i32,
-    dw: i32,
-    has_bias: i32,
-}
-// SAFETY: plain old data laid out as the C struct.
-unsafe impl DeviceRepr for ConvBf16Params {}
 
 /// Mirrors `Bf16PadParams` in kernels/conv_bf16.cu.
 #[repr(C)]
@@ -179,7 +155,7 @@ pub fn kernel_geometry(x: [usize; 4], w: [usize; 4], prm: Conv2dParams) -> Resul
     }
     let mut g = Conv2dGeom::new(OP, &x, &w, prm)?;
     g.c = g.c.next_multiple_of(CHANNEL_ALIGN);
-    check_i32_indexing(OP, &g)?;
+    params(OP, &g, false)?; // the 32-bit indexing check
     if g.k.div_ceil(TILE_N) > 65_535 {
         return Err(Error::shape(
             OP,
@@ -264,7 +240,7 @@ fn launch_params(
     w: &Bf16Nhwc,
     bias: Option<&Tensor>,
     prm: Conv2dParams,
-) -> Result<(Arc<CudaDevice>, Conv2dGeom, ConvBf16Params)> {
+) -> Result<(Arc<CudaDevice>, Conv2dGeom, ConvParams)> {
     let g = kernel_geometry(x.dims, w.dims, prm)?;
     let dev = x.device().clone();
     let on_dev = |other: &Arc<CudaDevice>| -> Result<()> {
@@ -287,25 +263,7 @@ fn launch_params(
             ));
         }
     }
-    let i = |v: usize| v as i32;
-    let p = ConvBf16Params {
-        n: i(g.n),
-        h: i(g.h),
-        w: i(g.w),
-        c: i(g.c),
-        k: i(g.k),
-        r: i(g.r),
-        s: i(g.s),
-        p: i(g.p),
-        q: i(g.q),
-        sh: i(g.prm.stride[0]),
-        sw: i(g.prm.stride[1]),
-        ph: i(g.prm.padding[0]),
-        pw: i(g.prm.padding[2]),
-        dh: i(g.prm.dilation[0]),
-        dw: i(g.prm.dilation[1]),
-        has_bias: bias.is_some() as i32,
-    };
+    let p = params(OP, &g, bias.is_some())?;
     Ok((dev, g, p))
 }
 
@@ -314,7 +272,7 @@ fn launch(
     dev: &Arc<CudaDevice>,
     kernel: &str,
     g: &Conv2dGeom,
-    p: &ConvBf16Params,
+    p: &ConvParams,
     x: &Bf16Nhwc,
     w: &Bf16Nhwc,
     bias: Option<&Tensor>,
@@ -335,7 +293,7 @@ fn launch(
         bias.map_or(Ok(0), |b| ptr(b, OP))?,
         y,
     ];
-    // SAFETY: ConvBf16Params mirrors the kernel's struct and describes x, w
+    // SAFETY: ConvParams mirrors the kernel's struct and describes x, w
     // (padded channels), bias [K] and y [N, P, Q, K].
     unsafe { dev.launch(kernel, cfg, p, &ptrs) }
 }

@@ -7,10 +7,10 @@ use crate::{Error, Result, Tensor};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::sync::Arc;
 
-/// Mirrors `ConvParams` in kernels/conv.cu.
+/// Mirrors `ConvParams` in kernels/common.cuh (conv.cu and conv_bf16.cu).
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct ConvParams {
+pub(super) struct ConvParams {
     n: i32,
     h: i32,
     w: i32,
@@ -35,8 +35,10 @@ unsafe impl DeviceRepr for ConvParams {}
 
 const TILE: usize = 128;
 
-/// The conv kernels (conv.cu, conv_bf16.cu) index with 32-bit ints.
-pub(super) fn check_i32_indexing(op: &'static str, g: &Conv2dGeom) -> Result<()> {
+/// The kernels' parameters for `g` (one split); an error if 32-bit indices
+/// cannot reach every element.
+pub(super) fn params(op: &'static str, g: &Conv2dGeom, has_bias: bool) -> Result<ConvParams> {
+    // The kernels index with 32-bit ints.
     let biggest = [
         g.n * g.h * g.w * g.c,
         g.n * g.p * g.q * g.k,
@@ -48,11 +50,6 @@ pub(super) fn check_i32_indexing(op: &'static str, g: &Conv2dGeom) -> Result<()>
             format!("the CUDA conv kernels index with 32 bits: input, output or weight of {g:?} is too large"),
         ));
     }
-    Ok(())
-}
-
-fn params(op: &'static str, g: &Conv2dGeom, has_bias: bool) -> Result<ConvParams> {
-    check_i32_indexing(op, g)?;
     let i = |v: usize| v as i32;
     Ok(ConvParams {
         n: i(g.n),
