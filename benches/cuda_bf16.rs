@@ -15,13 +15,12 @@
 //! scripts/torch_kernel_bench.py measures cuDNN bf16 (channels_last) on the
 //! same shapes.
 
-use mtaffect::backend::cuda::CudaDevice;
 use mtaffect::ops::conv::bf16::{conv2d_fprop_bf16, conv2d_fprop_bf16_out, Bf16Nhwc};
 use mtaffect::ops::Conv2dParams;
 use mtaffect::{DType, Device, Rng, Tensor};
 
 mod common;
-use common::time;
+use common::{gpu_or_skip, time};
 
 const H100_SXM_BF16_DENSE_TFLOPS: f64 = 989.4;
 
@@ -29,16 +28,11 @@ const H100_SXM_BF16_DENSE_TFLOPS: f64 = 989.4;
 type Layer = (&'static str, [usize; 4], usize, usize, usize, Conv2dParams);
 
 fn main() {
-    let dev = match CudaDevice::get(0) {
-        Ok(d) => d,
-        Err(e) => {
-            println!("cuda_bf16: skipped, no CUDA driver/GPU ({e})");
-            return;
-        }
+    let Some(dev) = gpu_or_skip("cuda_bf16") else {
+        return;
     };
     let gpu = Device::Cuda(dev.clone());
     let mut rng = Rng::new(0);
-    println!("device: {} ({} SMs)", dev.info().name, dev.sm_count());
     let p = Conv2dParams::new;
     // Sizes are input sizes.
     #[rustfmt::skip]

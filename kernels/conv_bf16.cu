@@ -193,6 +193,8 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
             }
 }
 
+// One entry per output type: the launcher loads kernels by their extern "C"
+// names, which cannot be templates.
 extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_fprop_f32(ConvParams p,
                                                                             const bf16* __restrict__ x,
                                                                             const bf16* __restrict__ wt,

@@ -175,18 +175,9 @@ pub fn conv2d_fprop_bf16(
     bias: Option<&Tensor>,
     prm: Conv2dParams,
 ) -> Result<Tensor> {
-    let (dev, g, p) = launch_params(x, w, bias, prm)?;
-    let y = empty(&dev, g.out_dims())?;
-    launch(
-        &dev,
-        "conv_bf16_fprop_f32",
-        &g,
-        &p,
-        x,
-        w,
-        bias,
-        ptr(&y, OP)?,
-    )?;
+    let run = Launch::new(x, w, bias, prm)?;
+    let y = empty(&run.dev, run.g.out_dims())?;
+    run.launch("conv_bf16_fprop_f32", x, w, bias, ptr(&y, OP)?)?;
     Ok(y)
 }
 
@@ -198,7 +189,8 @@ pub fn conv2d_fprop_bf16_out(
     bias: Option<&Tensor>,
     prm: Conv2dParams,
 ) -> Result<Bf16Nhwc> {
-    let (dev, g, p) = launch_params(x, w, bias, prm)?;
+    let run = Launch::new(x, w, bias, prm)?;
+    let g = &run.g;
     if g.k % CHANNEL_ALIGN != 0 {
         return Err(Error::shape(
             OP,
@@ -209,17 +201,8 @@ pub fn conv2d_fprop_bf16_out(
             ),
         ));
     }
-    let y = Bf16Nhwc::alloc(&dev, g.out_dims(), g.k)?;
-    launch(
-        &dev,
-        "conv_bf16_fprop_bf16",
-        &g,
-        &p,
-        x,
-        w,
-        bias,
-        y.storage.ptr(),
-    )?;
+    let y = Bf16Nhwc::alloc(&run.dev, g.out_dims(), g.k)?;
+    run.launch("conv_bf16_fprop_bf16", x, w, bias, y.storage.ptr())?;
     Ok(y)
 }
 
@@ -234,68 +217,71 @@ pub fn conv2d_bf16(
     conv2d_fprop_bf16(&Bf16Nhwc::from_f32(x)?, &Bf16Nhwc::from_f32(w)?, bias, prm)
 }
 
-/// Checks devices and the bias, and fills the kernel's parameters.
-fn launch_params(
-    x: &Bf16Nhwc,
-    w: &Bf16Nhwc,
-    bias: Option<&Tensor>,
-    prm: Conv2dParams,
-) -> Result<(Arc<CudaDevice>, Conv2dGeom, ConvParams)> {
-    let g = kernel_geometry(x.dims, w.dims, prm)?;
-    let dev = x.device().clone();
-    let on_dev = |other: &Arc<CudaDevice>| -> Result<()> {
-        if other.ordinal() == dev.ordinal() {
-            return Ok(());
-        }
-        Err(Error::Device {
-            op: OP,
-            lhs: format!("cuda:{}", dev.ordinal()),
-            rhs: format!("cuda:{}", other.ordinal()),
-        })
-    };
-    on_dev(w.device())?;
-    if let Some(b) = bias {
-        on_dev(b.cuda(OP)?.device())?;
-        if b.dims() != [g.k] {
-            return Err(Error::shape(
-                OP,
-                format!("bias {} for {} output channels", b.shape(), g.k),
-            ));
-        }
-    }
-    let p = params(OP, &g, bias.is_some())?;
-    Ok((dev, g, p))
+/// A checked fprop launch: device, geometry and the kernel's parameters.
+struct Launch {
+    dev: Arc<CudaDevice>,
+    g: Conv2dGeom,
+    p: ConvParams,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn launch(
-    dev: &Arc<CudaDevice>,
-    kernel: &str,
-    g: &Conv2dGeom,
-    p: &ConvParams,
-    x: &Bf16Nhwc,
-    w: &Bf16Nhwc,
-    bias: Option<&Tensor>,
-    y: u64,
-) -> Result<()> {
-    let cfg = LaunchConfig {
-        grid_dim: (
-            (g.n * g.p * g.q).div_ceil(TILE_M) as u32,
-            g.k.div_ceil(TILE_N) as u32,
-            1,
-        ),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0, // static: 3 stages of (128 + 64) x 40 bf16 = 46080 bytes
-    };
-    let ptrs = [
-        x.storage.ptr(),
-        w.storage.ptr(),
-        bias.map_or(Ok(0), |b| ptr(b, OP))?,
-        y,
-    ];
-    // SAFETY: ConvParams mirrors the kernel's struct and describes x, w
-    // (padded channels), bias [K] and y [N, P, Q, K].
-    unsafe { dev.launch(kernel, cfg, p, &ptrs) }
+impl Launch {
+    /// Checks the geometry, the devices and the bias.
+    fn new(x: &Bf16Nhwc, w: &Bf16Nhwc, bias: Option<&Tensor>, prm: Conv2dParams) -> Result<Launch> {
+        let g = kernel_geometry(x.dims, w.dims, prm)?;
+        let dev = x.device().clone();
+        let on_dev = |other: &Arc<CudaDevice>| -> Result<()> {
+            if other.ordinal() == dev.ordinal() {
+                return Ok(());
+            }
+            Err(Error::Device {
+                op: OP,
+                lhs: format!("cuda:{}", dev.ordinal()),
+                rhs: format!("cuda:{}", other.ordinal()),
+            })
+        };
+        on_dev(w.device())?;
+        if let Some(b) = bias {
+            on_dev(b.cuda(OP)?.device())?;
+            if b.dims() != [g.k] {
+                return Err(Error::shape(
+                    OP,
+                    format!("bias {} for {} output channels", b.shape(), g.k),
+                ));
+            }
+        }
+        let p = params(OP, &g, bias.is_some())?;
+        Ok(Launch { dev, g, p })
+    }
+
+    /// Runs `kernel` (f32 or bf16 output) writing to device address `y`.
+    fn launch(
+        &self,
+        kernel: &str,
+        x: &Bf16Nhwc,
+        w: &Bf16Nhwc,
+        bias: Option<&Tensor>,
+        y: u64,
+    ) -> Result<()> {
+        let g = &self.g;
+        let cfg = LaunchConfig {
+            grid_dim: (
+                (g.n * g.p * g.q).div_ceil(TILE_M) as u32,
+                g.k.div_ceil(TILE_N) as u32,
+                1,
+            ),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0, // static: 3 stages of (128 + 64) x 40 bf16 = 46080 bytes
+        };
+        let ptrs = [
+            x.storage.ptr(),
+            w.storage.ptr(),
+            bias.map_or(Ok(0), |b| ptr(b, OP))?,
+            y,
+        ];
+        // SAFETY: ConvParams mirrors the kernel's struct and describes x, w
+        // (padded channels), bias [K] and y [N, P, Q, K].
+        unsafe { self.dev.launch(kernel, cfg, &self.p, &ptrs) }
+    }
 }
 
 #[cfg(test)]
@@ -313,23 +299,29 @@ mod tests {
 
     #[test]
     fn unsupported_or_mismatched_operands_are_clear_errors() {
-        let e = kernel_geometry([1, 8, 8, 16], [16, 3, 3, 8], Conv2dParams::new().groups(2))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("conv2d_bf16") && e.contains("groups = 1 only"),
-            "{e}"
-        );
-        let e = kernel_geometry([1, 8, 8, 16], [16, 3, 3, 8], Conv2dParams::new())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("conv2d_bf16") && e.contains("[16, 3, 3, 8]"),
-            "{e}"
-        );
-        let e = kernel_geometry([1, 2, 2, 8], [4, 3, 3, 8], Conv2dParams::new())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("larger than the padded input"), "{e}");
+        let cases = [
+            (
+                [1, 8, 8, 16],
+                [16, 3, 3, 8],
+                Conv2dParams::new().groups(2),
+                "groups = 1 only",
+            ),
+            (
+                [1, 8, 8, 16],
+                [16, 3, 3, 8],
+                Conv2dParams::new(),
+                "[16, 3, 3, 8]",
+            ),
+            (
+                [1, 2, 2, 8],
+                [4, 3, 3, 8],
+                Conv2dParams::new(),
+                "larger than the padded input",
+            ),
+        ];
+        for (x, w, prm, expected) in cases {
+            let e = kernel_geometry(x, w, prm).unwrap_err().to_string();
+            assert!(e.contains("conv2d_bf16") && e.contains(expected), "{e}");
+        }
     }
 }
