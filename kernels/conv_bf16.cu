@@ -98,6 +98,7 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
     for (int l = 0; l < 4; ++l) {
         const int row = m0 + lrow + 32 * l;
         a_img[l] = -1;
+        a_h0[l] = a_w0[l] = 0;
         if (row < M) {
             const int qq = row % p.q, rest = row / p.q;
             a_img[l] = (rest / p.p) * p.h * p.w * p.c;
