@@ -25,7 +25,7 @@ use mtaffect::{ops, DType, Device, Gradients, Params, Rng, Tape, Tensor};
 use std::sync::Arc;
 
 mod common;
-use common::time;
+use common::{gpu_or_skip, time};
 
 fn row(name: &str, size: &str, secs: f64, value: f64, unit: &str, note: &str) {
     println!(
@@ -35,16 +35,11 @@ fn row(name: &str, size: &str, secs: f64, value: f64, unit: &str, note: &str) {
 }
 
 fn main() {
-    let dev = match CudaDevice::get(0) {
-        Ok(d) => d,
-        Err(e) => {
-            println!("cuda_kernels: skipped, no CUDA driver/GPU ({e})");
-            return;
-        }
+    let Some(dev) = gpu_or_skip("cuda_kernels") else {
+        return;
     };
     let gpu = Device::Cuda(dev.clone());
     let mut rng = Rng::new(0);
-    println!("device: {} ({} SMs)", dev.info().name, dev.sm_count());
     println!(
         "{:<22} {:<22} {:>9} {:>9} {:<8} note",
         "kernel", "size", "ms", "value", "unit"

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::time;
+use common::{gpu_or_skip, time};
 use mtaffect::backend::cuda::CudaDevice;
 use mtaffect::ops::{self, RnnWeights};
 use mtaffect::{DType, Device, Params, Rng, Tape, Tensor, Var};
@@ -59,16 +59,11 @@ fn fwd_bwd(dev: &CudaDevice, gpu: &Device, f: impl Fn(&Tape) -> Var) -> (f64, f6
 }
 
 fn main() {
-    let dev = match CudaDevice::get(0) {
-        Ok(d) => d,
-        Err(e) => {
-            println!("cuda_temporal: skipped, no CUDA driver/GPU ({e})");
-            return;
-        }
+    let Some(dev) = gpu_or_skip("cuda_temporal") else {
+        return;
     };
     let gpu = Device::Cuda(dev.clone());
     let mut rng = Rng::new(0);
-    println!("device: {} ({} SMs)", dev.info().name, dev.sm_count());
     let sizes = [32, 64, 256, 256];
     for (name, gates) in [("gru", 3), ("lstm", 4)] {
         let p = rnn_params(gates, sizes, &gpu, &mut rng);

@@ -94,6 +94,17 @@ __device__ __forceinline__ void mt_grid_barrier(u32* counter, u32 k) {
     __syncthreads();
 }
 
+// ---- convolution geometry (conv.cu, conv_bf16.cu) -----------------------
+struct ConvParams {
+    int n, h, w, c;  // input
+    int k, r, s;     // weight [K, R, S, C/groups]
+    int p, q;        // output
+    int sh, sw, ph, pw, dh, dw;  // stride, top/left padding, dilation
+    int groups;
+    int splits;  // wgrad: K-dimension splits (gridDim.y = splits)
+    int has_bias;
+};
+
 // ---- BM x BN block tile, K in steps of 8, 256 threads (gemm.cu, conv.cu) ----
 // BM * BN = 128 * 128: 128x128 (gemm, conv), 256x64 and 64x256 (conv with
 // 64 channels on one side, which would leave half of a 128-wide tile idle).

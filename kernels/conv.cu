@@ -17,16 +17,6 @@
 // Indices are 32-bit: the host refuses tensors of 2^31 elements or more,
 // and heights, widths and paddings of 2^15 or more (16-bit packed pixels).
 
-struct ConvParams {
-    int n, h, w, c;  // input
-    int k, r, s;     // weight [K, R, S, C/groups]
-    int p, q;        // output
-    int sh, sw, ph, pw, dh, dw;  // stride, top/left padding, dilation
-    int groups;
-    int splits;  // wgrad: K-dimension splits (gridDim.y = splits)
-    int has_bias;
-};
-
 // The shared main loop: `steps` K steps of 8 from a loader that fetches one
 // step's tile elements into registers (`load`, which then moves on to the
 // next step) and writes them into shared memory (`store`). Double-buffered:

@@ -6,6 +6,9 @@
   wgrad (weight gradient), each 2*N*P*Q*K*R*S*C FLOP. The 3x3 64 -> 64 56x56
   lines keep their old names (conv3x3_64_56x56_b64_*).
 - device-to-device copy of 1 GiB, GB/s counting read + write bytes.
+- conv2d fprop in bf16, channels_last, cuDNN, on the layer shapes of
+  benches/cuda_bf16.rs (same names, same FLOP count with the real C), bf16
+  output as cuDNN gives it.
 
 Each figure is the best of several CUDA-event-timed batches. Prints one
 line per figure: `torch <name> <value> <unit>`, which scripts/gpu_checks.sh
@@ -78,6 +81,32 @@ def main():
     dst = torch.empty_like(src)
     ms = best_ms(lambda: dst.copy_(src), reps=5)
     print(f"torch copy_d2d_1GiB {2 * src.numel() * 4 / ms / 1e6:.1f} GB/s (read+write)")
+
+    conv_bf16(dev)
+
+
+# (name, input N, H, W, C, K, R, S, stride, padding), as in benches/cuda_bf16.rs.
+BF16_LAYERS = [
+    ("stem7x7s2_3-64_112_b64", 64, 112, 112, 3, 64, 7, 7, 2, 3),
+    ("3x3_64-64_56_b64", 64, 56, 56, 64, 64, 3, 3, 1, 1),
+    ("3x3_64-64_56_b256", 256, 56, 56, 64, 64, 3, 3, 1, 1),
+    ("3x3_64-64_28_b64", 64, 28, 28, 64, 64, 3, 3, 1, 1),
+    ("3x3s2_64-128_56_b64", 64, 56, 56, 64, 128, 3, 3, 2, 1),
+    ("1x1_64-256_28_b64", 64, 28, 28, 64, 256, 1, 1, 1, 0),
+    ("1x1_256-64_28_b64", 64, 28, 28, 256, 64, 1, 1, 1, 0),
+    ("3x3_512-512_4_b64", 64, 4, 4, 512, 512, 3, 3, 1, 1),
+]
+
+
+def conv_bf16(dev):
+    for name, bn, h, w, c, k, r, s, st, pad in BF16_LAYERS:
+        x = torch.randn(bn, c, h, w, device=dev, dtype=torch.bfloat16).to(memory_format=torch.channels_last)
+        wt = (torch.randn(k, c, r, s, device=dev, dtype=torch.bfloat16) * 0.05).to(
+            memory_format=torch.channels_last)
+        y = F.conv2d(x, wt, stride=st, padding=pad)
+        flop = 2.0 * bn * y.shape[2] * y.shape[3] * k * r * s * c
+        ms = best_ms(lambda: F.conv2d(x, wt, stride=st, padding=pad))
+        print(f"torch conv_bf16_{name} {flop / ms / 1e9:.1f} TFLOP/s (cuDNN bf16 channels_last fprop, {ms:.3f} ms)")
 
 
 if __name__ == "__main__":

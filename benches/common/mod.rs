@@ -1,9 +1,11 @@
-//! Timing shared by the GPU benches.
+//! Helpers shared by the CUDA benches (benches/cuda_*.rs).
 
 use mtaffect::backend::cuda::CudaDevice;
+use std::sync::Arc;
 use std::time::Instant;
 
-/// Best seconds per call of `f` over `batches` batches of `reps` calls.
+/// Best seconds per call of `f` over `batches` batches of `reps` calls,
+/// after one warm-up call; the GPU is synchronised only around a batch.
 pub fn time(dev: &CudaDevice, reps: usize, batches: usize, mut f: impl FnMut()) -> f64 {
     f();
     dev.synchronize().expect("sync");
@@ -17,4 +19,19 @@ pub fn time(dev: &CudaDevice, reps: usize, batches: usize, mut f: impl FnMut()) 
         best = best.min(t.elapsed().as_secs_f64() / reps as f64);
     }
     best
+}
+
+/// The GPU, or None after printing the one skip line for `bench`; prints
+/// the device line first.
+pub fn gpu_or_skip(bench: &str) -> Option<Arc<CudaDevice>> {
+    match CudaDevice::get(0) {
+        Ok(d) => {
+            println!("device: {} ({} SMs)", d.info().name, d.sm_count());
+            Some(d)
+        }
+        Err(e) => {
+            println!("{bench}: skipped, no CUDA driver/GPU ({e})");
+            None
+        }
+    }
 }

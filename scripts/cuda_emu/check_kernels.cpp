@@ -419,10 +419,68 @@ void temporal() {
     attention_case();
 }
 
+// bf16 tensor-core conv fprop (conv_bf16.cu) on bf16-rounded inputs, with
+// cp.async immediate and deferred; f32 and bf16 outputs; the stem's channels
+// padded from 3 to 8 by f32_to_bf16_pad, read back through bf16_to_f32.
+unsigned short to_bf16(float f) { unsigned u; memcpy(&u, &f, 4); u += 0x7fffu + ((u >> 16) & 1u); return (unsigned short)(u >> 16); }
+void conv_bf16_case(G g, int c_real, bool bias) {
+    int P = g.p(), Q = g.q(), M = g.n*P*Q, Kd = g.r*g.s*g.c;
+    auto X = randv((size_t)g.n*g.h*g.w*c_real), W = randv((size_t)g.k*g.r*g.s*c_real), b = randv(g.k);
+    std::vector<unsigned short> xb((size_t)g.n*g.h*g.w*g.c, 0xffff), wb((size_t)g.k*g.r*g.s*g.c, 0xffff);
+    Bf16PadParams px{(u64)g.n*g.h*g.w, c_real, g.c}, pw{(u64)g.k*g.r*g.s, c_real, g.c};
+    launch({3,1,1},{256,1,1},[&]{ f32_to_bf16_pad(px, X.data(), xb.data()); });
+    launch({3,1,1},{256,1,1},[&]{ f32_to_bf16_pad(pw, W.data(), wb.data()); });
+    auto xv = [&](size_t i) { return (double)emu_bf16(xb[i]); };
+    auto wv = [&](size_t i) { return (double)emu_bf16(wb[i]); };
+    for (size_t i = 0; i < X.size(); ++i) if (xb[i / c_real * g.c + i % c_real] != to_bf16(X[i])) { puts("f32_to_bf16_pad: FAIL"); exit(1); }
+    std::vector<double> Y((size_t)M*g.k), A((size_t)M*g.k);  // A: sum of |terms|, for the tolerance
+    for (int n=0;n<g.n;++n) for (int pp=0;pp<P;++pp) for (int qq=0;qq<Q;++qq) for (int k=0;k<g.k;++k) {
+        double acc = bias ? b[k] : 0, ab = fabs(acc);
+        for (int r=0;r<g.r;++r) for (int s=0;s<g.s;++s) for (int c=0;c<g.c;++c) {
+            int hh = pp*g.sh - g.pt + r*g.dh, ww = qq*g.sw - g.pl + s*g.dw;
+            if (hh<0||hh>=g.h||ww<0||ww>=g.w) continue;
+            double t = xv(((size_t)(n*g.h+hh)*g.w+ww)*g.c + c) * wv(((size_t)(k*g.r+r)*g.s+s)*g.c + c);
+            acc += t; ab += fabs(t);
+        }
+        size_t o = ((size_t)(n*P+pp)*Q+qq)*g.k+k; Y[o] = acc; A[o] = ab;
+    }
+    ConvParams p{g.n,g.h,g.w,g.c,g.k,g.r,g.s,P,Q,g.sh,g.sw,g.pt,g.pl,g.dh,g.dw,1,1,bias};
+    dim3 grid{(unsigned)((M+127)/128),(unsigned)((g.k+63)/64),1};
+    for (bool defer : {false, true}) {
+        g_cp_async_defer = defer;
+        std::vector<float> y(Y.size(), NAN);
+        std::vector<unsigned short> yb(Y.size(), 0xffff);
+        launch(grid,{128,1,1},[&]{ conv_bf16_fprop_f32(p, xb.data(), wb.data(), b.data(), y.data()); });
+        launch(grid,{128,1,1},[&]{ conv_bf16_fprop_bf16(p, xb.data(), wb.data(), b.data(), yb.data()); });
+        std::vector<float> yf(Y.size(), NAN);
+        Bf16PadParams pb{(u64)Y.size(), 1, 1};
+        launch({2,1,1},{256,1,1},[&]{ bf16_to_f32(pb, yb.data(), yf.data()); });
+        // f32 accumulation of Kd + 1 terms: |err| <= Kd 2^-24 sum|terms| (x4 margin); bf16 output adds at most 2^-8 (|Y| + tol).
+        double worst = 0, worst_b = 0;
+        for (size_t i = 0; i < Y.size(); ++i) {
+            double tol = 1e-6 + 4.0 * (Kd + 1) * ldexp(1.0, -24) * A[i], e = fabs(y[i] - Y[i]) / tol;
+            double eb = fabs(yf[i] - Y[i]) / (tol * (1 + ldexp(1.0, -8)) + ldexp(1.0, -8) * fabs(Y[i]));
+            if (!(e <= 1) || !(eb <= 1)) { printf("conv_bf16 FAIL at %zu: f32 %f bf16 %f vs %f\n", i, y[i], yf[i], Y[i]); exit(1); }
+            worst = std::max(worst, e); worst_b = std::max(worst_b, eb);
+        }
+        printf("conv_bf16 n%d %dx%d c%d(%d) k%d %dx%d s%d p%d d%d cp.async %s ok (worst err/tol f32 out %.3f, bf16 out %.3f, %zu values)\n",
+               g.n, g.h, g.w, g.c, c_real, g.k, g.r, g.s, g.sh, g.pt, g.dh, defer ? "deferred" : "immediate", worst, worst_b, Y.size());
+    }
+    g_cp_async_defer = false;
+}
+void conv_bf16() {
+    conv_bf16_case({3,5,7,16, 24,3,3, 1,1, 1,1,1,1, 1,1, 1}, 16, true);   // M = 105 odd, K < 64, 5 k-tiles
+    conv_bf16_case({2,9,11,32, 72,3,3, 2,2, 1,1,1,1, 1,1, 1}, 32, false); // stride 2, two column tiles
+    conv_bf16_case({1,9,9,8, 16,3,3, 1,1, 2,0,1,2, 2,2, 1}, 8, true);     // dilation 2, asymmetric padding
+    conv_bf16_case({1,13,13,8, 16,7,7, 2,2, 3,3,3,3, 1,1, 1}, 3, true);   // the stem: 3 channels padded to 8
+    conv_bf16_case({2,8,9,64, 40,1,1, 1,1, 0,0,0,0, 1,1, 1}, 64, false);  // 1x1, M = 144 over two row tiles
+}
+
 int main() {
     tiles();
     others();
     elementwise();
     temporal();
+    conv_bf16();
     puts("all kernels match their references");
 }

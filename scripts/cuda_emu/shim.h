@@ -98,3 +98,71 @@ template <class F> void launch_cooperative(dim3 grid, dim3 block, F kernel) {
     }
     for (pid_t k : kids) { int st = 0; waitpid(k, &st, 0); if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) { puts("a block failed"); exit(1); } }
 }
+
+// ---- sm_80 warp-level PTX used by kernels/conv_bf16.cu ------------------
+// Scalar emulations of cp.async, ldmatrix.x4 and mma.m16n8k16 bf16 with the
+// fragment layouts of the PTX ISA, replacing the kernel's inline-PTX wrappers
+// (MT_CUDA_EMU). The warp-collective ones exchange operands through
+// per-warp slots between warp barriers, like __shfl_xor_sync above.
+#define MT_CUDA_EMU 1
+inline unsigned emu_tid() { return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z); }
+inline float emu_bf16(unsigned short h) { return __uint_as_float((unsigned)h << 16); }
+
+// cp.async: immediate (the earliest a copy may land) or, with
+// g_cp_async_defer, performed only when wait_group retires its group (the
+// latest it may land): a missing wait or a stage overwritten too early
+// shows up in one mode or the other.
+bool g_cp_async_defer = false;
+struct EmuCopy { void* dst; const void* src; int bytes; };
+thread_local std::vector<EmuCopy> t_cp_open;
+thread_local std::vector<std::vector<EmuCopy>> t_cp_groups;
+inline void emu_copy(const EmuCopy& c) {
+    memcpy(c.dst, c.src, c.bytes);
+    memset(static_cast<char*>(c.dst) + c.bytes, 0, 16 - c.bytes);
+}
+inline void mt_cp_async16(void* dst, const void* src, int bytes) {
+    if (g_cp_async_defer) t_cp_open.push_back({dst, src, bytes}); else emu_copy({dst, src, bytes});
+}
+inline void mt_cp_async_commit() { t_cp_groups.push_back(std::move(t_cp_open)); t_cp_open.clear(); }
+template <int N> inline void mt_cp_async_wait() {
+    while (t_cp_groups.size() > (size_t)N) {
+        for (auto& c : t_cp_groups.front()) emu_copy(c);
+        t_cp_groups.erase(t_cp_groups.begin());
+    }
+}
+
+const void* g_ldm_xch[32][32];
+// r[i] = row lane/4 of matrix i (addressed by lane 8i + lane/4), columns 2(lane%4), +1; low half first.
+inline void mt_ldmatrix_x4(unsigned (&r)[4], const void* p) {
+    unsigned w = emu_tid() / 32, l = emu_tid() % 32;
+    g_warp_bar[w]->arrive_and_wait();
+    g_ldm_xch[w][l] = p;
+    g_warp_bar[w]->arrive_and_wait();
+    for (int i = 0; i < 4; ++i) {
+        const unsigned short* row = static_cast<const unsigned short*>(g_ldm_xch[w][8 * i + l / 4]);
+        r[i] = row[2 * (l % 4)] | ((unsigned)row[2 * (l % 4) + 1] << 16);
+    }
+    g_warp_bar[w]->arrive_and_wait();
+}
+
+unsigned g_mma_xch[32][32][6];
+// d += A B. Lane l = 4 g + t holds A rows g, g+8 at columns 2t, 2t+1 (a0, a1)
+// and 2t+8, 2t+9 (a2, a3); B column g at rows 2t, 2t+1 (b0) and 2t+8, 2t+9
+// (b1); D rows g (d0, d1) and g+8 (d2, d3) at columns 2t, 2t+1.
+inline void mt_mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+    unsigned w = emu_tid() / 32, l = emu_tid() % 32;
+    g_warp_bar[w]->arrive_and_wait();
+    for (int i = 0; i < 4; ++i) g_mma_xch[w][l][i] = a[i];
+    g_mma_xch[w][l][4] = b[0]; g_mma_xch[w][l][5] = b[1];
+    g_warp_bar[w]->arrive_and_wait();
+    auto half = [](unsigned v, int k) { return emu_bf16((unsigned short)(k % 2 ? v >> 16 : v & 0xffff)); };
+    auto A = [&](int row, int k) { return half(g_mma_xch[w][(row % 8) * 4 + (k % 8) / 2][row / 8 + 2 * (k / 8)], k); };
+    auto B = [&](int k, int col) { return half(g_mma_xch[w][col * 4 + (k % 8) / 2][4 + k / 8], k); };
+    for (int e = 0; e < 4; ++e) {
+        int row = l / 4 + 8 * (e / 2), col = 2 * (l % 4) + e % 2;
+        float s = 0.0f;  // bf16 products are exact in f32
+        for (int k = 0; k < 16; ++k) s += A(row, k) * B(k, col);
+        d[e] += s;
+    }
+    g_warp_bar[w]->arrive_and_wait();
+}

@@ -20,6 +20,7 @@
 //! [`conv_transpose2d`](super::conv_transpose::conv_transpose2d) is the
 //! adjoint of this op and reuses [`forward`], [`dgrad`] and [`wgrad`].
 
+pub mod bf16;
 mod cuda;
 
 use crate::backend::cpu::{gemm_strided, Float, MatRef};

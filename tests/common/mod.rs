@@ -3,6 +3,9 @@
 //! on the CPU reference (f64) and the GPU (f32) and compares the output and
 //! every input gradient.
 
+// Each test file compiles this module on its own and uses part of it.
+#![allow(dead_code)]
+
 use mtaffect::backend::cuda::CudaDevice;
 use mtaffect::{DType, Device, Params, Result, Rng, Tape, Tensor, Var};
 use std::sync::Arc;
@@ -47,30 +50,45 @@ impl Ctx {
 pub struct Report {
     pub checks: usize,
     pub worst_abs: f64,
-    /// max over values of |gpu - ref| / (atol + rtol |ref|); must stay <= 1.
+    /// max over values of |gpu - ref| / bound; must stay <= 1.
     pub worst_ratio: f64,
 }
 
 impl Report {
+    /// Checks `gpu` (which must still be on the GPU) against `reference`
+    /// element by element: `|gpu - ref| <= atol + rtol |ref|`.
     pub fn compare(&mut self, what: &str, gpu: &Tensor, reference: &Tensor, tol: Tol) {
         assert_eq!(gpu.shape(), reference.shape(), "{what}: shapes differ");
         assert!(gpu.is_cuda(), "{what}: the result did not stay on the GPU");
         let g = gpu.try_to_f64_vec().expect("device-to-host copy");
         let r = reference.to_f64_vec();
-        for (i, (&gv, &rv)) in g.iter().zip(&r).enumerate() {
-            let err = (gv - rv).abs();
-            let bound = tol.atol + tol.rtol * rv.abs();
+        let what = format!("{what} ({})", gpu.shape());
+        self.compare_values(&what, &g, &r, |i| tol.atol + tol.rtol * r[i].abs());
+    }
+
+    /// Asserts `|gpu[i] - reference[i]| <= bound(i)` for every element (for
+    /// bounds that depend on more than the reference value).
+    pub fn compare_values(
+        &mut self,
+        what: &str,
+        gpu: &[f64],
+        reference: &[f64],
+        bound: impl Fn(usize) -> f64,
+    ) {
+        assert_eq!(gpu.len(), reference.len(), "{what}: lengths differ");
+        for (i, (&g, &r)) in gpu.iter().zip(reference).enumerate() {
+            let (err, b) = ((g - r).abs(), bound(i));
             assert!(
-                err <= bound,
-                "{what}: element {i} of {}: gpu {gv} vs reference {rv} (|err| {err:e} > {bound:e})",
-                gpu.shape()
+                err <= b,
+                "{what}: element {i}: gpu {g} vs reference {r} (|err| {err:e} > {b:e})"
             );
             self.checks += 1;
             self.worst_abs = self.worst_abs.max(err);
-            self.worst_ratio = self.worst_ratio.max(err / bound);
+            self.worst_ratio = self.worst_ratio.max(err / b);
         }
     }
 
+    /// The `parity <op>: N checks, worst |err| E, worst err/tol R` line.
     pub fn print(&self, op: &str) {
         assert!(self.checks > 0, "{op}: nothing was checked");
         println!(

@@ -7,10 +7,10 @@ use crate::{Error, Result, Tensor};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::sync::Arc;
 
-/// Mirrors `ConvParams` in kernels/conv.cu.
+/// Mirrors `ConvParams` in kernels/common.cuh (conv.cu and conv_bf16.cu).
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct ConvParams {
+pub(super) struct ConvParams {
     n: i32,
     h: i32,
     w: i32,
@@ -39,7 +39,9 @@ const TILE: usize = 128;
 const NARROW: usize = 64;
 const WIDE: usize = 256;
 
-fn params(op: &'static str, g: &Conv2dGeom, has_bias: bool) -> Result<ConvParams> {
+/// The kernels' parameters for `g` (one split); an error if 32-bit indices
+/// cannot reach every element.
+pub(super) fn params(op: &'static str, g: &Conv2dGeom, has_bias: bool) -> Result<ConvParams> {
     // The kernels index with 32-bit ints.
     let biggest = [
         g.n * g.h * g.w * g.c,

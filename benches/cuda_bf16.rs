@@ -1,0 +1,82 @@
+//! bf16 tensor-core conv fprop (kernels/conv_bf16.cu) on the issue-9 layer
+//! shapes: `cargo bench --bench cuda_bf16` on a GPU host (prints one skip
+//! line elsewhere).
+//!
+//! Operands are converted to bf16 once, outside the timing: a bf16 training
+//! step would keep its activations and weights in bf16. Each line is the best
+//! of several timed batches of launches, synchronising only around a batch:
+//! `conv bf16 <layer> <out> ms TFLOP/s %peak`, FLOP = 2·N·P·Q·K·R·S·C with the
+//! layer's real C (the stem's 3, not the 8 it is padded to), for the f32 and
+//! the bf16 output kernel.
+//!
+//! Peak: 989.4 TFLOP/s, the dense (non-sparse) BF16 tensor-core figure of the
+//! H100 SXM5 in NVIDIA's H100 datasheet (1979 "with sparsity", halved). On
+//! another GPU the % column is against that number all the same.
+//! scripts/torch_kernel_bench.py measures cuDNN bf16 (channels_last) on the
+//! same shapes.
+
+use mtaffect::ops::conv::bf16::{conv2d_fprop_bf16, conv2d_fprop_bf16_out, Bf16Nhwc};
+use mtaffect::ops::Conv2dParams;
+use mtaffect::{DType, Device, Rng, Tensor};
+
+mod common;
+use common::{gpu_or_skip, time};
+
+const H100_SXM_BF16_DENSE_TFLOPS: f64 = 989.4;
+
+/// (name, input [N, H, W, C], K, R, S, params).
+type Layer = (&'static str, [usize; 4], usize, usize, usize, Conv2dParams);
+
+fn main() {
+    let Some(dev) = gpu_or_skip("cuda_bf16") else {
+        return;
+    };
+    let gpu = Device::Cuda(dev.clone());
+    let mut rng = Rng::new(0);
+    let p = Conv2dParams::new;
+    // Sizes are input sizes.
+    #[rustfmt::skip]
+    let layers: [Layer; 8] = [
+        ("stem7x7s2_3-64_112_b64", [64, 112, 112, 3], 64, 7, 7, p().stride(2).padding(3)),
+        ("3x3_64-64_56_b64", [64, 56, 56, 64], 64, 3, 3, p().padding(1)),
+        ("3x3_64-64_56_b256", [256, 56, 56, 64], 64, 3, 3, p().padding(1)),
+        ("3x3_64-64_28_b64", [64, 28, 28, 64], 64, 3, 3, p().padding(1)),
+        ("3x3s2_64-128_56_b64", [64, 56, 56, 64], 128, 3, 3, p().stride(2).padding(1)),
+        ("1x1_64-256_28_b64", [64, 28, 28, 64], 256, 1, 1, p()),
+        ("1x1_256-64_28_b64", [64, 28, 28, 256], 64, 1, 1, p()),
+        ("3x3_512-512_4_b64", [64, 4, 4, 512], 512, 3, 3, p().padding(1)),
+    ];
+    println!(
+        "{:<10} {:<24} {:<5} {:>9} {:>9} {:>7}",
+        "kernel", "layer", "out", "ms", "TFLOP/s", "%peak"
+    );
+    for (name, xd, k, r, s, prm) in layers {
+        let put = |d: &[usize], std: f64, rng: &mut Rng| {
+            Tensor::randn(d, std, DType::F32, rng)
+                .to_device(&gpu)
+                .expect("host-to-device copy")
+        };
+        let x = Bf16Nhwc::from_f32(&put(&xd, 1.0, &mut rng)).expect("convert x");
+        let w = Bf16Nhwc::from_f32(&put(&[k, r, s, xd[3]], 0.05, &mut rng)).expect("convert w");
+        let y = conv2d_fprop_bf16(&x, &w, None, prm).expect("conv");
+        let [n, pp, q, _] = y.dims().try_into().expect("rank 4");
+        let flop = 2.0 * (n * pp * q * k * r * s * xd[3]) as f64;
+        drop(y);
+        let reps = ((2e10 / flop) as usize).clamp(3, 200);
+        for out in ["f32", "bf16"] {
+            let sec = time(&dev, reps, 5, || {
+                if out == "f32" {
+                    drop(conv2d_fprop_bf16(&x, &w, None, prm).expect("conv"));
+                } else {
+                    drop(conv2d_fprop_bf16_out(&x, &w, None, prm).expect("conv"));
+                }
+            });
+            let tflops = flop / sec / 1e12;
+            println!(
+                "conv bf16  {name:<24} {out:<5} {:>9.3} {tflops:>9.1} {:>6.1}%",
+                sec * 1e3,
+                100.0 * tflops / H100_SXM_BF16_DENSE_TFLOPS
+            );
+        }
+    }
+}

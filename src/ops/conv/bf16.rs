@@ -1,0 +1,327 @@
+//! conv2d fprop in bf16 on tensor cores (kernels/conv_bf16.cu): bf16
+//! activations and weights, f32 accumulation, f32 or bf16 output. Issue 10's
+//! first lever, measured on its own (benches/cuda_bf16.rs); training does not
+//! use it yet, and there is no bf16 dgrad/wgrad.
+//!
+//! The kernel needs C % 8 == 0 (16-byte loads along the reduction), so
+//! [`Bf16Nhwc::from_f32`] pads the channels with zeros while converting: the
+//! 3-channel stem becomes 8 channels, which adds zero products only.
+//! Groups = 1 only.
+
+use super::cuda::{params, ConvParams};
+use super::{Conv2dGeom, Conv2dParams};
+use crate::backend::cuda::{CudaDevice, CudaStorage};
+use crate::ops::elementwise::cuda::{empty, ptr};
+use crate::{Error, Result, Tensor};
+use cudarc::driver::{DeviceRepr, LaunchConfig};
+use std::sync::Arc;
+
+const OP: &str = "conv2d_bf16";
+
+/// Channels are padded to a multiple of this (8 bf16 = one 16-byte load).
+pub const CHANNEL_ALIGN: usize = 8;
+
+/// Block tile of kernels/conv_bf16.cu: CB_BM output pixels by CB_BN output
+/// channels, CB_THREADS threads.
+const TILE_M: usize = 128;
+const TILE_N: usize = 64;
+const THREADS: u32 = 128;
+
+/// Mirrors `Bf16PadParams` in kernels/conv_bf16.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Bf16PadParams {
+    rows: u64,
+    c: i32,
+    cp: i32,
+}
+// SAFETY: as above.
+unsafe impl DeviceRepr for Bf16PadParams {}
+
+/// A rank-4 bf16 tensor on the GPU, channels last ([N, H, W, C] activations
+/// or [K, R, S, C] weights), with C padded to a multiple of [`CHANNEL_ALIGN`]
+/// by zeros in memory.
+pub struct Bf16Nhwc {
+    /// bf16 bits, two per f32 slot of the pooled buffer.
+    storage: CudaStorage,
+    /// Logical dims; the last one before padding.
+    dims: [usize; 4],
+    /// The padded channel count: the row length in memory.
+    padded: usize,
+}
+
+impl std::fmt::Debug for Bf16Nhwc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bf16Nhwc({:?}, padded to {})", self.dims, self.padded)
+    }
+}
+
+impl Bf16Nhwc {
+    /// Uninitialised (NaN while the device poisons) storage for `dims`.
+    fn alloc(dev: &Arc<CudaDevice>, dims: [usize; 4], padded: usize) -> Result<Bf16Nhwc> {
+        let elems = dims[..3].iter().product::<usize>() * padded;
+        Ok(Bf16Nhwc {
+            storage: CudaStorage::alloc(dev, elems.div_ceil(2))?,
+            dims,
+            padded,
+        })
+    }
+
+    /// Rounds a rank-4 f32 CUDA tensor to bf16 (nearest even) on the device,
+    /// padding its last dim with zeros to a multiple of [`CHANNEL_ALIGN`].
+    pub fn from_f32(t: &Tensor) -> Result<Bf16Nhwc> {
+        let dims: [usize; 4] = t.dims().try_into().map_err(|_| {
+            Error::shape(
+                OP,
+                format!(
+                    "expected a rank-4 channels-last tensor, found {}",
+                    t.shape()
+                ),
+            )
+        })?;
+        let src = t.cuda(OP)?;
+        let padded = dims[3].next_multiple_of(CHANNEL_ALIGN);
+        let out = Bf16Nhwc::alloc(src.device(), dims, padded)?;
+        let rows = dims[..3].iter().product::<usize>();
+        out.convert(
+            "f32_to_bf16_pad",
+            rows,
+            dims[3],
+            src.ptr(),
+            out.storage.ptr(),
+        )?;
+        Ok(out)
+    }
+
+    /// The values as an f32 tensor (exact), padding channels included: dims
+    /// [.., padded channels].
+    pub fn to_f32(&self) -> Result<Tensor> {
+        let dev = self.storage.device();
+        let mut dims = self.dims;
+        dims[3] = self.padded;
+        let out = empty(dev, dims)?;
+        let rows = dims[..3].iter().product::<usize>();
+        self.convert(
+            "bf16_to_f32",
+            rows,
+            self.padded,
+            self.storage.ptr(),
+            ptr(&out, OP)?,
+        )?;
+        Ok(out)
+    }
+
+    /// Launches one of the conversion kernels over rows x padded elements.
+    fn convert(&self, kernel: &str, rows: usize, c: usize, src: u64, dst: u64) -> Result<()> {
+        let dev = self.storage.device();
+        let p = Bf16PadParams {
+            rows: rows as u64,
+            c: c as i32,
+            cp: self.padded as i32,
+        };
+        let cfg = dev.elementwise_config(rows * self.padded);
+        // SAFETY: Bf16PadParams mirrors the kernel's struct; src holds rows x c
+        // (f32) or rows x padded (bf16) elements, dst rows x padded.
+        unsafe { dev.launch(kernel, cfg, &p, &[src, dst]) }
+    }
+
+    /// Logical dims (channels before padding).
+    pub fn dims(&self) -> [usize; 4] {
+        self.dims
+    }
+
+    /// Channels per row in memory.
+    pub fn padded_channels(&self) -> usize {
+        self.padded
+    }
+
+    pub fn device(&self) -> &Arc<CudaDevice> {
+        self.storage.device()
+    }
+}
+
+/// The geometry the kernel runs: `x` [N, H, W, C] and `w` [K, R, S, C]
+/// (logical dims) checked as conv2d checks them, groups = 1, and C replaced
+/// by its padded count (the extra channels are zeros in both operands).
+pub fn kernel_geometry(x: [usize; 4], w: [usize; 4], prm: Conv2dParams) -> Result<Conv2dGeom> {
+    if prm.groups != 1 {
+        return Err(Error::arg(
+            OP,
+            format!(
+                "groups = {}: the bf16 tensor-core conv handles groups = 1 only (use conv2d)",
+                prm.groups
+            ),
+        ));
+    }
+    let mut g = Conv2dGeom::new(OP, &x, &w, prm)?;
+    g.c = g.c.next_multiple_of(CHANNEL_ALIGN);
+    params(OP, &g, false)?; // the 32-bit indexing check
+    if g.k.div_ceil(TILE_N) > 65_535 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "K = {} output channels: more than 65535 column tiles of {TILE_N}",
+                g.k
+            ),
+        ));
+    }
+    Ok(g)
+}
+
+/// y [N, P, Q, K] = conv(x, w) (+ bias), f32.
+pub fn conv2d_fprop_bf16(
+    x: &Bf16Nhwc,
+    w: &Bf16Nhwc,
+    bias: Option<&Tensor>,
+    prm: Conv2dParams,
+) -> Result<Tensor> {
+    let run = Launch::new(x, w, bias, prm)?;
+    let y = empty(&run.dev, run.g.out_dims())?;
+    run.launch("conv_bf16_fprop_f32", x, w, bias, ptr(&y, OP)?)?;
+    Ok(y)
+}
+
+/// y [N, P, Q, K] = conv(x, w) (+ bias), rounded to bf16 once at the end;
+/// K must be a multiple of [`CHANNEL_ALIGN`] (no padding to write).
+pub fn conv2d_fprop_bf16_out(
+    x: &Bf16Nhwc,
+    w: &Bf16Nhwc,
+    bias: Option<&Tensor>,
+    prm: Conv2dParams,
+) -> Result<Bf16Nhwc> {
+    let run = Launch::new(x, w, bias, prm)?;
+    let g = &run.g;
+    if g.k % CHANNEL_ALIGN != 0 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "a bf16 output needs K % {CHANNEL_ALIGN} == 0, found K = {} (weight {:?})",
+                g.k,
+                w.dims()
+            ),
+        ));
+    }
+    let y = Bf16Nhwc::alloc(&run.dev, g.out_dims(), g.k)?;
+    run.launch("conv_bf16_fprop_bf16", x, w, bias, y.storage.ptr())?;
+    Ok(y)
+}
+
+/// f32 in, f32 out: converts x and w to bf16 on the device, then
+/// [`conv2d_fprop_bf16`].
+pub fn conv2d_bf16(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    prm: Conv2dParams,
+) -> Result<Tensor> {
+    conv2d_fprop_bf16(&Bf16Nhwc::from_f32(x)?, &Bf16Nhwc::from_f32(w)?, bias, prm)
+}
+
+/// A checked fprop launch: device, geometry and the kernel's parameters.
+struct Launch {
+    dev: Arc<CudaDevice>,
+    g: Conv2dGeom,
+    p: ConvParams,
+}
+
+impl Launch {
+    /// Checks the geometry, the devices and the bias.
+    fn new(x: &Bf16Nhwc, w: &Bf16Nhwc, bias: Option<&Tensor>, prm: Conv2dParams) -> Result<Launch> {
+        let g = kernel_geometry(x.dims, w.dims, prm)?;
+        let dev = x.device().clone();
+        let on_dev = |other: &Arc<CudaDevice>| -> Result<()> {
+            if other.ordinal() == dev.ordinal() {
+                return Ok(());
+            }
+            Err(Error::Device {
+                op: OP,
+                lhs: format!("cuda:{}", dev.ordinal()),
+                rhs: format!("cuda:{}", other.ordinal()),
+            })
+        };
+        on_dev(w.device())?;
+        if let Some(b) = bias {
+            on_dev(b.cuda(OP)?.device())?;
+            if b.dims() != [g.k] {
+                return Err(Error::shape(
+                    OP,
+                    format!("bias {} for {} output channels", b.shape(), g.k),
+                ));
+            }
+        }
+        let p = params(OP, &g, bias.is_some())?;
+        Ok(Launch { dev, g, p })
+    }
+
+    /// Runs `kernel` (f32 or bf16 output) writing to device address `y`.
+    fn launch(
+        &self,
+        kernel: &str,
+        x: &Bf16Nhwc,
+        w: &Bf16Nhwc,
+        bias: Option<&Tensor>,
+        y: u64,
+    ) -> Result<()> {
+        let g = &self.g;
+        let cfg = LaunchConfig {
+            grid_dim: (
+                (g.n * g.p * g.q).div_ceil(TILE_M) as u32,
+                g.k.div_ceil(TILE_N) as u32,
+                1,
+            ),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0, // static: 3 stages of (128 + 64) x 40 bf16 = 46080 bytes
+        };
+        let ptrs = [
+            x.storage.ptr(),
+            w.storage.ptr(),
+            bias.map_or(Ok(0), |b| ptr(b, OP))?,
+            y,
+        ];
+        // SAFETY: ConvParams mirrors the kernel's struct and describes x, w
+        // (padded channels), bias [K] and y [N, P, Q, K].
+        unsafe { self.dev.launch(kernel, cfg, &self.p, &ptrs) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_pads_channels_and_keeps_the_output_shape() {
+        let prm = Conv2dParams::new().stride(2).padding(3);
+        let g = kernel_geometry([2, 23, 23, 3], [64, 7, 7, 3], prm).unwrap();
+        assert_eq!((g.c, g.k, g.p, g.q), (8, 64, 12, 12));
+        let g = kernel_geometry([1, 5, 5, 64], [16, 1, 1, 64], Conv2dParams::new()).unwrap();
+        assert_eq!(g.c, 64, "already aligned: no padding");
+    }
+
+    #[test]
+    fn unsupported_or_mismatched_operands_are_clear_errors() {
+        let cases = [
+            (
+                [1, 8, 8, 16],
+                [16, 3, 3, 8],
+                Conv2dParams::new().groups(2),
+                "groups = 1 only",
+            ),
+            (
+                [1, 8, 8, 16],
+                [16, 3, 3, 8],
+                Conv2dParams::new(),
+                "[16, 3, 3, 8]",
+            ),
+            (
+                [1, 2, 2, 8],
+                [4, 3, 3, 8],
+                Conv2dParams::new(),
+                "larger than the padded input",
+            ),
+        ];
+        for (x, w, prm, expected) in cases {
+            let e = kernel_geometry(x, w, prm).unwrap_err().to_string();
+            assert!(e.contains("conv2d_bf16") && e.contains(expected), "{e}");
+        }
+    }
+}

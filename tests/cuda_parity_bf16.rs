@@ -1,0 +1,152 @@
+//! CUDA parity of the bf16 tensor-core conv fprop (kernels/conv_bf16.cu)
+//! against the CPU conv reference in f64 on the same bf16-rounded inputs, so
+//! only the GPU's f32 accumulation (and, for a bf16 output, the final
+//! rounding) is measured.
+//!
+//! Tolerance, per output element: the kernel sums n = R·S·C_padded products
+//! plus the bias in f32. bf16 x bf16 products are exact in f32, so the error
+//! is the summation's: |err| <= γ_n Σ|terms| with γ_n ≈ n·2^-24 for
+//! round-to-nearest (Higham, Accuracy and Stability, §3.1). Tensor cores do
+//! not promise round-to-nearest inside an mma (truncation doubles u) and the
+//! order is unspecified, so the bound is taken twice more:
+//! `tol = 1e-6 + 4 (n + 1) 2^-24 Σ|x·w| (+|bias|)`, Σ|x·w| being the same
+//! conv run on |x| and |w|. A bf16 output adds its rounding, at most 2^-8 of
+//! the value: `tol (1 + 2^-8) + 2^-8 |ref|`. A missing or misplaced term (an
+//! O(|x·w|) error) exceeds this by orders of magnitude on these shapes.
+//!
+//! Without a CUDA driver or GPU each test prints one skip line and returns.
+
+use mtaffect::ops::conv::bf16::{conv2d_bf16, conv2d_fprop_bf16_out, Bf16Nhwc, CHANNEL_ALIGN};
+use mtaffect::ops::conv::{forward, Conv2dGeom};
+use mtaffect::ops::Conv2dParams;
+use mtaffect::{DType, Device, Rng, Tensor};
+
+mod common;
+use common::{gpu_or_skip, Report};
+
+/// `v` rounded to bf16 (nearest even, as the device converts) and widened.
+fn bf16_round(v: &[f32]) -> Vec<f64> {
+    v.iter()
+        .map(|&x| half::bf16::from_f32(x).to_f64())
+        .collect()
+}
+
+fn randn(dims: &[usize], std: f64, rng: &mut Rng) -> Vec<f32> {
+    Tensor::randn(dims, std, DType::F32, rng)
+        .to_vec::<f32>()
+        .unwrap()
+}
+
+/// (input [N, H, W, C], K, R, S, params).
+type Case = ([usize; 4], usize, usize, usize, Conv2dParams);
+
+#[test]
+fn conv2d_bf16_fprop_matches_the_f64_reference() {
+    let Some(dev) = gpu_or_skip("conv2d_bf16_fprop_matches_the_f64_reference") else {
+        return;
+    };
+    let gpu = Device::Cuda(dev.clone());
+    let p = Conv2dParams::new;
+    // (input, K, R, S, params): odd N·P·Q over several row tiles, stride 2
+    // with padding and two column tiles, the 7x7/2 stem (3 channels padded to
+    // 8), dilation with asymmetric padding, a deep reduction (72 k-steps),
+    // 1x1 with K not a multiple of 8 (f32 output only), 1x1 stride 2.
+    #[rustfmt::skip]
+    let cases: [Case; 7] = [
+        ([3, 9, 11, 16], 24, 3, 3, p().padding(1)),
+        ([2, 15, 13, 32], 72, 3, 3, p().stride(2).padding(1)),
+        ([2, 37, 41, 3], 64, 7, 7, p().stride(2).padding(3)),
+        ([1, 12, 10, 8], 16, 3, 3, p().dilation(2).padding_tblr(2, 1, 0, 3)),
+        ([1, 6, 6, 256], 64, 3, 3, p().padding(1)),
+        ([2, 7, 9, 64], 130, 1, 1, p()),
+        ([2, 14, 14, 64], 128, 1, 1, p().stride(2)),
+    ];
+    let mut rng = Rng::new(10);
+    let (mut rep32, mut rep16, mut conv) =
+        (Report::default(), Report::default(), Report::default());
+    for (xd, k, r, s, prm) in cases {
+        let wd = [k, r, s, xd[3]];
+        let what = format!("x {xd:?} w {wd:?} {prm:?}");
+        let (x, w, b) = (
+            randn(&xd, 1.0, &mut rng),
+            randn(&wd, 0.2, &mut rng),
+            randn(&[k], 1.0, &mut rng),
+        );
+        let put = |v: &[f32], d: &[usize]| {
+            Tensor::from_vec(v.to_vec(), d)
+                .unwrap()
+                .to_device(&gpu)
+                .unwrap()
+        };
+        let (xt, wt, bt) = (put(&x, &xd), put(&w, &wd), put(&b, &[k]));
+
+        // The conversion: exact bf16 rounding, zeros in the padding channels.
+        let xb = Bf16Nhwc::from_f32(&xt).unwrap();
+        let cp = xd[3].next_multiple_of(CHANNEL_ALIGN);
+        let (xr, wr, br) = (
+            bf16_round(&x),
+            bf16_round(&w),
+            b.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        );
+        let padded: Vec<f64> = xr
+            .chunks(xd[3])
+            .flat_map(|row| {
+                row.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(0.0, cp - xd[3]))
+            })
+            .collect();
+        conv.compare_values(
+            &format!("{what}: f32_to_bf16_pad"),
+            &xb.to_f32().unwrap().try_to_f64_vec().unwrap(),
+            &padded,
+            |_| 0.0,
+        );
+
+        let g = Conv2dGeom::new("reference", &xd, &wd, prm).unwrap();
+        let reference = forward(&g, &xr, &wr, Some(&br));
+        let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+        let magnitude = forward(&g, &abs(&xr), &abs(&wr), Some(&abs(&br)));
+        let terms = (r * s * cp + 1) as f64;
+        let tol = |i: usize| 1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i];
+
+        let y = conv2d_bf16(&xt, &wt, Some(&bt), prm).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(y.dims(), g.out_dims(), "{what}");
+        rep32.compare_values(&what, &y.try_to_f64_vec().unwrap(), &reference, tol);
+
+        let wb = Bf16Nhwc::from_f32(&wt).unwrap();
+        let yb = conv2d_fprop_bf16_out(&xb, &wb, Some(&bt), prm);
+        if k % CHANNEL_ALIGN != 0 {
+            let e = yb.unwrap_err().to_string();
+            assert!(
+                e.contains("conv2d_bf16") && e.contains(&format!("K = {k}")),
+                "{e}"
+            );
+            continue;
+        }
+        let yb = yb.unwrap_or_else(|e| panic!("{what} (bf16 out): {e}"));
+        assert_eq!(yb.dims(), g.out_dims(), "{what}");
+        let u = (-8f64).exp2();
+        rep16.compare_values(
+            &format!("{what} (bf16 out)"),
+            &yb.to_f32().unwrap().try_to_f64_vec().unwrap(),
+            &reference,
+            |i| tol(i) * (1.0 + u) + u * reference[i].abs(),
+        );
+    }
+    conv.print("f32_to_bf16_pad (exact)");
+    rep32.print("conv2d_bf16 fprop, f32 out (mma.sync bf16, f32 accumulation)");
+    rep16.print("conv2d_bf16 fprop, bf16 out");
+}
+
+#[test]
+fn host_tensors_are_refused_with_the_op_named() {
+    let e = Bf16Nhwc::from_f32(&Tensor::zeros([1, 2, 2, 8], DType::F32))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("conv2d_bf16") && e.contains("cuda"), "{e}");
+    let e = Bf16Nhwc::from_f32(&Tensor::zeros([4, 8], DType::F32))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rank-4"), "{e}");
+}
