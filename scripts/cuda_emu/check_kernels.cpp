@@ -3,6 +3,7 @@
 // and split-K cases). Build and run with scripts/cuda_emu/run.sh.
 #include "kernels_emu.h"
 #include <random>
+#include <tuple>
 static std::mt19937 rng(1);
 std::vector<float> randv(size_t n, float lo = -1, float hi = 1) {
     std::uniform_real_distribution<float> d(lo, hi);
@@ -72,6 +73,49 @@ void tiles() {
     conv_case({4,15,13,3, 9,5,5, 2,3, 2,2,2,2, 1,1, 1});
 }
 
+// Batch norm (+ ReLU) through the row-parallel layout: float4 (c % 4 == 0)
+// and scalar lanes, several block-rows (the last one short), two channel
+// groups when c / 4 > 256, apply and dx passes in reverse block-row order.
+void bn_case(int m, int c, int splits, int relu, int training) {
+    auto x = randv(m * c, 2, 5), g = randv(m * c), gam = randv(c, .5, 1.5), bet = randv(c, -.3, .3);
+    auto rm = randv(c), rv = randv(c, .5, 2);
+    std::vector<float> rm0 = rm, rv0 = rv, stats(2 * c), y(m * c, NAN), dw(c, NAN), db(c, NAN), dx(m * c, NAN);
+    int vec = c % 4 == 0 ? 4 : 1, q = c / vec, cpb = std::min(q, 256);
+    u64 chunk = (m + splits - 1) / splits;
+    dim3 grid{(unsigned)((q + cpb - 1) / cpb), (unsigned)((m + chunk - 1) / chunk), 1};
+    BnParams p{(u64)m, (u64)c, chunk, grid.y, 1e-5f, 0.1f, training, relu, vec, 0};
+    BnParams rev = p; rev.reverse = 1;
+    std::vector<float> ws(grid.y * c * 3);
+    dim3 fin{(unsigned)((c + 7) / 8), 1, 1};
+    if (training) launch(grid, {256, 1, 1}, [&] { bn_stats(p, x.data(), ws.data()); });
+    launch(fin, {256, 1, 1}, [&] { bn_finalize(p, ws.data(), rm.data(), rv.data(), stats.data()); });
+    launch(grid, {256, 1, 1}, [&] { bn_apply(rev, x.data(), stats.data(), gam.data(), bet.data(), y.data()); });
+    launch(grid, {256, 1, 1}, [&] { bn_backward_reduce(p, g.data(), x.data(), stats.data(), gam.data(), bet.data(), ws.data()); });
+    launch(fin, {256, 1, 1}, [&] { bn_backward_finalize(p, ws.data(), dw.data(), db.data()); });
+    launch(grid, {256, 1, 1}, [&] { bn_backward_dx(rev, g.data(), x.data(), stats.data(), gam.data(), bet.data(), dw.data(), db.data(), dx.data()); });
+    std::vector<double> mean(c, 0), var(c, 0), Y(m * c), DX(m * c), SG(c, 0), SGH(c, 0), RM(c), RV(c), G(m * c);
+    for (int i = 0; i < m; ++i) for (int j = 0; j < c; ++j) mean[j] += x[i * c + j] / (double)m;
+    for (int i = 0; i < m; ++i) for (int j = 0; j < c; ++j) var[j] += (x[i * c + j] - mean[j]) * (x[i * c + j] - mean[j]) / m;
+    for (int j = 0; j < c; ++j) {
+        RM[j] = training ? 0.9 * rm0[j] + 0.1 * mean[j] : rm0[j];
+        RV[j] = training ? 0.9 * rv0[j] + 0.1 * var[j] * m / (m - 1) : rv0[j];
+        if (!training) { mean[j] = rm0[j]; var[j] = rv0[j]; }
+    }
+    auto xhat = [&](int i, int j) { return (x[i * c + j] - mean[j]) / sqrt(var[j] + 1e-5); };
+    for (int i = 0; i < m; ++i) for (int j = 0; j < c; ++j) {
+        double pre = gam[j] * xhat(i, j) + bet[j];
+        Y[i * c + j] = relu && pre <= 0 ? 0 : pre;
+        G[i * c + j] = relu && pre <= 0 ? 0 : g[i * c + j];
+        SG[j] += G[i * c + j]; SGH[j] += G[i * c + j] * xhat(i, j);
+    }
+    for (int i = 0; i < m; ++i) for (int j = 0; j < c; ++j) {
+        double k = gam[j] / sqrt(var[j] + 1e-5);
+        DX[i * c + j] = training ? k * (G[i * c + j] - SG[j] / m - xhat(i, j) * SGH[j] / m) : k * G[i * c + j];
+    }
+    printf("bn m=%d c=%d splits=%u relu=%d training=%d: ", m, c, grid.y, relu, training);
+    check("running_mean", rm.data(), RM); check("running_var", rv.data(), RV); check("y", y.data(), Y);
+    check("dw", dw.data(), SGH); check("db", db.data(), SG); check("dx", dx.data(), DX);
+}
 void others() {
     // reduce: [5, 13, 11, 7] sum over axes 1,2 -> kept [5,1,1,7]; merged: kdims (5,1,7) rdims (1,143,1)
     { int A=5,B=143,C=7; auto x = randv(A*B*C); 
@@ -82,23 +126,7 @@ void others() {
         launch({(unsigned)((A*C+31)/32),gy,1},{32,8,1},[&]{ reduce_sum(p, x.data(), y.data()); });
         std::vector<double> R(A*C,0); for(int a=0;a<A;++a)for(int b=0;b<B;++b)for(int c=0;c<C;++c) R[a*C+c]+=0.5*x[(a*B+b)*C+c];
         check("reduce_sum", y.data(), R); } }
-    // batch norm: m=300 rows, c=37
-    { int m=300, c=37; auto x = randv(m*c, 2, 5), g = randv(m*c), gam = randv(c, .5, 1.5), bet = randv(c);
-      std::vector<float> rm(c, 0.f), rv(c, 1.f), stats(2*c), y(m*c), dw(c,0.f), db(c,0.f), dx(m*c);
-      BnParams p{(u64)m,(u64)c,3,1e-5f,0.1f,1,0}; std::vector<float> ws(3*c*3);
-      launch({2,3,1},{32,8,1},[&]{ bn_stats(p,x.data(),ws.data()); });
-      launch({1,1,1},{256,1,1},[&]{ bn_finalize(p,ws.data(),rm.data(),rv.data(),stats.data()); });
-      launch({4,1,1},{256,1,1},[&]{ bn_apply(p,x.data(),stats.data(),gam.data(),bet.data(),y.data()); });
-      launch({2,3,1},{32,8,1},[&]{ bn_backward_reduce(p,g.data(),x.data(),stats.data(),dw.data(),db.data()); });
-      launch({4,1,1},{256,1,1},[&]{ bn_backward_dx(p,g.data(),x.data(),stats.data(),gam.data(),dw.data(),db.data(),dx.data()); });
-      std::vector<double> mean(c,0), var(c,0), Y(m*c), DX(m*c), SG(c,0), SGH(c,0), RM(c), RV(c);
-      for(int i=0;i<m;++i)for(int j=0;j<c;++j) mean[j]+=x[i*c+j]/(double)m;
-      for(int i=0;i<m;++i)for(int j=0;j<c;++j) var[j]+=(x[i*c+j]-mean[j])*(x[i*c+j]-mean[j])/m;
-      for(int j=0;j<c;++j){RM[j]=0.1*mean[j]; RV[j]=0.9+0.1*var[j]*m/(m-1);}
-      for(int i=0;i<m;++i)for(int j=0;j<c;++j){ double h=(x[i*c+j]-mean[j])/sqrt(var[j]+1e-5); Y[i*c+j]=gam[j]*h+bet[j]; SG[j]+=g[i*c+j]; SGH[j]+=g[i*c+j]*h; }
-      for(int i=0;i<m;++i)for(int j=0;j<c;++j){ double h=(x[i*c+j]-mean[j])/sqrt(var[j]+1e-5); DX[i*c+j]=gam[j]/sqrt(var[j]+1e-5)*(g[i*c+j]-SG[j]/m-h*SGH[j]/m); }
-      check("bn running_mean", rm.data(), RM); check("bn running_var", rv.data(), RV); check("bn y", y.data(), Y);
-      check("bn dw", dw.data(), SGH); check("bn db", db.data(), SG); check("bn dx", dx.data(), DX); }
+    for (auto [m, c, splits, relu, training] : {std::tuple{300, 37, 3, 0, 1}, {300, 40, 4, 1, 1}, {61, 1028, 2, 1, 1}, {50, 12, 2, 1, 0}}) bn_case(m, c, splits, relu, training);
     // ccc: one block, then 4 blocks through the grid barriers (cooperative launch).
     for (unsigned blocks : {1u, 4u}) {
       int n=5001, d=2; auto pv = randv(n*d), tv = randv(n*d); for (int i=0;i<n*d;i+=3) tv[i] = -5.f;

@@ -7,6 +7,7 @@ mod device;
 mod kernels;
 mod nvrtc;
 mod pool;
+mod rows;
 mod runtime;
 mod storage;
 
@@ -16,5 +17,6 @@ pub use nvrtc::{
     cache_dir, compile_all, compile_module, nvrtc_available, nvrtc_version, CompiledModule,
 };
 pub use pool::{size_class, PoolStats};
+pub use rows::{warp_per_channel_config, RowsLayout};
 pub use runtime::{parse_cuda_ordinal, CudaDevice, BLOCK};
 pub use storage::CudaStorage;
