@@ -443,6 +443,27 @@ fn ccc_loss_fused() {
         tol,
         |t, v, ctx| ccc_loss(t, &v[0], &ctx.put(&target), INVALID_VA),
     );
+    // Three columns (scalar rows, not float4 units) and predictions far from
+    // zero with a small spread: the shifted one-pass sums must stay accurate.
+    let pred = Tensor::from_f64s(
+        &Tensor::uniform([777, 3], -0.1, 0.1, DType::F32, &mut rng)
+            .to_f64_vec()
+            .iter()
+            .map(|v| v + 5.0)
+            .collect::<Vec<_>>(),
+        [777, 3],
+        DType::F32,
+    )
+    .unwrap();
+    let target = masked_targets(&[777, 3], 0.2, INVALID_VA, &mut rng);
+    check(
+        &dev,
+        &mut rep,
+        "ccc_loss (3 columns, offset predictions)",
+        &[pred],
+        tol,
+        |t, v, ctx| ccc_loss(t, &v[0], &ctx.put(&target), INVALID_VA),
+    );
     rep.print("ccc_loss (fused, masked)");
 }
 

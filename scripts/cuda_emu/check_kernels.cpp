@@ -127,11 +127,13 @@ void others() {
         std::vector<double> R(A*C,0); for(int a=0;a<A;++a)for(int b=0;b<B;++b)for(int c=0;c<C;++c) R[a*C+c]+=0.5*x[(a*B+b)*C+c];
         check("reduce_sum", y.data(), R); } }
     for (auto [m, c, splits, relu, training] : {std::tuple{300, 37, 3, 0, 1}, {300, 40, 4, 1, 1}, {61, 1028, 2, 1, 1}, {50, 12, 2, 1, 0}}) bn_case(m, c, splits, relu, training);
-    // ccc: one block, then 4 blocks through the grid barriers (cooperative launch).
-    for (unsigned blocks : {1u, 4u}) {
-      int n=5001, d=2; auto pv = randv(n*d), tv = randv(n*d); for (int i=0;i<n*d;i+=3) tv[i] = -5.f;
+    // ccc: one block, then 4 blocks through the grid barrier (cooperative
+    // launch); D = 2 with an odd N (float4 units and a tail row), D = 1, and
+    // D = 3 (scalar rows); invalid rows include row 0 (the shift).
+    for (auto [n, d, blocks] : {std::tuple{5001, 2, 1u}, {5001, 2, 4u}, {999, 1, 4u}, {1001, 3, 4u}}) {
+      auto pv = randv(n*d, 0.5f, 1.5f), tv = randv(n*d, -1, 1); for (int i=0;i<n*d;i+=7) tv[i] = -5.f;
       float* pr = shared_alloc<float>(n*d); float* t = shared_alloc<float>(n*d); std::copy(pv.begin(), pv.end(), pr); std::copy(tv.begin(), tv.end(), t);
-      float* loss = shared_alloc<float>(1); float* grad = shared_alloc<float>(n*d); float* ws = shared_alloc<float>(1+2*blocks*3*8);
+      float* loss = shared_alloc<float>(1); float* grad = shared_alloc<float>(n*d); float* ws = shared_alloc<float>(1+blocks*6*8);
       std::fill(grad, grad+n*d, NAN);
       CccParams p{(u64)n,(u64)d,-5.f,1};
       launch_cooperative({blocks,1,1},{128,1,1},[&]{ ccc_loss_fused(p,pr,t,loss,grad,ws+1,(u32*)ws); });
@@ -140,7 +142,8 @@ void others() {
         double vp=0,vt=0,cv=0; for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f){double a=pr[i*d+j]-mp,b=t[i*d+j]-mt; vp+=a*a; vt+=b*b; cv+=a*b;}
         double den=(vp+vt)/cnt+(mp-mt)*(mp-mt), ccc=2*cv/cnt/den; L+=(1-ccc)/d;
         for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f) G[i*d+j]=-2.0/(cnt*den)*((t[i*d+j]-mt)-ccc*(pr[i*d+j]-mt))/d; }
-      check(blocks == 1 ? "ccc loss (1 block)" : "ccc loss (4 blocks)", loss, {L}, 1e-6, 1e-4); check("ccc grad", grad, G, 1e-7, 1e-3); }
+      printf("ccc n=%d d=%d blocks=%u: ", n, d, blocks);
+      check("loss", loss, {L}, 1e-6, 1e-4); check("grad", grad, G, 1e-7, 1e-3); }
     // softmax / log_softmax, rows=37 cols=77
     for (int lg : {0, 1}) { int R=37, C=77; auto x = randv(R*C, -3, 3), g = randv(R*C); std::vector<float> y(R*C), dx(R*C);
       SoftmaxParams p{(u64)R,(u64)C,lg,0};
