@@ -115,6 +115,23 @@ __device__ __forceinline__ MtRowsLane mt_rows_lane(u64 rows, u64 c, int vec, u64
     return l;
 }
 
+// Parameters of the per-sample row kernels (SE squeeze, channel scale):
+// blockIdx.z is the sample, each sample `rows` rows of `c` channels.
+struct MtRowsParams {
+    u64 rows;
+    u64 c;
+    u64 chunk;
+    u64 splits;
+    int vec;
+    int reverse;
+    float scale;  // kernel-specific factor (1 / (H W) for the squeeze)
+    int pad;
+};
+
+__device__ __forceinline__ MtRowsLane mt_rows_lane(const MtRowsParams& p) {
+    return mt_rows_lane(p.rows, p.c, p.vec, p.chunk, p.splits, p.reverse);
+}
+
 // v[0..V) = p[0..V) (one float4 access when V == 4; p 16-byte aligned).
 template <int V>
 __device__ __forceinline__ void mt_load(const float* p, float (&v)[4]) {

@@ -983,6 +983,26 @@ fn pooling_upsample_channel_scale() {
     check(&dev, &mut rep, "channel_scale", &[x, g], tol, |t, v, _| {
         channel_scale(t, &v[0], &v[1])
     });
+    // C % 4 == 0: the float4 lanes of the SE squeeze and channel scale kernels,
+    // several block-rows per sample.
+    let x = randn(&[3, 20, 21, 64], &mut rng);
+    check(
+        &dev,
+        &mut rep,
+        "global_avg_pool (float4)",
+        &[x.clone()],
+        tol,
+        |t, v, _| global_avg_pool(t, &v[0]),
+    );
+    let g = Tensor::uniform([3, 64], 0.0, 1.0, DType::F32, &mut rng);
+    check(
+        &dev,
+        &mut rep,
+        "channel_scale (float4)",
+        &[x, g],
+        tol,
+        |t, v, _| channel_scale(t, &v[0], &v[1]),
+    );
     rep.print("max/avg/global pooling, upsample_nearest2d, channel_scale");
 }
 

@@ -116,6 +116,31 @@ void bn_case(int m, int c, int splits, int relu, int training) {
     check("running_mean", rm.data(), RM); check("running_var", rv.data(), RV); check("y", y.data(), Y);
     check("dw", dw.data(), SGH); check("db", db.data(), SG); check("dx", dx.data(), DX);
 }
+// SE squeeze (global average pool) and channel scale, per sample
+// (blockIdx.z) in the row-parallel layout: float4 and scalar lanes, several
+// block-rows per sample, dx and dg from one backward pass.
+void se_case(int N, int R, int c, int splits) {
+    auto x = randv(N * R * c), dy = randv(N * R * c), g = randv(N * c), gy = randv(N * c);
+    std::vector<float> pooled(N * c, 0.f), dxp(N * R * c, NAN), y(N * R * c, NAN), dx(N * R * c, NAN), dg(N * c, 0.f);
+    int vec = c % 4 == 0 ? 4 : 1, q = c / vec, cpb = std::min(q, 256);
+    u64 chunk = (R + splits - 1) / splits;
+    dim3 grid{(unsigned)((q + cpb - 1) / cpb), (unsigned)((R + chunk - 1) / chunk), (unsigned)N};
+    MtRowsParams p{(u64)R, (u64)c, chunk, grid.y, vec, 0, 1.0f / R, 0};
+    MtRowsParams one = p; one.scale = 1.0f;
+    launch(grid, {256, 1, 1}, [&] { gap_forward(p, x.data(), pooled.data()); });
+    launch(grid, {256, 1, 1}, [&] { gap_backward(p, gy.data(), dxp.data()); });
+    launch(grid, {256, 1, 1}, [&] { cs_forward(one, x.data(), g.data(), y.data()); });
+    launch(grid, {256, 1, 1}, [&] { cs_backward(one, dy.data(), x.data(), g.data(), dx.data(), dg.data()); });
+    std::vector<double> P(N * c, 0), DXP(N * R * c), Y(N * R * c), DX(N * R * c), DG(N * c, 0);
+    for (int n = 0; n < N; ++n) for (int r = 0; r < R; ++r) for (int j = 0; j < c; ++j) {
+        size_t i = ((size_t)n * R + r) * c + j, k = n * c + j;
+        P[k] += x[i] / (double)R; DXP[i] = gy[k] / (double)R;
+        Y[i] = x[i] * (double)g[k]; DX[i] = dy[i] * (double)g[k]; DG[k] += dy[i] * (double)x[i];
+    }
+    printf("se N=%d rows=%d c=%d splits=%u: ", N, R, c, grid.y);
+    check("gap forward", pooled.data(), P); check("gap backward", dxp.data(), DXP);
+    check("channel_scale y", y.data(), Y); check("channel_scale dx", dx.data(), DX); check("channel_scale dg", dg.data(), DG);
+}
 void others() {
     // reduce: [5, 13, 11, 7] sum over axes 1,2 -> kept [5,1,1,7]; merged: kdims (5,1,7) rdims (1,143,1)
     { int A=5,B=143,C=7; auto x = randv(A*B*C); 
@@ -303,6 +328,8 @@ void elementwise() {
 }
 
 int main() {
+    se_case(3, 37, 40, 2);
+    se_case(2, 50, 5, 3);
     tiles();
     others();
     elementwise();

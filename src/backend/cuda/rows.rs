@@ -5,8 +5,8 @@
 //! squeeze and channel scale).
 
 use super::CudaDevice;
-use crate::Result;
-use cudarc::driver::LaunchConfig;
+use crate::{Error, Result};
+use cudarc::driver::{DeviceRepr, LaunchConfig};
 
 /// `MT_ROWS_THREADS` in kernels/common.cuh.
 pub const ROWS_THREADS: usize = 256;
@@ -72,6 +72,61 @@ impl CudaDevice {
             c,
             (per_sm * self.sm_count()) as usize,
         ))
+    }
+}
+
+/// Mirrors `MtRowsParams` in kernels/common.cuh: the per-sample row kernels
+/// (SE squeeze, channel scale), `blockIdx.z` the sample.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RowsParams {
+    rows: u64,
+    c: u64,
+    chunk: u64,
+    splits: u64,
+    vec: i32,
+    reverse: i32,
+    scale: f32,
+    pad: i32,
+}
+// SAFETY: plain old data laid out as the C struct.
+unsafe impl DeviceRepr for RowsParams {}
+
+impl CudaDevice {
+    /// Parameters and grid for `kernel` over `samples` samples of `rows` x
+    /// `c` each: one wave of resident blocks shared out over the samples.
+    pub fn per_sample_rows(
+        &self,
+        op: &'static str,
+        kernel: &str,
+        [samples, rows, c]: [usize; 3],
+        scale: f32,
+        reverse: bool,
+    ) -> Result<(RowsParams, LaunchConfig)> {
+        if samples > u16::MAX as usize {
+            return Err(Error::shape(
+                op,
+                format!("the CUDA kernel takes at most 65535 samples, found {samples}"),
+            ));
+        }
+        let per_sm = self
+            .resident_blocks_per_sm(kernel, ROWS_THREADS as u32)?
+            .max(1);
+        let want = ((per_sm * self.sm_count()) as usize).div_ceil(samples.max(1));
+        let l = RowsLayout::new(rows, c, want);
+        let mut cfg = l.config();
+        cfg.grid_dim.2 = samples.max(1) as u32;
+        let p = RowsParams {
+            rows: rows as u64,
+            c: c as u64,
+            chunk: l.chunk,
+            splits: l.splits,
+            vec: l.vec as i32,
+            reverse: reverse as i32,
+            scale,
+            pad: 0,
+        };
+        Ok((p, cfg))
     }
 }
 
