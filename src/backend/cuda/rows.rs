@@ -33,7 +33,7 @@ impl RowsLayout {
     /// one full wave of resident blocks is enough to keep the memory system
     /// busy and leaves no tail; fewer when the rows run out first.
     pub fn new(rows: usize, c: usize, want_blocks: usize) -> RowsLayout {
-        let vec = if c % 4 == 0 { 4 } else { 1 };
+        let vec = if c.is_multiple_of(4) { 4 } else { 1 };
         let q = (c / vec).max(1);
         let per_block = q.min(ROWS_THREADS);
         let groups = q.div_ceil(per_block);
@@ -155,7 +155,7 @@ mod tests {
             let l = RowsLayout::new(rows, c, want);
             let q = c / l.vec;
             let per_block = q.min(ROWS_THREADS);
-            assert_eq!(c % l.vec, 0);
+            assert!(c.is_multiple_of(l.vec));
             // Channel groups cover every vector column, and no more than one extra group.
             assert!(l.groups as usize * per_block >= q && (l.groups as usize - 1) * per_block < q);
             // Block-rows cover every row; the last one is not empty.
