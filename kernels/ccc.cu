@@ -198,7 +198,8 @@ __device__ void ccc_body(const CccParams& p, const float* __restrict__ pred, con
 
 // `part` holds gridDim.x * CCC_SUMS * CCC_MAX_D floats, `counter` is zeroed
 // before the launch; blockDim.x is a multiple of 32, at most 1024, and at
-// least CCC_SUMS * d.
+// least CCC_SUMS * d. Any d up to CCC_MAX_D; its register count is that of
+// the widest case (124 for d = 8: one 512-thread block per SM).
 extern "C" __global__ void ccc_loss_fused(CccParams p, const float* __restrict__ pred,
                                           const float* __restrict__ target, float* __restrict__ loss,
                                           float* __restrict__ grad, float* part, u32* counter) {
@@ -213,4 +214,13 @@ extern "C" __global__ void ccc_loss_fused(CccParams p, const float* __restrict__
         case 7: ccc_body<7>(p, pred, target, loss, grad, part, counter, sh); break;
         default: ccc_body<8>(p, pred, target, loss, grad, part, counter, sh); break;
     }
+}
+
+// The same for d = 2 (valence, arousal) only, compiled on its own so that it
+// gets the registers of that case alone and more blocks per SM.
+extern "C" __global__ void ccc_loss_fused_d2(CccParams p, const float* __restrict__ pred,
+                                             const float* __restrict__ target, float* __restrict__ loss,
+                                             float* __restrict__ grad, float* part, u32* counter) {
+    __shared__ CccShared sh;
+    ccc_body<2>(p, pred, target, loss, grad, part, counter, sh);
 }

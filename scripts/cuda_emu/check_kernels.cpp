@@ -155,13 +155,15 @@ void others() {
     // ccc: one block, then 4 blocks through the grid barrier (cooperative
     // launch); D = 2 with an odd N (float4 units and a tail row), D = 1, and
     // D = 3 (scalar rows); invalid rows include row 0 (the shift).
-    for (auto [n, d, blocks] : {std::tuple{5001, 2, 1u}, {5001, 2, 4u}, {999, 1, 4u}, {1001, 3, 4u}}) {
+    for (auto [n, d, blocks] : {std::tuple{5001, 2, 1u}, {5001, 2, 4u}, {999, 1, 4u}, {1001, 3, 4u}, {777, 2, 3u}}) {
       auto pv = randv(n*d, 0.5f, 1.5f), tv = randv(n*d, -1, 1); for (int i=0;i<n*d;i+=7) tv[i] = -5.f;
       float* pr = shared_alloc<float>(n*d); float* t = shared_alloc<float>(n*d); std::copy(pv.begin(), pv.end(), pr); std::copy(tv.begin(), tv.end(), t);
       float* loss = shared_alloc<float>(1); float* grad = shared_alloc<float>(n*d); float* ws = shared_alloc<float>(1+blocks*6*8);
       std::fill(grad, grad+n*d, NAN);
       CccParams p{(u64)n,(u64)d,-5.f,1};
-      launch_cooperative({blocks,1,1},{128,1,1},[&]{ ccc_loss_fused(p,pr,t,loss,grad,ws+1,(u32*)ws); });
+      // n = 777: the d = 2 build (ccc_loss_fused_d2) the host launches for valence/arousal.
+      if (n == 777) launch_cooperative({blocks,1,1},{128,1,1},[&]{ ccc_loss_fused_d2(p,pr,t,loss,grad,ws+1,(u32*)ws); });
+      else launch_cooperative({blocks,1,1},{128,1,1},[&]{ ccc_loss_fused(p,pr,t,loss,grad,ws+1,(u32*)ws); });
       double L=0; std::vector<double> G(n*d,0);
       for(int j=0;j<d;++j){ double cnt=0,mp=0,mt=0; for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f){cnt++;mp+=pr[i*d+j];mt+=t[i*d+j];} mp/=cnt; mt/=cnt;
         double vp=0,vt=0,cv=0; for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f){double a=pr[i*d+j]-mp,b=t[i*d+j]-mt; vp+=a*a; vt+=b*b; cv+=a*b;}

@@ -40,9 +40,13 @@ pub(super) fn ccc_fused(
     }
     // All blocks must be resident for the grid barrier: at most what fits at
     // once, and no more than the float4 units (4 values) need.
-    let per_sm = dev
-        .resident_blocks_per_sm("ccc_loss_fused", THREADS)?
-        .max(1);
+    // Valence/arousal has its own build of the kernel (fewer registers).
+    let kernel = if d == 2 {
+        "ccc_loss_fused_d2"
+    } else {
+        "ccc_loss_fused"
+    };
+    let per_sm = dev.resident_blocks_per_sm(kernel, THREADS)?.max(1);
     let units = (n * d).div_ceil(4);
     let blocks = (units.div_ceil(THREADS as usize).max(1) as u32).min(per_sm * dev.sm_count());
     // One u32 barrier counter, then the per-block partial sums.
@@ -73,6 +77,6 @@ pub(super) fn ccc_fused(
     };
     // SAFETY: CccParams mirrors the kernel's struct; pred, target and grad
     // hold n*d values, the workspace the counter and blocks*SUMS*MAX_D partials.
-    unsafe { dev.launch_cooperative("ccc_loss_fused", cfg, &p, &ptrs)? };
+    unsafe { dev.launch_cooperative(kernel, cfg, &p, &ptrs)? };
     Ok((loss, grad))
 }
