@@ -205,6 +205,21 @@ __device__ __forceinline__ float bn_masked(const BnParams& p, float g, float x, 
     return (!p.relu || bn_pre(x, q.mean[j], q.k[j], q.beta[j]) > 0.0f) ? g : 0.0f;
 }
 
+// dy' and xhat of row r of this thread's channels.
+template <int V>
+__device__ __forceinline__ void bn_row_grad(const BnParams& p, const MtRowsLane& l, const BnChannels& q,
+                                            const float* __restrict__ g, const float* __restrict__ x, u64 r,
+                                            float (&gm)[4], float (&xhat)[4]) {
+    float xv[4];
+    mt_load<V>(g + r * p.c + l.ch, gm);
+    mt_load<V>(x + r * p.c + l.ch, xv);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+        gm[j] = bn_masked(p, gm[j], xv[j], q, j);
+        xhat[j] = (xv[j] - q.mean[j]) * q.inv[j];
+    }
+}
+
 // ws[(block_row * c + ch) * 2 + {0, 1}] = (sum dy', sum dy' xhat) over the block-row.
 template <int V>
 __device__ void bn_backward_reduce_body(const BnParams& p, const float* __restrict__ g, const float* __restrict__ x,
@@ -216,14 +231,12 @@ __device__ void bn_backward_reduce_body(const BnParams& p, const float* __restri
         const BnChannels q = bn_channels<V>(p, l, stats, gamma, beta);
 #pragma unroll 4
         for (u64 r = l.r0; r < l.r1; r += l.step) {
-            float gv[4], xv[4];
-            mt_load<V>(g + r * p.c + l.ch, gv);
-            mt_load<V>(x + r * p.c + l.ch, xv);
+            float gm[4], xhat[4];
+            bn_row_grad<V>(p, l, q, g, x, r, gm, xhat);
 #pragma unroll
             for (int j = 0; j < V; ++j) {
-                const float gm = bn_masked(p, gv[j], xv[j], q, j);
-                a[j] += gm;
-                b[j] = fmaf(gm, (xv[j] - q.mean[j]) * q.inv[j], b[j]);
+                a[j] += gm[j];
+                b[j] = fmaf(gm[j], xhat[j], b[j]);
             }
         }
     }
@@ -299,16 +312,11 @@ __device__ void bn_backward_dx_body(const BnParams& p, const float* __restrict__
     }
 #pragma unroll 4
     for (u64 r = l.r0; r < l.r1; r += l.step) {
-        float gv[4], xv[4];
-        mt_load<V>(g + r * p.c + l.ch, gv);
-        mt_load<V>(x + r * p.c + l.ch, xv);
+        float gm[4], xhat[4];
+        bn_row_grad<V>(p, l, q, g, x, r, gm, xhat);
 #pragma unroll
-        for (int j = 0; j < V; ++j) {
-            const float gm = bn_masked(p, gv[j], xv[j], q, j);
-            const float xhat = (xv[j] - q.mean[j]) * q.inv[j];
-            gv[j] = q.k[j] * (gm - mg[j] - xhat * mgh[j]);
-        }
-        mt_store<V>(dx + r * p.c + l.ch, gv);
+        for (int j = 0; j < V; ++j) gm[j] = q.k[j] * (gm[j] - mg[j] - xhat[j] * mgh[j]);
+        mt_store<V>(dx + r * p.c + l.ch, gm);
     }
 }
 

@@ -9,15 +9,22 @@
 // Composed from a broadcasting multiply and a reduction it read dy and x
 // twice and wrote dy x in between.
 
+// This thread's gates g[n, ch .. ch + V).
+template <int V>
+__device__ __forceinline__ void cs_gates(const MtRowsParams& p, const MtRowsLane& l, const float* __restrict__ g,
+                                         float (&s)[4]) {
+#pragma unroll
+    for (int j = 0; j < V; ++j) s[j] = g[blockIdx.z * p.c + l.ch + j];
+}
+
 template <int V>
 __device__ void cs_forward_body(const MtRowsParams& p, const float* __restrict__ x, const float* __restrict__ g,
                                 float* __restrict__ y) {
     const MtRowsLane l = mt_rows_lane(p);
     if (!l.active) return;
-    const u64 n = blockIdx.z, off = n * p.rows * p.c;
+    const u64 off = (u64)blockIdx.z * p.rows * p.c;
     float s[4];
-#pragma unroll
-    for (int j = 0; j < V; ++j) s[j] = g[n * p.c + l.ch + j];
+    cs_gates<V>(p, l, g, s);
 #pragma unroll 4
     for (u64 r = l.r0; r < l.r1; r += l.step) {
         float v[4];
@@ -45,8 +52,7 @@ __device__ void cs_backward_body(const MtRowsParams& p, const float* __restrict_
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (l.active) {
         float s[4];
-#pragma unroll
-        for (int j = 0; j < V; ++j) s[j] = g[n * p.c + l.ch + j];
+        cs_gates<V>(p, l, g, s);
 #pragma unroll 4
         for (u64 r = l.r0; r < l.r1; r += l.step) {
             float d[4];
@@ -64,15 +70,8 @@ __device__ void cs_backward_body(const MtRowsParams& p, const float* __restrict_
             }
         }
     }
-    if (!dg) return;  // uniform over the grid: no thread waits at the barrier below
-    for (int j = 0; j < 4; ++j) sh[threadIdx.x * 4 + j] = acc[j];
-    __syncthreads();
-    if (!l.leader) return;
-    for (u64 k = 1; k < l.step; ++k)
-#pragma unroll
-        for (int j = 0; j < V; ++j) acc[j] += sh[(threadIdx.x + k * l.cpb) * 4 + j];
-#pragma unroll
-    for (int j = 0; j < V; ++j) atomicAdd(&dg[n * p.c + l.ch + j], acc[j]);
+    // dg null is uniform over the grid: no thread waits at a barrier alone.
+    if (dg) mt_rows_atomic_sum<V>(l, acc, sh, dg + n * p.c + l.ch, 1.0f);
 }
 
 extern "C" __global__ void cs_backward(MtRowsParams p, const float* __restrict__ dy, const float* __restrict__ x,

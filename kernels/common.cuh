@@ -154,6 +154,22 @@ __device__ __forceinline__ void mt_store(float* p, const float (&v)[4]) {
     }
 }
 
+// Adds the block's per-channel sums (acc of every thread, times scale) to
+// out[0..V) of the leader's channels, one atomic each. Every thread of the
+// block must call it; sh holds MT_ROWS_THREADS * 4 floats.
+template <int V>
+__device__ __forceinline__ void mt_rows_atomic_sum(const MtRowsLane& l, float (&acc)[4], float* sh, float* out,
+                                                   float scale) {
+    for (int j = 0; j < 4; ++j) sh[threadIdx.x * 4 + j] = acc[j];
+    __syncthreads();
+    if (!l.leader) return;
+    for (u64 k = 1; k < l.step; ++k)
+#pragma unroll
+        for (int j = 0; j < V; ++j) acc[j] += sh[(threadIdx.x + k * l.cpb) * 4 + j];
+#pragma unroll
+    for (int j = 0; j < V; ++j) atomicAdd(&out[j], acc[j] * scale);
+}
+
 // ---- grid-wide barrier for cooperative launches -----------------------
 // `counter` is zeroed before the launch and only grows, so barrier number k
 // (1, 2, ...) waits until every block has arrived k times. Valid only when

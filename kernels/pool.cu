@@ -101,14 +101,7 @@ __device__ void gap_forward_body(const MtRowsParams& p, const float* __restrict_
 #pragma unroll
             for (int j = 0; j < V; ++j) s[j] += v[j];
         }
-    for (int j = 0; j < 4; ++j) sh[threadIdx.x * 4 + j] = s[j];
-    __syncthreads();
-    if (!l.leader) return;
-    for (u64 k = 1; k < l.step; ++k)
-#pragma unroll
-        for (int j = 0; j < V; ++j) s[j] += sh[(threadIdx.x + k * l.cpb) * 4 + j];
-#pragma unroll
-    for (int j = 0; j < V; ++j) atomicAdd(&y[n * p.c + l.ch + j], s[j] * p.scale);
+    mt_rows_atomic_sum<V>(l, s, sh, y + n * p.c + l.ch, p.scale);
 }
 
 extern "C" __global__ void gap_forward(MtRowsParams p, const float* __restrict__ x, float* y) {

@@ -376,7 +376,7 @@ mod tests {
     }
 
     #[test]
-    fn gradcheck_training_and_eval() {
+    fn gradcheck_training_and_eval_with_and_without_relu() {
         let mut rng = Rng::new(41);
         for (shape, training) in [
             (&[2, 3, 3, 4][..], true),
@@ -393,11 +393,14 @@ mod tests {
                 training,
                 ..Default::default()
             };
-            check_gradients(&[x, w, b], 1e-6, |t, v| {
-                let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
-                batch_norm2d(t, &v[0], &v[1], &v[2], &mut rm, &mut rv, prm)
-            })
-            .unwrap_or_else(|e| panic!("{shape:?} training={training}: {e}"));
+            for relu in [false, true] {
+                check_gradients(&[x.clone(), w.clone(), b.clone()], 1e-6, |t, v| {
+                    let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
+                    let buffers = (&mut rm, &mut rv);
+                    batch_norm_op(t, "bn", &v[0], [&v[1], &v[2]], buffers, prm, relu)
+                })
+                .unwrap_or_else(|e| panic!("{shape:?} training={training} relu={relu}: {e}"));
+            }
         }
     }
 
