@@ -99,30 +99,4 @@ mod tests {
             }
         }
     }
-
-    #[test]
-    fn errors_name_the_op() {
-        let tape = Tape::no_grad();
-        let x = tape.constant(Tensor::zeros([2, 3], DType::F64));
-        let w = tape.constant(Tensor::ones([4], DType::F64));
-        let (mut rm, mut rv) = (
-            Tensor::zeros([3], DType::F64),
-            Tensor::ones([3], DType::F64),
-        );
-        let e = batch_norm_relu(
-            &tape,
-            &x,
-            &w,
-            &w,
-            &mut rm,
-            &mut rv,
-            BatchNormParams::default(),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("batch_norm_relu") && e.contains("weight [4]"),
-            "{e}"
-        );
-    }
 }
