@@ -11,17 +11,22 @@
 //! - device-to-device copy of 1 GiB, GB/s counting read + write bytes: the
 //!   ceiling the memory-bound kernels are compared against;
 //! - fused CCC loss + gradient on [N, 2] (bytes: pred + target read once,
-//!   gradient written once, although the kernel reads the inputs three times);
+//!   gradient written once, although the kernel reads the inputs twice);
 //! - fused Adam over 64M parameters (bytes: p, g, m, v read; p, m, v written);
-//! - batch norm forward in training mode on [64, 56, 56, 64] (bytes: x read
-//!   once, y written; the kernels read x twice: statistics, then apply).
+//! - batch norm and batch norm + ReLU, forward and backward, in training
+//!   mode on [64, 56, 56, 64], and the SE block's squeeze and channel scale
+//!   (forward, fused backward) on the same shape.
+//!
+//! Bandwidth rows count the least traffic any implementation needs (each
+//! activation-sized tensor read or written once) and say how many tensors
+//! these kernels actually move; the second percentage uses the latter.
 //!
 //! scripts/torch_kernel_bench.py measures cuBLAS/cuDNN on the same shapes.
 
 use mtaffect::backend::cuda::{CudaDevice, CudaStorage};
 use mtaffect::ops::loss::ccc_loss;
 use mtaffect::optim::{Adam, AdamConfig, Optimizer};
-use mtaffect::{ops, DType, Device, Gradients, Params, Rng, Tape, Tensor};
+use mtaffect::{ops, DType, Device, Gradients, ParamId, Params, Rng, Tape, Tensor, Var};
 use std::sync::Arc;
 
 mod common;
@@ -51,6 +56,7 @@ fn main() {
     ccc(&dev, &gpu, &mut rng, copy_gbs);
     adam(&dev, &gpu, &mut rng, copy_gbs);
     batch_norm(&dev, &gpu, &mut rng, copy_gbs);
+    se_block(&dev, &gpu, &mut rng, copy_gbs);
     let s = dev.pool_stats();
     println!(
         "pool: {:.1} MiB reserved, {} driver allocations, {} reuses",
@@ -124,14 +130,15 @@ fn ccc(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
         let p = tape.param(&params, id);
         std::hint::black_box(ccc_loss(&tape, &p, &target, -5.0).expect("ccc"));
     });
-    let gbs = 3.0 * (n * 2 * 4) as f64 / secs / 1e9;
-    row(
+    // pred and target read twice (statistics, gradient), the gradient written.
+    bw_row(
         "ccc loss+grad",
         "[16M, 2]",
         secs,
-        gbs,
-        "GB/s",
-        &format!("{:.0}% of copy", 100.0 * gbs / copy_gbs),
+        (n * 2 * 4) as f64,
+        3.0,
+        5.0,
+        copy_gbs,
     );
 }
 
@@ -174,38 +181,164 @@ fn adam(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
     );
 }
 
-fn batch_norm(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
-    use mtaffect::ops::{batch_norm2d, BatchNormParams};
-    let (n, c) = (64 * 56 * 56, 64);
-    let tape = Tape::no_grad();
-    let on = |t: Tensor| tape.constant(t.to_device(gpu).unwrap());
-    let x = on(Tensor::randn([64, 56, 56, c], 1.0, DType::F32, rng));
-    let (w, b) = (
-        on(Tensor::ones([c], DType::F32)),
-        on(Tensor::zeros([c], DType::F32)),
-    );
-    let mut rm = Tensor::zeros([c], DType::F32).to_device(gpu).unwrap();
-    let mut rv = Tensor::ones([c], DType::F32).to_device(gpu).unwrap();
-    let secs = time(dev, 10, 3, || {
-        let y = batch_norm2d(
-            &tape,
-            &x,
-            &w,
-            &b,
-            &mut rm,
-            &mut rv,
-            BatchNormParams::default(),
-        );
-        std::hint::black_box(y.expect("batch norm"));
+/// Best seconds of `f`'s forward alone and of its backward alone (forward
+/// plus backward for a seed, minus the forward) with `ids` as the inputs.
+fn fwd_bwd(
+    dev: &CudaDevice,
+    params: &Params,
+    ids: &[ParamId],
+    seed: &Tensor,
+    f: impl Fn(&Tape, &[Var]) -> Var,
+) -> (f64, f64) {
+    let fwd = time(dev, 10, 3, || {
+        let tape = Tape::no_grad();
+        let v: Vec<Var> = ids.iter().map(|&id| tape.param(params, id)).collect();
+        std::hint::black_box(f(&tape, &v));
     });
-    let gbs = 2.0 * (n * c * 4) as f64 / secs / 1e9;
+    let both = time(dev, 10, 3, || {
+        let tape = Tape::new();
+        let v: Vec<Var> = ids.iter().map(|&id| tape.param(params, id)).collect();
+        let y = f(&tape, &v);
+        std::hint::black_box(tape.backward_with_seed(&y, seed.clone()).expect("backward"));
+    });
+    (fwd, (both - fwd).max(1e-9))
+}
+
+/// A bandwidth row: `tensors` activation-sized tensors of `bytes` each are
+/// the least any implementation must move; `moved` what these kernels move.
+fn bw_row(name: &str, size: &str, secs: f64, bytes: f64, tensors: f64, moved: f64, copy_gbs: f64) {
+    let gbs = tensors * bytes / secs / 1e9;
     row(
-        "batch norm fwd",
-        "[64,56,56,64]",
+        name,
+        size,
         secs,
         gbs,
         "GB/s",
-        &format!("{:.0}% of copy", 100.0 * gbs / copy_gbs),
+        &format!(
+            "{:.0}% of copy ({tensors:.0} tensors; kernels move {moved:.0}: {:.0}% of copy)",
+            100.0 * gbs / copy_gbs,
+            100.0 * gbs * moved / tensors / copy_gbs
+        ),
+    );
+}
+
+/// Batch norm and batch norm + ReLU in training mode on [64, 56, 56, 64]:
+/// forward (x read, y written; the kernels read x twice: statistics, then
+/// apply) and backward (dy and x read, dx written; the kernels read dy and
+/// x twice: the sums, then dx).
+fn batch_norm(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
+    use mtaffect::ops::{batch_norm2d, batch_norm_relu, BatchNormParams};
+    let (m, c) = (64 * 56 * 56, 64);
+    let bytes = (m * c * 4) as f64;
+    let on = |t: Tensor| t.to_device(gpu).unwrap();
+    let mut params = Params::new();
+    let ids = [
+        params
+            .add(
+                "x",
+                on(Tensor::randn([64, 56, 56, c], 1.0, DType::F32, rng)),
+            )
+            .unwrap(),
+        params.add("w", on(Tensor::ones([c], DType::F32))).unwrap(),
+        params.add("b", on(Tensor::zeros([c], DType::F32))).unwrap(),
+    ];
+    let seed = on(Tensor::randn([64, 56, 56, c], 1.0, DType::F32, rng));
+    let running = std::cell::RefCell::new((
+        on(Tensor::zeros([c], DType::F32)),
+        on(Tensor::ones([c], DType::F32)),
+    ));
+    type BnOp = fn(
+        &Tape,
+        &Var,
+        &Var,
+        &Var,
+        &mut Tensor,
+        &mut Tensor,
+        BatchNormParams,
+    ) -> mtaffect::Result<Var>;
+    let ops: [(&str, &str, BnOp); 2] = [
+        ("batch norm fwd", "batch norm bwd", batch_norm2d),
+        ("bn+relu fwd", "bn+relu bwd", batch_norm_relu),
+    ];
+    for (fwd_name, bwd_name, op) in ops {
+        let (fwd, bwd) = fwd_bwd(dev, &params, &ids, &seed, |tape, v| {
+            let (rm, rv) = &mut *running.borrow_mut();
+            op(
+                tape,
+                &v[0],
+                &v[1],
+                &v[2],
+                rm,
+                rv,
+                BatchNormParams::default(),
+            )
+            .expect("batch norm")
+        });
+        bw_row(fwd_name, "[64,56,56,64]", fwd, bytes, 2.0, 3.0, copy_gbs);
+        bw_row(bwd_name, "[64,56,56,64]", bwd, bytes, 3.0, 5.0, copy_gbs);
+    }
+}
+
+/// The SE block's memory-bound parts on [64, 56, 56, 64] with gates [64, 64]
+/// (its two tiny linear layers are left out): the squeeze (x read), the
+/// channel scale forward (x read, y written) and its fused backward (dy and
+/// x read, dx written, dg summed in the same pass), and the squeeze's
+/// backward (dx written).
+fn se_block(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
+    use mtaffect::ops::{channel_scale, global_avg_pool};
+    let (n, c) = (64, 64);
+    let bytes = (n * 56 * 56 * c * 4) as f64;
+    let on = |t: Tensor| t.to_device(gpu).unwrap();
+    let mut params = Params::new();
+    let x = params
+        .add("x", on(Tensor::randn([n, 56, 56, c], 1.0, DType::F32, rng)))
+        .unwrap();
+    let g = params
+        .add("g", on(Tensor::uniform([n, c], 0.0, 1.0, DType::F32, rng)))
+        .unwrap();
+    let seed = on(Tensor::randn([n, c], 1.0, DType::F32, rng));
+    let (fwd, bwd) = fwd_bwd(dev, &params, &[x], &seed, |tape, v| {
+        global_avg_pool(tape, &v[0]).expect("squeeze")
+    });
+    bw_row(
+        "se squeeze fwd",
+        "[64,56,56,64]",
+        fwd,
+        bytes,
+        1.0,
+        1.0,
+        copy_gbs,
+    );
+    bw_row(
+        "se squeeze bwd",
+        "[64,56,56,64]",
+        bwd,
+        bytes,
+        1.0,
+        1.0,
+        copy_gbs,
+    );
+    let seed = on(Tensor::randn([n, 56, 56, c], 1.0, DType::F32, rng));
+    let (fwd, bwd) = fwd_bwd(dev, &params, &[x, g], &seed, |tape, v| {
+        channel_scale(tape, &v[0], &v[1]).expect("channel scale")
+    });
+    bw_row(
+        "se scale fwd",
+        "[64,56,56,64]",
+        fwd,
+        bytes,
+        2.0,
+        2.0,
+        copy_gbs,
+    );
+    bw_row(
+        "se scale bwd (dx+dg)",
+        "[64,56,56,64]",
+        bwd,
+        bytes,
+        3.0,
+        3.0,
+        copy_gbs,
     );
 }
 

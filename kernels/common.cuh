@@ -77,6 +77,99 @@ __device__ __forceinline__ u64 mt_offset(int rank, const u64* dims, const u64* s
     return o;
 }
 
+// ---- row-parallel layout over channels-last [rows, C] ------------------
+// Blocks of MT_ROWS_THREADS threads; a thread owns `vec` consecutive channels
+// (vec 4: float4 accesses when C % 4 == 0) of every `step`-th row of its
+// block-row's range, so a warp reads whole rows contiguously and each thread
+// loads its per-channel constants once. blockIdx.x picks the channel group
+// (C/vec > MT_ROWS_THREADS only), blockIdx.y the block-row of `chunk` rows,
+// taken last to first when `reverse` (the pass after a reduction over the
+// same data then starts on what the reduction left in L2). The host side is
+// CudaDevice::rows_layout.
+#define MT_ROWS_THREADS 256
+
+struct MtRowsLane {
+    u64 ch;      // first channel of this thread
+    u64 r0, r1;  // rows r0, r0 + step, ... below r1
+    u64 step;
+    u64 cpb;        // threads per row (the thread `s` rows below is s * cpb further)
+    u64 block_row;  // the block-row this block works on
+    bool active;    // false: no channel or no row slot for this thread
+    bool leader;    // the thread of its channels that merges the block's partials
+};
+
+__device__ __forceinline__ MtRowsLane mt_rows_lane(u64 rows, u64 c, int vec, u64 chunk, u64 splits, int reverse) {
+    const u64 q = c / vec;
+    const u64 cpb = q < MT_ROWS_THREADS ? q : MT_ROWS_THREADS;
+    const u64 sub = threadIdx.x / cpb, vc = (u64)blockIdx.x * cpb + threadIdx.x % cpb;
+    MtRowsLane l;
+    l.step = MT_ROWS_THREADS / cpb;
+    l.cpb = cpb;
+    l.block_row = reverse ? splits - 1 - blockIdx.y : blockIdx.y;
+    const u64 start = l.block_row * chunk, end = start + chunk;
+    l.ch = vc * vec;
+    l.r0 = start + sub;
+    l.r1 = end < rows ? end : rows;
+    l.active = sub < l.step && vc < q;
+    l.leader = l.active && sub == 0;
+    return l;
+}
+
+// Parameters of the per-sample row kernels (SE squeeze, channel scale):
+// blockIdx.z is the sample, each sample `rows` rows of `c` channels.
+struct MtRowsParams {
+    u64 rows;
+    u64 c;
+    u64 chunk;
+    u64 splits;
+    int vec;
+    int reverse;
+    float scale;  // kernel-specific factor (1 / (H W) for the squeeze)
+    int pad;
+};
+
+__device__ __forceinline__ MtRowsLane mt_rows_lane(const MtRowsParams& p) {
+    return mt_rows_lane(p.rows, p.c, p.vec, p.chunk, p.splits, p.reverse);
+}
+
+// v[0..V) = p[0..V) (one float4 access when V == 4; p 16-byte aligned).
+template <int V>
+__device__ __forceinline__ void mt_load(const float* p, float (&v)[4]) {
+    if (V == 4) {
+        const float4 t = *reinterpret_cast<const float4*>(p);
+        v[0] = t.x; v[1] = t.y; v[2] = t.z; v[3] = t.w;
+    } else {
+        v[0] = p[0];
+    }
+}
+
+template <int V>
+__device__ __forceinline__ void mt_store(float* p, const float (&v)[4]) {
+    if (V == 4) {
+        float4 t;
+        t.x = v[0]; t.y = v[1]; t.z = v[2]; t.w = v[3];
+        *reinterpret_cast<float4*>(p) = t;
+    } else {
+        p[0] = v[0];
+    }
+}
+
+// Adds the block's per-channel sums (acc of every thread, times scale) to
+// out[0..V) of the leader's channels, one atomic each. Every thread of the
+// block must call it; sh holds MT_ROWS_THREADS * 4 floats.
+template <int V>
+__device__ __forceinline__ void mt_rows_atomic_sum(const MtRowsLane& l, float (&acc)[4], float* sh, float* out,
+                                                   float scale) {
+    for (int j = 0; j < 4; ++j) sh[threadIdx.x * 4 + j] = acc[j];
+    __syncthreads();
+    if (!l.leader) return;
+    for (u64 k = 1; k < l.step; ++k)
+#pragma unroll
+        for (int j = 0; j < V; ++j) acc[j] += sh[(threadIdx.x + k * l.cpb) * 4 + j];
+#pragma unroll
+    for (int j = 0; j < V; ++j) atomicAdd(&out[j], acc[j] * scale);
+}
+
 // ---- grid-wide barrier for cooperative launches -----------------------
 // `counter` is zeroed before the launch and only grows, so barrier number k
 // (1, 2, ...) waits until every block has arrived k times. Valid only when

@@ -81,3 +81,54 @@ extern "C" __global__ void pool_backward(PoolParams p, const float* __restrict__
             for (int ww = win.w0; ww < win.w1; ++ww) atomicAdd(&dx[base + ((u64)hh * p.w + ww) * p.c], v);
     }
 }
+
+// Global average pooling (the SE squeeze) in the row-parallel layout over
+// each sample's H*W rows, blockIdx.z the sample: each block-row adds its
+// sums times 1/(H W) into y [N, C] (zeroed by the host) with one atomic per
+// channel. pool_forward would give only N*C threads, each walking all H*W
+// rows: far too few loads in flight to approach bandwidth.
+template <int V>
+__device__ void gap_forward_body(const MtRowsParams& p, const float* __restrict__ x, float* y, float* sh) {
+    const MtRowsLane l = mt_rows_lane(p);
+    const u64 n = blockIdx.z;
+    x += n * p.rows * p.c;
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (l.active)
+#pragma unroll 4
+        for (u64 r = l.r0; r < l.r1; r += l.step) {
+            float v[4];
+            mt_load<V>(x + r * p.c + l.ch, v);
+#pragma unroll
+            for (int j = 0; j < V; ++j) s[j] += v[j];
+        }
+    mt_rows_atomic_sum<V>(l, s, sh, y + n * p.c + l.ch, p.scale);
+}
+
+extern "C" __global__ void gap_forward(MtRowsParams p, const float* __restrict__ x, float* y) {
+    __shared__ float sh[MT_ROWS_THREADS * 4];
+    if (p.vec == 4)
+        gap_forward_body<4>(p, x, y, sh);
+    else
+        gap_forward_body<1>(p, x, y, sh);
+}
+
+// dx[n, r, c] = g[n, c] / (H W): every row of a sample gets the same values.
+template <int V>
+__device__ void gap_backward_body(const MtRowsParams& p, const float* __restrict__ g, float* __restrict__ dx) {
+    const MtRowsLane l = mt_rows_lane(p);
+    if (!l.active) return;
+    const u64 n = blockIdx.z;
+    dx += n * p.rows * p.c;
+    float v[4];
+#pragma unroll
+    for (int j = 0; j < V; ++j) v[j] = g[n * p.c + l.ch + j] * p.scale;
+#pragma unroll 4
+    for (u64 r = l.r0; r < l.r1; r += l.step) mt_store<V>(dx + r * p.c + l.ch, v);
+}
+
+extern "C" __global__ void gap_backward(MtRowsParams p, const float* __restrict__ g, float* __restrict__ dx) {
+    if (p.vec == 4)
+        gap_backward_body<4>(p, g, dx);
+    else
+        gap_backward_body<1>(p, g, dx);
+}

@@ -325,6 +325,27 @@ fn ccc_loss_fused() {
         tol,
         |t, v, ctx| ccc_loss(t, &v[0], &ctx.put(&target), INVALID_VA),
     );
+    // Three columns (scalar rows, not float4 units) and predictions far from
+    // zero with a small spread: the shifted one-pass sums must stay accurate.
+    let pred = Tensor::from_f64s(
+        &Tensor::uniform([777, 3], -0.1, 0.1, DType::F32, &mut rng)
+            .to_f64_vec()
+            .iter()
+            .map(|v| v + 5.0)
+            .collect::<Vec<_>>(),
+        [777, 3],
+        DType::F32,
+    )
+    .unwrap();
+    let target = masked_targets(&[777, 3], 0.2, INVALID_VA, &mut rng);
+    check(
+        &dev,
+        &mut rep,
+        "ccc_loss (3 columns, offset predictions)",
+        &[pred],
+        tol,
+        |t, v, ctx| ccc_loss(t, &v[0], &ctx.put(&target), INVALID_VA),
+    );
     rep.print("ccc_loss (fused, masked)");
 }
 
@@ -561,8 +582,8 @@ fn batch_norm_train_and_eval() {
     let Some(dev) = gpu_or_skip("batch_norm_train_and_eval") else {
         return;
     };
-    use mtaffect::ops::{batch_norm2d, BatchNormParams};
-    // Per-channel sums over up to ~10k rows.
+    use mtaffect::ops::{batch_norm2d, batch_norm_relu, BatchNormParams};
+    // Per-channel sums over up to ~60k rows.
     let tol = Tol {
         atol: 1e-4,
         rtol: 1e-4,
@@ -575,6 +596,7 @@ fn batch_norm_train_and_eval() {
         &[3, 17, 19, 40],
         &[33, 9],
         &[8, 32, 40, 3],
+        &[4, 30, 30, 64],
     ] {
         let c = *shape.last().unwrap();
         // Offset data: a mean far from zero tests the variance's accuracy.
@@ -589,6 +611,7 @@ fn batch_norm_train_and_eval() {
         let b = randn(&[c], &mut rng);
         let rm0 = randn(&[c], &mut rng);
         let rv0 = Tensor::uniform([c], 0.5, 2.0, DType::F32, &mut rng);
+        let x_relu = away_from_relu_kink(&x, &w, &b, &rm0, &rv0);
         for prm in [BatchNormParams::default(), BatchNormParams::eval()] {
             check(
                 &dev,
@@ -599,6 +622,17 @@ fn batch_norm_train_and_eval() {
                 |t, v, ctx| {
                     let (mut rm, mut rv) = (ctx.put(&rm0), ctx.put(&rv0));
                     batch_norm2d(t, &v[0], &v[1], &v[2], &mut rm, &mut rv, prm)
+                },
+            );
+            check(
+                &dev,
+                &mut rep,
+                "batch_norm_relu",
+                &[x_relu.clone(), w.clone(), b.clone()],
+                tol,
+                |t, v, ctx| {
+                    let (mut rm, mut rv) = (ctx.put(&rm0), ctx.put(&rv0));
+                    batch_norm_relu(t, &v[0], &v[1], &v[2], &mut rm, &mut rv, prm)
                 },
             );
         }
@@ -627,7 +661,36 @@ fn batch_norm_train_and_eval() {
         rep.compare("batch_norm2d running_mean", &gm, &cm, tol);
         rep.compare("batch_norm2d running_var", &gv, &cv, tol);
     }
-    rep.print("batch_norm2d (Welford stats, train and eval, running update)");
+    rep.print("batch_norm2d, batch_norm_relu (Welford stats, train and eval, running update)");
+}
+
+/// x nudged until no pre-activation of batch norm (training or eval) lies
+/// within 1e-3 of zero: there the GPU's f32 and the reference's f64 may
+/// disagree on the ReLU's side, and one flipped mask bit moves a whole
+/// gradient value, which would make the parity check fail on luck alone.
+fn away_from_relu_kink(x: &Tensor, w: &Tensor, b: &Tensor, rm: &Tensor, rv: &Tensor) -> Tensor {
+    use mtaffect::ops::{batch_norm2d, BatchNormParams};
+    let mut xv = x.to_dtype(DType::F32).to_f64_vec();
+    for _ in 0..20 {
+        let mut moved = false;
+        for prm in [BatchNormParams::default(), BatchNormParams::eval()] {
+            let tape = Tape::no_grad();
+            let v = |t: &Tensor| tape.constant(t.to_dtype(DType::F64));
+            let xt = Tensor::from_f64s(&xv, x.dims(), DType::F32).unwrap();
+            let (mut m, mut s) = (rm.to_dtype(DType::F64), rv.to_dtype(DType::F64));
+            let y = batch_norm2d(&tape, &v(&xt), &v(w), &v(b), &mut m, &mut s, prm).unwrap();
+            for (xi, yi) in xv.iter_mut().zip(y.value().to_f64_vec()) {
+                if yi.abs() < 1e-3 {
+                    *xi += 0.05;
+                    moved = true;
+                }
+            }
+        }
+        if !moved {
+            return Tensor::from_f64s(&xv, x.dims(), DType::F32).unwrap();
+        }
+    }
+    panic!("could not move the batch-norm inputs away from the ReLU kink");
 }
 
 #[test]
@@ -820,6 +883,26 @@ fn pooling_upsample_channel_scale() {
     check(&dev, &mut rep, "channel_scale", &[x, g], tol, |t, v, _| {
         channel_scale(t, &v[0], &v[1])
     });
+    // C % 4 == 0: the float4 lanes of the SE squeeze and channel scale kernels,
+    // several block-rows per sample.
+    let x = randn(&[3, 20, 21, 64], &mut rng);
+    check(
+        &dev,
+        &mut rep,
+        "global_avg_pool (float4)",
+        &[x.clone()],
+        tol,
+        |t, v, _| global_avg_pool(t, &v[0]),
+    );
+    let g = Tensor::uniform([3, 64], 0.0, 1.0, DType::F32, &mut rng);
+    check(
+        &dev,
+        &mut rep,
+        "channel_scale (float4)",
+        &[x, g],
+        tol,
+        |t, v, _| channel_scale(t, &v[0], &v[1]),
+    );
     rep.print("max/avg/global pooling, upsample_nearest2d, channel_scale");
 }
 

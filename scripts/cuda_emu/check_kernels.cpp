@@ -3,6 +3,7 @@
 // and split-K cases). Build and run with scripts/cuda_emu/run.sh.
 #include "kernels_emu.h"
 #include <random>
+#include <tuple>
 static std::mt19937 rng(1);
 std::vector<float> randv(size_t n, float lo = -1, float hi = 1) {
     std::uniform_real_distribution<float> d(lo, hi);
@@ -101,6 +102,74 @@ void tiles() {
     conv_case({1,4,5,3, 5,1,1, 1,1, 1,1,1,1, 1,1, 1});
 }
 
+// Batch norm (+ ReLU) through the row-parallel layout: float4 (c % 4 == 0)
+// and scalar lanes, several block-rows (the last one short), two channel
+// groups when c / 4 > 256, apply and dx passes in reverse block-row order.
+void bn_case(int m, int c, int splits, int relu, int training) {
+    auto x = randv(m * c, 2, 5), g = randv(m * c), gam = randv(c, .5, 1.5), bet = randv(c, -.3, .3);
+    auto rm = randv(c), rv = randv(c, .5, 2);
+    std::vector<float> rm0 = rm, rv0 = rv, stats(2 * c), y(m * c, NAN), dw(c, NAN), db(c, NAN), dx(m * c, NAN);
+    int vec = c % 4 == 0 ? 4 : 1, q = c / vec, cpb = std::min(q, 256);
+    u64 chunk = (m + splits - 1) / splits;
+    dim3 grid{(unsigned)((q + cpb - 1) / cpb), (unsigned)((m + chunk - 1) / chunk), 1};
+    BnParams p{(u64)m, (u64)c, chunk, grid.y, 1e-5f, 0.1f, training, relu, vec, 0};
+    BnParams rev = p; rev.reverse = 1;
+    std::vector<float> ws(grid.y * c * 3);
+    dim3 fin{(unsigned)((c + 7) / 8), 1, 1};
+    if (training) launch(grid, {256, 1, 1}, [&] { bn_stats(p, x.data(), ws.data()); });
+    launch(fin, {256, 1, 1}, [&] { bn_finalize(p, ws.data(), rm.data(), rv.data(), stats.data()); });
+    launch(grid, {256, 1, 1}, [&] { bn_apply(rev, x.data(), stats.data(), gam.data(), bet.data(), y.data()); });
+    launch(grid, {256, 1, 1}, [&] { bn_backward_reduce(p, g.data(), x.data(), stats.data(), gam.data(), bet.data(), ws.data()); });
+    launch(fin, {256, 1, 1}, [&] { bn_backward_finalize(p, ws.data(), dw.data(), db.data()); });
+    launch(grid, {256, 1, 1}, [&] { bn_backward_dx(rev, g.data(), x.data(), stats.data(), gam.data(), bet.data(), dw.data(), db.data(), dx.data()); });
+    std::vector<double> mean(c, 0), var(c, 0), Y(m * c), DX(m * c), SG(c, 0), SGH(c, 0), RM(c), RV(c), G(m * c);
+    for (int i = 0; i < m; ++i) for (int j = 0; j < c; ++j) mean[j] += x[i * c + j] / (double)m;
+    for (int i = 0; i < m; ++i) for (int j = 0; j < c; ++j) var[j] += (x[i * c + j] - mean[j]) * (x[i * c + j] - mean[j]) / m;
+    for (int j = 0; j < c; ++j) {
+        RM[j] = training ? 0.9 * rm0[j] + 0.1 * mean[j] : rm0[j];
+        RV[j] = training ? 0.9 * rv0[j] + 0.1 * var[j] * m / (m - 1) : rv0[j];
+        if (!training) { mean[j] = rm0[j]; var[j] = rv0[j]; }
+    }
+    auto xhat = [&](int i, int j) { return (x[i * c + j] - mean[j]) / sqrt(var[j] + 1e-5); };
+    for (int i = 0; i < m; ++i) for (int j = 0; j < c; ++j) {
+        double pre = gam[j] * xhat(i, j) + bet[j];
+        Y[i * c + j] = relu && pre <= 0 ? 0 : pre;
+        G[i * c + j] = relu && pre <= 0 ? 0 : g[i * c + j];
+        SG[j] += G[i * c + j]; SGH[j] += G[i * c + j] * xhat(i, j);
+    }
+    for (int i = 0; i < m; ++i) for (int j = 0; j < c; ++j) {
+        double k = gam[j] / sqrt(var[j] + 1e-5);
+        DX[i * c + j] = training ? k * (G[i * c + j] - SG[j] / m - xhat(i, j) * SGH[j] / m) : k * G[i * c + j];
+    }
+    printf("bn m=%d c=%d splits=%u relu=%d training=%d: ", m, c, grid.y, relu, training);
+    check("running_mean", rm.data(), RM); check("running_var", rv.data(), RV); check("y", y.data(), Y);
+    check("dw", dw.data(), SGH); check("db", db.data(), SG); check("dx", dx.data(), DX);
+}
+// SE squeeze (global average pool) and channel scale, per sample
+// (blockIdx.z) in the row-parallel layout: float4 and scalar lanes, several
+// block-rows per sample, dx and dg from one backward pass.
+void se_case(int N, int R, int c, int splits) {
+    auto x = randv(N * R * c), dy = randv(N * R * c), g = randv(N * c), gy = randv(N * c);
+    std::vector<float> pooled(N * c, 0.f), dxp(N * R * c, NAN), y(N * R * c, NAN), dx(N * R * c, NAN), dg(N * c, 0.f);
+    int vec = c % 4 == 0 ? 4 : 1, q = c / vec, cpb = std::min(q, 256);
+    u64 chunk = (R + splits - 1) / splits;
+    dim3 grid{(unsigned)((q + cpb - 1) / cpb), (unsigned)((R + chunk - 1) / chunk), (unsigned)N};
+    MtRowsParams p{(u64)R, (u64)c, chunk, grid.y, vec, 0, 1.0f / R, 0};
+    MtRowsParams one = p; one.scale = 1.0f;
+    launch(grid, {256, 1, 1}, [&] { gap_forward(p, x.data(), pooled.data()); });
+    launch(grid, {256, 1, 1}, [&] { gap_backward(p, gy.data(), dxp.data()); });
+    launch(grid, {256, 1, 1}, [&] { cs_forward(one, x.data(), g.data(), y.data()); });
+    launch(grid, {256, 1, 1}, [&] { cs_backward(one, dy.data(), x.data(), g.data(), dx.data(), dg.data()); });
+    std::vector<double> P(N * c, 0), DXP(N * R * c), Y(N * R * c), DX(N * R * c), DG(N * c, 0);
+    for (int n = 0; n < N; ++n) for (int r = 0; r < R; ++r) for (int j = 0; j < c; ++j) {
+        size_t i = ((size_t)n * R + r) * c + j, k = n * c + j;
+        P[k] += x[i] / (double)R; DXP[i] = gy[k] / (double)R;
+        Y[i] = x[i] * (double)g[k]; DX[i] = dy[i] * (double)g[k]; DG[k] += dy[i] * (double)x[i];
+    }
+    printf("se N=%d rows=%d c=%d splits=%u: ", N, R, c, grid.y);
+    check("gap forward", pooled.data(), P); check("gap backward", dxp.data(), DXP);
+    check("channel_scale y", y.data(), Y); check("channel_scale dx", dx.data(), DX); check("channel_scale dg", dg.data(), DG);
+}
 void others() {
     // reduce: [5, 13, 11, 7] sum over axes 1,2 -> kept [5,1,1,7]; merged: kdims (5,1,7) rdims (1,143,1)
     { int A=5,B=143,C=7; auto x = randv(A*B*C); 
@@ -111,37 +180,26 @@ void others() {
         launch({(unsigned)((A*C+31)/32),gy,1},{32,8,1},[&]{ reduce_sum(p, x.data(), y.data()); });
         std::vector<double> R(A*C,0); for(int a=0;a<A;++a)for(int b=0;b<B;++b)for(int c=0;c<C;++c) R[a*C+c]+=0.5*x[(a*B+b)*C+c];
         check("reduce_sum", y.data(), R); } }
-    // batch norm: m=300 rows, c=37
-    { int m=300, c=37; auto x = randv(m*c, 2, 5), g = randv(m*c), gam = randv(c, .5, 1.5), bet = randv(c);
-      std::vector<float> rm(c, 0.f), rv(c, 1.f), stats(2*c), y(m*c), dw(c,0.f), db(c,0.f), dx(m*c);
-      BnParams p{(u64)m,(u64)c,3,1e-5f,0.1f,1,0}; std::vector<float> ws(3*c*3);
-      launch({2,3,1},{32,8,1},[&]{ bn_stats(p,x.data(),ws.data()); });
-      launch({1,1,1},{256,1,1},[&]{ bn_finalize(p,ws.data(),rm.data(),rv.data(),stats.data()); });
-      launch({4,1,1},{256,1,1},[&]{ bn_apply(p,x.data(),stats.data(),gam.data(),bet.data(),y.data()); });
-      launch({2,3,1},{32,8,1},[&]{ bn_backward_reduce(p,g.data(),x.data(),stats.data(),dw.data(),db.data()); });
-      launch({4,1,1},{256,1,1},[&]{ bn_backward_dx(p,g.data(),x.data(),stats.data(),gam.data(),dw.data(),db.data(),dx.data()); });
-      std::vector<double> mean(c,0), var(c,0), Y(m*c), DX(m*c), SG(c,0), SGH(c,0), RM(c), RV(c);
-      for(int i=0;i<m;++i)for(int j=0;j<c;++j) mean[j]+=x[i*c+j]/(double)m;
-      for(int i=0;i<m;++i)for(int j=0;j<c;++j) var[j]+=(x[i*c+j]-mean[j])*(x[i*c+j]-mean[j])/m;
-      for(int j=0;j<c;++j){RM[j]=0.1*mean[j]; RV[j]=0.9+0.1*var[j]*m/(m-1);}
-      for(int i=0;i<m;++i)for(int j=0;j<c;++j){ double h=(x[i*c+j]-mean[j])/sqrt(var[j]+1e-5); Y[i*c+j]=gam[j]*h+bet[j]; SG[j]+=g[i*c+j]; SGH[j]+=g[i*c+j]*h; }
-      for(int i=0;i<m;++i)for(int j=0;j<c;++j){ double h=(x[i*c+j]-mean[j])/sqrt(var[j]+1e-5); DX[i*c+j]=gam[j]/sqrt(var[j]+1e-5)*(g[i*c+j]-SG[j]/m-h*SGH[j]/m); }
-      check("bn running_mean", rm.data(), RM); check("bn running_var", rv.data(), RV); check("bn y", y.data(), Y);
-      check("bn dw", dw.data(), SGH); check("bn db", db.data(), SG); check("bn dx", dx.data(), DX); }
-    // ccc: one block, then 4 blocks through the grid barriers (cooperative launch).
-    for (unsigned blocks : {1u, 4u}) {
-      int n=5001, d=2; auto pv = randv(n*d), tv = randv(n*d); for (int i=0;i<n*d;i+=3) tv[i] = -5.f;
+    for (auto [m, c, splits, relu, training] : {std::tuple{300, 37, 3, 0, 1}, {300, 40, 4, 1, 1}, {61, 1028, 2, 1, 1}, {50, 12, 2, 1, 0}}) bn_case(m, c, splits, relu, training);
+    // ccc: one block, then 4 blocks through the grid barrier (cooperative
+    // launch); D = 2 with an odd N (float4 units and a tail row), D = 1, and
+    // D = 3 (scalar rows); invalid rows include row 0 (the shift).
+    for (auto [n, d, blocks] : {std::tuple{5001, 2, 1u}, {5001, 2, 4u}, {999, 1, 4u}, {1001, 3, 4u}, {777, 2, 3u}}) {
+      auto pv = randv(n*d, 0.5f, 1.5f), tv = randv(n*d, -1, 1); for (int i=0;i<n*d;i+=7) tv[i] = -5.f;
       float* pr = shared_alloc<float>(n*d); float* t = shared_alloc<float>(n*d); std::copy(pv.begin(), pv.end(), pr); std::copy(tv.begin(), tv.end(), t);
-      float* loss = shared_alloc<float>(1); float* grad = shared_alloc<float>(n*d); float* ws = shared_alloc<float>(1+2*blocks*3*8);
+      float* loss = shared_alloc<float>(1); float* grad = shared_alloc<float>(n*d); float* ws = shared_alloc<float>(1+blocks*6*8);
       std::fill(grad, grad+n*d, NAN);
       CccParams p{(u64)n,(u64)d,-5.f,1};
-      launch_cooperative({blocks,1,1},{128,1,1},[&]{ ccc_loss_fused(p,pr,t,loss,grad,ws+1,(u32*)ws); });
+      // n = 777: the d = 2 build (ccc_loss_fused_d2) the host launches for valence/arousal.
+      if (n == 777) launch_cooperative({blocks,1,1},{128,1,1},[&]{ ccc_loss_fused_d2(p,pr,t,loss,grad,ws+1,(u32*)ws); });
+      else launch_cooperative({blocks,1,1},{128,1,1},[&]{ ccc_loss_fused(p,pr,t,loss,grad,ws+1,(u32*)ws); });
       double L=0; std::vector<double> G(n*d,0);
       for(int j=0;j<d;++j){ double cnt=0,mp=0,mt=0; for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f){cnt++;mp+=pr[i*d+j];mt+=t[i*d+j];} mp/=cnt; mt/=cnt;
         double vp=0,vt=0,cv=0; for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f){double a=pr[i*d+j]-mp,b=t[i*d+j]-mt; vp+=a*a; vt+=b*b; cv+=a*b;}
         double den=(vp+vt)/cnt+(mp-mt)*(mp-mt), ccc=2*cv/cnt/den; L+=(1-ccc)/d;
         for(int i=0;i<n;++i) if(t[i*d+j]!=-5.f) G[i*d+j]=-2.0/(cnt*den)*((t[i*d+j]-mt)-ccc*(pr[i*d+j]-mt))/d; }
-      check(blocks == 1 ? "ccc loss (1 block)" : "ccc loss (4 blocks)", loss, {L}, 1e-6, 1e-4); check("ccc grad", grad, G, 1e-7, 1e-3); }
+      printf("ccc n=%d d=%d blocks=%u: ", n, d, blocks);
+      check("loss", loss, {L}, 1e-6, 1e-4); check("grad", grad, G, 1e-7, 1e-3); }
     // softmax / log_softmax, rows=37 cols=77
     for (int lg : {0, 1}) { int R=37, C=77; auto x = randv(R*C, -3, 3), g = randv(R*C); std::vector<float> y(R*C), dx(R*C);
       SoftmaxParams p{(u64)R,(u64)C,lg,0};
@@ -477,6 +535,8 @@ void conv_bf16() {
 }
 
 int main() {
+    se_case(3, 37, 40, 2);
+    se_case(2, 50, 5, 3);
     tiles();
     others();
     elementwise();

@@ -32,16 +32,17 @@ dim3 blockDim, gridDim;
 struct float4 { float x, y, z, w; };
 std::unique_ptr<std::barrier<>> g_block_bar;
 std::unique_ptr<std::barrier<>> g_warp_bar[32];
-float g_xch[32][32];
 inline void __syncthreads() { g_block_bar->arrive_and_wait(); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-inline float __shfl_xor_sync(unsigned, float v, int o) {
+// Warp shuffles of floats and doubles: each lane publishes, then reads its partner's.
+template <class T> T g_xch[32][32];
+template <class T> inline T __shfl_xor_sync(unsigned, T v, int o) {
     unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
     unsigned w = t / 32, l = t % 32;
     g_warp_bar[w]->arrive_and_wait();
-    g_xch[w][l] = v;
+    g_xch<T>[w][l] = v;
     g_warp_bar[w]->arrive_and_wait();
-    return g_xch[w][l ^ o];
+    return g_xch<T>[w][l ^ o];
 }
 inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
 inline double atomicAdd(double* p, double v) { return std::atomic_ref<double>(*p).fetch_add(v); }

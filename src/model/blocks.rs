@@ -131,7 +131,7 @@ impl BasicBlock {
 
     pub fn forward(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
         let h = self.conv1.forward(cx, x)?;
-        let h = ops::relu(cx.tape, &self.bn1.forward(cx, &h)?)?;
+        let h = self.bn1.forward_relu(cx, &h)?;
         let h = self.conv2.forward(cx, &h)?;
         let h = self.bn2.forward(cx, &h)?;
         let h = self.se.forward(cx, &h)?;
@@ -209,9 +209,9 @@ impl Bottleneck {
 
     pub fn forward(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
         let h = self.conv1.forward(cx, x)?;
-        let h = ops::relu(cx.tape, &self.bn1.forward(cx, &h)?)?;
+        let h = self.bn1.forward_relu(cx, &h)?;
         let h = self.conv2.forward(cx, &h)?;
-        let h = ops::relu(cx.tape, &self.bn2.forward(cx, &h)?)?;
+        let h = self.bn2.forward_relu(cx, &h)?;
         let h = self.conv3.forward(cx, &h)?;
         let h = self.bn3.forward(cx, &h)?;
         let h = self.se.forward(cx, &h)?;

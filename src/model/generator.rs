@@ -107,7 +107,7 @@ impl UpBlock {
                 conv.forward(cx, &u)?
             }
         };
-        ops::relu(cx.tape, &self.bn.forward(cx, &h)?)
+        self.bn.forward_relu(cx, &h)
     }
 }
 
@@ -227,7 +227,7 @@ impl Generator {
         let h = ops::concat(cx.tape, &[z, cond], -1)?;
         let h = self.fc.forward(cx, &h)?;
         let h = ops::reshape(cx.tape, &h, [zd[0], side, side, c0])?;
-        let mut h = ops::relu(cx.tape, &self.fc_bn.forward(cx, &h)?)?;
+        let mut h = self.fc_bn.forward_relu(cx, &h)?;
         for blk in &self.blocks {
             h = blk.forward(cx, &h)?;
         }

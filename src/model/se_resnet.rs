@@ -145,7 +145,7 @@ impl SeResNet {
     /// NHWC images [N, H, W, 3] -> feature map [N, h, w, out_channels].
     pub fn forward(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
         let h = self.stem_conv.forward(cx, x)?;
-        let mut h = ops::relu(cx.tape, &self.stem_bn.forward(cx, &h)?)?;
+        let mut h = self.stem_bn.forward_relu(cx, &h)?;
         if self.stem == Stem::Imagenet {
             h = ops::max_pool2d(cx.tape, &h, Pool2dParams::new(3, 2).padding(1))?;
         }

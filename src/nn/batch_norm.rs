@@ -30,6 +30,15 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
+        self.run(cx, x, ops::batch_norm2d)
+    }
+
+    /// `relu(self.forward(x))` as the one fused op [`ops::batch_norm_relu`].
+    pub fn forward_relu(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
+        self.run(cx, x, ops::batch_norm_relu)
+    }
+
+    fn run(&self, cx: &mut Ctx, x: &Var, op: BatchNormOp) -> Result<Var> {
         let prm = BatchNormParams {
             momentum: self.momentum,
             eps: self.eps,
@@ -39,6 +48,10 @@ impl BatchNorm2d {
         let (rm, rv) = cx
             .buffers
             .get_pair_mut(self.running_mean, self.running_var)?;
-        ops::batch_norm2d(cx.tape, x, &w, &b, rm, rv, prm)
+        op(cx.tape, x, &w, &b, rm, rv, prm)
     }
 }
+
+/// The signature [`ops::batch_norm2d`] and [`ops::batch_norm_relu`] share.
+type BatchNormOp =
+    fn(&crate::Tape, &Var, &Var, &Var, &mut Tensor, &mut Tensor, BatchNormParams) -> Result<Var>;

@@ -13,6 +13,7 @@ mod cuda;
 use crate::backend::cpu::Float;
 use crate::tensor::{check_same_dtype, same_device};
 use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
+use std::borrow::Cow;
 
 /// Hyper-parameters and mode of [`batch_norm2d`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,11 +93,26 @@ pub fn batch_norm2d(
     running_var: &mut Tensor,
     prm: BatchNormParams,
 ) -> Result<Var> {
-    const OP: &str = "batch_norm2d";
+    let buffers = (running_mean, running_var);
+    batch_norm_op(tape, "batch_norm2d", x, [weight, bias], buffers, prm, false)
+}
+
+/// [`batch_norm2d`] or, with `relu`, `max(0, batch_norm2d(..))` as one op
+/// (ops/batch_norm_relu.rs): the ReLU's backward is the mask `y > 0` applied
+/// to the incoming gradient before the batch-norm backward.
+pub(super) fn batch_norm_op(
+    tape: &Tape,
+    op: &'static str,
+    x: &Var,
+    [weight, bias]: [&Var; 2],
+    (running_mean, running_var): (&mut Tensor, &mut Tensor),
+    prm: BatchNormParams,
+    relu: bool,
+) -> Result<Var> {
     let xt = x.value().clone();
     if xt.rank() < 2 {
         return Err(Error::shape(
-            OP,
+            op,
             format!("input {} needs a batch axis and a channel axis", xt.shape()),
         ));
     }
@@ -107,12 +123,12 @@ pub fn batch_norm2d(
         ("running_mean", &*running_mean),
         ("running_var", &*running_var),
     ] {
-        check_vec(OP, name, t, &xt, c)?;
+        check_vec(op, name, t, &xt, c)?;
     }
     let m = xt.numel() / c;
     if prm.training && m < 2 {
         return Err(Error::shape(
-            OP,
+            op,
             format!(
                 "training needs more than one value per channel, input {}",
                 xt.shape()
@@ -121,28 +137,18 @@ pub fn batch_norm2d(
     }
     if prm.eps.is_nan() || prm.eps <= 0.0 || !(0.0..=1.0).contains(&prm.momentum) {
         return Err(Error::arg(
-            OP,
+            op,
             format!("eps must be > 0 and momentum in [0, 1]: {prm:?}"),
         ));
     }
     let gamma = weight.value().clone();
-    let dev = same_device(
-        OP,
-        &[&xt, &gamma, bias.value(), &*running_mean, &*running_var],
-    )?;
+    let beta = bias.value().clone();
+    let dev = same_device(op, &[&xt, &gamma, &beta, &*running_mean, &*running_var])?;
     if let Some(dev) = dev {
-        let p = cuda::BnParams::new(&dev, m, c, &prm);
-        let (y, stats) = cuda::forward(
-            &dev,
-            &p,
-            &xt,
-            &gamma,
-            bias.value(),
-            running_mean,
-            running_var,
-        )?;
-        return tape.record(OP, &[x, weight, bias], y, move |dy, needs| {
-            let (dx, dw, db) = cuda::backward(&dev, &p, dy, &xt, &stats, &gamma)?;
+        let p = cuda::BnParams::new(m, c, &prm, relu);
+        let (y, stats) = cuda::forward(&dev, &p, &xt, &gamma, &beta, running_mean, running_var)?;
+        return tape.record(op, &[x, weight, bias], y, move |dy, needs| {
+            let (dx, dw, db) = cuda::backward(&dev, &p, dy, &xt, &stats, &gamma, &beta)?;
             Ok(vec![
                 needs[0].then_some(dx),
                 needs[1].then_some(dw),
@@ -150,7 +156,7 @@ pub fn batch_norm2d(
             ])
         });
     }
-    let (y, xhat, inv_std) = with_dtype!(xt.dtype(), T => {
+    let (y, xhat, inv_std, mask) = with_dtype!(xt.dtype(), T => {
         let xd = xt.data::<T>()?;
         let (mean, var) = if prm.training {
             let (mean, var) = moments(xd, c);
@@ -167,7 +173,7 @@ pub fn batch_norm2d(
             (running_mean.to_f64_vec(), running_var.to_f64_vec())
         };
         let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + prm.eps).sqrt()).collect();
-        let (gd, bd) = (gamma.data::<T>()?, bias.value().data::<T>()?);
+        let (gd, bd) = (gamma.data::<T>()?, beta.data::<T>()?);
         let mut xhat = Vec::with_capacity(xd.len());
         let mut y = Vec::with_capacity(xd.len());
         for row in xd.chunks_exact(c) {
@@ -177,12 +183,23 @@ pub fn batch_norm2d(
                 y.push(T::from_f64(gd[j].to_f64() * h + bd[j].to_f64()));
             }
         }
-        (Tensor::from_vec(y, xt.shape().clone())?, Tensor::from_vec(xhat, xt.shape().clone())?, inv_std)
+        // The ReLU after the affine, and where it passes gradients: exactly
+        // relu(y) and relu's `y > 0`, on the rounded y.
+        let mask = relu.then(|| {
+            let mask: Vec<bool> = y.iter().map(|&v| v > T::ZERO).collect();
+            y.iter_mut().zip(&mask).for_each(|(v, &keep)| if !keep { *v = T::ZERO });
+            mask
+        });
+        (Tensor::from_vec(y, xt.shape().clone())?, Tensor::from_vec(xhat, xt.shape().clone())?, inv_std, mask)
     });
     let training = prm.training;
-    tape.record(OP, &[x, weight, bias], y, move |dy, needs| {
+    tape.record(op, &[x, weight, bias], y, move |dy, needs| {
         with_dtype!(dy.dtype(), T => {
-            let (g, h, gm) = (dy.data::<T>()?, xhat.data::<T>()?, gamma.data::<T>()?);
+            let (h, gm) = (xhat.data::<T>()?, gamma.data::<T>()?);
+            let g: Cow<[T]> = match &mask {
+                Some(mask) => Cow::Owned(dy.data::<T>()?.iter().zip(mask).map(|(&v, &keep)| if keep { v } else { T::ZERO }).collect()),
+                None => Cow::Borrowed(dy.data::<T>()?),
+            };
             // dbias = Σ dy, dweight = Σ dy·x̂ per channel.
             let (mut sg, mut sgh) = (vec![0.0; c], vec![0.0; c]);
             for (gr, hr) in g.chunks_exact(c).zip(h.chunks_exact(c)) {
@@ -359,7 +376,7 @@ mod tests {
     }
 
     #[test]
-    fn gradcheck_training_and_eval() {
+    fn gradcheck_training_and_eval_with_and_without_relu() {
         let mut rng = Rng::new(41);
         for (shape, training) in [
             (&[2, 3, 3, 4][..], true),
@@ -376,11 +393,14 @@ mod tests {
                 training,
                 ..Default::default()
             };
-            check_gradients(&[x, w, b], 1e-6, |t, v| {
-                let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
-                batch_norm2d(t, &v[0], &v[1], &v[2], &mut rm, &mut rv, prm)
-            })
-            .unwrap_or_else(|e| panic!("{shape:?} training={training}: {e}"));
+            for relu in [false, true] {
+                check_gradients(&[x.clone(), w.clone(), b.clone()], 1e-6, |t, v| {
+                    let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
+                    let buffers = (&mut rm, &mut rv);
+                    batch_norm_op(t, "bn", &v[0], [&v[1], &v[2]], buffers, prm, relu)
+                })
+                .unwrap_or_else(|e| panic!("{shape:?} training={training} relu={relu}: {e}"));
+            }
         }
     }
 
@@ -429,6 +449,15 @@ mod tests {
         .to_string();
         assert!(
             e.contains("running_mean [4]") && e.contains("[1, 1, 1, 3]"),
+            "{e}"
+        );
+        // The fused op's errors name it.
+        let prm = BatchNormParams::eval();
+        let e = crate::ops::batch_norm_relu(&tape, &x, &v3, &v3, &mut bad, &mut rv, prm)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("batch_norm_relu") && e.contains("running_mean [4]"),
             "{e}"
         );
     }

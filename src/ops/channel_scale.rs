@@ -2,6 +2,8 @@
 //! `y[n, h, w, c] = x[n, h, w, c] · g[n, c]`, with SE = global_avg_pool ->
 //! linear -> relu -> linear -> sigmoid -> channel_scale.
 
+mod cuda;
+
 use crate::backend::cpu::Float;
 use crate::tensor::check_same_dtype;
 use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
@@ -22,16 +24,10 @@ pub fn channel_scale(tape: &Tape, x: &Var, g: &Var) -> Result<Var> {
     }
     let (n, c) = (x.dims()[0], x.dims()[3]);
     if let Some(dev) = crate::tensor::same_device("channel_scale", &[x.value(), g.value()])? {
-        // On the GPU this is a broadcasting multiply by g viewed as [N, 1, 1, C];
-        // dg sums dy·x over H, W with the broadcast reduction.
-        let (xt, g4) = (x.value().clone(), g.value().reshape([n, 1, 1, c])?);
-        let y = super::elementwise::cuda::mul(&dev, &xt, &g4)?;
+        let (xt, gt) = (x.value().clone(), g.value().clone());
+        let y = cuda::forward(&dev, &xt, &gt)?;
         return tape.record("channel_scale", &[x, g], y, move |dy, needs| {
-            let mut grads = super::elementwise::cuda::mul_backward(&dev, dy, &xt, &g4, needs)?;
-            if let Some(dg) = grads[1].take() {
-                grads[1] = Some(dg.reshape([n, c])?);
-            }
-            Ok(grads)
+            cuda::backward(&dev, dy, &xt, &gt, needs)
         });
     }
     let hw = x.value().numel() / (n * c).max(1);

@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod batch_norm;
+pub mod batch_norm_relu;
 pub mod bmm;
 pub mod channel_scale;
 pub mod concat;
@@ -29,6 +30,7 @@ pub mod upsample;
 
 pub use attention::attention;
 pub use batch_norm::{batch_norm2d, BatchNormParams};
+pub use batch_norm_relu::batch_norm_relu;
 pub use bmm::{bmm, Transposes};
 pub use channel_scale::channel_scale;
 pub use concat::concat;

@@ -189,6 +189,14 @@ fn pool(
         vec![g.n, g.p, g.q, c]
     };
     let in_shape = x.shape().clone();
+    if let (Some(dev), true, Kind::Avg) = (x.value().cuda_device().cloned(), global, kind) {
+        let y = cuda::global_avg_forward(&dev, op, x.value())?;
+        return tape.record(op, &[x], y, move |dy, _| {
+            Ok(vec![Some(cuda::global_avg_backward(
+                &dev, op, dy, &in_shape,
+            )?)])
+        });
+    }
     if let Some(dev) = x.value().cuda_device().cloned() {
         let p = cuda::PoolParams::new(op, &g, kind)?;
         let (y, argmax) = cuda::forward(&dev, op, &p, x.value(), out_dims.into())?;

@@ -8,6 +8,7 @@ mod kernels;
 mod nvrtc;
 mod pool;
 mod profile;
+mod rows;
 mod runtime;
 mod storage;
 
@@ -18,5 +19,6 @@ pub use nvrtc::{
 };
 pub use pool::{size_class, PoolStats};
 pub use profile::KernelTime;
+pub use rows::{warp_per_channel_config, RowsLayout, RowsParams};
 pub use runtime::{parse_cuda_ordinal, CudaDevice, BLOCK};
 pub use storage::CudaStorage;

@@ -1,13 +1,13 @@
-//! CUDA launchers for kernels/batch_norm.cu.
+//! CUDA launchers for kernels/batch_norm.cu (batch norm and batch norm +
+//! ReLU): row-parallel passes (`RowsLayout`) with per-block-row partials
+//! merged in double by one warp per channel.
 
 use super::BatchNormParams;
-use crate::backend::cuda::{CudaDevice, CudaStorage};
+use crate::backend::cuda::{warp_per_channel_config, CudaDevice, CudaStorage, RowsLayout};
 use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::{Result, Shape, Tensor};
-use cudarc::driver::{DeviceRepr, LaunchConfig};
+use cudarc::driver::DeviceRepr;
 use std::sync::Arc;
-
-const OP: &str = "batch_norm2d";
 
 /// Mirrors `BnParams` in kernels/batch_norm.cu.
 #[repr(C)]
@@ -15,28 +15,55 @@ const OP: &str = "batch_norm2d";
 pub(super) struct BnParams {
     m: u64,
     c: u64,
+    chunk: u64,
     splits: u64,
     eps: f32,
     momentum: f32,
     training: i32,
-    pad: i32,
+    relu: i32,
+    vec: i32,
+    reverse: i32,
 }
 // SAFETY: plain old data laid out as the C struct.
 unsafe impl DeviceRepr for BnParams {}
 
 impl BnParams {
-    pub(super) fn new(dev: &CudaDevice, m: usize, c: usize, prm: &BatchNormParams) -> BnParams {
+    pub(super) fn new(m: usize, c: usize, prm: &BatchNormParams, relu: bool) -> BnParams {
         BnParams {
             m: m as u64,
             c: c as u64,
-            splits: dev.column_splits(c, m),
+            chunk: 0,
+            splits: 0,
             eps: prm.eps as f32,
             momentum: prm.momentum as f32,
             training: prm.training as i32,
-            pad: 0,
+            relu: relu as i32,
+            vec: 1,
+            reverse: 0,
         }
     }
+
+    /// These parameters for a launch of `kernel` in its own layout; `reverse`
+    /// for a pass that follows a reduction over the same data (L2 reuse).
+    fn laid_out(
+        &self,
+        dev: &CudaDevice,
+        kernel: &str,
+        reverse: bool,
+    ) -> Result<(BnParams, RowsLayout)> {
+        let l = dev.rows_layout(kernel, self.m as usize, self.c as usize)?;
+        let p = BnParams {
+            chunk: l.chunk,
+            splits: l.splits,
+            vec: l.vec as i32,
+            reverse: reverse as i32,
+            ..*self
+        };
+        Ok((p, l))
+    }
 }
+
+const OP: &str = "batch_norm2d";
 
 /// y and the per-channel [mean; inv_std] ([2, C]) that backward reuses;
 /// in training the running estimates are updated in place.
@@ -52,37 +79,27 @@ pub(super) fn forward(
 ) -> Result<(Tensor, Tensor)> {
     let c = p.c as usize;
     let stats = empty(dev, [2, c])?;
-    let ws = CudaStorage::alloc(dev, p.splits as usize * c * 3)?;
+    let (ps, ls) = p.laid_out(dev, "bn_stats", false)?;
+    let ws = CudaStorage::alloc(dev, ls.splits as usize * c * 3)?;
     if p.training != 0 {
         // SAFETY: BnParams mirrors the kernel's struct; ws holds splits*c*3.
-        unsafe {
-            dev.launch(
-                "bn_stats",
-                dev.column_reduce_config(p.c as usize, p.splits),
-                p,
-                &[ptr(x, OP)?, ws.ptr()],
-            )?
-        };
+        unsafe { dev.launch("bn_stats", ls.config(), &ps, &[ptr(x, OP)?, ws.ptr()])? };
     }
     let (rm, rv) = (
         running_mean.cuda_mut(OP)?.ptr(),
         running_var.cuda_mut(OP)?.ptr(),
     );
-    let per_channel = LaunchConfig {
-        grid_dim: (c.div_ceil(256) as u32, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    // SAFETY: the running buffers and stats hold c and 2c values.
+    // SAFETY: the running buffers and stats hold c and 2c values, ws the stats' partials.
     unsafe {
         dev.launch(
             "bn_finalize",
-            per_channel,
-            p,
+            warp_per_channel_config(c),
+            &ps,
             &[ws.ptr(), rm, rv, ptr(&stats, OP)?],
         )?
     };
     let y = empty(dev, x.shape().clone())?;
+    let (pa, la) = p.laid_out(dev, "bn_apply", p.training != 0)?;
     let ptrs = [
         ptr(x, OP)?,
         ptr(&stats, OP)?,
@@ -91,11 +108,13 @@ pub(super) fn forward(
         ptr(&y, OP)?,
     ];
     // SAFETY: x and y hold m*c values; stats, gamma and beta per channel.
-    unsafe { dev.launch("bn_apply", dev.elementwise_config(x.numel()), p, &ptrs)? };
+    unsafe { dev.launch("bn_apply", la.config(), &pa, &ptrs)? };
     Ok((y, stats))
 }
 
-/// (dx, dweight, dbias).
+/// (dx, dweight, dbias); with `p.relu` the incoming gradient is first
+/// masked where the forward's output was zero.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn backward(
     dev: &Arc<CudaDevice>,
     p: &BnParams,
@@ -103,45 +122,52 @@ pub(super) fn backward(
     x: &Tensor,
     stats: &Tensor,
     gamma: &Tensor,
+    beta: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let c = p.c as usize;
-    let cs = Shape::new(vec![c]);
-    let dw = Tensor::from_cuda(CudaStorage::zeros(dev, c)?, cs.clone())?;
-    let db = Tensor::from_cuda(CudaStorage::zeros(dev, c)?, cs)?;
-    let ptrs = [
-        ptr(g, OP)?,
-        ptr(x, OP)?,
-        ptr(stats, OP)?,
-        ptr(&dw, OP)?,
-        ptr(&db, OP)?,
-    ];
-    // SAFETY: BnParams mirrors the kernel's struct; g and x hold m*c values.
-    unsafe {
-        dev.launch(
-            "bn_backward_reduce",
-            dev.column_reduce_config(p.c as usize, p.splits),
-            p,
-            &ptrs,
-        )?
-    };
-    let dx = empty(dev, g.shape().clone())?;
-    let ptrs = [
+    let (pr, lr) = p.laid_out(dev, "bn_backward_reduce", false)?;
+    let ws = CudaStorage::alloc(dev, lr.splits as usize * c * 2)?;
+    let (gp, xp, sp, gmp, bp) = (
         ptr(g, OP)?,
         ptr(x, OP)?,
         ptr(stats, OP)?,
         ptr(gamma, OP)?,
+        ptr(beta, OP)?,
+    );
+    // SAFETY: BnParams mirrors the kernel's struct; g and x hold m*c values,
+    // ws splits*c*2.
+    unsafe {
+        dev.launch(
+            "bn_backward_reduce",
+            lr.config(),
+            &pr,
+            &[gp, xp, sp, gmp, bp, ws.ptr()],
+        )?
+    };
+    let dw = empty(dev, Shape::new(vec![c]))?;
+    let db = empty(dev, Shape::new(vec![c]))?;
+    // SAFETY: as above; dw and db hold c values.
+    unsafe {
+        dev.launch(
+            "bn_backward_finalize",
+            warp_per_channel_config(c),
+            &pr,
+            &[ws.ptr(), ptr(&dw, OP)?, ptr(&db, OP)?],
+        )?
+    };
+    let dx = empty(dev, g.shape().clone())?;
+    let (pd, ld) = p.laid_out(dev, "bn_backward_dx", true)?;
+    let ptrs = [
+        gp,
+        xp,
+        sp,
+        gmp,
+        bp,
         ptr(&dw, OP)?,
         ptr(&db, OP)?,
         ptr(&dx, OP)?,
     ];
     // SAFETY: as above; dx holds m*c values.
-    unsafe {
-        dev.launch(
-            "bn_backward_dx",
-            dev.elementwise_config(g.numel()),
-            p,
-            &ptrs,
-        )?
-    };
+    unsafe { dev.launch("bn_backward_dx", ld.config(), &pd, &ptrs)? };
     Ok((dx, dw, db))
 }

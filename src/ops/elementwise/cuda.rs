@@ -91,21 +91,10 @@ pub(super) fn backward(
     Ok(vec![down(ga, a.shape())?, down(gb, b.shape())?])
 }
 
-/// `a * b` with broadcasting, for ops built on it (channel_scale).
+/// `a * b` with broadcasting, for ops built on it (dropout).
 pub(crate) fn mul(dev: &Arc<CudaDevice>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let out = crate::ops::strided::broadcast_shapes("mul", a.shape(), b.shape())?;
     forward(dev, BinOp::Mul, a, b, &out)
-}
-
-/// The gradients of [`mul`], summed down to a's and b's shapes.
-pub(crate) fn mul_backward(
-    dev: &Arc<CudaDevice>,
-    g: &Tensor,
-    a: &Tensor,
-    b: &Tensor,
-    needs: &[bool],
-) -> Result<Vec<Option<Tensor>>> {
-    backward(dev, BinOp::Mul, g, a, b, needs)
 }
 
 /// `alpha * x` broadcast from `x`'s shape up to `out` (reduce's backward).

@@ -120,3 +120,42 @@ pub(super) fn backward(
     };
     Ok(dx)
 }
+
+/// [samples, rows per sample, channels] of an [N, H, W, C] input.
+fn sample_rows(shape: &Shape) -> [usize; 3] {
+    let d = shape.dims();
+    [d[0], d[1] * d[2], d[3]]
+}
+
+/// Global average pooling (the SE squeeze), [N, H, W, C] -> [N, C], by the
+/// row-parallel `gap_forward` instead of one thread per output.
+pub(super) fn global_avg_forward(
+    dev: &Arc<CudaDevice>,
+    op: &'static str,
+    x: &Tensor,
+) -> Result<Tensor> {
+    let [n, hw, c] = sample_rows(x.shape());
+    let scale = 1.0 / hw.max(1) as f32;
+    let (p, cfg) = dev.per_sample_rows(op, "gap_forward", [n, hw, c], scale, false)?;
+    let y = Tensor::from_cuda(CudaStorage::zeros(dev, n * c)?, Shape::new(vec![n, c]))?;
+    // SAFETY: RowsParams mirrors MtRowsParams; x holds N*H*W*C values, y N*C
+    // zeroed for the atomic sums.
+    unsafe { dev.launch("gap_forward", cfg, &p, &[ptr(x, op)?, ptr(&y, op)?])? };
+    Ok(y)
+}
+
+/// dx [N, H, W, C] = g[n, c] / (H W) on every pixel.
+pub(super) fn global_avg_backward(
+    dev: &Arc<CudaDevice>,
+    op: &'static str,
+    g: &Tensor,
+    in_shape: &Shape,
+) -> Result<Tensor> {
+    let [n, hw, c] = sample_rows(in_shape);
+    let scale = 1.0 / hw.max(1) as f32;
+    let (p, cfg) = dev.per_sample_rows(op, "gap_backward", [n, hw, c], scale, false)?;
+    let dx = empty(dev, in_shape.clone())?;
+    // SAFETY: as above; dx holds N*H*W*C values, g N*C.
+    unsafe { dev.launch("gap_backward", cfg, &p, &[ptr(g, op)?, ptr(&dx, op)?])? };
+    Ok(dx)
+}

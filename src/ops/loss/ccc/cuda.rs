@@ -6,8 +6,9 @@ use crate::{Error, Result, Shape, Tensor};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::sync::Arc;
 
-/// `CCC_MAX_D` in kernels/ccc.cu.
+/// `CCC_MAX_D` and `CCC_SUMS` in kernels/ccc.cu.
 const MAX_D: usize = 8;
+const SUMS: usize = 6;
 const THREADS: u32 = 512;
 
 /// Mirrors `CccParams` in kernels/ccc.cu.
@@ -37,13 +38,19 @@ pub(super) fn ccc_fused(
             format!("the CUDA kernel handles at most {MAX_D} columns, found {d}"),
         ));
     }
-    // All blocks must be resident for the grid barriers: at most what fits at once.
-    let per_sm = dev
-        .resident_blocks_per_sm("ccc_loss_fused", THREADS)?
-        .max(1);
-    let blocks = (n.div_ceil(THREADS as usize).max(1) as u32).min(per_sm * dev.sm_count());
-    // One u32 barrier counter, then two phases of per-block partial sums.
-    let ws_len = 1 + 2 * blocks as usize * 3 * MAX_D;
+    // All blocks must be resident for the grid barrier: at most what fits at
+    // once, and no more than the float4 units (4 values) need.
+    // Valence/arousal has its own build of the kernel (fewer registers).
+    let kernel = if d == 2 {
+        "ccc_loss_fused_d2"
+    } else {
+        "ccc_loss_fused"
+    };
+    let per_sm = dev.resident_blocks_per_sm(kernel, THREADS)?.max(1);
+    let units = (n * d).div_ceil(4);
+    let blocks = (units.div_ceil(THREADS as usize).max(1) as u32).min(per_sm * dev.sm_count());
+    // One u32 barrier counter, then the per-block partial sums.
+    let ws_len = 1 + blocks as usize * SUMS * MAX_D;
     let ws = CudaStorage::zeros(dev, ws_len)?;
     let loss = empty(dev, Shape::scalar())?;
     let grad = with_grad
@@ -69,7 +76,7 @@ pub(super) fn ccc_fused(
         shared_mem_bytes: 0,
     };
     // SAFETY: CccParams mirrors the kernel's struct; pred, target and grad
-    // hold n*d values, the workspace the counter and 2*blocks*3*MAX_D partials.
-    unsafe { dev.launch_cooperative("ccc_loss_fused", cfg, &p, &ptrs)? };
+    // hold n*d values, the workspace the counter and blocks*SUMS*MAX_D partials.
+    unsafe { dev.launch_cooperative(kernel, cfg, &p, &ptrs)? };
     Ok((loss, grad))
 }
