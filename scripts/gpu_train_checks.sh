@@ -11,6 +11,8 @@
 #   gan         a judge (the default job) and the GAN of configs/gan-synthetic.toml
 #               for GAN_STEPS generator steps (default 10000) on cuda; each
 #               evaluation's generator judged on 100 faces per expression
+#   temporal    the frame model (default job settings, 1500 steps), its features,
+#               then Transformer / GRU / LSTM temporal models on cuda
 #   profile     GPU time per kernel in one training step (benches/cuda_train_step.rs
 #               with MTAFFECT's own event profiler), PROFILE_ARGS "depth,batch ..."
 #               (default "18,256 50,256")
@@ -67,6 +69,22 @@ for section in "$@"; do
             timeout 200 bundle/benches/cuda_train_step-* ${args/,/ } >"$out/profile-${args/,/-}.log" 2>&1
             summary+=("profile SE-ResNet ${args/,/ batch }: rc=$? (GPU time per kernel in one step)")
             summary+=("$(grep -E '^(train|kernel)' "$out/profile-${args/,/-}.log" | head -24)")
+        done
+        ;;
+    temporal)
+        timeout 120 ./bundle/mtaffect train --device cuda --set train.steps=1500 --set train.eval_every=500 \
+            --set 'schedule.decay={kind="cosine",total_steps=1400,min_lr=1e-5}' \
+            --set run.runs_dir="$runs" --set run.name=frame-synth --quiet >"$out/temporal-frame.log" 2>&1
+        summary+=("temporal: frame model rc=$? ($(grep '^best' "$out/temporal-frame.log"))")
+        timeout 120 ./bundle/mtaffect features --checkpoint "$runs/frame-synth/best.safetensors" \
+            --out "$runs/frame-synth/features" >"$out/temporal-features.log" 2>&1
+        summary+=("temporal: features rc=$?")
+        for enc in transformer gru lstm; do
+            start=$SECONDS
+            timeout 200 ./bundle/mtaffect temporal train --config configs/temporal-synthetic.toml \
+                --set train.device=cuda --set model.encoder=$enc --set data.features="$runs/frame-synth/features" \
+                --set run.runs_dir="$runs" --set run.name=t-$enc --quiet >"$out/temporal-$enc.log" 2>&1
+            summary+=("temporal $enc on cuda: rc=$?, $((SECONDS - start)) s; $(grep -iE 'best|P_MTL' "$out/temporal-$enc.log" | tail -2 | tr '\n' ' ')")
         done
         ;;
     gan)
