@@ -83,7 +83,7 @@ for section in "$@"; do
             start=$SECONDS
             timeout 200 ./bundle/mtaffect temporal train --config configs/temporal-synthetic.toml \
                 --set train.device=cuda --set model.encoder=$enc --set data.features="$runs/frame-synth/features" \
-                --set run.runs_dir="$runs" --set run.name=t-$enc --quiet >"$out/temporal-$enc.log" 2>&1
+                --set run.runs_dir="$runs" --set run.name=t-$enc >"$out/temporal-$enc.log" 2>&1
             summary+=("temporal $enc on cuda: rc=$?, $((SECONDS - start)) s; $(grep -iE 'best|P_MTL' "$out/temporal-$enc.log" | tail -2 | tr '\n' ' ')")
         done
         ;;
@@ -93,7 +93,7 @@ for section in "$@"; do
         summary+=("gan judge trained: rc=$? ($(grep '^best' "$out/gan-judge-train.log"))")
         start=$SECONDS
         timeout 420 ./bundle/mtaffect gan train --config configs/gan-synthetic.toml --set train.device=cuda \
-            --set train.steps="$steps" --set train.eval_every=$((steps / 4)) --set run.runs_dir="$runs" \
+            --set train.steps="$steps" --set train.eval_every=$((steps / 8)) --set run.runs_dir="$runs" \
             --set run.name=gan --quiet >"$out/gan-train.log" 2>&1
         summary+=("gan train $steps steps: rc=$?, $((SECONDS - start)) s")
         for ck in "$runs"/gan/step-*.safetensors; do

@@ -293,6 +293,10 @@ fn checkpoint_restores_both_players_and_grids_have_their_size() {
     ] {
         assert_eq!(snapshot(a), snapshot(b));
     }
+    assert_eq!(
+        snapshot(gan.g_ema.as_ref().unwrap()),
+        snapshot(back.g_ema.as_ref().unwrap())
+    );
     assert_eq!(back.prototypes, gan.prototypes);
     assert_eq!(back.progress.step, gan.progress.step);
     // Optimizer state and RNG came back too: the next steps match exactly.
@@ -429,4 +433,51 @@ fn frozen_discriminator_passes_input_gradients() {
         ops::concat(t, &[&out.real_fake.unwrap(), &out.expr, &out.va], -1)
     })
     .unwrap();
+}
+
+#[test]
+fn the_generator_average_follows_the_live_weights_and_samples_with_them() {
+    let cfg = tiny_config(Upsample::NearestConv, GanLoss::NonSaturating);
+    let d = cfg.gan.g_ema_decay;
+    assert!(d > 0.0 && d < 1.0, "the default keeps an average");
+    let mut gan = GanTrainer::new(&cfg).unwrap();
+    let bank = ConditionBank::from_samples(&samples(16), 12, 8).unwrap();
+    let real = batch(&mut Rng::new(6));
+    let start = snapshot(&gan.g_params);
+    assert_eq!(snapshot(gan.g_ema.as_ref().unwrap()), start);
+    gan.g_step(&real.images, &bank).unwrap();
+    let live = snapshot(&gan.g_params);
+    let avg = snapshot(gan.g_ema.as_ref().unwrap());
+    for ((a, l), s0) in avg.iter().zip(&live).zip(&start) {
+        for ((a, l), s0) in a.iter().zip(l).zip(s0) {
+            assert!(
+                (a - (d * s0 + (1.0 - d) * l)).abs() <= 1e-6,
+                "{a} vs {d}*{s0} + (1-{d})*{l}"
+            );
+        }
+    }
+    assert_ne!(
+        avg, live,
+        "a step moved the live weights away from the average"
+    );
+    // Eval-mode samples come from the average: swapping it in as the live
+    // weights of a second trainer gives the same images.
+    let z = gan.noise(2);
+    let cond = bank.sample(2, &mut Rng::new(7)).unwrap();
+    let sampled = gan.generate(&z, &cond.input, false).unwrap().to_f64_vec();
+    let mut plain = GanTrainer::new(&GanConfig {
+        gan: GanSettings {
+            g_ema_decay: 0.0,
+            ..cfg.gan.clone()
+        },
+        ..cfg.clone()
+    })
+    .unwrap();
+    assert!(plain.g_ema.is_none());
+    plain.g_params = gan.g_ema.clone().unwrap();
+    plain.g_buffers = gan.g_buffers.clone();
+    assert_eq!(
+        plain.generate(&z, &cond.input, false).unwrap().to_f64_vec(),
+        sampled
+    );
 }

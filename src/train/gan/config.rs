@@ -31,6 +31,12 @@ pub struct GanSettings {
     /// Adam betas of both optimizers (beta1 = 0.5 as in DCGAN).
     pub beta1: f64,
     pub beta2: f64,
+    /// Decay of an exponential moving average of the generator's weights,
+    /// updated after every generator step; sampling, judging and mixing use
+    /// the average (0: off, they use the live weights). Adversarial training
+    /// oscillates: the live generator's samples swing from step to step, the
+    /// average of its recent weights does not.
+    pub g_ema_decay: f64,
 }
 
 impl Default for GanSettings {
@@ -48,6 +54,7 @@ impl Default for GanSettings {
             lr_d: 1e-4,
             beta1: 0.5,
             beta2: 0.999,
+            g_ema_decay: 0.999,
         }
     }
 }
@@ -161,7 +168,11 @@ impl ConfigFile for GanConfig {
                 return Err(Error::Config(format!("gan.{k} = {v}: must be > 0")));
             }
         }
-        for (k, v) in [("beta1", s.beta1), ("beta2", s.beta2)] {
+        for (k, v) in [
+            ("beta1", s.beta1),
+            ("beta2", s.beta2),
+            ("g_ema_decay", s.g_ema_decay),
+        ] {
             if !(0.0..1.0).contains(&v) {
                 return Err(Error::Config(format!("gan.{k} = {v}: must be in [0, 1)")));
             }

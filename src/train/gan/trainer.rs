@@ -28,6 +28,8 @@ use std::path::Path;
 const G_PREFIX: &str = "generator.";
 const D_PREFIX: &str = "discriminator.";
 const PROTOTYPES: &str = "gan.prototypes";
+/// Buffer-name prefix of the generator's moving-average weights.
+const EMA_PREFIX: &str = "generator_ema.";
 
 /// One player's step: its loss terms and gradient norm.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -67,6 +69,8 @@ pub struct GanTrainer {
     pub device: Device,
     pub generator: Generator,
     pub g_params: Params,
+    /// Moving average of `g_params` (`gan.g_ema_decay` > 0): what sampling uses.
+    pub g_ema: Option<Params>,
     pub g_buffers: Buffers,
     pub discriminator: MtlNet,
     pub d_params: Params,
@@ -129,6 +133,7 @@ impl GanTrainer {
             p.to_device(&device)?;
         }
         let s = &config.gan;
+        let g_ema = (s.g_ema_decay > 0.0).then(|| g_params.clone());
         let adam = || {
             Adam::new(AdamConfig {
                 beta1: s.beta1,
@@ -142,6 +147,7 @@ impl GanTrainer {
             device,
             generator,
             g_params,
+            g_ema,
             g_buffers,
             discriminator,
             d_params,
@@ -194,7 +200,8 @@ impl GanTrainer {
     }
 
     /// Images for noise `z` and condition inputs `cond` (from any device),
-    /// on the trainer's device, recording nothing.
+    /// on the trainer's device, recording nothing. Training mode uses the
+    /// live weights, otherwise the moving average where there is one.
     /// `training` normalises with batch statistics, leaving the running ones
     /// alone (they follow the generator's own steps); otherwise it uses the
     /// running statistics (sampling).
@@ -207,9 +214,13 @@ impl GanTrainer {
         } else {
             &mut self.g_buffers
         };
+        let params = match (&self.g_ema, training) {
+            (Some(ema), false) => ema,
+            _ => &self.g_params,
+        };
         let mut cx = Ctx {
             tape: &tape,
-            params: &self.g_params,
+            params,
             buffers,
             training,
             rng: &mut self.rng,
@@ -397,8 +408,32 @@ impl GanTrainer {
         let (loss, grad_norm) = self.finish_step("generator", &terms, &mut grads)?;
         self.opt_g
             .step(&mut self.g_params, &grads, self.config.gan.lr_g)?;
+        self.update_ema()?;
         self.progress.step += 1;
         Ok(PlayerStats::new(loss, &terms, grad_norm, (d_real, d_fake)))
+    }
+
+    /// `ema = decay * ema + (1 - decay) * live` for every generator weight.
+    fn update_ema(&mut self) -> Result<()> {
+        let Some(ema) = &mut self.g_ema else {
+            return Ok(());
+        };
+        let d = self.config.gan.g_ema_decay;
+        let tape = Tape::no_grad();
+        let ids: Vec<_> = ema.ids().collect();
+        for id in ids {
+            let (avg, live) = (
+                tape.constant(ema.get(id).clone()),
+                tape.constant(self.g_params.get(id).clone()),
+            );
+            let next = ops::add(
+                &tape,
+                &ops::scale(&tape, &avg, d)?,
+                &ops::scale(&tape, &live, 1.0 - d)?,
+            )?;
+            ema.set(id, next.into_value())?;
+        }
+        Ok(())
     }
 
     /// The discriminator's multi-task heads scored with the ABAW metrics.
@@ -431,6 +466,14 @@ impl GanTrainer {
         for (prefix, b) in [(G_PREFIX, &self.g_buffers), (D_PREFIX, &self.d_buffers)] {
             for id in b.ids() {
                 out.insert(format!("{prefix}{}", b.name(id)), b.get(id).to_cpu()?);
+            }
+        }
+        if let Some(ema) = &self.g_ema {
+            for id in ema.ids() {
+                out.insert(
+                    format!("{EMA_PREFIX}{}", ema.name(id)),
+                    ema.get(id).to_cpu()?,
+                );
             }
         }
         out.insert(
@@ -523,7 +566,20 @@ impl GanTrainer {
                 b.set(id, buffers[&key].to_device(&self.device)?)?;
             }
         }
+        let g_ema = match &self.g_ema {
+            Some(ema) => {
+                let mut ema = ema.clone();
+                let ids: Vec<_> = ema.ids().collect();
+                for id in ids {
+                    let key = format!("{EMA_PREFIX}{}", ema.name(id));
+                    ema.set(id, buffers[&key].to_device(&self.device)?)?;
+                }
+                Some(ema)
+            }
+            None => None,
+        };
         self.g_params = g_params;
+        self.g_ema = g_ema;
         self.d_params = d_params;
         self.g_buffers = g_buffers;
         self.d_buffers = d_buffers;
