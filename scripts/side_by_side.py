@@ -55,13 +55,15 @@ COMPILE = [("compile_f32_cl", "compile", "f32", "channels_last"),
 
 
 class Failed:
-    """A cell whose configuration did not produce a figure."""
+    """A cell whose configuration did not produce a figure: it failed, or
+    (label "not run") the budget ran out before it started."""
 
-    def __init__(self, reason):
+    def __init__(self, reason, label="failed"):
         self.reason = " ".join(str(reason).split())[:80].replace("|", "/")
+        self.label = label
 
     def __str__(self):
-        return f"failed: {self.reason}"
+        return f"{self.label}: {self.reason}"
 
 
 def log(msg):
@@ -244,8 +246,9 @@ def main():
     for key, v in ours.items():
         rows.setdefault(key, {})["ours"] = v
         log(f"mtaffect SE-ResNet-{key[0]} b{key[1]} {key[2]}x{key[2]}: {fmt(v)} (images/s)")
-    if not ours:
-        log(f"mtaffect: no result lines (rc={rc}): {last_line(err or out)}")
+    if rc != 0 or not ours:
+        status = "timed out" if rc is None else f"rc={rc}"
+        log(f"mtaffect: {status}, {len(ours)} result lines; last output: {last_line(err or out)}")
 
     # torch_bench.py's defaults; rows of different image sizes stay apart.
     batches, size = a.batches or ("4" if a.quick else "64,256"), 64 if a.quick else OURS_SIZE
@@ -257,7 +260,7 @@ def main():
     for n, (key, (col, mode, precision, layout)) in enumerate(configs, 1):
         budget = min(a.timeout, left())
         if budget <= 0:
-            cell = Failed("not run: --budget spent")
+            cell = Failed("--budget spent", "not run")
         else:
             log(f"[{n}/{len(configs)}] PyTorch SE-ResNet-{key[0]} b{key[1]} {mode} {precision} {layout} ...")
             cell, r = torch_cell(a, key, mode, precision, layout, budget)

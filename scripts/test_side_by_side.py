@@ -36,7 +36,8 @@ class TableTest(unittest.TestCase):
             (18, 64, 112): {"ours": 1533.0, "eager_f32_nchw": 3236.0, "eager_f32_cl": 3503.0,
                             "eager_bf16_cl": 3286.0, "compile_f32_cl": sbs.Failed("timeout after 300 s"),
                             "compile_bf16_cl": 5000.0},
-            (50, 64, 112): {"ours": sbs.Failed("out of | memory"), "eager_f32_nchw": 1482.0},
+            (50, 64, 112): {"ours": sbs.Failed("out of | memory"), "eager_f32_nchw": 1482.0,
+                            "compile_f32_cl": sbs.Failed("--budget spent", "not run")},
         }
         lines = sbs.table(rows, "header").splitlines()
         self.assertEqual(lines[0], "header")
@@ -48,6 +49,7 @@ class TableTest(unittest.TestCase):
         r50 = [c.strip() for c in lines[5].strip("|").split("|")]
         self.assertEqual(r50[3], "failed: out of / memory")  # a | would break the table
         self.assertEqual(r50[4], "1482 (NCHW)")
+        self.assertEqual(r50[6], "not run: --budget spent")
         self.assertEqual(r50[8:], ["-", "-", "-"])
 
     def test_significant_figures(self):
