@@ -13,6 +13,11 @@
 //! - fused CCC loss + gradient on [N, 2] (bytes: pred + target read once,
 //!   gradient written once, although the kernel reads the inputs twice);
 //! - fused Adam over 64M parameters (bytes: p, g, m, v read; p, m, v written);
+//! - cross-entropy (fused softmax, a quarter of the rows ignored) on
+//!   [65536, 8] (the expression head's shape at a large batch) and
+//!   [16384, 1000] (a wide classifier), and masked BCE-with-logits on 16M
+//!   logits [1398101, 12] (action units, a quarter of the labels missing):
+//!   loss and input gradient, forward + backward through the tape;
 //! - batch norm and batch norm + ReLU, forward and backward, in training
 //!   mode on [64, 56, 56, 64], and the SE block's squeeze and channel scale
 //!   (forward, fused backward) on the same shape.
@@ -24,7 +29,7 @@
 //! scripts/torch_kernel_bench.py measures cuBLAS/cuDNN on the same shapes.
 
 use mtaffect::backend::cuda::{CudaDevice, CudaStorage};
-use mtaffect::ops::loss::ccc_loss;
+use mtaffect::ops::loss::{bce_with_logits, ccc_loss, cross_entropy, CrossEntropyParams};
 use mtaffect::optim::{Adam, AdamConfig, Optimizer};
 use mtaffect::{ops, DType, Device, Gradients, ParamId, Params, Rng, Tape, Tensor, Var};
 use std::sync::Arc;
@@ -54,6 +59,8 @@ fn main() {
     gemm(&dev, &gpu, &mut rng);
     conv(&dev, &gpu, &mut rng);
     ccc(&dev, &gpu, &mut rng, copy_gbs);
+    cross_entropy_bench(&dev, &gpu, &mut rng, copy_gbs);
+    bce(&dev, &gpu, &mut rng, copy_gbs);
     adam(&dev, &gpu, &mut rng, copy_gbs);
     batch_norm(&dev, &gpu, &mut rng, copy_gbs);
     se_block(&dev, &gpu, &mut rng, copy_gbs);
@@ -136,6 +143,92 @@ fn ccc(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
         "[16M, 2]",
         secs,
         (n * 2 * 4) as f64,
+        3.0,
+        5.0,
+        copy_gbs,
+    );
+}
+
+/// Best seconds of a scalar loss of the parameter `id` and its backward on
+/// a fresh recording tape (the backward seed's upload included, as in a
+/// training step).
+fn loss_fwd_bwd(
+    dev: &CudaDevice,
+    params: &Params,
+    id: ParamId,
+    f: impl Fn(&Tape, &Var) -> mtaffect::Result<Var>,
+) -> f64 {
+    time(dev, 10, 3, || {
+        let tape = Tape::new();
+        let x = tape.param(params, id);
+        let loss = f(&tape, &x).expect("loss");
+        std::hint::black_box(tape.backward(&loss).expect("backward"));
+    })
+}
+
+/// Cross-entropy loss + gradient. Least traffic: logits read, their gradient
+/// written, the labels (4 bytes a row) read. The kernels also write and
+/// re-read the unscaled gradient (the backward scales it by the seed); the
+/// labels are host data by the op's signature and are uploaded every call.
+fn cross_entropy_bench(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
+    for (n, c, size) in [(65536, 8, "[65536, 8]"), (16384, 1000, "[16384, 1000]")] {
+        let mut params = Params::new();
+        let id = params
+            .add(
+                "z",
+                Tensor::randn([n, c], 2.0, DType::F32, rng)
+                    .to_device(gpu)
+                    .unwrap(),
+            )
+            .unwrap();
+        let labels: Vec<i64> = (0..n)
+            .map(|i| if i % 4 == 3 { -1 } else { rng.below(c) as i64 })
+            .collect();
+        let prm = CrossEntropyParams::default();
+        let secs = loss_fwd_bwd(dev, &params, id, |tape, z| {
+            cross_entropy(tape, z, &labels, &prm)
+        });
+        let label_share = 1.0 / c as f64;
+        bw_row(
+            "ce loss+grad",
+            size,
+            secs,
+            (n * c * 4) as f64,
+            2.0 + label_share,
+            4.0 + label_share,
+            copy_gbs,
+        );
+    }
+}
+
+/// Masked BCE-with-logits loss + gradient on 16M logits, 12 classes.
+/// Least traffic: logits and targets read, the gradient written; the
+/// kernels also write and re-read the unscaled gradient.
+fn bce(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
+    let (rows, c) = ((1 << 24) / 12, 12);
+    let on = |t: Tensor| t.to_device(gpu).unwrap();
+    let mut params = Params::new();
+    let id = params
+        .add("x", on(Tensor::randn([rows, c], 2.0, DType::F32, rng)))
+        .unwrap();
+    let t: Vec<f64> = (0..rows * c)
+        .map(|_| {
+            if rng.bernoulli(0.25) {
+                -1.0
+            } else {
+                rng.bernoulli(0.3) as u8 as f64
+            }
+        })
+        .collect();
+    let targets = on(Tensor::from_f64s(&t, [rows, c], DType::F32).unwrap());
+    let secs = loss_fwd_bwd(dev, &params, id, |tape, x| {
+        bce_with_logits(tape, x, &targets, None)
+    });
+    bw_row(
+        "bce loss+grad",
+        "[1398101, 12] masked",
+        secs,
+        (rows * c * 4) as f64,
         3.0,
         5.0,
         copy_gbs,

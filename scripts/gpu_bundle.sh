@@ -37,6 +37,8 @@ cp target/release/examples/dump_batches bundle/
 # Without debug info the executables are a tenth of their size.
 strip --strip-debug bundle/mtaffect bundle/dump_batches bundle/tests/* bundle/benches/*
 cp scripts/gpu_checks.sh scripts/gpu_train_checks.sh scripts/torch_kernel_bench.py bundle/
+# The GPU host gets the tree without .git: scripts/side_by_side.py names this commit.
+git describe --always --dirty >bundle/commit.txt
 # PTX for H100/H200 (sm_90), so the GPU host needs no NVRTC (libnvrtc is ~100 MB,
 # too big to carry): gpu_checks.sh points MTAFFECT_KERNEL_CACHE here. Needs
 # NVRTC on this machine (pip install nvidia-cuda-nvrtc; LD_LIBRARY_PATH).

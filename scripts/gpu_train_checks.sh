@@ -4,6 +4,9 @@
 #   job         the default job (`mtaffect train`) on cuda, timed
 #   torch       scripts/torch_bench.py, PyTorch eager (add "compile" for torch.compile)
 #   compile     scripts/torch_bench.py, torch.compile only
+#   sidebyside  scripts/side_by_side.py: mtaffect's training-step bench and PyTorch eager
+#               and torch.compile in one table (side_by_side.md), within SIDE_BUDGET
+#               seconds (default 380; configurations not started by then show as not run)
 #   parity      SE-ResNet-18 trained PARITY_STEPS steps (default 300) by mtaffect on
 #               cuda, then by PyTorch on cuda from the same initial weights and
 #               batches, in f32 and (PARITY_F64=1) in f64; PARITY_SETS adds
@@ -42,6 +45,13 @@ for section in "$@"; do
         timeout 500 python3 scripts/torch_bench.py --device cuda --modes "$modes" >"$out/torch-bench-$modes.log" 2>&1
         summary+=("torch_bench $modes: rc=$?")
         summary+=("$(grep '^|' "$out/torch-bench-$modes.log")")
+        ;;
+    sidebyside)
+        budget="${SIDE_BUDGET:-380}"
+        timeout $((budget + 60)) python3 scripts/side_by_side.py --ours bundle/benches/cuda_train_step-* \
+            --budget "$budget" --out "$out/side_by_side.md" >"$out/side_by_side.log" 2>&1
+        summary+=("side_by_side: rc=$? (progress in side_by_side.log)")
+        summary+=("$(cat "$out/side_by_side.md" 2>/dev/null || tail -3 "$out/side_by_side.log")")
         ;;
     parity)
         steps="${PARITY_STEPS:-300}"

@@ -6,6 +6,13 @@
   wgrad (weight gradient), each 2*N*P*Q*K*R*S*C FLOP. The 3x3 64 -> 64 56x56
   lines keep their old names (conv3x3_64_56x56_b64_*).
 - device-to-device copy of 1 GiB, GB/s counting read + write bytes.
+- cross-entropy on [65536, 8] and [16384, 1000] and masked BCE-with-logits
+  on [1398101, 12] (a quarter of the labels missing), loss and input
+  gradient (torch.autograd.grad): the masked losses of scripts/torch_train.py
+  that scripts/torch_bench.py trains with, in GB/s counting the same least
+  traffic as benches/cuda_kernels.rs (logits read, gradient written, plus
+  the targets: 4 bytes a row for CE, a full tensor for BCE) and in % of
+  this script's copy.
 - conv2d fprop in bf16, channels_last, cuDNN, on the layer shapes of
   benches/cuda_bf16.rs (same names, same FLOP count with the real C), bf16
   output as cuDNN gives it.
@@ -17,8 +24,16 @@ copies into its summary.
     python3 scripts/torch_kernel_bench.py
 """
 
+import os
+import sys
+
 import torch
 import torch.nn.functional as F
+
+# torch_train.py lives in scripts/; gpu_checks.sh runs a copy of this file
+# from bundle/, next to scripts/ in the carried tree.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from torch_train import bce_loss, ce_loss  # noqa: E402
 
 
 def best_ms(fn, reps=10, batches=5):
@@ -80,9 +95,33 @@ def main():
     src = torch.empty(1 << 28, device=dev)  # 1 GiB of f32
     dst = torch.empty_like(src)
     ms = best_ms(lambda: dst.copy_(src), reps=5)
-    print(f"torch copy_d2d_1GiB {2 * src.numel() * 4 / ms / 1e6:.1f} GB/s (read+write)")
+    copy_gbs = 2 * src.numel() * 4 / ms / 1e6
+    print(f"torch copy_d2d_1GiB {copy_gbs:.1f} GB/s (read+write)")
+    del src, dst
+
+    losses(dev, copy_gbs)
 
     conv_bf16(dev)
+
+
+def losses(dev, copy_gbs):
+    gen = torch.Generator(device=dev).manual_seed(0)
+
+    def row(name, fn, x, tensors):
+        ms = best_ms(lambda: torch.autograd.grad(fn(x), x))
+        gbs = tensors * x.numel() * 4 / ms / 1e6
+        print(f"torch {name} {gbs:.1f} GB/s ({100 * gbs / copy_gbs:.0f}% of copy, {ms:.3f} ms, loss + input gradient)")
+
+    for n, c in [(65536, 8), (16384, 1000)]:
+        z = (torch.randn(n, c, device=dev, generator=gen) * 2).requires_grad_()
+        y = torch.randint(0, c, (n,), device=dev, generator=gen)
+        y[3::4] = -1
+        row(f"ce_{n}x{c}", lambda z: ce_loss(z, y), z, 2 + 1 / c)
+    rows = (1 << 24) // 12
+    x = (torch.randn(rows, 12, device=dev, generator=gen) * 2).requires_grad_()
+    t = (torch.rand(rows, 12, device=dev, generator=gen) < 0.3).float()
+    t[torch.rand(rows, 12, device=dev, generator=gen) < 0.25] = -1.0
+    row(f"bce_{rows}x12_masked", lambda x: bce_loss(x, t), x, 3)
 
 
 # (name, input N, H, W, C, K, R, S, stride, padding), as in benches/cuda_bf16.rs.
