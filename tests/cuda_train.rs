@@ -7,7 +7,8 @@ use mtaffect::data::Batch;
 use mtaffect::model::{NeckKind, NetConfig, Stem};
 use mtaffect::optim::{AdamConfig, LrSchedule};
 use mtaffect::train::{OptimConfig, TrainConfig, Trainer};
-use mtaffect::{DType, Device, Rng, Tensor};
+use mtaffect::{DType, Device, Error, Rng, Tensor};
+use std::collections::BTreeMap;
 
 fn gpu_or_skip(test: &str) -> bool {
     match Device::parse("cuda") {
@@ -157,4 +158,89 @@ fn a_gpu_checkpoint_resumes_on_the_gpu_and_loads_on_the_cpu() {
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every parameter and optimizer state tensor as raw bits.
+fn state_bits(t: &Trainer) -> (Vec<Vec<u32>>, BTreeMap<String, Vec<u64>>) {
+    let params = t
+        .params
+        .ids()
+        .map(|id| {
+            let v = t.params.get(id).to_cpu().unwrap().to_vec::<f32>().unwrap();
+            v.iter().map(|x| x.to_bits()).collect()
+        })
+        .collect();
+    let opt = t
+        .optimizer_state()
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_f64_vec().iter().map(|x| x.to_bits()).collect()))
+        .collect();
+    (params, opt)
+}
+
+/// The GPU step reads back once, after the update is queued: a NaN planted
+/// in the images must still be an error that changes no weight, no Adam
+/// moment and not the bias-correction step count (the kernels skip).
+#[test]
+fn a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing() {
+    if !gpu_or_skip("a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing") {
+        return;
+    }
+    let data = batches(3, 6, 24);
+    let mut t = Trainer::new(&config("cuda")).unwrap();
+    for b in &data[..2] {
+        t.step(b).unwrap(); // moments exist and are non-zero
+    }
+    let before = state_bits(&t);
+    assert_eq!(before.1["step"], vec![2.0f64.to_bits()]);
+    let mut bad = data[2].clone();
+    let mut px = bad.images.to_vec::<f32>().unwrap();
+    px[17] = f32::NAN;
+    bad.images = Tensor::from_vec(px, bad.images.shape().clone()).unwrap();
+    let e = t.step(&bad).unwrap_err();
+    assert!(matches!(e, Error::NonFinite(_)), "{e}");
+    assert!(e.to_string().contains("step 2: loss is NaN"), "{e}");
+    assert!(before == state_bits(&t), "a skipped step changed the state");
+    assert_eq!(t.progress.step, 2);
+    // The next good step is Adam's third.
+    let s = t.step(&data[2]).unwrap();
+    assert!(s.loss.is_finite() && s.grad_norm > 0.0, "{s:?}");
+    assert_eq!(state_bits(&t).1["step"], vec![3.0f64.to_bits()]);
+}
+
+/// Uploads go through a 128 MiB pinned ring: many uploads of 40 MB (the
+/// ring wraps a dozen times, each wrap waiting on the copies it overwrites),
+/// small ones between them, and one larger than the ring (the pageable
+/// fallback) all arrive intact.
+#[test]
+fn uploads_through_the_pinned_ring_arrive_intact() {
+    if !gpu_or_skip("uploads_through_the_pinned_ring_arrive_intact") {
+        return;
+    }
+    let dev = Device::parse("cuda").unwrap();
+    let pattern = |k: usize, n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7 + k * 13) % 1_000_003) as f32)
+            .collect()
+    };
+    let sizes: Vec<usize> = (0..40)
+        .flat_map(|k| [10_000_000 + k, 1 + k * 97])
+        .chain([40_000_000])
+        .collect();
+    let on_gpu: Vec<Tensor> = sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| {
+            let host = Tensor::from_vec(pattern(k, n), [n]).unwrap();
+            host.to_device(&dev).unwrap() // `host` is freed right after
+        })
+        .collect();
+    for (k, (t, &n)) in on_gpu.iter().zip(&sizes).enumerate() {
+        let back = t.to_cpu().unwrap().to_vec::<f32>().unwrap();
+        assert!(
+            back == pattern(k, n),
+            "upload {k} ({n} f32) arrived changed"
+        );
+    }
 }

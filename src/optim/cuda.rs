@@ -5,8 +5,8 @@
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::tensor::Device;
 use crate::{Error, Gradients, Params, Result, Tensor};
-use cudarc::driver::LaunchConfig;
 use cudarc::driver::DeviceRepr;
+use cudarc::driver::LaunchConfig;
 use std::sync::Arc;
 
 /// Elements per chunk (one block of 256 threads each).
@@ -174,8 +174,8 @@ pub(crate) fn global_norm(dev: &Arc<CudaDevice>, grads: &Gradients) -> Result<f6
         return Ok(0.0);
     }
     let out = CudaStorage::zeros(dev, 2)?; // one double
-    // SAFETY: the table addresses live gradients; out holds 8 bytes;
-    // NormParams (one u64) is passed as that u64.
+                                           // SAFETY: the table addresses live gradients; out holds 8 bytes;
+                                           // NormParams (one u64) is passed as that u64.
     unsafe {
         dev.launch(
             "grad_sq_sum",

@@ -130,4 +130,7 @@ impl StepGuard {
     }
 }
 
-const _: () = assert!(STATUS_F32 * 4 == 40, "StepStatus is 40 bytes in kernels/optim.cu");
+const _: () = assert!(
+    STATUS_F32 * 4 == 40,
+    "StepStatus is 40 bytes in kernels/optim.cu"
+);

@@ -1,6 +1,6 @@
 use super::{cuda, load_buffers, save_buffers, slot, Optimizer, StepGuard};
-use crate::backend::cuda::CudaDevice;
 use crate::backend::cpu::Float;
+use crate::backend::cuda::CudaDevice;
 use crate::{with_dtype, Gradients, Params, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

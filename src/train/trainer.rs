@@ -243,6 +243,11 @@ impl Trainer {
         Ok(stats)
     }
 
+    /// The optimizer's state (moments, step count), copied to the host.
+    pub fn optimizer_state(&self) -> Result<BTreeMap<String, Tensor>> {
+        on_host(self.opt.state_dict())
+    }
+
     /// Closes a weighting period (DWA uses the mean task losses of the last two).
     pub fn end_period(&mut self) {
         let (sums, n) = self.period;

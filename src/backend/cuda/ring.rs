@@ -82,7 +82,7 @@ mod tests {
     #[test]
     fn wrapping_waits_on_exactly_the_overlapped_regions() {
         let mut ring = Ring::new(10 * ALIGN);
-        let mut put = |ring: &mut Ring<u32>, len: usize, t: u32| {
+        let put = |ring: &mut Ring<u32>, len: usize, t: u32| {
             let (off, waits) = ring.place(len * ALIGN).unwrap();
             ring.mark_busy(off, len * ALIGN, t);
             (off / ALIGN, waits)
@@ -139,6 +139,9 @@ mod tests {
             }
             assert_eq!(ring.busy_len(), live.len());
         }
-        assert!(waited > 1000, "the ring wrapped many times ({waited} waits)");
+        assert!(
+            waited > 1000,
+            "the ring wrapped many times ({waited} waits)"
+        );
     }
 }

@@ -61,9 +61,10 @@ impl Staging {
         self.ctx
             .bind_to_thread()
             .map_err(driver_err("binding the context"))?;
-        let mut slot = self.pinned.lock().map_err(|_| {
-            crate::Error::Cuda("upload ring poisoned by an earlier panic".into())
-        })?;
+        let mut slot = self
+            .pinned
+            .lock()
+            .map_err(|_| crate::Error::Cuda("upload ring poisoned by an earlier panic".into()))?;
         if slot.is_none() {
             // SAFETY: a fresh allocation; only bytes written below are copied.
             let base = unsafe { result::malloc_host(STAGING_BYTES, 0) }
