@@ -63,15 +63,17 @@ fn batch(n: usize, rng: &mut Rng) -> Batch {
 }
 
 fn bench(depth: usize, n: usize, profile: bool) {
-    let mut cfg = TrainConfig::default();
-    cfg.model = NetConfig {
-        depth,
-        width_mult: 1.0,
-        se_reduction: 16,
-        stem: Stem::Imagenet,
-        neck: NeckKind::Mtanet,
-        dropout: 0.2,
-        ..NetConfig::default()
+    let mut cfg = TrainConfig {
+        model: NetConfig {
+            depth,
+            width_mult: 1.0,
+            se_reduction: 16,
+            stem: Stem::Imagenet,
+            neck: NeckKind::Mtanet,
+            dropout: 0.2,
+            ..NetConfig::default()
+        },
+        ..TrainConfig::default()
     };
     cfg.data.image_size = SIZE;
     cfg.data.batch_size = n;
