@@ -179,34 +179,62 @@ fn state_bits(t: &Trainer) -> (Vec<Vec<u32>>, BTreeMap<String, Vec<u64>>) {
     (params, opt)
 }
 
-/// The GPU step reads back once, after the update is queued: a NaN planted
-/// in the images must still be an error that changes no weight, no Adam
-/// moment and not the bias-correction step count (the kernels skip).
-#[test]
-fn a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing() {
-    if !gpu_or_skip("a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing") {
-        return;
-    }
+/// `t.step(batch)` must be `Error::NonFinite` naming step 2 and `what`, and
+/// change no weight, no optimizer moment and not Adam's step count.
+fn expect_refused(t: &mut Trainer, batch: &Batch, what: &str) {
+    let before = state_bits(t);
+    assert_eq!(before.1["step"], vec![2.0f64.to_bits()]);
+    let e = t.step(batch).unwrap_err();
+    assert!(matches!(e, Error::NonFinite(_)), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("step 2: ") && msg.contains(what), "{msg}");
+    assert!(before == state_bits(t), "a refused step changed the state");
+    assert_eq!(t.progress.step, 2);
+}
+
+/// A copy of `t` with element `i` set to NaN.
+fn nan_at(t: &Tensor, i: usize) -> Tensor {
+    let mut v = t.to_cpu().unwrap().to_vec::<f32>().unwrap();
+    v[i] = f32::NAN;
+    Tensor::from_vec(v, t.shape().clone()).unwrap()
+}
+
+/// Non-finite steps are errors that change nothing, and the next good step
+/// is Adam's third. The host checks before the update; the GPU step reads
+/// back once, after the update is queued, so there the kernels must skip.
+fn a_nan_loss_changes_nothing(device: &str) {
     let data = batches(3, 6, 24);
-    let mut t = Trainer::new(&config("cuda")).unwrap();
+    let mut t = Trainer::new(&config(device)).unwrap();
     for b in &data[..2] {
         t.step(b).unwrap(); // moments exist and are non-zero
     }
-    let before = state_bits(&t);
-    assert_eq!(before.1["step"], vec![2.0f64.to_bits()]);
+    // A NaN expression bias: NaN logits, a NaN cross-entropy, a NaN loss.
+    let id = t.params.find("head.expr.bias").unwrap();
+    let good = t.params.get(id).clone();
+    let bad = nan_at(&good, 0).to_device(&t.device).unwrap();
+    t.params.set(id, bad).unwrap();
+    expect_refused(&mut t, &data[2], "loss is NaN");
+    t.params.set(id, good).unwrap();
+    // A NaN pixel: max pooling may drop it in the forward, the conv weight
+    // gradient cannot (loss or gradient norm NaN).
     let mut bad = data[2].clone();
-    let mut px = bad.images.to_vec::<f32>().unwrap();
-    px[17] = f32::NAN;
-    bad.images = Tensor::from_vec(px, bad.images.shape().clone()).unwrap();
-    let e = t.step(&bad).unwrap_err();
-    assert!(matches!(e, Error::NonFinite(_)), "{e}");
-    assert!(e.to_string().contains("step 2: loss is NaN"), "{e}");
-    assert!(before == state_bits(&t), "a skipped step changed the state");
-    assert_eq!(t.progress.step, 2);
-    // The next good step is Adam's third.
+    bad.images = nan_at(&bad.images, 17);
+    expect_refused(&mut t, &bad, "is NaN");
     let s = t.step(&data[2]).unwrap();
     assert!(s.loss.is_finite() && s.grad_norm > 0.0, "{s:?}");
     assert_eq!(state_bits(&t).1["step"], vec![3.0f64.to_bits()]);
+}
+
+#[test]
+fn a_nan_loss_on_the_cpu_is_an_error_and_changes_nothing() {
+    a_nan_loss_changes_nothing("cpu");
+}
+
+#[test]
+fn a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing() {
+    if gpu_or_skip("a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing") {
+        a_nan_loss_changes_nothing("cuda");
+    }
 }
 
 /// Uploads go through a 128 MiB pinned ring: many uploads of 40 MB (the
