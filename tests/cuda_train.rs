@@ -7,7 +7,8 @@ use mtaffect::data::Batch;
 use mtaffect::model::{NeckKind, NetConfig, Stem};
 use mtaffect::optim::{AdamConfig, LrSchedule};
 use mtaffect::train::{OptimConfig, TrainConfig, Trainer};
-use mtaffect::{DType, Device, Rng, Tensor};
+use mtaffect::{DType, Device, Error, Rng, Tensor};
+use std::collections::BTreeMap;
 
 fn gpu_or_skip(test: &str) -> bool {
     match Device::parse("cuda") {
@@ -157,4 +158,117 @@ fn a_gpu_checkpoint_resumes_on_the_gpu_and_loads_on_the_cpu() {
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every parameter and optimizer state tensor as raw bits.
+fn state_bits(t: &Trainer) -> (Vec<Vec<u32>>, BTreeMap<String, Vec<u64>>) {
+    let params = t
+        .params
+        .ids()
+        .map(|id| {
+            let v = t.params.get(id).to_cpu().unwrap().to_vec::<f32>().unwrap();
+            v.iter().map(|x| x.to_bits()).collect()
+        })
+        .collect();
+    let opt = t
+        .optimizer_state()
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_f64_vec().iter().map(|x| x.to_bits()).collect()))
+        .collect();
+    (params, opt)
+}
+
+/// `t.step(batch)` must be `Error::NonFinite` naming step 2 and `what`, and
+/// change no weight, no optimizer moment and not Adam's step count.
+fn expect_refused(t: &mut Trainer, batch: &Batch, what: &str) {
+    let before = state_bits(t);
+    assert_eq!(before.1["step"], vec![2.0f64.to_bits()]);
+    let e = t.step(batch).unwrap_err();
+    assert!(matches!(e, Error::NonFinite(_)), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("step 2: ") && msg.contains(what), "{msg}");
+    assert!(before == state_bits(t), "a refused step changed the state");
+    assert_eq!(t.progress.step, 2);
+}
+
+/// A copy of `t` with element `i` set to NaN.
+fn nan_at(t: &Tensor, i: usize) -> Tensor {
+    let mut v = t.to_cpu().unwrap().to_vec::<f32>().unwrap();
+    v[i] = f32::NAN;
+    Tensor::from_vec(v, t.shape().clone()).unwrap()
+}
+
+/// Non-finite steps are errors that change nothing, and the next good step
+/// is Adam's third. The host checks before the update; the GPU step reads
+/// back once, after the update is queued, so there the kernels must skip.
+fn a_nan_loss_changes_nothing(device: &str) {
+    let data = batches(3, 6, 24);
+    let mut t = Trainer::new(&config(device)).unwrap();
+    for b in &data[..2] {
+        t.step(b).unwrap(); // moments exist and are non-zero
+    }
+    // A NaN expression bias: NaN logits, a NaN cross-entropy, a NaN loss.
+    let id = t.params.find("head.expr.bias").unwrap();
+    let good = t.params.get(id).clone();
+    let bad = nan_at(&good, 0).to_device(&t.device).unwrap();
+    t.params.set(id, bad).unwrap();
+    expect_refused(&mut t, &data[2], "loss is NaN");
+    t.params.set(id, good).unwrap();
+    // A NaN pixel: max pooling may drop it in the forward, the conv weight
+    // gradient cannot (loss or gradient norm NaN).
+    let mut bad = data[2].clone();
+    bad.images = nan_at(&bad.images, 17);
+    expect_refused(&mut t, &bad, "is NaN");
+    let s = t.step(&data[2]).unwrap();
+    assert!(s.loss.is_finite() && s.grad_norm > 0.0, "{s:?}");
+    assert_eq!(state_bits(&t).1["step"], vec![3.0f64.to_bits()]);
+}
+
+#[test]
+fn a_nan_loss_on_the_cpu_is_an_error_and_changes_nothing() {
+    a_nan_loss_changes_nothing("cpu");
+}
+
+#[test]
+fn a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing() {
+    if gpu_or_skip("a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing") {
+        a_nan_loss_changes_nothing("cuda");
+    }
+}
+
+/// Uploads go through a 128 MiB pinned ring: many uploads of 40 MB (the
+/// ring wraps a dozen times, each wrap waiting on the copies it overwrites),
+/// small ones between them, and one larger than the ring (the pageable
+/// fallback) all arrive intact.
+#[test]
+fn uploads_through_the_pinned_ring_arrive_intact() {
+    if !gpu_or_skip("uploads_through_the_pinned_ring_arrive_intact") {
+        return;
+    }
+    let dev = Device::parse("cuda").unwrap();
+    let pattern = |k: usize, n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7 + k * 13) % 1_000_003) as f32)
+            .collect()
+    };
+    let sizes: Vec<usize> = (0..40)
+        .flat_map(|k| [10_000_000 + k, 1 + k * 97])
+        .chain([40_000_000])
+        .collect();
+    let on_gpu: Vec<Tensor> = sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| {
+            let host = Tensor::from_vec(pattern(k, n), [n]).unwrap();
+            host.to_device(&dev).unwrap() // `host` is freed right after
+        })
+        .collect();
+    for (k, (t, &n)) in on_gpu.iter().zip(&sizes).enumerate() {
+        let back = t.to_cpu().unwrap().to_vec::<f32>().unwrap();
+        assert!(
+            back == pattern(k, n),
+            "upload {k} ({n} f32) arrived changed"
+        );
+    }
 }

@@ -144,9 +144,10 @@ fn forward_backward(g: &Golden, dtype: DType, device: &Device) -> Result<BTreeMa
     };
     let terms = loss.forward(&tape, &params, &out, &targets)?;
     let total = terms.total.value().item()?;
+    let [va, au, expr] = terms.values()?;
     got.insert(
         "loss.terms".to_string(),
-        Tensor::from_vec(vec![total, terms.va, terms.au, terms.expr], [4])?,
+        Tensor::from_vec(vec![total, va, au, expr], [4])?,
     );
     for (k, v) in [("va", &out.va), ("au", &out.au), ("expr", &out.expr)] {
         got.insert(format!("output.{k}"), v.value().clone());

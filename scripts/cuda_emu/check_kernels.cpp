@@ -270,12 +270,43 @@ void others() {
       auto add=[&](float* p,float* g,float* m,float* v,size_t n){ for(size_t off=0;off<n;off+=65536) tab.push_back({(u64)p,(u64)g,(u64)m,(u64)v,off,std::min<size_t>(65536,n-off),0,0}); };
       add(w1.data(),g1.data(),m1.data(),v1.data(),n1); add(w2.data(),g2.data(),m2.data(),v2.data(),n2);
       AdamParams a{1e-2f,.9f,.999f,1e-8f,.05f,(float)(1-.9),(float)(1-.999),1};
-      launch({(unsigned)tab.size(),1,1},{256,1,1},[&]{ adam_step(a,tab.data()); });
+      launch({(unsigned)tab.size(),1,1},{256,1,1},[&]{ adam_step(a,tab.data(),nullptr); });
       auto ref=[&](std::vector<float>& W, std::vector<float>& G){ std::vector<double> R(W.size()); for(size_t i=0;i<W.size();++i){ double w=W[i]; w-=1e-2*.05*w; double m=.1*G[i], v=.001*G[i]*G[i]; R[i]=w-1e-2*(m/.1)/(sqrt(v/.001)+1e-8);} return R; };
       check("adamw w1", w1.data(), ref(W1,g1), 1e-5, 1e-4); check("adamw w2", w2.data(), ref(W2,g2), 1e-5, 1e-4);
       std::vector<double> out(1,0.0); NormParams np{tab.size()};
       std::vector<double> sq(1,0); launch({(unsigned)tab.size(),1,1},{256,1,1},[&]{ grad_sq_sum(np,tab.data(),sq.data()); });
-      double S=0; for(auto v:g1) S+=v*(double)v; for(auto v:g2) S+=v*(double)v; check("grad_sq_sum", std::vector<float>{(float)sq[0]}.data(), {S}, 0, 1e-5); }
+      double S=0; for(auto v:g1) S+=v*(double)v; for(auto v:g2) S+=v*(double)v; check("grad_sq_sum", std::vector<float>{(float)sq[0]}.data(), {S}, 0, 1e-5);
+      // A guarded step: the norm into a StepStatus, step_guard's clip scale
+      // applied by adam_step; then a NaN loss: skip set, nothing changes.
+      float loss=1.5f, va=.25f, au=.5f, ex=.75f; StepStatus st{}; GuardParams gp{1.0};
+      launch({(unsigned)tab.size(),1,1},{256,1,1},[&]{ grad_sq_sum(np,tab.data(),&st.sq_sum); });
+      launch({1,1,1},{32,1,1},[&]{ step_guard(gp,&st,&loss,&va,&au,&ex); });
+      double nrm=sqrt(S), sc=1.0/(nrm+1e-6);
+      check("step_guard norm", std::vector<float>{(float)st.norm}.data(), {nrm}, 0, 1e-5);
+      check("step_guard scale", &st.scale, {sc}, 0, 1e-5);
+      check("step_guard copies the loss terms", &st.loss, {1.5, .25, .5, .75}, 1e-12, 0);
+      if (st.skip != 0) { std::printf("FAIL step_guard: skip set for finite values\n"); exit(1); }
+      for (auto& x : m1) x = 0; for (auto& x : v1) x = 0; for (auto& x : m2) x = 0; for (auto& x : v2) x = 0;
+      w1 = W1; w2 = W2;
+      launch({(unsigned)tab.size(),1,1},{256,1,1},[&]{ adam_step(a,tab.data(),&st); });
+      auto G1=g1; for (auto& x : G1) x *= st.scale; auto G2=g2; for (auto& x : G2) x *= st.scale;
+      check("adamw clipped w1", w1.data(), ref(W1,G1), 1e-5, 1e-4); check("adamw clipped w2", w2.data(), ref(W2,G2), 1e-5, 1e-4);
+      for (float bad : {NAN, INFINITY}) {
+        auto w1b=w1, m1b=m1, v1b=v1, w2b=w2; loss=bad; st=StepStatus{};
+        launch({(unsigned)tab.size(),1,1},{256,1,1},[&]{ grad_sq_sum(np,tab.data(),&st.sq_sum); });
+        launch({1,1,1},{32,1,1},[&]{ step_guard(gp,&st,&loss,&va,&au,&ex); });
+        launch({(unsigned)tab.size(),1,1},{256,1,1},[&]{ adam_step(a,tab.data(),&st); });
+        SgdParams sp{.1f,.9f,0.f,0.f,0,0};
+        launch({(unsigned)tab.size(),1,1},{256,1,1},[&]{ sgd_step(sp,tab.data(),&st); });
+        bool same = st.skip == 1 && std::memcmp(w1.data(),w1b.data(),n1*4)==0 && std::memcmp(m1.data(),m1b.data(),n1*4)==0
+                    && std::memcmp(v1.data(),v1b.data(),n1*4)==0 && std::memcmp(w2.data(),w2b.data(),n2*4)==0;
+        if (!same) { std::printf("FAIL guarded step with loss %f changed state (skip %d)\n", bad, st.skip); exit(1); } }
+      // A non-finite gradient: the norm is NaN, so the step is skipped too.
+      loss=1.5f; g2[3]=NAN; st=StepStatus{};
+      launch({(unsigned)tab.size(),1,1},{256,1,1},[&]{ grad_sq_sum(np,tab.data(),&st.sq_sum); });
+      launch({1,1,1},{32,1,1},[&]{ step_guard(gp,&st,&loss,&va,&au,&ex); });
+      if (st.skip != 1) { std::printf("FAIL step_guard: NaN gradient not flagged\n"); exit(1); }
+      puts("guarded steps with a NaN/Inf loss or gradient skip, changing nothing ok"); }
 }
 
 // Broadcasting binary ops ([12, 7] (op) [7]), their partials, broadcast_scale,

@@ -1,8 +1,10 @@
-use super::{cuda, load_buffers, save_buffers, slot, Optimizer};
+use super::{cuda, load_buffers, save_buffers, slot, Optimizer, StepGuard};
 use crate::backend::cpu::Float;
+use crate::backend::cuda::CudaDevice;
 use crate::{with_dtype, DType, Error, Gradients, Params, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +37,8 @@ pub struct Adam {
     pub step: u64,
     pub m: Vec<Option<Tensor>>,
     pub v: Vec<Option<Tensor>>,
+    /// Moments created by the update queued last, dropped again if it is skipped.
+    fresh: Vec<usize>,
 }
 
 impl Adam {
@@ -44,7 +48,57 @@ impl Adam {
             step: 0,
             m: Vec::new(),
             v: Vec::new(),
+            fresh: Vec::new(),
         }
+    }
+
+    /// The bias corrections (1 - beta1^t, 1 - beta2^t) of step `t`.
+    fn bias_corrections(&self, t: u64) -> (f64, f64) {
+        let c = &self.config;
+        (1.0 - c.beta1.powi(t as i32), 1.0 - c.beta2.powi(t as i32))
+    }
+
+    /// Queues the fused update of step `self.step + 1` (the host knows its
+    /// bias corrections in advance; the count itself moves in `settle`).
+    fn queue_cuda(
+        &mut self,
+        dev: &Arc<CudaDevice>,
+        params: &mut Params,
+        grads: &Gradients,
+        lr: f64,
+        status: u64,
+    ) -> Result<()> {
+        self.fresh.clear();
+        let mut entries = Vec::new();
+        for (id, g) in grads.iter() {
+            let p = cuda::param_ptr(OP, params, id, g)?;
+            let (m, created) = cuda::state_ptr(OP, dev, slot(&mut self.m, id.index()), g)?;
+            let (v, _) = cuda::state_ptr(OP, dev, slot(&mut self.v, id.index()), g)?;
+            if created {
+                self.fresh.push(id.index());
+            }
+            entries.push(cuda::Entry {
+                p,
+                g: g.cuda(OP)?.ptr(),
+                s1: m,
+                s2: v,
+                len: params.get(id).numel(),
+                first: false,
+            });
+        }
+        let c = &self.config;
+        let (bc1, bc2) = self.bias_corrections(self.step + 1);
+        let prm = cuda::AdamParams {
+            lr: lr as f32,
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            eps: c.eps as f32,
+            weight_decay: c.weight_decay as f32,
+            bc1: bc1 as f32,
+            bc2: bc2 as f32,
+            decoupled: c.decoupled as i32,
+        };
+        cuda::step(dev, "adam_step", &prm, &entries, status)
     }
 }
 
@@ -52,38 +106,14 @@ const OP: &str = "adam";
 
 impl Optimizer for Adam {
     fn step(&mut self, params: &mut Params, grads: &Gradients, lr: f64) -> Result<()> {
+        if let Some(dev) = cuda::grads_device(OP, grads)? {
+            self.queue_cuda(&dev, params, grads, lr, 0)?;
+            self.settle(true);
+            return Ok(());
+        }
         self.step += 1;
         let c = self.config.clone();
-        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
-        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
-        if let Some(dev) = cuda::grads_device(OP, grads)? {
-            let mut entries = Vec::new();
-            for (id, g) in grads.iter() {
-                let p = cuda::param_ptr(OP, params, id, g)?;
-                let (m, _) = cuda::state_ptr(OP, &dev, slot(&mut self.m, id.index()), g)?;
-                let (v, _) = cuda::state_ptr(OP, &dev, slot(&mut self.v, id.index()), g)?;
-                let g = g.cuda(OP)?.ptr();
-                entries.push(cuda::Entry {
-                    p,
-                    g,
-                    s1: m,
-                    s2: v,
-                    len: params.get(id).numel(),
-                    first: false,
-                });
-            }
-            let prm = cuda::AdamParams {
-                lr: lr as f32,
-                beta1: c.beta1 as f32,
-                beta2: c.beta2 as f32,
-                eps: c.eps as f32,
-                weight_decay: c.weight_decay as f32,
-                bc1: bc1 as f32,
-                bc2: bc2 as f32,
-                decoupled: c.decoupled as i32,
-            };
-            return cuda::step(&dev, "adam_step", &prm, &entries);
-        }
+        let (bc1, bc2) = self.bias_corrections(self.step);
         for (id, g) in grads.iter() {
             let p = params.get_mut(id);
             let m = slot(&mut self.m, id.index())
@@ -110,6 +140,27 @@ impl Optimizer for Adam {
             });
         }
         Ok(())
+    }
+
+    fn step_guarded(
+        &mut self,
+        params: &mut Params,
+        grads: &Gradients,
+        lr: f64,
+        guard: &StepGuard,
+    ) -> Result<()> {
+        self.queue_cuda(guard.device(), params, grads, lr, guard.ptr())
+    }
+
+    fn settle(&mut self, applied: bool) {
+        if applied {
+            self.step += 1;
+        } else {
+            for &i in &self.fresh {
+                (self.m[i], self.v[i]) = (None, None);
+            }
+        }
+        self.fresh.clear();
     }
 
     fn state_dict(&self) -> BTreeMap<String, Tensor> {

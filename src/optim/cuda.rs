@@ -5,7 +5,8 @@
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::tensor::Device;
 use crate::{Error, Gradients, Params, Result, Tensor};
-use cudarc::driver::{DeviceRepr, LaunchConfig};
+use cudarc::driver::DeviceRepr;
+use cudarc::driver::LaunchConfig;
 use std::sync::Arc;
 
 /// Elements per chunk (one block of 256 threads each).
@@ -48,6 +49,20 @@ pub(super) struct Entry {
     pub s2: u64,
     pub len: usize,
     pub first: bool,
+}
+
+impl Entry {
+    /// A gradient alone (the norm kernel reads nothing else).
+    pub fn grad_only(g: u64, len: usize) -> Entry {
+        Entry {
+            p: 0,
+            g,
+            s1: 0,
+            s2: 0,
+            len,
+            first: false,
+        }
+    }
 }
 
 /// The device all gradients live on, None if they are on the host.
@@ -96,7 +111,7 @@ pub(super) fn param_ptr(
     Ok(p.cuda_mut(op)?.ptr())
 }
 
-fn upload_table(dev: &Arc<CudaDevice>, entries: &[Entry]) -> Result<(CudaStorage, u32)> {
+pub(super) fn upload_table(dev: &Arc<CudaDevice>, entries: &[Entry]) -> Result<(CudaStorage, u32)> {
     let mut table: Vec<u64> = Vec::new();
     for e in entries {
         for off in (0..e.len).step_by(CHUNK) {
@@ -118,25 +133,33 @@ fn upload_table(dev: &Arc<CudaDevice>, entries: &[Entry]) -> Result<(CudaStorage
     Ok((storage, chunks))
 }
 
-/// One launch of `kernel(params, table)` over every chunk of `entries`.
+/// One block of THREADS per chunk (every kernel of kernels/optim.cu that reads a chunk table).
+pub(super) fn chunk_config(chunks: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (chunks, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// One launch of `kernel(params, table, status)` over every chunk of
+/// `entries`; `status` is a [`StepGuard`](super::guard::StepGuard)'s
+/// address, or 0 for an unguarded update.
 pub(super) fn step<P: DeviceRepr>(
     dev: &Arc<CudaDevice>,
     kernel: &str,
     params: &P,
     entries: &[Entry],
+    status: u64,
 ) -> Result<()> {
     let (table, chunks) = upload_table(dev, entries)?;
     if chunks == 0 {
         return Ok(());
     }
-    let cfg = LaunchConfig {
-        grid_dim: (chunks, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
     // SAFETY: P mirrors the kernel's struct; every table entry addresses
-    // live buffers of at least offset + len elements.
-    unsafe { dev.launch(kernel, cfg, params, &[table.ptr()]) }
+    // live buffers of at least offset + len elements; status is null or a
+    // live StepStatus.
+    unsafe { dev.launch(kernel, chunk_config(chunks), params, &[table.ptr(), status]) }
 }
 
 /// sqrt of the sum of squares of every gradient, summed in double on the
@@ -144,38 +167,23 @@ pub(super) fn step<P: DeviceRepr>(
 pub(crate) fn global_norm(dev: &Arc<CudaDevice>, grads: &Gradients) -> Result<f64> {
     let entries = grads
         .iter()
-        .map(|(_, g)| {
-            Ok(Entry {
-                p: 0,
-                g: g.cuda("global_norm")?.ptr(),
-                s1: 0,
-                s2: 0,
-                len: g.numel(),
-                first: false,
-            })
-        })
+        .map(|(_, g)| Ok(Entry::grad_only(g.cuda("global_norm")?.ptr(), g.numel())))
         .collect::<Result<Vec<_>>>()?;
     let (table, chunks) = upload_table(dev, &entries)?;
     if chunks == 0 {
         return Ok(0.0);
     }
-    #[repr(C)]
-    struct NormParams {
-        chunks: u64,
-    }
-    // SAFETY: mirrors NormParams in kernels/optim.cu.
-    unsafe impl DeviceRepr for NormParams {}
     let out = CudaStorage::zeros(dev, 2)?; // one double
-    let cfg = LaunchConfig {
-        grid_dim: (chunks, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
+                                           // SAFETY: the table addresses live gradients; out holds 8 bytes;
+                                           // NormParams (one u64) is passed as that u64.
+    unsafe {
+        dev.launch(
+            "grad_sq_sum",
+            chunk_config(chunks),
+            &(chunks as u64),
+            &[table.ptr(), out.ptr()],
+        )?
     };
-    let p = NormParams {
-        chunks: chunks as u64,
-    };
-    // SAFETY: the table addresses live gradients; out holds 8 bytes.
-    unsafe { dev.launch("grad_sq_sum", cfg, &p, &[table.ptr(), out.ptr()])? };
     let host = out.to_host()?;
     let sq: f64 = bytemuck::pod_read_unaligned(bytemuck::cast_slice::<f32, u8>(&host));
     Ok(sq.sqrt())

@@ -6,11 +6,13 @@
 mod adam;
 mod clip;
 pub(crate) mod cuda;
+mod guard;
 mod schedule;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig};
 pub use clip::{checked_grad_norm, clip_grad_norm};
+pub use guard::{StepGuard, StepReadout};
 pub use schedule::{LrSchedule, ScheduleKind};
 pub use sgd::{Sgd, SgdConfig};
 
@@ -20,6 +22,23 @@ use std::collections::BTreeMap;
 pub trait Optimizer {
     /// One update of every parameter that has a gradient, at learning rate `lr`.
     fn step(&mut self, params: &mut Params, grads: &Gradients, lr: f64) -> Result<()>;
+
+    /// Queues [`Optimizer::step`]'s update on the GPU behind `guard`: the
+    /// kernels scale every gradient by its clip factor and change nothing
+    /// (weights and state) when it marks the step skipped. The host state
+    /// waits for [`Optimizer::settle`].
+    fn step_guarded(
+        &mut self,
+        params: &mut Params,
+        grads: &Gradients,
+        lr: f64,
+        guard: &StepGuard,
+    ) -> Result<()>;
+
+    /// After a guarded step's read-back: `applied` counts the step (Adam's
+    /// bias correction); otherwise state buffers the skipped step created
+    /// are dropped, so the state is exactly what it was before it.
+    fn settle(&mut self, applied: bool);
 
     /// Named state tensors (per-parameter buffers keyed by parameter index, and the step).
     fn state_dict(&self) -> BTreeMap<String, Tensor>;

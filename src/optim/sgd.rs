@@ -1,8 +1,10 @@
-use super::{cuda, load_buffers, save_buffers, slot, Optimizer};
+use super::{cuda, load_buffers, save_buffers, slot, Optimizer, StepGuard};
 use crate::backend::cpu::Float;
+use crate::backend::cuda::CudaDevice;
 use crate::{with_dtype, Gradients, Params, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -30,6 +32,9 @@ impl Default for SgdConfig {
 pub struct Sgd {
     pub config: SgdConfig,
     pub momentum_buffers: Vec<Option<Tensor>>,
+    /// Buffers created by the update queued last, dropped again if it is
+    /// skipped (so the next step starts them, `first`, as it should).
+    fresh: Vec<usize>,
 }
 
 impl Sgd {
@@ -37,7 +42,50 @@ impl Sgd {
         Sgd {
             config,
             momentum_buffers: Vec::new(),
+            fresh: Vec::new(),
         }
+    }
+
+    /// Queues the fused update; `status` as for `cuda::step`.
+    fn queue_cuda(
+        &mut self,
+        dev: &Arc<CudaDevice>,
+        params: &mut Params,
+        grads: &Gradients,
+        lr: f64,
+        status: u64,
+    ) -> Result<()> {
+        self.fresh.clear();
+        let c = &self.config;
+        let mut entries = Vec::new();
+        for (id, g) in grads.iter() {
+            let p = cuda::param_ptr(OP, params, id, g)?;
+            let (b, first) = if c.momentum != 0.0 {
+                cuda::state_ptr(OP, dev, slot(&mut self.momentum_buffers, id.index()), g)?
+            } else {
+                (0, false)
+            };
+            if first {
+                self.fresh.push(id.index());
+            }
+            entries.push(cuda::Entry {
+                p,
+                g: g.cuda(OP)?.ptr(),
+                s1: b,
+                s2: 0,
+                len: params.get(id).numel(),
+                first,
+            });
+        }
+        let prm = cuda::SgdParams {
+            lr: lr as f32,
+            momentum: c.momentum as f32,
+            dampening: c.dampening as f32,
+            weight_decay: c.weight_decay as f32,
+            nesterov: c.nesterov as i32,
+            pad: 0,
+        };
+        cuda::step(dev, "sgd_step", &prm, &entries, status)
     }
 }
 
@@ -47,33 +95,9 @@ impl Optimizer for Sgd {
     fn step(&mut self, params: &mut Params, grads: &Gradients, lr: f64) -> Result<()> {
         let c = self.config.clone();
         if let Some(dev) = cuda::grads_device(OP, grads)? {
-            let mut entries = Vec::new();
-            for (id, g) in grads.iter() {
-                let p = cuda::param_ptr(OP, params, id, g)?;
-                let (b, first) = if c.momentum != 0.0 {
-                    cuda::state_ptr(OP, &dev, slot(&mut self.momentum_buffers, id.index()), g)?
-                } else {
-                    (0, false)
-                };
-                let g = g.cuda(OP)?.ptr();
-                entries.push(cuda::Entry {
-                    p,
-                    g,
-                    s1: b,
-                    s2: 0,
-                    len: params.get(id).numel(),
-                    first,
-                });
-            }
-            let prm = cuda::SgdParams {
-                lr: lr as f32,
-                momentum: c.momentum as f32,
-                dampening: c.dampening as f32,
-                weight_decay: c.weight_decay as f32,
-                nesterov: c.nesterov as i32,
-                pad: 0,
-            };
-            return cuda::step(&dev, "sgd_step", &prm, &entries);
+            self.queue_cuda(&dev, params, grads, lr, 0)?;
+            self.settle(true);
+            return Ok(());
         }
         for (id, g) in grads.iter() {
             let p = params.get_mut(id);
@@ -105,6 +129,25 @@ impl Optimizer for Sgd {
             });
         }
         Ok(())
+    }
+
+    fn step_guarded(
+        &mut self,
+        params: &mut Params,
+        grads: &Gradients,
+        lr: f64,
+        guard: &StepGuard,
+    ) -> Result<()> {
+        self.queue_cuda(guard.device(), params, grads, lr, guard.ptr())
+    }
+
+    fn settle(&mut self, applied: bool) {
+        if !applied {
+            for &i in &self.fresh {
+                self.momentum_buffers[i] = None;
+            }
+        }
+        self.fresh.clear();
     }
 
     fn state_dict(&self) -> BTreeMap<String, Tensor> {

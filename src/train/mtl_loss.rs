@@ -73,12 +73,21 @@ pub struct MtlTargets<'a> {
     pub expr: &'a [i64],
 }
 
-/// The weighted total (on the tape) and each task's unweighted value.
+/// The weighted total (on the tape) and each task's unweighted value, as
+/// scalars where the loss was computed: on a GPU the training step reads
+/// them back together with the gradient norm (one sync, optim/guard.rs).
 pub struct LossTerms {
     pub total: Var,
-    pub va: f64,
-    pub au: f64,
-    pub expr: f64,
+    pub va: Tensor,
+    pub au: Tensor,
+    pub expr: Tensor,
+}
+
+impl LossTerms {
+    /// The task values (va, au, expr) on the host (a read-back each on a GPU).
+    pub fn values(&self) -> Result<[f64; 3]> {
+        Ok([self.va.item()?, self.au.item()?, self.expr.item()?])
+    }
 }
 
 #[derive(Debug)]
@@ -177,11 +186,7 @@ impl MtlLoss {
             ..CrossEntropyParams::default()
         };
         let l_expr = cross_entropy(tape, &out.expr, t.expr, &ce)?;
-        let values = [
-            l_va.value().item()?,
-            l_au.value().item()?,
-            l_expr.value().item()?,
-        ];
+        let values = [&l_va, &l_au, &l_expr].map(|l| l.value().clone());
         let terms = [l_va, l_au, l_expr];
         let mut total: Option<Var> = None;
         for (k, term) in terms.iter().enumerate() {
@@ -199,11 +204,12 @@ impl MtlLoss {
             });
         }
         let total = ops::sum(tape, &total.expect("three terms"), &[], false)?;
+        let [va, au, expr] = values;
         Ok(LossTerms {
             total,
-            va: values[0],
-            au: values[1],
-            expr: values[2],
+            va,
+            au,
+            expr,
         })
     }
 }
@@ -259,9 +265,10 @@ mod tests {
             .unwrap()
             .forward(&tape, &params, &out, &t)
             .unwrap();
-        let want = 2.0 * l.va + 0.5 * l.au;
+        let [va, au, expr] = l.values().unwrap();
+        let want = 2.0 * va + 0.5 * au;
         assert!((l.total.value().item().unwrap() - want).abs() < 1e-5);
-        assert!(l.va > 0.0 && l.au > 0.0 && l.expr > 0.0);
+        assert!(va > 0.0 && au > 0.0 && expr > 0.0);
         let bad = LossConfig {
             w_au: -1.0,
             ..LossConfig::default()
@@ -294,7 +301,8 @@ mod tests {
             .iter()
             .map(|&i| (p[i] - y[i]).powi(2))
             .sum();
-        assert!((l.va - sq / 6.0).abs() < 1e-6, "{} vs {}", l.va, sq / 6.0);
+        let va = l.va.item().unwrap();
+        assert!((va - sq / 6.0).abs() < 1e-6, "{va} vs {}", sq / 6.0);
     }
 
     #[test]
@@ -315,10 +323,11 @@ mod tests {
         assert_eq!(params.len(), 3);
         let l = loss.forward(&tape, &params, &out, &t).unwrap();
         // All s_k = 0 at the start: exp(0)·L_k + 0.
-        assert!((l.total.value().item().unwrap() - (l.va + l.au + l.expr)).abs() < 1e-5);
+        let lk = l.values().unwrap();
+        assert!((l.total.value().item().unwrap() - lk.iter().sum::<f64>()).abs() < 1e-5);
         let grads = tape.backward(&l.total).unwrap();
         // d/ds_k [exp(-s_k) L_k + s_k] at s_k = 0 is 1 - L_k.
-        for (id, lk) in params.ids().zip([l.va, l.au, l.expr]) {
+        for (id, lk) in params.ids().zip(lk) {
             let g = grads.get(id).unwrap().item().unwrap();
             assert!(
                 (g - (1.0 - lk)).abs() < 1e-5,

@@ -10,7 +10,7 @@ use crate::data::{Batch, Loader};
 use crate::metrics::{MtlEvaluator, MtlLabels, MtlMetrics, MtlPredictions};
 use crate::model::{MtlNet, MtlOutput};
 use crate::nn::{Buffers, Ctx};
-use crate::optim::{checked_grad_norm, Adam, LrSchedule, Optimizer, Sgd};
+use crate::optim::{checked_grad_norm, Adam, LrSchedule, Optimizer, Sgd, StepGuard};
 use crate::{Device, Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -52,6 +52,11 @@ pub struct Trainer {
 /// optimizer step. A non-finite loss or gradient norm is an error before
 /// any weight changes. The tape is dropped before the update, freeing
 /// what the forward saved.
+///
+/// On a GPU the step reads back once: the norm, the clip and the
+/// finiteness check run on the device, the optimizer kernels skip the
+/// update when the check fails, and the host reads {loss, va, au, expr,
+/// norm} together after the update is queued (optim/guard.rs).
 pub(crate) fn optimizer_step(
     tape: Tape,
     terms: LossTerms,
@@ -60,28 +65,75 @@ pub(crate) fn optimizer_step(
     (grad_clip, schedule): (f64, &LrSchedule),
     step: u64,
 ) -> Result<StepStats> {
-    let loss = terms.total.value().item()?;
+    let total = terms.total.value();
+    let lr = schedule.lr_at(step);
+    // On the host the loss is checked before backward, as it always was.
+    let host = match total.is_cuda() {
+        false => Some(checked(host_stats(&terms, step, lr)?)?),
+        true => None,
+    };
+    let mut grads = tape.backward(&terms.total)?;
+    drop(tape);
+    let before = match host {
+        Some(s) => s,
+        None => {
+            let loss = [total, &terms.va, &terms.au, &terms.expr];
+            if let Some(guard) = StepGuard::queue(&grads, loss, grad_clip)? {
+                opt.step_guarded(params, &grads, lr, &guard)?;
+                let r = guard.read()?;
+                opt.settle(!r.skipped);
+                return checked(StepStats {
+                    step,
+                    loss: r.loss,
+                    va: r.va,
+                    au: r.au,
+                    expr: r.expr,
+                    lr,
+                    grad_norm: r.grad_norm,
+                });
+            }
+            // No gradient lives on the GPU: nothing for the device to check.
+            checked(host_stats(&terms, step, lr)?)?
+        }
+    };
+    let grad_norm = checked_grad_norm(&mut grads, grad_clip)
+        .map_err(|e| Error::NonFinite(format!("step {step}: {e}")))?;
+    opt.step(params, &grads, lr)?;
+    Ok(StepStats {
+        grad_norm,
+        ..before
+    })
+}
+
+/// The loss values read one by one on the host (the norm still to come).
+fn host_stats(terms: &LossTerms, step: u64, lr: f64) -> Result<StepStats> {
+    let [va, au, expr] = terms.values()?;
+    Ok(StepStats {
+        step,
+        loss: terms.total.value().item()?,
+        va,
+        au,
+        expr,
+        lr,
+        grad_norm: 0.0,
+    })
+}
+
+/// `stats` when its loss and gradient norm are finite, otherwise the error
+/// a training step reports (the loss is checked first).
+fn checked(stats: StepStats) -> Result<StepStats> {
+    let StepStats { step, loss, .. } = stats;
     if !loss.is_finite() {
         return Err(Error::NonFinite(format!(
             "step {step}: loss is {loss} (va {}, au {}, expr {})",
-            terms.va, terms.au, terms.expr
+            stats.va, stats.au, stats.expr
         )));
     }
-    let mut grads = tape.backward(&terms.total)?;
-    drop(tape);
-    let grad_norm = checked_grad_norm(&mut grads, grad_clip)
-        .map_err(|e| Error::NonFinite(format!("step {step}: {e}")))?;
-    let lr = schedule.lr_at(step);
-    opt.step(params, &grads, lr)?;
-    Ok(StepStats {
-        step,
-        loss,
-        va: terms.va,
-        au: terms.au,
-        expr: terms.expr,
-        lr,
-        grad_norm,
-    })
+    if !stats.grad_norm.is_finite() {
+        let e = Error::NonFinite(format!("gradient norm is {}", stats.grad_norm));
+        return Err(Error::NonFinite(format!("step {step}: {e}")));
+    }
+    Ok(stats)
 }
 
 /// Host copies of named tensors (checkpoints are written from the host).
@@ -175,7 +227,6 @@ impl Trainer {
             expr: &batch.expr_class,
         };
         let terms = self.loss.forward(&tape, &self.params, &out, &targets)?;
-        let (va, au, expr) = (terms.va, terms.au, terms.expr);
         let stats = optimizer_step(
             tape,
             terms,
@@ -185,11 +236,16 @@ impl Trainer {
             step,
         )?;
         self.progress.step += 1;
-        self.period.0[0] += va;
-        self.period.0[1] += au;
-        self.period.0[2] += expr;
+        self.period.0[0] += stats.va;
+        self.period.0[1] += stats.au;
+        self.period.0[2] += stats.expr;
         self.period.1 += 1;
         Ok(stats)
+    }
+
+    /// The optimizer's state (moments, step count), copied to the host.
+    pub fn optimizer_state(&self) -> Result<BTreeMap<String, Tensor>> {
+        on_host(self.opt.state_dict())
     }
 
     /// Closes a weighting period (DWA uses the mean task losses of the last two).

@@ -8,8 +8,10 @@ mod kernels;
 mod nvrtc;
 mod pool;
 mod profile;
+mod ring;
 mod rows;
 mod runtime;
+mod staging;
 mod storage;
 
 pub use device::{driver_available, DeviceInfo};

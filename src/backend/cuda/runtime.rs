@@ -4,6 +4,7 @@
 
 use super::pool::{Pool, PoolStats};
 use super::profile::{KernelTime, Profiler};
+use super::staging::Staging;
 use super::{cache_dir, compile_module, driver_available, DeviceInfo, MODULES};
 use crate::{Error, Result};
 use cudarc::driver::{
@@ -27,6 +28,8 @@ pub struct CudaDevice {
     stream: Arc<CudaStream>,
     functions: HashMap<String, CudaFunction>,
     pool: Mutex<Pool>,
+    /// The pinned ring that uploads go through (no stream sync per upload).
+    staging: Staging,
     /// Fill every new buffer with NaN (parity tests: an output the kernel
     /// forgot to write cannot pass as a lucky zero).
     poison: AtomicBool,
@@ -130,12 +133,14 @@ impl CudaDevice {
                 functions.insert(name, f);
             }
         }
+        let staging = Staging::new(ctx.clone());
         Ok(CudaDevice {
             info,
             ctx,
             stream,
             functions,
             pool: Mutex::new(Pool::default()),
+            staging,
             poison: AtomicBool::new(false),
             profiler: Profiler::default(),
             sm_count,
@@ -214,6 +219,13 @@ impl CudaDevice {
             self.memset_bytes(&mut buf, 0xff)?; // all-ones f32 is a NaN
         }
         Ok(buf)
+    }
+
+    /// Queues a copy of `src` into the device buffer at `dst` (at least
+    /// `src.len()` bytes) through the pinned upload ring; Ok(false), having
+    /// done nothing, when `src` is too large for the ring.
+    pub(crate) fn upload_staged(&self, src: &[u8], dst: u64) -> Result<bool> {
+        self.staging.upload(&self.stream, src, dst)
     }
 
     pub(crate) fn release(&self, buf: CudaSlice<f32>) {

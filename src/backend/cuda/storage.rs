@@ -50,11 +50,21 @@ impl CudaStorage {
         Ok(s)
     }
 
-    /// A host-to-device copy of `data`.
+    /// A host-to-device copy of `data`, queued on the stream; `data` may be
+    /// freed as soon as this returns. It goes through the device's pinned
+    /// upload ring, which does not stall the GPU; only data larger than the
+    /// ring is copied from pageable memory (the driver syncs the stream first).
     pub fn from_host(dev: &Arc<CudaDevice>, data: &[f32]) -> Result<CudaStorage> {
         let mut s = CudaStorage::alloc(dev, data.len())?;
-        let mut view = s.slice_mut().slice_mut(0..data.len());
+        if data.is_empty() {
+            return Ok(s);
+        }
+        let dst = s.ptr();
         dev.timed("(copy host to device)", || {
+            if dev.upload_staged(bytemuck::cast_slice(data), dst)? {
+                return Ok(());
+            }
+            let mut view = s.slice_mut().slice_mut(0..data.len());
             dev.stream()
                 .memcpy_htod(data, &mut view)
                 .map_err(driver_err("host-to-device copy"))

@@ -37,6 +37,7 @@ fn combine(
     w_mtl: f64,
 ) -> Result<GanTerms> {
     let (adv_v, mtl_v) = (adv.value().item()?, mtl.total.value().item()?);
+    let [va, au, expr] = mtl.values()?;
     let total = ops::add(
         tape,
         &ops::scale(tape, &adv, w_adv)?,
@@ -46,9 +47,9 @@ fn combine(
         total,
         adv: adv_v,
         mtl: mtl_v,
-        va: mtl.va,
-        au: mtl.au,
-        expr: mtl.expr,
+        va,
+        au,
+        expr,
     })
 }
 
