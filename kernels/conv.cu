@@ -214,14 +214,33 @@ struct DgradPhaseDim {
     }
 };
 
-// The phase of blockIdx.z (z = group * sh*sw + phase, phase = a + sh * b)
-// and its pixel counts per image row and column.
+// The residue of rank `rank` among a dimension's st residues ordered by tap
+// count, most first (ties: smaller residue first). Blocks start in blockIdx
+// order, so the longest phases start first and the short ones fill the tail
+// (3x3/2, padding 1: 4, 2, 2 and 1 taps).
+__device__ __forceinline__ int dgrad_residue_by_rank(int rank, int st, int pd, int d, int R) {
+    for (int a = 0; a < st; ++a) {
+        const int ta = DgradPhaseDim(a, st, pd, d, R).taps;
+        int before = 0;
+        for (int b = 0; b < st; ++b) {
+            const int tb = DgradPhaseDim(b, st, pd, d, R).taps;
+            before += tb > ta || (tb == ta && b < a);
+        }
+        if (before == rank) return a;
+    }
+    return rank;  // not reached: the ranks are a permutation of the residues
+}
+
+// The phase of rank `rank` (blockIdx.z = group * sh*sw + rank; rank =
+// rank_h + sh * rank_w, each by dgrad_residue_by_rank) and its pixel counts
+// per image column and row.
 struct DgradPhase {
     int a, b, hp, wp;
     DgradPhaseDim y, x;
-    __device__ DgradPhase(const ConvParams& p, int phase)
-        : a(phase % p.sh), b(phase / p.sh), hp((p.h - a + p.sh - 1) / p.sh), wp((p.w - b + p.sw - 1) / p.sw),
-          y(a, p.sh, p.ph, p.dh, p.r), x(b, p.sw, p.pw, p.dw, p.s) {}
+    __device__ DgradPhase(const ConvParams& p, int rank)
+        : a(dgrad_residue_by_rank(rank % p.sh, p.sh, p.ph, p.dh, p.r)),
+          b(dgrad_residue_by_rank(rank / p.sh, p.sw, p.pw, p.dw, p.s)), hp((p.h - a + p.sh - 1) / p.sh),
+          wp((p.w - b + p.sw - 1) / p.sw), y(a, p.sh, p.ph, p.dh, p.r), x(b, p.sw, p.pw, p.dw, p.s) {}
 };
 
 // A = dy at (the phase's pixels x (tap j, tap i, k)), k fastest: a thread

@@ -133,16 +133,18 @@ const BLOCKS_PER_SM: usize = 2;
 const MIN_SPLIT_STEPS: usize = 16;
 
 /// K splits for a grid of `tiles` blocks summing over `len` indices: where
-/// the grid leaves resident block slots idle (a 512-channel conv on 4x4
-/// images has 32 tiles for 132 SMs x 2), enough splits for two rounds of
-/// them, keeping at least [`MIN_SPLIT_STEPS`] steps per split.
+/// the grid leaves SMs without a block (a 512-channel conv on 4x4 images has
+/// 32 tiles for 132 SMs), as many splits as fill two rounds of resident
+/// blocks (rounded down: a few blocks of a third round would double the
+/// tail), keeping at least [`MIN_SPLIT_STEPS`] steps per split. Grids of at
+/// least one block per SM stay whole: there the split's pre-fill and atomic
+/// adds cost about what the better balance gains.
 fn k_splits(dev: &CudaDevice, tiles: usize, len: usize) -> usize {
-    let resident = BLOCKS_PER_SM * dev.sm_count() as usize;
-    if tiles >= resident {
+    let sms = dev.sm_count() as usize;
+    if tiles >= sms {
         return 1;
     }
-    (2 * resident)
-        .div_ceil(tiles)
+    (2 * BLOCKS_PER_SM * sms / tiles)
         .min(len.div_ceil(8 * MIN_SPLIT_STEPS))
         .max(1)
 }
