@@ -529,10 +529,13 @@ fn conv(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng) {
         ];
         for (name, f) in kernels {
             let secs = time(dev, 5, 3, f);
-            let note = if stride == 1 && name == "conv dgrad" {
-                "flip weights + fprop kernel"
-            } else {
-                "kernel alone"
+            // What each timing holds (ops/conv/cuda.rs picks the path; a
+            // split-K fprop also fills y with the bias first).
+            let note = match name {
+                "conv dgrad" if xs[3] <= 16 => "zero fill + scatter kernel",
+                "conv dgrad" if stride == 1 => "flip weights + fprop kernel",
+                "conv dgrad" => "stride-phase kernel alone",
+                _ => "kernel alone",
             };
             row(name, size, secs, flop / secs / 1e12, "TFLOP/s", note);
         }

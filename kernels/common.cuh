@@ -194,7 +194,7 @@ struct ConvParams {
     int p, q;        // output
     int sh, sw, ph, pw, dh, dw;  // stride, top/left padding, dilation
     int groups;
-    int splits;  // wgrad: K-dimension splits (gridDim.y = splits)
+    int splits;  // fprop, wgrad: K-dimension splits (gridDim.y = row tiles * splits)
     int has_bias;
 };
 
@@ -246,18 +246,20 @@ __device__ __forceinline__ void mt_tile_fma(const float (&As)[MT_TK][LDA], const
     }
 }
 
-// out[row * ldc + col] = acc (+ bias[col]) (+ beta * out[..]; beta 0 never
-// reads out) for the rows < m and columns < n of the BM x BN tile at
-// (m0, n0); with `atomic`, out[..] += acc instead (split-K partial products).
-template <int BM = MT_TILE, int BN = MT_TILE>
-__device__ __forceinline__ void mt_tile_store(const float (&acc)[8][8], int tx, int ty, u64 m0, u64 n0, u64 m,
-                                              u64 n, float* out, u64 ldc, const float* bias, float beta,
-                                              bool atomic) {
+// row_ptr(row)[col] = acc (+ bias[col]) (+ beta * row_ptr(row)[col]; beta 0
+// never reads it) for the rows < m and columns < n of the BM x BN tile at
+// (m0, n0); with `atomic`, row_ptr(row)[col] += acc instead (split-K partial
+// products). `row_ptr` maps a GEMM row to its output row (conv.cu's strided
+// dgrad writes every sh-th row of every sw-th column).
+template <int BM, int BN, class RowPtr>
+__device__ __forceinline__ void mt_tile_store_rows(const float (&acc)[8][8], int tx, int ty, u64 m0, u64 n0, u64 m,
+                                                   u64 n, RowPtr row_ptr, const float* bias, float beta,
+                                                   bool atomic) {
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
         const u64 gm = m0 + mt_tile_pos(i, ty, BM / 2);
         if (gm >= m) continue;
-        float* row = out + gm * ldc;
+        float* row = row_ptr(gm);
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
             const u64 gn = n0 + mt_tile_pos(j, tx, BN / 2);
@@ -271,6 +273,14 @@ __device__ __forceinline__ void mt_tile_store(const float (&acc)[8][8], int tx, 
             row[gn] = beta != 0.0f ? v + beta * row[gn] : v;
         }
     }
+}
+
+// mt_tile_store_rows on a dense row-major output: row r at out + r * ldc.
+template <int BM = MT_TILE, int BN = MT_TILE>
+__device__ __forceinline__ void mt_tile_store(const float (&acc)[8][8], int tx, int ty, u64 m0, u64 n0, u64 m,
+                                              u64 n, float* out, u64 ldc, const float* bias, float beta,
+                                              bool atomic) {
+    mt_tile_store_rows<BM, BN>(acc, tx, ty, m0, n0, m, n, [=](u64 r) { return out + r * ldc; }, bias, beta, atomic);
 }
 
 // ---- recurrent time steps (gru.cu, lstm.cu) ----------------------------

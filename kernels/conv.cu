@@ -1,18 +1,25 @@
 // conv2d over NHWC as implicit GEMM: fprop, dgrad and wgrad gather their
 // GEMM operands straight from the activations (no im2col buffer) into the
 // shared-memory tiles of common.cuh (ops/conv.rs is the reference).
-// Weights are [K, R, S, C/groups]; blockIdx.z is the group.
+// Weights are [K, R, S, C/groups]; blockIdx.z is the group (strided dgrad:
+// group and stride phase).
 //
-//   fprop  y[n,p,q,k]  M = N*P*Q   cols = K/g       sum over (r, s, c)
+//   fprop  y[n,p,q,k]  M = N*P*Q   cols = K/g       sum over (r, s, c), split-K
 //   dgrad  dx[n,h,w,c] M = N*H*W   cols = C/g       sum over (r, s, k)
 //   wgrad  dw[k,r,s,c] M = K/g     cols = R*S*C/g   sum over (n, p, q), split-K
 //
-// All three share one double-buffered main loop (conv_mainloop) and differ
-// in their loaders. At stride 1, dgrad is an fprop over dy with the weights
-// flipped in (r, s) and K, C swapped (conv_flip_weights, then conv_fprop*);
-// conv_dgrad* is the general path (any stride). Each comes in two tile
-// shapes: 128x128, and one whose 64-wide side fits a 64-channel operand
-// without idle half tiles (fprop/dgrad 256x64, wgrad 64x256).
+// All share one double-buffered main loop (conv_mainloop) and differ in
+// their loaders. dgrad has three forms: at stride 1 an fprop over dy with
+// the weights flipped in (r, s) and K, C swapped (conv_flip_weights, then
+// conv_fprop*); at other strides one dense GEMM per stride phase
+// (conv_dgrad*); with few input channels a GEMM over dy's pixels whose
+// products scatter into dx (conv_dgrad_scatter). Tile shapes: 128x128, and
+// one whose 64-wide side fits a 64-channel operand without idle half tiles
+// (fprop/dgrad 256x64, wgrad 64x256).
+//
+// Split-K (fprop, wgrad): blockIdx.y / (row tiles) is the split; partial
+// tiles meet by atomicAdd in an output the host pre-filled (bias or zeros),
+// so those sums are not bitwise deterministic.
 //
 // Indices are 32-bit: the host refuses tensors of 2^31 elements or more,
 // and heights, widths and paddings of 2^15 or more (16-bit packed pixels).
@@ -68,9 +75,11 @@ struct FpropLoader {
     int c, r, s;             // the next step's (r, s, c) for this thread
     const int cg;
 
-    __device__ FpropLoader(const ConvParams& p_, const float* x_, const float* wt, int m0, int n0, int grp)
+    // k_begin: the first (r, s, c) index of this block's split, a multiple of MT_TK.
+    __device__ FpropLoader(const ConvParams& p_, const float* x_, const float* wt, int m0, int n0, int grp,
+                           int k_begin)
         : p(p_), x(x_), cg(p_.c / p_.groups) {
-        const int t = threadIdx.x, kk = t % MT_TK;
+        const int t = threadIdx.x, kk = k_begin + t % MT_TK;
         const int kg = p.k / p.groups, M = p.n * p.p * p.q;
 #pragma unroll
         for (int l = 0; l < LA; ++l) {
@@ -122,18 +131,31 @@ struct FpropLoader {
     }
 };
 
+// The number of K steps of split `split` of a sum over `len` indices in
+// p.splits splits of whole steps, and the split's first index.
+__device__ __forceinline__ int conv_split_steps(const ConvParams& p, int len, int split, int& begin) {
+    const int per = ((len + p.splits - 1) / p.splits + MT_TK - 1) / MT_TK * MT_TK;
+    begin = min(len, split * per);
+    return (min(len, begin + per) - begin + MT_TK - 1) / MT_TK;
+}
+
 template <int BM, int BN>
 __device__ __forceinline__ void conv_fprop_tile(const ConvParams& p, const float* x, const float* wt,
                                                 const float* bias, float* y) {
-    const int grp = blockIdx.z, cg = p.c / p.groups, kg = p.k / p.groups;
-    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-    FpropLoader<BM, BN> ld(p, x, wt, m0, n0, grp);
+    const int grp = blockIdx.z, cg = p.c / p.groups, kg = p.k / p.groups, M = p.n * p.p * p.q;
+    const int mtiles = (M + BM - 1) / BM;
+    const int m0 = (blockIdx.y % mtiles) * BM, n0 = blockIdx.x * BN;
+    int k_begin;
+    const int steps = conv_split_steps(p, p.r * p.s * cg, blockIdx.y / mtiles, k_begin);
+    if (steps == 0) return;  // an empty split (uniform over the block)
+    FpropLoader<BM, BN> ld(p, x, wt, m0, n0, grp, k_begin);
     float acc[8][8];
     mt_tile_zero(acc);
-    conv_mainloop<BM, BN>(ld, (p.r * p.s * cg + MT_TK - 1) / MT_TK, acc);
+    conv_mainloop<BM, BN>(ld, steps, acc);
     const int t = threadIdx.x;
-    mt_tile_store<BM, BN>(acc, mt_tile_tx<BN>(t), mt_tile_ty<BN>(t), m0, n0, p.n * p.p * p.q, kg, y + grp * kg,
-                          p.k, p.has_bias ? bias + grp * kg : nullptr, 0.0f, false);
+    const bool split = p.splits > 1;  // y holds the bias already
+    mt_tile_store<BM, BN>(acc, mt_tile_tx<BN>(t), mt_tile_ty<BN>(t), m0, n0, M, kg, y + grp * kg, p.k,
+                          p.has_bias && !split ? bias + grp * kg : nullptr, 0.0f, split);
 }
 
 extern "C" __global__ void __launch_bounds__(256, 2) conv_fprop(ConvParams p, const float* __restrict__ x,
@@ -163,14 +185,68 @@ extern "C" __global__ void conv_flip_weights(ConvParams p, const float* __restri
     }
 }
 
-// General dgrad operands (any stride; the host uses them for stride > 1):
-// A = dy gathered at (input pixels x (r, s, k)), k fastest; B = w as
-// ((r, s, k) x input channels c), c fastest. A thread loads k offset t % 8
-// of A rows t/8 + 32 l, as fprop does, and B column t % BN at k offsets
-// that advance by 8 per step; all (r, s, k) positions advance by carries.
-// A tap reaches dy only where (h + ph - r dh) is a multiple of the stride:
-// the quotient comes from a multiply-high by ceil(2^32 / stride), exact for
-// the sizes the host allows (below 2^16).
+// Strided dgrad by stride phase. The input pixels (h, w) split into sh*sw
+// phases (h % sh, w % sw) = (a, b); within a phase, tap r reaches dy row
+// (h + ph - r dh) / sh exactly when r dh = a + ph (mod sh), i.e. for
+// r = r0, r0 + sh/g, ... (g = gcd(sh, dh)), whose dy rows are
+// h / sh + e - j dh/g for the j-th of them. So each phase is a dense GEMM
+// (rows: the phase's pixels, columns: C/groups, sum over its taps and K)
+// whose A gather needs no stride test and never loads a tap that fails it.
+// One dimension of a phase: its first tap r0, tap step, tap count, the dy
+// offset e of its first tap and the dy step per tap.
+struct DgradPhaseDim {
+    int r0, step, taps, e, de;
+    // a: the phase's residue; st, pd, d, R: stride, padding, dilation, kernel size.
+    __device__ DgradPhaseDim(int a, int st, int pd, int d, int R) {
+        int g = st, b = d;  // gcd(st, d) by Euclid
+        while (b) {
+            const int t = g % b;
+            g = b;
+            b = t;
+        }
+        step = st / g;
+        de = d / g;
+        // Residues of r d repeat with period st / g <= st: the first match, if any, is below st.
+        r0 = 0;
+        while (r0 < R && r0 < st && ((a + pd - r0 * d) % st + st) % st != 0) ++r0;
+        taps = (r0 < R && r0 < st) ? (R - 1 - r0) / step + 1 : 0;
+        e = taps ? (a + pd - r0 * d) / st : 0;  // exact: a multiple of st
+    }
+};
+
+// The residue of rank `rank` among a dimension's st residues ordered by tap
+// count, most first (ties: smaller residue first). Blocks start in blockIdx
+// order, so the longest phases start first and the short ones fill the tail
+// (3x3/2, padding 1: 4, 2, 2 and 1 taps).
+__device__ __forceinline__ int dgrad_residue_by_rank(int rank, int st, int pd, int d, int R) {
+    for (int a = 0; a < st; ++a) {
+        const int ta = DgradPhaseDim(a, st, pd, d, R).taps;
+        int before = 0;
+        for (int b = 0; b < st; ++b) {
+            const int tb = DgradPhaseDim(b, st, pd, d, R).taps;
+            before += tb > ta || (tb == ta && b < a);
+        }
+        if (before == rank) return a;
+    }
+    return rank;  // not reached: the ranks are a permutation of the residues
+}
+
+// The phase of rank `rank` (blockIdx.z = group * sh*sw + rank; rank =
+// rank_h + sh * rank_w, each by dgrad_residue_by_rank) and its pixel counts
+// per image column and row.
+struct DgradPhase {
+    int a, b, hp, wp;
+    DgradPhaseDim y, x;
+    __device__ DgradPhase(const ConvParams& p, int rank)
+        : a(dgrad_residue_by_rank(rank % p.sh, p.sh, p.ph, p.dh, p.r)),
+          b(dgrad_residue_by_rank(rank / p.sh, p.sw, p.pw, p.dw, p.s)), hp((p.h - a + p.sh - 1) / p.sh),
+          wp((p.w - b + p.sw - 1) / p.sw), y(a, p.sh, p.ph, p.dh, p.r), x(b, p.sw, p.pw, p.dw, p.s) {}
+};
+
+// A = dy at (the phase's pixels x (tap j, tap i, k)), k fastest: a thread
+// loads k offset t % 8 of rows t/8 + 32 l, as fprop does. B = w at
+// ((j, i, k) x input channels c), c fastest (coalesced): column t % BN at
+// k offsets that advance by 8 per step. Positions advance by carries.
 template <int BM, int BN>
 struct DgradLoader {
     static constexpr int LA = BM / 32, LB = BN / 32, DB = 256 / BN;
@@ -178,65 +254,64 @@ struct DgradLoader {
         float a[LA], b[LB];
     };
     const ConvParams& p;
+    const DgradPhase& ph;
     const float* dy;
     const float* wt;
-    int a_base[LA], a_hw[LA];  // row's dy image base; h + ph, w + pw packed as in FpropLoader
-    int k, r, s;               // A: the next step's (r, s, k) for this thread
-    int bk[LB], brs[LB];       // B: the next step's (k, r*S + s) of each load
+    int a_base[LA], a_hw[LA];  // row's dy image base; its first tap's dy (row, column) packed as in FpropLoader
+    int k, i, j;               // A: the next step's (tap j, tap i, k) for this thread
+    int bk[LB], bi[LB], bj[LB];  // B: the same for each load
     const int kg, bcol;
-    const unsigned mh, mw;  // ceil(2^32 / stride), 0 for stride 1
 
-    __device__ DgradLoader(const ConvParams& p_, const float* dy_, const float* wt_, int m0, int n0, int grp)
-        : p(p_), dy(dy_), wt(wt_ + grp * (p_.k / p_.groups) * p_.r * p_.s * (p_.c / p_.groups)),
-          kg(p_.k / p_.groups), bcol(n0 + threadIdx.x % BN), mh(p_.sh > 1 ? 0xffffffffu / p_.sh + 1 : 0),
-          mw(p_.sw > 1 ? 0xffffffffu / p_.sw + 1 : 0) {
-        const int t = threadIdx.x, kk = t % MT_TK, M = p.n * p.h * p.w;
+    __device__ DgradLoader(const ConvParams& p_, const DgradPhase& ph_, const float* dy_, const float* wt_, int m0,
+                           int n0, int grp)
+        : p(p_), ph(ph_), dy(dy_), wt(wt_ + grp * (p_.k / p_.groups) * p_.r * p_.s * (p_.c / p_.groups)),
+          kg(p_.k / p_.groups), bcol(n0 + threadIdx.x % BN) {
+        const int t = threadIdx.x, kk = t % MT_TK, M = p.n * ph.hp * ph.wp;
 #pragma unroll
         for (int l = 0; l < LA; ++l) {
             const int row = m0 + t / MT_TK + 32 * l;
-            const int wi = row % p.w, rest = row / p.w;
-            a_base[l] = (rest / p.h) * p.p * p.q * p.k + grp * kg;
-            const int h0 = row < M ? rest % p.h + p.ph : -32768, w0 = wi + p.pw;
+            const int wi = row % ph.wp, rest = row / ph.wp;
+            a_base[l] = (rest / ph.hp) * p.p * p.q * p.k + grp * kg;
+            const int h0 = row < M ? rest % ph.hp + ph.y.e : -32768, w0 = wi + ph.x.e;
             a_hw[l] = (int)(((u32)h0 << 16) | ((u32)w0 & 0xffffu));
         }
         k = kk % kg;
-        s = (kk / kg) % p.s;
-        r = (kk / kg) / p.s;
+        i = (kk / kg) % ph.x.taps;
+        j = (kk / kg) / ph.x.taps;
 #pragma unroll
         for (int l = 0; l < LB; ++l) {
             const int gk = t / BN + DB * l;
             bk[l] = gk % kg;
-            brs[l] = gk / kg;
+            bi[l] = (gk / kg) % ph.x.taps;
+            bj[l] = (gk / kg) / ph.x.taps;
         }
     }
 
-    // floor(v / stride) for 0 <= v < 2^16.
-    __device__ __forceinline__ static int quot(int v, unsigned m) { return m ? (int)__umulhi((unsigned)v, m) : v; }
+    // Moves (k, i, j) on by one step of MT_TK.
+    __device__ __forceinline__ void advance(int& kk, int& ii, int& jj) const {
+        for (kk += MT_TK; kk >= kg; kk -= kg)
+            if (++ii == ph.x.taps) {
+                ii = 0;
+                ++jj;
+            }
+    }
 
     __device__ __forceinline__ void load(Regs& v) {
-        const bool kin = r < p.r;
-        const int hoff = r * p.dh, woff = s * p.dw;
+        const bool kin = j < ph.y.taps;
+        const int hoff = j * ph.y.de, woff = i * ph.x.de;
 #pragma unroll
         for (int l = 0; l < LA; ++l) {
-            const int hp = (a_hw[l] >> 16) - hoff, wp = (int)(short)(a_hw[l] & 0xffff) - woff;
-            float val = 0.0f;
-            if (kin && hp >= 0 && wp >= 0) {
-                const int pp = quot(hp, mh), qq = quot(wp, mw);
-                if (pp * p.sh == hp && qq * p.sw == wp && pp < p.p && qq < p.q)
-                    val = dy[a_base[l] + (pp * p.q + qq) * p.k + k];
-            }
-            v.a[l] = val;
+            const int pp = (a_hw[l] >> 16) - hoff, qq = (int)(short)(a_hw[l] & 0xffff) - woff;
+            v.a[l] = (kin && pp >= 0 && pp < p.p && qq >= 0 && qq < p.q) ? dy[a_base[l] + (pp * p.q + qq) * p.k + k]
+                                                                        : 0.0f;
         }
-        for (k += MT_TK; k >= kg; k -= kg)
-            if (++s == p.s) {
-                s = 0;
-                ++r;
-            }
-        const int rsn = p.r * p.s, cg = p.c / p.groups;
+        advance(k, i, j);
+        const int cg = p.c / p.groups;
 #pragma unroll
         for (int l = 0; l < LB; ++l) {
-            v.b[l] = (brs[l] < rsn && bcol < cg) ? wt[(bk[l] * rsn + brs[l]) * cg + bcol] : 0.0f;
-            for (bk[l] += MT_TK; bk[l] >= kg; bk[l] -= kg) ++brs[l];
+            const int r = ph.y.r0 + bj[l] * ph.y.step, s = ph.x.r0 + bi[l] * ph.x.step;
+            v.b[l] = (bj[l] < ph.y.taps && bcol < cg) ? wt[((bk[l] * p.r + r) * p.s + s) * cg + bcol] : 0.0f;
+            advance(bk[l], bi[l], bj[l]);
         }
     }
 
@@ -251,19 +326,30 @@ struct DgradLoader {
 };
 
 // dx[n,h,w,c] = sum over (r, s, k) of dy[n, (h + ph - r dh)/sh, (w + pw - s dw)/sw, k] w[k, r, s, c]
-// where the divisions are exact and in range. Also conv_transpose2d's forward (with its bias).
+// where the divisions are exact and in range, one phase per blockIdx.z; also
+// conv_transpose2d's forward (with its bias). A phase without taps writes the bias (or zeros).
 template <int BM, int BN>
 __device__ __forceinline__ void conv_dgrad_tile(const ConvParams& p, const float* dy, const float* wt,
                                                 const float* bias, float* dx) {
-    const int grp = blockIdx.z, cg = p.c / p.groups, kg = p.k / p.groups;
-    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-    DgradLoader<BM, BN> ld(p, dy, wt, m0, n0, grp);
+    const int phases = p.sh * p.sw, grp = blockIdx.z / phases, cg = p.c / p.groups, kg = p.k / p.groups;
+    const DgradPhase ph(p, blockIdx.z % phases);
+    const int M = p.n * ph.hp * ph.wp, m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    if (m0 >= M) return;  // the grid covers the largest phase (uniform over the block)
     float acc[8][8];
     mt_tile_zero(acc);
-    conv_mainloop<BM, BN>(ld, (p.r * p.s * kg + MT_TK - 1) / MT_TK, acc);
+    if (ph.y.taps * ph.x.taps > 0) {  // uniform over the block; the loader divides by the tap count
+        DgradLoader<BM, BN> ld(p, ph, dy, wt, m0, n0, grp);
+        conv_mainloop<BM, BN>(ld, (ph.y.taps * ph.x.taps * kg + MT_TK - 1) / MT_TK, acc);
+    }
     const int t = threadIdx.x;
-    mt_tile_store<BM, BN>(acc, mt_tile_tx<BN>(t), mt_tile_ty<BN>(t), m0, n0, p.n * p.h * p.w, cg, dx + grp * cg,
-                          p.c, p.has_bias ? bias + grp * cg : nullptr, 0.0f, false);
+    // Phase row (n, hi, wi) is dx pixel (n, a + hi sh, b + wi sw).
+    const auto row_ptr = [&](u64 row) {
+        const int wi = (int)row % ph.wp, rest = (int)row / ph.wp;
+        const int n = rest / ph.hp, h = ph.a + (rest % ph.hp) * p.sh, w = ph.b + wi * p.sw;
+        return dx + ((u64)(n * p.h + h) * p.w + w) * p.c + grp * cg;
+    };
+    mt_tile_store_rows<BM, BN>(acc, mt_tile_tx<BN>(t), mt_tile_ty<BN>(t), m0, n0, M, cg, row_ptr,
+                               p.has_bias ? bias + grp * cg : nullptr, 0.0f, false);
 }
 
 extern "C" __global__ void __launch_bounds__(256, 2) conv_dgrad(ConvParams p, const float* __restrict__ dy,
@@ -278,6 +364,95 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv_dgrad_n64(ConvParams p
                                                                  const float* __restrict__ bias,
                                                                  float* __restrict__ dx) {
     conv_dgrad_tile<256, 64>(p, dy, wt, bias, dx);
+}
+
+// dgrad with few input channels (the 3-channel stem), where any tile with
+// C/groups columns would stay nearly idle: the GEMM
+// T[(n, p, q), (r, s, c)] = sum over k of dy[n, p, q, k] w[k, r, s, c]
+// (R*S*C/groups columns, 256x64 tiles), each product added into
+// dx[n, p sh - ph + r dh, q sw - pw + s dw, c] where that is in range. dx
+// holds the bias (or zeros) before; the sums meet by atomicAdd.
+// A: dy rows, k fastest (thread: k offset t % 8 of rows t/8 + 32 l);
+// B: w rows k, columns (r, s, c) contiguous (thread: column t % BN).
+struct DgradScatterLoader {
+    static constexpr int BM = 256, BN = 64, LA = BM / 32, LB = BN / 32, DB = 256 / BN;
+    struct Regs {
+        float a[LA], b[LB];
+    };
+    const float* dy;         // dy of this group at this thread's next k
+    int a_row[LA];           // offset of each A row in dy, -1 past the rows (32-bit: fewer registers)
+    const float* b_src;      // w at this thread's first B element, or null past the columns
+    int ka, kb;              // the next step's k of this thread's A elements and first B element
+    const int kg, ldb;
+
+    __device__ DgradScatterLoader(const ConvParams& p, const float* dy_, const float* wt, int m0, int n0, int grp)
+        : kg(p.k / p.groups), ldb(p.r * p.s * (p.c / p.groups)) {
+        const int t = threadIdx.x, M = p.n * p.p * p.q, col = n0 + t % BN;
+        ka = t % MT_TK;
+        kb = t / BN;
+        dy = dy_ + grp * kg + ka;
+#pragma unroll
+        for (int l = 0; l < LA; ++l) {
+            const int row = m0 + t / MT_TK + 32 * l;
+            a_row[l] = row < M ? row * p.k : -1;
+        }
+        b_src = col < ldb ? wt + (u64)(grp * kg + kb) * ldb + col : nullptr;
+    }
+
+    __device__ __forceinline__ void load(Regs& v) {
+#pragma unroll
+        for (int l = 0; l < LA; ++l) v.a[l] = (a_row[l] >= 0 && ka < kg) ? dy[a_row[l]] : 0.0f;
+        dy += MT_TK;
+        ka += MT_TK;
+#pragma unroll
+        for (int l = 0; l < LB; ++l) v.b[l] = (b_src && kb + DB * l < kg) ? b_src[DB * l * ldb] : 0.0f;
+        if (b_src) b_src += MT_TK * ldb;
+        kb += MT_TK;
+    }
+
+    __device__ __forceinline__ void store(const Regs& v, float (&As)[MT_TK][BM + CONV_PAD],
+                                          float (&Bs)[MT_TK][BN + CONV_PAD]) const {
+        const int t = threadIdx.x;
+#pragma unroll
+        for (int l = 0; l < LA; ++l) As[t % MT_TK][t / MT_TK + 32 * l] = v.a[l];
+#pragma unroll
+        for (int l = 0; l < LB; ++l) Bs[t / BN + DB * l][t % BN] = v.b[l];
+    }
+};
+
+extern "C" __global__ void __launch_bounds__(256, 2) conv_dgrad_scatter(ConvParams p, const float* __restrict__ dy,
+                                                                     const float* __restrict__ wt, float* dx) {
+    constexpr int BM = DgradScatterLoader::BM, BN = DgradScatterLoader::BN;
+    const int grp = blockIdx.z, cg = p.c / p.groups, kg = p.k / p.groups;
+    const int M = p.n * p.p * p.q, cols = p.r * p.s * cg, m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    DgradScatterLoader ld(p, dy, wt, m0, n0, grp);
+    float acc[8][8];
+    mt_tile_zero(acc);
+    conv_mainloop<BM, BN>(ld, (kg + MT_TK - 1) / MT_TK, acc);
+    const int tx = mt_tile_tx<BN>(threadIdx.x), ty = mt_tile_ty<BN>(threadIdx.x);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const int row = m0 + mt_tile_pos(i, ty, BM / 2);
+        if (row >= M) continue;
+        const int qq = row % p.q, rest = row / p.q;
+        const int h0 = (rest % p.p) * p.sh - p.ph, w0 = qq * p.sw - p.pw;
+        float* img = dx + (u64)(rest / p.p) * p.h * p.w * p.c + grp * cg;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const int col = n0 + mt_tile_pos(j, tx, BN / 2);
+            if (col >= cols) continue;
+            const int c = col % cg, rs = col / cg;
+            const int h = h0 + (rs / p.s) * p.dh, w = w0 + (rs % p.s) * p.dw;
+            if (h >= 0 && h < p.h && w >= 0 && w < p.w) atomicAdd(img + (h * p.w + w) * p.c + c, acc[i][j]);
+        }
+    }
+}
+
+// y[n, p, q, k] = bias[k] (or 0 without a bias): the starting value of the
+// outputs that split-K fprop and scatter dgrad (as the fprop of the flipped
+// geometry) add into.
+extern "C" __global__ void conv_fill_bias(ConvParams p, const float* __restrict__ bias, float* __restrict__ y) {
+    MT_FOR_EACH(i, (u64)p.n * p.p * p.q * p.k) y[i] = p.has_bias ? bias[i % p.k] : 0.0f;
 }
 
 // wgrad operands: A = dy (output channels x pixels), B = x gathered at
@@ -353,22 +528,21 @@ struct WgradLoader {
 };
 
 // dw[k, r, s, c] = sum over (n, p, q) of dy[n, p, q, k] x[n, p sh - ph + r dh, q sw - pw + s dw, c].
-// The (n, p, q) sum is split over gridDim.y / ceil(M / BM) slices whose
-// partial tiles meet by atomicAdd in dw, which the host zeroed.
+// The (n, p, q) sum is split over p.splits slices whose partial tiles meet
+// by atomicAdd in dw, which the host zeroed.
 template <int BM, int BN>
 __device__ __forceinline__ void conv_wgrad_tile(const ConvParams& p, const float* x, const float* dy, float* dw) {
     const int grp = blockIdx.z, cg = p.c / p.groups, kg = p.k / p.groups;
     const int M = kg, N = p.r * p.s * cg, K = p.n * p.p * p.q;
     const int mtiles = (M + BM - 1) / BM;
     const int m0 = (blockIdx.y % mtiles) * BM, n0 = blockIdx.x * BN;
-    const int split = blockIdx.y / mtiles;
-    const int per = ((K + p.splits - 1) / p.splits + MT_TK - 1) / MT_TK * MT_TK;
-    const int k_begin = min(K, split * per), k_end = min(K, k_begin + per);
-    WgradLoader<BM, BN> ld(p, x, dy, m0, n0, grp, k_begin, k_end);
+    int k_begin;
+    const int steps = conv_split_steps(p, K, blockIdx.y / mtiles, k_begin);
+    if (steps == 0) return;  // an empty split (uniform over the block)
+    WgradLoader<BM, BN> ld(p, x, dy, m0, n0, grp, k_begin, min(K, k_begin + steps * MT_TK));
     float acc[8][8];
     mt_tile_zero(acc);
-    conv_mainloop<BM, BN>(ld, (k_end - k_begin + MT_TK - 1) / MT_TK, acc);
-    if (k_end <= k_begin) return;
+    conv_mainloop<BM, BN>(ld, steps, acc);
     const int t = threadIdx.x;
     mt_tile_store<BM, BN>(acc, mt_tile_tx<BN>(t), mt_tile_ty<BN>(t), m0, n0, M, N, dw + (u64)grp * kg * N, N,
                           nullptr, 0.0f, p.splits > 1);

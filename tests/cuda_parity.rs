@@ -699,7 +699,7 @@ fn conv2d_and_conv_transpose2d() {
         return;
     };
     use mtaffect::ops::{conv2d, conv_transpose2d, Conv2dParams};
-    // Dot products over up to R*S*C = 3*3*72 = 648 terms (wgrad: ~2000 pixels).
+    // Dot products over up to R*S*C = 3*3*96 = 864 terms (wgrad: ~2000 pixels).
     let tol = Tol {
         atol: 2e-4,
         rtol: 2e-4,
@@ -739,14 +739,14 @@ fn conv2d_and_conv_transpose2d() {
         // More than 64 channels on both sides: the 128x128 fprop and wgrad
         // tiles, and the stride-1 dgrad (an fprop over flipped weights) on
         // 128x128 tiles; every other stride-1 case above takes the 64-wide
-        // tiles, the strided ones the general dgrad (256x64 tiles).
+        // tiles.
         (
             [2, 5, 7, 72],
             [66, 3, 3, 72],
             Conv2dParams::new().padding(1),
         ),
-        // Strided with more than 64 input channels: the general dgrad on
-        // 128x128 tiles (the strided cases above take its 256x64 tiles).
+        // Strided with more than 64 input channels: the stride-phase dgrad
+        // on 128x128 tiles.
         (
             [1, 7, 6, 70],
             [9, 3, 3, 70],
@@ -754,6 +754,53 @@ fn conv2d_and_conv_transpose2d() {
         ),
         // Padding beyond the kernel: the flipped fprop's padding is negative.
         ([1, 4, 5, 3], [5, 1, 1, 3], Conv2dParams::new().padding(1)),
+        // Every case above with at most 16 input channels per group takes
+        // the scatter dgrad; the stride-phase dgrad (C/groups > 16) on
+        // 256x64 tiles: stride 2, stride 3, dilation with stride (half the
+        // phases without taps), groups with asymmetric padding and
+        // stride (2, 3), and a 1x1 at stride 3 (8 of 9 phases without taps).
+        (
+            [2, 9, 11, 20],
+            [6, 3, 3, 20],
+            Conv2dParams::new().stride(2).padding(1),
+        ),
+        (
+            [2, 10, 11, 24],
+            [6, 3, 3, 24],
+            Conv2dParams::new().stride(3).padding(1),
+        ),
+        (
+            [2, 11, 10, 18],
+            [5, 3, 3, 18],
+            Conv2dParams::new().stride(2).dilation(2).padding(2),
+        ),
+        (
+            [1, 9, 10, 40],
+            [6, 3, 2, 20],
+            Conv2dParams::new()
+                .groups(2)
+                .stride_hw(2, 3)
+                .padding_tblr(1, 0, 2, 1),
+        ),
+        ([1, 9, 8, 20], [4, 1, 1, 20], Conv2dParams::new().stride(3)),
+        // The stem (7x7/2, 3 channels) at a small size: scatter dgrad.
+        (
+            [1, 22, 23, 3],
+            [16, 7, 7, 3],
+            Conv2dParams::new().stride(2).padding(3),
+        ),
+        // Many channels on a 4x4 image: one tile, so fprop and the stride-1
+        // dgrad split K (128x128 tiles here, 256x64 in the next case).
+        (
+            [2, 4, 4, 96],
+            [80, 3, 3, 96],
+            Conv2dParams::new().padding(1),
+        ),
+        (
+            [2, 4, 4, 64],
+            [48, 3, 3, 64],
+            Conv2dParams::new().padding(1),
+        ),
     ];
     for (xs, ws, prm) in &cases {
         let x = randn(xs, &mut rng);
@@ -790,6 +837,20 @@ fn conv2d_and_conv_transpose2d() {
             [1, 4, 5, 6],
             [6, 3, 3, 2],
             Conv2dParams::new().stride(2).padding(1).groups(2),
+            [1, 1],
+        ),
+        // More than 16 output channels: the stride-phase dgrad with a bias,
+        // 4x4/2 and 3x3/2 with output padding.
+        (
+            [2, 5, 6, 24],
+            [24, 4, 4, 20],
+            Conv2dParams::new().stride(2).padding(1),
+            [0, 0],
+        ),
+        (
+            [1, 5, 4, 16],
+            [16, 3, 3, 24],
+            Conv2dParams::new().stride(2).padding(1),
             [1, 1],
         ),
     ];

@@ -43,31 +43,53 @@ void conv_case(G g) {
         }
         Y[((size_t)(n*P+pp)*Q+qq)*g.k+k] = acc;
     }
-    // fprop: both tile shapes (grid as ops/conv/cuda.rs sets it up).
-    auto fprop = [&](const char* name, bool n64, const ConvParams& q, const float* in, const float* w, const float* b,
+    // fprop: both tile shapes and 1 or 3 K splits (grid as ops/conv/cuda.rs
+    // sets it up; split-K adds into an output conv_fill_bias prepared).
+    auto fprop = [&](const char* name, bool n64, ConvParams q, const float* in, const float* w, const float* b,
                      const std::vector<double>& ref) {
         int cols = q.k / q.groups, rows = q.n * q.p * q.q, bm = n64 ? 256 : 128, bn = n64 ? 64 : 128;
-        std::vector<float> out(ref.size(), NAN);
-        launch({(unsigned)((cols+bn-1)/bn),(unsigned)((rows+bm-1)/bm),(unsigned)q.groups},{256,1,1},[&]{
-            if (n64) conv_fprop_n64(q, in, w, b, out.data()); else conv_fprop(q, in, w, b, out.data()); });
-        check(name, out.data(), ref);
+        for (int splits : {1, 3}) {
+            q.splits = splits;
+            std::vector<float> out(ref.size(), NAN);
+            if (splits > 1) launch({2,1,1},{256,1,1},[&]{ conv_fill_bias(q, b, out.data()); });
+            launch({(unsigned)((cols+bn-1)/bn),(unsigned)((rows+bm-1)/bm*splits),(unsigned)q.groups},{256,1,1},[&]{
+                if (n64) conv_fprop_n64(q, in, w, b, out.data()); else conv_fprop(q, in, w, b, out.data()); });
+            char full[100]; snprintf(full, 100, "%s split%d", name, splits);
+            check(full, out.data(), ref);
+        }
     };
     fprop("conv fprop", false, p, X.data(), W.data(), bias.data(), Y);
     fprop("conv fprop_n64", true, p, X.data(), W.data(), bias.data(), Y);
     std::vector<float> dx(DX.size(), NAN), dw(DW.size(), 0.f);
     ConvParams pd = p; pd.has_bias = 0;
-    for (bool n64 : {false, true}) {
-        int bm = n64 ? 256 : 128, bn = n64 ? 64 : 128;
+    // dx + bias (conv_transpose2d's forward adds a bias over C).
+    auto cbias = randv(g.c);
+    std::vector<double> DXB(DX);
+    for (size_t i = 0; i < DXB.size(); ++i) DXB[i] += cbias[i % g.c];
+    ConvParams pf{g.n,P,Q,g.k, g.c,g.r,g.s, g.h,g.w, 1,1, g.dh*(g.r-1)-g.pt, g.dw*(g.s-1)-g.pl, g.dh,g.dw, g.groups,1,0};
+    for (int with_bias : {0, 1}) {
+        ConvParams pb = pd; pb.has_bias = with_bias;
+        const std::vector<double>& ref = with_bias ? DXB : DX;
+        // Stride phases (every stride; the host takes them for stride > 1).
+        for (bool n64 : {false, true}) {
+            int bm = n64 ? 256 : 128, bn = n64 ? 64 : 128, phase_rows = g.n*((g.h+g.sh-1)/g.sh)*((g.w+g.sw-1)/g.sw);
+            std::fill(dx.begin(), dx.end(), NAN);
+            launch({(unsigned)((cg+bn-1)/bn),(unsigned)((phase_rows+bm-1)/bm),(unsigned)(g.groups*g.sh*g.sw)},{256,1,1},[&]{
+                if (n64) conv_dgrad_n64(pb, DY.data(), W.data(), cbias.data(), dx.data()); else conv_dgrad(pb, DY.data(), W.data(), cbias.data(), dx.data()); });
+            check(n64 ? "conv dgrad_n64 (stride phases)" : "conv dgrad (stride phases)", dx.data(), ref);
+        }
+        // Scatter (few input channels): dx filled with the bias, then products added.
         std::fill(dx.begin(), dx.end(), NAN);
-        launch({(unsigned)((cg+bn-1)/bn),(unsigned)((g.n*g.h*g.w+bm-1)/bm),(unsigned)g.groups},{256,1,1},[&]{
-            if (n64) conv_dgrad_n64(pd, DY.data(), W.data(), nullptr, dx.data()); else conv_dgrad(pd, DY.data(), W.data(), nullptr, dx.data()); });
-        check(n64 ? "conv dgrad_n64 (general)" : "conv dgrad (general)", dx.data(), DX);
+        ConvParams pfb = pf; pfb.has_bias = with_bias;
+        launch({2,1,1},{256,1,1},[&]{ conv_fill_bias(pfb, cbias.data(), dx.data()); });
+        launch({(unsigned)((g.r*g.s*cg+63)/64),(unsigned)((g.n*P*Q+255)/256),(unsigned)g.groups},{256,1,1},[&]{
+            conv_dgrad_scatter(pb, DY.data(), W.data(), dx.data()); });
+        check("conv dgrad_scatter", dx.data(), ref);
     }
     if (g.sh == 1 && g.sw == 1) {
         // Stride 1: dgrad = fprop over dy with flipped weights, K and C swapped.
         std::vector<float> wf(W.size(), NAN);
         launch({3,1,1},{256,1,1},[&]{ conv_flip_weights(pd, W.data(), wf.data()); });
-        ConvParams pf{g.n,P,Q,g.k, g.c,g.r,g.s, g.h,g.w, 1,1, g.dh*(g.r-1)-g.pt, g.dw*(g.s-1)-g.pl, g.dh,g.dw, g.groups,1,0};
         fprop("conv dgrad as fprop", false, pf, DY.data(), wf.data(), nullptr, DX);
         fprop("conv dgrad as fprop_n64", true, pf, DY.data(), wf.data(), nullptr, DX);
     }
@@ -100,6 +122,20 @@ void tiles() {
     // fprop's padding is negative).
     conv_case({2,5,7,72, 66,3,3, 1,1, 1,1,1,1, 1,1, 1});
     conv_case({1,4,5,3, 5,1,1, 1,1, 1,1,1,1, 1,1, 1});
+    // Stride phases: stride 3 (phases without taps: 1x1 taps only reach
+    // one of 9), dilation with stride (gcd(sh, dh) = 2: half the phases
+    // have no taps), asymmetric padding with groups and stride, a phase
+    // grid taller than one tile (70 input channels: 128x128 tiles), the
+    // stem 7x7/2 on 3 channels, and a 4x4/2 (conv_transpose2d's shape).
+    conv_case({2,10,11,4, 6,3,3, 3,3, 1,1,1,1, 1,1, 1});
+    conv_case({1,9,8,5, 4,1,1, 3,3, 0,0,0,0, 1,1, 1});
+    conv_case({2,11,10,4, 5,3,3, 2,2, 2,2,2,2, 2,2, 1});
+    conv_case({1,9,10,8, 6,3,2, 2,3, 1,0,2,1, 1,3, 2});
+    conv_case({1,7,6,70, 9,3,3, 2,2, 1,1,1,1, 1,1, 1});
+    conv_case({2,22,23,3, 16,7,7, 2,2, 3,3,3,3, 1,1, 1});
+    conv_case({1,16,14,8, 12,4,4, 2,2, 1,1,1,1, 1,1, 1});
+    // Many channels on a small image: fprop over a K sum of 3*3*80 split 3 ways.
+    conv_case({1,4,4,80, 70,3,3, 1,1, 1,1,1,1, 1,1, 1});
 }
 
 // Batch norm (+ ReLU) through the row-parallel layout: float4 (c % 4 == 0)

@@ -127,18 +127,63 @@ fn pick_tile(
     }
 }
 
-/// Launches the fprop kernel whose tile fits `p` (see [`pick_tile`]).
+/// Resident blocks per SM of the conv kernels (`__launch_bounds__(256, 2)`).
+const BLOCKS_PER_SM: usize = 2;
+/// Split-K keeps at least this many K steps of 8 per split.
+const MIN_SPLIT_STEPS: usize = 16;
+
+/// K splits for a grid of `tiles` blocks summing over `len` indices: where
+/// the grid leaves SMs without a block (a 512-channel conv on 4x4 images has
+/// 32 tiles for 132 SMs), as many splits as fill two rounds of resident
+/// blocks (rounded down: a few blocks of a third round would double the
+/// tail), keeping at least [`MIN_SPLIT_STEPS`] steps per split. Grids of at
+/// least one block per SM stay whole: there the split's pre-fill and atomic
+/// adds cost about what the better balance gains.
+fn k_splits(dev: &CudaDevice, tiles: usize, len: usize) -> usize {
+    let sms = dev.sm_count() as usize;
+    if tiles >= sms {
+        return 1;
+    }
+    (2 * BLOCKS_PER_SM * sms / tiles)
+        .min(len.div_ceil(8 * MIN_SPLIT_STEPS))
+        .max(1)
+}
+
+/// Fills `out` (the fprop output of `p`) with the bias or zeros: the start
+/// of the atomic sums of split-K and scatter dgrad.
+fn fill_bias(dev: &Arc<CudaDevice>, p: &ConvParams, bias: u64, out: u64) -> Result<()> {
+    let n = (p.n * p.p * p.q * p.k) as usize;
+    // SAFETY: ConvParams mirrors the kernel's struct; out holds N*P*Q*K
+    // values and bias (read only where has_bias) K.
+    unsafe { dev.launch("conv_fill_bias", dev.elementwise_config(n), p, &[bias, out]) }
+}
+
+/// Launches the fprop kernel whose tile fits `p` (see [`pick_tile`]), split
+/// over K (see [`k_splits`]) when its grid is small. `ptrs`: x, w, bias (or
+/// 0), y.
 fn launch_fprop(dev: &Arc<CudaDevice>, p: &ConvParams, ptrs: &[u64; 4]) -> Result<()> {
     let (rows, cols) = ((p.n * p.p * p.q) as usize, (p.k / p.groups) as usize);
-    let (kernel, cfg) = pick_tile(
+    let (kernel, mut cfg) = pick_tile(
         ["conv_fprop_n64", "conv_fprop"],
         rows,
         cols,
         p.groups as usize,
     );
+    let (gx, gy, gz) = cfg.grid_dim;
+    let len = (p.r * p.s * (p.c / p.groups)) as usize;
+    let splits = k_splits(dev, (gx * gy * gz) as usize, len);
+    let p = ConvParams {
+        splits: splits as i32,
+        ..*p
+    };
+    if splits > 1 {
+        // The splits add into y, which starts as the bias.
+        fill_bias(dev, &p, ptrs[2], ptrs[3])?;
+        cfg.grid_dim.1 = gy * splits as u32;
+    }
     // SAFETY: ConvParams mirrors the kernel's struct; the caller's pointers
     // are x, w, bias (or 0) and y of the geometry `p` describes.
-    unsafe { dev.launch(kernel, cfg, p, ptrs) }
+    unsafe { dev.launch(kernel, cfg, &p, ptrs) }
 }
 
 /// y [N, P, Q, K] = conv(x, w) (+ bias).
@@ -180,9 +225,15 @@ fn flipped(p: &ConvParams) -> ConvParams {
     }
 }
 
+/// Input channels per group up to which dgrad scatters (`conv_dgrad_scatter`):
+/// a tile with so few columns would stay mostly idle (the 3-channel stem
+/// fills 3 of 64), while the scatter's R*S*C/groups columns fill them.
+const SCATTER_MAX_CHANNELS: usize = 16;
+
 /// dx [N, H, W, C] from dy [N, P, Q, K] (+ bias: conv_transpose2d's forward).
-/// Stride 1 runs the fprop kernels on flipped weights; other strides the
-/// general `conv_dgrad` / `conv_dgrad_n64`.
+/// Few input channels scatter (see [`SCATTER_MAX_CHANNELS`]); otherwise
+/// stride 1 runs the fprop kernels on flipped weights, other strides one
+/// dense GEMM per stride phase (`conv_dgrad` / `conv_dgrad_n64`).
 pub(super) fn dgrad(
     dev: &Arc<CudaDevice>,
     op: &'static str,
@@ -194,6 +245,21 @@ pub(super) fn dgrad(
     let p = params(op, g, bias.is_some())?;
     let dx = empty(dev, g.in_dims())?;
     let bias_ptr = bias.map_or(Ok(0), |b| ptr(b, op))?;
+    let cg = g.c / g.prm.groups;
+    if cg <= SCATTER_MAX_CHANNELS {
+        // dx starts as the bias (the fill of the flipped geometry: [N, H, W, C]).
+        fill_bias(dev, &flipped(&p), bias_ptr, ptr(&dx, op)?)?;
+        let cfg = config(
+            (g.n * g.p * g.q).div_ceil(WIDE),
+            g.r * g.s * cg,
+            NARROW,
+            g.prm.groups,
+        );
+        let ptrs = [ptr(dy, op)?, ptr(w, op)?, ptr(&dx, op)?];
+        // SAFETY: ConvParams mirrors the kernel's struct and describes dy, w and dx.
+        unsafe { dev.launch("conv_dgrad_scatter", cfg, &p, &ptrs)? };
+        return Ok(dx);
+    }
     if g.prm.stride == [1, 1] {
         let wf = empty(dev, w.dims())?;
         let flip_ptrs = [ptr(w, op)?, ptr(&wf, op)?];
@@ -210,8 +276,21 @@ pub(super) fn dgrad(
         launch_fprop(dev, &flipped(&p), &ptrs)?;
         return Ok(dx);
     }
-    let (rows, cols) = (g.n * g.h * g.w, g.c / g.prm.groups);
-    let (kernel, cfg) = pick_tile(["conv_dgrad_n64", "conv_dgrad"], rows, cols, g.prm.groups);
+    // One z per (group, stride phase); rows enough for the largest phase (0, 0).
+    let [sh, sw] = g.prm.stride;
+    let phase_rows = g.n * g.h.div_ceil(sh) * g.w.div_ceil(sw);
+    let (kernel, cfg) = pick_tile(
+        ["conv_dgrad_n64", "conv_dgrad"],
+        phase_rows,
+        cg,
+        g.prm.groups * sh * sw,
+    );
+    if cfg.grid_dim.2 > u16::MAX as u32 {
+        return Err(Error::shape(
+            op,
+            format!("the CUDA dgrad runs one block layer per group and stride phase, at most 65535; {g:?} has {}", cfg.grid_dim.2),
+        ));
+    }
     let ptrs = [ptr(dy, op)?, ptr(w, op)?, bias_ptr, ptr(&dx, op)?];
     // SAFETY: ConvParams mirrors the kernel's struct and describes dy, w, bias and dx.
     unsafe { dev.launch(kernel, cfg, &p, &ptrs)? };
