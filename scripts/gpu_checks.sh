@@ -7,7 +7,8 @@ mkdir -p "$out"
 summary=()
 # Prebuilt sm_90 PTX from gpu_bundle.sh (used when this host has no NVRTC),
 # copied so that the carried bundle stays read-only.
-export MTAFFECT_KERNEL_CACHE="$out/kernel-cache"
+# Off $OUT: only 8 files come back from a device run, and these are inputs.
+export MTAFFECT_KERNEL_CACHE=/tmp/mtaffect-kernel-cache
 mkdir -p "$MTAFFECT_KERNEL_CACHE" && cp bundle/kernel-cache/*.ptx "$MTAFFECT_KERNEL_CACHE"/ 2>/dev/null
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
@@ -48,3 +49,9 @@ echo "-- kernels (benches/cuda_kernels.rs)"
 grep -hE '^(copy|gemm|ccc|adam|batch|conv|bn|se|ce|bce|gru|lstm|attn|train)' "$out"/bench-cuda_*.log 2>/dev/null
 echo "-- yardsticks (scripts/torch_kernel_bench.py)"
 grep -E '^torch' "$out/torch-kernels.log" 2>/dev/null || cat "$out/torch-kernels.log"
+
+# At most 8 files come back from a device run: everything this script left
+# under $OUT goes back as one archive (tar -xzf gpu-checks-logs.tgz). So do not
+# redirect this script's own output into $OUT; tee it to /tmp instead.
+( cd "$out" && tar --exclude='*.tgz' -czf /tmp/gpu-checks-logs.tgz . \
+    && find . -mindepth 1 ! -name '*.tgz' -delete && mv /tmp/gpu-checks-logs.tgz . )
