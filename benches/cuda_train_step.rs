@@ -119,6 +119,11 @@ fn bench(depth: usize, n: usize, profile: bool) {
         dev.synchronize().unwrap();
         let wall = t0.elapsed().as_secs_f64() * 1e3;
         dev.set_profiling(false);
+        let p = t.last_phases;
+        println!(
+            "host phases of the profiled step: forward queued in {:.1} ms, backward {:.1} ms, update + read-back {:.1} ms",
+            p.forward_ms, p.backward_ms, p.update_ms
+        );
         let times = dev.kernel_times().unwrap();
         let total: f64 = times.iter().map(|k| k.total_ms).sum();
         println!(

@@ -272,3 +272,36 @@ fn uploads_through_the_pinned_ring_arrive_intact() {
         );
     }
 }
+
+/// `last_phases` accounts for a step's host time: every phase took some
+/// time and together they fit inside the step's wall time.
+fn phases_add_up(device: &str) {
+    let mut t = Trainer::new(&config(device)).unwrap();
+    let data = batches(2, 6, 24);
+    t.step(&data[0]).unwrap();
+    let start = std::time::Instant::now();
+    t.step(&data[1]).unwrap();
+    let wall = start.elapsed().as_secs_f64() * 1e3;
+    let p = t.last_phases;
+    println!("cuda_train: {device} step phases {p:?}, wall {wall:.2} ms");
+    assert!(
+        p.forward_ms > 0.0 && p.backward_ms > 0.0 && p.update_ms > 0.0,
+        "{p:?}"
+    );
+    assert!(
+        p.forward_ms + p.backward_ms + p.update_ms <= wall,
+        "{p:?} > {wall} ms"
+    );
+}
+
+#[test]
+fn step_phases_on_the_cpu_add_up() {
+    phases_add_up("cpu");
+}
+
+#[test]
+fn step_phases_on_the_gpu_add_up() {
+    if gpu_or_skip("step_phases_on_the_gpu_add_up") {
+        phases_add_up("cuda");
+    }
+}

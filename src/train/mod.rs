@@ -25,4 +25,4 @@ pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, VaLoss, Weighting
 pub use nan_guard::{check_finite, check_loss};
 pub use run_dir::{BestTracker, MetricsLog, RunDir};
 pub use session::{cache_root, make_loader, prepare_data, train_run, RunSummary};
-pub use trainer::{StepStats, Trainer};
+pub use trainer::{StepPhases, StepStats, Trainer};

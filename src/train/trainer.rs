@@ -14,6 +14,7 @@ use crate::optim::{checked_grad_norm, Adam, LrSchedule, Optimizer, Sgd, StepGuar
 use crate::{Device, Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Loss values of one step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -25,6 +26,19 @@ pub struct StepStats {
     pub expr: f64,
     pub lr: f64,
     pub grad_norm: f64,
+}
+
+/// Host wall time of a step's phases, in ms. On a GPU the first two are the
+/// time the host took to queue the work (the GPU runs behind it) and the
+/// last includes waiting for the device at the step's read-back, so a large
+/// `forward_ms + backward_ms` means a host-bound step.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepPhases {
+    /// Upload, forward and the loss.
+    pub forward_ms: f64,
+    pub backward_ms: f64,
+    /// Norm, clipping, the optimizer and reading the step's figures back.
+    pub update_ms: f64,
 }
 
 pub struct Trainer {
@@ -45,6 +59,8 @@ pub struct Trainer {
     period: ([f64; 3], u64),
     /// Adds generated faces to each batch when `gan_mix.ratio > 0`.
     mixer: Option<GanMixer>,
+    /// Where the host time of the last step went.
+    pub last_phases: StepPhases,
 }
 
 /// The update every trainer ends a step with: backward of the multi-task
@@ -57,6 +73,7 @@ pub struct Trainer {
 /// finiteness check run on the device, the optimizer kernels skip the
 /// update when the check fails, and the host reads {loss, va, au, expr,
 /// norm} together after the update is queued (optim/guard.rs).
+/// `phases` gets the backward and update times.
 pub(crate) fn optimizer_step(
     tape: Tape,
     terms: LossTerms,
@@ -64,7 +81,9 @@ pub(crate) fn optimizer_step(
     opt: &mut dyn Optimizer,
     (grad_clip, schedule): (f64, &LrSchedule),
     step: u64,
+    phases: &mut StepPhases,
 ) -> Result<StepStats> {
+    let start = Instant::now();
     let total = terms.total.value();
     let lr = schedule.lr_at(step);
     // On the host the loss is checked before backward, as it always was.
@@ -74,6 +93,8 @@ pub(crate) fn optimizer_step(
     };
     let mut grads = tape.backward(&terms.total)?;
     drop(tape);
+    let update_start = Instant::now();
+    phases.backward_ms = ms(update_start - start);
     let before = match host {
         Some(s) => s,
         None => {
@@ -82,6 +103,7 @@ pub(crate) fn optimizer_step(
                 opt.step_guarded(params, &grads, lr, &guard)?;
                 let r = guard.read()?;
                 opt.settle(!r.skipped);
+                phases.update_ms = ms(update_start.elapsed());
                 return checked(StepStats {
                     step,
                     loss: r.loss,
@@ -99,10 +121,15 @@ pub(crate) fn optimizer_step(
     let grad_norm = checked_grad_norm(&mut grads, grad_clip)
         .map_err(|e| Error::NonFinite(format!("step {step}: {e}")))?;
     opt.step(params, &grads, lr)?;
+    phases.update_ms = ms(update_start.elapsed());
     Ok(StepStats {
         grad_norm,
         ..before
     })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 /// The loss values read one by one on the host (the norm still to come).
@@ -172,6 +199,7 @@ impl Trainer {
             rng: rng.fork(2),
             progress: TrainProgress::start(),
             period: ([0.0; 3], 0),
+            last_phases: StepPhases::default(),
             mixer: GanMixer::load(
                 &config.gan_mix,
                 config.data.image_size,
@@ -206,6 +234,7 @@ impl Trainer {
             }
             None => batch,
         };
+        let start = Instant::now();
         let tape = Tape::new();
         let x = tape.constant(batch.images.to_device(&self.device)?);
         let mut cx = Ctx {
@@ -227,6 +256,10 @@ impl Trainer {
             expr: &batch.expr_class,
         };
         let terms = self.loss.forward(&tape, &self.params, &out, &targets)?;
+        let mut phases = StepPhases {
+            forward_ms: ms(start.elapsed()),
+            ..StepPhases::default()
+        };
         let stats = optimizer_step(
             tape,
             terms,
@@ -234,7 +267,9 @@ impl Trainer {
             self.opt.as_mut(),
             (self.config.train.grad_clip, &self.config.schedule),
             step,
+            &mut phases,
         )?;
+        self.last_phases = phases;
         self.progress.step += 1;
         self.period.0[0] += stats.va;
         self.period.0[1] += stats.au;

@@ -13,7 +13,7 @@ use crate::ops::LstmState;
 use crate::optim::Optimizer;
 use crate::tensor_file;
 use crate::train::checkpoint::{self, CheckpointRef, TrainProgress};
-use crate::train::trainer::{make_optimizer, optimizer_step};
+use crate::train::trainer::{make_optimizer, optimizer_step, StepPhases};
 use crate::train::{ConfigFile, MtlLoss, MtlTargets, StepStats};
 use crate::{Device, Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::BTreeMap;
@@ -95,6 +95,7 @@ impl TemporalTrainer {
             self.opt.as_mut(),
             (cfg.train.grad_clip, &cfg.schedule),
             step,
+            &mut StepPhases::default(),
         )?;
         self.progress.step += 1;
         Ok((stats, carry.output))
