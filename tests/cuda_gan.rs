@@ -3,23 +3,16 @@
 //! other's weights alone on the GPU too, and a checkpoint written from the GPU
 //! that samples on the CPU. Without a GPU each test prints a skip line.
 
+mod common;
+use common::gpu_present;
+
 #[path = "common/gan_fixtures.rs"]
 mod gan_fixtures;
 use gan_fixtures::{batch, samples, tiny_config};
 use mtaffect::model::Upsample;
 use mtaffect::ops::loss::GanLoss;
 use mtaffect::train::gan::{ConditionBank, GanTrainer, PlayerStats};
-use mtaffect::{Device, Params, Rng};
-
-fn gpu_or_skip(test: &str) -> bool {
-    match Device::parse("cuda") {
-        Ok(_) => true,
-        Err(e) => {
-            println!("cuda_gan: skipped {test}, no CUDA driver/GPU ({e})");
-            false
-        }
-    }
-}
+use mtaffect::{Params, Rng};
 
 fn trainer(device: &str) -> GanTrainer {
     let mut c = tiny_config(Upsample::ConvTranspose, GanLoss::NonSaturating);
@@ -46,7 +39,7 @@ fn host_values(p: &Params) -> Vec<Vec<f64>> {
 
 #[test]
 fn cuda_gan_steps_follow_the_cpu_steps() {
-    if !gpu_or_skip("cuda_gan_steps_follow_the_cpu_steps") {
+    if !gpu_present("cuda_gan", "cuda_gan_steps_follow_the_cpu_steps") {
         return;
     }
     let cpu = rounds(&mut trainer("cpu"));
@@ -72,7 +65,10 @@ fn cuda_gan_steps_follow_the_cpu_steps() {
 
 #[test]
 fn each_gpu_step_updates_only_its_player_and_the_checkpoint_samples_on_the_cpu() {
-    if !gpu_or_skip("each_gpu_step_updates_only_its_player_and_the_checkpoint_samples_on_the_cpu") {
+    if !gpu_present(
+        "cuda_gan",
+        "each_gpu_step_updates_only_its_player_and_the_checkpoint_samples_on_the_cpu",
+    ) {
         return;
     }
     let mut t = trainer("cuda");

@@ -3,22 +3,15 @@
 //! on the GPU and load on the CPU. Without a GPU every test prints one skip
 //! line and passes (CI has none; `scripts/gpu_checks.sh` runs them on one).
 
+mod common;
+use common::gpu_present;
+
 use mtaffect::data::Batch;
 use mtaffect::model::{NeckKind, NetConfig, Stem};
 use mtaffect::optim::{AdamConfig, LrSchedule};
 use mtaffect::train::{OptimConfig, TrainConfig, Trainer};
 use mtaffect::{DType, Device, Error, Rng, Tensor};
 use std::collections::BTreeMap;
-
-fn gpu_or_skip(test: &str) -> bool {
-    match Device::parse("cuda") {
-        Ok(_) => true,
-        Err(e) => {
-            println!("cuda_train: skipped {test}, no CUDA driver/GPU ({e})");
-            false
-        }
-    }
-}
 
 /// A small SE-ResNet-10 with dropout (its masks come from the host RNG, so
 /// both devices draw the same ones) and gradient clipping on.
@@ -105,7 +98,7 @@ fn assert_close(what: &str, a: &[(f64, f64)], b: &[(f64, f64)], rel: f64) {
 
 #[test]
 fn cuda_steps_follow_the_cpu_steps() {
-    if !gpu_or_skip("cuda_steps_follow_the_cpu_steps") {
+    if !gpu_present("cuda_train", "cuda_steps_follow_the_cpu_steps") {
         return;
     }
     let data = batches(8, 6, 24);
@@ -121,7 +114,10 @@ fn cuda_steps_follow_the_cpu_steps() {
 
 #[test]
 fn a_gpu_checkpoint_resumes_on_the_gpu_and_loads_on_the_cpu() {
-    if !gpu_or_skip("a_gpu_checkpoint_resumes_on_the_gpu_and_loads_on_the_cpu") {
+    if !gpu_present(
+        "cuda_train",
+        "a_gpu_checkpoint_resumes_on_the_gpu_and_loads_on_the_cpu",
+    ) {
         return;
     }
     let data = batches(6, 6, 24);
@@ -232,7 +228,10 @@ fn a_nan_loss_on_the_cpu_is_an_error_and_changes_nothing() {
 
 #[test]
 fn a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing() {
-    if gpu_or_skip("a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing") {
+    if gpu_present(
+        "cuda_train",
+        "a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing",
+    ) {
         a_nan_loss_changes_nothing("cuda");
     }
 }
@@ -243,7 +242,10 @@ fn a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing() {
 /// fallback) all arrive intact.
 #[test]
 fn uploads_through_the_pinned_ring_arrive_intact() {
-    if !gpu_or_skip("uploads_through_the_pinned_ring_arrive_intact") {
+    if !gpu_present(
+        "cuda_train",
+        "uploads_through_the_pinned_ring_arrive_intact",
+    ) {
         return;
     }
     let dev = Device::parse("cuda").unwrap();
@@ -301,7 +303,7 @@ fn step_phases_on_the_cpu_add_up() {
 
 #[test]
 fn step_phases_on_the_gpu_add_up() {
-    if gpu_or_skip("step_phases_on_the_gpu_add_up") {
+    if gpu_present("cuda_train", "step_phases_on_the_gpu_add_up") {
         phases_add_up("cuda");
     }
 }

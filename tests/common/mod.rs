@@ -24,6 +24,19 @@ pub fn gpu_or_skip(test: &str) -> Option<Arc<CudaDevice>> {
     }
 }
 
+/// Whether GPU 0 can be opened; otherwise prints the one skip line
+/// `<suite>: skipped <test>, ...` (the suites that train whole models and
+/// need no output poisoning).
+pub fn gpu_present(suite: &str, test: &str) -> bool {
+    match Device::parse("cuda") {
+        Ok(_) => true,
+        Err(e) => {
+            println!("{suite}: skipped {test}, no CUDA driver/GPU ({e})");
+            false
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Tol {
     pub atol: f64,
