@@ -112,6 +112,7 @@ fn bench(depth: usize, n: usize, profile: bool) {
         pool.reserved_bytes as f64 / (1u64 << 30) as f64,
         pool.driver_allocs - allocs
     );
+    host_breakdown(&mut t, &b, &dev);
     if profile {
         dev.set_profiling(true);
         let t0 = Instant::now();
@@ -140,6 +141,46 @@ fn bench(depth: usize, n: usize, profile: bool) {
             );
         }
     }
+}
+
+/// Where the host's time goes in a few more steps, untimed above because
+/// the counters cost a clock read per driver call: the step's phases and
+/// the host time inside launches, allocations, uploads and waits. A step
+/// whose wait is small spent its wall time queuing work, not on the GPU.
+fn host_breakdown(t: &mut Trainer, b: &Batch, dev: &mtaffect::backend::cuda::CudaDevice) {
+    const STEPS: usize = 3;
+    dev.set_host_timing(true);
+    let mut sum = [0.0; 3];
+    let t0 = Instant::now();
+    for _ in 0..STEPS {
+        t.step(b).unwrap();
+        let p = t.last_phases;
+        for (s, v) in sum
+            .iter_mut()
+            .zip([p.forward_ms, p.backward_ms, p.update_ms])
+        {
+            *s += v / STEPS as f64;
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64() * 1e3 / STEPS as f64;
+    dev.set_host_timing(false);
+    println!(
+        "host per step ({wall:.1} ms wall): forward queued {:.1} ms, backward queued {:.1} ms, update + read-back {:.1} ms",
+        sum[0], sum[1], sum[2]
+    );
+    let calls: Vec<String> = dev
+        .host_times()
+        .iter()
+        .map(|h| {
+            format!(
+                "{:?} {} calls {:.1} ms",
+                h.call,
+                h.calls / STEPS as u64,
+                h.total_ms / STEPS as f64
+            )
+        })
+        .collect();
+    println!("host calls per step: {}", calls.join(", "));
 }
 
 fn main() {

@@ -79,7 +79,7 @@ for section in "$@"; do
         for args in ${PROFILE_ARGS:-"18,256" "50,256"}; do
             timeout 200 bundle/benches/cuda_train_step-* ${args/,/ } >"$out/profile-${args/,/-}.log" 2>&1
             summary+=("profile SE-ResNet ${args/,/ batch }: rc=$? (GPU time per kernel in one step)")
-            summary+=("$(grep -E '^(train|kernel)' "$out/profile-${args/,/-}.log" | head -24)")
+            summary+=("$(grep -E '^(train|host|kernel)' "$out/profile-${args/,/-}.log" | head -26)")
         done
         ;;
     temporal)

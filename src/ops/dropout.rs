@@ -1,10 +1,55 @@
 //! Inverted dropout: zero each element with probability p and scale the
 //! survivors by 1/(1-p), so eval needs no rescaling.
+//!
+//! The mask is a hash of (seed, element index) with one seed drawn from the
+//! caller's generator per call, so the host reference and the CUDA kernel
+//! (kernels/dropout.cu) compute the same mask independently, nothing is
+//! stored for backward, and a GPU step draws one number on the host instead
+//! of one per element.
 
+use crate::backend::cpu::Float;
 use crate::{with_dtype, Error, Result, Rng, Tape, Tensor, Var};
 
-/// Applies dropout when `training`; the identity otherwise. The mask is drawn
-/// from `rng`, so a seeded run drops the same elements every time.
+mod cuda;
+
+/// One call's mask: element i is dropped when `mask_bits(seed, i) < threshold`.
+#[derive(Clone, Copy, Debug)]
+struct Mask {
+    seed: u64,
+    /// p in units of 2^-24, the resolution of `mask_bits`.
+    threshold: u32,
+    scale: f64,
+}
+
+/// 24 uniform bits for element `i`: the SplitMix64 finaliser over the seed
+/// advanced by i + 1 golden-ratio steps (kernels/dropout.cu repeats it).
+fn mask_bits(seed: u64, i: u64) -> u32 {
+    let mut z = seed.wrapping_add((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 40) as u32
+}
+
+impl Mask {
+    /// `x` times the mask, on the backend `x` lives on.
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(dev) = x.cuda_device() {
+            return cuda::apply(dev, self, x);
+        }
+        with_dtype!(x.dtype(), T => {
+            let keep = T::from_f64(self.scale);
+            let v: Vec<T> = x.data::<T>()?.iter().enumerate()
+                .map(|(i, &u)| if mask_bits(self.seed, i as u64) < self.threshold { T::ZERO } else { u * keep })
+                .collect();
+            Tensor::from_vec(v, x.shape().clone())
+        })
+    }
+}
+
+/// Applies dropout when `training`; the identity otherwise. The mask's seed
+/// is drawn from `rng`, so a seeded run drops the same elements every time,
+/// on the CPU and on the GPU alike.
 pub fn dropout(tape: &Tape, x: &Var, p: f64, training: bool, rng: &mut Rng) -> Result<Var> {
     if !(0.0..1.0).contains(&p) {
         return Err(Error::arg("dropout", format!("p = {p} must be in [0, 1)")));
@@ -12,31 +57,14 @@ pub fn dropout(tape: &Tape, x: &Var, p: f64, training: bool, rng: &mut Rng) -> R
     if !training || p == 0.0 {
         return Ok(x.clone());
     }
-    let keep = 1.0 / (1.0 - p);
-    let mask: Vec<f64> = (0..x.value().numel())
-        .map(|_| if rng.bernoulli(p) { 0.0 } else { keep })
-        .collect();
-    let mask = Tensor::from_f64s(&mask, x.shape().clone(), x.value().dtype())?;
-    if let Some(dev) = x.value().cuda_device().cloned() {
-        // The mask comes from the same seeded host generator as on the CPU
-        // (identical runs on both), copied to the device explicitly.
-        let mask = mask.to_device(&x.value().device())?;
-        let y = crate::ops::elementwise::cuda::mul(&dev, x.value(), &mask)?;
-        return tape.record("dropout", &[x], y, move |g, _| {
-            Ok(vec![Some(crate::ops::elementwise::cuda::mul(
-                &dev, g, &mask,
-            )?)])
-        });
-    }
-    let apply = |a: &Tensor, m: &Tensor| -> Result<Tensor> {
-        with_dtype!(a.dtype(), T => {
-            let v: Vec<T> = a.data::<T>()?.iter().zip(m.data::<T>()?).map(|(&u, &w)| u * w).collect();
-            Tensor::from_vec(v, a.shape().clone())
-        })
+    let mask = Mask {
+        seed: rng.next_u64(),
+        threshold: (p * (1u32 << 24) as f64).round() as u32,
+        scale: 1.0 / (1.0 - p),
     };
-    let y = apply(x.value(), &mask)?;
+    let y = mask.apply(x.value())?;
     tape.record("dropout", &[x], y, move |g, _| {
-        Ok(vec![Some(apply(g, &mask)?)])
+        Ok(vec![Some(mask.apply(g)?)])
     })
 }
 

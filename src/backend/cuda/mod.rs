@@ -20,7 +20,7 @@ pub use nvrtc::{
     cache_dir, compile_all, compile_module, nvrtc_available, nvrtc_version, CompiledModule,
 };
 pub use pool::{size_class, PoolStats};
-pub use profile::KernelTime;
+pub use profile::{HostCall, HostTime, KernelTime};
 pub use rows::{warp_per_channel_config, RowsLayout, RowsParams};
 pub use runtime::{parse_cuda_ordinal, CudaDevice, BLOCK};
 pub use storage::CudaStorage;

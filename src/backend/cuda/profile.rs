@@ -8,8 +8,9 @@ use super::runtime::driver_err;
 use crate::Result;
 use cudarc::driver::{sys, CudaEvent, CudaStream};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 #[derive(Default)]
 pub(crate) struct Profiler {
@@ -69,5 +70,107 @@ impl Profiler {
             .collect();
         out.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
         Ok(out)
+    }
+}
+
+/// What the host spends inside the driver-facing calls of a step, for
+/// telling host-bound from GPU-bound steps without a system profiler (the
+/// GPU machines have no nsys or perf). Switched on apart from the kernel
+/// timer, whose events would add their own host cost to every launch.
+#[derive(Default)]
+pub(crate) struct HostTimer {
+    on: AtomicBool,
+    /// Per [`HostCall`]: (calls, nanoseconds).
+    totals: [(AtomicU64, AtomicU64); HostCall::COUNT],
+}
+
+/// The host calls [`HostTimer`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostCall {
+    /// Building and queuing a kernel launch (memsets and copies included).
+    Launch,
+    /// Taking a buffer from the pool (or the driver, on a miss).
+    Alloc,
+    /// Staging an upload into the pinned ring and queuing its copy.
+    Upload,
+    /// Waiting for the stream (read-backs, synchronize).
+    Wait,
+}
+
+impl HostCall {
+    const COUNT: usize = 4;
+    pub const ALL: [HostCall; HostCall::COUNT] = [
+        HostCall::Launch,
+        HostCall::Alloc,
+        HostCall::Upload,
+        HostCall::Wait,
+    ];
+}
+
+/// One kind of host call's total since host timing was switched on or last read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HostTime {
+    pub call: HostCall,
+    pub calls: u64,
+    pub total_ms: f64,
+}
+
+impl HostTimer {
+    pub fn set(&self, on: bool) {
+        self.on.store(on, Ordering::Relaxed);
+    }
+
+    /// Runs `f`, adding its wall time to `call`'s total when switched on.
+    pub fn time<T>(&self, call: HostCall, f: impl FnOnce() -> T) -> T {
+        if !self.on.load(Ordering::Relaxed) {
+            return f();
+        }
+        let t0 = Instant::now();
+        let out = f();
+        let (n, ns) = &self.totals[call as usize];
+        n.fetch_add(1, Ordering::Relaxed);
+        ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        out
+    }
+
+    /// The totals per kind of call, cleared for the next reading.
+    pub fn take(&self) -> Vec<HostTime> {
+        HostCall::ALL
+            .iter()
+            .map(|&call| {
+                let (n, ns) = &self.totals[call as usize];
+                HostTime {
+                    call,
+                    calls: n.swap(0, Ordering::Relaxed),
+                    total_ms: ns.swap(0, Ordering::Relaxed) as f64 * 1e-6,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HostCall, HostTimer};
+
+    #[test]
+    fn host_timer_counts_only_while_on_and_clears_when_read() {
+        let t = HostTimer::default();
+        assert_eq!(t.time(HostCall::Wait, || 7), 7);
+        t.set(true);
+        t.time(HostCall::Launch, || ());
+        t.time(HostCall::Launch, || ());
+        t.time(HostCall::Wait, || {
+            std::thread::sleep(std::time::Duration::from_millis(2))
+        });
+        t.set(false);
+        t.time(HostCall::Launch, || ());
+        let r = t.take();
+        let get = |c| r.iter().find(|h| h.call == c).unwrap();
+        assert_eq!(get(HostCall::Launch).calls, 2);
+        assert_eq!(get(HostCall::Wait).calls, 1);
+        assert!(get(HostCall::Wait).total_ms >= 2.0, "{r:?}");
+        assert_eq!(get(HostCall::Alloc).calls, 0);
+        assert!(t.take().iter().all(|h| h.calls == 0 && h.total_ms == 0.0));
     }
 }

@@ -3,7 +3,7 @@
 //! and the pooled allocator. Devices are opened once per process and shared.
 
 use super::pool::{Pool, PoolStats};
-use super::profile::{KernelTime, Profiler};
+use super::profile::{HostCall, HostTime, HostTimer, KernelTime, Profiler};
 use super::staging::Staging;
 use super::{cache_dir, compile_module, driver_available, DeviceInfo, MODULES};
 use crate::{Error, Result};
@@ -35,6 +35,9 @@ pub struct CudaDevice {
     poison: AtomicBool,
     /// Per-kernel timing (`set_profiling`), off unless asked for.
     profiler: Profiler,
+    /// Host time inside launches, allocations, uploads and waits
+    /// (`set_host_timing`), off unless asked for.
+    host_timer: HostTimer,
     sm_count: u32,
     /// (modules compiled, modules from cache, time to compile and load).
     startup: (usize, usize, Duration),
@@ -143,6 +146,7 @@ impl CudaDevice {
             staging,
             poison: AtomicBool::new(false),
             profiler: Profiler::default(),
+            host_timer: HostTimer::default(),
             sm_count,
             startup: (compiled, cached, start.elapsed()),
         })
@@ -191,18 +195,20 @@ impl CudaDevice {
 
     /// Waits for everything queued on the stream (benches and read-backs only).
     pub fn synchronize(&self) -> Result<()> {
-        self.stream
-            .synchronize()
-            .map_err(driver_err("cuStreamSynchronize"))
+        self.host_timer.time(HostCall::Wait, || {
+            self.stream
+                .synchronize()
+                .map_err(driver_err("cuStreamSynchronize"))
+        })
     }
 
     /// A pooled buffer of at least `n` f32, uninitialised (NaN when poisoning).
     pub(crate) fn alloc(&self, n: usize) -> Result<CudaSlice<f32>> {
-        let mut buf = self
-            .pool
-            .lock()
+        let taken = self.host_timer.time(HostCall::Alloc, || {
+            self.pool.lock().map(|mut p| p.take(&self.stream, n))
+        });
+        let mut buf = taken
             .map_err(|_| Error::Cuda("allocator poisoned by an earlier panic".into()))?
-            .take(&self.stream, n)
             .map_err(|e| {
                 let hint = if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
                     "; the GPU is out of memory: try a smaller data.batch_size"
@@ -228,6 +234,12 @@ impl CudaDevice {
         self.staging.upload(&self.stream, src, dst)
     }
 
+    /// Runs `f`, adding its wall time to `call`'s host total when host
+    /// timing is on.
+    pub(crate) fn host_timed<T>(&self, call: HostCall, f: impl FnOnce() -> T) -> T {
+        self.host_timer.time(call, f)
+    }
+
     pub(crate) fn release(&self, buf: CudaSlice<f32>) {
         if let Ok(mut p) = self.pool.lock() {
             p.give(buf);
@@ -241,23 +253,36 @@ impl CudaDevice {
             .bind_to_thread()
             .map_err(driver_err("binding the context"))?;
         let ptr = raw_ptr(buf, &self.stream);
-        self.timed("(memset)", || {
-            // SAFETY: ptr addresses buf.len() f32 owned by `buf`.
-            unsafe {
-                cudarc::driver::result::memset_d8_async(
-                    ptr,
-                    byte,
-                    buf.len() * 4,
-                    self.stream.cu_stream(),
-                )
-            }
-            .map_err(driver_err("cuMemsetD8Async"))
+        self.host_timed(HostCall::Launch, || {
+            self.timed("(memset)", || {
+                // SAFETY: ptr addresses buf.len() f32 owned by `buf`.
+                unsafe {
+                    cudarc::driver::result::memset_d8_async(
+                        ptr,
+                        byte,
+                        buf.len() * 4,
+                        self.stream.cu_stream(),
+                    )
+                }
+                .map_err(driver_err("cuMemsetD8Async"))
+            })
         })
     }
 
     /// Switches per-kernel timing on or off (see [`CudaDevice::kernel_times`]).
     pub fn set_profiling(&self, on: bool) {
         self.profiler.set(on);
+    }
+
+    /// Switches the host-call timer on or off (see [`CudaDevice::host_times`]).
+    pub fn set_host_timing(&self, on: bool) {
+        self.host_timer.set(on);
+    }
+
+    /// Host time per kind of driver-facing call since host timing was
+    /// switched on or last read; clears the totals.
+    pub fn host_times(&self) -> Vec<HostTime> {
+        self.host_timer.take()
     }
 
     /// Runs `f` (which puts work named `name` on the stream) between two
@@ -367,20 +392,22 @@ impl CudaDevice {
         ptrs: &[u64],
         cooperative: bool,
     ) -> Result<()> {
-        let f = self.function(kernel)?;
-        let mut b = self.stream.launch_builder(f);
-        b.arg(params);
-        for p in ptrs {
-            b.arg(p);
-        }
-        self.timed(kernel, || {
-            let r = if cooperative {
-                b.launch_cooperative(cfg)
-            } else {
-                b.launch(cfg)
-            };
-            r.map(|_| ())
-                .map_err(|e| Error::Cuda(format!("launching {kernel} with {cfg:?}: {e}")))
+        self.host_timed(HostCall::Launch, || {
+            self.timed(kernel, || {
+                let f = self.function(kernel)?;
+                let mut b = self.stream.launch_builder(f);
+                b.arg(params);
+                for p in ptrs {
+                    b.arg(p);
+                }
+                let r = if cooperative {
+                    b.launch_cooperative(cfg)
+                } else {
+                    b.launch(cfg)
+                };
+                r.map(|_| ())
+                    .map_err(|e| Error::Cuda(format!("launching {kernel} with {cfg:?}: {e}")))
+            })
         })
     }
 

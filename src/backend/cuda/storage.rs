@@ -2,6 +2,7 @@
 //! device's pool and goes back to it on drop; `len` is the tensor's element
 //! count (the buffer may be larger: it is a size class).
 
+use super::profile::HostCall;
 use super::runtime::{driver_err, raw_ptr, CudaDevice};
 use crate::{Error, Result};
 use cudarc::driver::CudaSlice;
@@ -60,14 +61,16 @@ impl CudaStorage {
             return Ok(s);
         }
         let dst = s.ptr();
-        dev.timed("(copy host to device)", || {
-            if dev.upload_staged(bytemuck::cast_slice(data), dst)? {
-                return Ok(());
-            }
-            let mut view = s.slice_mut().slice_mut(0..data.len());
-            dev.stream()
-                .memcpy_htod(data, &mut view)
-                .map_err(driver_err("host-to-device copy"))
+        dev.host_timed(HostCall::Upload, || {
+            dev.timed("(copy host to device)", || {
+                if dev.upload_staged(bytemuck::cast_slice(data), dst)? {
+                    return Ok(());
+                }
+                let mut view = s.slice_mut().slice_mut(0..data.len());
+                dev.stream()
+                    .memcpy_htod(data, &mut view)
+                    .map_err(driver_err("host-to-device copy"))
+            })
         })?;
         Ok(s)
     }
@@ -76,13 +79,17 @@ impl CudaStorage {
     pub fn to_host(&self) -> Result<Vec<f32>> {
         let mut out = vec![0.0f32; self.len];
         let view = self.slice().slice(0..self.len);
-        self.dev
-            .stream()
-            .memcpy_dtoh(&view, &mut out)
-            .map_err(driver_err("device-to-host copy"))?;
-        // A copy into pageable memory returns when done; the explicit wait
-        // keeps that true whatever memory `out` is.
-        self.dev.synchronize()?;
+        let stream = self.dev.stream();
+        self.dev.host_timed(HostCall::Wait, || {
+            stream
+                .memcpy_dtoh(&view, &mut out)
+                .map_err(driver_err("device-to-host copy"))?;
+            // A copy into pageable memory returns when done; the explicit
+            // wait keeps that true whatever memory `out` is.
+            stream
+                .synchronize()
+                .map_err(driver_err("cuStreamSynchronize"))
+        })?;
         Ok(out)
     }
 
@@ -103,11 +110,13 @@ impl CudaStorage {
         }
         let src = self.slice().slice(0..self.len);
         let mut view = dst.slice_mut().slice_mut(0..self.len);
-        self.dev.timed("(copy device to device)", || {
-            self.dev
-                .stream()
-                .memcpy_dtod(&src, &mut view)
-                .map_err(driver_err("device-to-device copy"))
+        self.dev.host_timed(HostCall::Launch, || {
+            self.dev.timed("(copy device to device)", || {
+                self.dev
+                    .stream()
+                    .memcpy_dtod(&src, &mut view)
+                    .map_err(driver_err("device-to-device copy"))
+            })
         })
     }
 

@@ -91,12 +91,6 @@ pub(super) fn backward(
     Ok(vec![down(ga, a.shape())?, down(gb, b.shape())?])
 }
 
-/// `a * b` with broadcasting, for ops built on it (dropout).
-pub(crate) fn mul(dev: &Arc<CudaDevice>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let out = crate::ops::strided::broadcast_shapes("mul", a.shape(), b.shape())?;
-    forward(dev, BinOp::Mul, a, b, &out)
-}
-
 /// `alpha * x` broadcast from `x`'s shape up to `out` (reduce's backward).
 pub(crate) fn broadcast_scale(
     dev: &Arc<CudaDevice>,

@@ -7,7 +7,7 @@ use crate::backend::cuda::CudaDevice;
 use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::ops::recurrent::cuda::{self as rc, addr, launch_step};
 use crate::ops::recurrent::Dims;
-use crate::{DType, Device, Result, Tensor};
+use crate::{Result, Tensor};
 use std::sync::Arc;
 
 const OP: &str = "gru";
@@ -71,34 +71,26 @@ pub(super) fn backward(
     dev: &Arc<CudaDevice>,
     g: &Tensor,
     x: &Tensor,
-    [w_ih, w_hh]: [&Tensor; 2],
+    w: [&Tensor; 2],
     s: &Saved,
     d: &Dims,
     needs: &[bool],
 ) -> Result<Vec<Option<Tensor>>> {
     let (n, h, gh_w) = (d.n, d.h, d.gh());
-    let dgx = empty(dev, [n * d.t, gh_w])?;
-    let dgh = empty(dev, [d.t, n, gh_w])?;
-    let mut dh = Tensor::zeros_on([n, h], DType::F32, &Device::Cuda(dev.clone()))?;
-    let mut dh_prev = empty(dev, [n, h])?;
-    for t in (0..d.t).rev() {
-        let dgh_t = addr(&dgh, OP, t * n * gh_w)?;
-        let ptrs = [
+    let step = |t: usize, gr: rc::StepGrads| {
+        Ok(vec![
             ptr(g, OP)?,
             addr(&s.gates, OP, t * n * gh_w)?,
             addr(&s.gh, OP, t * n * gh_w)?,
             addr(&s.hs, OP, t * n * h)?,
             ptr(&s.mask, OP)?,
-            ptr(&dh, OP)?,
-            ptr(&dh_prev, OP)?,
-            ptr(&dgx, OP)?,
-            dgh_t,
-        ];
-        // SAFETY: the pointers follow gru_step_backward's signature; the
-        // step slices are as in forward, dh and dh_prev distinct [N, H].
-        unsafe { launch_step(dev, "gru_step_backward", d, t, &ptrs)? };
-        rc::add_hidden_grad(dev, OP, dgh_t, w_hh, &dh_prev, d)?;
-        std::mem::swap(&mut dh, &mut dh_prev);
-    }
-    rc::finish_backward(dev, OP, [&dgx, &dgh], x, w_ih, &s.hs, d, needs)
+            gr.dh,
+            gr.dh_prev,
+            gr.dgx,
+            gr.dgh_t,
+        ])
+    };
+    // SAFETY: the list follows gru_step_backward's signature; the step
+    // slices are as forward wrote them.
+    unsafe { rc::reverse_steps(dev, OP, "gru_step_backward", x, w, &s.hs, d, needs, step) }
 }

@@ -80,37 +80,29 @@ pub(super) fn backward(
     dev: &Arc<CudaDevice>,
     g: &Tensor,
     x: &Tensor,
-    [w_ih, w_hh]: [&Tensor; 2],
+    w: [&Tensor; 2],
     s: &Saved,
     d: &Dims,
     needs: &[bool],
 ) -> Result<Vec<Option<Tensor>>> {
     let (n, h, gh_w) = (d.n, d.h, d.gh());
-    let on = Device::Cuda(dev.clone());
-    let dgx = empty(dev, [n * d.t, gh_w])?;
-    let dgh = empty(dev, [d.t, n, gh_w])?;
-    let mut dh = Tensor::zeros_on([n, h], DType::F32, &on)?;
-    let dc = Tensor::zeros_on([n, h], DType::F32, &on)?;
-    let mut dh_prev = empty(dev, [n, h])?;
-    for t in (0..d.t).rev() {
-        let dgh_t = addr(&dgh, OP, t * n * gh_w)?;
-        let ptrs = [
+    // The cell-state gradient is carried in place by the kernel.
+    let dc = Tensor::zeros_on([n, h], DType::F32, &Device::Cuda(dev.clone()))?;
+    let step = |t: usize, gr: rc::StepGrads| {
+        Ok(vec![
             ptr(g, OP)?,
             addr(&s.gates, OP, t * n * gh_w)?,
             addr(&s.cs, OP, t * n * h)?,
             addr(&s.tanh_c, OP, t * n * h)?,
             ptr(&s.mask, OP)?,
-            ptr(&dh, OP)?,
+            gr.dh,
             ptr(&dc, OP)?,
-            ptr(&dh_prev, OP)?,
-            ptr(&dgx, OP)?,
-            dgh_t,
-        ];
-        // SAFETY: the pointers follow lstm_step_backward's signature; the
-        // step slices are as in forward, dh, dc and dh_prev distinct [N, H].
-        unsafe { launch_step(dev, "lstm_step_backward", d, t, &ptrs)? };
-        rc::add_hidden_grad(dev, OP, dgh_t, w_hh, &dh_prev, d)?;
-        std::mem::swap(&mut dh, &mut dh_prev);
-    }
-    rc::finish_backward(dev, OP, [&dgx, &dgh], x, w_ih, &s.hs, d, needs)
+            gr.dh_prev,
+            gr.dgx,
+            gr.dgh_t,
+        ])
+    };
+    // SAFETY: the list follows lstm_step_backward's signature; the step
+    // slices are as forward wrote them, dc its own [N, H] buffer.
+    unsafe { rc::reverse_steps(dev, OP, "lstm_step_backward", x, w, &s.hs, d, needs, step) }
 }

@@ -140,11 +140,64 @@ pub(crate) fn add_hidden_grad(
     unsafe { gemm_ptrs(dev, g, [1, d.n, d.gh(), d.h], 1.0) }
 }
 
+/// The buffers one reverse step of a cell's backward kernel writes or reads
+/// besides its own saved tensors: the gate gradients (whole `dgx`, step
+/// `dgh_t`), the carried hidden gradient `dh` and the `dh_prev` it becomes.
+pub(crate) struct StepGrads {
+    pub dgx: u64,
+    pub dgh_t: u64,
+    pub dh: u64,
+    pub dh_prev: u64,
+}
+
+/// The backward both cells share: for t = T-1..0 one launch of `kernel`
+/// with the pointers `step_ptrs` lists for step t, then the recurrent
+/// product into `dh_prev`, which becomes the next step's `dh`; then the
+/// whole-sequence products of `finish_backward`.
+///
+/// # Safety
+/// `step_ptrs` must return the pointers in the order of `kernel`'s
+/// signature, every saved slice sized for step t as forward wrote it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn reverse_steps(
+    dev: &Arc<CudaDevice>,
+    op: &'static str,
+    kernel: &str,
+    x: &Tensor,
+    [w_ih, w_hh]: [&Tensor; 2],
+    hs: &Tensor,
+    d: &Dims,
+    needs: &[bool],
+    mut step_ptrs: impl FnMut(usize, StepGrads) -> Result<Vec<u64>>,
+) -> Result<Vec<Option<Tensor>>> {
+    let (n, h, gh_w) = (d.n, d.h, d.gh());
+    let dgx = empty(dev, [n * d.t, gh_w])?;
+    let dgh = empty(dev, [d.t, n, gh_w])?;
+    let mut dh = Tensor::zeros_on([n, h], crate::DType::F32, &Device::Cuda(dev.clone()))?;
+    let mut dh_prev = empty(dev, [n, h])?;
+    for t in (0..d.t).rev() {
+        let dgh_t = addr(&dgh, op, t * n * gh_w)?;
+        let grads = StepGrads {
+            dgx: ptr(&dgx, op)?,
+            dgh_t,
+            dh: ptr(&dh, op)?,
+            dh_prev: ptr(&dh_prev, op)?,
+        };
+        let ptrs = step_ptrs(t, grads)?;
+        // SAFETY: the caller vouches for the pointer list; dh and dh_prev
+        // are distinct [N, H] buffers.
+        unsafe { launch_step(dev, kernel, d, t, &ptrs)? };
+        add_hidden_grad(dev, op, dgh_t, w_hh, &dh_prev, d)?;
+        std::mem::swap(&mut dh, &mut dh_prev);
+    }
+    finish_backward(dev, op, [&dgx, &dgh], x, w_ih, hs, d, needs)
+}
+
 /// Gradients of (x, w_ih, w_hh, b_ih, b_hh) from the gate gradients `dgx`
 /// [N·T, G·H] and `dgh` [T, N, G·H], as recurrent::finish_backward does on
 /// the host; `hs` holds the states each step read in slots 0..T.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn finish_backward(
+fn finish_backward(
     dev: &Arc<CudaDevice>,
     op: &'static str,
     [dgx, dgh]: [&Tensor; 2],
