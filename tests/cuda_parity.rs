@@ -229,15 +229,27 @@ fn matmul_linear_bmm() {
     };
     let mut rep = Report::default();
     let mut rng = Rng::new(5);
-    // Odd sizes straddle the 128x128x8 tiles; one exceeds a tile in every dim.
-    for (m, k, n) in [(1, 1, 1), (7, 13, 5), (129, 9, 131), (200, 300, 150)] {
+    // Odd sizes straddle the 128x128x8 tiles; one exceeds a tile in every
+    // dim; one tile with K = 1000 is split along K (atomic slices).
+    for (m, k, n) in [
+        (1, 1, 1),
+        (7, 13, 5),
+        (129, 9, 131),
+        (200, 300, 150),
+        (64, 1000, 96),
+    ] {
         let a = randn(&[m, k], &mut rng);
         let b = randn(&[k, n], &mut rng);
         check(&dev, &mut rep, "matmul", &[a, b], tol, |t, v, _| {
             matmul(t, &v[0], &v[1])
         });
     }
-    for (x_shape, out_f) in [(&[4, 3, 17][..], 10), (&[130, 64][..], 129)] {
+    // The last, a SE block's squeeze layer at batch 64, splits K = 1024.
+    for (x_shape, out_f) in [
+        (&[4, 3, 17][..], 10),
+        (&[130, 64][..], 129),
+        (&[64, 1024][..], 64),
+    ] {
         let in_f = *x_shape.last().unwrap();
         let x = randn(x_shape, &mut rng);
         let w = randn(&[out_f, in_f], &mut rng);

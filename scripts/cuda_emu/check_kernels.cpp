@@ -15,14 +15,16 @@ void check(const char* what, const float* a, const std::vector<double>& r, doubl
     double worst = 0; for (size_t i = 0; i < r.size(); ++i) { double e = fabs(a[i] - r[i]) / (atol + rtol * fabs(r[i])); if (!(e <= worst)) worst = e; if (!(e <= 1.0)) { printf("%s: FAIL at %zu: %f vs %f\n", what, i, a[i], r[i]); exit(1);} }
     printf("%s ok (worst err/tol %.3f, %zu values)\n", what, worst, r.size());
 }
-void gemm_case(int batch, int m, int k, int n, bool ta, bool tb, bool bias) {
+// splits > 1: split-K into slices of k_chunk, added atomically onto a zeroed C.
+void gemm_case(int batch, int m, int k, int n, bool ta, bool tb, bool bias, int splits = 1, int k_chunk = 0) {
     auto A = randv((size_t)batch*m*k), B = randv((size_t)batch*k*n), bi = randv(n);
-    std::vector<float> C((size_t)batch*m*n, NAN);
-    GemmParams p{(u64)m,(u64)n,(u64)k, ta?1ull:(u64)k, ta?(u64)m:1ull, (u64)m*k, tb?1ull:(u64)n, tb?(u64)k:1ull, (u64)k*n, (u64)m*n, 0.f, bias};
-    launch({(unsigned)((n+127)/128),(unsigned)((m+127)/128),(unsigned)batch},{256,1,1},[&]{ gemm_f32(p, A.data(), B.data(), bi.data(), C.data()); });
+    std::vector<float> C((size_t)batch*m*n, splits > 1 ? 0.f : NAN);
+    if (splits == 1) k_chunk = (k + 7) / 8 * 8;
+    GemmParams p{(u64)m,(u64)n,(u64)k, ta?1ull:(u64)k, ta?(u64)m:1ull, (u64)m*k, tb?1ull:(u64)n, tb?(u64)k:1ull, (u64)k*n, (u64)m*n, 0.f, bias, (u64)splits, (u64)k_chunk};
+    launch({(unsigned)((n+127)/128),(unsigned)((m+127)/128),(unsigned)(batch*splits)},{256,1,1},[&]{ gemm_f32(p, A.data(), B.data(), bi.data(), C.data()); });
     std::vector<double> R(C.size());
     for (int b=0;b<batch;++b) for (int i=0;i<m;++i) for (int j=0;j<n;++j) { double s = bias?bi[j]:0; for (int q=0;q<k;++q) { double a = ta? A[b*m*k + q*m + i] : A[b*m*k + i*k + q]; double bb = tb? B[b*k*n + j*k + q] : B[b*k*n + q*n + j]; s += a*bb; } R[(size_t)b*m*n+i*n+j]=s; }
-    char name[100]; snprintf(name, 100, "gemm b%d %dx%dx%d ta%d tb%d", batch,m,k,n,ta,tb); check(name, C.data(), R);
+    char name[100]; snprintf(name, 100, "gemm b%d %dx%dx%d ta%d tb%d splits %d", batch,m,k,n,ta,tb,splits); check(name, C.data(), R);
 }
 struct G { int n,h,w,c,k,r,s,sh,sw,pt,pb,pl,pr,dh,dw,groups; int p() const { return (h+pt+pb-dh*(r-1)-1)/sh+1; } int q() const { return (w+pl+pr-dw*(s-1)-1)/sw+1; } };
 void conv_case(G g) {
@@ -110,6 +112,9 @@ void tiles() {
     gemm_case(2, 17, 33, 9, false, true, false);
     gemm_case(2, 17, 33, 9, true, true, false);
     gemm_case(1, 130, 64, 129, false, true, true);
+    // Split-K: three slices of 104 over K = 300 (the last one short), bias once.
+    gemm_case(1, 19, 300, 21, false, false, true, 3, 104);
+    gemm_case(2, 9, 300, 140, true, true, true, 3, 104);
     conv_case({2,9,11,5, 7,3,3, 1,1, 1,1,1,1, 1,1, 1});
     conv_case({2,9,11,6, 4,3,3, 2,2, 1,1,1,1, 1,1, 1});
     conv_case({1,10,9,8, 6,3,2, 1,1, 1,0,2,1, 1,1, 2});

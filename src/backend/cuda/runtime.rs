@@ -247,20 +247,36 @@ impl CudaDevice {
     }
 
     pub(crate) fn memset_bytes(&self, buf: &mut CudaSlice<f32>, byte: u8) -> Result<()> {
+        let ptr = raw_ptr(buf, &self.stream);
+        // SAFETY: ptr addresses buf.len() f32 owned by `buf`.
+        unsafe { self.memset_ptr_bytes(ptr, buf.len() * 4, byte) }
+    }
+
+    /// Queues zeroing `bytes` bytes at device address `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` must address at least `bytes` bytes of a live buffer.
+    pub(crate) unsafe fn memset_ptr(&self, ptr: u64, bytes: usize) -> Result<()> {
+        // SAFETY: the caller's promise.
+        unsafe { self.memset_ptr_bytes(ptr, bytes, 0) }
+    }
+
+    /// # Safety
+    /// As for [`CudaDevice::memset_ptr`].
+    unsafe fn memset_ptr_bytes(&self, ptr: u64, bytes: usize, byte: u8) -> Result<()> {
         // A raw driver call: the context must be current on this thread
         // (cudarc's own calls bind it; tests call from many threads).
         self.ctx
             .bind_to_thread()
             .map_err(driver_err("binding the context"))?;
-        let ptr = raw_ptr(buf, &self.stream);
         self.host_timed(HostCall::Launch, || {
             self.timed("(memset)", || {
-                // SAFETY: ptr addresses buf.len() f32 owned by `buf`.
+                // SAFETY: the caller's promise.
                 unsafe {
                     cudarc::driver::result::memset_d8_async(
                         ptr,
                         byte,
-                        buf.len() * 4,
+                        bytes,
                         self.stream.cu_stream(),
                     )
                 }

@@ -22,6 +22,8 @@ struct GemmParams {
     bsc: u64,
     beta: f32,
     has_bias: i32,
+    splits: u64,
+    k_chunk: u64,
 }
 // SAFETY: plain old data laid out as the C struct.
 unsafe impl DeviceRepr for GemmParams {}
@@ -74,6 +76,12 @@ pub(crate) unsafe fn gemm_ptrs(
     if batch * m * n == 0 {
         return Ok(());
     }
+    let (splits, k_chunk) = split_k(dev, [batch, m, k, n], beta);
+    if splits > 1 && beta == 0.0 {
+        // The slices add into C.
+        // SAFETY: c holds batch·m·n f32 (the caller's promise).
+        unsafe { dev.memset_ptr(g.c, batch * m * n * 4)? };
+    }
     let (rsa, csa) = if g.ta { (1, m) } else { (k, 1) };
     let (rsb, csb) = if g.tb { (1, k) } else { (n, 1) };
     let p = GemmParams {
@@ -89,15 +97,37 @@ pub(crate) unsafe fn gemm_ptrs(
         bsc: (m * n) as u64,
         beta,
         has_bias: (g.bias != 0) as i32,
+        splits: splits as u64,
+        k_chunk: k_chunk as u64,
     };
     let cfg = LaunchConfig {
-        grid_dim: (n.div_ceil(128) as u32, m.div_ceil(128) as u32, batch as u32),
+        grid_dim: (
+            n.div_ceil(128) as u32,
+            m.div_ceil(128) as u32,
+            (batch * splits) as u32,
+        ),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     };
     // SAFETY: GemmParams mirrors the kernel's struct; the caller vouches
     // for the addresses.
     unsafe { dev.launch("gemm_f32", cfg, &p, &[g.a, g.b, g.bias, g.c]) }
+}
+
+/// K slices for a product whose output tiles would leave most SMs idle:
+/// (slices, K per slice). One slice when the grid fills the GPU, when K is
+/// short (each slice keeps at least `MIN_SLICE_K`), or when beta is neither
+/// 0 nor 1 (the atomic slices can only overwrite a zeroed C or add to it).
+fn split_k(dev: &CudaDevice, [batch, m, k, n]: [usize; 4], beta: f32) -> (usize, usize) {
+    const MIN_SLICE_K: usize = 256;
+    let tiles = batch * m.div_ceil(128) * n.div_ceil(128);
+    let want = (2 * dev.sm_count() as usize).div_ceil(tiles);
+    let splits = want.min(k / MIN_SLICE_K).min(65_535 / batch.max(1));
+    if splits <= 1 || (beta != 0.0 && beta != 1.0) {
+        return (1, k.next_multiple_of(8).max(8));
+    }
+    let chunk = k.div_ceil(splits).next_multiple_of(8);
+    (k.div_ceil(chunk), chunk)
 }
 
 /// `c[i] = op(a[i])·op(b[i]) (+ bias)` for `batch` entries, as a new
