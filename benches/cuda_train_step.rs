@@ -6,11 +6,14 @@
 //! `Trainer::step`, so every host synchronisation the real loop makes is
 //! counted. Prints one line per configuration starting `train`.
 //!
-//! `cargo bench --bench cuda_train_step [-- depth batch]`; the default grid is
-//! SE-ResNet-18 and -50 at 112x112, batch 64 and 256. With a depth and batch
-//! given, one more profiled step follows the timed ones and prints the GPU
-//! time per kernel (lines starting `kernel`).
+//! `cargo bench --bench cuda_train_step [-- depth batch [bf16]]`; the default
+//! grid is SE-ResNet-18 and -50 at 112x112, batch 64 and 256, in f32 (lines
+//! `train se-resnet-..`) and with `train.precision = "bf16"` (lines
+//! `train bf16 se-resnet-..`). With a depth and batch given, one more
+//! profiled step follows the timed ones and prints the GPU time per kernel
+//! (lines starting `kernel`).
 
+use mtaffect::autograd::Precision;
 use mtaffect::data::Batch;
 use mtaffect::model::{NeckKind, NetConfig, Stem};
 use mtaffect::train::{TrainConfig, Trainer};
@@ -62,7 +65,7 @@ fn batch(n: usize, rng: &mut Rng) -> Batch {
     }
 }
 
-fn bench(depth: usize, n: usize, profile: bool) {
+fn bench(depth: usize, n: usize, precision: Precision, profile: bool) {
     let mut cfg = TrainConfig {
         model: NetConfig {
             depth,
@@ -79,10 +82,15 @@ fn bench(depth: usize, n: usize, profile: bool) {
     cfg.data.batch_size = n;
     cfg.train.grad_clip = 5.0;
     cfg.train.device = "cuda".into();
+    cfg.train.precision = precision;
+    let tag = match precision {
+        Precision::F32 => "",
+        Precision::Bf16 => "bf16 ",
+    };
     let mut t = match Trainer::new(&cfg) {
         Ok(t) => t,
         Err(e) => {
-            println!("train se-resnet-{depth} b{n}: skipped ({e})");
+            println!("train {tag}se-resnet-{depth} b{n}: skipped ({e})");
             return;
         }
     };
@@ -105,7 +113,7 @@ fn bench(depth: usize, n: usize, profile: bool) {
     let s = t0.elapsed().as_secs_f64() / iters as f64;
     let pool = dev.pool_stats();
     println!(
-        "train se-resnet-{depth:<2} {SIZE}x{SIZE} b{n:<3}  {:>8.1} ms/step {:>8.1} images/s  ({} params; pool {:.1} GiB, {} driver allocations while timed)",
+        "train {tag}se-resnet-{depth:<2} {SIZE}x{SIZE} b{n:<3}  {:>8.1} ms/step {:>8.1} images/s  ({} params; pool {:.1} GiB, {} driver allocations while timed)",
         s * 1e3,
         n as f64 / s,
         t.params.numel(),
@@ -184,17 +192,21 @@ fn host_breakdown(t: &mut Trainer, b: &Batch, dev: &mtaffect::backend::cuda::Cud
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    if let [depth, n] = args[..] {
-        bench(depth, n, true);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let precision = match args.iter().any(|a| a == "bf16") {
+        true => Precision::Bf16,
+        false => Precision::F32,
+    };
+    if let [depth, n] = numbers[..] {
+        bench(depth, n, precision, true);
         return;
     }
-    for depth in [18, 50] {
-        for n in [64, 256] {
-            bench(depth, n, false);
+    for precision in [Precision::F32, Precision::Bf16] {
+        for depth in [18, 50] {
+            for n in [64, 256] {
+                bench(depth, n, precision, false);
+            }
         }
     }
 }

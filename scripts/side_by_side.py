@@ -41,9 +41,9 @@ from datetime import datetime, timezone
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- side-by-side:begin -->", "<!-- side-by-side:end -->"
 # benches/cuda_train_step.rs: `train se-resnet-18 112x112 b64    23.1 ms/step   2776.4 images/s  (...)`
-# or `train se-resnet-18 b64: skipped (reason)`.
-OURS_LINE = re.compile(r"^train se-resnet-(\d+)\s+(\d+)x\d+\s+b(\d+)\s+([\d.]+) ms/step\s+([\d.]+) images/s")
-OURS_SKIP = re.compile(r"^train se-resnet-(\d+) b(\d+): skipped \((.*)\)")
+# or `train se-resnet-18 b64: skipped (reason)`; `train bf16 se-resnet-..` with train.precision = bf16.
+OURS_LINE = re.compile(r"^train (bf16 )?se-resnet-(\d+)\s+(\d+)x\d+\s+b(\d+)\s+([\d.]+) ms/step\s+([\d.]+) images/s")
+OURS_SKIP = re.compile(r"^train (bf16 )?se-resnet-(\d+) b(\d+): skipped \((.*)\)")
 OURS_SIZE = 112  # cuda_train_step.rs's SIZE
 
 # PyTorch cells: (column key, mode, precision, layout).
@@ -104,14 +104,16 @@ def ours_command(ours):
 
 
 def parse_ours(text, size):
-    """{(depth, batch, image size): images/s or Failed} from the bench's
-    output; a skipped configuration is taken to be at `size`."""
+    """{((depth, batch, image size), column): images/s or Failed} from the
+    bench's output, column "ours" (f32) or "ours_bf16"; a skipped
+    configuration is taken to be at `size`."""
     cells = {}
+    col = lambda m: "ours_bf16" if m[1] else "ours"
     for line in text.splitlines():
         if m := OURS_LINE.match(line):
-            cells[(int(m[1]), int(m[3]), int(m[2]))] = float(m[5])
+            cells[((int(m[2]), int(m[4]), int(m[3])), col(m))] = float(m[6])
         elif m := OURS_SKIP.match(line):
-            cells[(int(m[1]), int(m[2]), size)] = Failed(m[3])
+            cells[((int(m[2]), int(m[3]), size), col(m))] = Failed(m[4])
     return cells
 
 
@@ -160,19 +162,21 @@ def ratio(ours, theirs):
 
 def table(rows, header):
     """The markdown block: header paragraph and one row per (depth, batch)."""
-    cols = ["model", "batch", "size", "mtaffect f32", "PyTorch eager f32 (best layout)", "eager bf16 autocast CL",
-            "compiled f32 CL", "compiled bf16 CL", "ours / eager f32", "ours / compiled f32",
-            "ours / best PyTorch"]
+    cols = ["model", "batch", "size", "mtaffect f32", "mtaffect bf16", "PyTorch eager f32 (best layout)",
+            "eager bf16 autocast CL", "compiled f32 CL", "compiled bf16 CL", "ours f32 / eager f32",
+            "ours f32 / compiled f32", "ours bf16 / eager bf16", "ours bf16 / compiled bf16",
+            "ours best / best PyTorch"]
     lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for (depth, batch, size), c in sorted(rows.items()):
-        ours = c.get("ours")
+        ours, ours16 = c.get("ours"), c.get("ours_bf16")
         nchw, cl = c.get("eager_f32_nchw"), c.get("eager_f32_cl")
         eager = best(nchw, cl)
         layout = (" (NCHW)" if eager is nchw else " (CL)") if isinstance(eager, float) else ""
-        torch_all = [v for k, v in c.items() if k != "ours"]
-        cells = [f"SE-ResNet-{depth}", str(batch), f"{size}x{size}", fmt(ours), fmt(eager, layout), fmt(c.get("eager_bf16_cl")),
-                 fmt(c.get("compile_f32_cl")), fmt(c.get("compile_bf16_cl")), ratio(ours, eager),
-                 ratio(ours, c.get("compile_f32_cl")), ratio(ours, best(*torch_all))]
+        torch_all = [v for k, v in c.items() if not k.startswith("ours")]
+        cells = [f"SE-ResNet-{depth}", str(batch), f"{size}x{size}", fmt(ours), fmt(ours16), fmt(eager, layout),
+                 fmt(c.get("eager_bf16_cl")), fmt(c.get("compile_f32_cl")), fmt(c.get("compile_bf16_cl")),
+                 ratio(ours, eager), ratio(ours, c.get("compile_f32_cl")), ratio(ours16, c.get("eager_bf16_cl")),
+                 ratio(ours16, c.get("compile_bf16_cl")), ratio(best(ours, ours16), best(*torch_all))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -243,9 +247,9 @@ def main():
     log(f"mtaffect: {' '.join(cmd)}")
     rc, out, err = run(cmd, min(4 * a.timeout, left()))
     ours = parse_ours(out, OURS_SIZE)
-    for key, v in ours.items():
-        rows.setdefault(key, {})["ours"] = v
-        log(f"mtaffect SE-ResNet-{key[0]} b{key[1]} {key[2]}x{key[2]}: {fmt(v)} (images/s)")
+    for (key, col), v in ours.items():
+        rows.setdefault(key, {})[col] = v
+        log(f"mtaffect {col} SE-ResNet-{key[0]} b{key[1]} {key[2]}x{key[2]}: {fmt(v)} (images/s)")
     if rc != 0 or not ours:
         status = "timed out" if rc is None else f"rc={rc}"
         log(f"mtaffect: {status}, {len(ours)} result lines; last output: {last_line(err or out)}")
@@ -279,7 +283,7 @@ def main():
             text = f.read()
         write_atomic(a.benchmarks, replace_block(text, md))
         log(f"updated the side-by-side block in {a.benchmarks}")
-    ok = {k == "ours" for c in rows.values() for k, v in c.items() if isinstance(v, float)}
+    ok = {k.startswith("ours") for c in rows.values() for k, v in c.items() if isinstance(v, float)}
     if ok != {True, False}:
         sys.exit("side_by_side: mtaffect or PyTorch gave no figure (see the table)")
 

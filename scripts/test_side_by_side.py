@@ -14,16 +14,20 @@ BENCH = """device: NVIDIA H100 80GB HBM3 (132 SMs)
 train se-resnet-18 112x112 b64       41.7 ms/step   1533.0 images/s  (11352046 params; pool 1.0 GiB, 0 driver allocations while timed)
 train se-resnet-50 112x112 b256     377.6 ms/step    678.0 images/s  (26049646 params; pool 14.1 GiB, 0 driver allocations while timed)
 train se-resnet-50 b64: skipped (cuda: out of memory)
+train bf16 se-resnet-18 112x112 b64       20.0 ms/step   3200.0 images/s  (11352046 params; pool 1.0 GiB, 0 driver allocations while timed)
+train bf16 se-resnet-50 b64: skipped (cuda: out of memory)
 """
 
 
 class ParseTest(unittest.TestCase):
     def test_bench_lines_and_skips(self):
         cells = sbs.parse_ours(BENCH, 112)
-        self.assertEqual(cells[(18, 64, 112)], 1533.0)
-        self.assertEqual(cells[(50, 256, 112)], 678.0)
-        self.assertEqual(str(cells[(50, 64, 112)]), "failed: cuda: out of memory")
-        self.assertEqual(len(cells), 3)
+        self.assertEqual(cells[((18, 64, 112), "ours")], 1533.0)
+        self.assertEqual(cells[((50, 256, 112), "ours")], 678.0)
+        self.assertEqual(str(cells[((50, 64, 112), "ours")]), "failed: cuda: out of memory")
+        self.assertEqual(cells[((18, 64, 112), "ours_bf16")], 3200.0)
+        self.assertEqual(str(cells[((50, 64, 112), "ours_bf16")]), "failed: cuda: out of memory")
+        self.assertEqual(len(cells), 5)
 
     def test_torch_json_lines_only(self):
         text = '# torch 2.11\n{"model": "SE-ResNet-18", "images_per_s": 3503.0}\n| table |\n'
@@ -33,24 +37,27 @@ class ParseTest(unittest.TestCase):
 class TableTest(unittest.TestCase):
     def test_best_layout_ratios_and_failures(self):
         rows = {
-            (18, 64, 112): {"ours": 1533.0, "eager_f32_nchw": 3236.0, "eager_f32_cl": 3503.0,
-                            "eager_bf16_cl": 3286.0, "compile_f32_cl": sbs.Failed("timeout after 300 s"),
-                            "compile_bf16_cl": 5000.0},
+            (18, 64, 112): {"ours": 1533.0, "ours_bf16": 6572.0, "eager_f32_nchw": 3236.0,
+                            "eager_f32_cl": 3503.0, "eager_bf16_cl": 3286.0,
+                            "compile_f32_cl": sbs.Failed("timeout after 300 s"), "compile_bf16_cl": 5000.0},
             (50, 64, 112): {"ours": sbs.Failed("out of | memory"), "eager_f32_nchw": 1482.0,
                             "compile_f32_cl": sbs.Failed("--budget spent", "not run")},
         }
         lines = sbs.table(rows, "header").splitlines()
         self.assertEqual(lines[0], "header")
         r18 = [c.strip() for c in lines[4].strip("|").split("|")]
-        # model, batch, size, ours, eager f32 (best of the layouts), eager bf16,
-        # compiled f32, compiled bf16, ours/eager, ours/compiled, ours/best.
-        self.assertEqual(r18, ["SE-ResNet-18", "64", "112x112", "1533", "3503 (CL)", "3286",
-                               "failed: timeout after 300 s", "5000", "0.44", "-", "0.31"])
+        # model, batch, size, ours f32, ours bf16, eager f32 (best of the
+        # layouts), eager bf16, compiled f32, compiled bf16, ours f32/eager f32,
+        # ours f32/compiled f32, ours bf16/eager bf16, ours bf16/compiled bf16,
+        # our best/PyTorch's best.
+        self.assertEqual(r18, ["SE-ResNet-18", "64", "112x112", "1533", "6572", "3503 (CL)", "3286",
+                               "failed: timeout after 300 s", "5000", "0.44", "-", "2.00", "1.31", "1.31"])
         r50 = [c.strip() for c in lines[5].strip("|").split("|")]
         self.assertEqual(r50[3], "failed: out of / memory")  # a | would break the table
-        self.assertEqual(r50[4], "1482 (NCHW)")
-        self.assertEqual(r50[6], "not run: --budget spent")
-        self.assertEqual(r50[8:], ["-", "-", "-"])
+        self.assertEqual(r50[4], "-")
+        self.assertEqual(r50[5], "1482 (NCHW)")
+        self.assertEqual(r50[7], "not run: --budget spent")
+        self.assertEqual(r50[9:], ["-", "-", "-", "-", "-"])
 
     def test_significant_figures(self):
         self.assertEqual([sbs.fmt(v) for v in [0.456, 12.34, 2776.4]], ["0.456", "12.3", "2776"])

@@ -6,6 +6,7 @@
 mod common;
 use common::gpu_present;
 
+use mtaffect::autograd::Precision;
 use mtaffect::data::Batch;
 use mtaffect::model::{NeckKind, NetConfig, Stem};
 use mtaffect::optim::{AdamConfig, LrSchedule};
@@ -110,6 +111,36 @@ fn cuda_steps_follow_the_cpu_steps() {
     assert_close("cuda vs cpu", &gpu, &cpu, 1e-3);
     // And the loss actually moved (the test would pass on a frozen model otherwise).
     assert!(gpu[0].0 != gpu[7].0);
+}
+
+#[test]
+fn bf16_cuda_steps_follow_the_bf16_cpu_steps() {
+    if !gpu_present("cuda_train", "bf16_cuda_steps_follow_the_bf16_cpu_steps") {
+        return;
+    }
+    let data = batches(8, 6, 24);
+    let bf16 = |device| {
+        let mut c = config(device);
+        c.train.precision = Precision::Bf16;
+        c
+    };
+    let cpu = run(&mut Trainer::new(&bf16("cpu")).unwrap(), &data);
+    let gpu = run(&mut Trainer::new(&bf16("cuda")).unwrap(), &data);
+    let f32 = run(&mut Trainer::new(&config("cuda")).unwrap(), &data);
+    println!(
+        "cuda_train: bf16 cpu {cpu:?}\ncuda_train: bf16 gpu {gpu:?}\ncuda_train: f32 gpu {f32:?}"
+    );
+    // The tensor-core kernel and the host reference sum the same exact
+    // bf16 products in different orders (f32 rounding), and an activation
+    // that lands on the other side of a bf16 rounding boundary moves by up
+    // to 2^-8 of itself: a wider band than f32's 1e-3, far below what the
+    // f32-to-bf16 change itself does to the steps (checked below).
+    assert_close("bf16: cuda vs cpu", &gpu, &cpu, 1e-2);
+    let moved = gpu.iter().zip(&f32).any(|(a, b)| a.0 != b.0);
+    assert!(
+        moved,
+        "bf16 steps equal the f32 steps: the precision had no effect"
+    );
 }
 
 #[test]

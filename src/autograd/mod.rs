@@ -7,8 +7,10 @@
 
 mod gradients;
 mod params;
+mod precision;
 mod tape;
 
 pub use gradients::Gradients;
 pub use params::{ParamId, Params};
+pub use precision::Precision;
 pub use tape::{BackwardFn, Tape, Var};

@@ -1,4 +1,4 @@
-use super::{Gradients, ParamId, Params};
+use super::{Gradients, ParamId, Params, Precision};
 use crate::{Error, Result, Shape, Tensor};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +60,8 @@ pub struct Tape {
     recording: bool,
     nodes: RefCell<Vec<Node>>,
     consumed: Cell<bool>,
+    /// What the convolutions recorded on (or run through) this tape compute in.
+    precision: Cell<Precision>,
 }
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
@@ -78,6 +80,7 @@ impl Tape {
             recording: true,
             nodes: RefCell::new(Vec::new()),
             consumed: Cell::new(false),
+            precision: Cell::new(Precision::F32),
         }
     }
 
@@ -91,6 +94,16 @@ impl Tape {
 
     pub fn is_recording(&self) -> bool {
         self.recording
+    }
+
+    /// Sets what the ops run through this tape from now on compute in
+    /// (see [`Precision`]); a new tape starts in f32.
+    pub fn set_precision(&self, p: Precision) {
+        self.precision.set(p);
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision.get()
     }
 
     /// Number of recorded nodes (parameters and ops).

@@ -23,6 +23,7 @@
 pub mod bf16;
 mod cuda;
 
+use crate::autograd::Precision;
 use crate::backend::cpu::{gemm_strided, Float, MatRef};
 use crate::tensor::{check_same_dtype, same_device};
 use crate::{with_dtype, Error, Result, Shape, Tape, Tensor, Var};
@@ -530,12 +531,18 @@ pub(crate) fn check_operands(
 
 /// 2-D convolution: x [N, H, W, C], weight [K, R, S, C/groups], optional
 /// bias [K] -> [N, P, Q, K] with P = (H + pad_top + pad_bottom - dil·(R-1) - 1) / stride + 1
-/// (floor), likewise Q. Cross-correlation, as in PyTorch.
+/// (floor), likewise Q. Cross-correlation, as in PyTorch. Under a bf16
+/// tape the forward products read bf16-rounded x and w
+/// ([`Precision::Bf16`]); backward is the same either way.
 pub fn conv2d(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>, prm: Conv2dParams) -> Result<Var> {
     let g = Conv2dGeom::new("conv2d", x.dims(), w.dims(), prm)?;
     check_operands("conv2d", x, w, bias, g.k)?;
     let (xt, wt) = (x.value().clone(), w.value().clone());
-    let y = forward_t(&g, &xt, &wt, bias.map(|b| b.value()))?;
+    let b = bias.map(|b| b.value());
+    let y = match tape.precision() {
+        Precision::F32 => forward_t(&g, &xt, &wt, b)?,
+        Precision::Bf16 => bf16::forward_autocast(&g, &xt, &wt, b)?,
+    };
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     tape.record("conv2d", &inputs, y, move |dy, needs| {

@@ -2,6 +2,7 @@
 //! keys rejected, and errors that name the file, the key and what is allowed.
 
 use super::LossConfig;
+use crate::autograd::Precision;
 use crate::data::{AugmentConfig, LabelSet, OnBadSample, SamplerKind};
 use crate::model::NetConfig;
 use crate::optim::{AdamConfig, LrSchedule, ScheduleKind, SgdConfig};
@@ -81,6 +82,11 @@ pub struct LoopConfig {
     pub grad_clip: f64,
     /// "cpu", "cuda", "cuda:N" or "auto" (GPU 0 if there is one, else the CPU).
     pub device: String,
+    /// "f32", or "bf16": the training steps' convolution forward products
+    /// on bf16-rounded operands (tensor cores on a GPU), everything else
+    /// f32 ([`Precision`]); evaluation and inference stay f32. The frame
+    /// trainer only.
+    pub precision: Precision,
 }
 
 impl Default for LoopConfig {
@@ -92,6 +98,7 @@ impl Default for LoopConfig {
             seed: 0,
             grad_clip: 5.0,
             device: "cpu".into(),
+            precision: Precision::F32,
         }
     }
 }
@@ -118,6 +125,17 @@ impl LoopConfig {
                 &self.device,
                 "allowed values: cpu, cuda, cuda:N, auto",
             );
+        }
+        Ok(())
+    }
+
+    /// For the trainers that have no bf16 path (GAN, temporal).
+    pub(crate) fn require_f32(&self, trainer: &str) -> Result<()> {
+        if self.precision != Precision::F32 {
+            return Err(Error::Config(format!(
+                "train.precision = {}: the {trainer} trainer computes in f32 only (bf16 is for the frame trainer)",
+                self.precision
+            )));
         }
         Ok(())
     }

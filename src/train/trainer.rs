@@ -236,6 +236,8 @@ impl Trainer {
         };
         let start = Instant::now();
         let tape = Tape::new();
+        // Training steps only: evaluation and inference stay f32.
+        tape.set_precision(self.config.train.precision);
         let x = tape.constant(batch.images.to_device(&self.device)?);
         let mut cx = Ctx {
             tape: &tape,

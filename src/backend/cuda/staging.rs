@@ -85,11 +85,8 @@ impl Staging {
         }
         // SAFETY: [off, off + len) lies inside the block (Ring::place) and
         // no queued copy reads it any more (its event has completed).
-        let staged = unsafe {
-            let at = p.base.add(off);
-            std::ptr::copy_nonoverlapping(src.as_ptr(), at, src.len());
-            std::slice::from_raw_parts(at, src.len())
-        };
+        let staged = unsafe { std::slice::from_raw_parts_mut(p.base.add(off), src.len()) };
+        stage(src, staged);
         // SAFETY: `dst` holds at least src.len() bytes (the caller's
         // buffer); `staged` stays untouched until the event below completes.
         unsafe { result::memcpy_htod_async(dst, staged, stream.cu_stream()) }
@@ -114,6 +111,23 @@ impl Staging {
         }
         Ok(true)
     }
+}
+
+/// Bytes per thread when staging in parallel: a batch of 256 112x112
+/// images is 38.5 MB, which one thread copies in about 6 ms while the GPU,
+/// drained by the previous step's read-back, waits for it.
+const STAGE_CHUNK: usize = 4 << 20;
+
+/// Copies `src` into the pinned `dst`, on the rayon pool when it is large.
+fn stage(src: &[u8], dst: &mut [u8]) {
+    use rayon::prelude::*;
+    if src.len() <= STAGE_CHUNK {
+        dst.copy_from_slice(src);
+        return;
+    }
+    dst.par_chunks_mut(STAGE_CHUNK)
+        .zip(src.par_chunks(STAGE_CHUNK))
+        .for_each(|(d, s)| d.copy_from_slice(s));
 }
 
 impl Drop for Staging {

@@ -1,7 +1,7 @@
 //! conv2d fprop in bf16 on tensor cores (kernels/conv_bf16.cu): bf16
-//! activations and weights, f32 accumulation, f32 or bf16 output. Issue 10's
-//! first lever, measured on its own (benches/cuda_bf16.rs); training does not
-//! use it yet, and there is no bf16 dgrad/wgrad.
+//! activations and weights, f32 accumulation, f32 or bf16 output; and
+//! conv2d's forward under a bf16 tape ([`forward_autocast`], with its CPU
+//! reference). There is no bf16 dgrad/wgrad: backward stays f32.
 //!
 //! The kernel needs C % 8 == 0 (16-byte loads along the reduction), so
 //! [`Bf16Nhwc::from_f32`] pads the channels with zeros while converting: the
@@ -9,10 +9,11 @@
 //! Groups = 1 only.
 
 use super::cuda::{params, ConvParams};
-use super::{Conv2dGeom, Conv2dParams};
+use super::{forward_t, Conv2dGeom, Conv2dParams};
+use crate::backend::cpu::Float;
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::ops::elementwise::cuda::{empty, ptr};
-use crate::{Error, Result, Tensor};
+use crate::{with_dtype, Error, Result, Tensor};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::sync::Arc;
 
@@ -215,6 +216,38 @@ pub fn conv2d_bf16(
     prm: Conv2dParams,
 ) -> Result<Tensor> {
     conv2d_fprop_bf16(&Bf16Nhwc::from_f32(x)?, &Bf16Nhwc::from_f32(w)?, bias, prm)
+}
+
+/// conv2d's forward under a bf16 tape ([`crate::autograd::Precision`]):
+/// the products of bf16-rounded `x` and `w`, accumulated in f32. On a GPU
+/// that is the tensor-core kernel; on the host, the f32 reference over
+/// rounded copies, which is the same sum (a product of two bf16 values is
+/// exact in f32) up to the order of the additions. Grouped convolutions
+/// stay f32 on both: the kernel handles groups = 1 only.
+pub(crate) fn forward_autocast(
+    g: &Conv2dGeom,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    if g.prm.groups != 1 {
+        return forward_t(g, x, w, bias);
+    }
+    if x.cuda_device().is_some() {
+        return conv2d_bf16(x, w, bias, g.prm);
+    }
+    forward_t(g, &round_to_bf16(x)?, &round_to_bf16(w)?, bias)
+}
+
+/// A host tensor with every value rounded to the nearest bf16 (ties to
+/// even, as kernels/common.cuh's `mt_f32_to_bf16`), kept in its dtype.
+pub fn round_to_bf16(t: &Tensor) -> Result<Tensor> {
+    with_dtype!(t.dtype(), T => {
+        let v: Vec<T> = t.data::<T>()?.iter()
+            .map(|&a| T::from_f64(half::bf16::from_f64(a.to_f64()).to_f64()))
+            .collect();
+        Tensor::from_vec(v, t.shape().clone())
+    })
 }
 
 /// A checked fprop launch: device, geometry and the kernel's parameters.

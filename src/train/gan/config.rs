@@ -130,6 +130,7 @@ impl ConfigFile for GanConfig {
         // The shared sections follow the plain run's rules.
         let text = self.plain().to_toml();
         TrainConfig::from_toml(&text, "the data/model/loop sections")?;
+        self.train.require_f32("GAN")?;
         let g = &self.generator;
         if g.image_size != self.data.image_size {
             return Err(Error::Config(format!(

@@ -130,6 +130,7 @@ impl ConfigFile for TemporalConfig {
             )));
         }
         self.train.validate()?;
+        self.train.require_f32("temporal")?;
         self.schedule.validate()
     }
 }

@@ -1,0 +1,28 @@
+//! The numeric precision a tape's convolutions compute in: its autocast
+//! setting, in PyTorch's terms.
+
+use serde::{Deserialize, Serialize};
+
+/// `F32` (the default) computes everything in f32. Under `Bf16` the conv2d
+/// forward products read bf16-rounded activations and weights and
+/// accumulate in f32 (tensor cores on a GPU); what they produce, batch
+/// norm, the losses, every backward product and the optimizer stay f32,
+/// and the weights are kept in f32 (the master copy). Backward treats the
+/// rounding as the identity: the gradients are the f32 conv's, at the
+/// unrounded values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}

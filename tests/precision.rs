@@ -1,0 +1,197 @@
+//! `train.precision = "bf16"` on the CPU reference: what a bf16 tape changes
+//! (the conv2d forward products read bf16-rounded operands) and what it
+//! leaves alone (backward, grouped convolutions, the other trainers). The
+//! GPU twins are in tests/cuda_train.rs and tests/cuda_parity_bf16.rs.
+
+use mtaffect::autograd::Precision;
+use mtaffect::data::Batch;
+use mtaffect::model::{NeckKind, NetConfig, Stem};
+use mtaffect::ops::conv::bf16::round_to_bf16;
+use mtaffect::ops::{conv2d, Conv2dParams};
+use mtaffect::optim::{AdamConfig, LrSchedule};
+use mtaffect::train::gan::GanConfig;
+use mtaffect::train::temporal::TemporalConfig;
+use mtaffect::train::{ConfigFile, OptimConfig, TrainConfig, Trainer};
+use mtaffect::{DType, Params, Rng, Tape, Tensor};
+
+#[test]
+fn rounding_to_bf16_is_to_nearest_with_ties_to_even() {
+    let u = (-8f32).exp2(); // half an ulp of bf16 at 1
+    let x = Tensor::from_vec(
+        vec![
+            1.0f32,
+            1.0 + u,
+            1.0 + 3.0 * u,
+            1.0 + 1.5 * u,
+            -2.0 - u,
+            3.0e38,
+        ],
+        [6],
+    )
+    .unwrap();
+    let r = round_to_bf16(&x).unwrap().to_vec::<f32>().unwrap();
+    // A tie goes to the even mantissa (down from 1 + u, up from 1 + 3u);
+    // above half an ulp rounds up; 3e38 = 225.7 ulps of 2^120 stays finite.
+    let want = [
+        1.0,
+        1.0,
+        1.0 + 4.0 * u,
+        1.0 + 2.0 * u,
+        -2.0,
+        226.0 * 2f32.powi(120),
+    ];
+    assert_eq!(r, want);
+}
+
+/// conv2d's output and its (x, w) gradients with x and w as parameters.
+fn conv_with_grads(
+    x: &Tensor,
+    w: &Tensor,
+    prm: Conv2dParams,
+    precision: Precision,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut p = Params::new();
+    let (xi, wi) = (
+        p.add("x", x.clone()).unwrap(),
+        p.add("w", w.clone()).unwrap(),
+    );
+    let tape = Tape::new();
+    tape.set_precision(precision);
+    let y = conv2d(&tape, &tape.param(&p, xi), &tape.param(&p, wi), None, prm).unwrap();
+    let out = y.value().to_vec::<f32>().unwrap();
+    // A loss whose gradient is not uniform: sum of y * y has dy = 2y.
+    let sq = mtaffect::ops::mul(&tape, &y, &y).unwrap();
+    let loss = mtaffect::ops::sum(&tape, &sq, &[0, 1, 2, 3], false).unwrap();
+    let g = tape.backward(&loss).unwrap();
+    let grad = |id| g.get(id).unwrap().to_vec::<f32>().unwrap();
+    (out, grad(xi), grad(wi))
+}
+
+#[test]
+fn a_bf16_tape_rounds_the_conv_operands_and_keeps_an_f32_backward() {
+    let mut rng = Rng::new(3);
+    let x = Tensor::randn([2, 7, 6, 5], 1.0, DType::F32, &mut rng);
+    let w = Tensor::randn([4, 3, 3, 5], 0.3, DType::F32, &mut rng);
+    let prm = Conv2dParams::new().stride(2).padding(1);
+    let (y16, dx16, dw16) = conv_with_grads(&x, &w, prm, Precision::Bf16);
+    let (y32, _, _) = conv_with_grads(&x, &w, prm, Precision::F32);
+    let (xr, wr) = (round_to_bf16(&x).unwrap(), round_to_bf16(&w).unwrap());
+    let (y_rounded, _, _) = conv_with_grads(&xr, &wr, prm, Precision::F32);
+    // The forward is exactly the f32 conv of the rounded operands ...
+    assert_eq!(y16, y_rounded);
+    // ... which is not the f32 conv of the originals.
+    let diff = y16
+        .iter()
+        .zip(&y32)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        diff > 1e-4 && diff < 0.1,
+        "bf16 vs f32 forward differ by {diff}"
+    );
+    // Backward is the f32 conv's at the unrounded x and w, fed the bf16
+    // forward's output gradient (dy = 2 y16 here).
+    let g = mtaffect::ops::conv::Conv2dGeom::new("test", x.dims(), w.dims(), prm).unwrap();
+    let dy: Vec<f32> = y16.iter().map(|v| 2.0 * v).collect();
+    let dy = Tensor::from_vec(dy, g.out_dims()).unwrap();
+    let dx = mtaffect::ops::conv::dgrad_t("test", &g, &dy, &w, None).unwrap();
+    let dw = mtaffect::ops::conv::wgrad_t("test", &g, &x, &dy, w.shape()).unwrap();
+    assert_eq!(dx16, dx.to_vec::<f32>().unwrap());
+    assert_eq!(dw16, dw.to_vec::<f32>().unwrap());
+}
+
+#[test]
+fn grouped_convolutions_stay_f32_under_a_bf16_tape() {
+    let mut rng = Rng::new(4);
+    let x = Tensor::randn([1, 5, 5, 4], 1.0, DType::F32, &mut rng);
+    let w = Tensor::randn([6, 3, 3, 2], 0.3, DType::F32, &mut rng);
+    let prm = Conv2dParams::new().padding(1).groups(2);
+    assert_eq!(
+        conv_with_grads(&x, &w, prm, Precision::Bf16),
+        conv_with_grads(&x, &w, prm, Precision::F32)
+    );
+}
+
+fn tiny(precision: Precision) -> TrainConfig {
+    let mut c = TrainConfig::default();
+    c.data.image_size = 24;
+    c.data.batch_size = 6;
+    c.model = NetConfig {
+        depth: 10,
+        width_mult: 0.125,
+        se_reduction: 4,
+        stem: Stem::Small,
+        neck: NeckKind::Gap,
+        dropout: 0.0,
+        ..NetConfig::default()
+    };
+    c.optim = OptimConfig::Adam(AdamConfig::default());
+    c.schedule = LrSchedule::constant(1e-3);
+    c.train.precision = precision;
+    c
+}
+
+fn batch(rng: &mut Rng) -> Batch {
+    let n = 6;
+    let expr: Vec<i64> = (0..n).map(|_| rng.below(8) as i64).collect();
+    let aus: Vec<f64> = (0..n * 12).map(|_| rng.below(2) as f64).collect();
+    let va: Vec<f64> = (0..n * 2).map(|_| rng.uniform(-0.9, 0.9)).collect();
+    Batch {
+        epoch: 0,
+        step: 0,
+        images: Tensor::randn([n, 24, 24, 3], 0.5, DType::F32, rng),
+        va: Tensor::from_f64s(&va, [n, 2], DType::F32).unwrap(),
+        expr: Tensor::from_f64s(
+            &expr.iter().map(|&c| c as f64).collect::<Vec<_>>(),
+            [n],
+            DType::F32,
+        )
+        .unwrap(),
+        expr_class: expr,
+        aus: Tensor::from_f64s(&aus, [n, 12], DType::F32).unwrap(),
+        indices: (0..n).collect(),
+    }
+}
+
+#[test]
+fn bf16_training_steps_stay_near_the_f32_steps() {
+    let mut rng = Rng::new(5);
+    let data: Vec<Batch> = (0..4).map(|_| batch(&mut rng)).collect();
+    let losses = |p| {
+        let mut t = Trainer::new(&tiny(p)).unwrap();
+        data.iter()
+            .map(|b| t.step(b).unwrap().loss)
+            .collect::<Vec<_>>()
+    };
+    let (l16, l32) = (losses(Precision::Bf16), losses(Precision::F32));
+    for (a, b) in l16.iter().zip(&l32) {
+        assert!(a.is_finite());
+        assert!(
+            (a - b).abs() <= 0.05 * b.abs(),
+            "bf16 {l16:?} vs f32 {l32:?}"
+        );
+    }
+    assert_ne!(l16, l32, "the bf16 steps are the f32 steps");
+}
+
+#[test]
+fn precision_is_a_train_key_that_only_the_frame_trainer_takes() {
+    let sets = ["train.precision=\"bf16\"".to_string()];
+    let c = TrainConfig::default().with_overrides(&sets).unwrap();
+    assert_eq!(c.train.precision, Precision::Bf16);
+    let bad = TrainConfig::default()
+        .with_overrides(&["train.precision=\"fp8\"".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("fp8"), "{bad}");
+    for e in [
+        GanConfig::default().with_overrides(&sets).unwrap_err(),
+        TemporalConfig::default().with_overrides(&sets).unwrap_err(),
+    ] {
+        let e = e.to_string();
+        assert!(
+            e.contains("train.precision = bf16") && e.contains("f32 only"),
+            "{e}"
+        );
+    }
+}
