@@ -16,10 +16,11 @@
 //!
 //! Without a CUDA driver or GPU each test prints one skip line and returns.
 
+use mtaffect::autograd::Precision;
 use mtaffect::ops::conv::bf16::{conv2d_bf16, conv2d_fprop_bf16_out, Bf16Nhwc, CHANNEL_ALIGN};
-use mtaffect::ops::conv::{forward, Conv2dGeom};
-use mtaffect::ops::Conv2dParams;
-use mtaffect::{DType, Device, Rng, Tensor};
+use mtaffect::ops::conv::{dgrad, forward, Conv2dGeom};
+use mtaffect::ops::{conv2d, Conv2dParams};
+use mtaffect::{DType, Device, Params, Rng, Tape, Tensor};
 
 mod common;
 use common::{gpu_or_skip, Report};
@@ -149,4 +150,70 @@ fn host_tensors_are_refused_with_the_op_named() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("rank-4"), "{e}");
+}
+
+/// conv2d under a bf16 tape on the GPU: the input gradient of the stride-1
+/// convolutions runs the tensor-core fprop over flipped weights on
+/// bf16-rounded dy and w; checked against the f64 dgrad of the rounded
+/// operands with the tolerance above (n = R·S·K_padded exact products).
+#[test]
+fn bf16_tape_dgrad_matches_the_f64_reference() {
+    let Some(dev) = gpu_or_skip("bf16_tape_dgrad_matches_the_f64_reference") else {
+        return;
+    };
+    let gpu = Device::Cuda(dev.clone());
+    let p = Conv2dParams::new;
+    // 3x3 same padding, asymmetric padding, 1x1, and K not a multiple of 8.
+    #[rustfmt::skip]
+    let cases: [Case; 4] = [
+        ([2, 9, 11, 24], 40, 3, 3, p().padding(1)),
+        ([1, 10, 7, 32], 16, 3, 3, p().padding_tblr(2, 0, 1, 2)),
+        ([3, 5, 6, 64], 128, 1, 1, p()),
+        ([2, 8, 8, 48], 20, 3, 3, p().padding(1)),
+    ];
+    let mut rng = Rng::new(12);
+    let mut rep = Report::default();
+    for (xd, k, r, s, prm) in cases {
+        let wd = [k, r, s, xd[3]];
+        let what = format!("x {xd:?} w {wd:?} {prm:?}");
+        let g = Conv2dGeom::new("reference", &xd, &wd, prm).unwrap();
+        let (x, w, dy) = (
+            randn(&xd, 1.0, &mut rng),
+            randn(&wd, 0.2, &mut rng),
+            randn(&g.out_dims(), 1.0, &mut rng),
+        );
+        let put = |v: &[f32], d: &[usize]| {
+            Tensor::from_vec(v.to_vec(), d)
+                .unwrap()
+                .to_device(&gpu)
+                .unwrap()
+        };
+        let mut params = Params::new();
+        let xi = params.add("x", put(&x, &xd)).unwrap();
+        let wi = params.add("w", put(&w, &wd)).unwrap();
+        let tape = Tape::new();
+        tape.set_precision(Precision::Bf16);
+        let y = conv2d(
+            &tape,
+            &tape.param(&params, xi),
+            &tape.param(&params, wi),
+            None,
+            prm,
+        )
+        .unwrap();
+        let grads = tape
+            .backward_with_seed(&y, put(&dy, &g.out_dims()))
+            .unwrap();
+        let dx = grads.get(xi).unwrap().try_to_f64_vec().unwrap();
+
+        let (dyr, wr) = (bf16_round(&dy), bf16_round(&w));
+        let reference = dgrad(&g, &dyr, &wr);
+        let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+        let magnitude = dgrad(&g, &abs(&dyr), &abs(&wr));
+        let terms = (r * s * k.next_multiple_of(CHANNEL_ALIGN)) as f64;
+        rep.compare_values(&what, &dx, &reference, |i| {
+            1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i]
+        });
+    }
+    rep.print("conv2d dgrad under a bf16 tape (flipped-weight fprop, mma.sync bf16)");
 }

@@ -8,6 +8,7 @@
 //! reproduce every one of these tensors, in f64 (the same maths: agreement to
 //! ~1e-14) and in f32 (agreement to f32 rounding).
 
+use mtaffect::autograd::Precision;
 use mtaffect::data::Batch;
 use mtaffect::model::MtlNet;
 use mtaffect::nn::{Buffers, Ctx};
@@ -116,7 +117,12 @@ impl Golden {
 /// One training-mode forward and backward of the fixture's model and batch
 /// on `device`: every tensor the fixture holds under `COMPUTED`, by the same
 /// names.
-fn forward_backward(g: &Golden, dtype: DType, device: &Device) -> Result<BTreeMap<String, Tensor>> {
+fn forward_backward(
+    g: &Golden,
+    dtype: DType,
+    precision: Precision,
+    device: &Device,
+) -> Result<BTreeMap<String, Tensor>> {
     let (mut params, mut buffers) = (Params::new(), Buffers::new());
     let net = MtlNet::new(&g.config.model, &mut params, &mut buffers, &mut Rng::new(0))?;
     let loss = MtlLoss::new(&g.config.loss, &mut params)?;
@@ -126,6 +132,7 @@ fn forward_backward(g: &Golden, dtype: DType, device: &Device) -> Result<BTreeMa
     let batch = g.batch(dtype)?;
     let mut got = BTreeMap::new();
     let tape = Tape::new();
+    tape.set_precision(precision);
     let mut rng = Rng::new(0);
     let mut cx = Ctx {
         tape: &tape,
@@ -173,9 +180,10 @@ fn forward_backward(g: &Golden, dtype: DType, device: &Device) -> Result<BTreeMa
 /// loop's own step: loss, backward, clipping, schedule, AdamW) on `device`,
 /// one row per step: loss, va, au, expr, gradient norm before clipping,
 /// learning rate.
-fn trajectory(g: &Golden, dtype: DType, device: &str) -> Result<Tensor> {
+fn trajectory(g: &Golden, dtype: DType, precision: Precision, device: &str) -> Result<Tensor> {
     let mut config = g.config.clone();
     config.train.device = device.to_string();
+    config.train.precision = precision;
     let mut t = Trainer::new(&config)?;
     g.load_into(&mut t.params, &mut t.buffers, dtype)?;
     t.params.to_device(&t.device)?;
@@ -258,16 +266,31 @@ fn compare(
 /// ~3e-6 of their tensor's largest entry, and the ten-step losses within
 /// ~5e-7 relative, since Adam normalises each update by the gradient's own
 /// magnitude.
-fn tolerance(name: &str, dtype: DType) -> Tol {
+///
+/// bf16 (`train.precision = "bf16"`, f32 tensors): the convolutions read
+/// operands rounded to 8 significant bits (relative error up to 2^-9 each),
+/// and on this tiny model batch norm over 5 samples amplifies that: on
+/// 2026-11-23 the host reference was within 6.5% of the outputs' values (plus
+/// 0.65% of their scale), gradients within 19% of value plus scale, the
+/// ten-step rows within 14% relative. The bounds below are 2.5-3x that: they
+/// prove the bf16 path is the same network, not a tight numerical match.
+fn tolerance(name: &str, dtype: DType, precision: Precision) -> Tol {
     let group = name.split('.').next().unwrap_or(name);
-    let (rel, abs) = match (dtype, group) {
-        (DType::F64, _) => (1e-12, 1e-13),
-        (DType::F32, "grad") => (1e-5, 1e-5),
-        (DType::F32, "trajectory") => (1e-5, 1e-6),
-        (DType::F32, _) => (3e-5, 3e-6),
+    let (rel, abs) = match (precision, dtype, group) {
+        (Precision::Bf16, _, "grad") => (BF16_GRAD, BF16_GRAD),
+        (Precision::Bf16, _, "trajectory") => (BF16_TRAJ, BF16_TRAJ / 10.0),
+        (Precision::Bf16, _, _) => (BF16_OUT, BF16_OUT / 10.0),
+        (_, DType::F64, _) => (1e-12, 1e-13),
+        (_, DType::F32, "grad") => (1e-5, 1e-5),
+        (_, DType::F32, "trajectory") => (1e-5, 1e-6),
+        (_, DType::F32, _) => (3e-5, 3e-6),
     };
     Tol { rel, abs }
 }
+
+const BF16_OUT: f64 = 0.2;
+const BF16_GRAD: f64 = 0.5;
+const BF16_TRAJ: f64 = 0.4;
 
 /// Every fixture tensor under `COMPUTED` that `got` misses or does not match,
 /// and every computed tensor the fixture lacks; the worst passing ratio of each group.
@@ -275,6 +298,7 @@ fn mismatches(
     got: &BTreeMap<String, Tensor>,
     reference: &BTreeMap<String, Tensor>,
     dtype: DType,
+    precision: Precision,
 ) -> (Vec<String>, BTreeMap<String, f64>) {
     let mut bad = Vec::new();
     let mut worst: BTreeMap<String, f64> = BTreeMap::new();
@@ -284,7 +308,7 @@ fn mismatches(
     {
         match got.get(name) {
             None => bad.push(format!("{name}: not computed by mtaffect")),
-            Some(ours) => match compare(name, ours, r, tolerance(name, dtype)) {
+            Some(ours) => match compare(name, ours, r, tolerance(name, dtype, precision)) {
                 Ok(ratio) => {
                     let group = name.split('.').next().unwrap_or(name).to_string();
                     let w = worst.entry(group).or_insert(0.0);
@@ -304,35 +328,43 @@ fn mismatches(
 
 /// The whole golden check on one device ("cpu" or "cuda": the same fixture
 /// and tolerances, tensors moved to the device).
-fn check_golden(device: &str, dtype: DType) {
+fn check_golden(device: &str, dtype: DType, precision: Precision) {
     let dev = Device::parse(device).unwrap();
     let g = Golden::load(&fixture_path()).unwrap();
-    let got = forward_backward(&g, dtype, &dev).unwrap();
-    let (mut bad, mut worst) = mismatches(&got, &g.tensors, dtype);
-    let traj = trajectory(&g, dtype, device).unwrap();
+    let got = forward_backward(&g, dtype, precision, &dev).unwrap();
+    let (mut bad, mut worst) = mismatches(&got, &g.tensors, dtype, precision);
+    let traj = trajectory(&g, dtype, precision, device).unwrap();
     let r = g.get("trajectory").unwrap();
-    match compare("trajectory", &traj, r, tolerance("trajectory", dtype)) {
+    let tol = tolerance("trajectory", dtype, precision);
+    match compare("trajectory", &traj, r, tol) {
         Ok(ratio) => {
             worst.insert("trajectory".into(), ratio);
         }
         Err(e) => bad.push(e),
     }
-    eprintln!("golden {device} {dtype}: worst error / bound per group {worst:?}");
+    eprintln!("golden {device} {dtype} {precision}: worst error / bound per group {worst:?}");
     assert!(
         bad.is_empty(),
-        "{device} {dtype} differs from PyTorch:\n{}",
+        "{device} {dtype} {precision} differs from PyTorch:\n{}",
         bad.join("\n")
     );
 }
 
 #[test]
 fn cpu_f64_reproduces_pytorch() {
-    check_golden("cpu", DType::F64);
+    check_golden("cpu", DType::F64, Precision::F32);
 }
 
 #[test]
 fn cpu_f32_reproduces_pytorch() {
-    check_golden("cpu", DType::F32);
+    check_golden("cpu", DType::F32, Precision::F32);
+}
+
+/// `train.precision = "bf16"` against the same f64 fixture: the host
+/// reference of the bf16 convolutions, within bf16 tolerances.
+#[test]
+fn cpu_bf16_stays_within_bf16_rounding_of_pytorch() {
+    check_golden("cpu", DType::F32, Precision::Bf16);
 }
 
 /// The CUDA kernels against the same fixture (f32: CUDA tensors are f32).
@@ -343,15 +375,29 @@ fn cuda_f32_reproduces_pytorch() {
         println!("golden: skipped cuda_f32_reproduces_pytorch, no CUDA driver/GPU ({e})");
         return;
     }
-    check_golden("cuda", DType::F32);
+    check_golden("cuda", DType::F32, Precision::F32);
+}
+
+/// The tensor-core bf16 path against the same fixture and bf16 tolerances.
+#[test]
+fn cuda_bf16_stays_within_bf16_rounding_of_pytorch() {
+    if let Err(e) = Device::parse("cuda") {
+        println!(
+            "golden: skipped cuda_bf16_stays_within_bf16_rounding_of_pytorch, no CUDA driver/GPU ({e})"
+        );
+        return;
+    }
+    check_golden("cuda", DType::F32, Precision::Bf16);
 }
 
 #[test]
 fn a_perturbed_reference_is_reported() {
     let g = Golden::load(&fixture_path()).unwrap();
-    let got = forward_backward(&g, DType::F64, &Device::Cpu).unwrap();
+    let got = forward_backward(&g, DType::F64, Precision::F32, &Device::Cpu).unwrap();
     for dtype in [DType::F64, DType::F32] {
-        assert!(mismatches(&got, &g.tensors, dtype).0.is_empty());
+        assert!(mismatches(&got, &g.tensors, dtype, Precision::F32)
+            .0
+            .is_empty());
         // 1e-4 of the tensor's largest entry on one element of one gradient:
         // far below what a wrong formula would give, still caught.
         let name = "grad.layer3.0.conv2.weight";
@@ -364,7 +410,7 @@ fn a_perturbed_reference_is_reported() {
             name.into(),
             Tensor::from_f64s(&v, t.dims(), t.dtype()).unwrap(),
         );
-        let (bad, _) = mismatches(&got, &reference, dtype);
+        let (bad, _) = mismatches(&got, &reference, dtype, Precision::F32);
         assert_eq!(bad.len(), 1, "{bad:?}");
         assert!(bad[0].starts_with(&format!("{name}[7]")), "{}", bad[0]);
         // A gradient mtaffect did not compute, and a NaN, are failures too.
@@ -380,7 +426,7 @@ fn a_perturbed_reference_is_reported() {
             (&partial, "grad.head.va.bias: not computed"),
             (&nan, "output.au[3]"),
         ] {
-            let (bad, _) = mismatches(ours, &g.tensors, dtype);
+            let (bad, _) = mismatches(ours, &g.tensors, dtype, Precision::F32);
             assert!(bad.len() == 1 && bad[0].starts_with(what), "{bad:?}");
         }
     }

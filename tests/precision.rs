@@ -7,6 +7,7 @@ use mtaffect::autograd::Precision;
 use mtaffect::data::Batch;
 use mtaffect::model::{NeckKind, NetConfig, Stem};
 use mtaffect::ops::conv::bf16::round_to_bf16;
+use mtaffect::ops::conv::{dgrad_t, wgrad_t, Conv2dGeom};
 use mtaffect::ops::{conv2d, Conv2dParams};
 use mtaffect::optim::{AdamConfig, LrSchedule};
 use mtaffect::train::gan::GanConfig;
@@ -67,16 +68,18 @@ fn conv_with_grads(
     (out, grad(xi), grad(wi))
 }
 
-#[test]
-fn a_bf16_tape_rounds_the_conv_operands_and_keeps_an_f32_backward() {
+/// Checks conv2d under a bf16 tape against f32 convs of (un)rounded
+/// operands: the forward always reads rounded x and w; the input gradient
+/// reads rounded dy and w when `bf16_dgrad`, the unrounded ones otherwise;
+/// the weight gradient is always the f32 one at unrounded x and dy.
+fn check_bf16_conv(xd: [usize; 4], wd: [usize; 4], prm: Conv2dParams, bf16_dgrad: bool) {
     let mut rng = Rng::new(3);
-    let x = Tensor::randn([2, 7, 6, 5], 1.0, DType::F32, &mut rng);
-    let w = Tensor::randn([4, 3, 3, 5], 0.3, DType::F32, &mut rng);
-    let prm = Conv2dParams::new().stride(2).padding(1);
+    let x = Tensor::randn(xd, 1.0, DType::F32, &mut rng);
+    let w = Tensor::randn(wd, 0.3, DType::F32, &mut rng);
     let (y16, dx16, dw16) = conv_with_grads(&x, &w, prm, Precision::Bf16);
     let (y32, _, _) = conv_with_grads(&x, &w, prm, Precision::F32);
-    let (xr, wr) = (round_to_bf16(&x).unwrap(), round_to_bf16(&w).unwrap());
-    let (y_rounded, _, _) = conv_with_grads(&xr, &wr, prm, Precision::F32);
+    let r = |t: &Tensor| round_to_bf16(t).unwrap();
+    let (y_rounded, _, _) = conv_with_grads(&r(&x), &r(&w), prm, Precision::F32);
     // The forward is exactly the f32 conv of the rounded operands ...
     assert_eq!(y16, y_rounded);
     // ... which is not the f32 conv of the originals.
@@ -89,15 +92,41 @@ fn a_bf16_tape_rounds_the_conv_operands_and_keeps_an_f32_backward() {
         diff > 1e-4 && diff < 0.1,
         "bf16 vs f32 forward differ by {diff}"
     );
-    // Backward is the f32 conv's at the unrounded x and w, fed the bf16
-    // forward's output gradient (dy = 2 y16 here).
-    let g = mtaffect::ops::conv::Conv2dGeom::new("test", x.dims(), w.dims(), prm).unwrap();
+    // Backward, fed the bf16 forward's output gradient (dy = 2 y16 here).
+    let g = Conv2dGeom::new("test", x.dims(), w.dims(), prm).unwrap();
     let dy: Vec<f32> = y16.iter().map(|v| 2.0 * v).collect();
     let dy = Tensor::from_vec(dy, g.out_dims()).unwrap();
-    let dx = mtaffect::ops::conv::dgrad_t("test", &g, &dy, &w, None).unwrap();
-    let dw = mtaffect::ops::conv::wgrad_t("test", &g, &x, &dy, w.shape()).unwrap();
-    assert_eq!(dx16, dx.to_vec::<f32>().unwrap());
-    assert_eq!(dw16, dw.to_vec::<f32>().unwrap());
+    let dx = match bf16_dgrad {
+        true => dgrad_t("test", &g, &r(&dy), &r(&w), None),
+        false => dgrad_t("test", &g, &dy, &w, None),
+    };
+    assert_eq!(dx16, dx.unwrap().to_vec::<f32>().unwrap(), "dx");
+    let dw = wgrad_t("test", &g, &x, &dy, w.shape()).unwrap();
+    assert_eq!(dw16, dw.to_vec::<f32>().unwrap(), "dw");
+}
+
+#[test]
+fn a_bf16_tape_rounds_the_operands_of_the_forward_and_the_stride1_dgrad() {
+    let p = Conv2dParams::new;
+    // Stride 1, one group, more than 16 input channels: dgrad in bf16 too,
+    // with symmetric, asymmetric and no padding.
+    check_bf16_conv([2, 6, 5, 24], [8, 3, 3, 24], p().padding(1), true);
+    check_bf16_conv(
+        [1, 6, 7, 20],
+        [4, 3, 3, 20],
+        p().padding_tblr(2, 0, 1, 2),
+        true,
+    );
+    check_bf16_conv([2, 4, 4, 32], [16, 1, 1, 32], p(), true);
+    // f32 dgrad: stride 2; few input channels; padding beyond the kernel's reach.
+    check_bf16_conv(
+        [2, 7, 6, 24],
+        [4, 3, 3, 24],
+        p().stride(2).padding(1),
+        false,
+    );
+    check_bf16_conv([2, 7, 6, 5], [4, 3, 3, 5], p().padding(1), false);
+    check_bf16_conv([1, 4, 4, 24], [8, 1, 1, 24], p().padding(1), false);
 }
 
 #[test]

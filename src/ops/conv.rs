@@ -532,8 +532,9 @@ pub(crate) fn check_operands(
 /// 2-D convolution: x [N, H, W, C], weight [K, R, S, C/groups], optional
 /// bias [K] -> [N, P, Q, K] with P = (H + pad_top + pad_bottom - dil·(R-1) - 1) / stride + 1
 /// (floor), likewise Q. Cross-correlation, as in PyTorch. Under a bf16
-/// tape the forward products read bf16-rounded x and w
-/// ([`Precision::Bf16`]); backward is the same either way.
+/// tape ([`Precision::Bf16`]) the forward products read bf16-rounded x and
+/// w, and so do the stride-1 input gradient's (dy and w); the weight
+/// gradient stays f32.
 pub fn conv2d(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>, prm: Conv2dParams) -> Result<Var> {
     let g = Conv2dGeom::new("conv2d", x.dims(), w.dims(), prm)?;
     check_operands("conv2d", x, w, bias, g.k)?;
@@ -545,9 +546,13 @@ pub fn conv2d(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>, prm: Conv2dPara
     };
     let mut inputs = vec![x, w];
     inputs.extend(bias);
+    let precision = tape.precision();
     tape.record("conv2d", &inputs, y, move |dy, needs| {
         let dx = needs[0]
-            .then(|| dgrad_t("conv2d", &g, dy, &wt, None))
+            .then(|| match precision {
+                Precision::F32 => dgrad_t("conv2d", &g, dy, &wt, None),
+                Precision::Bf16 => bf16::dgrad_autocast(&g, dy, &wt),
+            })
             .transpose()?;
         let dw = needs[1]
             .then(|| wgrad_t("conv2d", &g, &xt, dy, wt.shape()))

@@ -1,15 +1,16 @@
 //! conv2d fprop in bf16 on tensor cores (kernels/conv_bf16.cu): bf16
 //! activations and weights, f32 accumulation, f32 or bf16 output; and
-//! conv2d's forward under a bf16 tape ([`forward_autocast`], with its CPU
-//! reference). There is no bf16 dgrad/wgrad: backward stays f32.
+//! conv2d under a bf16 tape, with CPU references: the forward
+//! ([`forward_autocast`]) and the stride-1 input gradient, which is an
+//! fprop over flipped weights ([`dgrad_autocast`]). There is no bf16 wgrad.
 //!
 //! The kernel needs C % 8 == 0 (16-byte loads along the reduction), so
 //! [`Bf16Nhwc::from_f32`] pads the channels with zeros while converting: the
 //! 3-channel stem becomes 8 channels, which adds zero products only.
 //! Groups = 1 only.
 
-use super::cuda::{params, ConvParams};
-use super::{forward_t, Conv2dGeom, Conv2dParams};
+use super::cuda::{flipped_weights, params, ConvParams, SCATTER_MAX_CHANNELS};
+use super::{dgrad_t, forward_t, Conv2dGeom, Conv2dParams};
 use crate::backend::cpu::Float;
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::ops::elementwise::cuda::{empty, ptr};
@@ -237,6 +238,47 @@ pub(crate) fn forward_autocast(
         return conv2d_bf16(x, w, bias, g.prm);
     }
     forward_t(g, &round_to_bf16(x)?, &round_to_bf16(w)?, bias)
+}
+
+/// conv2d's input gradient under a bf16 tape: for stride 1, one group and
+/// more than [`SCATTER_MAX_CHANNELS`] input channels (where the f32 CUDA
+/// path also runs an fprop over flipped weights) the products of
+/// bf16-rounded `dy` and `w`, accumulated in f32; otherwise the f32 dgrad.
+/// On a GPU the tensor-core fprop with the flipped geometry; on the host
+/// the f32 dgrad of rounded copies.
+pub(crate) fn dgrad_autocast(g: &Conv2dGeom, dy: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let Some(prm) = flipped_params(g) else {
+        return dgrad_t("conv2d", g, dy, w, None);
+    };
+    if let Some(dev) = dy.cuda_device() {
+        let wf = flipped_weights(dev, "conv2d", g, w)?;
+        return conv2d_bf16(dy, &wf, None, prm);
+    }
+    dgrad_t("conv2d", g, &round_to_bf16(dy)?, &round_to_bf16(w)?, None)
+}
+
+/// The fprop parameters that turn the dgrad of `g` into a convolution of dy
+/// with flipped weights (tap R-1-r reads dy row h + pad_top' - ... with
+/// pad' = dilation (R-1) - pad on each side), when `g` is one the bf16 path
+/// takes: stride 1, groups 1, more than [`SCATTER_MAX_CHANNELS`] input
+/// channels, and no padding wider than the dilated kernel.
+fn flipped_params(g: &Conv2dGeom) -> Option<Conv2dParams> {
+    let prm = g.prm;
+    if prm.stride != [1, 1] || prm.groups != 1 || g.c <= SCATTER_MAX_CHANNELS {
+        return None;
+    }
+    let [dh, dw] = prm.dilation;
+    let [pt, pb, pl, pr] = prm.padding;
+    let (reach_h, reach_w) = (dh * (g.r - 1), dw * (g.s - 1));
+    Some(Conv2dParams {
+        padding: [
+            reach_h.checked_sub(pt)?,
+            reach_h.checked_sub(pb)?,
+            reach_w.checked_sub(pl)?,
+            reach_w.checked_sub(pr)?,
+        ],
+        ..prm
+    })
 }
 
 /// A host tensor with every value rounded to the nearest bf16 (ties to

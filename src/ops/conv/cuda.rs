@@ -225,10 +225,34 @@ fn flipped(p: &ConvParams) -> ConvParams {
     }
 }
 
+/// The weights of the stride-1 dgrad as an fprop (see [`flipped`]):
+/// wf[c, r, s, k] = w[k, R-1-r, S-1-s, c] per group.
+pub(super) fn flipped_weights(
+    dev: &Arc<CudaDevice>,
+    op: &'static str,
+    g: &Conv2dGeom,
+    w: &Tensor,
+) -> Result<Tensor> {
+    let p = params(op, g, false)?;
+    let cg = g.c / g.prm.groups;
+    let wf = empty(dev, [g.prm.groups * cg, g.r, g.s, g.k / g.prm.groups])?;
+    let flip_ptrs = [ptr(w, op)?, ptr(&wf, op)?];
+    // SAFETY: ConvParams mirrors the kernel's struct; w and wf hold K*R*S*C/groups values.
+    unsafe {
+        dev.launch(
+            "conv_flip_weights",
+            dev.elementwise_config(w.numel()),
+            &p,
+            &flip_ptrs,
+        )?
+    };
+    Ok(wf)
+}
+
 /// Input channels per group up to which dgrad scatters (`conv_dgrad_scatter`):
 /// a tile with so few columns would stay mostly idle (the 3-channel stem
 /// fills 3 of 64), while the scatter's R*S*C/groups columns fill them.
-const SCATTER_MAX_CHANNELS: usize = 16;
+pub(super) const SCATTER_MAX_CHANNELS: usize = 16;
 
 /// dx [N, H, W, C] from dy [N, P, Q, K] (+ bias: conv_transpose2d's forward).
 /// Few input channels scatter (see [`SCATTER_MAX_CHANNELS`]); otherwise
@@ -261,17 +285,7 @@ pub(super) fn dgrad(
         return Ok(dx);
     }
     if g.prm.stride == [1, 1] {
-        let wf = empty(dev, w.dims())?;
-        let flip_ptrs = [ptr(w, op)?, ptr(&wf, op)?];
-        // SAFETY: ConvParams mirrors the kernel's struct; w and wf hold K*R*S*C/groups values.
-        unsafe {
-            dev.launch(
-                "conv_flip_weights",
-                dev.elementwise_config(w.numel()),
-                &p,
-                &flip_ptrs,
-            )?
-        };
+        let wf = flipped_weights(dev, op, g, w)?;
         let ptrs = [ptr(dy, op)?, ptr(&wf, op)?, bias_ptr, ptr(&dx, op)?];
         launch_fprop(dev, &flipped(&p), &ptrs)?;
         return Ok(dx);
