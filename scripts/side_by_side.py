@@ -210,13 +210,17 @@ def environment(args, torch_results):
         if rc == 0 and out.strip():
             name, _, driver = out.strip().splitlines()[0].rpartition(", ")
             device = name or device
+    # A bundle names the commit it was built from; the GPU host's copy of
+    # the tree may carry a stale .git, so the bundle's word comes first.
     commit = "unknown"
+    bundled = os.path.join(ROOT, "bundle", "commit.txt")
     rc, out, _ = run(["git", "describe", "--always", "--dirty"], 30) if shutil.which("git") else (1, "", "")
-    if rc == 0 and out.strip():
-        commit = out.strip()
-    elif os.path.isfile(os.path.join(ROOT, "bundle", "commit.txt")):
-        with open(os.path.join(ROOT, "bundle", "commit.txt")) as f:
+    from_bundle = any("bundle" in p for p in (args.ours or [bundled]))
+    if from_bundle and os.path.isfile(bundled):
+        with open(bundled) as f:
             commit = f.read().strip() + " (bundle)"
+    elif rc == 0 and out.strip():
+        commit = out.strip()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"**Training step, side by side** (`python3 scripts/side_by_side.py`, {date}): {device}, driver "
             f"{driver}; torch {torch.__version__}, CUDA {torch.version.cuda}; mtaffect {commit}")
