@@ -9,8 +9,9 @@
 #               seconds (default 380; configurations not started by then show as not run)
 #   parity      SE-ResNet-18 trained PARITY_STEPS steps (default 300) by mtaffect on
 #               cuda, then by PyTorch on cuda from the same initial weights and
-#               batches, in f32 and (PARITY_F64=1) in f64; PARITY_SETS adds
-#               --set overrides to the mtaffect run (e.g. "model.stem=small")
+#               batches, in f32, (PARITY_F64=1) in f64 and (PARITY_AUTOCAST=1) in f32
+#               under bf16 autocast; PARITY_SETS adds --set overrides to the mtaffect
+#               run (e.g. "model.stem=small" or 'train.precision="bf16"')
 #   gan         a judge (the default job) and the GAN of configs/gan-synthetic.toml
 #               for GAN_STEPS generator steps (default 10000) on cuda; each
 #               evaluation's generator judged on 100 faces per expression
@@ -65,13 +66,16 @@ for section in "$@"; do
         summary+=("parity mtaffect train (${PARITY_SETS:-no extra sets}): rc=$?")
         timeout 200 ./bundle/dump_batches "$runs/parity/config.toml" "$steps" /tmp/parity-dump >"$out/parity-dump.log" 2>&1
         summary+=("parity dump: rc=$?")
-        dtypes=(float32)
-        [ "${PARITY_F64:-0}" = 1 ] && dtypes+=(float64)
-        for dt in "${dtypes[@]}"; do
+        runs_torch=("float32 none")
+        [ "${PARITY_F64:-0}" = 1 ] && runs_torch+=("float64 none")
+        [ "${PARITY_AUTOCAST:-0}" = 1 ] && runs_torch+=("float32 bf16")
+        for r in "${runs_torch[@]}"; do
+            read -r dt ac <<<"$r"
+            tag="$dt"; [ "$ac" = bf16 ] && tag="$dt-autocast-bf16"
             timeout 300 python3 scripts/torch_parity_run.py /tmp/parity-dump --metrics "$runs/parity/metrics.jsonl" \
-                --device cuda --dtype "$dt" --json "$out/parity-$dt.json" >"$out/parity-$dt.log" 2>&1
-            summary+=("parity torch $dt: rc=$?")
-            summary+=("$(tail -1 "$out/parity-$dt.log")")
+                --device cuda --dtype "$dt" --autocast "$ac" --json "$out/parity-$tag.json" >"$out/parity-$tag.log" 2>&1
+            summary+=("parity torch $tag: rc=$?")
+            summary+=("$(tail -1 "$out/parity-$tag.log")")
         done
         rm -rf /tmp/parity-dump "$runs/parity"
         ;;

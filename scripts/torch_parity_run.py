@@ -54,6 +54,8 @@ def main():
         choices=["float32", "float64"],
         help="PyTorch's precision; float64 tells f32 rounding sensitivity of the trajectory from a disagreement",
     )
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                    help="run each step under torch.autocast(bfloat16), the counterpart of mtaffect's train.precision = bf16")
     ap.add_argument("--json", help="write the per-step comparison here")
     a = ap.parse_args()
 
@@ -76,7 +78,8 @@ def main():
         b, _ = read_safetensors(path)
         x = b["images"].permute(0, 3, 1, 2).contiguous().to(a.device, dtype)
         va, au, expr = (b["va"].to(a.device, dtype), b["aus"].to(a.device, dtype), b["expr"].long().to(a.device))
-        loss, l_va, l_au, l_expr, norm, lr = train_step(net, opt, cfg, step, x, va, au, expr)
+        with torch.autocast(a.device.split(":")[0], dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
+            loss, l_va, l_au, l_expr, norm, lr = train_step(net, opt, cfg, step, x, va, au, expr)
         row = {"step": step + 1, "pytorch": loss, "pytorch_terms": [l_va, l_au, l_expr], "grad_norm": norm, "lr": lr}
         line = f"{step + 1:>5} {'':>12} {loss:>12.6f} {'':>10}"
         if step in ours:
@@ -92,7 +95,8 @@ def main():
         print("no step of metrics.jsonl matched: was train.log_every = 1?")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"config": cfg, "device": a.device, "dtype": a.dtype, "torch": torch.__version__, "steps": rows}, f, indent=1)
+            json.dump({"config": cfg, "device": a.device, "dtype": a.dtype, "autocast": a.autocast,
+                       "torch": torch.__version__, "steps": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
