@@ -35,7 +35,95 @@
 // floats would hit 4 banks 8 times each.
 #define CONV_PAD 4
 
-template <int BM, int BN, class Loader>
+// ---- TF32 tensor-core tile math (conv_wgrad_tf32*) ---------------------
+// The same shared tiles, multiplied by mma.sync m16n8k8 with TF32 operands
+// (cvt.rna: 10 explicit mantissa bits, ties away from zero) and f32
+// accumulation. 8 warps, each a 64 x 32 block of the tile: BM/64 warps down,
+// BN/32 across (128x128: 2 x 4, 64x256: 1 x 8); per k step of 8 a warp runs
+// 4 x 4 mmas. acc[8][8] holds them as 16 fragments of 4: fragment
+// f = 4 mi + ni is acc[f / 2][4 (f % 2) ..], its element e at tile row
+// wm + 16 mi + g + 8 (e / 2), column wn + 8 ni + 2 t + e % 2 (g = lane / 4,
+// t = lane % 4: the PTX ISA's m16n8k8 accumulator layout).
+#ifndef MT_CUDA_EMU
+__device__ __forceinline__ u32 mt_tf32(float f) {
+    u32 r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(f));
+    return r;
+}
+
+// d (16x8 f32) += a (16x8 tf32, row) * b (8x8 tf32, col).
+__device__ __forceinline__ void mt_mma_tf32_1688(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
+
+template <int BN>
+__device__ __forceinline__ void conv_tf32_warp_origin(int& wm, int& wn) {
+    const int warp = threadIdx.x / MT_WARP;
+    wm = (warp / (BN / 32)) * 64;
+    wn = (warp % (BN / 32)) * 32;
+}
+
+__device__ __forceinline__ float (&conv_tf32_frag(float (&acc)[8][8], int f))[4] {
+    return *reinterpret_cast<float(*)[4]>(&acc[f / 2][4 * (f % 2)]);
+}
+
+template <int BM, int BN, int LDA, int LDB>
+__device__ __forceinline__ void conv_tile_mma_tf32(const float (&As)[MT_TK][LDA], const float (&Bs)[MT_TK][LDB],
+                                                   float (&acc)[8][8]) {
+    const int lane = threadIdx.x % MT_WARP, g = lane / 4, t = lane % 4;
+    int wm, wn;
+    conv_tf32_warp_origin<BN>(wm, wn);
+    u32 a[4][4], b[4][2];
+#pragma unroll
+    for (int mi = 0; mi < 4; ++mi) {
+        const int m = wm + 16 * mi + g;
+        a[mi][0] = mt_tf32(As[t][m]);
+        a[mi][1] = mt_tf32(As[t][m + 8]);
+        a[mi][2] = mt_tf32(As[t + 4][m]);
+        a[mi][3] = mt_tf32(As[t + 4][m + 8]);
+    }
+#pragma unroll
+    for (int ni = 0; ni < 4; ++ni) {
+        const int n = wn + 8 * ni + g;
+        b[ni][0] = mt_tf32(Bs[t][n]);
+        b[ni][1] = mt_tf32(Bs[t + 4][n]);
+    }
+#pragma unroll
+    for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni) mt_mma_tf32_1688(conv_tf32_frag(acc, 4 * mi + ni), a[mi], b[ni]);
+}
+
+// out[row * ldc + col] = (or, with `atomic`, +=) the fragments' elements
+// for the rows < m and columns < n of the BM x BN tile at (m0, n0).
+template <int BN>
+__device__ __forceinline__ void conv_tile_store_tf32(float (&acc)[8][8], u64 m0, u64 n0, u64 m, u64 n, float* out,
+                                                     u64 ldc, bool atomic) {
+    const int lane = threadIdx.x % MT_WARP, g = lane / 4, t = lane % 4;
+    int wm, wn;
+    conv_tf32_warp_origin<BN>(wm, wn);
+#pragma unroll
+    for (int f = 0; f < 16; ++f) {
+        const float(&d)[4] = conv_tf32_frag(acc, f);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const u64 row = m0 + wm + 16 * (f / 4) + g + 8 * (e / 2), col = n0 + wn + 8 * (f % 4) + 2 * t + e % 2;
+            if (row >= m || col >= n) continue;
+            if (atomic)
+                atomicAdd(&out[row * ldc + col], d[e]);
+            else
+                out[row * ldc + col] = d[e];
+        }
+    }
+}
+
+// TF32: the tile product on tensor cores (conv_tile_mma_tf32) instead of FMAs.
+template <int BM, int BN, bool TF32 = false, class Loader>
 __device__ __forceinline__ void conv_mainloop(Loader& ld, int steps, float (&acc)[8][8]) {
     __shared__ __align__(16) float As[2][MT_TK][BM + CONV_PAD];
     __shared__ __align__(16) float Bs[2][MT_TK][BN + CONV_PAD];
@@ -48,7 +136,10 @@ __device__ __forceinline__ void conv_mainloop(Loader& ld, int steps, float (&acc
         const int cur = i & 1;
         const bool more = i + 1 < steps;
         if (more) ld.load(r);
-        mt_tile_fma<BM, BN>(As[cur], Bs[cur], acc, tx, ty);
+        if constexpr (TF32)
+            conv_tile_mma_tf32<BM, BN>(As[cur], Bs[cur], acc);
+        else
+            mt_tile_fma<BM, BN>(As[cur], Bs[cur], acc, tx, ty);
         if (more) ld.store(r, As[cur ^ 1], Bs[cur ^ 1]);
         __syncthreads();
     }
@@ -530,7 +621,9 @@ struct WgradLoader {
 // dw[k, r, s, c] = sum over (n, p, q) of dy[n, p, q, k] x[n, p sh - ph + r dh, q sw - pw + s dw, c].
 // The (n, p, q) sum is split over p.splits slices whose partial tiles meet
 // by atomicAdd in dw, which the host zeroed.
-template <int BM, int BN>
+// TF32: the products on tensor cores from TF32-rounded operands (the
+// conv_wgrad_tf32* kernels, for train.precision = bf16).
+template <int BM, int BN, bool TF32 = false>
 __device__ __forceinline__ void conv_wgrad_tile(const ConvParams& p, const float* x, const float* dy, float* dw) {
     const int grp = blockIdx.z, cg = p.c / p.groups, kg = p.k / p.groups;
     const int M = kg, N = p.r * p.s * cg, K = p.n * p.p * p.q;
@@ -542,10 +635,15 @@ __device__ __forceinline__ void conv_wgrad_tile(const ConvParams& p, const float
     WgradLoader<BM, BN> ld(p, x, dy, m0, n0, grp, k_begin, min(K, k_begin + steps * MT_TK));
     float acc[8][8];
     mt_tile_zero(acc);
-    conv_mainloop<BM, BN>(ld, steps, acc);
-    const int t = threadIdx.x;
-    mt_tile_store<BM, BN>(acc, mt_tile_tx<BN>(t), mt_tile_ty<BN>(t), m0, n0, M, N, dw + (u64)grp * kg * N, N,
-                          nullptr, 0.0f, p.splits > 1);
+    conv_mainloop<BM, BN, TF32>(ld, steps, acc);
+    float* out = dw + (u64)grp * kg * N;
+    if constexpr (TF32) {
+        conv_tile_store_tf32<BN>(acc, m0, n0, M, N, out, N, p.splits > 1);
+    } else {
+        const int t = threadIdx.x;
+        mt_tile_store<BM, BN>(acc, mt_tile_tx<BN>(t), mt_tile_ty<BN>(t), m0, n0, M, N, out, N, nullptr, 0.0f,
+                              p.splits > 1);
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(256, 2) conv_wgrad(ConvParams p, const float* __restrict__ x,
@@ -557,4 +655,14 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv_wgrad(ConvParams p, co
 extern "C" __global__ void __launch_bounds__(256, 2) conv_wgrad_m64(ConvParams p, const float* __restrict__ x,
                                                                  const float* __restrict__ dy, float* dw) {
     conv_wgrad_tile<64, 256>(p, x, dy, dw);
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2) conv_wgrad_tf32(ConvParams p, const float* __restrict__ x,
+                                                                  const float* __restrict__ dy, float* dw) {
+    conv_wgrad_tile<128, 128, true>(p, x, dy, dw);
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2) conv_wgrad_m64_tf32(ConvParams p, const float* __restrict__ x,
+                                                                      const float* __restrict__ dy, float* dw) {
+    conv_wgrad_tile<64, 256, true>(p, x, dy, dw);
 }

@@ -17,8 +17,10 @@
 //! Without a CUDA driver or GPU each test prints one skip line and returns.
 
 use mtaffect::autograd::Precision;
-use mtaffect::ops::conv::bf16::{conv2d_bf16, conv2d_fprop_bf16_out, Bf16Nhwc, CHANNEL_ALIGN};
-use mtaffect::ops::conv::{dgrad, forward, Conv2dGeom};
+use mtaffect::ops::conv::bf16::{
+    conv2d_bf16, conv2d_fprop_bf16_out, round_to_tf32, Bf16Nhwc, CHANNEL_ALIGN,
+};
+use mtaffect::ops::conv::{dgrad, forward, wgrad, Conv2dGeom};
 use mtaffect::ops::{conv2d, Conv2dParams};
 use mtaffect::{DType, Device, Params, Rng, Tape, Tensor};
 
@@ -154,11 +156,13 @@ fn host_tensors_are_refused_with_the_op_named() {
 
 /// conv2d under a bf16 tape on the GPU: the input gradient of the stride-1
 /// convolutions runs the tensor-core fprop over flipped weights on
-/// bf16-rounded dy and w; checked against the f64 dgrad of the rounded
-/// operands with the tolerance above (n = R·S·K_padded exact products).
+/// bf16-rounded dy and w, the weight gradient the TF32 tensor-core wgrad on
+/// TF32-rounded x and dy; each checked against the f64 product of the
+/// rounded operands with the tolerance above (n = R·S·K_padded exact
+/// products for dx, N·P·Q for dw, whose split-K slices add in f32 too).
 #[test]
-fn bf16_tape_dgrad_matches_the_f64_reference() {
-    let Some(dev) = gpu_or_skip("bf16_tape_dgrad_matches_the_f64_reference") else {
+fn bf16_tape_backward_matches_the_f64_reference() {
+    let Some(dev) = gpu_or_skip("bf16_tape_backward_matches_the_f64_reference") else {
         return;
     };
     let gpu = Device::Cuda(dev.clone());
@@ -172,7 +176,7 @@ fn bf16_tape_dgrad_matches_the_f64_reference() {
         ([2, 8, 8, 48], 20, 3, 3, p().padding(1)),
     ];
     let mut rng = Rng::new(12);
-    let mut rep = Report::default();
+    let (mut rep, mut rep_w) = (Report::default(), Report::default());
     for (xd, k, r, s, prm) in cases {
         let wd = [k, r, s, xd[3]];
         let what = format!("x {xd:?} w {wd:?} {prm:?}");
@@ -214,6 +218,24 @@ fn bf16_tape_dgrad_matches_the_f64_reference() {
         rep.compare_values(&what, &dx, &reference, |i| {
             1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i]
         });
+
+        let dw = grads.get(wi).unwrap().try_to_f64_vec().unwrap();
+        let (xt, dyt) = (tf32_round(&x), tf32_round(&dy));
+        let reference = wgrad(&g, &xt, &dyt);
+        let magnitude = wgrad(&g, &abs(&xt), &abs(&dyt));
+        let terms = (g.n * g.p * g.q) as f64;
+        rep_w.compare_values(&what, &dw, &reference, |i| {
+            1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i]
+        });
     }
     rep.print("conv2d dgrad under a bf16 tape (flipped-weight fprop, mma.sync bf16)");
+    rep_w.print("conv2d wgrad under a bf16 tape (mma.sync tf32)");
+}
+
+/// `v` rounded to TF32 (nearest, ties away from zero, as cvt.rna.tf32.f32)
+/// and widened: the host rounding, checked against literal values in
+/// tests/precision.rs.
+fn tf32_round(v: &[f32]) -> Vec<f64> {
+    let t = Tensor::from_vec(v.to_vec(), [v.len()]).unwrap();
+    round_to_tf32(&t).unwrap().try_to_f64_vec().unwrap()
 }

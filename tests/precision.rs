@@ -6,7 +6,7 @@
 use mtaffect::autograd::Precision;
 use mtaffect::data::Batch;
 use mtaffect::model::{NeckKind, NetConfig, Stem};
-use mtaffect::ops::conv::bf16::round_to_bf16;
+use mtaffect::ops::conv::bf16::{round_to_bf16, round_to_tf32};
 use mtaffect::ops::conv::{dgrad_t, wgrad_t, Conv2dGeom};
 use mtaffect::ops::{conv2d, Conv2dParams};
 use mtaffect::optim::{AdamConfig, LrSchedule};
@@ -44,6 +44,35 @@ fn rounding_to_bf16_is_to_nearest_with_ties_to_even() {
     assert_eq!(r, want);
 }
 
+#[test]
+fn rounding_to_tf32_is_to_nearest_with_ties_away_from_zero() {
+    let u = (-11f32).exp2(); // half an ulp of TF32 at 1
+    let x = Tensor::from_vec(
+        vec![
+            1.0f32,
+            1.0 + u,
+            -1.0 - u,
+            1.0 + 0.5 * u,
+            1.0 + 3.0 * u,
+            f32::INFINITY,
+        ],
+        [6],
+    )
+    .unwrap();
+    let r = round_to_tf32(&x).unwrap().to_vec::<f32>().unwrap();
+    // Ties go away from zero (both signs), below half an ulp rounds down, 1 + 3u
+    // (a tie between 1 + 2u and 1 + 4u) rounds up; infinity stays.
+    let want = [
+        1.0,
+        1.0 + 2.0 * u,
+        -1.0 - 2.0 * u,
+        1.0,
+        1.0 + 4.0 * u,
+        f32::INFINITY,
+    ];
+    assert_eq!(r, want);
+}
+
 /// conv2d's output and its (x, w) gradients with x and w as parameters.
 fn conv_with_grads(
     x: &Tensor,
@@ -69,9 +98,9 @@ fn conv_with_grads(
 }
 
 /// Checks conv2d under a bf16 tape against f32 convs of (un)rounded
-/// operands: the forward always reads rounded x and w; the input gradient
-/// reads rounded dy and w when `bf16_dgrad`, the unrounded ones otherwise;
-/// the weight gradient is always the f32 one at unrounded x and dy.
+/// operands: the forward always reads bf16-rounded x and w; the input
+/// gradient reads bf16-rounded dy and w when `bf16_dgrad`, the unrounded
+/// ones otherwise; the weight gradient always reads TF32-rounded x and dy.
 fn check_bf16_conv(xd: [usize; 4], wd: [usize; 4], prm: Conv2dParams, bf16_dgrad: bool) {
     let mut rng = Rng::new(3);
     let x = Tensor::randn(xd, 1.0, DType::F32, &mut rng);
@@ -101,8 +130,11 @@ fn check_bf16_conv(xd: [usize; 4], wd: [usize; 4], prm: Conv2dParams, bf16_dgrad
         false => dgrad_t("test", &g, &dy, &w, None),
     };
     assert_eq!(dx16, dx.unwrap().to_vec::<f32>().unwrap(), "dx");
-    let dw = wgrad_t("test", &g, &x, &dy, w.shape()).unwrap();
+    let t = |t: &Tensor| round_to_tf32(t).unwrap();
+    let dw = wgrad_t("test", &g, &t(&x), &t(&dy), w.shape()).unwrap();
     assert_eq!(dw16, dw.to_vec::<f32>().unwrap(), "dw");
+    let dw32 = wgrad_t("test", &g, &x, &dy, w.shape()).unwrap();
+    assert_ne!(dw16, dw32.to_vec::<f32>().unwrap(), "dw is the f32 one");
 }
 
 #[test]
@@ -130,15 +162,20 @@ fn a_bf16_tape_rounds_the_operands_of_the_forward_and_the_stride1_dgrad() {
 }
 
 #[test]
-fn grouped_convolutions_stay_f32_under_a_bf16_tape() {
+fn grouped_convolutions_keep_an_f32_forward_and_dgrad_under_a_bf16_tape() {
     let mut rng = Rng::new(4);
     let x = Tensor::randn([1, 5, 5, 4], 1.0, DType::F32, &mut rng);
     let w = Tensor::randn([6, 3, 3, 2], 0.3, DType::F32, &mut rng);
     let prm = Conv2dParams::new().padding(1).groups(2);
-    assert_eq!(
-        conv_with_grads(&x, &w, prm, Precision::Bf16),
-        conv_with_grads(&x, &w, prm, Precision::F32)
-    );
+    let (y16, dx16, dw16) = conv_with_grads(&x, &w, prm, Precision::Bf16);
+    let (y32, dx32, _) = conv_with_grads(&x, &w, prm, Precision::F32);
+    assert_eq!((y16, dx16), (y32.clone(), dx32));
+    // The weight gradient is TF32 for every convolution.
+    let g = Conv2dGeom::new("test", x.dims(), w.dims(), prm).unwrap();
+    let dy: Vec<f32> = y32.iter().map(|v| 2.0 * v).collect();
+    let dy = round_to_tf32(&Tensor::from_vec(dy, g.out_dims()).unwrap()).unwrap();
+    let dw = wgrad_t("test", &g, &round_to_tf32(&x).unwrap(), &dy, w.shape()).unwrap();
+    assert_eq!(dw16, dw.to_vec::<f32>().unwrap());
 }
 
 fn tiny(precision: Precision) -> TrainConfig {

@@ -32,7 +32,8 @@ void conv_case(G g) {
     auto X = randv((size_t)g.n*g.h*g.w*g.c), W = randv((size_t)g.k*g.r*g.s*cg), DY = randv((size_t)g.n*P*Q*g.k), bias = randv(g.k);
     ConvParams p{g.n,g.h,g.w,g.c,g.k,g.r,g.s,P,Q,g.sh,g.sw,g.pt,g.pl,g.dh,g.dw,g.groups,1,1};
     // naive references
-    std::vector<double> Y((size_t)g.n*P*Q*g.k), DX((size_t)g.n*g.h*g.w*g.c, 0), DW(W.size(), 0);
+    std::vector<double> Y((size_t)g.n*P*Q*g.k), DX((size_t)g.n*g.h*g.w*g.c, 0), DW(W.size(), 0), DWT(W.size(), 0);
+    auto tf32 = [](float v) { return (double)__uint_as_float(mt_tf32(v)); };
     for (int n=0;n<g.n;++n) for (int pp=0;pp<P;++pp) for (int qq=0;qq<Q;++qq) for (int k=0;k<g.k;++k) {
         int grp = k/kg; double acc = bias[k];
         for (int r=0;r<g.r;++r) for (int s=0;s<g.s;++s) for (int c=0;c<cg;++c) {
@@ -42,6 +43,7 @@ void conv_case(G g) {
             acc += X[xo]*W[wo];
             double d = DY[((size_t)(n*P+pp)*Q+qq)*g.k+k];
             DX[xo] += d*W[wo]; DW[wo] += d*X[xo];
+            DWT[wo] += tf32((float)d) * tf32(X[xo]);  // the TF32 kernels' operands
         }
         Y[((size_t)(n*P+pp)*Q+qq)*g.k+k] = acc;
     }
@@ -103,6 +105,16 @@ void conv_case(G g) {
             if (m64) conv_wgrad_m64(pw, X.data(), DY.data(), dw.data()); else conv_wgrad(pw, X.data(), DY.data(), dw.data()); });
         char name[64]; snprintf(name, 64, "conv wgrad%s split%d", m64 ? "_m64" : "", splits);
         check(name, dw.data(), DW);
+    }
+    // TF32 tensor cores: the same tiles, grids and splits.
+    for (bool m64 : {false, true}) for (int splits : {1, 3}) {
+        std::fill(dw.begin(), dw.end(), 0.f);
+        ConvParams pw = p; pw.splits = splits; pw.has_bias = 0;
+        int cols = g.r*g.s*cg, bm = m64 ? 64 : 128, bn = m64 ? 256 : 128;
+        launch({(unsigned)((cols+bn-1)/bn),(unsigned)(((kg+bm-1)/bm)*splits),(unsigned)g.groups},{256,1,1},[&]{
+            if (m64) conv_wgrad_m64_tf32(pw, X.data(), DY.data(), dw.data()); else conv_wgrad_tf32(pw, X.data(), DY.data(), dw.data()); });
+        char name[64]; snprintf(name, 64, "conv wgrad%s_tf32 split%d", m64 ? "_m64" : "", splits);
+        check(name, dw.data(), DWT);
     }
 }
 void tiles() {

@@ -147,6 +147,35 @@ inline void mt_ldmatrix_x4(unsigned (&r)[4], const void* p) {
     g_warp_bar[w]->arrive_and_wait();
 }
 
+// cvt.rna.tf32.f32: keep 10 explicit mantissa bits, ties away from zero
+// (adding half of the dropped 13 bits to the magnitude); NaN and Inf as they are.
+inline unsigned mt_tf32(float f) {
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7f800000u) == 0x7f800000u) return u;
+    return (u + 0x1000u) & 0xffffe000u;
+}
+
+unsigned g_mma_tf32_xch[32][32][6];
+// d += A B for m16n8k8 tf32. Lane l = 4 g + t holds A rows g, g+8 at column t
+// (a0, a1) and t+4 (a2, a3); B column g at rows t (b0) and t+4 (b1); D rows g
+// (d0, d1) and g+8 (d2, d3) at columns 2t, 2t+1.
+inline void mt_mma_tf32_1688(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+    unsigned w = emu_tid() / 32, l = emu_tid() % 32;
+    g_warp_bar[w]->arrive_and_wait();
+    for (int i = 0; i < 4; ++i) g_mma_tf32_xch[w][l][i] = a[i];
+    g_mma_tf32_xch[w][l][4] = b[0]; g_mma_tf32_xch[w][l][5] = b[1];
+    g_warp_bar[w]->arrive_and_wait();
+    auto A = [&](int row, int k) { return __uint_as_float(g_mma_tf32_xch[w][(row % 8) * 4 + k % 4][row / 8 + 2 * (k / 4)]); };
+    auto B = [&](int k, int col) { return __uint_as_float(g_mma_tf32_xch[w][col * 4 + k % 4][4 + k / 4]); };
+    for (int e = 0; e < 4; ++e) {
+        int row = l / 4 + 8 * (e / 2), col = 2 * (l % 4) + e % 2;
+        float s = 0.0f;  // tf32 products are exact in f32
+        for (int k = 0; k < 8; ++k) s += A(row, k) * B(k, col);
+        d[e] += s;
+    }
+    g_warp_bar[w]->arrive_and_wait();
+}
+
 unsigned g_mma_xch[32][32][6];
 // d += A B. Lane l = 4 g + t holds A rows g, g+8 at columns 2t, 2t+1 (a0, a1)
 // and 2t+8, 2t+9 (a2, a3); B column g at rows 2t, 2t+1 (b0) and 2t+8, 2t+9

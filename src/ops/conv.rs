@@ -484,7 +484,7 @@ pub fn wgrad_t(
     w_shape: &Shape,
 ) -> Result<Tensor> {
     if let Some(dev) = same_device(op, &[x, dy])? {
-        return cuda::wgrad(&dev, op, g, x, dy, w_shape);
+        return cuda::wgrad(&dev, op, g, (x, dy), w_shape, false);
     }
     with_dtype!(dy.dtype(), T => Tensor::from_vec(wgrad(g, x.data::<T>()?, dy.data::<T>()?), w_shape.clone()))
 }
@@ -534,7 +534,7 @@ pub(crate) fn check_operands(
 /// (floor), likewise Q. Cross-correlation, as in PyTorch. Under a bf16
 /// tape ([`Precision::Bf16`]) the forward products read bf16-rounded x and
 /// w, and so do the stride-1 input gradient's (dy and w); the weight
-/// gradient stays f32.
+/// gradient's read TF32-rounded x and dy.
 pub fn conv2d(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>, prm: Conv2dParams) -> Result<Var> {
     let g = Conv2dGeom::new("conv2d", x.dims(), w.dims(), prm)?;
     check_operands("conv2d", x, w, bias, g.k)?;
@@ -555,7 +555,10 @@ pub fn conv2d(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>, prm: Conv2dPara
             })
             .transpose()?;
         let dw = needs[1]
-            .then(|| wgrad_t("conv2d", &g, &xt, dy, wt.shape()))
+            .then(|| match precision {
+                Precision::F32 => wgrad_t("conv2d", &g, &xt, dy, wt.shape()),
+                Precision::Bf16 => bf16::wgrad_autocast(&g, &xt, dy, wt.shape()),
+            })
             .transpose()?;
         let mut grads = vec![dx, dw];
         if needs.len() == 3 {

@@ -1,8 +1,10 @@
 //! conv2d fprop in bf16 on tensor cores (kernels/conv_bf16.cu): bf16
 //! activations and weights, f32 accumulation, f32 or bf16 output; and
 //! conv2d under a bf16 tape, with CPU references: the forward
-//! ([`forward_autocast`]) and the stride-1 input gradient, which is an
-//! fprop over flipped weights ([`dgrad_autocast`]). There is no bf16 wgrad.
+//! ([`forward_autocast`]), the stride-1 input gradient, which is an fprop
+//! over flipped weights ([`dgrad_autocast`]), and the weight gradient in
+//! TF32 ([`wgrad_autocast`]: there is no bf16 wgrad kernel, and TF32 tensor
+//! cores read the f32 activations as they are).
 //!
 //! The kernel needs C % 8 == 0 (16-byte loads along the reduction), so
 //! [`Bf16Nhwc::from_f32`] pads the channels with zeros while converting: the
@@ -10,7 +12,7 @@
 //! Groups = 1 only.
 
 use super::cuda::{flipped_weights, params, ConvParams, SCATTER_MAX_CHANNELS};
-use super::{dgrad_t, forward_t, Conv2dGeom, Conv2dParams};
+use super::{dgrad_t, forward_t, wgrad_t, Conv2dGeom, Conv2dParams};
 use crate::backend::cpu::Float;
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::ops::elementwise::cuda::{empty, ptr};
@@ -255,6 +257,48 @@ pub(crate) fn dgrad_autocast(g: &Conv2dGeom, dy: &Tensor, w: &Tensor) -> Result<
         return conv2d_bf16(dy, &wf, None, prm);
     }
     dgrad_t("conv2d", g, &round_to_bf16(dy)?, &round_to_bf16(w)?, None)
+}
+
+/// conv2d's weight gradient under a bf16 tape: the products of TF32-rounded
+/// x and dy (10 explicit mantissa bits, ties away from zero, as
+/// `cvt.rna.tf32.f32`), accumulated in f32. On a GPU the `conv_wgrad*_tf32`
+/// kernels (mma.sync m16n8k8); on the host the f32 wgrad of rounded copies
+/// (a product of two TF32 values is exact in f32).
+pub(crate) fn wgrad_autocast(
+    g: &Conv2dGeom,
+    x: &Tensor,
+    dy: &Tensor,
+    w_shape: &crate::Shape,
+) -> Result<Tensor> {
+    if let Some(dev) = x.cuda_device() {
+        return super::cuda::wgrad(dev, "conv2d", g, (x, dy), w_shape, true);
+    }
+    wgrad_t(
+        "conv2d",
+        g,
+        &round_to_tf32(x)?,
+        &round_to_tf32(dy)?,
+        w_shape,
+    )
+}
+
+/// A host tensor with every value rounded to TF32 (nearest, ties away from
+/// zero, as `cvt.rna.tf32.f32`), kept in its dtype; NaN and Inf unchanged
+/// (f64 values are taken to f32 first, as a CUDA tensor holds them).
+pub fn round_to_tf32(t: &Tensor) -> Result<Tensor> {
+    let tf32 = |a: f32| {
+        let u = a.to_bits();
+        if u & 0x7f80_0000 == 0x7f80_0000 {
+            return a;
+        }
+        f32::from_bits((u + 0x1000) & 0xffff_e000)
+    };
+    with_dtype!(t.dtype(), T => {
+        let v: Vec<T> = t.data::<T>()?.iter()
+            .map(|&a| T::from_f64(tf32(a.to_f64() as f32) as f64))
+            .collect();
+        Tensor::from_vec(v, t.shape().clone())
+    })
 }
 
 /// The fprop parameters that turn the dgrad of `g` into a convolution of dy

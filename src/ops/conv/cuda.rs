@@ -312,21 +312,25 @@ pub(super) fn dgrad(
 }
 
 /// dw [K, R, S, C/groups] from x [N, H, W, C] and dy [N, P, Q, K].
+///
+/// With `tf32` the products run on tensor cores from TF32-rounded x and dy
+/// (`conv_wgrad*_tf32`: train.precision = bf16), otherwise in f32 FMAs.
 pub(super) fn wgrad(
     dev: &Arc<CudaDevice>,
     op: &'static str,
     g: &Conv2dGeom,
-    x: &Tensor,
-    dy: &Tensor,
+    (x, dy): (&Tensor, &Tensor),
     w_shape: &crate::Shape,
+    tf32: bool,
 ) -> Result<Tensor> {
     let mut p = params(op, g, false)?;
     let (rows, cols) = (g.k / g.prm.groups, g.r * g.s * (g.c / g.prm.groups));
     // 64 output channels x 256 (r, s, c) columns where K/groups <= 64.
-    let (kernel, row_tile, col_tile) = if rows <= NARROW {
-        ("conv_wgrad_m64", NARROW, WIDE)
-    } else {
-        ("conv_wgrad", TILE, TILE)
+    let (kernel, row_tile, col_tile) = match (rows <= NARROW, tf32) {
+        (true, false) => ("conv_wgrad_m64", NARROW, WIDE),
+        (true, true) => ("conv_wgrad_m64_tf32", NARROW, WIDE),
+        (false, false) => ("conv_wgrad", TILE, TILE),
+        (false, true) => ("conv_wgrad_tf32", TILE, TILE),
     };
     let tiles = rows.div_ceil(row_tile) * cols.div_ceil(col_tile) * g.prm.groups;
     // Split the (n, p, q) sum until the GPU has a couple of blocks per SM,
