@@ -103,15 +103,17 @@ pub fn generator_loss(
     Ok(terms)
 }
 
-/// Keeps `1 / (ratio + eps)` finite when two paired faces coincide.
+/// Keeps the term finite (at `1 / eps`) when two paired faces coincide.
 const MODE_SEEKING_EPS: f64 = 1e-5;
 
 /// The mode-seeking term of MSGAN (Mao et al. 2019) for `images` [N, ...]
 /// generated from noise `z` [N, z_dim] whose rows i and i + N/2 share a
-/// condition (an odd last row is left out): `1 / (d_img / d_z + eps)`, with
-/// `d` the mean squared difference over the pairs' elements (MSGAN uses the
-/// mean absolute one; squares need no new op). Minimising it pushes faces
-/// apart where their noise differs, against collapse to one face per condition.
+/// condition (an odd last row is left out): `1 / sqrt(d_img / d_z + eps²)`,
+/// with `d` the mean squared difference over the pairs' elements, so the
+/// ratio is one of root-mean-square distances (MSGAN divides mean absolute
+/// distances, `1 / (ratio + eps)`; squares and exp/log need no new op and
+/// keep the same scale). Minimising it pushes faces apart where their noise
+/// differs, against collapse to one face per condition.
 pub fn mode_seeking_loss(tape: &Tape, images: &Var, z: &Tensor) -> Result<Var> {
     let n = images.dims()[0];
     if n < 2 || z.dims().len() != 2 || z.dims()[0] != n {
@@ -139,14 +141,13 @@ pub fn mode_seeking_loss(tape: &Tape, images: &Var, z: &Tensor) -> Result<Var> {
         &ops::narrow(tape, images, 0, h, h)?,
     )?;
     let d_img = ops::mean(tape, &ops::mul(tape, &diff, &diff)?, &[], false)?;
-    let scalar = |v: f64| -> Result<Var> {
-        let value = images.value();
-        Ok(tape.constant(Tensor::scalar(v, value.dtype()).to_device(&value.device())?))
-    };
-    let ratio = ops::scale(tape, &d_img, 1.0 / d_z.max(f64::MIN_POSITIVE))?;
-    ops::div(
-        tape,
-        &scalar(1.0)?,
-        &ops::add(tape, &ratio, &scalar(MODE_SEEKING_EPS)?)?,
-    )
+    let ratio_sq = ops::scale(tape, &d_img, 1.0 / d_z.max(f64::MIN_POSITIVE))?;
+    let value = images.value();
+    let eps_sq = tape.constant(
+        Tensor::scalar(MODE_SEEKING_EPS * MODE_SEEKING_EPS, value.dtype())
+            .to_device(&value.device())?,
+    );
+    // (ratio² + eps²)^(-1/2) as exp(-log(.) / 2).
+    let log = ops::log(tape, &ops::add(tape, &ratio_sq, &eps_sq)?)?;
+    ops::exp(tape, &ops::scale(tape, &log, -0.5)?)
 }
