@@ -1,8 +1,8 @@
 //! Model selection without the judge, on a tiny GAN run over a tiny
 //! synthetic set: every evaluation's `select` record equals a recount of
 //! the discriminator's expression head on that evaluation's checkpoint, and
-//! `best.safetensors` is the checkpoint with the highest figure (the
-//! earliest on ties).
+//! `best.safetensors` is the checkpoint with the most faces read as
+//! requested (ties: the higher mean probability, then the earlier step).
 
 use mtaffect::model::Upsample;
 use mtaffect::nn::Ctx;
@@ -20,12 +20,13 @@ fn snapshot(p: &Params) -> Vec<Vec<f64>> {
     p.ids().map(|id| p.get(id).to_f64_vec()).collect()
 }
 
-/// (faces read as requested, diversity) of a checkpoint's weight average,
-/// counted here from the generator and the discriminator's forward pass.
-fn recount(gan: &mut GanTrainer) -> (u64, f64) {
+/// (faces read as requested, mean probability of the requested expression,
+/// diversity) of a checkpoint's weight average, counted here from the
+/// generator and the discriminator's forward pass.
+fn recount(gan: &mut GanTrainer) -> (u64, f64, f64) {
     let g = gan.config.generator.clone();
     let mut noise = Rng::new(SELECT_SEED);
-    let (mut matched, mut spread, mut pairs) = (0u64, 0.0, 0);
+    let (mut matched, mut spread, mut pairs, mut prob) = (0u64, 0.0, 0, 0.0);
     for e in 0..g.n_expr {
         let rows = vec![gan.prototypes[e].clone(); PER_CLASS];
         let cond = Conditions::from_rows(&rows, g.n_aus, g.n_expr).unwrap();
@@ -56,9 +57,12 @@ fn recount(gan: &mut GanTrainer) -> (u64, f64) {
                 .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
                 .unwrap();
             matched += u64::from(top == e);
+            let exp: Vec<f64> = scores.iter().map(|s| s.exp()).collect();
+            prob += exp[e] / exp.iter().sum::<f64>();
         }
     }
-    (matched, spread / pairs as f64)
+    let total = (PER_CLASS * g.n_expr) as f64;
+    (matched, prob / total, spread / pairs as f64)
 }
 
 #[test]
@@ -110,13 +114,13 @@ fn selection_logs_the_discriminators_reading_and_keeps_the_best() {
         c.train.device = "cpu".into();
         GanTrainer::new(&c).unwrap()
     };
-    let mut best: Option<(f64, u64)> = None;
+    let mut best: Option<((u64, f64), u64)> = None;
     for r in &select {
         let step = r["step"].as_u64().unwrap();
         let mut gan = cpu(cfg.clone());
         gan.load_checkpoint(&run.join(format!("step-{step:06}.safetensors")))
             .unwrap();
-        let (matched, diversity) = recount(&mut gan);
+        let (matched, confidence, diversity) = recount(&mut gan);
         let rate = matched as f64 / (8 * PER_CLASS) as f64;
         println!("step {step}: discriminator agreement {rate:.3}, diversity {diversity:.5}");
         assert_eq!(
@@ -136,19 +140,24 @@ fn selection_logs_the_discriminators_reading_and_keeps_the_best() {
             (logged - diversity).abs() <= 1e-12 * diversity,
             "step {step}: {logged} vs {diversity}"
         );
-        let better = best.is_none_or(|(b, _)| rate > b);
+        let logged = r["d_expr_confidence"].as_f64().unwrap();
+        assert!(
+            (logged - confidence).abs() <= 1e-6,
+            "step {step}: {logged} vs {confidence}"
+        );
+        let better = best.is_none_or(|(b, _)| (matched, confidence) > b);
         assert_eq!(
             r["best"].as_bool().unwrap(),
             better,
             "step {step}: {r} after {best:?}"
         );
         if better {
-            best = Some((rate, step));
+            best = Some(((matched, confidence), step));
         }
     }
     assert_eq!(summary.best.map(|(_, s)| s), best.map(|(_, s)| s));
     assert!(
-        best.unwrap().0 > select[0]["d_expr_agreement"].as_f64().unwrap(),
+        best.unwrap().1 > select[0]["step"].as_u64().unwrap(),
         "the figure moved up at least once, so the argmax is not the first evaluation by default"
     );
     let (_, best_step) = best.unwrap();

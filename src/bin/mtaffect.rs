@@ -312,11 +312,12 @@ fn gan_judge_cmd(
         );
     }
     println!(
-        "agreement {}/{} = {:.3} (chance {:.3}); diversity {:.4} (mean squared pixel difference between faces of one expression)",
+        "agreement {}/{} = {:.3} (chance {:.3}); confidence {:.3}; diversity {:.4} (mean squared pixel difference between faces of one expression)",
         a.matched,
         a.total,
         a.rate,
         1.0 / names.len() as f64,
+        a.confidence,
         a.diversity
     );
     if let Some(out) = out {

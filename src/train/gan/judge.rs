@@ -24,6 +24,9 @@ pub struct Agreement {
     pub total: usize,
     /// matched / total; chance is 1 / n_expr.
     pub rate: f64,
+    /// Mean softmax probability of the requested expression: how sure the
+    /// classifier is, where `rate` only counts argmaxes.
+    pub confidence: f64,
     /// Mean squared pixel difference (images in [-1, 1]) between consecutive
     /// faces of the same expression, i.e. of the same condition and different
     /// noise: 0 when the noise changes nothing (collapse to one face).
@@ -39,6 +42,13 @@ fn argmax(scores: &[f32]) -> usize {
         .map_or(0, |(i, _)| i)
 }
 
+/// Softmax probability of class `e` (in f64, shifted by the largest score).
+fn probability(scores: &[f32], e: usize) -> f64 {
+    let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = scores.iter().map(|&s| (s as f64 - top).exp()).sum();
+    (scores[e] as f64 - top).exp() / sum
+}
+
 /// Generates `per_class` faces for each expression's prototype condition
 /// (noise from `noise`, in chunks of up to 64 per expression, generator in
 /// eval mode) and lets `classify` turn each chunk into expression logits
@@ -51,7 +61,7 @@ fn agreement_with(
 ) -> Result<Agreement> {
     let g = gan.config.generator.clone();
     let mut confusion = vec![vec![0usize; g.n_expr]; g.n_expr];
-    let (mut spread, mut pairs) = (0.0, 0usize);
+    let (mut spread, mut pairs, mut sure) = (0.0, 0usize, 0.0);
     const CHUNK: usize = 64;
     for (e, row) in confusion.iter_mut().enumerate() {
         let mut left = per_class;
@@ -65,6 +75,7 @@ fn agreement_with(
             let logits = classify(gan, &images)?;
             for scores in logits.chunks(g.n_expr) {
                 row[argmax(scores)] += 1;
+                sure += probability(scores, e);
             }
             let pixels = images.to_f64_vec();
             let size = pixels.len() / n;
@@ -82,6 +93,7 @@ fn agreement_with(
         matched,
         total,
         rate: matched as f64 / total.max(1) as f64,
+        confidence: sure / total.max(1) as f64,
         diversity: spread / pairs.max(1) as f64,
     })
 }
@@ -108,8 +120,8 @@ pub fn judge_expressions(
 
 /// The discriminator's own expression head (eval mode: running statistics
 /// of real faces, no dropout) on `per_class` faces per expression from the
-/// noise seeded with [`SELECT_SEED`]: the figure model selection keeps the
-/// best generator by.
+/// noise seeded with [`SELECT_SEED`]: the figures model selection keeps the
+/// best generator by (the share read as requested; the confidence breaks ties).
 pub fn discriminator_agreement(gan: &mut GanTrainer, per_class: usize) -> Result<Agreement> {
     agreement_with(gan, per_class, &mut Rng::new(SELECT_SEED), |gan, images| {
         // Eval mode draws nothing from this generator.

@@ -12,7 +12,7 @@ use super::{
     PlayerStats,
 };
 use crate::metrics::MtlMetrics;
-use crate::train::{make_loader, plot, prepare_data, BestTracker, ConfigFile, RunDir};
+use crate::train::{make_loader, plot, prepare_data, ConfigFile, RunDir};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -45,6 +45,8 @@ struct SelectRecord {
     /// Its numerator and denominator: faces read as requested, faces shown.
     d_expr_matched: usize,
     d_expr_total: usize,
+    /// Mean probability the head gives the requested expression (breaks ties).
+    d_expr_confidence: f64,
     /// Mean squared pixel difference between faces of one expression.
     diversity: f64,
     /// Whether this evaluation's checkpoint became `best.safetensors`.
@@ -108,7 +110,7 @@ pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
     let last_path = run.last_checkpoint();
     let best_path = run.best_checkpoint();
     let mut last = None;
-    let mut best = BestTracker::default();
+    let mut best: Option<((usize, f64), u64)> = None;
     let result = (|| -> Result<()> {
         let mut window = (Instant::now(), 0u64);
         let mut d_count = 0;
@@ -170,8 +172,14 @@ pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
                     let per_class = cfg.gan.select_per_class;
                     if per_class > 0 {
                         let a = discriminator_agreement(&mut gan, per_class)?;
-                        let is_best = best.update(step, a.rate);
-                        gan.progress.best = best.best();
+                        // More faces read as requested, then more confidently:
+                        // a head that reads them all right still ranks them.
+                        let key = (a.matched, a.confidence);
+                        let is_best = best.is_none_or(|(k, _)| key > k);
+                        if is_best {
+                            best = Some((key, step));
+                            gan.progress.best = Some((a.rate, step));
+                        }
                         log.log(
                             "select",
                             step,
@@ -179,6 +187,7 @@ pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
                                 d_expr_agreement: a.rate,
                                 d_expr_matched: a.matched,
                                 d_expr_total: a.total,
+                                d_expr_confidence: a.confidence,
                                 diversity: a.diversity,
                                 best: is_best,
                             },
@@ -251,7 +260,7 @@ pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
         steps: gan.progress.step,
         seconds: started.elapsed().as_secs_f64(),
         last,
-        best: best.best(),
+        best: gan.progress.best,
         files,
     })
 }
