@@ -77,7 +77,7 @@ fn agreement_with(
                 row[argmax(scores)] += 1;
                 sure += probability(scores, e);
             }
-            let pixels = images.to_f64_vec();
+            let pixels = images.try_to_f64_vec()?;
             let size = pixels.len() / n;
             for pair in pixels.chunks(size).collect::<Vec<_>>().windows(2) {
                 let d = pair[0].iter().zip(pair[1]).map(|(a, b)| (a - b) * (a - b));

@@ -127,7 +127,7 @@ pub fn mode_seeking_loss(tape: &Tape, images: &Var, z: &Tensor) -> Result<Var> {
         ));
     }
     let h = n / 2;
-    let zv = z.to_f64_vec();
+    let zv = z.try_to_f64_vec()?;
     let width = z.dims()[1];
     let d_z = zv[..h * width]
         .iter()
