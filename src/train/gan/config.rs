@@ -104,7 +104,7 @@ pub struct GanConfig {
 impl Default for GanConfig {
     /// The CPU default (configs/gan-synthetic.toml): the default multi-task
     /// network as discriminator, a 128-channel nearest+conv generator that
-    /// learns 5x faster than the discriminator, the mode-seeking term, 1200 steps.
+    /// learns 5x faster than the discriminator, 1200 steps.
     fn default() -> Self {
         let plain = TrainConfig::default();
         GanConfig {
@@ -119,13 +119,7 @@ impl Default for GanConfig {
                 ..plain.model
             },
             mtl: plain.loss,
-            // With the mode-seeking term: the H100 runs' faces barely varied
-            // with the noise within an expression; on the CPU the term made
-            // them 4-5x more varied with unchanged agreement (BENCHMARKS.md).
-            gan: GanSettings {
-                mode_seeking_weight: 1.0,
-                ..GanSettings::default()
-            },
+            gan: GanSettings::default(),
             train: LoopConfig {
                 steps: 1200,
                 log_every: 50,
