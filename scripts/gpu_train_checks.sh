@@ -14,7 +14,10 @@
 #               run (e.g. "model.stem=small" or 'train.precision="bf16"')
 #   gan         a judge (the default job) and the GAN of configs/gan-synthetic.toml
 #               for GAN_STEPS generator steps (default 10000) on cuda; each
-#               evaluation's generator judged on 100 faces per expression
+#               evaluation's generator (weight average) and best.safetensors (the
+#               one model selection kept, by the discriminator's own reading)
+#               judged on 100 faces per expression; GAN_SETS adds --set overrides
+#               (e.g. "gan.mode_seeking_weight=0")
 #   temporal    the frame model (default job settings, 1500 steps), its features,
 #               then Transformer / GRU / LSTM temporal models on cuda
 #   profile     GPU time per kernel in one training step (benches/cuda_train_step.rs
@@ -106,16 +109,23 @@ for section in "$@"; do
         steps="${GAN_STEPS:-10000}"
         timeout 120 ./bundle/mtaffect train --device cuda --set run.runs_dir="$runs" --set run.name=judge --quiet >"$out/gan-judge-train.log" 2>&1
         summary+=("gan judge trained: rc=$? ($(grep '^best' "$out/gan-judge-train.log"))")
+        gsets=()
+        for kv in ${GAN_SETS:-}; do gsets+=(--set "$kv"); done
         start=$SECONDS
         timeout 420 ./bundle/mtaffect gan train --config configs/gan-synthetic.toml --set train.device=cuda \
             --set train.steps="$steps" --set train.eval_every=$((steps / 8)) --set run.runs_dir="$runs" \
-            --set run.name=gan --quiet >"$out/gan-train.log" 2>&1
-        summary+=("gan train $steps steps: rc=$?, $((SECONDS - start)) s")
-        for ck in "$runs"/gan/step-*.safetensors; do
+            --set run.name=gan "${gsets[@]}" --quiet >"$out/gan-train.log" 2>&1
+        summary+=("gan train $steps steps (${GAN_SETS:-no extra sets}): rc=$?, $((SECONDS - start)) s")
+        for ck in "$runs"/gan/step-*.safetensors "$runs"/gan/best.safetensors; do
+            [ -f "$ck" ] || continue
             timeout 60 ./bundle/mtaffect gan judge --checkpoint "$ck" --judge "$runs/judge/best.safetensors" \
                 --per-class 100 --out "$out/judge-$(basename "$ck" .safetensors).json" >"$out/judge-$(basename "$ck" .safetensors).log" 2>&1
             summary+=("gan judge $(basename "$ck"): rc=$? $(grep -i 'agreement' "$out/judge-$(basename "$ck" .safetensors).log" | head -2)")
         done
+        # Model selection's own figures (never the judge's): step:discriminator agreement/diversity.
+        summary+=("gan selection: $(grep '^best.safetensors' "$out/gan-train.log")")
+        summary+=("gan selection per evaluation: $(grep '"select"' "$runs/gan/metrics.jsonl" 2>/dev/null |
+            sed -E 's/.*"d_expr_agreement":([^,]+).*"diversity":([^,]+).*"step":([0-9]+).*/\3:\1\/\2/' | tr '\n' ' ')")
         cp "$runs"/gan/*.png "$out"/ 2>/dev/null
         grep '"val"' "$runs/gan/metrics.jsonl" | tail -2 >"$out/gan-val.txt" 2>/dev/null
         rm -f "$runs"/gan/*.safetensors "$runs"/judge/*.safetensors

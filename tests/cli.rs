@@ -362,6 +362,7 @@ fn gan_train_sample_judge_and_mix() {
     let gan_run = only_run(&runs.join("gan"));
     for f in [
         "last.safetensors",
+        "best.safetensors",
         "grid-expr.png",
         "grid-au.png",
         "grid-va.png",

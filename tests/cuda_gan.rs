@@ -1,7 +1,9 @@
 //! The multi-task GAN on CUDA (`train.device = "cuda"`): alternating steps
 //! that follow the CPU's from the same seed, each player's step leaving the
 //! other's weights alone on the GPU too, and a checkpoint written from the GPU
-//! that samples on the CPU. Without a GPU each test prints a skip line.
+//! that samples on the CPU, and the levers (mode seeking, instance noise,
+//! generator expression weight) and model selection's reading on the GPU as
+//! on the CPU. Without a GPU each test prints a skip line.
 
 mod common;
 use common::gpu_present;
@@ -11,13 +13,28 @@ mod gan_fixtures;
 use gan_fixtures::{batch, samples, tiny_config};
 use mtaffect::model::Upsample;
 use mtaffect::ops::loss::GanLoss;
-use mtaffect::train::gan::{ConditionBank, GanTrainer, PlayerStats};
+use mtaffect::train::gan::{
+    discriminator_agreement, ConditionBank, GanConfig, GanTrainer, PlayerStats,
+};
 use mtaffect::{Params, Rng};
 
 fn trainer(device: &str) -> GanTrainer {
+    trainer_with(device, |_| ())
+}
+
+fn trainer_with(device: &str, f: impl Fn(&mut GanConfig)) -> GanTrainer {
     let mut c = tiny_config(Upsample::ConvTranspose, GanLoss::NonSaturating);
     c.train.device = device.into();
+    f(&mut c);
     GanTrainer::new(&c).unwrap()
+}
+
+/// Mode seeking, instance noise (drawn on the host, so both devices add the
+/// same) and a heavier generator expression term.
+fn levers(c: &mut GanConfig) {
+    c.gan.mode_seeking_weight = 1.0;
+    c.gan.instance_noise = 0.1;
+    c.gan.g_expr_weight = 2.0;
 }
 
 /// Three rounds of a D step then a G step on the same batches.
@@ -37,14 +54,8 @@ fn host_values(p: &Params) -> Vec<Vec<f64>> {
     p.ids().map(|id| p.get(id).to_f64_vec()).collect()
 }
 
-#[test]
-fn cuda_gan_steps_follow_the_cpu_steps() {
-    if !gpu_present("cuda_gan", "cuda_gan_steps_follow_the_cpu_steps") {
-        return;
-    }
-    let cpu = rounds(&mut trainer("cpu"));
-    let gpu = rounds(&mut trainer("cuda"));
-    for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+fn assert_steps_agree(cpu: &[PlayerStats], gpu: &[PlayerStats]) {
+    for (i, (c, g)) in cpu.iter().zip(gpu).enumerate() {
         println!(
             "cuda_gan: step {i}: cpu loss {} adv {}, gpu loss {} adv {}",
             c.loss, c.adv, g.loss, g.adv
@@ -54,12 +65,48 @@ fn cuda_gan_steps_follow_the_cpu_steps() {
             (g.adv, c.adv),
             (g.mtl, c.mtl),
             (g.d_fake, c.d_fake),
+            (g.mode_seeking, c.mode_seeking),
         ] {
             assert!(
                 (a - b).abs() <= 1e-3 * b.abs().max(1e-2),
                 "step {i}: gpu {g:?}\ncpu {c:?}"
             );
         }
+    }
+}
+
+#[test]
+fn cuda_gan_steps_follow_the_cpu_steps() {
+    if !gpu_present("cuda_gan", "cuda_gan_steps_follow_the_cpu_steps") {
+        return;
+    }
+    let cpu = rounds(&mut trainer("cpu"));
+    let gpu = rounds(&mut trainer("cuda"));
+    assert_steps_agree(&cpu, &gpu);
+}
+
+#[test]
+fn cuda_gan_levers_and_selection_follow_the_cpu() {
+    if !gpu_present("cuda_gan", "cuda_gan_levers_and_selection_follow_the_cpu") {
+        return;
+    }
+    let (mut cpu, mut gpu) = (trainer_with("cpu", levers), trainer_with("cuda", levers));
+    let (sc, sg) = (rounds(&mut cpu), rounds(&mut gpu));
+    assert!(sc.iter().skip(1).step_by(2).all(|s| s.mode_seeking > 0.0));
+    assert_steps_agree(&sc, &sg);
+    let (ac, ag) = (
+        discriminator_agreement(&mut cpu, 4).unwrap(),
+        discriminator_agreement(&mut gpu, 4).unwrap(),
+    );
+    println!(
+        "cuda_gan: selection cpu {}/{} confidence {:.6} diversity {:.6}, gpu {}/{} confidence {:.6} diversity {:.6}",
+        ac.matched, ac.total, ac.confidence, ac.diversity, ag.matched, ag.total, ag.confidence, ag.diversity
+    );
+    for (a, b) in [(ag.confidence, ac.confidence), (ag.diversity, ac.diversity)] {
+        assert!(
+            (a - b).abs() <= 1e-3 * b.abs().max(1e-2),
+            "gpu {a} vs cpu {b}"
+        );
     }
 }
 

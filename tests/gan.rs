@@ -169,7 +169,7 @@ fn combined_losses_gradcheck_and_weights() {
         check_gradients(&inputs, 1e-5, |t, v| {
             let (real, fake) = (out(t, v, 3), out(t, v, 4));
             let d = discriminator_loss(t, &s, &mtl, &p, &real, &fake, &targets)?;
-            let g = generator_loss(t, &s, &mtl, &p, &fake, &targets)?;
+            let g = generator_loss(t, &s, &mtl, &p, &fake, &targets, None)?;
             ops::add(t, &d.total, &g.total)
         })
         .unwrap();
@@ -178,7 +178,7 @@ fn combined_losses_gradcheck_and_weights() {
         let v: Vec<_> = inputs.iter().map(|x| t.constant(x.clone())).collect();
         let (real, fake) = (out(&t, &v, 3), out(&t, &v, 4));
         let d = discriminator_loss(&t, &s, &mtl, &p, &real, &fake, &targets).unwrap();
-        let g = generator_loss(&t, &s, &mtl, &p, &fake, &targets).unwrap();
+        let g = generator_loss(&t, &s, &mtl, &p, &fake, &targets, None).unwrap();
         let close = |a: f64, b: f64| (a - b).abs() < 1e-12 * a.abs().max(1.0);
         assert!(close(
             d.total.value().item().unwrap(),
@@ -193,7 +193,7 @@ fn combined_losses_gradcheck_and_weights() {
         // A discriminator without the real/fake head is a clear error.
         let mut no_head = out(&t, &v, 3);
         no_head.real_fake = None;
-        let e = generator_loss(&t, &s, &mtl, &p, &no_head, &targets)
+        let e = generator_loss(&t, &s, &mtl, &p, &no_head, &targets, None)
             .err()
             .unwrap()
             .to_string();

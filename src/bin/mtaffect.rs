@@ -275,6 +275,11 @@ fn gan_train_cmd(config: Option<&Path>, sets: &[String], quiet: bool) -> Result<
         println!("discriminator's multi-task heads on the validation set:");
         print_metrics(m);
     }
+    if let Some((rate, step)) = s.best {
+        println!(
+            "best.safetensors: step {step} (the discriminator reads {rate:.3} of its faces as requested)"
+        );
+    }
     for p in &s.files {
         println!("wrote {}", p.display());
     }
@@ -307,11 +312,13 @@ fn gan_judge_cmd(
         );
     }
     println!(
-        "agreement {}/{} = {:.3} (chance {:.3})",
+        "agreement {}/{} = {:.3} (chance {:.3}); confidence {:.3}; diversity {:.4} (mean squared pixel difference between faces of one expression)",
         a.matched,
         a.total,
         a.rate,
-        1.0 / names.len() as f64
+        1.0 / names.len() as f64,
+        a.confidence,
+        a.diversity
     );
     if let Some(out) = out {
         let json = serde_json::to_string_pretty(&a).expect("agreement serialises");

@@ -1,4 +1,6 @@
-//! The tiny GAN and the batches that tests/gan.rs and tests/cuda_gan.rs share.
+//! The tiny GAN and the batches that the GAN test files share.
+// Each test binary uses a subset.
+#![allow(dead_code)]
 
 use mtaffect::data::labels::Origin;
 use mtaffect::data::{Batch, Sample};

@@ -132,11 +132,23 @@ impl ConditionBank {
         self.rows.is_empty()
     }
 
+    fn draw(&self, n: usize, rng: &mut Rng) -> Vec<LabelRow> {
+        (0..n)
+            .map(|_| self.rows[rng.below(self.rows.len())].clone())
+            .collect()
+    }
+
     /// `n` rows drawn uniformly with replacement.
     pub fn sample(&self, n: usize, rng: &mut Rng) -> Result<Conditions> {
-        let rows: Vec<LabelRow> = (0..n)
-            .map(|_| self.rows[rng.below(self.rows.len())].clone())
-            .collect();
+        Conditions::from_rows(&self.draw(n, rng), self.n_aus, self.n_expr)
+    }
+
+    /// `n` rows in pairs for the mode-seeking term: row i + n/2 repeats row
+    /// i (i < n/2); an odd last row is a draw of its own.
+    pub fn sample_paired(&self, n: usize, rng: &mut Rng) -> Result<Conditions> {
+        let h = n / 2;
+        let drawn = self.draw(n - h, rng);
+        let rows: Vec<LabelRow> = drawn[..h].iter().chain(&drawn).cloned().collect();
         Conditions::from_rows(&rows, self.n_aus, self.n_expr)
     }
 
@@ -254,5 +266,19 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("fully labelled"), "{e}");
+        // Pairs: row i + n/2 repeats row i; an odd last row stands alone.
+        for n in [4, 5] {
+            let c = bank.sample_paired(n, &mut Rng::new(3)).unwrap();
+            let input = c.input.to_vec::<f32>().unwrap();
+            let w = input.len() / n;
+            for i in 0..n / 2 {
+                assert_eq!(
+                    input[i * w..(i + 1) * w],
+                    input[(i + n / 2) * w..(i + n / 2 + 1) * w]
+                );
+                assert_eq!(c.expr[i], c.expr[i + n / 2]);
+            }
+            assert_eq!(c.expr.len(), n);
+        }
     }
 }

@@ -37,6 +37,27 @@ pub struct GanSettings {
     /// oscillates: the live generator's samples swing from step to step, the
     /// average of its recent weights does not.
     pub g_ema_decay: f64,
+    /// Extra factor on the generator's expression term (its multi-task
+    /// expression weight is `mtl.w_expr * g_expr_weight`; 1: the same as the
+    /// discriminator's).
+    pub g_expr_weight: f64,
+    /// Std of Gaussian noise added to every image the discriminator sees in
+    /// training (real and generated, both players' steps), decaying linearly
+    /// from this value at step 0 to 0 at `train.steps` (0: off). Blurs the
+    /// two distributions into each other early on, so the discriminator
+    /// cannot separate them perfectly and its gradients stay informative,
+    /// without a gradient penalty (which would need a double backward).
+    pub instance_noise: f64,
+    /// Weight of the mode-seeking term (MSGAN): the generator step pairs its
+    /// rows (row i and row i + n/2 get the same condition, different noise)
+    /// and adds `1 / (image distance / noise distance + eps)`, so different
+    /// noise must give different faces (0: off).
+    pub mode_seeking_weight: f64,
+    /// Model selection without the judge: at every evaluation the weight
+    /// average's faces for this many fixed noise vectors per expression are
+    /// classified by the discriminator's own expression head; the best-scoring
+    /// checkpoint is kept as `best.safetensors` (0: off).
+    pub select_per_class: usize,
 }
 
 impl Default for GanSettings {
@@ -55,6 +76,10 @@ impl Default for GanSettings {
             beta1: 0.5,
             beta2: 0.999,
             g_ema_decay: 0.999,
+            g_expr_weight: 1.0,
+            instance_noise: 0.0,
+            mode_seeking_weight: 0.0,
+            select_per_class: 32,
         }
     }
 }
@@ -157,6 +182,9 @@ impl ConfigFile for GanConfig {
             ("d_mtl_weight", s.d_mtl_weight),
             ("g_adv_weight", s.g_adv_weight),
             ("g_mtl_weight", s.g_mtl_weight),
+            ("g_expr_weight", s.g_expr_weight),
+            ("instance_noise", s.instance_noise),
+            ("mode_seeking_weight", s.mode_seeking_weight),
         ] {
             if !(w >= 0.0 && w.is_finite()) {
                 return Err(Error::Config(format!(
@@ -211,6 +239,8 @@ mod tests {
             ("[mtl]\nweighting = \"dwa\"\n", "fixed"),
             ("[train]\nsteps = 0\n", "train.steps"),
             ("[gan]\nlr_d = -1\n", "gan.lr_d"),
+            ("[gan]\ninstance_noise = -0.1\n", "gan.instance_noise"),
+            ("[gan]\ng_expr_weight = inf\n", "gan.g_expr_weight"),
         ] {
             let e = GanConfig::from_toml(text, "g.toml")
                 .unwrap_err()

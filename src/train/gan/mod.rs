@@ -17,7 +17,7 @@ mod trainer;
 pub use condition::{ConditionBank, Conditions, LabelRow};
 pub use config::{GanConfig, GanSettings};
 pub use grid::{sample_grid, write_grid, GridKind};
-pub use judge::{judge_expressions, Agreement};
+pub use judge::{discriminator_agreement, judge_expressions, Agreement, JUDGE_SEED, SELECT_SEED};
 pub use mix::{GanMixConfig, GanMixer};
 pub use session::{gan_run, GanRunSummary};
 pub use trainer::{GanTrainer, PlayerStats};

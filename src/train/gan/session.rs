@@ -2,10 +2,15 @@
 //! preparation and loaders, alternating updates, a log line and a
 //! `metrics.jsonl` record every `log_every` generator steps, and every
 //! `eval_every` steps the discriminator's heads scored on the validation
-//! set, an expression grid and `last.safetensors`. At the end: all three
-//! grids and the loss/validation charts.
+//! set, an expression grid, `last.safetensors` and a copy per step, and
+//! model selection: the discriminator's own reading of the weight average's
+//! faces (a `select` record), the best of which is kept as `best.safetensors`.
+//! At the end: all three grids and the loss/validation charts.
 
-use super::{write_grid, ConditionBank, GanConfig, GanTrainer, GridKind, PlayerStats};
+use super::{
+    discriminator_agreement, write_grid, ConditionBank, GanConfig, GanTrainer, GridKind,
+    PlayerStats,
+};
 use crate::metrics::MtlMetrics;
 use crate::train::{make_loader, plot, prepare_data, ConfigFile, RunDir};
 use crate::{Error, Result};
@@ -22,11 +27,30 @@ struct GanRecord {
     loss_g_adv: f64,
     loss_g_mtl: f64,
     g_expr: f64,
+    g_mode_seeking: f64,
+    instance_noise: f64,
     d_real: f64,
     d_fake: f64,
     grad_norm_d: f64,
     grad_norm_g: f64,
     images_per_s: f64,
+}
+
+/// Model selection's figures at one evaluation (split `select`).
+#[derive(Serialize)]
+struct SelectRecord {
+    /// Share of the selection faces the discriminator's expression head
+    /// reads as requested.
+    d_expr_agreement: f64,
+    /// Its numerator and denominator: faces read as requested, faces shown.
+    d_expr_matched: usize,
+    d_expr_total: usize,
+    /// Mean probability the head gives the requested expression (breaks ties).
+    d_expr_confidence: f64,
+    /// Mean squared pixel difference between faces of one expression.
+    diversity: f64,
+    /// Whether this evaluation's checkpoint became `best.safetensors`.
+    best: bool,
 }
 
 pub struct GanRunSummary {
@@ -35,6 +59,8 @@ pub struct GanRunSummary {
     pub seconds: f64,
     /// The discriminator's heads on the validation set at the last evaluation.
     pub last: Option<MtlMetrics>,
+    /// (discriminator's expression agreement, step) of `best.safetensors`.
+    pub best: Option<(f64, u64)>,
     /// Sample grids and charts written at the end.
     pub files: Vec<PathBuf>,
 }
@@ -82,7 +108,9 @@ pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
     }
     let started = Instant::now();
     let last_path = run.last_checkpoint();
+    let best_path = run.best_checkpoint();
     let mut last = None;
+    let mut best: Option<((usize, f64), u64)> = None;
     let result = (|| -> Result<()> {
         let mut window = (Instant::now(), 0u64);
         let mut d_count = 0;
@@ -116,6 +144,8 @@ pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
                             loss_g_adv: gs.adv,
                             loss_g_mtl: gs.mtl,
                             g_expr: gs.expr,
+                            g_mode_seeking: gs.mode_seeking,
+                            instance_noise: gan.instance_noise_std(),
                             d_real: d.d_real,
                             d_fake: d.d_fake,
                             grad_norm_d: d.grad_norm,
@@ -139,6 +169,41 @@ pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
                         GRID_SEED,
                         &run.path().join(format!("samples-{step:06}.png")),
                     )?;
+                    let per_class = cfg.gan.select_per_class;
+                    if per_class > 0 {
+                        let a = discriminator_agreement(&mut gan, per_class)?;
+                        // More faces read as requested, then more confidently:
+                        // a head that reads them all right still ranks them.
+                        let key = (a.matched, a.confidence);
+                        let is_best = best.is_none_or(|(k, _)| key > k);
+                        if is_best {
+                            best = Some((key, step));
+                            gan.progress.best = Some((a.rate, step));
+                        }
+                        log.log(
+                            "select",
+                            step,
+                            &SelectRecord {
+                                d_expr_agreement: a.rate,
+                                d_expr_matched: a.matched,
+                                d_expr_total: a.total,
+                                d_expr_confidence: a.confidence,
+                                diversity: a.diversity,
+                                best: is_best,
+                            },
+                        )?;
+                        if is_best {
+                            gan.save_checkpoint(&best_path)?;
+                        }
+                        if !quiet {
+                            println!(
+                                "step {step}: discriminator reads {:.3} of the weight average's faces as requested (diversity {:.4}){}",
+                                a.rate,
+                                a.diversity,
+                                if is_best { ", new best.safetensors" } else { "" }
+                            );
+                        }
+                    }
                     gan.save_checkpoint(&last_path)?;
                     // Every evaluation's players stay, so generators of a
                     // long run can be judged step by step afterwards.
@@ -195,6 +260,7 @@ pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
         steps: gan.progress.step,
         seconds: started.elapsed().as_secs_f64(),
         last,
+        best: gan.progress.best,
         files,
     })
 }

@@ -12,7 +12,7 @@
 use super::condition::{
     prototypes_from_tensor, prototypes_to_tensor, ConditionBank, Conditions, LabelRow,
 };
-use super::loss::{discriminator_loss, generator_loss, GanTerms};
+use super::loss::{discriminator_loss, generator_loss, mode_seeking_loss, GanTerms};
 use super::GanConfig;
 use crate::data::{Batch, Loader};
 use crate::metrics::MtlMetrics;
@@ -20,7 +20,7 @@ use crate::model::{Generator, MtlNet, MtlOutput, NetConfig};
 use crate::nn::{Buffers, Ctx};
 use crate::optim::{checked_grad_norm, Adam, AdamConfig, Optimizer};
 use crate::train::checkpoint::{self, CheckpointRef, TrainProgress};
-use crate::train::{ConfigFile, MtlLoss, MtlTargets};
+use crate::train::{ConfigFile, LossConfig, MtlLoss, MtlTargets};
 use crate::{ops, DType, Device, Error, Gradients, Params, Result, Rng, Tape, Tensor, Var};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,6 +40,8 @@ pub struct PlayerStats {
     pub va: f64,
     pub au: f64,
     pub expr: f64,
+    /// The unweighted mode-seeking term (generator, when on).
+    pub mode_seeking: f64,
     pub grad_norm: f64,
     /// Mean D(x) = sigmoid(logit) on real (D step) or generated images.
     pub d_real: f64,
@@ -55,6 +57,7 @@ impl PlayerStats {
             va: terms.va,
             au: terms.au,
             expr: terms.expr,
+            mode_seeking: terms.mode_seeking,
             grad_norm,
             d_real,
             d_fake,
@@ -76,6 +79,9 @@ pub struct GanTrainer {
     pub d_params: Params,
     pub d_buffers: Buffers,
     mtl: MtlLoss,
+    /// The generator's multi-task weights: `mtl`'s with the expression
+    /// weight times `gan.g_expr_weight`.
+    mtl_g: MtlLoss,
     opt_g: Adam,
     opt_d: Adam,
     /// Noise, conditions and dropout masks.
@@ -127,6 +133,14 @@ impl GanTrainer {
         let (mut d_params, mut d_buffers) = (Params::new(), Buffers::new());
         let discriminator = MtlNet::new(&d_cfg, &mut d_params, &mut d_buffers, &mut rng.fork(2))?;
         let mtl = MtlLoss::new(&config.mtl, &mut d_params)?;
+        // Fixed weighting (the config insists) registers no parameters.
+        let mtl_g = MtlLoss::new(
+            &LossConfig {
+                w_expr: config.mtl.w_expr * config.gan.g_expr_weight,
+                ..config.mtl.clone()
+            },
+            &mut Params::new(),
+        )?;
         // Initialised on the host from the seed, then copied (as `Trainer::new`).
         let device = Device::parse(&config.train.device)?;
         for p in [&mut g_params, &mut g_buffers, &mut d_params, &mut d_buffers] {
@@ -153,6 +167,7 @@ impl GanTrainer {
             d_params,
             d_buffers,
             mtl,
+            mtl_g,
             opt_g: adam(),
             opt_d: adam(),
             rng: rng.fork(3),
@@ -240,6 +255,7 @@ impl GanTrainer {
     /// colour and contrast normalised away, so the discriminator could not
     /// see them differ from real faces and the generator would get no
     /// gradient to fix them (the first runs stayed textured noise that way).
+    /// With `gan.instance_noise` both halves get fresh Gaussian noise first.
     fn disc_joint(
         &mut self,
         tape: &Tape,
@@ -248,7 +264,12 @@ impl GanTrainer {
         frozen: bool,
     ) -> Result<(MtlOutput, MtlOutput)> {
         let (n, m) = (real.dims()[0], fake.dims()[0]);
-        let x = ops::concat(tape, &[real, fake], 0)?;
+        let mut x = ops::concat(tape, &[real, fake], 0)?;
+        let sigma = self.instance_noise_std();
+        if sigma > 0.0 {
+            let noise = Tensor::randn(x.dims(), sigma, DType::F32, &mut self.rng);
+            x = ops::add(tape, &x, &tape.constant(noise.to_device(&self.device)?))?;
+        }
         let mut scratch = self.d_buffers.clone();
         let mut cx = Ctx {
             tape,
@@ -260,6 +281,13 @@ impl GanTrainer {
         };
         let out = self.discriminator.forward(&mut cx, &x)?;
         Ok((rows(tape, &out, 0, n)?, rows(tape, &out, n, m)?))
+    }
+
+    /// The instance noise's std at the current step: `gan.instance_noise`
+    /// decaying linearly to 0 at `train.steps`.
+    pub fn instance_noise_std(&self) -> f64 {
+        let left = 1.0 - self.progress.step as f64 / self.config.train.steps.max(1) as f64;
+        self.config.gan.instance_noise * left.max(0.0)
     }
 
     /// Updates the discriminator's running statistics from real images alone
@@ -344,15 +372,21 @@ impl GanTrainer {
     /// One generator update on as many images as `real` holds, with
     /// conditions from `bank`; `real` joins them in the discriminator's batch
     /// (see `disc_joint`). Only the generator's state changes: parameters,
-    /// optimizer, BN statistics.
+    /// optimizer, BN statistics. With the mode-seeking term on, the
+    /// conditions come in pairs (see [`ConditionBank::sample_paired`]).
     pub fn g_step(&mut self, real: &Tensor, bank: &ConditionBank) -> Result<PlayerStats> {
         let n = real.dims()[0];
-        let cond = bank.sample(n, &mut self.rng)?;
+        let cond = if self.config.gan.mode_seeking_weight > 0.0 {
+            bank.sample_paired(n, &mut self.rng)?
+        } else {
+            bank.sample(n, &mut self.rng)?
+        };
         let z = self.noise(n);
         self.g_step_on(real, &z, &cond)
     }
 
-    /// The generator step for given real images, noise and conditions.
+    /// The generator step for given real images, noise and conditions (rows
+    /// i and i + n/2 of `cond` must match when the mode-seeking term is on).
     pub fn g_step_on(
         &mut self,
         real: &Tensor,
@@ -375,6 +409,9 @@ impl GanTrainer {
             );
             self.generator.forward(&mut cx, &zv, &cv)?
         };
+        let mode_seeking = (self.config.gan.mode_seeking_weight > 0.0)
+            .then(|| mode_seeking_loss(&tape, &images, z))
+            .transpose()?;
         let real = tape.constant(real.to_device(&self.device)?);
         let (real_out, fake) = self.disc_joint(&tape, &real, &images, true)?;
         let (va, au) = (
@@ -389,10 +426,11 @@ impl GanTrainer {
         let terms = generator_loss(
             &tape,
             &self.config.gan,
-            &self.mtl,
+            &self.mtl_g,
             &self.d_params,
             &fake,
             &requested,
+            mode_seeking.as_ref(),
         )?;
         let (d_real, d_fake) = (
             mean_sigmoid(
