@@ -4,16 +4,17 @@
 //! GPU twins are in tests/cuda_train.rs and tests/cuda_parity_bf16.rs.
 
 use mtaffect::autograd::Precision;
-use mtaffect::data::Batch;
-use mtaffect::model::{NeckKind, NetConfig, Stem};
 use mtaffect::ops::conv::bf16::{round_to_bf16, round_to_tf32};
 use mtaffect::ops::conv::{dgrad_t, wgrad_t, Conv2dGeom};
 use mtaffect::ops::{conv2d, Conv2dParams};
-use mtaffect::optim::{AdamConfig, LrSchedule};
 use mtaffect::train::gan::GanConfig;
 use mtaffect::train::temporal::TemporalConfig;
-use mtaffect::train::{ConfigFile, OptimConfig, TrainConfig, Trainer};
+use mtaffect::train::{ConfigFile, TrainConfig, Trainer};
 use mtaffect::{DType, Params, Rng, Tape, Tensor};
+
+#[path = "common/frame_fixtures.rs"]
+mod frame_fixtures;
+use frame_fixtures::{batches, config};
 
 #[test]
 fn rounding_to_bf16_is_to_nearest_with_ties_to_even() {
@@ -178,53 +179,13 @@ fn grouped_convolutions_keep_an_f32_forward_and_dgrad_under_a_bf16_tape() {
     assert_eq!(dw16, dw.to_vec::<f32>().unwrap());
 }
 
-fn tiny(precision: Precision) -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.data.image_size = 24;
-    c.data.batch_size = 6;
-    c.model = NetConfig {
-        depth: 10,
-        width_mult: 0.125,
-        se_reduction: 4,
-        stem: Stem::Small,
-        neck: NeckKind::Gap,
-        dropout: 0.0,
-        ..NetConfig::default()
-    };
-    c.optim = OptimConfig::Adam(AdamConfig::default());
-    c.schedule = LrSchedule::constant(1e-3);
-    c.train.precision = precision;
-    c
-}
-
-fn batch(rng: &mut Rng) -> Batch {
-    let n = 6;
-    let expr: Vec<i64> = (0..n).map(|_| rng.below(8) as i64).collect();
-    let aus: Vec<f64> = (0..n * 12).map(|_| rng.below(2) as f64).collect();
-    let va: Vec<f64> = (0..n * 2).map(|_| rng.uniform(-0.9, 0.9)).collect();
-    Batch {
-        epoch: 0,
-        step: 0,
-        images: Tensor::randn([n, 24, 24, 3], 0.5, DType::F32, rng),
-        va: Tensor::from_f64s(&va, [n, 2], DType::F32).unwrap(),
-        expr: Tensor::from_f64s(
-            &expr.iter().map(|&c| c as f64).collect::<Vec<_>>(),
-            [n],
-            DType::F32,
-        )
-        .unwrap(),
-        expr_class: expr,
-        aus: Tensor::from_f64s(&aus, [n, 12], DType::F32).unwrap(),
-        indices: (0..n).collect(),
-    }
-}
-
 #[test]
 fn bf16_training_steps_stay_near_the_f32_steps() {
-    let mut rng = Rng::new(5);
-    let data: Vec<Batch> = (0..4).map(|_| batch(&mut rng)).collect();
+    let data = batches(4, 6, 24);
     let losses = |p| {
-        let mut t = Trainer::new(&tiny(p)).unwrap();
+        let mut c = config("cpu");
+        c.train.precision = p;
+        let mut t = Trainer::new(&c).unwrap();
         data.iter()
             .map(|b| t.step(b).unwrap().loss)
             .collect::<Vec<_>>()

@@ -97,24 +97,17 @@ void conv_case(G g) {
         fprop("conv dgrad as fprop", false, pf, DY.data(), wf.data(), nullptr, DX);
         fprop("conv dgrad as fprop_n64", true, pf, DY.data(), wf.data(), nullptr, DX);
     }
-    for (bool m64 : {false, true}) for (int splits : {1, 3}) {
+    // f32 FMAs, then TF32 tensor cores (against the TF32-rounded reference),
+    // with the same tiles, grids and splits.
+    for (bool tf : {false, true}) for (bool m64 : {false, true}) for (int splits : {1, 3}) {
         std::fill(dw.begin(), dw.end(), 0.f);
         ConvParams pw = p; pw.splits = splits; pw.has_bias = 0;
         int cols = g.r*g.s*cg, bm = m64 ? 64 : 128, bn = m64 ? 256 : 128;
         launch({(unsigned)((cols+bn-1)/bn),(unsigned)(((kg+bm-1)/bm)*splits),(unsigned)g.groups},{256,1,1},[&]{
-            if (m64) conv_wgrad_m64(pw, X.data(), DY.data(), dw.data()); else conv_wgrad(pw, X.data(), DY.data(), dw.data()); });
-        char name[64]; snprintf(name, 64, "conv wgrad%s split%d", m64 ? "_m64" : "", splits);
-        check(name, dw.data(), DW);
-    }
-    // TF32 tensor cores: the same tiles, grids and splits.
-    for (bool m64 : {false, true}) for (int splits : {1, 3}) {
-        std::fill(dw.begin(), dw.end(), 0.f);
-        ConvParams pw = p; pw.splits = splits; pw.has_bias = 0;
-        int cols = g.r*g.s*cg, bm = m64 ? 64 : 128, bn = m64 ? 256 : 128;
-        launch({(unsigned)((cols+bn-1)/bn),(unsigned)(((kg+bm-1)/bm)*splits),(unsigned)g.groups},{256,1,1},[&]{
-            if (m64) conv_wgrad_m64_tf32(pw, X.data(), DY.data(), dw.data()); else conv_wgrad_tf32(pw, X.data(), DY.data(), dw.data()); });
-        char name[64]; snprintf(name, 64, "conv wgrad%s_tf32 split%d", m64 ? "_m64" : "", splits);
-        check(name, dw.data(), DWT);
+            auto k = tf ? (m64 ? conv_wgrad_m64_tf32 : conv_wgrad_tf32) : (m64 ? conv_wgrad_m64 : conv_wgrad);
+            k(pw, X.data(), DY.data(), dw.data()); });
+        char name[64]; snprintf(name, 64, "conv wgrad%s%s split%d", m64 ? "_m64" : "", tf ? "_tf32" : "", splits);
+        check(name, dw.data(), tf ? DWT : DW);
     }
 }
 void tiles() {

@@ -540,13 +540,13 @@ pub fn conv2d(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>, prm: Conv2dPara
     check_operands("conv2d", x, w, bias, g.k)?;
     let (xt, wt) = (x.value().clone(), w.value().clone());
     let b = bias.map(|b| b.value());
-    let y = match tape.precision() {
+    let precision = tape.precision();
+    let y = match precision {
         Precision::F32 => forward_t(&g, &xt, &wt, b)?,
         Precision::Bf16 => bf16::forward_autocast(&g, &xt, &wt, b)?,
     };
     let mut inputs = vec![x, w];
     inputs.extend(bias);
-    let precision = tape.precision();
     tape.record("conv2d", &inputs, y, move |dy, needs| {
         let dx = needs[0]
             .then(|| match precision {

@@ -286,18 +286,12 @@ pub(crate) fn wgrad_autocast(
 /// zero, as `cvt.rna.tf32.f32`), kept in its dtype; NaN and Inf unchanged
 /// (f64 values are taken to f32 first, as a CUDA tensor holds them).
 pub fn round_to_tf32(t: &Tensor) -> Result<Tensor> {
-    let tf32 = |a: f32| {
-        let u = a.to_bits();
+    map_values(t, |a| {
+        let u = (a as f32).to_bits();
         if u & 0x7f80_0000 == 0x7f80_0000 {
-            return a;
+            return a as f32 as f64;
         }
-        f32::from_bits((u + 0x1000) & 0xffff_e000)
-    };
-    with_dtype!(t.dtype(), T => {
-        let v: Vec<T> = t.data::<T>()?.iter()
-            .map(|&a| T::from_f64(tf32(a.to_f64() as f32) as f64))
-            .collect();
-        Tensor::from_vec(v, t.shape().clone())
+        f32::from_bits((u + 0x1000) & 0xffff_e000) as f64
     })
 }
 
@@ -328,10 +322,13 @@ fn flipped_params(g: &Conv2dGeom) -> Option<Conv2dParams> {
 /// A host tensor with every value rounded to the nearest bf16 (ties to
 /// even, as kernels/common.cuh's `mt_f32_to_bf16`), kept in its dtype.
 pub fn round_to_bf16(t: &Tensor) -> Result<Tensor> {
+    map_values(t, |a| half::bf16::from_f64(a).to_f64())
+}
+
+/// `f` applied to every value of a host tensor, in f64, kept in its dtype.
+fn map_values(t: &Tensor, f: impl Fn(f64) -> f64) -> Result<Tensor> {
     with_dtype!(t.dtype(), T => {
-        let v: Vec<T> = t.data::<T>()?.iter()
-            .map(|&a| T::from_f64(half::bf16::from_f64(a.to_f64()).to_f64()))
-            .collect();
+        let v: Vec<T> = t.data::<T>()?.iter().map(|&a| T::from_f64(f(a.to_f64()))).collect();
         Tensor::from_vec(v, t.shape().clone())
     })
 }
