@@ -1,13 +1,14 @@
-//! bf16 tensor-core conv fprop (kernels/conv_bf16.cu) on the issue-9 layer
-//! shapes: `cargo bench --bench cuda_bf16` on a GPU host (prints one skip
-//! line elsewhere).
+//! bf16 tensor-core conv fprop and wgrad (kernels/conv_bf16.cu) on the
+//! issue-9 layer shapes: `cargo bench --bench cuda_bf16` on a GPU host
+//! (prints one skip line elsewhere).
 //!
 //! Operands are converted to bf16 once, outside the timing: a bf16 training
-//! step would keep its activations and weights in bf16. Each line is the best
+//! step keeps the forward's bf16 input for the wgrad. Each line is the best
 //! of several timed batches of launches, synchronising only around a batch:
-//! `conv bf16 <layer> <out> ms TFLOP/s %peak`, FLOP = 2·N·P·Q·K·R·S·C with the
-//! layer's real C (the stem's 3, not the 8 it is padded to), for the f32 and
-//! the bf16 output kernel.
+//! `conv bf16 <layer> <kernel> ms TFLOP/s %peak`, FLOP = 2·N·P·Q·K·R·S·C
+//! with the layer's real C (the stem's 3, not the 8 it is padded to), for
+//! the fprop with f32 and with bf16 output (`f32`, `bf16`) and the wgrad
+//! (`wgrad`, its zeroing of dw included).
 //!
 //! Peak: 989.4 TFLOP/s, the dense (non-sparse) BF16 tensor-core figure of the
 //! H100 SXM5 in NVIDIA's H100 datasheet (1979 "with sparsity", halved). On
@@ -15,7 +16,9 @@
 //! scripts/torch_kernel_bench.py measures cuDNN bf16 (channels_last) on the
 //! same shapes.
 
-use mtaffect::ops::conv::bf16::{conv2d_fprop_bf16, conv2d_fprop_bf16_out, Bf16Nhwc};
+use mtaffect::ops::conv::bf16::{
+    conv2d_fprop_bf16, conv2d_fprop_bf16_out, conv2d_wgrad_bf16, Bf16Nhwc,
+};
 use mtaffect::ops::Conv2dParams;
 use mtaffect::{DType, Device, Rng, Tensor};
 
@@ -48,7 +51,7 @@ fn main() {
     ];
     println!(
         "{:<10} {:<24} {:<5} {:>9} {:>9} {:>7}",
-        "kernel", "layer", "out", "ms", "TFLOP/s", "%peak"
+        "kernel", "layer", "kind", "ms", "TFLOP/s", "%peak"
     );
     for (name, xd, k, r, s, prm) in layers {
         let put = |d: &[usize], std: f64, rng: &mut Rng| {
@@ -61,19 +64,18 @@ fn main() {
         let y = conv2d_fprop_bf16(&x, &w, None, prm).expect("conv");
         let [n, pp, q, _] = y.dims().try_into().expect("rank 4");
         let flop = 2.0 * (n * pp * q * k * r * s * xd[3]) as f64;
+        let dy = Bf16Nhwc::from_f32(&y).expect("convert dy");
         drop(y);
         let reps = ((2e10 / flop) as usize).clamp(3, 200);
-        for out in ["f32", "bf16"] {
-            let sec = time(&dev, reps, 5, || {
-                if out == "f32" {
-                    drop(conv2d_fprop_bf16(&x, &w, None, prm).expect("conv"));
-                } else {
-                    drop(conv2d_fprop_bf16_out(&x, &w, None, prm).expect("conv"));
-                }
+        for kernel in ["f32", "bf16", "wgrad"] {
+            let sec = time(&dev, reps, 5, || match kernel {
+                "f32" => drop(conv2d_fprop_bf16(&x, &w, None, prm).expect("conv")),
+                "bf16" => drop(conv2d_fprop_bf16_out(&x, &w, None, prm).expect("conv")),
+                _ => drop(conv2d_wgrad_bf16(&x, &dy, [k, r, s, xd[3]], prm).expect("wgrad")),
             });
             let tflops = flop / sec / 1e12;
             println!(
-                "conv bf16  {name:<24} {out:<5} {:>9.3} {tflops:>9.1} {:>6.1}%",
+                "conv bf16  {name:<24} {kernel:<5} {:>9.3} {tflops:>9.1} {:>6.1}%",
                 sec * 1e3,
                 100.0 * tflops / H100_SXM_BF16_DENSE_TFLOPS
             );

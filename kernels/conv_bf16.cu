@@ -1,5 +1,6 @@
-// conv2d fprop in bf16 on tensor cores: implicit GEMM over NHWC with f32
-// accumulation (issue 10, first lever; not wired into training yet).
+// conv2d in bf16 on tensor cores: implicit GEMM over NHWC with f32
+// accumulation, the fprop (also the stride-1 dgrad over flipped weights) and
+// the wgrad (at the end of this file).
 //
 //   y[n,p,q,k] = sum over (r, s, c) of x[n, p sh - ph + r dh, q sw - pw + s dw, c] w[k, r, s, c]
 //   GEMM view: M = N*P*Q rows, N = K columns, K = R*S*C reduction
@@ -32,7 +33,7 @@ typedef unsigned short bf16;
 #define CB_THREADS 128
 
 // ---- sm_80 PTX: asynchronous copies, ldmatrix, bf16 mma ---------------
-// scripts/cuda_emu/shim.h defines MT_CUDA_EMU and emulates these five
+// scripts/cuda_emu/shim.h defines MT_CUDA_EMU and emulates these six
 // functions (same signatures) with the PTX ISA's fragment layouts.
 #ifndef MT_CUDA_EMU
 __device__ __forceinline__ u32 mt_smem_addr(const void* p) {
@@ -60,6 +61,15 @@ __device__ __forceinline__ void mt_cp_async_wait() {
 // r[i] gets row lane/4, columns 2(lane%4) and 2(lane%4)+1 of matrix i.
 __device__ __forceinline__ void mt_ldmatrix_x4(u32 (&r)[4], const void* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(mt_smem_addr(p))
+                 : "memory");
+}
+
+// The same four matrices read transposed: r[i] gets column lane/4, rows
+// 2(lane%4) and 2(lane%4)+1 of matrix i (low half first).
+__device__ __forceinline__ void mt_ldmatrix_x4_trans(u32 (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(mt_smem_addr(p))
                  : "memory");
@@ -210,6 +220,182 @@ extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_fprop_bf16(Co
                                                                              const float* __restrict__ bias,
                                                                              bf16* __restrict__ y) {
     conv_bf16_fprop_body(p, x, wt, bias, y);
+}
+
+// ---- wgrad ----------------------------------------------------------------
+//   dw[k,r,s,c] = sum over pixels (n, p, q) of dy[n,p,q,k] x[n, p sh - ph + r dh, q sw - pw + s dw, c]
+//   GEMM view: M = K rows, N = R*S*Cp columns (Cp: x's padded channels),
+//   reduction over the N*P*Q pixels, split into p.splits slices whose
+//   partial tiles meet by atomicAdd in dw (zeroed by the host).
+//
+// Both operands are contiguous along their non-reduction side (channels),
+// so the shared tiles are pixel-major, As[pixel][k] and Bs[pixel][rsc],
+// filled by 16-byte cp.async along the channels; ldmatrix.trans turns them
+// into mma's row-major A (k x pixels) and column-major B (pixels x rsc)
+// fragments. Each aligned 8-column chunk of B lies inside one (r, s) tap
+// (Cp % 8 == 0) and each 8-row chunk of A inside dy's padded rows.
+// Block tile BM x BN x 32 pixels, 4 warps of 64 x 32 (BM / 64 down, BN / 32
+// across), the fprop's 3-stage pipeline. Rows are padded by 8 bf16 (16 bytes)
+// so the 8 row addresses of an ldmatrix (272- or 144-byte stride) fall into
+// 8 different 16-byte bank groups.
+struct Bf16WgradParams {
+    ConvParams conv;  // c: x's padded channels (its row length); k: dw's output channels
+    int ldy;          // dy's row length: k padded to a multiple of 8
+    int c_out;        // dw's channels: c before padding
+};
+
+template <int BM, int BN>
+__device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, const bf16* __restrict__ x,
+                                                     const bf16* __restrict__ dy, float* __restrict__ dw) {
+    constexpr int WN = BN / 32, LDA = BM + 8, LDB = BN + 8;
+    constexpr int CA = BM / 8, CB = BN / 8;                          // 16-byte chunks per tile row
+    constexpr int RA = CB_THREADS / CA, RB = CB_THREADS / CB;        // rows a pass of the block loads
+    constexpr int LA = CB_BK / RA, LB = CB_BK / RB;                  // passes per tile
+    __shared__ __align__(16) bf16 As[CB_STAGES][CB_BK][LDA];
+    __shared__ __align__(16) bf16 Bs[CB_STAGES][CB_BK][LDB];
+    const ConvParams& p = wp.conv;
+    const int t = threadIdx.x, lane = t % 32, warp = t / 32;
+    const int M = p.k, N = p.r * p.s * p.c, pixels = p.n * p.p * p.q;
+    const int mtiles = (M + BM - 1) / BM;
+    const int m0 = (blockIdx.y % mtiles) * BM, n0 = blockIdx.x * BN;
+    // This block's pixel slice, in whole 32-pixel steps.
+    const int per = ((pixels + p.splits - 1) / p.splits + CB_BK - 1) / CB_BK * CB_BK;
+    const int begin = min(pixels, (int)(blockIdx.y / mtiles) * per), end = min(pixels, begin + per);
+    const int KT = (end - begin + CB_BK - 1) / CB_BK;
+    if (KT == 0) return;  // an empty split (uniform over the block)
+
+    // A: chunk t % CA (output channels m0 + 8 (t % CA) ..) of pixel rows t / CA + RA l.
+    const int a_col = m0 + 8 * (t % CA), a_row = t / CA;
+    const bool a_ok = a_col < wp.ldy;
+    // B: chunk t % CB (columns n0 + 8 (t % CB) ..: one tap (r, s), channels c..c+7)
+    // of pixel rows t / CB + RB l. Each pass's pixel is walked as (img, pp, qq)
+    // by carries as the tiles advance 32 pixels at a time: no divisions.
+    const int b_col = n0 + 8 * (t % CB), b_row = t / CB;
+    const bool b_ok = b_col < N;
+    const int b_c = b_col % p.c, b_rs = b_col / p.c;
+    const int b_hoff = (b_rs / p.s) * p.dh - p.ph, b_woff = (b_rs % p.s) * p.dw - p.pw;
+    int b_m[LB], b_img[LB], b_pp[LB], b_qq[LB];
+#pragma unroll
+    for (int l = 0; l < LB; ++l) {
+        b_m[l] = begin + b_row + RB * l;
+        b_qq[l] = b_m[l] % p.q;
+        b_pp[l] = (b_m[l] / p.q) % p.p;
+        b_img[l] = b_m[l] / p.q / p.p;
+    }
+    const int step_q = CB_BK % p.q, step_p = CB_BK / p.q;
+    int a_m = begin + a_row;  // pixel of pass 0; pass l adds RA l
+    // Loads tile kt into `stage`; called for kt = 0, 1, 2, ... in order.
+    auto load_tile = [&](int stage) {
+#pragma unroll
+        for (int l = 0; l < LA; ++l) {
+            const int m = a_m + RA * l;
+            const bool ok = a_ok && m < end;
+            mt_cp_async16(&As[stage][a_row + RA * l][8 * (t % CA)], ok ? dy + m * wp.ldy + a_col : dy, ok ? 16 : 0);
+        }
+        a_m += CB_BK;
+#pragma unroll
+        for (int l = 0; l < LB; ++l) {
+            const int hh = b_pp[l] * p.sh + b_hoff, ww = b_qq[l] * p.sw + b_woff;
+            const bool ok = b_ok && b_m[l] < end && hh >= 0 && hh < p.h && ww >= 0 && ww < p.w;
+            const bf16* src = ok ? x + ((b_img[l] * p.h + hh) * p.w + ww) * p.c + b_c : x;
+            mt_cp_async16(&Bs[stage][b_row + RB * l][8 * (t % CB)], src, ok ? 16 : 0);
+            b_m[l] += CB_BK;
+            b_qq[l] += step_q;
+            b_pp[l] += step_p;
+            if (b_qq[l] >= p.q) {
+                b_qq[l] -= p.q;
+                ++b_pp[l];
+            }
+            for (; b_pp[l] >= p.p; b_pp[l] -= p.p) ++b_img[l];
+        }
+    };
+
+    const int wm = warp / WN, wn = warp % WN;
+    float acc[4][4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+    // The fprop's pipeline: one committed group per iteration, so
+    // wait<S-2> means "tile kt landed".
+#pragma unroll
+    for (int s = 0; s < CB_STAGES - 1; ++s) {
+        if (s < KT) load_tile(s);
+        mt_cp_async_commit();
+    }
+    for (int kt = 0; kt < KT; ++kt) {
+        mt_cp_async_wait<CB_STAGES - 2>();
+        __syncthreads();
+        if (kt + CB_STAGES - 1 < KT) load_tile((kt + CB_STAGES - 1) % CB_STAGES);
+        mt_cp_async_commit();
+
+        const int st = kt % CB_STAGES;
+#pragma unroll
+        for (int kk = 0; kk < CB_BK; kk += 16) {
+            u32 a[4][4], b[4][2];
+            // A (k x pixels, row-major): matrix j = lane / 8 holds channels
+            // 8 (j % 2).. and pixels 8 (j / 2).. of the 16 x 16 fragment.
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                mt_ldmatrix_x4_trans(a[i], &As[st][kk + (lane / 16) * 8 + lane % 8][wm * 64 + i * 16 + ((lane / 8) % 2) * 8]);
+            // B (pixels x rsc, column-major): matrices (pixels 0-7, n 0-7),
+            // (pixels 8-15, n 0-7), (pixels 0-7, n 8-15), (pixels 8-15, n 8-15).
+#pragma unroll
+            for (int j2 = 0; j2 < 2; ++j2) {
+                u32 r[4];
+                mt_ldmatrix_x4_trans(r, &Bs[st][kk + ((lane / 8) % 2) * 8 + lane % 8][wn * 32 + j2 * 16 + (lane / 16) * 8]);
+                b[2 * j2][0] = r[0];
+                b[2 * j2][1] = r[1];
+                b[2 * j2 + 1][0] = r[2];
+                b[2 * j2 + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) mt_mma_bf16_16816(acc[i][j], a[i], b[j]);
+        }
+    }
+
+    // Accumulator e of tile (i, j): row g + 8 (e / 2), column 2 (lane % 4) + e % 2.
+    // Column (r, s, c) of the padded tile goes to dw's (r, s, c) when c < c_out.
+    const int g = lane / 4, tg = lane % 4, taps_c = p.r * p.s * wp.c_out;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int col = n0 + wn * 32 + j * 8 + 2 * tg + h, c = col % p.c;
+            if (col >= N || c >= wp.c_out) continue;
+            const int out_col = (col / p.c) * wp.c_out + c;
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int v = 0; v < 2; ++v) {
+                    const int row = m0 + wm * 64 + i * 16 + g + 8 * v;
+                    if (row >= M) continue;
+                    float* o = dw + row * taps_c + out_col;
+                    if (p.splits > 1)
+                        atomicAdd(o, acc[i][j][2 * v + h]);
+                    else
+                        *o = acc[i][j][2 * v + h];
+                }
+        }
+}
+
+extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_wgrad(Bf16WgradParams p, const bf16* __restrict__ x,
+                                                                        const bf16* __restrict__ dy,
+                                                                        float* __restrict__ dw) {
+    conv_bf16_wgrad_body<128, 64>(p, x, dy, dw);
+}
+
+// 64 output channels x 128 (r, s, c) columns per block: for K <= 64.
+extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_wgrad_m64(Bf16WgradParams p,
+                                                                            const bf16* __restrict__ x,
+                                                                            const bf16* __restrict__ dy,
+                                                                            float* __restrict__ dw) {
+    conv_bf16_wgrad_body<64, 128>(p, x, dy, dw);
 }
 
 // ---- f32 <-> bf16 conversions for the launcher ------------------------

@@ -146,6 +146,10 @@ def conv_bf16(dev):
         flop = 2.0 * bn * y.shape[2] * y.shape[3] * k * r * s * c
         ms = best_ms(lambda: F.conv2d(x, wt, stride=st, padding=pad))
         print(f"torch conv_bf16_{name} {flop / ms / 1e9:.1f} TFLOP/s (cuDNN bf16 channels_last fprop, {ms:.3f} ms)")
+        dy = torch.randn_like(y).to(memory_format=torch.channels_last)
+        args = ([st, st], [pad, pad], [1, 1], False, [0, 0], 1)
+        ms = best_ms(lambda: torch.ops.aten.convolution_backward(dy, x, wt, None, *args, [False, True, False]))
+        print(f"torch conv_bf16_wgrad_{name} {flop / ms / 1e9:.1f} TFLOP/s (cuDNN bf16 channels_last wgrad, {ms:.3f} ms)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-//! CUDA parity of the bf16 tensor-core conv fprop (kernels/conv_bf16.cu)
-//! against the CPU conv reference in f64 on the same bf16-rounded inputs, so
-//! only the GPU's f32 accumulation (and, for a bf16 output, the final
-//! rounding) is measured.
+//! CUDA parity of the bf16 tensor-core conv fprop and wgrad
+//! (kernels/conv_bf16.cu) against the CPU conv reference in f64 on the same
+//! bf16-rounded inputs, so only the GPU's f32 accumulation (and, for a bf16
+//! output, the final rounding) is measured.
 //!
 //! Tolerance, per output element: the kernel sums n = R·S·C_padded products
 //! plus the bias in f32. bf16 x bf16 products are exact in f32, so the error
@@ -18,7 +18,7 @@
 
 use mtaffect::autograd::Precision;
 use mtaffect::ops::conv::bf16::{
-    conv2d_bf16, conv2d_fprop_bf16_out, round_to_tf32, Bf16Nhwc, CHANNEL_ALIGN,
+    conv2d_bf16, conv2d_fprop_bf16_out, conv2d_wgrad_bf16, round_to_tf32, Bf16Nhwc, CHANNEL_ALIGN,
 };
 use mtaffect::ops::conv::{dgrad, forward, wgrad, Conv2dGeom};
 use mtaffect::ops::{conv2d, Conv2dParams};
@@ -154,12 +154,65 @@ fn host_tensors_are_refused_with_the_op_named() {
     assert!(e.contains("rank-4"), "{e}");
 }
 
-/// conv2d under a bf16 tape on the GPU: the input gradient of the stride-1
-/// convolutions runs the tensor-core fprop over flipped weights on
-/// bf16-rounded dy and w, the weight gradient the TF32 tensor-core wgrad on
-/// TF32-rounded x and dy; each checked against the f64 product of the
-/// rounded operands with the tolerance above (n = R·S·K_padded exact
-/// products for dx, N·P·Q for dw, whose split-K slices add in f32 too).
+/// The bf16 tensor-core wgrad (`conv2d_wgrad_bf16`) against the f64 wgrad
+/// of the bf16-rounded x and dy, with the tolerance above for n = N·P·Q
+/// products (the split-K slices add in f32 too): both tile shapes (K <= 64
+/// and above), the stem's channels padded from 3 to 8, K not a multiple of
+/// 8 (dy padded), dilation with asymmetric padding, small images whose
+/// 32-pixel steps span several of them, and grids split over pixels.
+#[test]
+fn conv2d_wgrad_bf16_matches_the_f64_reference() {
+    let Some(dev) = gpu_or_skip("conv2d_wgrad_bf16_matches_the_f64_reference") else {
+        return;
+    };
+    let gpu = Device::Cuda(dev.clone());
+    let p = Conv2dParams::new;
+    #[rustfmt::skip]
+    let cases: [Case; 6] = [
+        ([2, 37, 41, 3], 64, 7, 7, p().stride(2).padding(3)),
+        ([2, 15, 13, 32], 72, 3, 3, p().stride(2).padding(1)),
+        ([1, 12, 10, 8], 20, 3, 3, p().dilation(2).padding_tblr(2, 1, 0, 3)),
+        ([4, 28, 28, 64], 64, 3, 3, p().padding(1)),
+        ([2, 7, 9, 64], 130, 1, 1, p()),
+        ([8, 4, 4, 256], 256, 3, 3, p().padding(1)),
+    ];
+    let mut rng = Rng::new(13);
+    let mut rep = Report::default();
+    for (xd, k, r, s, prm) in cases {
+        let wd = [k, r, s, xd[3]];
+        let what = format!("x {xd:?} w {wd:?} {prm:?}");
+        let g = Conv2dGeom::new("reference", &xd, &wd, prm).unwrap();
+        let (x, dy) = (
+            randn(&xd, 1.0, &mut rng),
+            randn(&g.out_dims(), 1.0, &mut rng),
+        );
+        let put = |v: &[f32], d: &[usize]| {
+            let t = Tensor::from_vec(v.to_vec(), d).unwrap();
+            Bf16Nhwc::from_f32(&t.to_device(&gpu).unwrap()).unwrap()
+        };
+        let dw = conv2d_wgrad_bf16(&put(&x, &xd), &put(&dy, &g.out_dims()), wd, prm)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(dw.dims(), wd, "{what}");
+        let (xr, dyr) = (bf16_round(&x), bf16_round(&dy));
+        let reference = wgrad(&g, &xr, &dyr);
+        let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+        let magnitude = wgrad(&g, &abs(&xr), &abs(&dyr));
+        let terms = (g.n * g.p * g.q) as f64;
+        rep.compare_values(&what, &dw.try_to_f64_vec().unwrap(), &reference, |i| {
+            1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i]
+        });
+    }
+    rep.print("conv2d_wgrad_bf16 (mma.sync bf16, f32 accumulation)");
+}
+
+/// conv2d under a bf16 tape on the GPU. With one group: the input gradient
+/// of the stride-1 convolutions runs the tensor-core fprop over flipped
+/// weights on bf16-rounded dy and w, the weight gradient the bf16
+/// tensor-core wgrad on the forward's bf16 x and bf16-rounded dy. Grouped:
+/// the f32 input gradient and the TF32 tensor-core wgrad on TF32-rounded x
+/// and dy. Each is checked against the f64 product of the (rounded)
+/// operands with the tolerance above (n = R·S·K_padded products for dx,
+/// N·P·Q for dw, whose split-K slices add in f32 too).
 #[test]
 fn bf16_tape_backward_matches_the_f64_reference() {
     let Some(dev) = gpu_or_skip("bf16_tape_backward_matches_the_f64_reference") else {
@@ -167,13 +220,15 @@ fn bf16_tape_backward_matches_the_f64_reference() {
     };
     let gpu = Device::Cuda(dev.clone());
     let p = Conv2dParams::new;
-    // 3x3 same padding, asymmetric padding, 1x1, and K not a multiple of 8.
+    // 3x3 same padding, asymmetric padding, 1x1, K not a multiple of 8,
+    // and two groups.
     #[rustfmt::skip]
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         ([2, 9, 11, 24], 40, 3, 3, p().padding(1)),
         ([1, 10, 7, 32], 16, 3, 3, p().padding_tblr(2, 0, 1, 2)),
         ([3, 5, 6, 64], 128, 1, 1, p()),
         ([2, 8, 8, 48], 20, 3, 3, p().padding(1)),
+        ([2, 8, 8, 48], 32, 3, 3, p().padding(1).groups(2)),
     ];
     let mut rng = Rng::new(12);
     let (mut rep, mut rep_w) = (Report::default(), Report::default());
@@ -210,7 +265,12 @@ fn bf16_tape_backward_matches_the_f64_reference() {
             .unwrap();
         let dx = grads.get(xi).unwrap().try_to_f64_vec().unwrap();
 
-        let (dyr, wr) = (bf16_round(&dy), bf16_round(&w));
+        let grouped = prm.groups > 1;
+        let widen = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+        let (dyr, wr) = match grouped {
+            false => (bf16_round(&dy), bf16_round(&w)),
+            true => (widen(&dy), widen(&w)),
+        };
         let reference = dgrad(&g, &dyr, &wr);
         let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
         let magnitude = dgrad(&g, &abs(&dyr), &abs(&wr));
@@ -220,7 +280,10 @@ fn bf16_tape_backward_matches_the_f64_reference() {
         });
 
         let dw = grads.get(wi).unwrap().try_to_f64_vec().unwrap();
-        let (xt, dyt) = (tf32_round(&x), tf32_round(&dy));
+        let (xt, dyt) = match grouped {
+            false => (bf16_round(&x), bf16_round(&dy)),
+            true => (tf32_round(&x), tf32_round(&dy)),
+        };
         let reference = wgrad(&g, &xt, &dyt);
         let magnitude = wgrad(&g, &abs(&xt), &abs(&dyt));
         let terms = (g.n * g.p * g.q) as f64;
@@ -228,8 +291,8 @@ fn bf16_tape_backward_matches_the_f64_reference() {
             1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i]
         });
     }
-    rep.print("conv2d dgrad under a bf16 tape (flipped-weight fprop, mma.sync bf16)");
-    rep_w.print("conv2d wgrad under a bf16 tape (mma.sync tf32)");
+    rep.print("conv2d dgrad under a bf16 tape (flipped-weight fprop, mma.sync bf16; f32 grouped)");
+    rep_w.print("conv2d wgrad under a bf16 tape (mma.sync bf16; tf32 grouped)");
 }
 
 /// `v` rounded to TF32 (nearest, ties away from zero, as cvt.rna.tf32.f32)

@@ -101,7 +101,7 @@ fn conv_with_grads(
 /// Checks conv2d under a bf16 tape against f32 convs of (un)rounded
 /// operands: the forward always reads bf16-rounded x and w; the input
 /// gradient reads bf16-rounded dy and w when `bf16_dgrad`, the unrounded
-/// ones otherwise; the weight gradient always reads TF32-rounded x and dy.
+/// ones otherwise; the weight gradient always reads bf16-rounded x and dy.
 fn check_bf16_conv(xd: [usize; 4], wd: [usize; 4], prm: Conv2dParams, bf16_dgrad: bool) {
     let mut rng = Rng::new(3);
     let x = Tensor::randn(xd, 1.0, DType::F32, &mut rng);
@@ -131,8 +131,7 @@ fn check_bf16_conv(xd: [usize; 4], wd: [usize; 4], prm: Conv2dParams, bf16_dgrad
         false => dgrad_t("test", &g, &dy, &w, None),
     };
     assert_eq!(dx16, dx.unwrap().to_vec::<f32>().unwrap(), "dx");
-    let t = |t: &Tensor| round_to_tf32(t).unwrap();
-    let dw = wgrad_t("test", &g, &t(&x), &t(&dy), w.shape()).unwrap();
+    let dw = wgrad_t("test", &g, &r(&x), &r(&dy), w.shape()).unwrap();
     assert_eq!(dw16, dw.to_vec::<f32>().unwrap(), "dw");
     let dw32 = wgrad_t("test", &g, &x, &dy, w.shape()).unwrap();
     assert_ne!(dw16, dw32.to_vec::<f32>().unwrap(), "dw is the f32 one");
@@ -163,7 +162,7 @@ fn a_bf16_tape_rounds_the_operands_of_the_forward_and_the_stride1_dgrad() {
 }
 
 #[test]
-fn grouped_convolutions_keep_an_f32_forward_and_dgrad_under_a_bf16_tape() {
+fn grouped_convolutions_keep_an_f32_forward_and_dgrad_and_a_tf32_wgrad_under_a_bf16_tape() {
     let mut rng = Rng::new(4);
     let x = Tensor::randn([1, 5, 5, 4], 1.0, DType::F32, &mut rng);
     let w = Tensor::randn([6, 3, 3, 2], 0.3, DType::F32, &mut rng);
@@ -171,7 +170,7 @@ fn grouped_convolutions_keep_an_f32_forward_and_dgrad_under_a_bf16_tape() {
     let (y16, dx16, dw16) = conv_with_grads(&x, &w, prm, Precision::Bf16);
     let (y32, dx32, _) = conv_with_grads(&x, &w, prm, Precision::F32);
     assert_eq!((y16, dx16), (y32.clone(), dx32));
-    // The weight gradient is TF32 for every convolution.
+    // Their weight gradient reads TF32-rounded x and dy.
     let g = Conv2dGeom::new("test", x.dims(), w.dims(), prm).unwrap();
     let dy: Vec<f32> = y32.iter().map(|v| 2.0 * v).collect();
     let dy = round_to_tf32(&Tensor::from_vec(dy, g.out_dims()).unwrap()).unwrap();

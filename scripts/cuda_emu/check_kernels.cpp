@@ -603,12 +603,60 @@ void conv_bf16_case(G g, int c_real, bool bias) {
     }
     g_cp_async_defer = false;
 }
+// bf16 tensor-core wgrad (conv_bf16_wgrad*) on bf16 x (c_real channels
+// padded to g.c) and dy (k_real channels padded to a multiple of 8), both
+// tile shapes, one or several pixel splits, cp.async immediate and deferred.
+void conv_bf16_wgrad_case(G g, int c_real, int splits) {
+    int P = g.p(), Q = g.q(), M = g.n*P*Q, ldy = (g.k + 7) / 8 * 8;
+    auto X = randv((size_t)g.n*g.h*g.w*c_real), DY = randv((size_t)M*g.k);
+    std::vector<unsigned short> xb((size_t)g.n*g.h*g.w*g.c, 0xffff), db((size_t)M*ldy, 0xffff);
+    Bf16PadParams px{(u64)g.n*g.h*g.w, c_real, g.c}, pd{(u64)M, g.k, ldy};
+    launch({3,1,1},{256,1,1},[&]{ f32_to_bf16_pad(px, X.data(), xb.data()); });
+    launch({3,1,1},{256,1,1},[&]{ f32_to_bf16_pad(pd, DY.data(), db.data()); });
+    auto xv = [&](int n, int h, int w, int c) { return (double)emu_bf16(xb[((size_t)(n*g.h+h)*g.w+w)*g.c + c]); };
+    size_t taps = (size_t)g.r*g.s*c_real;
+    std::vector<double> R((size_t)g.k*taps, 0), A(R.size(), 0);  // A: sum of |terms|, for the tolerance
+    for (int n=0;n<g.n;++n) for (int pp=0;pp<P;++pp) for (int qq=0;qq<Q;++qq) for (int k=0;k<g.k;++k) {
+        double d = emu_bf16(db[((size_t)(n*P+pp)*Q+qq)*ldy + k]);
+        for (int r=0;r<g.r;++r) for (int s=0;s<g.s;++s) for (int c=0;c<c_real;++c) {
+            int hh = pp*g.sh - g.pt + r*g.dh, ww = qq*g.sw - g.pl + s*g.dw;
+            if (hh<0||hh>=g.h||ww<0||ww>=g.w) continue;
+            double t = d * xv(n, hh, ww, c);
+            size_t o = k*taps + (r*g.s+s)*c_real + c; R[o] += t; A[o] += fabs(t);
+        }
+    }
+    Bf16WgradParams p{{g.n,g.h,g.w,g.c,g.k,g.r,g.s,P,Q,g.sh,g.sw,g.pt,g.pl,g.dh,g.dw,1,splits,0}, ldy, c_real};
+    for (bool m64 : {false, true}) for (bool defer : {false, true}) {
+        g_cp_async_defer = defer;
+        int bm = m64 ? 64 : 128, bn = m64 ? 128 : 64, cols = g.r*g.s*g.c;
+        std::vector<float> dw(R.size(), splits > 1 ? 0.f : NAN);
+        dim3 grid{(unsigned)((cols+bn-1)/bn),(unsigned)((g.k+bm-1)/bm*splits),1};
+        launch(grid,{128,1,1},[&]{ if (m64) conv_bf16_wgrad_m64(p, xb.data(), db.data(), dw.data()); else conv_bf16_wgrad(p, xb.data(), db.data(), dw.data()); });
+        // f32 accumulation of M terms (per split, then the splits' partial sums): |err| <= (M + splits) 2^-24 sum|terms| (x4 margin).
+        double worst = 0;
+        for (size_t i = 0; i < R.size(); ++i) {
+            double e = fabs(dw[i] - R[i]) / (1e-6 + 4.0 * (M + splits) * ldexp(1.0, -24) * A[i]);
+            if (!(e <= 1)) { printf("conv_bf16_wgrad FAIL at %zu: %f vs %f\n", i, dw[i], R[i]); exit(1); }
+            worst = std::max(worst, e);
+        }
+        printf("conv_bf16_wgrad%s n%d %dx%d c%d(%d) k%d %dx%d s%d p%d d%d split%d cp.async %s ok (worst err/tol %.3f, %zu values)\n",
+               m64 ? "_m64" : "", g.n, g.h, g.w, g.c, c_real, g.k, g.r, g.s, g.sh, g.pt, g.dh, splits, defer ? "deferred" : "immediate", worst, R.size());
+    }
+    g_cp_async_defer = false;
+}
+
 void conv_bf16() {
     conv_bf16_case({3,5,7,16, 24,3,3, 1,1, 1,1,1,1, 1,1, 1}, 16, true);   // M = 105 odd, K < 64, 5 k-tiles
     conv_bf16_case({2,9,11,32, 72,3,3, 2,2, 1,1,1,1, 1,1, 1}, 32, false); // stride 2, two column tiles
     conv_bf16_case({1,9,9,8, 16,3,3, 1,1, 2,0,1,2, 2,2, 1}, 8, true);     // dilation 2, asymmetric padding
     conv_bf16_case({1,13,13,8, 16,7,7, 2,2, 3,3,3,3, 1,1, 1}, 3, true);   // the stem: 3 channels padded to 8
     conv_bf16_case({2,8,9,64, 40,1,1, 1,1, 0,0,0,0, 1,1, 1}, 64, false);  // 1x1, M = 144 over two row tiles
+    conv_bf16_wgrad_case({3,5,7,16, 24,3,3, 1,1, 1,1,1,1, 1,1, 1}, 16, 1);    // 105 pixels (a partial step), K < 64
+    conv_bf16_wgrad_case({2,9,11,32, 136,3,3, 2,2, 1,1,1,1, 1,1, 1}, 32, 3); // stride 2, K over two row tiles, 3 splits
+    conv_bf16_wgrad_case({1,9,9,8, 20,3,3, 1,1, 2,0,1,2, 2,2, 1}, 8, 2);     // dilation 2, asymmetric padding, K = 20 padded
+    conv_bf16_wgrad_case({2,13,13,8, 16,7,7, 2,2, 3,3,3,3, 1,1, 1}, 3, 4);   // the stem: 3 channels padded to 8, Q = 7 < 32
+    conv_bf16_wgrad_case({2,8,9,64, 40,1,1, 1,1, 0,0,0,0, 1,1, 1}, 64, 5);   // 1x1: 144 pixels in 5 splits (one empty)
+    conv_bf16_wgrad_case({5,3,2,16, 8,1,1, 1,1, 0,0,0,0, 1,1, 1}, 16, 1);    // 6-pixel images: a step spans 5 images
 }
 
 int main() {

@@ -102,7 +102,7 @@ template <class F> void launch_cooperative(dim3 grid, dim3 block, F kernel) {
 }
 
 // ---- sm_80 warp-level PTX used by kernels/conv_bf16.cu ------------------
-// Scalar emulations of cp.async, ldmatrix.x4 and mma.m16n8k16 bf16 with the
+// Scalar emulations of cp.async, ldmatrix.x4 (plain and .trans) and mma.m16n8k16 bf16 with the
 // fragment layouts of the PTX ISA, replacing the kernel's inline-PTX wrappers
 // (MT_CUDA_EMU). The warp-collective ones exchange operands through
 // per-warp slots between warp barriers, like __shfl_xor_sync above.
@@ -143,6 +143,21 @@ inline void mt_ldmatrix_x4(unsigned (&r)[4], const void* p) {
     for (int i = 0; i < 4; ++i) {
         const unsigned short* row = static_cast<const unsigned short*>(g_ldm_xch[w][8 * i + l / 4]);
         r[i] = row[2 * (l % 4)] | ((unsigned)row[2 * (l % 4) + 1] << 16);
+    }
+    g_warp_bar[w]->arrive_and_wait();
+}
+
+// .trans: r[i] = column lane/4 of matrix i, rows 2(lane%4) and 2(lane%4)+1 (each
+// row addressed by its own lane 8i + row); low half first.
+inline void mt_ldmatrix_x4_trans(unsigned (&r)[4], const void* p) {
+    unsigned w = emu_tid() / 32, l = emu_tid() % 32;
+    g_warp_bar[w]->arrive_and_wait();
+    g_ldm_xch[w][l] = p;
+    g_warp_bar[w]->arrive_and_wait();
+    for (int i = 0; i < 4; ++i) {
+        const unsigned short* lo = static_cast<const unsigned short*>(g_ldm_xch[w][8 * i + 2 * (l % 4)]);
+        const unsigned short* hi = static_cast<const unsigned short*>(g_ldm_xch[w][8 * i + 2 * (l % 4) + 1]);
+        r[i] = lo[l / 4] | ((unsigned)hi[l / 4] << 16);
     }
     g_warp_bar[w]->arrive_and_wait();
 }

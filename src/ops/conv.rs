@@ -532,34 +532,35 @@ pub(crate) fn check_operands(
 /// 2-D convolution: x [N, H, W, C], weight [K, R, S, C/groups], optional
 /// bias [K] -> [N, P, Q, K] with P = (H + pad_top + pad_bottom - dil·(R-1) - 1) / stride + 1
 /// (floor), likewise Q. Cross-correlation, as in PyTorch. Under a bf16
-/// tape ([`Precision::Bf16`]) the forward products read bf16-rounded x and
-/// w, and so do the stride-1 input gradient's (dy and w); the weight
-/// gradient's read TF32-rounded x and dy.
+/// tape ([`Precision::Bf16`]) the products read bf16-rounded operands and
+/// accumulate in f32 (see [`bf16::Autocast`] for which, and for grouped
+/// convolutions).
 pub fn conv2d(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>, prm: Conv2dParams) -> Result<Var> {
     let g = Conv2dGeom::new("conv2d", x.dims(), w.dims(), prm)?;
     check_operands("conv2d", x, w, bias, g.k)?;
     let (xt, wt) = (x.value().clone(), w.value().clone());
     let b = bias.map(|b| b.value());
-    let precision = tape.precision();
-    let y = match precision {
-        Precision::F32 => forward_t(&g, &xt, &wt, b)?,
-        Precision::Bf16 => bf16::forward_autocast(&g, &xt, &wt, b)?,
+    let (y, autocast) = match tape.precision() {
+        Precision::F32 => (forward_t(&g, &xt, &wt, b)?, None),
+        Precision::Bf16 => {
+            let (y, a) = bf16::Autocast::forward(&g, &xt, &wt, b)?;
+            (y, Some(a))
+        }
     };
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     tape.record("conv2d", &inputs, y, move |dy, needs| {
-        let dx = needs[0]
-            .then(|| match precision {
-                Precision::F32 => dgrad_t("conv2d", &g, dy, &wt, None),
-                Precision::Bf16 => bf16::dgrad_autocast(&g, dy, &wt),
-            })
-            .transpose()?;
-        let dw = needs[1]
-            .then(|| match precision {
-                Precision::F32 => wgrad_t("conv2d", &g, &xt, dy, wt.shape()),
-                Precision::Bf16 => bf16::wgrad_autocast(&g, &xt, dy, wt.shape()),
-            })
-            .transpose()?;
+        let [dx, dw] = match &autocast {
+            Some(a) => a.backward(&g, (&xt, &wt), dy, [needs[0], needs[1]])?,
+            None => [
+                needs[0]
+                    .then(|| dgrad_t("conv2d", &g, dy, &wt, None))
+                    .transpose()?,
+                needs[1]
+                    .then(|| wgrad_t("conv2d", &g, &xt, dy, wt.shape()))
+                    .transpose()?,
+            ],
+        };
         let mut grads = vec![dx, dw];
         if needs.len() == 3 {
             grads.push(needs[2].then(|| channel_sum(dy, g.k)).transpose()?);

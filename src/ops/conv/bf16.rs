@@ -1,10 +1,9 @@
-//! conv2d fprop in bf16 on tensor cores (kernels/conv_bf16.cu): bf16
-//! activations and weights, f32 accumulation, f32 or bf16 output; and
-//! conv2d under a bf16 tape, with CPU references: the forward
-//! ([`forward_autocast`]), the stride-1 input gradient, which is an fprop
-//! over flipped weights ([`dgrad_autocast`]), and the weight gradient in
-//! TF32 ([`wgrad_autocast`]: there is no bf16 wgrad kernel, and TF32 tensor
-//! cores read the f32 activations as they are).
+//! conv2d in bf16 on tensor cores (kernels/conv_bf16.cu): the fprop
+//! (bf16 activations and weights, f32 accumulation, f32 or bf16 output) and
+//! the wgrad (bf16 activations and output gradient, f32 weight gradient);
+//! and conv2d under a bf16 tape ([`Autocast`]), with CPU references: the
+//! forward, the stride-1 input gradient as an fprop over flipped weights,
+//! and the weight gradient.
 //!
 //! The kernel needs C % 8 == 0 (16-byte loads along the reduction), so
 //! [`Bf16Nhwc::from_f32`] pads the channels with zeros while converting: the
@@ -221,55 +220,107 @@ pub fn conv2d_bf16(
     conv2d_fprop_bf16(&Bf16Nhwc::from_f32(x)?, &Bf16Nhwc::from_f32(w)?, bias, prm)
 }
 
-/// conv2d's forward under a bf16 tape ([`crate::autograd::Precision`]):
-/// the products of bf16-rounded `x` and `w`, accumulated in f32. On a GPU
-/// that is the tensor-core kernel; on the host, the f32 reference over
-/// rounded copies, which is the same sum (a product of two bf16 values is
-/// exact in f32) up to the order of the additions. Grouped convolutions
-/// stay f32 on both: the kernel handles groups = 1 only.
-pub(crate) fn forward_autocast(
-    g: &Conv2dGeom,
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-) -> Result<Tensor> {
-    if g.prm.groups != 1 {
-        return forward_t(g, x, w, bias);
-    }
-    if x.cuda_device().is_some() {
-        return conv2d_bf16(x, w, bias, g.prm);
-    }
-    forward_t(g, &round_to_bf16(x)?, &round_to_bf16(w)?, bias)
-}
-
-/// conv2d's input gradient under a bf16 tape: for stride 1, one group and
+/// conv2d under a bf16 tape ([`crate::autograd::Precision`]), for
+/// groups = 1: every product reads bf16-rounded operands and accumulates in
+/// f32. The forward reads x and w; the input gradient, for stride 1 and
 /// more than [`SCATTER_MAX_CHANNELS`] input channels (where the f32 CUDA
-/// path also runs an fprop over flipped weights) the products of
-/// bf16-rounded `dy` and `w`, accumulated in f32; otherwise the f32 dgrad.
-/// On a GPU the tensor-core fprop with the flipped geometry; on the host
-/// the f32 dgrad of rounded copies.
-pub(crate) fn dgrad_autocast(g: &Conv2dGeom, dy: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let Some(prm) = flipped_params(g) else {
-        return dgrad_t("conv2d", g, dy, w, None);
-    };
-    if let Some(dev) = dy.cuda_device() {
-        let wf = flipped_weights(dev, "conv2d", g, w)?;
-        return conv2d_bf16(dy, &wf, None, prm);
-    }
-    dgrad_t("conv2d", g, &round_to_bf16(dy)?, &round_to_bf16(w)?, None)
+/// path also runs an fprop over flipped weights), dy and w, and otherwise
+/// stays f32; the weight gradient reads x and dy. On a GPU those are the
+/// tensor-core kernels, and the bf16 copy of x the forward made is kept for
+/// the weight gradient, whose kernel reads it instead of x in f32; dy is
+/// converted once for both gradients. On the host they are the f32 ops on
+/// rounded copies, which give the same sums (a product of two bf16 values
+/// is exact in f32) up to the order of the additions.
+///
+/// Grouped convolutions (no bf16 kernel) keep the f32 forward and input
+/// gradient, and their weight gradient reads TF32-rounded x and dy (10
+/// explicit mantissa bits, ties away from zero, as `cvt.rna.tf32.f32`): the
+/// `conv_wgrad*_tf32` kernels on a GPU, the f32 wgrad of rounded copies on
+/// the host.
+pub(crate) struct Autocast {
+    /// The forward's bf16 copy of x (GPU, groups = 1).
+    x16: Option<Bf16Nhwc>,
 }
 
-/// conv2d's weight gradient under a bf16 tape: the products of TF32-rounded
-/// x and dy (10 explicit mantissa bits, ties away from zero, as
-/// `cvt.rna.tf32.f32`), accumulated in f32. On a GPU the `conv_wgrad*_tf32`
-/// kernels (mma.sync m16n8k8); on the host the f32 wgrad of rounded copies
-/// (a product of two TF32 values is exact in f32).
-pub(crate) fn wgrad_autocast(
-    g: &Conv2dGeom,
-    x: &Tensor,
-    dy: &Tensor,
-    w_shape: &crate::Shape,
-) -> Result<Tensor> {
+impl Autocast {
+    /// The forward: y and what the backward keeps.
+    pub(crate) fn forward(
+        g: &Conv2dGeom,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<(Tensor, Autocast)> {
+        if g.prm.groups != 1 {
+            return Ok((forward_t(g, x, w, bias)?, Autocast { x16: None }));
+        }
+        if x.cuda_device().is_some() {
+            let x16 = Bf16Nhwc::from_f32(x)?;
+            let y = conv2d_fprop_bf16(&x16, &Bf16Nhwc::from_f32(w)?, bias, g.prm)?;
+            return Ok((y, Autocast { x16: Some(x16) }));
+        }
+        let y = forward_t(g, &round_to_bf16(x)?, &round_to_bf16(w)?, bias)?;
+        Ok((y, Autocast { x16: None }))
+    }
+
+    /// The input and weight gradients for output gradient `dy`, each where
+    /// `need` asks for it.
+    pub(crate) fn backward(
+        &self,
+        g: &Conv2dGeom,
+        (x, w): (&Tensor, &Tensor),
+        dy: &Tensor,
+        need: [bool; 2],
+    ) -> Result<[Option<Tensor>; 2]> {
+        let flipped = flipped_params(g);
+        if g.prm.groups != 1 {
+            let dx = need[0]
+                .then(|| dgrad_t("conv2d", g, dy, w, None))
+                .transpose()?;
+            let dw = need[1]
+                .then(|| wgrad_tf32(g, x, dy, w.shape()))
+                .transpose()?;
+            return Ok([dx, dw]);
+        }
+        let Some(x16) = &self.x16 else {
+            // Host: the f32 ops on rounded copies.
+            let r = round_to_bf16;
+            let dx = need[0]
+                .then(|| match flipped {
+                    Some(_) => dgrad_t("conv2d", g, &r(dy)?, &r(w)?, None),
+                    None => dgrad_t("conv2d", g, dy, w, None),
+                })
+                .transpose()?;
+            let dw = need[1]
+                .then(|| wgrad_t("conv2d", g, &r(x)?, &r(dy)?, w.shape()))
+                .transpose()?;
+            return Ok([dx, dw]);
+        };
+        let dy16 = (need[1] || (need[0] && flipped.is_some()))
+            .then(|| Bf16Nhwc::from_f32(dy))
+            .transpose()?;
+        let dx = need[0]
+            .then(|| match (flipped, &dy16) {
+                (Some(prm), Some(dy16)) => {
+                    let wf = flipped_weights(x16.device(), "conv2d", g, w)?;
+                    conv2d_fprop_bf16(dy16, &Bf16Nhwc::from_f32(&wf)?, None, prm)
+                }
+                _ => dgrad_t("conv2d", g, dy, w, None),
+            })
+            .transpose()?;
+        let dw = match (need[1], &dy16) {
+            (true, Some(dy16)) => {
+                let wd: [usize; 4] = w.dims().try_into().expect("conv2d checked a rank-4 weight");
+                Some(conv2d_wgrad_bf16(x16, dy16, wd, g.prm)?)
+            }
+            _ => None,
+        };
+        Ok([dx, dw])
+    }
+}
+
+/// The weight gradient of a grouped conv under a bf16 tape: the products of
+/// TF32-rounded x and dy, accumulated in f32 (see [`Autocast`]).
+fn wgrad_tf32(g: &Conv2dGeom, x: &Tensor, dy: &Tensor, w_shape: &crate::Shape) -> Result<Tensor> {
     if let Some(dev) = x.cuda_device() {
         return super::cuda::wgrad(dev, "conv2d", g, (x, dy), w_shape, true);
     }
@@ -331,6 +382,92 @@ fn map_values(t: &Tensor, f: impl Fn(f64) -> f64) -> Result<Tensor> {
         let v: Vec<T> = t.data::<T>()?.iter().map(|&a| T::from_f64(f(a.to_f64()))).collect();
         Tensor::from_vec(v, t.shape().clone())
     })
+}
+
+/// Mirrors `Bf16WgradParams` in kernels/conv_bf16.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Bf16WgradParams {
+    conv: ConvParams,
+    ldy: i32,
+    c_out: i32,
+}
+// SAFETY: plain old data laid out as the C struct.
+unsafe impl DeviceRepr for Bf16WgradParams {}
+
+/// Resident blocks per SM of `conv_bf16_wgrad` (128 registers x 128
+/// threads, 39936 bytes of shared memory) and of `conv_bf16_wgrad_m64`
+/// (154 registers): the split-K target.
+const WGRAD_BLOCKS_PER_SM: usize = 4;
+const WGRAD_M64_BLOCKS_PER_SM: usize = 3;
+
+/// dw [K, R, S, C] (f32, C before padding) = the weight gradient of conv2d
+/// over `x` for the output gradient `dy`: the products of their bf16 values,
+/// accumulated in f32 on tensor cores (`conv_bf16_wgrad*`). `w_dims` are the
+/// weight's logical dims; groups = 1 only.
+pub fn conv2d_wgrad_bf16(
+    x: &Bf16Nhwc,
+    dy: &Bf16Nhwc,
+    w_dims: [usize; 4],
+    prm: Conv2dParams,
+) -> Result<Tensor> {
+    let g = kernel_geometry(x.dims, w_dims, prm)?;
+    let dev = x.device().clone();
+    if dy.dims != [g.n, g.p, g.q, g.k] {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "output gradient {:?} for the output [{}, {}, {}, {}] of x {:?} and weight {w_dims:?}",
+                dy.dims, g.n, g.p, g.q, g.k, x.dims
+            ),
+        ));
+    }
+    if dy.device().ordinal() != dev.ordinal() {
+        return Err(Error::Device {
+            op: OP,
+            lhs: format!("cuda:{}", dev.ordinal()),
+            rhs: format!("cuda:{}", dy.device().ordinal()),
+        });
+    }
+    let pixels = g.n * g.p * g.q;
+    if pixels * dy.padded > i32::MAX as usize {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "the output gradient {:?} (padded to {} channels) needs 64-bit indices",
+                dy.dims, dy.padded
+            ),
+        ));
+    }
+    // 64 output channels x 128 (r, s, c) columns where K <= 64.
+    let (kernel, bm, bn, resident) = if g.k <= 64 {
+        ("conv_bf16_wgrad_m64", 64, 128, WGRAD_M64_BLOCKS_PER_SM)
+    } else {
+        ("conv_bf16_wgrad", 128, 64, WGRAD_BLOCKS_PER_SM)
+    };
+    let (row_tiles, col_tiles) = (g.k.div_ceil(bm), (g.r * g.s * g.c).div_ceil(bn));
+    let splits = super::cuda::wgrad_splits(&dev, row_tiles * col_tiles, pixels, resident)
+        .min(65_535 / row_tiles);
+    let p = Bf16WgradParams {
+        conv: params(OP, &g, false)?.with_splits(splits),
+        ldy: dy.padded as i32,
+        c_out: w_dims[3] as i32,
+    };
+    let dw = Tensor::from_cuda(
+        CudaStorage::zeros(&dev, w_dims.iter().product())?,
+        crate::Shape::from(w_dims),
+    )?;
+    let cfg = LaunchConfig {
+        grid_dim: (col_tiles as u32, (row_tiles * splits) as u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0, // static: 3 stages of 32 x (136 + 72) bf16 = 39936 bytes
+    };
+    let ptrs = [x.storage.ptr(), dy.storage.ptr(), ptr(&dw, OP)?];
+    // SAFETY: Bf16WgradParams mirrors the kernel's struct and describes x
+    // (padded channels), dy (rows of ldy) and dw [K, R, S, c_out], which is
+    // zeroed for the split-K atomics.
+    unsafe { dev.launch(kernel, cfg, &p, &ptrs)? };
+    Ok(dw)
 }
 
 /// A checked fprop launch: device, geometry and the kernel's parameters.

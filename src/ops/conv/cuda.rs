@@ -33,6 +33,16 @@ pub(super) struct ConvParams {
 // SAFETY: plain old data laid out as the C struct.
 unsafe impl DeviceRepr for ConvParams {}
 
+impl ConvParams {
+    /// The same geometry summed in `splits` slices.
+    pub(super) fn with_splits(self, splits: usize) -> ConvParams {
+        ConvParams {
+            splits: splits as i32,
+            ..self
+        }
+    }
+}
+
 /// Tile shapes (rows x columns of the implicit GEMM) of the kernels.
 const TILE: usize = 128;
 /// The 64-wide side of `conv_fprop_n64`, `conv_dgrad_n64` (256 x 64) and `conv_wgrad_m64` (64 x 256).
@@ -147,6 +157,21 @@ fn k_splits(dev: &CudaDevice, tiles: usize, len: usize) -> usize {
     (2 * BLOCKS_PER_SM * sms / tiles)
         .min(len.div_ceil(8 * MIN_SPLIT_STEPS))
         .max(1)
+}
+
+/// Pixel splits of a wgrad grid of `tiles` blocks over `pixels` pixels: the
+/// (n, p, q) sum is split until every SM has `blocks_per_sm` blocks (the
+/// kernel's residency), keeping at least 256 pixels per split.
+pub(super) fn wgrad_splits(
+    dev: &CudaDevice,
+    tiles: usize,
+    pixels: usize,
+    blocks_per_sm: usize,
+) -> usize {
+    (blocks_per_sm * dev.sm_count() as usize)
+        .div_ceil(tiles)
+        .min(pixels.div_ceil(256))
+        .clamp(1, 4096)
 }
 
 /// Fills `out` (the fprop output of `p`) with the bias or zeros: the start
@@ -333,13 +358,7 @@ pub(super) fn wgrad(
         (false, true) => ("conv_wgrad_tf32", TILE, TILE),
     };
     let tiles = rows.div_ceil(row_tile) * cols.div_ceil(col_tile) * g.prm.groups;
-    // Split the (n, p, q) sum until the GPU has a couple of blocks per SM,
-    // keeping at least 256 pixels per split.
-    let pixels = g.n * g.p * g.q;
-    let splits = (2 * dev.sm_count() as usize)
-        .div_ceil(tiles)
-        .min(pixels.div_ceil(256))
-        .clamp(1, 4096);
+    let splits = wgrad_splits(dev, tiles, g.n * g.p * g.q, BLOCKS_PER_SM);
     p.splits = splits as i32;
     let dw = Tensor::from_cuda(CudaStorage::zeros(dev, w_shape.numel())?, w_shape.clone())?;
     let cfg = config(
