@@ -376,9 +376,11 @@ fn batch_norm(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64)
 /// (its two tiny linear layers are left out): the squeeze (x read), the
 /// channel scale forward (x read, y written) and its fused backward (dy and
 /// x read, dx written, dg summed in the same pass), and the squeeze's
-/// backward (dx written).
+/// backward (dx written); then the block's end as the model runs it,
+/// `channel_scale_add_relu`: forward x and the residual read, y written;
+/// backward dy, y and x read, dx and the residual's gradient written.
 fn se_block(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
-    use mtaffect::ops::{channel_scale, global_avg_pool};
+    use mtaffect::ops::{channel_scale, channel_scale_add_relu, global_avg_pool};
     let (n, c) = (64, 64);
     let bytes = (n * 56 * 56 * c * 4) as f64;
     let on = |t: Tensor| t.to_device(gpu).unwrap();
@@ -431,6 +433,30 @@ fn se_block(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
         bytes,
         3.0,
         3.0,
+        copy_gbs,
+    );
+    let r = params
+        .add("r", on(Tensor::randn([n, 56, 56, c], 1.0, DType::F32, rng)))
+        .unwrap();
+    let (fwd, bwd) = fwd_bwd(dev, &params, &[x, g, r], &seed, |tape, v| {
+        channel_scale_add_relu(tape, &v[0], &v[1], &v[2]).expect("channel scale + add + relu")
+    });
+    bw_row(
+        "se scale+add+relu fwd",
+        "[64,56,56,64]",
+        fwd,
+        bytes,
+        3.0,
+        3.0,
+        copy_gbs,
+    );
+    bw_row(
+        "se scale+add+relu bwd",
+        "[64,56,56,64]",
+        bwd,
+        bytes,
+        5.0,
+        5.0,
         copy_gbs,
     );
 }

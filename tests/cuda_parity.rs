@@ -888,8 +888,8 @@ fn pooling_upsample_channel_scale() {
         return;
     };
     use mtaffect::ops::{
-        avg_pool2d, channel_scale, global_avg_pool, global_max_pool, max_pool2d,
-        upsample_nearest2d, Pool2dParams,
+        avg_pool2d, channel_scale, channel_scale_add_relu, global_avg_pool, global_max_pool,
+        max_pool2d, upsample_nearest2d, Pool2dParams,
     };
     let tol = Tol {
         atol: 1e-5,
@@ -953,9 +953,23 @@ fn pooling_upsample_channel_scale() {
         );
     }
     let g = Tensor::uniform([2, 5], 0.0, 1.0, DType::F32, &mut rng);
-    check(&dev, &mut rep, "channel_scale", &[x, g], tol, |t, v, _| {
-        channel_scale(t, &v[0], &v[1])
-    });
+    let r = randn(x.dims(), &mut rng);
+    check(
+        &dev,
+        &mut rep,
+        "channel_scale",
+        &[x.clone(), g.clone()],
+        tol,
+        |t, v, _| channel_scale(t, &v[0], &v[1]),
+    );
+    check(
+        &dev,
+        &mut rep,
+        "channel_scale_add_relu",
+        &[x, g, r],
+        tol,
+        |t, v, _| channel_scale_add_relu(t, &v[0], &v[1], &v[2]),
+    );
     // C % 4 == 0: the float4 lanes of the SE squeeze and channel scale kernels,
     // several block-rows per sample.
     let x = randn(&[3, 20, 21, 64], &mut rng);
@@ -968,15 +982,24 @@ fn pooling_upsample_channel_scale() {
         |t, v, _| global_avg_pool(t, &v[0]),
     );
     let g = Tensor::uniform([3, 64], 0.0, 1.0, DType::F32, &mut rng);
+    let r = randn(x.dims(), &mut rng);
     check(
         &dev,
         &mut rep,
         "channel_scale (float4)",
-        &[x, g],
+        &[x.clone(), g.clone()],
         tol,
         |t, v, _| channel_scale(t, &v[0], &v[1]),
     );
-    rep.print("max/avg/global pooling, upsample_nearest2d, channel_scale");
+    check(
+        &dev,
+        &mut rep,
+        "channel_scale_add_relu (float4)",
+        &[x, g, r],
+        tol,
+        |t, v, _| channel_scale_add_relu(t, &v[0], &v[1], &v[2]),
+    );
+    rep.print("max/avg/global pooling, upsample_nearest2d, channel_scale(_add_relu)");
 }
 
 #[test]
@@ -1123,8 +1146,7 @@ fn se_block(tape: &Tape, v: &[Var], ctx: &Ctx) -> Result<Var> {
     let s = ops::global_avg_pool(tape, &h)?;
     let s = ops::relu(tape, &ops::linear(tape, &s, &v[7], Some(&v[8]))?)?;
     let s = ops::sigmoid(tape, &ops::linear(tape, &s, &v[9], Some(&v[10]))?)?;
-    let h = ops::channel_scale(tape, &h, &s)?;
-    ops::relu(tape, &ops::add(tape, &h, x)?)
+    ops::channel_scale_add_relu(tape, &h, &s, x)
 }
 
 #[test]

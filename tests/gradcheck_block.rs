@@ -1,5 +1,6 @@
 //! f64 gradient check of one whole SE-ResNet basic block, end to end:
-//! conv-BN-ReLU-conv-BN-SE, plus the identity shortcut, then ReLU.
+//! conv-BN-ReLU-conv-BN-SE, plus the identity shortcut, then ReLU (the
+//! last three fused, as the model runs them: `channel_scale_add_relu`).
 //! Every op's backward is checked on its own in its module; this shows
 //! they compose (shapes, tape wiring, gradients meeting at the shortcut).
 
@@ -28,8 +29,7 @@ fn se_basic_block(tape: &Tape, x: &Var, p: &[Var]) -> Result<Var> {
     let s = ops::global_avg_pool(tape, &h)?;
     let s = ops::relu(tape, &ops::linear(tape, &s, &p[6], Some(&p[7]))?)?;
     let s = ops::sigmoid(tape, &ops::linear(tape, &s, &p[8], Some(&p[9]))?)?;
-    let h = ops::channel_scale(tape, &h, &s)?;
-    ops::relu(tape, &ops::add(tape, &h, x)?)
+    ops::channel_scale_add_relu(tape, &h, &s, x)
 }
 
 /// Input x [2, 5, 5, 4] and the block's parameters, in the order `se_basic_block` reads them.

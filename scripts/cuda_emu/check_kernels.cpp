@@ -204,17 +204,27 @@ void se_case(int N, int R, int c, int splits) {
     MtRowsParams one = p; one.scale = 1.0f;
     launch(grid, {256, 1, 1}, [&] { gap_forward(p, x.data(), pooled.data()); });
     launch(grid, {256, 1, 1}, [&] { gap_backward(p, gy.data(), dxp.data()); });
-    launch(grid, {256, 1, 1}, [&] { cs_forward(one, x.data(), g.data(), y.data()); });
-    launch(grid, {256, 1, 1}, [&] { cs_backward(one, dy.data(), x.data(), g.data(), dx.data(), dg.data()); });
+    launch(grid, {256, 1, 1}, [&] { cs_forward(one, x.data(), g.data(), nullptr, y.data()); });
+    launch(grid, {256, 1, 1}, [&] { cs_backward(one, dy.data(), x.data(), g.data(), nullptr, dx.data(), dg.data(), nullptr); });
+    // Fused with a residual and ReLU: y = relu(x g + res); dz = dy where y > 0.
+    auto res = randv(N * R * c);
+    std::vector<float> yf(N * R * c, NAN), dxf(N * R * c, NAN), dgf(N * c, 0.f), dres(N * R * c, NAN);
+    launch(grid, {256, 1, 1}, [&] { cs_forward(one, x.data(), g.data(), res.data(), yf.data()); });
+    launch(grid, {256, 1, 1}, [&] { cs_backward(one, dy.data(), x.data(), g.data(), yf.data(), dxf.data(), dgf.data(), dres.data()); });
     std::vector<double> P(N * c, 0), DXP(N * R * c), Y(N * R * c), DX(N * R * c), DG(N * c, 0);
+    std::vector<double> YF(N * R * c), DXF(N * R * c), DGF(N * c, 0), DRES(N * R * c);
     for (int n = 0; n < N; ++n) for (int r = 0; r < R; ++r) for (int j = 0; j < c; ++j) {
         size_t i = ((size_t)n * R + r) * c + j, k = n * c + j;
         P[k] += x[i] / (double)R; DXP[i] = gy[k] / (double)R;
         Y[i] = x[i] * (double)g[k]; DX[i] = dy[i] * (double)g[k]; DG[k] += dy[i] * (double)x[i];
+        double z = (double)(x[i] * g[k]) + res[i], dz = z > 0 ? dy[i] : 0.0;
+        YF[i] = std::max(z, 0.0); DRES[i] = dz; DXF[i] = dz * g[k]; DGF[k] += dz * x[i];
     }
     printf("se N=%d rows=%d c=%d splits=%u: ", N, R, c, grid.y);
     check("gap forward", pooled.data(), P); check("gap backward", dxp.data(), DXP);
     check("channel_scale y", y.data(), Y); check("channel_scale dx", dx.data(), DX); check("channel_scale dg", dg.data(), DG);
+    check("channel_scale_add_relu y", yf.data(), YF); check("channel_scale_add_relu dx", dxf.data(), DXF);
+    check("channel_scale_add_relu dg", dgf.data(), DGF); check("channel_scale_add_relu dres", dres.data(), DRES);
 }
 void others() {
     // reduce: [5, 13, 11, 7] sum over axes 1,2 -> kept [5,1,1,7]; merged: kdims (5,1,7) rdims (1,143,1)

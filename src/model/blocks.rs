@@ -2,7 +2,7 @@
 
 use crate::nn::{BatchNorm2d, Buffers, Conv2d, Ctx, SeBlock};
 use crate::ops::conv::Conv2dParams;
-use crate::{ops, Params, Result, Rng, Var};
+use crate::{Params, Result, Rng, Var};
 
 /// 1x1 conv + BN that matches the shortcut to a changed width or stride.
 #[derive(Clone, Debug)]
@@ -134,9 +134,8 @@ impl BasicBlock {
         let h = self.bn1.forward_relu(cx, &h)?;
         let h = self.conv2.forward(cx, &h)?;
         let h = self.bn2.forward(cx, &h)?;
-        let h = self.se.forward(cx, &h)?;
         let s = shortcut(&self.downsample, cx, x)?;
-        ops::relu(cx.tape, &ops::add(cx.tape, &h, &s)?)
+        self.se.forward_add_relu(cx, &h, &s)
     }
 }
 
@@ -214,8 +213,7 @@ impl Bottleneck {
         let h = self.bn2.forward_relu(cx, &h)?;
         let h = self.conv3.forward(cx, &h)?;
         let h = self.bn3.forward(cx, &h)?;
-        let h = self.se.forward(cx, &h)?;
         let s = shortcut(&self.downsample, cx, x)?;
-        ops::relu(cx.tape, &ops::add(cx.tape, &h, &s)?)
+        self.se.forward_add_relu(cx, &h, &s)
     }
 }

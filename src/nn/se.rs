@@ -24,10 +24,23 @@ impl SeBlock {
         })
     }
 
+    /// x with every channel scaled by its gate.
     pub fn forward(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
+        let gate = self.gate(cx, x)?;
+        ops::channel_scale(cx.tape, x, &gate)
+    }
+
+    /// `relu(forward(x) + res)`, the end of an SE residual block, as one op
+    /// ([`ops::channel_scale_add_relu`]).
+    pub fn forward_add_relu(&self, cx: &mut Ctx, x: &Var, res: &Var) -> Result<Var> {
+        let gate = self.gate(cx, x)?;
+        ops::channel_scale_add_relu(cx.tape, x, &gate, res)
+    }
+
+    /// The gates [N, C] of x [N, H, W, C].
+    fn gate(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
         let s = ops::global_avg_pool(cx.tape, x)?;
         let h = ops::relu(cx.tape, &self.fc1.forward(cx, &s)?)?;
-        let gate = ops::sigmoid(cx.tape, &self.fc2.forward(cx, &h)?)?;
-        ops::channel_scale(cx.tape, x, &gate)
+        ops::sigmoid(cx.tape, &self.fc2.forward(cx, &h)?)
     }
 }

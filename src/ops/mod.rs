@@ -32,7 +32,7 @@ pub use attention::attention;
 pub use batch_norm::{batch_norm2d, BatchNormParams};
 pub use batch_norm_relu::batch_norm_relu;
 pub use bmm::{bmm, Transposes};
-pub use channel_scale::channel_scale;
+pub use channel_scale::{channel_scale, channel_scale_add_relu};
 pub use concat::concat;
 pub use conv::{conv2d, Conv2dParams};
 pub use conv_transpose::conv_transpose2d;

@@ -1,5 +1,7 @@
-//! CUDA launchers for kernels/channel_scale.cu: y = x·g[n, c] and the fused
-//! backward (dx = dy·g and dg = Σ_hw dy·x in one pass).
+//! CUDA launchers for kernels/channel_scale.cu: y = x·g[n, c] (or, fused
+//! with a residual, relu(x·g[n, c] + res)) and the one-pass backward (dx =
+//! dz·g and dg = Σ_hw dz·x, with dz = dy, or dy masked by y > 0 and also
+//! the residual's gradient).
 
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::ops::elementwise::cuda::{empty, ptr};
@@ -14,27 +16,35 @@ fn dims(x: &Tensor) -> [usize; 3] {
     [d[0], d[1] * d[2], d[3]]
 }
 
-pub(super) fn forward(dev: &Arc<CudaDevice>, x: &Tensor, g: &Tensor) -> Result<Tensor> {
+/// The device address of `t`, or 0 (the kernels' "absent").
+fn opt_ptr(t: Option<&Tensor>) -> Result<u64> {
+    t.map_or(Ok(0), |t| ptr(t, OP))
+}
+
+/// y = x·g, or relu(x·g + res) with a residual.
+pub(super) fn forward(
+    dev: &Arc<CudaDevice>,
+    x: &Tensor,
+    g: &Tensor,
+    res: Option<&Tensor>,
+) -> Result<Tensor> {
     let (p, cfg) = dev.per_sample_rows(OP, "cs_forward", dims(x), 1.0, false)?;
     let y = empty(dev, x.shape().clone())?;
-    // SAFETY: RowsParams mirrors MtRowsParams; x and y hold N*H*W*C values, g N*C.
-    unsafe {
-        dev.launch(
-            "cs_forward",
-            cfg,
-            &p,
-            &[ptr(x, OP)?, ptr(g, OP)?, ptr(&y, OP)?],
-        )?
-    };
+    let ptrs = [ptr(x, OP)?, ptr(g, OP)?, opt_ptr(res)?, ptr(&y, OP)?];
+    // SAFETY: RowsParams mirrors MtRowsParams; x, res (or null) and y hold
+    // N*H*W*C values, g N*C.
+    unsafe { dev.launch("cs_forward", cfg, &p, &ptrs)? };
     Ok(y)
 }
 
-/// (dx, dg), each only where `needs` asks for it.
+/// (dx, dg, dres), each only where `needs` asks for it (dres only with
+/// `fused_y`, the fused forward's output, whose positive entries pass dy).
 pub(super) fn backward(
     dev: &Arc<CudaDevice>,
     dy: &Tensor,
     x: &Tensor,
     g: &Tensor,
+    fused_y: Option<&Tensor>,
     needs: &[bool],
 ) -> Result<Vec<Option<Tensor>>> {
     let (p, cfg) = dev.per_sample_rows(OP, "cs_backward", dims(x), 1.0, false)?;
@@ -46,10 +56,25 @@ pub(super) fn backward(
             Tensor::from_cuda(CudaStorage::zeros(dev, g.numel())?, g.shape().clone())
         })
         .transpose()?;
-    let out = |t: &Option<Tensor>| t.as_ref().map_or(Ok(0), |t| ptr(t, OP));
-    let ptrs = [ptr(dy, OP)?, ptr(x, OP)?, ptr(g, OP)?, out(&dx)?, out(&dg)?];
-    // SAFETY: as in forward; dx (when asked for) holds N*H*W*C values, dg N*C
-    // zeroed for the atomic sums; a null pointer skips its output.
+    let dres = (fused_y.is_some() && needs.get(2) == Some(&true))
+        .then(|| empty(dev, x.shape().clone()))
+        .transpose()?;
+    let ptrs = [
+        ptr(dy, OP)?,
+        ptr(x, OP)?,
+        ptr(g, OP)?,
+        opt_ptr(fused_y)?,
+        opt_ptr(dx.as_ref())?,
+        opt_ptr(dg.as_ref())?,
+        opt_ptr(dres.as_ref())?,
+    ];
+    // SAFETY: as in forward; y (or null), dx and dres (when asked for) hold
+    // N*H*W*C values, dg N*C zeroed for the atomic sums; a null pointer
+    // skips its input or output.
     unsafe { dev.launch("cs_backward", cfg, &p, &ptrs)? };
-    Ok(vec![dx, dg])
+    let mut grads = vec![dx, dg];
+    if fused_y.is_some() {
+        grads.push(dres);
+    }
+    Ok(grads)
 }
