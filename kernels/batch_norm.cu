@@ -171,10 +171,11 @@ __device__ __forceinline__ BnChannels bn_channels(const BnParams& p, const MtRow
     return q;
 }
 
+// y16 (skipped when null): y's bf16 copy, for a bf16 convolution next.
 template <int V>
 __device__ void bn_apply_body(const BnParams& p, const float* __restrict__ x, const float* __restrict__ stats,
                               const float* __restrict__ gamma, const float* __restrict__ beta,
-                              float* __restrict__ y) {
+                              float* __restrict__ y, unsigned short* __restrict__ y16) {
     const MtRowsLane l = bn_lane(p);
     if (!l.active) return;
     const BnChannels q = bn_channels<V>(p, l, stats, gamma, beta);
@@ -188,16 +189,17 @@ __device__ void bn_apply_body(const BnParams& p, const float* __restrict__ x, co
             v[j] = p.relu ? fmaxf(a, 0.0f) : a;
         }
         mt_store<V>(y + r * p.c + l.ch, v);
+        if (y16) mt_store_bf16<V>(y16 + r * p.c + l.ch, v);
     }
 }
 
 extern "C" __global__ void bn_apply(BnParams p, const float* __restrict__ x, const float* __restrict__ stats,
                                     const float* __restrict__ gamma, const float* __restrict__ beta,
-                                    float* __restrict__ y) {
+                                    float* __restrict__ y, unsigned short* __restrict__ y16) {
     if (p.vec == 4)
-        bn_apply_body<4>(p, x, stats, gamma, beta, y);
+        bn_apply_body<4>(p, x, stats, gamma, beta, y, y16);
     else
-        bn_apply_body<1>(p, x, stats, gamma, beta, y);
+        bn_apply_body<1>(p, x, stats, gamma, beta, y, y16);
 }
 
 // dy' = dy where the forward's output was positive (or everywhere without relu).
@@ -295,11 +297,14 @@ extern "C" __global__ void bn_backward_finalize(BnParams p, const float* __restr
 }
 
 // dx = gamma inv_std (dy' - sum(dy')/m - xhat sum(dy' xhat)/m) in training; gamma inv_std dy' in eval.
+// dx16 (skipped when null): dx's bf16 copy, for the bf16 backward of the
+// convolution before.
 template <int V>
 __device__ void bn_backward_dx_body(const BnParams& p, const float* __restrict__ g, const float* __restrict__ x,
                                     const float* __restrict__ stats, const float* __restrict__ gamma,
                                     const float* __restrict__ beta, const float* __restrict__ dw,
-                                    const float* __restrict__ db, float* __restrict__ dx) {
+                                    const float* __restrict__ db, float* __restrict__ dx,
+                                    unsigned short* __restrict__ dx16) {
     const MtRowsLane l = bn_lane(p);
     if (!l.active) return;
     const BnChannels q = bn_channels<V>(p, l, stats, gamma, beta);
@@ -317,15 +322,17 @@ __device__ void bn_backward_dx_body(const BnParams& p, const float* __restrict__
 #pragma unroll
         for (int j = 0; j < V; ++j) gm[j] = q.k[j] * (gm[j] - mg[j] - xhat[j] * mgh[j]);
         mt_store<V>(dx + r * p.c + l.ch, gm);
+        if (dx16) mt_store_bf16<V>(dx16 + r * p.c + l.ch, gm);
     }
 }
 
 extern "C" __global__ void bn_backward_dx(BnParams p, const float* __restrict__ g, const float* __restrict__ x,
                                           const float* __restrict__ stats, const float* __restrict__ gamma,
                                           const float* __restrict__ beta, const float* __restrict__ dw,
-                                          const float* __restrict__ db, float* __restrict__ dx) {
+                                          const float* __restrict__ db, float* __restrict__ dx,
+                                          unsigned short* __restrict__ dx16) {
     if (p.vec == 4)
-        bn_backward_dx_body<4>(p, g, x, stats, gamma, beta, dw, db, dx);
+        bn_backward_dx_body<4>(p, g, x, stats, gamma, beta, dw, db, dx, dx16);
     else
-        bn_backward_dx_body<1>(p, g, x, stats, gamma, beta, dw, db, dx);
+        bn_backward_dx_body<1>(p, g, x, stats, gamma, beta, dw, db, dx, dx16);
 }

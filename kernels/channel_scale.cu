@@ -22,9 +22,12 @@ __device__ __forceinline__ void cs_gates(const MtRowsParams& p, const MtRowsLane
 // relu(x g + res) in the same pass. Composed, the scale, the add and the
 // ReLU moved the activation 7 times (read x, write, read twice, write, read,
 // write); fused, 3 times.
+// y16 (skipped when null): y's bf16 copy, for the bf16 convolutions that
+// read the block's output next.
 template <int V>
 __device__ void cs_forward_body(const MtRowsParams& p, const float* __restrict__ x, const float* __restrict__ g,
-                                const float* __restrict__ res, float* __restrict__ y) {
+                                const float* __restrict__ res, float* __restrict__ y,
+                                unsigned short* __restrict__ y16) {
     const MtRowsLane l = mt_rows_lane(p);
     if (!l.active) return;
     const u64 off = (u64)blockIdx.z * p.rows * p.c;
@@ -43,16 +46,18 @@ __device__ void cs_forward_body(const MtRowsParams& p, const float* __restrict__
             for (int j = 0; j < V; ++j) v[j] = fmaxf(v[j] + a[j], 0.0f);
         }
         mt_store<V>(y + off + r * p.c + l.ch, v);
+        if (y16) mt_store_bf16<V>(y16 + off + r * p.c + l.ch, v);
     }
 }
 
 // res null: y = x g.
 extern "C" __global__ void cs_forward(MtRowsParams p, const float* __restrict__ x, const float* __restrict__ g,
-                                      const float* __restrict__ res, float* __restrict__ y) {
+                                      const float* __restrict__ res, float* __restrict__ y,
+                                      unsigned short* __restrict__ y16) {
     if (p.vec == 4)
-        cs_forward_body<4>(p, x, g, res, y);
+        cs_forward_body<4>(p, x, g, res, y, y16);
     else
-        cs_forward_body<1>(p, x, g, res, y);
+        cs_forward_body<1>(p, x, g, res, y, y16);
 }
 
 // dx (skipped when null) and dg (skipped when null). With y, the fused

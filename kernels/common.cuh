@@ -154,6 +154,21 @@ __device__ __forceinline__ void mt_store(float* p, const float (&v)[4]) {
     }
 }
 
+// q[0..V) = v[0..V) rounded to bf16 (one 8-byte store when V == 4; q 8-byte
+// aligned): the bf16 copy a producer writes next to its f32 output when a
+// bf16 consumer (the tensor-core convolutions) reads it next.
+template <int V>
+__device__ __forceinline__ void mt_store_bf16(unsigned short* q, const float (&v)[4]) {
+    if (V == 4) {
+        uint2 t;
+        t.x = (u32)mt_f32_to_bf16(v[0]) | ((u32)mt_f32_to_bf16(v[1]) << 16);
+        t.y = (u32)mt_f32_to_bf16(v[2]) | ((u32)mt_f32_to_bf16(v[3]) << 16);
+        *reinterpret_cast<uint2*>(q) = t;
+    } else {
+        q[0] = mt_f32_to_bf16(v[0]);
+    }
+}
+
 // Adds the block's per-channel sums (acc of every thread, times scale) to
 // out[0..V) of the leader's channels, one atomic each. Every thread of the
 // block must call it; sh holds MT_ROWS_THREADS * 4 floats.

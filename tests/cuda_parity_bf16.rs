@@ -302,3 +302,99 @@ fn tf32_round(v: &[f32]) -> Vec<f64> {
     let t = Tensor::from_vec(v.to_vec(), [v.len()]).unwrap();
     round_to_tf32(&t).unwrap().try_to_f64_vec().unwrap()
 }
+
+/// Under a bf16 tape the producers of what bf16 convolutions read next
+/// attach bf16 copies (`Tensor::with_bf16_copy`), written in the same pass:
+/// batch norm + ReLU's output, batch norm's input gradient and the fused SE
+/// block end's output. Each copy must be exactly its f32 values rounded to
+/// bf16; tensors whose channels are not a multiple of 8, batch norm without
+/// ReLU, and f32 tapes get none; mutable access drops it; and a conv reads
+/// the copy to the same result as converting the values itself.
+#[test]
+fn bf16_copies_are_the_rounded_values_and_convs_read_them() {
+    use mtaffect::ops::{batch_norm2d, batch_norm_relu, channel_scale_add_relu, BatchNormParams};
+    let Some(dev) = gpu_or_skip("bf16_copies_are_the_rounded_values_and_convs_read_them") else {
+        return;
+    };
+    let gpu = Device::Cuda(dev.clone());
+    let mut rng = Rng::new(14);
+    let put = |d: &[usize], rng: &mut Rng| {
+        Tensor::randn(d, 1.0, DType::F32, rng)
+            .to_device(&gpu)
+            .unwrap()
+    };
+    // The copy, read back through Bf16Nhwc, against the rounded f32 values.
+    let exact = |what: &str, t: &Tensor| {
+        assert!(t.bf16_copy().is_some(), "{what}: no bf16 copy");
+        let copy = Bf16Nhwc::of(t).unwrap().to_f32().unwrap();
+        let want = bf16_round(&t.to_vec::<f32>().unwrap());
+        assert_eq!(copy.try_to_f64_vec().unwrap(), want, "{what}");
+    };
+    for (c, precision) in [
+        (16, Precision::Bf16),
+        (12, Precision::Bf16),
+        (16, Precision::F32),
+    ] {
+        let copies = c % 8 == 0 && precision == Precision::Bf16;
+        let mut params = Params::new();
+        let xi = params.add("x", put(&[2, 5, 6, c], &mut rng)).unwrap();
+        let gi = params.add("gamma", put(&[c], &mut rng)).unwrap();
+        let bi = params.add("beta", put(&[c], &mut rng)).unwrap();
+        let tape = Tape::new();
+        tape.set_precision(precision);
+        let (x, gamma, beta) = (
+            tape.param(&params, xi),
+            tape.param(&params, gi),
+            tape.param(&params, bi),
+        );
+        let mut rm = put(&[c], &mut rng);
+        let mut rv = Tensor::uniform([c], 0.5, 2.0, DType::F32, &mut rng)
+            .to_device(&gpu)
+            .unwrap();
+        let bn = BatchNormParams::default();
+        let y = batch_norm_relu(&tape, &x, &gamma, &beta, &mut rm, &mut rv, bn).unwrap();
+        let plain = batch_norm2d(&tape, &x, &gamma, &beta, &mut rm, &mut rv, bn).unwrap();
+        assert!(plain.value().bf16_copy().is_none(), "BN without ReLU");
+        let gate = tape.constant(put(&[2, c], &mut rng));
+        let end = channel_scale_add_relu(&tape, &plain, &gate, &y).unwrap();
+        assert_eq!(y.value().bf16_copy().is_some(), copies, "c {c} {precision}");
+        assert_eq!(
+            end.value().bf16_copy().is_some(),
+            copies,
+            "c {c} {precision}"
+        );
+        if !copies {
+            continue;
+        }
+        exact("batch_norm_relu output", y.value());
+        exact("channel_scale_add_relu output", end.value());
+        // The input gradient: two BN ops consume x, so their dx are summed
+        // (a new tensor without a copy); backpropagate through one instead.
+        let grads = tape
+            .backward_with_seed(&y, put(y.dims(), &mut rng))
+            .unwrap();
+        exact("batch norm input gradient", grads.get(xi).unwrap());
+
+        // A conv reads the copy to the result it gets from converting.
+        let mut with_copy = y.value().clone();
+        let without = with_copy.reshape(with_copy.dims()).unwrap();
+        assert!(without.bf16_copy().is_none(), "a reshape drops the copy");
+        let w = put(&[8, 3, 3, c], &mut rng);
+        let conv = |input: &Tensor| {
+            let tape = Tape::no_grad();
+            tape.set_precision(Precision::Bf16);
+            let (i, w) = (tape.constant(input.clone()), tape.constant(w.clone()));
+            conv2d(&tape, &i, &w, None, Conv2dParams::new().padding(1))
+                .unwrap()
+                .value()
+                .to_vec::<f32>()
+                .unwrap()
+        };
+        assert_eq!(conv(&with_copy), conv(&without));
+        with_copy.cuda_mut("test").unwrap();
+        assert!(
+            with_copy.bf16_copy().is_none(),
+            "mutable access drops the copy"
+        );
+    }
+}

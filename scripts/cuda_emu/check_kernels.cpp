@@ -15,6 +15,12 @@ void check(const char* what, const float* a, const std::vector<double>& r, doubl
     double worst = 0; for (size_t i = 0; i < r.size(); ++i) { double e = fabs(a[i] - r[i]) / (atol + rtol * fabs(r[i])); if (!(e <= worst)) worst = e; if (!(e <= 1.0)) { printf("%s: FAIL at %zu: %f vs %f\n", what, i, a[i], r[i]); exit(1);} }
     printf("%s ok (worst err/tol %.3f, %zu values)\n", what, worst, r.size());
 }
+unsigned short to_bf16(float f) { unsigned u; memcpy(&u, &f, 4); u += 0x7fffu + ((u >> 16) & 1u); return (unsigned short)(u >> 16); }
+// A producer's bf16 copy (mt_store_bf16) must be exactly its f32 output rounded.
+void check_bf16_copy(const char* what, const std::vector<float>& v, const std::vector<unsigned short>& b) {
+    for (size_t i = 0; i < v.size(); ++i) if (b[i] != to_bf16(v[i])) { printf("%s: FAIL at %zu: %04x vs %04x\n", what, i, b[i], to_bf16(v[i])); exit(1); }
+    printf("%s ok (exact, %zu values)\n", what, v.size());
+}
 // splits > 1: split-K into slices of k_chunk, added atomically onto a zeroed C.
 void gemm_case(int batch, int m, int k, int n, bool ta, bool tb, bool bias, int splits = 1, int k_chunk = 0) {
     auto A = randv((size_t)batch*m*k), B = randv((size_t)batch*k*n), bi = randv(n);
@@ -164,10 +170,11 @@ void bn_case(int m, int c, int splits, int relu, int training) {
     dim3 fin{(unsigned)((c + 7) / 8), 1, 1};
     if (training) launch(grid, {256, 1, 1}, [&] { bn_stats(p, x.data(), ws.data()); });
     launch(fin, {256, 1, 1}, [&] { bn_finalize(p, ws.data(), rm.data(), rv.data(), stats.data()); });
-    launch(grid, {256, 1, 1}, [&] { bn_apply(rev, x.data(), stats.data(), gam.data(), bet.data(), y.data()); });
+    std::vector<unsigned short> y16(m * c, 0xffff), dx16(m * c, 0xffff);
+    launch(grid, {256, 1, 1}, [&] { bn_apply(rev, x.data(), stats.data(), gam.data(), bet.data(), y.data(), y16.data()); });
     launch(grid, {256, 1, 1}, [&] { bn_backward_reduce(p, g.data(), x.data(), stats.data(), gam.data(), bet.data(), ws.data()); });
     launch(fin, {256, 1, 1}, [&] { bn_backward_finalize(p, ws.data(), dw.data(), db.data()); });
-    launch(grid, {256, 1, 1}, [&] { bn_backward_dx(rev, g.data(), x.data(), stats.data(), gam.data(), bet.data(), dw.data(), db.data(), dx.data()); });
+    launch(grid, {256, 1, 1}, [&] { bn_backward_dx(rev, g.data(), x.data(), stats.data(), gam.data(), bet.data(), dw.data(), db.data(), dx.data(), dx16.data()); });
     std::vector<double> mean(c, 0), var(c, 0), Y(m * c), DX(m * c), SG(c, 0), SGH(c, 0), RM(c), RV(c), G(m * c);
     for (int i = 0; i < m; ++i) for (int j = 0; j < c; ++j) mean[j] += x[i * c + j] / (double)m;
     for (int i = 0; i < m; ++i) for (int j = 0; j < c; ++j) var[j] += (x[i * c + j] - mean[j]) * (x[i * c + j] - mean[j]) / m;
@@ -190,6 +197,7 @@ void bn_case(int m, int c, int splits, int relu, int training) {
     printf("bn m=%d c=%d splits=%u relu=%d training=%d: ", m, c, grid.y, relu, training);
     check("running_mean", rm.data(), RM); check("running_var", rv.data(), RV); check("y", y.data(), Y);
     check("dw", dw.data(), SGH); check("db", db.data(), SG); check("dx", dx.data(), DX);
+    check_bf16_copy("y bf16 copy", y, y16); check_bf16_copy("dx bf16 copy", dx, dx16);
 }
 // SE squeeze (global average pool) and channel scale, per sample
 // (blockIdx.z) in the row-parallel layout: float4 and scalar lanes, several
@@ -204,12 +212,13 @@ void se_case(int N, int R, int c, int splits) {
     MtRowsParams one = p; one.scale = 1.0f;
     launch(grid, {256, 1, 1}, [&] { gap_forward(p, x.data(), pooled.data()); });
     launch(grid, {256, 1, 1}, [&] { gap_backward(p, gy.data(), dxp.data()); });
-    launch(grid, {256, 1, 1}, [&] { cs_forward(one, x.data(), g.data(), nullptr, y.data()); });
+    launch(grid, {256, 1, 1}, [&] { cs_forward(one, x.data(), g.data(), nullptr, y.data(), nullptr); });
     launch(grid, {256, 1, 1}, [&] { cs_backward(one, dy.data(), x.data(), g.data(), nullptr, dx.data(), dg.data(), nullptr); });
     // Fused with a residual and ReLU: y = relu(x g + res); dz = dy where y > 0.
     auto res = randv(N * R * c);
     std::vector<float> yf(N * R * c, NAN), dxf(N * R * c, NAN), dgf(N * c, 0.f), dres(N * R * c, NAN);
-    launch(grid, {256, 1, 1}, [&] { cs_forward(one, x.data(), g.data(), res.data(), yf.data()); });
+    std::vector<unsigned short> y16(N * R * c, 0xffff);
+    launch(grid, {256, 1, 1}, [&] { cs_forward(one, x.data(), g.data(), res.data(), yf.data(), y16.data()); });
     launch(grid, {256, 1, 1}, [&] { cs_backward(one, dy.data(), x.data(), g.data(), yf.data(), dxf.data(), dgf.data(), dres.data()); });
     std::vector<double> P(N * c, 0), DXP(N * R * c), Y(N * R * c), DX(N * R * c), DG(N * c, 0);
     std::vector<double> YF(N * R * c), DXF(N * R * c), DGF(N * c, 0), DRES(N * R * c);
@@ -225,6 +234,7 @@ void se_case(int N, int R, int c, int splits) {
     check("channel_scale y", y.data(), Y); check("channel_scale dx", dx.data(), DX); check("channel_scale dg", dg.data(), DG);
     check("channel_scale_add_relu y", yf.data(), YF); check("channel_scale_add_relu dx", dxf.data(), DXF);
     check("channel_scale_add_relu dg", dgf.data(), DGF); check("channel_scale_add_relu dres", dres.data(), DRES);
+    check_bf16_copy("channel_scale_add_relu y bf16 copy", yf, y16);
 }
 void others() {
     // reduce: [5, 13, 11, 7] sum over axes 1,2 -> kept [5,1,1,7]; merged: kdims (5,1,7) rdims (1,143,1)
@@ -567,7 +577,6 @@ void temporal() {
 // bf16 tensor-core conv fprop (conv_bf16.cu) on bf16-rounded inputs, with
 // cp.async immediate and deferred; f32 and bf16 outputs; the stem's channels
 // padded from 3 to 8 by f32_to_bf16_pad, read back through bf16_to_f32.
-unsigned short to_bf16(float f) { unsigned u; memcpy(&u, &f, 4); u += 0x7fffu + ((u >> 16) & 1u); return (unsigned short)(u >> 16); }
 void conv_bf16_case(G g, int c_real, bool bias) {
     int P = g.p(), Q = g.q(), M = g.n*P*Q, Kd = g.r*g.s*g.c;
     auto X = randv((size_t)g.n*g.h*g.w*c_real), W = randv((size_t)g.k*g.r*g.s*c_real), b = randv(g.k);

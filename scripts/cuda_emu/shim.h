@@ -30,6 +30,7 @@ dim3 blockDim, gridDim;
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 struct float4 { float x, y, z, w; };
+struct uint2 { unsigned x, y; };
 std::unique_ptr<std::barrier<>> g_block_bar;
 std::unique_ptr<std::barrier<>> g_warp_bar[32];
 inline void __syncthreads() { g_block_bar->arrive_and_wait(); }

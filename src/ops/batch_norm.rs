@@ -10,6 +10,7 @@
 
 mod cuda;
 
+use crate::autograd::Precision;
 use crate::backend::cpu::Float;
 use crate::tensor::{check_same_dtype, same_device};
 use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
@@ -146,9 +147,23 @@ pub(super) fn batch_norm_op(
     let dev = same_device(op, &[&xt, &gamma, &beta, &*running_mean, &*running_var])?;
     if let Some(dev) = dev {
         let p = cuda::BnParams::new(m, c, &prm, relu);
-        let (y, stats) = cuda::forward(&dev, &p, &xt, &gamma, &beta, running_mean, running_var)?;
+        // Under a bf16 tape a conv reads what a 4-D batch norm + ReLU
+        // computes, and a batch norm's input gradient is the output
+        // gradient of the conv before it: both get bf16 copies, written in
+        // the same pass, so the convs need not convert them.
+        let bf16 = tape.precision() == Precision::Bf16 && xt.rank() == 4;
+        let (y, stats) = cuda::forward(
+            &dev,
+            &p,
+            &xt,
+            &gamma,
+            &beta,
+            running_mean,
+            running_var,
+            bf16 && relu,
+        )?;
         return tape.record(op, &[x, weight, bias], y, move |dy, needs| {
-            let (dx, dw, db) = cuda::backward(&dev, &p, dy, &xt, &stats, &gamma, &beta)?;
+            let (dx, dw, db) = cuda::backward(&dev, &p, dy, &xt, &stats, &gamma, &beta, bf16)?;
             Ok(vec![
                 needs[0].then_some(dx),
                 needs[1].then_some(dw),

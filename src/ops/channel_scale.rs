@@ -6,6 +6,7 @@
 
 mod cuda;
 
+use crate::autograd::Precision;
 use crate::backend::cpu::Float;
 use crate::tensor::check_same_dtype;
 use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
@@ -52,7 +53,10 @@ fn scale_op(tape: &Tape, op: &'static str, x: &Var, g: &Var, res: Option<&Var>) 
     let (xt, gt) = (x.value().clone(), g.value().clone());
     let values: Vec<&Tensor> = inputs.iter().map(|v| v.value()).collect();
     if let Some(dev) = crate::tensor::same_device(op, &values)? {
-        let y = cuda::forward(&dev, &xt, &gt, res.map(|r| r.value()))?;
+        // Under a bf16 tape the end of an SE block feeds the next block's
+        // convs: its output gets a bf16 copy, written in the same pass.
+        let bf16 = res.is_some() && tape.precision() == Precision::Bf16;
+        let y = cuda::forward(&dev, &xt, &gt, res.map(|r| r.value()), bf16)?;
         let fused_y = res.map(|_| y.clone());
         return tape.record(op, &inputs, y, move |dy, needs| {
             cuda::backward(&dev, dy, &xt, &gt, fused_y.as_ref(), needs)

@@ -71,6 +71,9 @@ impl Storage {
 pub struct Tensor {
     shape: Shape,
     storage: Arc<Storage>,
+    /// The values rounded to bf16, same layout, written by the op that
+    /// computed them for a bf16 consumer (see [`Tensor::with_bf16_copy`]).
+    bf16: Option<Arc<CudaStorage>>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -99,6 +102,7 @@ impl Tensor {
         Ok(Tensor {
             shape,
             storage: Arc::new(Storage::Cpu(T::wrap(data))),
+            bf16: None,
         })
     }
 
@@ -114,6 +118,7 @@ impl Tensor {
         Tensor {
             shape,
             storage: Arc::new(Storage::Cpu(storage)),
+            bf16: None,
         }
     }
 
@@ -195,6 +200,7 @@ impl Tensor {
 
     /// Mutable host elements; copies the buffer first if another tensor shares it.
     pub fn data_mut<T: Float>(&mut self) -> Result<&mut [T]> {
+        self.bf16 = None; // the caller may change the values
         let found = self.dtype();
         let copy = match Arc::get_mut(&mut self.storage) {
             Some(_) => None,
@@ -234,6 +240,7 @@ impl Tensor {
     /// Mutable device storage (optimizer updates in place); copies the
     /// buffer on the device first if another tensor shares it.
     pub fn cuda_mut(&mut self, op: &'static str) -> Result<&mut CudaStorage> {
+        self.bf16 = None; // the caller may change the values
         if Arc::get_mut(&mut self.storage).is_none() {
             let copy = self.cuda(op)?.try_clone()?;
             self.storage = Arc::new(Storage::Cuda(copy));
@@ -242,6 +249,38 @@ impl Tensor {
             Some(Storage::Cuda(c)) => Ok(c),
             _ => Err(self_backend_error(op, "cuda", "cpu")),
         }
+    }
+
+    /// Attaches `copy`, this CUDA tensor's values rounded to bf16 (nearest
+    /// even) in the same row-major layout, two per f32 slot, with the last
+    /// dim a multiple of 8 (the tensor-core convolutions' 16-byte rows).
+    /// An op that computes a tensor a bf16 convolution reads next (batch
+    /// norm + ReLU, batch norm's input gradient under a bf16 tape) writes
+    /// the copy in the same pass, so the convolution need not convert it.
+    /// The copy follows clones and is dropped by reshapes, copies and any
+    /// mutable access ([`Tensor::data_mut`], [`Tensor::cuda_mut`]).
+    pub fn with_bf16_copy(mut self, copy: CudaStorage) -> Result<Tensor> {
+        let op = "with_bf16_copy";
+        self.cuda(op)?;
+        let last = self.dims().last().copied().unwrap_or(0);
+        if last % 8 != 0 || copy.len() != self.numel().div_ceil(2) {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "a bf16 copy of {} needs a last dim that is a multiple of 8 and {} slots, found {}",
+                    self.shape,
+                    self.numel().div_ceil(2),
+                    copy.len()
+                ),
+            ));
+        }
+        self.bf16 = Some(Arc::new(copy));
+        Ok(self)
+    }
+
+    /// The bf16 copy attached by [`Tensor::with_bf16_copy`], if any.
+    pub fn bf16_copy(&self) -> Option<&Arc<CudaStorage>> {
+        self.bf16.as_ref()
     }
 
     /// Wraps device storage of `shape.numel()` elements as a tensor.
@@ -256,6 +295,7 @@ impl Tensor {
         Ok(Tensor {
             shape,
             storage: Arc::new(Storage::Cuda(storage)),
+            bf16: None,
         })
     }
 
@@ -360,6 +400,7 @@ impl Tensor {
         Ok(Tensor {
             shape,
             storage: self.storage.clone(),
+            bf16: None,
         })
     }
 

@@ -4,7 +4,7 @@
 
 use super::BatchNormParams;
 use crate::backend::cuda::{warp_per_channel_config, CudaDevice, CudaStorage, RowsLayout};
-use crate::ops::elementwise::cuda::{empty, ptr};
+use crate::ops::elementwise::cuda::{bf16_copy_room, empty, ptr, with_bf16_room};
 use crate::{Result, Shape, Tensor};
 use cudarc::driver::DeviceRepr;
 use std::sync::Arc;
@@ -66,7 +66,8 @@ impl BnParams {
 const OP: &str = "batch_norm2d";
 
 /// y and the per-channel [mean; inv_std] ([2, C]) that backward reuses;
-/// in training the running estimates are updated in place.
+/// in training the running estimates are updated in place. `bf16_copy`:
+/// y also carries its bf16 copy ([`Tensor::with_bf16_copy`]) where C allows.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward(
     dev: &Arc<CudaDevice>,
@@ -76,6 +77,7 @@ pub(super) fn forward(
     beta: &Tensor,
     running_mean: &mut Tensor,
     running_var: &mut Tensor,
+    bf16_copy: bool,
 ) -> Result<(Tensor, Tensor)> {
     let c = p.c as usize;
     let stats = empty(dev, [2, c])?;
@@ -99,6 +101,7 @@ pub(super) fn forward(
         )?
     };
     let y = empty(dev, x.shape().clone())?;
+    let y16 = bf16_copy_room(dev, x.shape(), bf16_copy)?;
     let (pa, la) = p.laid_out(dev, "bn_apply", p.training != 0)?;
     let ptrs = [
         ptr(x, OP)?,
@@ -106,14 +109,17 @@ pub(super) fn forward(
         ptr(gamma, OP)?,
         ptr(beta, OP)?,
         ptr(&y, OP)?,
+        y16.as_ref().map_or(0, |s| s.ptr()),
     ];
-    // SAFETY: x and y hold m*c values; stats, gamma and beta per channel.
+    // SAFETY: x and y hold m*c values, y16 (or null) m*c bf16; stats, gamma
+    // and beta per channel.
     unsafe { dev.launch("bn_apply", la.config(), &pa, &ptrs)? };
-    Ok((y, stats))
+    Ok((with_bf16_room(y, y16)?, stats))
 }
 
 /// (dx, dweight, dbias); with `p.relu` the incoming gradient is first
-/// masked where the forward's output was zero.
+/// masked where the forward's output was zero. `bf16_copy`: dx also
+/// carries its bf16 copy where C allows.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward(
     dev: &Arc<CudaDevice>,
@@ -123,6 +129,7 @@ pub(super) fn backward(
     stats: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
+    bf16_copy: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let c = p.c as usize;
     let (pr, lr) = p.laid_out(dev, "bn_backward_reduce", false)?;
@@ -156,6 +163,7 @@ pub(super) fn backward(
         )?
     };
     let dx = empty(dev, g.shape().clone())?;
+    let dx16 = bf16_copy_room(dev, g.shape(), bf16_copy)?;
     let (pd, ld) = p.laid_out(dev, "bn_backward_dx", true)?;
     let ptrs = [
         gp,
@@ -166,8 +174,9 @@ pub(super) fn backward(
         ptr(&dw, OP)?,
         ptr(&db, OP)?,
         ptr(&dx, OP)?,
+        dx16.as_ref().map_or(0, |s| s.ptr()),
     ];
-    // SAFETY: as above; dx holds m*c values.
+    // SAFETY: as above; dx holds m*c values, dx16 (or null) m*c bf16.
     unsafe { dev.launch("bn_backward_dx", ld.config(), &pd, &ptrs)? };
-    Ok((dx, dw, db))
+    Ok((with_bf16_room(dx, dx16)?, dw, db))
 }

@@ -4,7 +4,7 @@
 //! the residual's gradient).
 
 use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::elementwise::cuda::{empty, ptr};
+use crate::ops::elementwise::cuda::{bf16_copy_room, empty, ptr, with_bf16_room};
 use crate::{Result, Tensor};
 use std::sync::Arc;
 
@@ -21,20 +21,29 @@ fn opt_ptr(t: Option<&Tensor>) -> Result<u64> {
     t.map_or(Ok(0), |t| ptr(t, OP))
 }
 
-/// y = x·g, or relu(x·g + res) with a residual.
+/// y = x·g, or relu(x·g + res) with a residual; `bf16_copy`: y also
+/// carries its bf16 copy ([`Tensor::with_bf16_copy`]) where C allows.
 pub(super) fn forward(
     dev: &Arc<CudaDevice>,
     x: &Tensor,
     g: &Tensor,
     res: Option<&Tensor>,
+    bf16_copy: bool,
 ) -> Result<Tensor> {
     let (p, cfg) = dev.per_sample_rows(OP, "cs_forward", dims(x), 1.0, false)?;
     let y = empty(dev, x.shape().clone())?;
-    let ptrs = [ptr(x, OP)?, ptr(g, OP)?, opt_ptr(res)?, ptr(&y, OP)?];
+    let y16 = bf16_copy_room(dev, x.shape(), bf16_copy)?;
+    let ptrs = [
+        ptr(x, OP)?,
+        ptr(g, OP)?,
+        opt_ptr(res)?,
+        ptr(&y, OP)?,
+        y16.as_ref().map_or(0, |s| s.ptr()),
+    ];
     // SAFETY: RowsParams mirrors MtRowsParams; x, res (or null) and y hold
-    // N*H*W*C values, g N*C.
+    // N*H*W*C values, y16 (or null) as many bf16, g N*C.
     unsafe { dev.launch("cs_forward", cfg, &p, &ptrs)? };
-    Ok(y)
+    with_bf16_room(y, y16)
 }
 
 /// (dx, dg, dres), each only where `needs` asks for it (dres only with

@@ -45,8 +45,9 @@ unsafe impl DeviceRepr for Bf16PadParams {}
 /// or [K, R, S, C] weights), with C padded to a multiple of [`CHANNEL_ALIGN`]
 /// by zeros in memory.
 pub struct Bf16Nhwc {
-    /// bf16 bits, two per f32 slot of the pooled buffer.
-    storage: CudaStorage,
+    /// bf16 bits, two per f32 slot of the pooled buffer (shared with the
+    /// f32 tensor it is the copy of, when its producer wrote one).
+    storage: Arc<CudaStorage>,
     /// Logical dims; the last one before padding.
     dims: [usize; 4],
     /// The padded channel count: the row length in memory.
@@ -64,10 +65,24 @@ impl Bf16Nhwc {
     fn alloc(dev: &Arc<CudaDevice>, dims: [usize; 4], padded: usize) -> Result<Bf16Nhwc> {
         let elems = dims[..3].iter().product::<usize>() * padded;
         Ok(Bf16Nhwc {
-            storage: CudaStorage::alloc(dev, elems.div_ceil(2))?,
+            storage: Arc::new(CudaStorage::alloc(dev, elems.div_ceil(2))?),
             dims,
             padded,
         })
+    }
+
+    /// The bf16 copy of a rank-4 f32 CUDA tensor that its producer attached
+    /// ([`Tensor::with_bf16_copy`]: C a multiple of 8, so no padding), or
+    /// else [`Bf16Nhwc::from_f32`]'s conversion: the same values either way.
+    pub fn of(t: &Tensor) -> Result<Bf16Nhwc> {
+        match (t.bf16_copy(), <[usize; 4]>::try_from(t.dims())) {
+            (Some(copy), Ok(dims)) => Ok(Bf16Nhwc {
+                storage: copy.clone(),
+                dims,
+                padded: dims[3],
+            }),
+            _ => Bf16Nhwc::from_f32(t),
+        }
     }
 
     /// Rounds a rank-4 f32 CUDA tensor to bf16 (nearest even) on the device,
@@ -226,9 +241,11 @@ pub fn conv2d_bf16(
 /// more than [`SCATTER_MAX_CHANNELS`] input channels (where the f32 CUDA
 /// path also runs an fprop over flipped weights), dy and w, and otherwise
 /// stays f32; the weight gradient reads x and dy. On a GPU those are the
-/// tensor-core kernels, and the bf16 copy of x the forward made is kept for
-/// the weight gradient, whose kernel reads it instead of x in f32; dy is
-/// converted once for both gradients. On the host they are the f32 ops on
+/// tensor-core kernels; x and dy come in bf16 from the copies their
+/// producers attached (batch norm + ReLU, the SE block end, batch norm's
+/// input gradient: [`Tensor::with_bf16_copy`]) or are converted once, and
+/// the forward's bf16 x is kept for the weight gradient, whose kernel
+/// reads it instead of x in f32. On the host they are the f32 ops on
 /// rounded copies, which give the same sums (a product of two bf16 values
 /// is exact in f32) up to the order of the additions.
 ///
@@ -254,7 +271,7 @@ impl Autocast {
             return Ok((forward_t(g, x, w, bias)?, Autocast { x16: None }));
         }
         if x.cuda_device().is_some() {
-            let x16 = Bf16Nhwc::from_f32(x)?;
+            let x16 = Bf16Nhwc::of(x)?;
             let y = conv2d_fprop_bf16(&x16, &Bf16Nhwc::from_f32(w)?, bias, g.prm)?;
             return Ok((y, Autocast { x16: Some(x16) }));
         }
@@ -296,7 +313,7 @@ impl Autocast {
             return Ok([dx, dw]);
         };
         let dy16 = (need[1] || (need[0] && flipped.is_some()))
-            .then(|| Bf16Nhwc::from_f32(dy))
+            .then(|| Bf16Nhwc::of(dy))
             .transpose()?;
         let dx = need[0]
             .then(|| match (flipped, &dy16) {

@@ -28,6 +28,28 @@ pub(crate) fn ptr(t: &Tensor, op: &'static str) -> Result<u64> {
     Ok(t.cuda(op)?.ptr())
 }
 
+/// Room for the bf16 copy of an output of `shape` (see
+/// [`Tensor::with_bf16_copy`]) when `want` and its last dim allows one
+/// (a multiple of 8), else `None`: a kernel writes it next to the output.
+pub(crate) fn bf16_copy_room(
+    dev: &Arc<CudaDevice>,
+    shape: &Shape,
+    want: bool,
+) -> Result<Option<CudaStorage>> {
+    let fits = shape.dims().last().is_some_and(|&c| c % 8 == 0);
+    (want && fits)
+        .then(|| CudaStorage::alloc(dev, shape.numel().div_ceil(2)))
+        .transpose()
+}
+
+/// `t` with the bf16 copy a kernel wrote into `room` attached, if any.
+pub(crate) fn with_bf16_room(t: Tensor, room: Option<CudaStorage>) -> Result<Tensor> {
+    match room {
+        Some(copy) => t.with_bf16_copy(copy),
+        None => Ok(t),
+    }
+}
+
 pub(super) fn forward(
     dev: &Arc<CudaDevice>,
     op: BinOp,
