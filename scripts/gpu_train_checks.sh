@@ -22,7 +22,10 @@
 #               then Transformer / GRU / LSTM temporal models on cuda
 #   profile     GPU time per kernel in one training step (benches/cuda_train_step.rs
 #               with MTAFFECT's own event profiler), PROFILE_ARGS "depth,batch ..."
-#               (default "18,256 50,256")
+#               (default "18,256 50,256"; add ",bf16" for train.precision = "bf16")
+#   levers      the training-step bench of every commit scripts/gpu_bundle_levers.sh
+#               put in bundle/levers, in order, for LEVER_ARGS "depth,batch,precision ..."
+#               (default "50,256,bf16 18,256,bf16"): one lever at a time, one table
 # e.g. bash bundle/gpu_train_checks.sh job parity
 set -uo pipefail
 out="${OUT:-/tmp/mtaffect-out}"
@@ -84,9 +87,18 @@ for section in "$@"; do
         ;;
     profile)
         for args in ${PROFILE_ARGS:-"18,256" "50,256"}; do
-            timeout 200 bundle/benches/cuda_train_step-* ${args/,/ } >"$out/profile-${args/,/-}.log" 2>&1
-            summary+=("profile SE-ResNet ${args/,/ batch }: rc=$? (GPU time per kernel in one step)")
-            summary+=("$(grep -E '^(train|host|kernel)' "$out/profile-${args/,/-}.log" | head -26)")
+            timeout 200 bundle/benches/cuda_train_step-* ${args//,/ } >"$out/profile-${args//,/-}.log" 2>&1
+            summary+=("profile SE-ResNet ${args//,/ }: rc=$? (GPU time per kernel in one step)")
+            summary+=("$(grep -E '^(train|host|kernel)' "$out/profile-${args//,/-}.log" | head -26)")
+        done
+        ;;
+    levers)
+        for args in ${LEVER_ARGS:-"50,256,bf16" "18,256,bf16"}; do
+            for dir in bundle/levers/*/; do
+                name=$(basename "$dir")
+                timeout 120 "$dir/cuda_train_step" ${args//,/ } >"$out/lever-$name-${args//,/-}.log" 2>&1
+                summary+=("lever $name (${args//,/ }): rc=$? $(grep -m1 '^train' "$out/lever-$name-${args//,/-}.log")")
+            done
         done
         ;;
     temporal)
