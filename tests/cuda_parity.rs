@@ -952,24 +952,30 @@ fn pooling_upsample_channel_scale() {
             |t, v, _| upsample_nearest2d(t, &v[0], f),
         );
     }
-    let g = Tensor::uniform([2, 5], 0.0, 1.0, DType::F32, &mut rng);
-    let r = randn(x.dims(), &mut rng);
-    check(
-        &dev,
-        &mut rep,
-        "channel_scale",
-        &[x.clone(), g.clone()],
-        tol,
-        |t, v, _| channel_scale(t, &v[0], &v[1]),
-    );
-    check(
-        &dev,
-        &mut rep,
-        "channel_scale_add_relu",
-        &[x, g, r],
-        tol,
-        |t, v, _| channel_scale_add_relu(t, &v[0], &v[1], &v[2]),
-    );
+    // channel_scale and the fused SE block end on x [N, H, W, C] with
+    // gates [N, C] and a residual like x.
+    let scale_checks = |rep: &mut Report, label: &str, x: &Tensor, rng: &mut Rng| {
+        let (n, c) = (x.dims()[0], x.dims()[3]);
+        let g = Tensor::uniform([n, c], 0.0, 1.0, DType::F32, rng);
+        let r = randn(x.dims(), rng);
+        check(
+            &dev,
+            rep,
+            &format!("channel_scale{label}"),
+            &[x.clone(), g.clone()],
+            tol,
+            |t, v, _| channel_scale(t, &v[0], &v[1]),
+        );
+        check(
+            &dev,
+            rep,
+            &format!("channel_scale_add_relu{label}"),
+            &[x.clone(), g, r],
+            tol,
+            |t, v, _| channel_scale_add_relu(t, &v[0], &v[1], &v[2]),
+        );
+    };
+    scale_checks(&mut rep, "", &x, &mut rng);
     // C % 4 == 0: the float4 lanes of the SE squeeze and channel scale kernels,
     // several block-rows per sample.
     let x = randn(&[3, 20, 21, 64], &mut rng);
@@ -981,24 +987,7 @@ fn pooling_upsample_channel_scale() {
         tol,
         |t, v, _| global_avg_pool(t, &v[0]),
     );
-    let g = Tensor::uniform([3, 64], 0.0, 1.0, DType::F32, &mut rng);
-    let r = randn(x.dims(), &mut rng);
-    check(
-        &dev,
-        &mut rep,
-        "channel_scale (float4)",
-        &[x.clone(), g.clone()],
-        tol,
-        |t, v, _| channel_scale(t, &v[0], &v[1]),
-    );
-    check(
-        &dev,
-        &mut rep,
-        "channel_scale_add_relu (float4)",
-        &[x, g, r],
-        tol,
-        |t, v, _| channel_scale_add_relu(t, &v[0], &v[1], &v[2]),
-    );
+    scale_checks(&mut rep, " (float4)", &x, &mut rng);
     rep.print("max/avg/global pooling, upsample_nearest2d, channel_scale(_add_relu)");
 }
 
