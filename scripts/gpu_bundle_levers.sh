@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Adds to bundle/ (after scripts/gpu_bundle.sh) the training-step bench of
-# each given commit, so that one device run can time the levers one at a
-# time (bundle/gpu_train_checks.sh levers): bundle/levers/NN-<commit>, in
-# the order given, and each commit's PTX in bundle/kernel-cache (cache files
-# are named by the kernel source's hash, so the versions sit side by side).
-# e.g. bash scripts/gpu_bundle_levers.sh 1b8d234 9021944 HEAD
-# Builds each commit in a temporary worktree with one shared target folder
-# (the dependencies are built once). Needs NVRTC here, as gpu_bundle.sh.
+# Builds bundle-levers/ (git-ignored): the training-step bench of each given
+# commit, in the order given (levers/NN-<commit>/cuda_train_step), their PTX
+# in one kernel cache (files are named by the kernel source's hash, so the
+# versions sit side by side) and this tree's gpu_train_checks.sh, so that
+# one device run times the levers one at a time:
+#   bash scripts/gpu_bundle_levers.sh 1b8d234 9021944 HEAD
+#   run(command="mv bundle-levers bundle && bash bundle/gpu_train_checks.sh levers",
+#       carry=["bundle-levers"])
+# Separate from bundle/ because both together exceed the 64 MiB a run may
+# carry. Each commit is built in a temporary worktree with one shared target
+# folder (the dependencies build once). Needs NVRTC here, as gpu_bundle.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -d bundle/kernel-cache ] || { echo "run scripts/gpu_bundle.sh first" >&2; exit 1; }
+out="$PWD/bundle-levers"
 target="$PWD/target/levers"
-rm -rf bundle/levers
-mkdir -p bundle/levers
+rm -rf "$out"
+mkdir -p "$out/levers" "$out/kernel-cache"
+cp scripts/gpu_train_checks.sh "$out/"
 i=0
 for rev in "$@"; do
     i=$((i + 1))
@@ -27,14 +31,15 @@ for rev in "$@"; do
             python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["bench"]:
         print(m["executable"])')
-        dir="$OLDPWD/bundle/levers/$(printf %02d $i)-$commit"
+        dir="$out/levers/$(printf %02d $i)-$commit"
         mkdir -p "$dir"
         cp "$exe" "$dir/cuda_train_step"
-        strip --strip-debug "$dir/cuda_train_step"
-        MTAFFECT_KERNEL_CACHE="$OLDPWD/bundle/kernel-cache" "$target/release/mtaffect" info >/dev/null
+        # All symbols off, not only debug info: ~3 MB per commit.
+        strip --strip-all "$dir/cuda_train_step"
+        MTAFFECT_KERNEL_CACHE="$out/kernel-cache" "$target/release/mtaffect" info >/dev/null
     )
     git worktree remove --force "$tree"
 done
-du -sh bundle bundle/levers
+du -sh "$out"

@@ -24,8 +24,9 @@
 #               with MTAFFECT's own event profiler), PROFILE_ARGS "depth,batch ..."
 #               (default "18,256 50,256"; add ",bf16" for train.precision = "bf16")
 #   levers      the training-step bench of every commit scripts/gpu_bundle_levers.sh
-#               put in bundle/levers, in order, for LEVER_ARGS "depth,batch,precision ..."
-#               (default "50,256,bf16 18,256,bf16"): one lever at a time, one table
+#               built (its bundle-levers/ moved to bundle/ on the device), in order,
+#               for LEVER_ARGS "depth,batch,precision ..." (default "50,256,bf16
+#               18,256,bf16"): the levers one at a time, in one table
 # e.g. bash bundle/gpu_train_checks.sh job parity
 set -uo pipefail
 out="${OUT:-/tmp/mtaffect-out}"

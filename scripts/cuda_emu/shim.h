@@ -135,33 +135,23 @@ template <int N> inline void mt_cp_async_wait() {
 }
 
 const void* g_ldm_xch[32][32];
-// r[i] = row lane/4 of matrix i (addressed by lane 8i + lane/4), columns 2(lane%4), +1; low half first.
-inline void mt_ldmatrix_x4(unsigned (&r)[4], const void* p) {
+// Matrix i's rows are addressed by lanes 8i..8i+7. Plain: r[i] = row lane/4,
+// columns 2(lane%4), +1. Transposed: r[i] = column lane/4, rows 2(lane%4), +1.
+// Low half first.
+inline void emu_ldmatrix_x4(unsigned (&r)[4], const void* p, bool trans) {
     unsigned w = emu_tid() / 32, l = emu_tid() % 32;
     g_warp_bar[w]->arrive_and_wait();
     g_ldm_xch[w][l] = p;
     g_warp_bar[w]->arrive_and_wait();
+    auto at = [&](int i, int row, int col) { return static_cast<const unsigned short*>(g_ldm_xch[w][8 * i + row])[col]; };
     for (int i = 0; i < 4; ++i) {
-        const unsigned short* row = static_cast<const unsigned short*>(g_ldm_xch[w][8 * i + l / 4]);
-        r[i] = row[2 * (l % 4)] | ((unsigned)row[2 * (l % 4) + 1] << 16);
+        int a = l / 4, b = 2 * (l % 4);
+        r[i] = trans ? at(i, b, a) | ((unsigned)at(i, b + 1, a) << 16) : at(i, a, b) | ((unsigned)at(i, a, b + 1) << 16);
     }
     g_warp_bar[w]->arrive_and_wait();
 }
-
-// .trans: r[i] = column lane/4 of matrix i, rows 2(lane%4) and 2(lane%4)+1 (each
-// row addressed by its own lane 8i + row); low half first.
-inline void mt_ldmatrix_x4_trans(unsigned (&r)[4], const void* p) {
-    unsigned w = emu_tid() / 32, l = emu_tid() % 32;
-    g_warp_bar[w]->arrive_and_wait();
-    g_ldm_xch[w][l] = p;
-    g_warp_bar[w]->arrive_and_wait();
-    for (int i = 0; i < 4; ++i) {
-        const unsigned short* lo = static_cast<const unsigned short*>(g_ldm_xch[w][8 * i + 2 * (l % 4)]);
-        const unsigned short* hi = static_cast<const unsigned short*>(g_ldm_xch[w][8 * i + 2 * (l % 4) + 1]);
-        r[i] = lo[l / 4] | ((unsigned)hi[l / 4] << 16);
-    }
-    g_warp_bar[w]->arrive_and_wait();
-}
+inline void mt_ldmatrix_x4(unsigned (&r)[4], const void* p) { emu_ldmatrix_x4(r, p, false); }
+inline void mt_ldmatrix_x4_trans(unsigned (&r)[4], const void* p) { emu_ldmatrix_x4(r, p, true); }
 
 // cvt.rna.tf32.f32: keep 10 explicit mantissa bits, ties away from zero
 // (adding half of the dropped 13 bits to the magnitude); NaN and Inf as they are.
