@@ -207,7 +207,8 @@ fn conv2d_wgrad_bf16_matches_the_f64_reference() {
 
 /// conv2d under a bf16 tape on the GPU. With one group: the input gradient
 /// of the stride-1 convolutions runs the tensor-core fprop over flipped
-/// weights on bf16-rounded dy and w, the weight gradient the bf16
+/// weights on bf16-rounded dy and w, that of the strided ones the same
+/// fprop once per stride phase (`conv_bf16_dgrad_phase`), the weight gradient the bf16
 /// tensor-core wgrad on the forward's bf16 x and bf16-rounded dy. Grouped:
 /// the f32 input gradient and the TF32 tensor-core wgrad on TF32-rounded x
 /// and dy. Each is checked against the f64 product of the (rounded)
@@ -221,14 +222,21 @@ fn bf16_tape_backward_matches_the_f64_reference() {
     let gpu = Device::Cuda(dev.clone());
     let p = Conv2dParams::new;
     // 3x3 same padding, asymmetric padding, 1x1, K not a multiple of 8,
-    // and two groups.
+    // and two groups; strided: the stage transitions' 3x3/2 and 1x1/2 (three
+    // phases without taps), the stem's 7x7/2 with 3 channels, a 4x4/2 with
+    // odd sizes and K = 12, and stride 3 with dilation 2.
     #[rustfmt::skip]
-    let cases: [Case; 5] = [
+    let cases: [Case; 10] = [
         ([2, 9, 11, 24], 40, 3, 3, p().padding(1)),
         ([1, 10, 7, 32], 16, 3, 3, p().padding_tblr(2, 0, 1, 2)),
         ([3, 5, 6, 64], 128, 1, 1, p()),
         ([2, 8, 8, 48], 20, 3, 3, p().padding(1)),
         ([2, 8, 8, 48], 32, 3, 3, p().padding(1).groups(2)),
+        ([2, 15, 13, 72], 40, 3, 3, p().stride(2).padding(1)),
+        ([2, 14, 14, 64], 128, 1, 1, p().stride(2)),
+        ([2, 37, 41, 3], 64, 7, 7, p().stride(2).padding(3)),
+        ([1, 9, 11, 20], 12, 4, 4, p().stride(2).padding(1)),
+        ([1, 16, 13, 24], 16, 3, 3, p().stride(3).padding(2).dilation(2)),
     ];
     let mut rng = Rng::new(12);
     let (mut rep, mut rep_w) = (Report::default(), Report::default());
@@ -291,7 +299,7 @@ fn bf16_tape_backward_matches_the_f64_reference() {
             1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i]
         });
     }
-    rep.print("conv2d dgrad under a bf16 tape (flipped-weight fprop, mma.sync bf16; f32 grouped)");
+    rep.print("conv2d dgrad under a bf16 tape (flipped-weight or stride-phase fprop, mma.sync bf16; f32 grouped)");
     rep_w.print("conv2d wgrad under a bf16 tape (mma.sync bf16; tf32 grouped)");
 }
 

@@ -10,6 +10,7 @@
 //! 3-channel stem becomes 8 channels, which adds zero products only.
 //! Groups = 1 only.
 
+use super::bf16_dgrad::conv2d_dgrad_bf16_strided;
 use super::cuda::{flipped_weights, params, ConvParams, SCATTER_MAX_CHANNELS};
 use super::{dgrad_t, forward_t, wgrad_t, Conv2dGeom, Conv2dParams};
 use crate::backend::cpu::Float;
@@ -26,9 +27,9 @@ pub const CHANNEL_ALIGN: usize = 8;
 
 /// Block tile of kernels/conv_bf16.cu: CB_BM output pixels by CB_BN output
 /// channels, CB_THREADS threads.
-const TILE_M: usize = 128;
-const TILE_N: usize = 64;
-const THREADS: u32 = 128;
+pub(super) const TILE_M: usize = 128;
+pub(super) const TILE_N: usize = 64;
+pub(super) const THREADS: u32 = 128;
 
 /// Mirrors `Bf16PadParams` in kernels/conv_bf16.cu.
 #[repr(C)]
@@ -140,6 +141,11 @@ impl Bf16Nhwc {
 
     pub fn device(&self) -> &Arc<CudaDevice> {
         self.storage.device()
+    }
+
+    /// The device address of the bf16 values.
+    pub(super) fn ptr(&self) -> u64 {
+        self.storage.ptr()
     }
 }
 
@@ -281,13 +287,15 @@ impl Autocast {
                 .transpose()?;
             return Ok([dx, dw]);
         }
+        // Strided convs' input gradient runs one stride phase at a time.
+        let strided = g.prm.stride != [1, 1];
         let Some(x16) = &self.x16 else {
             // Host: the f32 ops on rounded copies.
             let r = round_to_bf16;
             let dx = need[0]
-                .then(|| match flipped {
-                    Some(_) => dgrad_t("conv2d", g, &r(dy)?, &r(w)?, None),
-                    None => dgrad_t("conv2d", g, dy, w, None),
+                .then(|| match flipped.is_some() || strided {
+                    true => dgrad_t("conv2d", g, &r(dy)?, &r(w)?, None),
+                    false => dgrad_t("conv2d", g, dy, w, None),
                 })
                 .transpose()?;
             let dw = need[1]
@@ -295,7 +303,7 @@ impl Autocast {
                 .transpose()?;
             return Ok([dx, dw]);
         };
-        let dy16 = (need[1] || (need[0] && flipped.is_some()))
+        let dy16 = (need[1] || (need[0] && (flipped.is_some() || strided)))
             .then(|| Bf16Nhwc::from_f32(dy))
             .transpose()?;
         let dx = need[0]
@@ -304,6 +312,7 @@ impl Autocast {
                     let wf = flipped_weights(x16.device(), "conv2d", g, w)?;
                     conv2d_fprop_bf16(dy16, &Bf16Nhwc::from_f32(&wf)?, None, prm)
                 }
+                (None, Some(dy16)) if strided => conv2d_dgrad_bf16_strided(dy16, w, g),
                 _ => dgrad_t("conv2d", g, dy, w, None),
             })
             .transpose()?;
