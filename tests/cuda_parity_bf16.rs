@@ -1,4 +1,4 @@
-//! CUDA parity of the bf16 tensor-core conv fprop and wgrad
+//! CUDA parity of the bf16 tensor-core conv fprop, wgrad and strided dgrad
 //! (kernels/conv_bf16.cu) against the CPU conv reference in f64 on the same
 //! bf16-rounded inputs, so only the GPU's f32 accumulation (and, for a bf16
 //! output, the final rounding) is measured.
@@ -20,6 +20,7 @@ use mtaffect::autograd::Precision;
 use mtaffect::ops::conv::bf16::{
     conv2d_bf16, conv2d_fprop_bf16_out, conv2d_wgrad_bf16, round_to_tf32, Bf16Nhwc, CHANNEL_ALIGN,
 };
+use mtaffect::ops::conv::bf16_dgrad::conv2d_dgrad_bf16_strided;
 use mtaffect::ops::conv::{dgrad, forward, wgrad, Conv2dGeom};
 use mtaffect::ops::{conv2d, Conv2dParams};
 use mtaffect::{DType, Device, Params, Rng, Tape, Tensor};
@@ -152,6 +153,36 @@ fn host_tensors_are_refused_with_the_op_named() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("rank-4"), "{e}");
+}
+
+/// The strided bf16 dgrad names itself and the expected shapes for a weight
+/// that does not fit the geometry, and refuses host weights and groups > 1.
+#[test]
+fn strided_dgrad_refuses_mismatched_operands() {
+    let Some(dev) = gpu_or_skip("strided_dgrad_refuses_mismatched_operands") else {
+        return;
+    };
+    let gpu = Device::Cuda(dev);
+    let put = |d: [usize; 4]| Tensor::zeros(d, DType::F32).to_device(&gpu).unwrap();
+    let prm = Conv2dParams::new().stride(2).padding(1);
+    let g = Conv2dGeom::new("test", &[1, 8, 8, 16], &[8, 3, 3, 16], prm).unwrap();
+    let dy16 = Bf16Nhwc::from_f32(&put(g.out_dims())).unwrap();
+    let e = conv2d_dgrad_bf16_strided(&dy16, &put([8, 3, 3, 8]), &g)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("conv2d_dgrad_bf16") && e.contains("[8, 3, 3, 16]"),
+        "{e}"
+    );
+    let e = conv2d_dgrad_bf16_strided(&dy16, &Tensor::zeros([8, 3, 3, 16], DType::F32), &g)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("conv2d_dgrad_bf16") && e.contains("cuda"), "{e}");
+    let grouped = Conv2dGeom::new("test", &[1, 8, 8, 16], &[8, 3, 3, 8], prm.groups(2)).unwrap();
+    let e = conv2d_dgrad_bf16_strided(&dy16, &put([8, 3, 3, 8]), &grouped)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("groups = 1 only"), "{e}");
 }
 
 /// The bf16 tensor-core wgrad (`conv2d_wgrad_bf16`) against the f64 wgrad

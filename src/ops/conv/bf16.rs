@@ -2,8 +2,8 @@
 //! (bf16 activations and weights, f32 accumulation, f32 or bf16 output) and
 //! the wgrad (bf16 activations and output gradient, f32 weight gradient);
 //! and conv2d under a bf16 tape ([`Autocast`]), with CPU references: the
-//! forward, the stride-1 input gradient as an fprop over flipped weights,
-//! and the weight gradient.
+//! forward, the stride-1 input gradient as an fprop over flipped weights
+//! (the strided one is in [`super::bf16_dgrad`]), and the weight gradient.
 //!
 //! The kernel needs C % 8 == 0 (16-byte loads along the reduction), so
 //! [`Bf16Nhwc::from_f32`] pads the channels with zeros while converting: the
@@ -230,8 +230,9 @@ pub fn conv2d_bf16(
 /// groups = 1: every product reads bf16-rounded operands and accumulates in
 /// f32. The forward reads x and w; the input gradient, for stride 1 and
 /// more than [`SCATTER_MAX_CHANNELS`] input channels (where the f32 CUDA
-/// path also runs an fprop over flipped weights), dy and w, and otherwise
-/// stays f32; the weight gradient reads x and dy. On a GPU those are the
+/// path also runs an fprop over flipped weights) and for every stride > 1
+/// (one fprop per stride phase: [`super::bf16_dgrad`]), dy and w, and
+/// otherwise stays f32; the weight gradient reads x and dy. On a GPU those are the
 /// tensor-core kernels, and the bf16 copy of x the forward made is kept for
 /// the weight gradient, whose kernel reads it instead of x in f32; dy is
 /// converted once for both gradients. On the host they are the f32 ops on
@@ -431,13 +432,7 @@ pub fn conv2d_wgrad_bf16(
             ),
         ));
     }
-    if dy.device().ordinal() != dev.ordinal() {
-        return Err(Error::Device {
-            op: OP,
-            lhs: format!("cuda:{}", dev.ordinal()),
-            rhs: format!("cuda:{}", dy.device().ordinal()),
-        });
-    }
+    same_gpu(OP, &dev, dy.device())?;
     let pixels = g.n * g.p * g.q;
     if pixels * dy.padded > i32::MAX as usize {
         return Err(Error::shape(
@@ -479,6 +474,18 @@ pub fn conv2d_wgrad_bf16(
     Ok(dw)
 }
 
+/// An error naming `op` unless `other` is the GPU `dev`.
+pub(super) fn same_gpu(op: &'static str, dev: &CudaDevice, other: &CudaDevice) -> Result<()> {
+    if other.ordinal() == dev.ordinal() {
+        return Ok(());
+    }
+    Err(Error::Device {
+        op,
+        lhs: format!("cuda:{}", dev.ordinal()),
+        rhs: format!("cuda:{}", other.ordinal()),
+    })
+}
+
 /// A checked fprop launch: device, geometry and the kernel's parameters.
 struct Launch {
     dev: Arc<CudaDevice>,
@@ -491,19 +498,9 @@ impl Launch {
     fn new(x: &Bf16Nhwc, w: &Bf16Nhwc, bias: Option<&Tensor>, prm: Conv2dParams) -> Result<Launch> {
         let g = kernel_geometry(x.dims, w.dims, prm)?;
         let dev = x.device().clone();
-        let on_dev = |other: &Arc<CudaDevice>| -> Result<()> {
-            if other.ordinal() == dev.ordinal() {
-                return Ok(());
-            }
-            Err(Error::Device {
-                op: OP,
-                lhs: format!("cuda:{}", dev.ordinal()),
-                rhs: format!("cuda:{}", other.ordinal()),
-            })
-        };
-        on_dev(w.device())?;
+        same_gpu(OP, &dev, w.device())?;
         if let Some(b) = bias {
-            on_dev(b.cuda(OP)?.device())?;
+            same_gpu(OP, &dev, b.cuda(OP)?.device())?;
             if b.dims() != [g.k] {
                 return Err(Error::shape(
                     OP,

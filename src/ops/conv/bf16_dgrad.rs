@@ -11,7 +11,7 @@
 //! each phase's sub-kernel in bf16 and runs the phase conv, whose rows land
 //! on dx's pixels (n, a + i sh, b + j sw).
 
-use super::bf16::{Bf16Nhwc, THREADS, TILE_M, TILE_N};
+use super::bf16::{same_gpu, Bf16Nhwc, THREADS, TILE_M, TILE_N};
 use super::cuda::{params, ConvParams};
 use super::Conv2dGeom;
 use crate::backend::cuda::CudaStorage;
@@ -185,33 +185,20 @@ pub fn conv2d_dgrad_bf16_strided(dy16: &Bf16Nhwc, w: &Tensor, g: &Conv2dGeom) ->
             ),
         ));
     }
-    if dy16.dims() != g.out_dims() || w.dims() != [g.k, g.r, g.s, g.c] {
+    let wd = [g.k, g.r, g.s, g.c];
+    if dy16.dims() != g.out_dims() || w.dims() != wd {
         return Err(Error::shape(
             OP,
             format!(
-                "output gradient {:?} and weight {} for the conv {g:?}: expected [{}, {}, {}, {}] and [{}, {}, {}, {}]",
+                "output gradient {:?} and weight {} for {g:?}: expected {:?} and {wd:?}",
                 dy16.dims(),
                 w.shape(),
-                g.n,
-                g.p,
-                g.q,
-                g.k,
-                g.k,
-                g.r,
-                g.s,
-                g.c
+                g.out_dims()
             ),
         ));
     }
     let dev = dy16.device().clone();
-    let w_dev = w.cuda(OP)?.device();
-    if w_dev.ordinal() != dev.ordinal() {
-        return Err(Error::Device {
-            op: OP,
-            lhs: format!("cuda:{}", dev.ordinal()),
-            rhs: format!("cuda:{}", w_dev.ordinal()),
-        });
-    }
+    same_gpu(OP, &dev, w.cuda(OP)?.device())?;
     let kp = dy16.padded_channels();
     let base = params(OP, g, false)?; // the 32-bit checks of dx, dy and w
     if g.n * g.p * g.q * kp > i32::MAX as usize || g.c * g.r * g.s * kp > i32::MAX as usize {
