@@ -288,13 +288,15 @@ impl Autocast {
                 .transpose()?;
             return Ok([dx, dw]);
         }
-        // Strided convs' input gradient runs one stride phase at a time.
+        // The input gradients that read bf16 dy and w: the flipped-weight
+        // fprop and, for strided convs, one fprop per stride phase.
         let strided = g.prm.stride != [1, 1];
+        let bf16_dx = flipped.is_some() || strided;
         let Some(x16) = &self.x16 else {
             // Host: the f32 ops on rounded copies.
             let r = round_to_bf16;
             let dx = need[0]
-                .then(|| match flipped.is_some() || strided {
+                .then(|| match bf16_dx {
                     true => dgrad_t("conv2d", g, &r(dy)?, &r(w)?, None),
                     false => dgrad_t("conv2d", g, dy, w, None),
                 })
@@ -304,7 +306,7 @@ impl Autocast {
                 .transpose()?;
             return Ok([dx, dw]);
         };
-        let dy16 = (need[1] || (need[0] && (flipped.is_some() || strided)))
+        let dy16 = (need[1] || (need[0] && bf16_dx))
             .then(|| Bf16Nhwc::from_f32(dy))
             .transpose()?;
         let dx = need[0]
