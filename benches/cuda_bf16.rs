@@ -1,4 +1,4 @@
-//! bf16 tensor-core conv fprop and wgrad (kernels/conv_bf16.cu) on the
+//! bf16 tensor-core conv fprop, wgrad and strided dgrad (kernels/conv_bf16.cu) on the
 //! issue-9 layer shapes: `cargo bench --bench cuda_bf16` on a GPU host
 //! (prints one skip line elsewhere).
 //!
@@ -7,8 +7,11 @@
 //! of several timed batches of launches, synchronising only around a batch:
 //! `conv bf16 <layer> <kernel> ms TFLOP/s %peak`, FLOP = 2·N·P·Q·K·R·S·C
 //! with the layer's real C (the stem's 3, not the 8 it is padded to), for
-//! the fprop with f32 and with bf16 output (`f32`, `bf16`) and the wgrad
-//! (`wgrad`, its zeroing of dw included).
+//! the fprop with f32 and with bf16 output (`f32`, `bf16`), the wgrad
+//! (`wgrad`, its zeroing of dw included) and, for strided layers, the
+//! stride-phase dgrad (`dgrad`: `conv2d_dgrad_bf16_strided` from the f32
+//! weight, its sub-kernel gathers and zero fill included; FLOP counts the
+//! useful products only).
 //!
 //! Peak: 989.4 TFLOP/s, the dense (non-sparse) BF16 tensor-core figure of the
 //! H100 SXM5 in NVIDIA's H100 datasheet (1979 "with sparsity", halved). On
@@ -19,6 +22,8 @@
 use mtaffect::ops::conv::bf16::{
     conv2d_fprop_bf16, conv2d_fprop_bf16_out, conv2d_wgrad_bf16, Bf16Nhwc,
 };
+use mtaffect::ops::conv::bf16_dgrad::conv2d_dgrad_bf16_strided;
+use mtaffect::ops::conv::Conv2dGeom;
 use mtaffect::ops::Conv2dParams;
 use mtaffect::{DType, Device, Rng, Tensor};
 
@@ -39,12 +44,13 @@ fn main() {
     let p = Conv2dParams::new;
     // Sizes are input sizes.
     #[rustfmt::skip]
-    let layers: [Layer; 8] = [
+    let layers: [Layer; 9] = [
         ("stem7x7s2_3-64_112_b64", [64, 112, 112, 3], 64, 7, 7, p().stride(2).padding(3)),
         ("3x3_64-64_56_b64", [64, 56, 56, 64], 64, 3, 3, p().padding(1)),
         ("3x3_64-64_56_b256", [256, 56, 56, 64], 64, 3, 3, p().padding(1)),
         ("3x3_64-64_28_b64", [64, 28, 28, 64], 64, 3, 3, p().padding(1)),
         ("3x3s2_64-128_56_b64", [64, 56, 56, 64], 128, 3, 3, p().stride(2).padding(1)),
+        ("1x1s2_256-512_56_b64", [64, 56, 56, 256], 512, 1, 1, p().stride(2)),
         ("1x1_64-256_28_b64", [64, 28, 28, 64], 256, 1, 1, p()),
         ("1x1_256-64_28_b64", [64, 28, 28, 256], 64, 1, 1, p()),
         ("3x3_512-512_4_b64", [64, 4, 4, 512], 512, 3, 3, p().padding(1)),
@@ -59,19 +65,27 @@ fn main() {
                 .to_device(&gpu)
                 .expect("host-to-device copy")
         };
+        let wd = [k, r, s, xd[3]];
         let x = Bf16Nhwc::from_f32(&put(&xd, 1.0, &mut rng)).expect("convert x");
-        let w = Bf16Nhwc::from_f32(&put(&[k, r, s, xd[3]], 0.05, &mut rng)).expect("convert w");
+        let w32 = put(&wd, 0.05, &mut rng);
+        let w = Bf16Nhwc::from_f32(&w32).expect("convert w");
+        let g = Conv2dGeom::new("bench", &xd, &wd, prm).expect("geometry");
         let y = conv2d_fprop_bf16(&x, &w, None, prm).expect("conv");
         let [n, pp, q, _] = y.dims().try_into().expect("rank 4");
         let flop = 2.0 * (n * pp * q * k * r * s * xd[3]) as f64;
         let dy = Bf16Nhwc::from_f32(&y).expect("convert dy");
         drop(y);
         let reps = ((2e10 / flop) as usize).clamp(3, 200);
-        for kernel in ["f32", "bf16", "wgrad"] {
+        let kernels: &[&str] = match prm.stride {
+            [1, 1] => &["f32", "bf16", "wgrad"],
+            _ => &["f32", "bf16", "wgrad", "dgrad"],
+        };
+        for &kernel in kernels {
             let sec = time(&dev, reps, 5, || match kernel {
                 "f32" => drop(conv2d_fprop_bf16(&x, &w, None, prm).expect("conv")),
                 "bf16" => drop(conv2d_fprop_bf16_out(&x, &w, None, prm).expect("conv")),
-                _ => drop(conv2d_wgrad_bf16(&x, &dy, [k, r, s, xd[3]], prm).expect("wgrad")),
+                "wgrad" => drop(conv2d_wgrad_bf16(&x, &dy, wd, prm).expect("wgrad")),
+                _ => drop(conv2d_dgrad_bf16_strided(&dy, &w32, &g).expect("dgrad")),
             });
             let tflops = flop / sec / 1e12;
             println!(

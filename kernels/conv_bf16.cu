@@ -1,6 +1,7 @@
 // conv2d in bf16 on tensor cores: implicit GEMM over NHWC with f32
-// accumulation, the fprop (also the stride-1 dgrad over flipped weights) and
-// the wgrad (at the end of this file).
+// accumulation, the fprop (also the stride-1 dgrad over flipped weights, and
+// the strided dgrad one stride phase at a time) and the wgrad (at the end of
+// this file).
 //
 //   y[n,p,q,k] = sum over (r, s, c) of x[n, p sh - ph + r dh, q sw - pw + s dw, c] w[k, r, s, c]
 //   GEMM view: M = N*P*Q rows, N = K columns, K = R*S*C reduction
@@ -89,10 +90,18 @@ __device__ __forceinline__ void mt_mma_bf16_16816(float (&d)[4], const u32 (&a)[
 __device__ __forceinline__ void cb_store(float* y, u32 i, float v) { y[i] = v; }
 __device__ __forceinline__ void cb_store(bf16* y, u32 i, float v) { y[i] = mt_f32_to_bf16(v); }
 
-template <class Out>
+// Output addressing policies of the fprop body: the offset in y of GEMM
+// element (row, col). The fprop writes its rows in order, [N, P, Q, K].
+struct CbRowMajor {
+    __device__ __forceinline__ u32 operator()(const ConvParams& p, int row, int col) const {
+        return (u32)row * p.k + col;
+    }
+};
+
+template <class Out, class Addr>
 __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const bf16* __restrict__ x,
                                                      const bf16* __restrict__ wt, const float* __restrict__ bias,
-                                                     Out* __restrict__ y) {
+                                                     Out* __restrict__ y, const Addr& addr) {
     __shared__ __align__(16) bf16 As[CB_STAGES][CB_BM][CB_LD];
     __shared__ __align__(16) bf16 Bs[CB_STAGES][CB_BN][CB_LD];
     const int t = threadIdx.x, lane = t % 32, warp = t / 32;
@@ -200,7 +209,7 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
                 const int row = m0 + wm * 64 + i * 16 + g + 8 * (e / 2);
                 const int col = n0 + wn * 32 + j * 8 + 2 * tg + e % 2;
                 if (row < M && col < N)
-                    cb_store(y, (u32)row * N + col, acc[i][j][e] + (p.has_bias ? bias[col] : 0.0f));
+                    cb_store(y, addr(p, row, col), acc[i][j][e] + (p.has_bias ? bias[col] : 0.0f));
             }
 }
 
@@ -211,7 +220,7 @@ extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_fprop_f32(Con
                                                                             const bf16* __restrict__ wt,
                                                                             const float* __restrict__ bias,
                                                                             float* __restrict__ y) {
-    conv_bf16_fprop_body(p, x, wt, bias, y);
+    conv_bf16_fprop_body(p, x, wt, bias, y, CbRowMajor());
 }
 
 extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_fprop_bf16(ConvParams p,
@@ -219,7 +228,68 @@ extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_fprop_bf16(Co
                                                                              const bf16* __restrict__ wt,
                                                                              const float* __restrict__ bias,
                                                                              bf16* __restrict__ y) {
-    conv_bf16_fprop_body(p, x, wt, bias, y);
+    conv_bf16_fprop_body(p, x, wt, bias, y, CbRowMajor());
+}
+
+// ---- strided dgrad by stride phase ----------------------------------------
+//   dx[n,h,w,c] = sum over (r, s, k) of dy[n, (h + ph - r dh)/sh, (w + pw - s dw)/sw, k] w[k, r, s, c]
+// over the exact, in-range divisions. As in conv.cu's DgradPhaseDim, dx's
+// pixels split into sh*sw phases (a, b) = (h % sh, w % sw); within a phase
+// only the taps r0, r0 + step, ... (step = sh / gcd(sh, dh)) reach dy, the
+// j-th of them at dy row i + e - j de for phase row i (h = a + i sh). Listed
+// last first (t = taps - 1 - j) they read dy row i - pad + t de with
+// pad = de (taps - 1) - e: a dense stride-1 conv of dy (dilation de, padding
+// pad, negative where it starts inside dy; the fprop's bounds checks make
+// every row outside dy a zero) with the sub-kernel
+// wp[c, t, u, k] = w[k, r0 + (taps-1-t) step, s0 + (taps_w-1-u) step_w, c].
+// So each phase is the fprop body with C output channels and the padded K as
+// its reduction channels, whose row (n, i, j) lands on dx pixel
+// (n, a + i sh, b + j sw). The host (ops/conv/bf16_dgrad.rs) computes the
+// phases, launches conv_bf16_phase_weights and conv_bf16_dgrad_phase once
+// per phase with taps, and zero-fills dx first where some phase has none.
+struct Bf16DgradPhaseParams {
+    ConvParams conv;  // the phase conv: dy (h = P, w = Q, c = K padded) to the phase's rows (p, q) and C channels (k)
+    int a, b;         // the phase: dx rows a + i sh, columns b + j sw
+    int sh, sw;       // the strided conv's stride
+    int h, w;         // dx's height and width
+};
+
+// Phase row (n, i, j), channel col: dx[n, a + i sh, b + j sw, col].
+struct CbPhaseRows {
+    const Bf16DgradPhaseParams& d;
+    __device__ __forceinline__ u32 operator()(const ConvParams& p, int row, int col) const {
+        const int j = row % p.q, rest = row / p.q;
+        const int n = rest / p.p, i = rest % p.p;
+        return ((u32)(n * d.h + d.a + i * d.sh) * d.w + d.b + j * d.sw) * p.k + col;
+    }
+};
+
+extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_dgrad_phase(Bf16DgradPhaseParams p,
+                                                                              const bf16* __restrict__ dy,
+                                                                              const bf16* __restrict__ wt,
+                                                                              float* __restrict__ dx) {
+    conv_bf16_fprop_body(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
+}
+
+// One phase's sub-kernel in bf16, [C, tr, ts, kp]:
+// wp[c, t, u, k] = w[k, r_first + t r_step, s_first + u s_step, c] for k < K,
+// 0 for K <= k < kp (dy's padded channels). The steps are negative: the
+// phase conv reads its taps last first.
+struct Bf16PhaseWeightParams {
+    int k, r, s, c;              // w [K, R, S, C], f32
+    int r_first, r_step, tr;     // the phase's taps along R
+    int s_first, s_step, ts;     // and along S
+    int kp;                      // K padded to a multiple of 8
+};
+
+extern "C" __global__ void conv_bf16_phase_weights(Bf16PhaseWeightParams p, const float* __restrict__ w,
+                                                   bf16* __restrict__ wp) {
+    MT_FOR_EACH(i, (u64)p.c * p.tr * p.ts * p.kp) {
+        const int k = (int)(i % p.kp), rest = (int)(i / p.kp);
+        const int u = rest % p.ts, t = (rest / p.ts) % p.tr, c = rest / p.ts / p.tr;
+        const int r = p.r_first + t * p.r_step, s = p.s_first + u * p.s_step;
+        wp[i] = k < p.k ? mt_f32_to_bf16(w[((k * p.r + r) * p.s + s) * p.c + c]) : (bf16)0;
+    }
 }
 
 // ---- wgrad ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-//! CUDA parity of the bf16 tensor-core conv fprop and wgrad
+//! CUDA parity of the bf16 tensor-core conv fprop, wgrad and strided dgrad
 //! (kernels/conv_bf16.cu) against the CPU conv reference in f64 on the same
 //! bf16-rounded inputs, so only the GPU's f32 accumulation (and, for a bf16
 //! output, the final rounding) is measured.
@@ -20,6 +20,7 @@ use mtaffect::autograd::Precision;
 use mtaffect::ops::conv::bf16::{
     conv2d_bf16, conv2d_fprop_bf16_out, conv2d_wgrad_bf16, round_to_tf32, Bf16Nhwc, CHANNEL_ALIGN,
 };
+use mtaffect::ops::conv::bf16_dgrad::conv2d_dgrad_bf16_strided;
 use mtaffect::ops::conv::{dgrad, forward, wgrad, Conv2dGeom};
 use mtaffect::ops::{conv2d, Conv2dParams};
 use mtaffect::{DType, Device, Params, Rng, Tape, Tensor};
@@ -154,6 +155,36 @@ fn host_tensors_are_refused_with_the_op_named() {
     assert!(e.contains("rank-4"), "{e}");
 }
 
+/// The strided bf16 dgrad names itself and the expected shapes for a weight
+/// that does not fit the geometry, and refuses host weights and groups > 1.
+#[test]
+fn strided_dgrad_refuses_mismatched_operands() {
+    let Some(dev) = gpu_or_skip("strided_dgrad_refuses_mismatched_operands") else {
+        return;
+    };
+    let gpu = Device::Cuda(dev);
+    let put = |d: [usize; 4]| Tensor::zeros(d, DType::F32).to_device(&gpu).unwrap();
+    let prm = Conv2dParams::new().stride(2).padding(1);
+    let g = Conv2dGeom::new("test", &[1, 8, 8, 16], &[8, 3, 3, 16], prm).unwrap();
+    let dy16 = Bf16Nhwc::from_f32(&put(g.out_dims())).unwrap();
+    let e = conv2d_dgrad_bf16_strided(&dy16, &put([8, 3, 3, 8]), &g)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("conv2d_dgrad_bf16") && e.contains("[8, 3, 3, 16]"),
+        "{e}"
+    );
+    let e = conv2d_dgrad_bf16_strided(&dy16, &Tensor::zeros([8, 3, 3, 16], DType::F32), &g)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("conv2d_dgrad_bf16") && e.contains("cuda"), "{e}");
+    let grouped = Conv2dGeom::new("test", &[1, 8, 8, 16], &[8, 3, 3, 8], prm.groups(2)).unwrap();
+    let e = conv2d_dgrad_bf16_strided(&dy16, &put([8, 3, 3, 8]), &grouped)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("groups = 1 only"), "{e}");
+}
+
 /// The bf16 tensor-core wgrad (`conv2d_wgrad_bf16`) against the f64 wgrad
 /// of the bf16-rounded x and dy, with the tolerance above for n = N·P·Q
 /// products (the split-K slices add in f32 too): both tile shapes (K <= 64
@@ -207,7 +238,8 @@ fn conv2d_wgrad_bf16_matches_the_f64_reference() {
 
 /// conv2d under a bf16 tape on the GPU. With one group: the input gradient
 /// of the stride-1 convolutions runs the tensor-core fprop over flipped
-/// weights on bf16-rounded dy and w, the weight gradient the bf16
+/// weights on bf16-rounded dy and w, that of the strided ones the same
+/// fprop once per stride phase (`conv_bf16_dgrad_phase`), the weight gradient the bf16
 /// tensor-core wgrad on the forward's bf16 x and bf16-rounded dy. Grouped:
 /// the f32 input gradient and the TF32 tensor-core wgrad on TF32-rounded x
 /// and dy. Each is checked against the f64 product of the (rounded)
@@ -221,14 +253,21 @@ fn bf16_tape_backward_matches_the_f64_reference() {
     let gpu = Device::Cuda(dev.clone());
     let p = Conv2dParams::new;
     // 3x3 same padding, asymmetric padding, 1x1, K not a multiple of 8,
-    // and two groups.
+    // and two groups; strided: the stage transitions' 3x3/2 and 1x1/2 (three
+    // phases without taps), the stem's 7x7/2 with 3 channels, a 4x4/2 with
+    // odd sizes and K = 12, and stride 3 with dilation 2.
     #[rustfmt::skip]
-    let cases: [Case; 5] = [
+    let cases: [Case; 10] = [
         ([2, 9, 11, 24], 40, 3, 3, p().padding(1)),
         ([1, 10, 7, 32], 16, 3, 3, p().padding_tblr(2, 0, 1, 2)),
         ([3, 5, 6, 64], 128, 1, 1, p()),
         ([2, 8, 8, 48], 20, 3, 3, p().padding(1)),
         ([2, 8, 8, 48], 32, 3, 3, p().padding(1).groups(2)),
+        ([2, 15, 13, 72], 40, 3, 3, p().stride(2).padding(1)),
+        ([2, 14, 14, 64], 128, 1, 1, p().stride(2)),
+        ([2, 37, 41, 3], 64, 7, 7, p().stride(2).padding(3)),
+        ([1, 9, 11, 20], 12, 4, 4, p().stride(2).padding(1)),
+        ([1, 16, 13, 24], 16, 3, 3, p().stride(3).padding(2).dilation(2)),
     ];
     let mut rng = Rng::new(12);
     let (mut rep, mut rep_w) = (Report::default(), Report::default());
@@ -291,7 +330,7 @@ fn bf16_tape_backward_matches_the_f64_reference() {
             1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i]
         });
     }
-    rep.print("conv2d dgrad under a bf16 tape (flipped-weight fprop, mma.sync bf16; f32 grouped)");
+    rep.print("conv2d dgrad under a bf16 tape (flipped-weight or stride-phase fprop, mma.sync bf16; f32 grouped)");
     rep_w.print("conv2d wgrad under a bf16 tape (mma.sync bf16; tf32 grouped)");
 }
 

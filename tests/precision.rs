@@ -138,7 +138,7 @@ fn check_bf16_conv(xd: [usize; 4], wd: [usize; 4], prm: Conv2dParams, bf16_dgrad
 }
 
 #[test]
-fn a_bf16_tape_rounds_the_operands_of_the_forward_and_the_stride1_dgrad() {
+fn a_bf16_tape_rounds_the_operands_of_the_forward_and_the_stride1_and_strided_dgrad() {
     let p = Conv2dParams::new;
     // Stride 1, one group, more than 16 input channels: dgrad in bf16 too,
     // with symmetric, asymmetric and no padding.
@@ -150,13 +150,10 @@ fn a_bf16_tape_rounds_the_operands_of_the_forward_and_the_stride1_dgrad() {
         true,
     );
     check_bf16_conv([2, 4, 4, 32], [16, 1, 1, 32], p(), true);
-    // f32 dgrad: stride 2; few input channels; padding beyond the kernel's reach.
-    check_bf16_conv(
-        [2, 7, 6, 24],
-        [4, 3, 3, 24],
-        p().stride(2).padding(1),
-        false,
-    );
+    // Strided, one group: dgrad in bf16 by stride phase, for any channel count.
+    check_bf16_conv([2, 7, 6, 24], [4, 3, 3, 24], p().stride(2).padding(1), true);
+    check_bf16_conv([2, 8, 7, 5], [6, 1, 1, 5], p().stride(2), true);
+    // f32 dgrad: stride 1 with few input channels; padding beyond the kernel's reach.
     check_bf16_conv([2, 7, 6, 5], [4, 3, 3, 5], p().padding(1), false);
     check_bf16_conv([1, 4, 4, 24], [8, 1, 1, 24], p().padding(1), false);
 }

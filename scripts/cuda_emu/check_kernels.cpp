@@ -664,6 +664,65 @@ void conv_bf16_wgrad_case(G g, int c_real, int splits) {
     g_cp_async_defer = false;
 }
 
+// bf16 strided dgrad (conv_bf16_dgrad_phase): every stride phase launched as
+// ops/conv/bf16_dgrad.rs does, with the phase geometry taken from conv.cu's
+// DgradPhaseDim (the f32 phase dgrad's, checked by conv_case) and the
+// sub-kernels gathered by conv_bf16_phase_weights; dy has K padded to a
+// multiple of 8. dx is poisoned except the pixels of phases without taps
+// (zeros, as the host's fill), then compared with the double dgrad of
+// bf16-rounded dy and w; cp.async immediate and deferred.
+void conv_bf16_dgrad_case(G g) {
+    int P = g.p(), Q = g.q(), kp = (g.k + 7) / 8 * 8, Kd = g.r*g.s*kp;
+    auto DY = randv((size_t)g.n*P*Q*g.k), W = randv((size_t)g.k*g.r*g.s*g.c);
+    std::vector<unsigned short> db((size_t)g.n*P*Q*kp, 0xffff);
+    Bf16PadParams pd{(u64)g.n*P*Q, g.k, kp};
+    launch({3,1,1},{256,1,1},[&]{ f32_to_bf16_pad(pd, DY.data(), db.data()); });
+    std::vector<double> R((size_t)g.n*g.h*g.w*g.c, 0), A(R.size(), 0);  // A: sum of |terms|, for the tolerance
+    for (int n=0;n<g.n;++n) for (int pp=0;pp<P;++pp) for (int qq=0;qq<Q;++qq) for (int k=0;k<g.k;++k) {
+        double d = emu_bf16(db[((size_t)(n*P+pp)*Q+qq)*kp + k]);
+        for (int r=0;r<g.r;++r) for (int s=0;s<g.s;++s) for (int c=0;c<g.c;++c) {
+            int hh = pp*g.sh - g.pt + r*g.dh, ww = qq*g.sw - g.pl + s*g.dw;
+            if (hh<0||hh>=g.h||ww<0||ww>=g.w) continue;
+            double t = d * emu_bf16(to_bf16(W[((size_t)(k*g.r+r)*g.s+s)*g.c + c]));
+            size_t o = ((size_t)(n*g.h+hh)*g.w+ww)*g.c + c; R[o] += t; A[o] += fabs(t);
+        }
+    }
+    for (bool defer : {false, true}) {
+        g_cp_async_defer = defer;
+        std::vector<float> dx(R.size(), NAN);
+        int launched = 0;
+        for (int a = 0; a < g.sh; ++a) for (int b = 0; b < g.sw; ++b) {
+            DgradPhaseDim y(a, g.sh, g.pt, g.dh, g.r), x(b, g.sw, g.pl, g.dw, g.s);
+            int hp = (g.h - a + g.sh - 1) / g.sh, wp = (g.w - b + g.sw - 1) / g.sw;
+            if (hp <= 0 || wp <= 0) continue;
+            if (!y.taps || !x.taps) {
+                for (int n=0;n<g.n;++n) for (int i=0;i<hp;++i) for (int j=0;j<wp;++j)
+                    std::fill_n(&dx[((size_t)(n*g.h + a + i*g.sh)*g.w + b + j*g.sw)*g.c], g.c, 0.f);
+                continue;
+            }
+            std::vector<unsigned short> wb((size_t)g.c*y.taps*x.taps*kp, 0xffff);
+            Bf16PhaseWeightParams pw{g.k,g.r,g.s,g.c, y.r0 + (y.taps-1)*y.step, -y.step, y.taps,
+                                     x.r0 + (x.taps-1)*x.step, -x.step, x.taps, kp};
+            launch({2,1,1},{256,1,1},[&]{ conv_bf16_phase_weights(pw, W.data(), wb.data()); });
+            Bf16DgradPhaseParams p{{g.n,P,Q,kp, g.c,y.taps,x.taps, hp,wp, 1,1, y.de*(y.taps-1) - y.e, x.de*(x.taps-1) - x.e,
+                                    y.de,x.de, 1,1,0}, a, b, g.sh, g.sw, g.h, g.w};
+            dim3 grid{(unsigned)((g.n*hp*wp+127)/128),(unsigned)((g.c+63)/64),1};
+            launch(grid,{128,1,1},[&]{ conv_bf16_dgrad_phase(p, db.data(), wb.data(), dx.data()); });
+            ++launched;
+        }
+        // f32 accumulation of at most Kd terms per phase: |err| <= Kd 2^-24 sum|terms| (x4 margin).
+        double worst = 0;
+        for (size_t i = 0; i < R.size(); ++i) {
+            double e = fabs(dx[i] - R[i]) / (1e-6 + 4.0 * (Kd + 1) * ldexp(1.0, -24) * A[i]);
+            if (!(e <= 1)) { printf("conv_bf16_dgrad_phase FAIL at %zu: %f vs %f\n", i, dx[i], R[i]); exit(1); }
+            worst = std::max(worst, e);
+        }
+        printf("conv_bf16_dgrad_phase n%d %dx%d c%d k%d(%d) %dx%d s%dx%d p%d,%d d%d %d phases launched cp.async %s ok (worst err/tol %.3f, %zu values)\n",
+               g.n, g.h, g.w, g.c, g.k, kp, g.r, g.s, g.sh, g.sw, g.pt, g.pl, g.dh, launched, defer ? "deferred" : "immediate", worst, R.size());
+    }
+    g_cp_async_defer = false;
+}
+
 void conv_bf16() {
     conv_bf16_case({3,5,7,16, 24,3,3, 1,1, 1,1,1,1, 1,1, 1}, 16, true);   // M = 105 odd, K < 64, 5 k-tiles
     conv_bf16_case({2,9,11,32, 72,3,3, 2,2, 1,1,1,1, 1,1, 1}, 32, false); // stride 2, two column tiles
@@ -676,6 +735,12 @@ void conv_bf16() {
     conv_bf16_wgrad_case({2,13,13,8, 16,7,7, 2,2, 3,3,3,3, 1,1, 1}, 3, 4);   // the stem: 3 channels padded to 8, Q = 7 < 32
     conv_bf16_wgrad_case({2,8,9,64, 40,1,1, 1,1, 0,0,0,0, 1,1, 1}, 64, 5);   // 1x1: 144 pixels in 5 splits (one empty)
     conv_bf16_wgrad_case({5,3,2,16, 8,1,1, 1,1, 0,0,0,0, 1,1, 1}, 16, 1);    // 6-pixel images: a step spans 5 images
+    conv_bf16_dgrad_case({3,15,13,72, 40,3,3, 2,2, 1,1,1,1, 1,1, 1});   // 3x3/2 pad 1: 4 phases (4, 2, 2, 1 taps), 2x2 tiles
+    conv_bf16_dgrad_case({2,8,9,16, 20,1,1, 2,2, 0,0,0,0, 1,1, 1});     // 1x1/2: three phases without taps, K = 20 padded to 24
+    conv_bf16_dgrad_case({1,13,13,8, 16,7,7, 2,2, 3,3,3,3, 1,1, 1});    // 7x7/2 pad 3, 8 channels: 16, 12, 12, 9 taps
+    conv_bf16_dgrad_case({1,9,7,5, 12,4,4, 2,2, 1,1,1,1, 1,1, 1});      // 4x4/2 pad 1, odd sizes, C = 5, K = 12 padded
+    conv_bf16_dgrad_case({1,11,10,3, 8,3,3, 3,2, 1,1,1,1, 1,1, 1});     // stride 3 x 2: 6 phases, C = 3
+    conv_bf16_dgrad_case({1,10,9,16, 8,3,3, 2,2, 2,1,1,2, 2,2, 1});     // dilation 2, asymmetric padding: one phase takes all taps
 }
 
 int main() {

@@ -21,6 +21,7 @@
 //! adjoint of this op and reuses [`forward`], [`dgrad`] and [`wgrad`].
 
 pub mod bf16;
+pub mod bf16_dgrad;
 mod cuda;
 
 use crate::autograd::Precision;

@@ -2,14 +2,15 @@
 //! (bf16 activations and weights, f32 accumulation, f32 or bf16 output) and
 //! the wgrad (bf16 activations and output gradient, f32 weight gradient);
 //! and conv2d under a bf16 tape ([`Autocast`]), with CPU references: the
-//! forward, the stride-1 input gradient as an fprop over flipped weights,
-//! and the weight gradient.
+//! forward, the stride-1 input gradient as an fprop over flipped weights
+//! (the strided one is in [`super::bf16_dgrad`]), and the weight gradient.
 //!
 //! The kernel needs C % 8 == 0 (16-byte loads along the reduction), so
 //! [`Bf16Nhwc::from_f32`] pads the channels with zeros while converting: the
 //! 3-channel stem becomes 8 channels, which adds zero products only.
 //! Groups = 1 only.
 
+use super::bf16_dgrad::conv2d_dgrad_bf16_strided;
 use super::cuda::{flipped_weights, params, ConvParams, SCATTER_MAX_CHANNELS};
 use super::{dgrad_t, forward_t, wgrad_t, Conv2dGeom, Conv2dParams};
 use crate::backend::cpu::Float;
@@ -26,9 +27,9 @@ pub const CHANNEL_ALIGN: usize = 8;
 
 /// Block tile of kernels/conv_bf16.cu: CB_BM output pixels by CB_BN output
 /// channels, CB_THREADS threads.
-const TILE_M: usize = 128;
-const TILE_N: usize = 64;
-const THREADS: u32 = 128;
+pub(super) const TILE_M: usize = 128;
+pub(super) const TILE_N: usize = 64;
+pub(super) const THREADS: u32 = 128;
 
 /// Mirrors `Bf16PadParams` in kernels/conv_bf16.cu.
 #[repr(C)]
@@ -156,6 +157,11 @@ impl Bf16Nhwc {
     pub fn device(&self) -> &Arc<CudaDevice> {
         self.storage.device()
     }
+
+    /// The device address of the bf16 values.
+    pub(super) fn ptr(&self) -> u64 {
+        self.storage.ptr()
+    }
 }
 
 /// The geometry the kernel runs: `x` [N, H, W, C] and `w` [K, R, S, C]
@@ -239,9 +245,10 @@ pub fn conv2d_bf16(
 /// groups = 1: every product reads bf16-rounded operands and accumulates in
 /// f32. The forward reads x and w; the input gradient, for stride 1 and
 /// more than [`SCATTER_MAX_CHANNELS`] input channels (where the f32 CUDA
-/// path also runs an fprop over flipped weights), dy and w, and otherwise
-/// stays f32; the weight gradient reads x and dy. On a GPU those are the
-/// tensor-core kernels; x and dy come in bf16 from the copies their
+/// path also runs an fprop over flipped weights) and for every stride > 1
+/// (one fprop per stride phase: [`super::bf16_dgrad`]), dy and w, and
+/// otherwise stays f32; the weight gradient reads x and dy. On a GPU those
+/// are the tensor-core kernels; x and dy come in bf16 from the copies their
 /// producers attached (batch norm + ReLU, the SE block end, batch norm's
 /// input gradient: [`Tensor::with_bf16_copy`]) or are converted once, and
 /// the forward's bf16 x is kept for the weight gradient, whose kernel
@@ -298,13 +305,17 @@ impl Autocast {
                 .transpose()?;
             return Ok([dx, dw]);
         }
+        // The input gradients that read bf16 dy and w: the flipped-weight
+        // fprop and, for strided convs, one fprop per stride phase.
+        let strided = g.prm.stride != [1, 1];
+        let bf16_dx = flipped.is_some() || strided;
         let Some(x16) = &self.x16 else {
             // Host: the f32 ops on rounded copies.
             let r = round_to_bf16;
             let dx = need[0]
-                .then(|| match flipped {
-                    Some(_) => dgrad_t("conv2d", g, &r(dy)?, &r(w)?, None),
-                    None => dgrad_t("conv2d", g, dy, w, None),
+                .then(|| match bf16_dx {
+                    true => dgrad_t("conv2d", g, &r(dy)?, &r(w)?, None),
+                    false => dgrad_t("conv2d", g, dy, w, None),
                 })
                 .transpose()?;
             let dw = need[1]
@@ -312,7 +323,7 @@ impl Autocast {
                 .transpose()?;
             return Ok([dx, dw]);
         };
-        let dy16 = (need[1] || (need[0] && flipped.is_some()))
+        let dy16 = (need[1] || (need[0] && bf16_dx))
             .then(|| Bf16Nhwc::of(dy))
             .transpose()?;
         let dx = need[0]
@@ -321,6 +332,7 @@ impl Autocast {
                     let wf = flipped_weights(x16.device(), "conv2d", g, w)?;
                     conv2d_fprop_bf16(dy16, &Bf16Nhwc::from_f32(&wf)?, None, prm)
                 }
+                (None, Some(dy16)) if strided => conv2d_dgrad_bf16_strided(dy16, w, g),
                 _ => dgrad_t("conv2d", g, dy, w, None),
             })
             .transpose()?;
@@ -439,13 +451,7 @@ pub fn conv2d_wgrad_bf16(
             ),
         ));
     }
-    if dy.device().ordinal() != dev.ordinal() {
-        return Err(Error::Device {
-            op: OP,
-            lhs: format!("cuda:{}", dev.ordinal()),
-            rhs: format!("cuda:{}", dy.device().ordinal()),
-        });
-    }
+    same_gpu(OP, &dev, dy.device())?;
     let pixels = g.n * g.p * g.q;
     if pixels * dy.padded > i32::MAX as usize {
         return Err(Error::shape(
@@ -487,6 +493,18 @@ pub fn conv2d_wgrad_bf16(
     Ok(dw)
 }
 
+/// An error naming `op` unless `other` is the GPU `dev`.
+pub(super) fn same_gpu(op: &'static str, dev: &CudaDevice, other: &CudaDevice) -> Result<()> {
+    if other.ordinal() == dev.ordinal() {
+        return Ok(());
+    }
+    Err(Error::Device {
+        op,
+        lhs: format!("cuda:{}", dev.ordinal()),
+        rhs: format!("cuda:{}", other.ordinal()),
+    })
+}
+
 /// A checked fprop launch: device, geometry and the kernel's parameters.
 struct Launch {
     dev: Arc<CudaDevice>,
@@ -499,19 +517,9 @@ impl Launch {
     fn new(x: &Bf16Nhwc, w: &Bf16Nhwc, bias: Option<&Tensor>, prm: Conv2dParams) -> Result<Launch> {
         let g = kernel_geometry(x.dims, w.dims, prm)?;
         let dev = x.device().clone();
-        let on_dev = |other: &Arc<CudaDevice>| -> Result<()> {
-            if other.ordinal() == dev.ordinal() {
-                return Ok(());
-            }
-            Err(Error::Device {
-                op: OP,
-                lhs: format!("cuda:{}", dev.ordinal()),
-                rhs: format!("cuda:{}", other.ordinal()),
-            })
-        };
-        on_dev(w.device())?;
+        same_gpu(OP, &dev, w.device())?;
         if let Some(b) = bias {
-            on_dev(b.cuda(OP)?.device())?;
+            same_gpu(OP, &dev, b.cuda(OP)?.device())?;
             if b.dims() != [g.k] {
                 return Err(Error::shape(
                     OP,
