@@ -90,6 +90,59 @@ __device__ __forceinline__ void mt_mma_bf16_16816(float (&d)[4], const u32 (&a)[
 __device__ __forceinline__ void cb_store(float* y, u32 i, float v) { y[i] = v; }
 __device__ __forceinline__ void cb_store(bf16* y, u32 i, float v) { y[i] = mt_f32_to_bf16(v); }
 
+// A warp's share of a block tile: 4 x 4 mma tiles of 16 x 8 (64 x 32), f32.
+typedef float CbAcc[4][4][4];
+
+__device__ __forceinline__ void cb_zero(CbAcc& acc) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+}
+
+// acc (64 x 32) += a (4 row fragments of 16 x 16) * b (4 column fragments of 16 x 8).
+__device__ __forceinline__ void cb_mma_4x4(CbAcc& acc, const u32 (&a)[4][4], const u32 (&b)[4][2]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) mt_mma_bf16_16816(acc[i][j], a[i], b[j]);
+}
+
+// The two n8 column fragments of an ldmatrix.x4 r whose matrices are
+// (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15): b[j], b[j + 1].
+__device__ __forceinline__ void cb_split_b(u32 (&b)[4][2], int j, const u32 (&r)[4]) {
+    b[j][0] = r[0];
+    b[j][1] = r[1];
+    b[j + 1][0] = r[2];
+    b[j + 1][1] = r[3];
+}
+
+// The 3-stage cp.async pipeline of the tile kernels over KT tiles:
+// load(stage, kt) issues tile kt's copies into `stage` (asked for in order
+// kt = 0, 1, 2, ...), mma(stage) multiplies a landed stage. Every iteration
+// commits exactly one group (empty past the end), so wait<S-2> always means
+// "tile kt landed".
+template <class Load, class Mma>
+__device__ __forceinline__ void cb_pipeline(int KT, Load&& load, Mma&& mma) {
+#pragma unroll
+    for (int s = 0; s < CB_STAGES - 1; ++s) {
+        if (s < KT) load(s, s);
+        mt_cp_async_commit();
+    }
+    for (int kt = 0; kt < KT; ++kt) {
+        mt_cp_async_wait<CB_STAGES - 2>();
+        // Tile kt is visible to all, and every warp is done with tile kt-1,
+        // whose stage the prefetch below overwrites.
+        __syncthreads();
+        const int next = kt + CB_STAGES - 1;
+        if (next < KT) load(next % CB_STAGES, next);
+        mt_cp_async_commit();
+        mma(kt % CB_STAGES);
+    }
+}
+
 // Output addressing policies of the fprop body: the offset in y of GEMM
 // element (row, col). The fprop writes its rows in order, [N, P, Q, K].
 struct CbRowMajor {
@@ -145,35 +198,11 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
         }
     };
 
-    // Warp (wm, wn) owns rows wm*64.. and columns wn*32.. of the block tile:
-    // 4 m16 by 4 n8 mma tiles.
+    // Warp (wm, wn) owns rows wm*64.. and columns wn*32.. of the block tile.
     const int wm = warp % 2, wn = warp / 2;
-    float acc[4][4][4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-
-    const int KT = (K + CB_BK - 1) / CB_BK;
-    // Prologue: stages 0..S-2 in flight. Every iteration commits exactly one
-    // group (empty past the end), so wait<S-2> always means "tile kt landed".
-#pragma unroll
-    for (int s = 0; s < CB_STAGES - 1; ++s) {
-        if (s < KT) load_tile(s, s);
-        mt_cp_async_commit();
-    }
-    for (int kt = 0; kt < KT; ++kt) {
-        mt_cp_async_wait<CB_STAGES - 2>();
-        // Tile kt is visible to all, and every warp is done with tile kt-1,
-        // whose stage the prefetch below overwrites.
-        __syncthreads();
-        const int next = kt + CB_STAGES - 1;
-        if (next < KT) load_tile(next % CB_STAGES, next);
-        mt_cp_async_commit();
-
-        const int st = kt % CB_STAGES;
+    CbAcc acc;
+    cb_zero(acc);
+    cb_pipeline((K + CB_BK - 1) / CB_BK, load_tile, [&](int st) {
 #pragma unroll
         for (int kk = 0; kk < CB_BK; kk += 16) {
             u32 a[4][4], b[4][2];
@@ -181,22 +210,16 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
 #pragma unroll
             for (int i = 0; i < 4; ++i)
                 mt_ldmatrix_x4(a[i], &As[st][wm * 64 + i * 16 + lane % 16][kk + (lane / 16) * 8]);
-            // B: matrices (n 0-7, k), (n 0-7, k+8), (n 8-15, k), (n 8-15, k+8).
+            // B, stored [n][k]: lanes 8i.. address matrix i's rows.
 #pragma unroll
             for (int j2 = 0; j2 < 2; ++j2) {
                 u32 r[4];
                 mt_ldmatrix_x4(r, &Bs[st][wn * 32 + j2 * 16 + lane % 8 + (lane / 16) * 8][kk + ((lane / 8) % 2) * 8]);
-                b[2 * j2][0] = r[0];
-                b[2 * j2][1] = r[1];
-                b[2 * j2 + 1][0] = r[2];
-                b[2 * j2 + 1][1] = r[3];
+                cb_split_b(b, 2 * j2, r);
             }
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j) mt_mma_bf16_16816(acc[i][j], a[i], b[j]);
+            cb_mma_4x4(acc, a, b);
         }
-    }
+    });
 
     // Accumulator e of tile (i, j): row g + 8 (e / 2), column 2 (lane % 4) + e % 2, g = lane / 4.
     const int g = lane / 4, tg = lane % 4;
@@ -354,7 +377,7 @@ __device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, 
     }
     const int step_q = CB_BK % p.q, step_p = CB_BK / p.q;
     int a_m = begin + a_row;  // pixel of pass 0; pass l adds RA l
-    // Loads tile kt into `stage`; called for kt = 0, 1, 2, ... in order.
+    // Loads the next tile (kt = 0, 1, 2, ... in order) into `stage`.
     auto load_tile = [&](int stage) {
 #pragma unroll
         for (int l = 0; l < LA; ++l) {
@@ -381,28 +404,9 @@ __device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, 
     };
 
     const int wm = warp / WN, wn = warp % WN;
-    float acc[4][4][4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-
-    // The fprop's pipeline: one committed group per iteration, so
-    // wait<S-2> means "tile kt landed".
-#pragma unroll
-    for (int s = 0; s < CB_STAGES - 1; ++s) {
-        if (s < KT) load_tile(s);
-        mt_cp_async_commit();
-    }
-    for (int kt = 0; kt < KT; ++kt) {
-        mt_cp_async_wait<CB_STAGES - 2>();
-        __syncthreads();
-        if (kt + CB_STAGES - 1 < KT) load_tile((kt + CB_STAGES - 1) % CB_STAGES);
-        mt_cp_async_commit();
-
-        const int st = kt % CB_STAGES;
+    CbAcc acc;
+    cb_zero(acc);
+    cb_pipeline(KT, [&](int stage, int) { load_tile(stage); }, [&](int st) {
 #pragma unroll
         for (int kk = 0; kk < CB_BK; kk += 16) {
             u32 a[4][4], b[4][2];
@@ -411,23 +415,17 @@ __device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, 
 #pragma unroll
             for (int i = 0; i < 4; ++i)
                 mt_ldmatrix_x4_trans(a[i], &As[st][kk + (lane / 16) * 8 + lane % 8][wm * 64 + i * 16 + ((lane / 8) % 2) * 8]);
-            // B (pixels x rsc, column-major): matrices (pixels 0-7, n 0-7),
-            // (pixels 8-15, n 0-7), (pixels 0-7, n 8-15), (pixels 8-15, n 8-15).
+            // B (pixels x rsc, column-major), stored [pixel][rsc]: lanes 8i..
+            // address matrix i's rows.
 #pragma unroll
             for (int j2 = 0; j2 < 2; ++j2) {
                 u32 r[4];
                 mt_ldmatrix_x4_trans(r, &Bs[st][kk + ((lane / 8) % 2) * 8 + lane % 8][wn * 32 + j2 * 16 + (lane / 16) * 8]);
-                b[2 * j2][0] = r[0];
-                b[2 * j2][1] = r[1];
-                b[2 * j2 + 1][0] = r[2];
-                b[2 * j2 + 1][1] = r[3];
+                cb_split_b(b, 2 * j2, r);
             }
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j) mt_mma_bf16_16816(acc[i][j], a[i], b[j]);
+            cb_mma_4x4(acc, a, b);
         }
-    }
+    });
 
     // Accumulator e of tile (i, j): row g + 8 (e / 2), column 2 (lane % 4) + e % 2.
     // Column (r, s, c) of the padded tile goes to dw's (r, s, c) when c < c_out.
