@@ -178,11 +178,13 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
             a_w0[l] = qq * p.sw - p.pw;
         }
     }
-    auto load_tile = [&](int stage, int kt) {
-        const int gk = kt * CB_BK + kc * 8;
-        const bool kin = gk < K;
-        const int c = gk % p.c, rs = gk / p.c;
-        const int hoff = (rs / p.s) * p.dh, woff = (rs % p.s) * p.dw;
+    // This thread's reduction index gk = kt * 32 + 8 kc as (r, s, c), walked
+    // by carries as the tiles are loaded in order (kt = 0, 1, 2, ...): no
+    // integer divisions in the main loop.
+    int gk = kc * 8, c = gk % p.c, s = (gk / p.c) % p.s, r = gk / p.c / p.s;
+    auto load_tile = [&](int stage, int) {
+        const bool kin = r < p.r;  // gk < K
+        const int hoff = r * p.dh, woff = s * p.dw;
 #pragma unroll
         for (int l = 0; l < 4; ++l) {
             const int hh = a_h0[l] + hoff, ww = a_w0[l] + woff;
@@ -196,6 +198,12 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
             const bool ok = kin && col < N;
             mt_cp_async16(&Bs[stage][lrow + 32 * l][kc * 8], ok ? wt + col * K + gk : wt, ok ? 16 : 0);
         }
+        gk += CB_BK;
+        for (c += CB_BK; c >= p.c; c -= p.c)
+            if (++s == p.s) {
+                s = 0;
+                ++r;
+            }
     };
 
     // Warp (wm, wn) owns rows wm*64.. and columns wn*32.. of the block tile.
