@@ -8,10 +8,10 @@
 //! `conv bf16 <layer> <kernel> ms TFLOP/s %peak`, FLOP = 2·N·P·Q·K·R·S·C
 //! with the layer's real C (the stem's 3, not the 8 it is padded to), for
 //! the fprop with f32 and with bf16 output (`f32`, `bf16`), the wgrad
-//! (`wgrad`, its zeroing of dw included) and, for strided layers, the
-//! stride-phase dgrad (`dgrad`: `conv2d_dgrad_bf16_strided` from the f32
-//! weight, its sub-kernel gathers and zero fill included; FLOP counts the
-//! useful products only).
+//! (`wgrad`, its zeroing of dw included) and the dgrad (`dgrad`:
+//! `conv2d_dgrad_bf16` from the f32 weight, one phase per stride phase, its
+//! sub-kernel gathers and zero fill included; FLOP counts the useful
+//! products only).
 //!
 //! Peak: 989.4 TFLOP/s, the dense (non-sparse) BF16 tensor-core figure of the
 //! H100 SXM5 in NVIDIA's H100 datasheet (1979 "with sparsity", halved). On
@@ -22,7 +22,7 @@
 use mtaffect::ops::conv::bf16::{
     conv2d_fprop_bf16, conv2d_fprop_bf16_out, conv2d_wgrad_bf16, Bf16Nhwc,
 };
-use mtaffect::ops::conv::bf16_dgrad::conv2d_dgrad_bf16_strided;
+use mtaffect::ops::conv::bf16_dgrad::conv2d_dgrad_bf16;
 use mtaffect::ops::conv::Conv2dGeom;
 use mtaffect::ops::Conv2dParams;
 use mtaffect::{DType, Device, Rng, Tensor};
@@ -76,16 +76,12 @@ fn main() {
         let dy = Bf16Nhwc::from_f32(&y).expect("convert dy");
         drop(y);
         let reps = ((2e10 / flop) as usize).clamp(3, 200);
-        let kernels: &[&str] = match prm.stride {
-            [1, 1] => &["f32", "bf16", "wgrad"],
-            _ => &["f32", "bf16", "wgrad", "dgrad"],
-        };
-        for &kernel in kernels {
+        for kernel in ["f32", "bf16", "wgrad", "dgrad"] {
             let sec = time(&dev, reps, 5, || match kernel {
                 "f32" => drop(conv2d_fprop_bf16(&x, &w, None, prm).expect("conv")),
                 "bf16" => drop(conv2d_fprop_bf16_out(&x, &w, None, prm).expect("conv")),
                 "wgrad" => drop(conv2d_wgrad_bf16(&x, &dy, wd, prm).expect("wgrad")),
-                _ => drop(conv2d_dgrad_bf16_strided(&dy, &w32, &g).expect("dgrad")),
+                _ => drop(conv2d_dgrad_bf16(&dy, &w32, &g).expect("dgrad")),
             });
             let tflops = flop / sec / 1e12;
             println!(

@@ -18,9 +18,10 @@
 
 use mtaffect::autograd::Precision;
 use mtaffect::ops::conv::bf16::{
-    conv2d_bf16, conv2d_fprop_bf16_out, conv2d_wgrad_bf16, round_to_tf32, Bf16Nhwc, CHANNEL_ALIGN,
+    conv2d_fprop_bf16, conv2d_fprop_bf16_out, conv2d_wgrad_bf16, round_to_tf32, Bf16Nhwc,
+    CHANNEL_ALIGN,
 };
-use mtaffect::ops::conv::bf16_dgrad::conv2d_dgrad_bf16_strided;
+use mtaffect::ops::conv::bf16_dgrad::conv2d_dgrad_bf16;
 use mtaffect::ops::conv::{dgrad, forward, wgrad, Conv2dGeom};
 use mtaffect::ops::{conv2d, Conv2dParams};
 use mtaffect::{DType, Device, Params, Rng, Tape, Tensor};
@@ -114,11 +115,12 @@ fn conv2d_bf16_fprop_matches_the_f64_reference() {
         let terms = (r * s * cp + 1) as f64;
         let tol = |i: usize| 1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i];
 
-        let y = conv2d_bf16(&xt, &wt, Some(&bt), prm).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let wb = Bf16Nhwc::from_f32(&wt).unwrap();
+        let y =
+            conv2d_fprop_bf16(&xb, &wb, Some(&bt), prm).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(y.dims(), g.out_dims(), "{what}");
         rep32.compare_values(&what, &y.try_to_f64_vec().unwrap(), &reference, tol);
 
-        let wb = Bf16Nhwc::from_f32(&wt).unwrap();
         let yb = conv2d_fprop_bf16_out(&xb, &wb, Some(&bt), prm);
         if k % CHANNEL_ALIGN != 0 {
             let e = yb.unwrap_err().to_string();
@@ -167,19 +169,19 @@ fn strided_dgrad_refuses_mismatched_operands() {
     let prm = Conv2dParams::new().stride(2).padding(1);
     let g = Conv2dGeom::new("test", &[1, 8, 8, 16], &[8, 3, 3, 16], prm).unwrap();
     let dy16 = Bf16Nhwc::from_f32(&put(g.out_dims())).unwrap();
-    let e = conv2d_dgrad_bf16_strided(&dy16, &put([8, 3, 3, 8]), &g)
+    let e = conv2d_dgrad_bf16(&dy16, &put([8, 3, 3, 8]), &g)
         .unwrap_err()
         .to_string();
     assert!(
         e.contains("conv2d_dgrad_bf16") && e.contains("[8, 3, 3, 16]"),
         "{e}"
     );
-    let e = conv2d_dgrad_bf16_strided(&dy16, &Tensor::zeros([8, 3, 3, 16], DType::F32), &g)
+    let e = conv2d_dgrad_bf16(&dy16, &Tensor::zeros([8, 3, 3, 16], DType::F32), &g)
         .unwrap_err()
         .to_string();
     assert!(e.contains("conv2d_dgrad_bf16") && e.contains("cuda"), "{e}");
     let grouped = Conv2dGeom::new("test", &[1, 8, 8, 16], &[8, 3, 3, 8], prm.groups(2)).unwrap();
-    let e = conv2d_dgrad_bf16_strided(&dy16, &put([8, 3, 3, 8]), &grouped)
+    let e = conv2d_dgrad_bf16(&dy16, &put([8, 3, 3, 8]), &grouped)
         .unwrap_err()
         .to_string();
     assert!(e.contains("groups = 1 only"), "{e}");
@@ -237,10 +239,10 @@ fn conv2d_wgrad_bf16_matches_the_f64_reference() {
 }
 
 /// conv2d under a bf16 tape on the GPU. With one group: the input gradient
-/// of the stride-1 convolutions runs the tensor-core fprop over flipped
-/// weights on bf16-rounded dy and w, that of the strided ones the same
-/// fprop once per stride phase (`conv_bf16_dgrad_phase`), the weight gradient the bf16
-/// tensor-core wgrad on the forward's bf16 x and bf16-rounded dy. Grouped:
+/// runs the tensor-core fprop over flipped weights once per stride phase
+/// (`conv_bf16_dgrad_phase`; one phase at stride 1) on bf16-rounded dy and
+/// w, the weight gradient the bf16 tensor-core wgrad on the forward's bf16
+/// x and bf16-rounded dy. Grouped:
 /// the f32 input gradient and the TF32 tensor-core wgrad on TF32-rounded x
 /// and dy. Each is checked against the f64 product of the (rounded)
 /// operands with the tolerance above (n = R·S·K_padded products for dx,
@@ -253,12 +255,15 @@ fn bf16_tape_backward_matches_the_f64_reference() {
     let gpu = Device::Cuda(dev.clone());
     let p = Conv2dParams::new;
     // 3x3 same padding, asymmetric padding, 1x1, K not a multiple of 8,
-    // and two groups; strided: the stage transitions' 3x3/2 and 1x1/2 (three
+    // 5 input channels, a 1x1 padded beyond its reach, and two groups;
+    // strided: the stage transitions' 3x3/2 and 1x1/2 (three
     // phases without taps), the stem's 7x7/2 with 3 channels, a 4x4/2 with
     // odd sizes and K = 12, and stride 3 with dilation 2.
     #[rustfmt::skip]
-    let cases: [Case; 10] = [
+    let cases: [Case; 12] = [
         ([2, 9, 11, 24], 40, 3, 3, p().padding(1)),
+        ([1, 6, 7, 5], 8, 3, 3, p().padding(1)),
+        ([1, 5, 6, 16], 12, 1, 1, p().padding(1)),
         ([1, 10, 7, 32], 16, 3, 3, p().padding_tblr(2, 0, 1, 2)),
         ([3, 5, 6, 64], 128, 1, 1, p()),
         ([2, 8, 8, 48], 20, 3, 3, p().padding(1)),

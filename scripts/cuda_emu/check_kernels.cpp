@@ -741,6 +741,9 @@ void conv_bf16() {
     conv_bf16_dgrad_case({1,9,7,5, 12,4,4, 2,2, 1,1,1,1, 1,1, 1});      // 4x4/2 pad 1, odd sizes, C = 5, K = 12 padded
     conv_bf16_dgrad_case({1,11,10,3, 8,3,3, 3,2, 1,1,1,1, 1,1, 1});     // stride 3 x 2: 6 phases, C = 3
     conv_bf16_dgrad_case({1,10,9,16, 8,3,3, 2,2, 2,1,1,2, 2,2, 1});     // dilation 2, asymmetric padding: one phase takes all taps
+    conv_bf16_dgrad_case({2,9,11,24, 40,3,3, 1,1, 1,1,1,1, 1,1, 1});    // stride 1: one phase, every tap
+    conv_bf16_dgrad_case({1,6,7,5, 8,3,3, 1,1, 2,0,1,2, 1,1, 1});       // stride 1, C = 5, asymmetric padding
+    conv_bf16_dgrad_case({1,5,6,16, 12,1,1, 1,1, 1,1,1,1, 1,1, 1});     // 1x1 with padding wider than its reach (negative phase padding)
 }
 
 int main() {

@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 /// `F32` (the default) computes everything in f32. Under `Bf16` the conv2d
 /// forward products read bf16-rounded activations and weights and
 /// accumulate in f32 (tensor cores on a GPU), and so do the input
-/// gradients' of stride-1 convs with more than 16 input channels and of
-/// strided ones (bf16 output gradient and weights) and the weight gradients'
+/// gradients' (bf16 output gradient and weights) and the weight gradients'
 /// (bf16 activations and output gradient; TF32 for grouped convolutions,
 /// which have no bf16 kernel). What they produce, batch norm, the losses
 /// and the optimizer stay f32, and the weights are kept in f32 (the master

@@ -9,8 +9,8 @@ use mtaffect::optim::{AdamConfig, LrSchedule};
 use mtaffect::train::{OptimConfig, TrainConfig};
 use mtaffect::{DType, Rng, Tensor};
 
-/// A small SE-ResNet-10 with dropout (its masks come from the host RNG, so
-/// both devices draw the same ones) and gradient clipping on.
+/// A small SE-ResNet-10 with dropout (its mask seeds come from the host
+/// RNG, so both devices drop the same elements) and gradient clipping on.
 pub fn config(device: &str) -> TrainConfig {
     let mut c = TrainConfig::default();
     c.data.image_size = 24;

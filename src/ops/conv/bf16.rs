@@ -2,16 +2,16 @@
 //! (bf16 activations and weights, f32 accumulation, f32 or bf16 output) and
 //! the wgrad (bf16 activations and output gradient, f32 weight gradient);
 //! and conv2d under a bf16 tape ([`Autocast`]), with CPU references: the
-//! forward, the stride-1 input gradient as an fprop over flipped weights
-//! (the strided one is in [`super::bf16_dgrad`]), and the weight gradient.
+//! forward, the input gradient (one fprop over flipped weights per stride
+//! phase, in [`super::bf16_dgrad`]) and the weight gradient.
 //!
 //! The kernel needs C % 8 == 0 (16-byte loads along the reduction), so
 //! [`Bf16Nhwc::from_f32`] pads the channels with zeros while converting: the
 //! 3-channel stem becomes 8 channels, which adds zero products only.
 //! Groups = 1 only.
 
-use super::bf16_dgrad::conv2d_dgrad_bf16_strided;
-use super::cuda::{flipped_weights, params, ConvParams, SCATTER_MAX_CHANNELS};
+use super::bf16_dgrad::conv2d_dgrad_bf16;
+use super::cuda::{params, ConvParams};
 use super::{dgrad_t, forward_t, wgrad_t, Conv2dGeom, Conv2dParams};
 use crate::backend::cpu::Float;
 use crate::backend::cuda::{CudaDevice, CudaStorage};
@@ -230,24 +230,11 @@ pub fn conv2d_fprop_bf16_out(
     Ok(y)
 }
 
-/// f32 in, f32 out: converts x and w to bf16 on the device, then
-/// [`conv2d_fprop_bf16`].
-pub fn conv2d_bf16(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    prm: Conv2dParams,
-) -> Result<Tensor> {
-    conv2d_fprop_bf16(&Bf16Nhwc::from_f32(x)?, &Bf16Nhwc::from_f32(w)?, bias, prm)
-}
-
 /// conv2d under a bf16 tape ([`crate::autograd::Precision`]), for
 /// groups = 1: every product reads bf16-rounded operands and accumulates in
-/// f32. The forward reads x and w; the input gradient, for stride 1 and
-/// more than [`SCATTER_MAX_CHANNELS`] input channels (where the f32 CUDA
-/// path also runs an fprop over flipped weights) and for every stride > 1
-/// (one fprop per stride phase: [`super::bf16_dgrad`]), dy and w, and
-/// otherwise stays f32; the weight gradient reads x and dy. On a GPU those
+/// f32. The forward reads x and w; the input gradient dy and w (one fprop
+/// over flipped weights per stride phase, a single one at stride 1:
+/// [`super::bf16_dgrad`]); the weight gradient x and dy. On a GPU those
 /// are the tensor-core kernels; x and dy come in bf16 from the copies their
 /// producers attached (batch norm + ReLU, the SE block end, batch norm's
 /// input gradient: [`Tensor::with_bf16_copy`]) or are converted once, and
@@ -295,7 +282,6 @@ impl Autocast {
         dy: &Tensor,
         need: [bool; 2],
     ) -> Result<[Option<Tensor>; 2]> {
-        let flipped = flipped_params(g);
         if g.prm.groups != 1 {
             let dx = need[0]
                 .then(|| dgrad_t("conv2d", g, dy, w, None))
@@ -305,44 +291,30 @@ impl Autocast {
                 .transpose()?;
             return Ok([dx, dw]);
         }
-        // The input gradients that read bf16 dy and w: the flipped-weight
-        // fprop and, for strided convs, one fprop per stride phase.
-        let strided = g.prm.stride != [1, 1];
-        let bf16_dx = flipped.is_some() || strided;
         let Some(x16) = &self.x16 else {
             // Host: the f32 ops on rounded copies.
             let r = round_to_bf16;
             let dx = need[0]
-                .then(|| match bf16_dx {
-                    true => dgrad_t("conv2d", g, &r(dy)?, &r(w)?, None),
-                    false => dgrad_t("conv2d", g, dy, w, None),
-                })
+                .then(|| dgrad_t("conv2d", g, &r(dy)?, &r(w)?, None))
                 .transpose()?;
             let dw = need[1]
                 .then(|| wgrad_t("conv2d", g, &r(x)?, &r(dy)?, w.shape()))
                 .transpose()?;
             return Ok([dx, dw]);
         };
-        let dy16 = (need[1] || (need[0] && bf16_dx))
-            .then(|| Bf16Nhwc::of(dy))
-            .transpose()?;
+        if !need[0] && !need[1] {
+            return Ok([None, None]);
+        }
+        let dy16 = Bf16Nhwc::of(dy)?;
         let dx = need[0]
-            .then(|| match (flipped, &dy16) {
-                (Some(prm), Some(dy16)) => {
-                    let wf = flipped_weights(x16.device(), "conv2d", g, w)?;
-                    conv2d_fprop_bf16(dy16, &Bf16Nhwc::from_f32(&wf)?, None, prm)
-                }
-                (None, Some(dy16)) if strided => conv2d_dgrad_bf16_strided(dy16, w, g),
-                _ => dgrad_t("conv2d", g, dy, w, None),
+            .then(|| conv2d_dgrad_bf16(&dy16, w, g))
+            .transpose()?;
+        let dw = need[1]
+            .then(|| {
+                let wd: [usize; 4] = w.dims().try_into().expect("conv2d checked a rank-4 weight");
+                conv2d_wgrad_bf16(x16, &dy16, wd, g.prm)
             })
             .transpose()?;
-        let dw = match (need[1], &dy16) {
-            (true, Some(dy16)) => {
-                let wd: [usize; 4] = w.dims().try_into().expect("conv2d checked a rank-4 weight");
-                Some(conv2d_wgrad_bf16(x16, dy16, wd, g.prm)?)
-            }
-            _ => None,
-        };
         Ok([dx, dw])
     }
 }
@@ -372,30 +344,6 @@ pub fn round_to_tf32(t: &Tensor) -> Result<Tensor> {
             return a as f32 as f64;
         }
         f32::from_bits((u + 0x1000) & 0xffff_e000) as f64
-    })
-}
-
-/// The fprop parameters that turn the dgrad of `g` into a convolution of dy
-/// with flipped weights (tap R-1-r reads dy row h + pad_top' - ... with
-/// pad' = dilation (R-1) - pad on each side), when `g` is one the bf16 path
-/// takes: stride 1, groups 1, more than [`SCATTER_MAX_CHANNELS`] input
-/// channels, and no padding wider than the dilated kernel.
-fn flipped_params(g: &Conv2dGeom) -> Option<Conv2dParams> {
-    let prm = g.prm;
-    if prm.stride != [1, 1] || prm.groups != 1 || g.c <= SCATTER_MAX_CHANNELS {
-        return None;
-    }
-    let [dh, dw] = prm.dilation;
-    let [pt, pb, pl, pr] = prm.padding;
-    let (reach_h, reach_w) = (dh * (g.r - 1), dw * (g.s - 1));
-    Some(Conv2dParams {
-        padding: [
-            reach_h.checked_sub(pt)?,
-            reach_h.checked_sub(pb)?,
-            reach_w.checked_sub(pl)?,
-            reach_w.checked_sub(pr)?,
-        ],
-        ..prm
     })
 }
 

@@ -1,5 +1,6 @@
-//! The input gradient of a strided conv2d (groups = 1) in bf16 on tensor
-//! cores: one dense stride-1 convolution of dy per stride phase, each run by
+//! The input gradient of conv2d (groups = 1) in bf16 on tensor cores: one
+//! dense stride-1 convolution of dy over flipped weights per stride phase
+//! (a single phase at stride 1), each run by
 //! the bf16 fprop body (`conv_bf16_dgrad_phase` in kernels/conv_bf16.cu,
 //! whose comment derives the decomposition).
 //!
@@ -167,15 +168,15 @@ struct DgradPhaseParams {
 // SAFETY: as above.
 unsafe impl DeviceRepr for DgradPhaseParams {}
 
-/// dx [N, H, W, C] (f32) = the input gradient of conv2d `g` (stride > 1
-/// meant, any stride works; groups = 1) for the bf16 output gradient `dy16`
+/// dx [N, H, W, C] (f32) = the input gradient of conv2d `g` (any stride,
+/// groups = 1) for the bf16 output gradient `dy16`
 /// and the f32 weight `w` [K, R, S, C], from the products of their bf16
 /// values accumulated in f32 on tensor cores.
 ///
 /// dx is zero-filled first only where some phase has pixels but no taps
 /// (e.g. all but one phase of a 1x1 stride-2 conv); the other phases write
 /// every one of their pixels.
-pub fn conv2d_dgrad_bf16_strided(dy16: &Bf16Nhwc, w: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
+pub fn conv2d_dgrad_bf16(dy16: &Bf16Nhwc, w: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
     if g.prm.groups != 1 {
         return Err(Error::arg(
             OP,
@@ -321,6 +322,11 @@ mod tests {
         let odd = dim(1, 2, 1, 1, 3);
         assert_eq!((odd.taps, odd.first, odd.step, odd.pad), (2, 2, 2, 0));
         assert_eq!(odd.len, 4);
+        // Stride 1: one phase, every tap, read last first with padding
+        // dilation (R - 1) - pad (negative where the pad is wider).
+        let one = dim(0, 1, 1, 1, 3);
+        assert_eq!((one.taps, one.first, one.pad, one.len), (3, 2, 1, 9));
+        assert_eq!(dim(0, 1, 2, 1, 1).pad, -2);
         // 1x1/2 pad 0: only even rows receive gradient.
         assert_eq!(dim(0, 2, 0, 1, 1).taps, 1);
         assert_eq!(dim(1, 2, 0, 1, 1).taps, 0);
@@ -390,12 +396,17 @@ mod tests {
         dx
     }
 
-    /// The geometries the decomposition must cover: strides 2 and 3, paddings
-    /// 0 to 3 (asymmetric too), 1x1, 3x3, 4x4, 7x7 and 5x2 kernels, dilation 2
-    /// and 3, odd sizes, and phases without taps.
+    /// The geometries the decomposition must cover: strides 1 (one phase),
+    /// 2 and 3, paddings 0 to 3 (asymmetric too, and wider than the kernel's
+    /// reach), 1x1, 3x3, 4x4, 7x7 and 5x2 kernels, dilation 2 and 3, odd
+    /// sizes, and phases without taps.
     fn geometries() -> Vec<([usize; 4], [usize; 4], Conv2dParams)> {
         let p = Conv2dParams::new;
         vec![
+            ([2, 6, 5, 3], [4, 3, 3, 3], p().padding(1)),
+            ([1, 6, 7, 2], [3, 3, 3, 2], p().padding_tblr(2, 0, 1, 2)),
+            ([1, 4, 4, 2], [3, 1, 1, 2], p().padding(1)),
+            ([1, 9, 8, 2], [2, 3, 3, 2], p().padding(2).dilation(2)),
             ([2, 9, 7, 3], [4, 3, 3, 3], p().stride(2).padding(1)),
             ([1, 8, 8, 2], [3, 1, 1, 2], p().stride(2)),
             ([1, 11, 13, 3], [2, 7, 7, 3], p().stride(2).padding(3)),

@@ -252,7 +252,7 @@ fn flipped(p: &ConvParams) -> ConvParams {
 
 /// The weights of the stride-1 dgrad as an fprop (see [`flipped`]):
 /// wf[c, r, s, k] = w[k, R-1-r, S-1-s, c] per group.
-pub(super) fn flipped_weights(
+fn flipped_weights(
     dev: &Arc<CudaDevice>,
     op: &'static str,
     g: &Conv2dGeom,
