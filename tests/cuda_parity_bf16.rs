@@ -70,7 +70,7 @@ fn conv2d_bf16_fprop_matches_the_f64_reference() {
     let (mut rep32, mut rep16, mut conv) =
         (Report::default(), Report::default(), Report::default());
     for (xd, k, r, s, prm) in cases {
-        let wd = [k, r, s, xd[3]];
+        let wd = [k, r, s, xd[3] / prm.groups];
         let what = format!("x {xd:?} w {wd:?} {prm:?}");
         let (x, w, b) = (
             randn(&xd, 1.0, &mut rng),
@@ -212,7 +212,7 @@ fn conv2d_wgrad_bf16_matches_the_f64_reference() {
     let mut rng = Rng::new(13);
     let mut rep = Report::default();
     for (xd, k, r, s, prm) in cases {
-        let wd = [k, r, s, xd[3]];
+        let wd = [k, r, s, xd[3] / prm.groups];
         let what = format!("x {xd:?} w {wd:?} {prm:?}");
         let g = Conv2dGeom::new("reference", &xd, &wd, prm).unwrap();
         let (x, dy) = (
@@ -277,7 +277,7 @@ fn bf16_tape_backward_matches_the_f64_reference() {
     let mut rng = Rng::new(12);
     let (mut rep, mut rep_w) = (Report::default(), Report::default());
     for (xd, k, r, s, prm) in cases {
-        let wd = [k, r, s, xd[3]];
+        let wd = [k, r, s, xd[3] / prm.groups];
         let what = format!("x {xd:?} w {wd:?} {prm:?}");
         let g = Conv2dGeom::new("reference", &xd, &wd, prm).unwrap();
         let (x, w, dy) = (
@@ -335,7 +335,7 @@ fn bf16_tape_backward_matches_the_f64_reference() {
             1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i]
         });
     }
-    rep.print("conv2d dgrad under a bf16 tape (flipped-weight or stride-phase fprop, mma.sync bf16; f32 grouped)");
+    rep.print("conv2d dgrad under a bf16 tape (stride-phase fprop, mma.sync bf16; f32 grouped)");
     rep_w.print("conv2d wgrad under a bf16 tape (mma.sync bf16; tf32 grouped)");
 }
 
@@ -371,7 +371,8 @@ fn bf16_copies_are_the_rounded_values_and_convs_read_them() {
     let exact = |what: &str, t: &Tensor| {
         assert!(t.bf16_copy().is_some(), "{what}: no bf16 copy");
         let copy = Bf16Nhwc::of(t).unwrap().to_f32().unwrap();
-        let want = bf16_round(&t.to_vec::<f32>().unwrap());
+        let host = t.to_device(&Device::Cpu).unwrap();
+        let want = bf16_round(&host.to_vec::<f32>().unwrap());
         assert_eq!(copy.try_to_f64_vec().unwrap(), want, "{what}");
     };
     for (c, precision) in [
@@ -431,7 +432,7 @@ fn bf16_copies_are_the_rounded_values_and_convs_read_them() {
             conv2d(&tape, &i, &w, None, Conv2dParams::new().padding(1))
                 .unwrap()
                 .value()
-                .to_vec::<f32>()
+                .try_to_f64_vec()
                 .unwrap()
         };
         assert_eq!(conv(&with_copy), conv(&without));
