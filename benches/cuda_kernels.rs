@@ -91,30 +91,32 @@ fn copy_bandwidth(dev: &Arc<CudaDevice>) -> f64 {
 }
 
 fn gemm(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng) {
-    let n = 4096;
-    let tape = Tape::no_grad();
-    let a = tape.constant(
-        Tensor::randn([n, n], 1.0, DType::F32, rng)
-            .to_device(gpu)
-            .unwrap(),
-    );
-    let b = tape.constant(
-        Tensor::randn([n, n], 1.0, DType::F32, rng)
-            .to_device(gpu)
-            .unwrap(),
-    );
-    let secs = time(dev, 5, 3, || {
-        std::hint::black_box(ops::matmul(&tape, &a, &b).expect("matmul"));
-    });
-    let tflops = 2.0 * (n as f64).powi(3) / secs / 1e12;
-    row(
-        "gemm f32",
-        "4096^3",
-        secs,
-        tflops,
-        "TFLOP/s",
-        "gemm_f32, no tensor cores",
-    );
+    // The large square product, then the SE-ResNet-50 SE blocks' shapes at
+    // batch 256 (C = 2048, C/16 = 128): fc1 forward, the weight gradient
+    // (K = the batch) and fc2 forward: few output tiles, split over K.
+    for [m, k, n] in [[4096, 4096, 4096], [256, 2048, 128], [2048, 256, 128], [256, 128, 2048]] {
+        let tape = Tape::no_grad();
+        let mut put = |d: [usize; 2]| {
+            tape.constant(
+                Tensor::randn(d, 1.0, DType::F32, rng)
+                    .to_device(gpu)
+                    .unwrap(),
+            )
+        };
+        let (a, b) = (put([m, k]), put([k, n]));
+        let secs = time(dev, 5, 3, || {
+            std::hint::black_box(ops::matmul(&tape, &a, &b).expect("matmul"));
+        });
+        let tflops = 2.0 * (m * k * n) as f64 / secs / 1e12;
+        row(
+            "gemm f32",
+            &format!("{m}x{k}x{n}"),
+            secs,
+            tflops,
+            "TFLOP/s",
+            "gemm_f32, no tensor cores",
+        );
+    }
 }
 
 fn ccc(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {

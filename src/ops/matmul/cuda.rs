@@ -118,8 +118,14 @@ pub(crate) unsafe fn gemm_ptrs(
 /// (slices, K per slice). One slice when the grid fills the GPU, when K is
 /// short (each slice keeps at least `MIN_SLICE_K`), or when beta is neither
 /// 0 nor 1 (the atomic slices can only overwrite a zeroed C or add to it).
+///
+/// The SE blocks' products at batch 256 are one to sixteen 128x128 tiles
+/// with K = 256 (the batch, in the weight gradients) or K = C: a block then
+/// walks 32 or more K steps alone while the other SMs idle, 44 us per
+/// product on average in an SE-ResNet-50 step (H100, 105 products, 4.6 ms).
+/// Slices of 32 (four K steps) keep each block's walk short.
 fn split_k(dev: &CudaDevice, [batch, m, k, n]: [usize; 4], beta: f32) -> (usize, usize) {
-    const MIN_SLICE_K: usize = 256;
+    const MIN_SLICE_K: usize = 32;
     let tiles = batch * m.div_ceil(128) * n.div_ceil(128);
     let want = (2 * dev.sm_count() as usize).div_ceil(tiles);
     let splits = want.min(k / MIN_SLICE_K).min(65_535 / batch.max(1));
