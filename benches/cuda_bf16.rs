@@ -81,7 +81,7 @@ fn main() {
                 "f32" => drop(conv2d_fprop_bf16(&x, &w, None, prm).expect("conv")),
                 "bf16" => drop(conv2d_fprop_bf16_out(&x, &w, None, prm).expect("conv")),
                 "wgrad" => drop(conv2d_wgrad_bf16(&x, &dy, wd, prm).expect("wgrad")),
-                _ => drop(conv2d_dgrad_bf16(&dy, &w32, &g).expect("dgrad")),
+                _ => drop(conv2d_dgrad_bf16(&dy, &w32, &g, None).expect("dgrad")),
             });
             let tflops = flop / sec / 1e12;
             println!(

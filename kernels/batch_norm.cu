@@ -114,30 +114,37 @@ extern "C" __global__ void bn_stats(BnParams p, const float* __restrict__ x, flo
         bn_stats_body<1>(p, x, ws, sh);
 }
 
-// A warp per channel: stats[ch] = mean, stats[c + ch] = 1/sqrt(var + eps),
+// A block per channel: stats[ch] = mean, stats[c + ch] = 1/sqrt(var + eps),
 // from the batch (training: the block-rows' partials merged in double, the
 // running estimates updated in place) or from the running estimates (eval).
+// A one-wave layout leaves ~1000 block-rows, so a block of threads takes
+// them, and the merge is two block-wide sums rather than a serial pairwise
+// chain: the mean is sum(n_b mean_b) / n, then
+// M2 = sum(M2_b + n_b (mean_b - mean)^2), the identity pairwise merging
+// applies step by step. (H100, SE-ResNet-50 b256: 0.99 -> 0.89 ms over 53
+// calls; most of what is left is reading the splits x C x 3 partials.)
 extern "C" __global__ void bn_finalize(BnParams p, const float* __restrict__ ws, float* running_mean,
                                        float* running_var, float* __restrict__ stats) {
-    const u64 ch = ((u64)blockIdx.x * blockDim.x + threadIdx.x) / MT_WARP;
-    const u32 lane = threadIdx.x % MT_WARP;
-    if (ch >= p.c) return;  // the whole warp leaves together
+    __shared__ double scratch[MT_WARP];
+    const u64 ch = blockIdx.x;
     double mean, var;
     if (p.training) {
-        double n = 0.0, mu = 0.0, m2 = 0.0;
-        for (u64 s = lane; s < p.splits; s += MT_WARP) {
+        double n = 0.0, sum = 0.0;
+        for (u64 s = threadIdx.x; s < p.splits; s += blockDim.x) {
             const float* q = ws + (s * p.c + ch) * 3;
-            bn_merge(n, mu, m2, (double)q[0], (double)q[1], (double)q[2]);
+            n += q[0];
+            sum += (double)q[0] * q[1];
         }
-        for (int o = MT_WARP / 2; o > 0; o >>= 1) {
-            const double nb = __shfl_xor_sync(0xffffffffu, n, o);
-            const double mb = __shfl_xor_sync(0xffffffffu, mu, o);
-            const double m2b = __shfl_xor_sync(0xffffffffu, m2, o);
-            bn_merge(n, mu, m2, nb, mb, m2b);
+        n = mt_block_sum(n, scratch);
+        mean = mt_block_sum(sum, scratch) / n;
+        double m2 = 0.0;
+        for (u64 s = threadIdx.x; s < p.splits; s += blockDim.x) {
+            const float* q = ws + (s * p.c + ch) * 3;
+            const double d = (double)q[1] - mean;
+            if (q[0] > 0.0f) m2 += q[2] + q[0] * d * d;  // an empty block-row's mean is no number
         }
-        mean = mu;
-        var = m2 / (double)p.m;
-        if (lane == 0) {
+        var = mt_block_sum(m2, scratch) / (double)p.m;
+        if (threadIdx.x == 0) {
             const double mo = p.momentum, unbias = (double)p.m / (double)(p.m - 1);
             running_mean[ch] = (float)((1.0 - mo) * running_mean[ch] + mo * mean);
             running_var[ch] = (float)((1.0 - mo) * running_var[ch] + mo * var * unbias);
@@ -146,7 +153,7 @@ extern "C" __global__ void bn_finalize(BnParams p, const float* __restrict__ ws,
         mean = running_mean[ch];
         var = running_var[ch];
     }
-    if (lane == 0) {
+    if (threadIdx.x == 0) {
         stats[ch] = (float)mean;
         stats[p.c + ch] = (float)(1.0 / sqrt(var + (double)p.eps));
     }
@@ -275,22 +282,19 @@ extern "C" __global__ void bn_backward_reduce(BnParams p, const float* __restric
         bn_backward_reduce_body<1>(p, g, x, stats, gamma, beta, ws, sh);
 }
 
-// A warp per channel: db[ch] = sum dy', dw[ch] = sum dy' xhat, added in double.
+// A block per channel: db[ch] = sum dy', dw[ch] = sum dy' xhat, added in double.
 extern "C" __global__ void bn_backward_finalize(BnParams p, const float* __restrict__ ws, float* __restrict__ dw,
                                                 float* __restrict__ db) {
-    const u64 ch = ((u64)blockIdx.x * blockDim.x + threadIdx.x) / MT_WARP;
-    const u32 lane = threadIdx.x % MT_WARP;
-    if (ch >= p.c) return;
+    __shared__ double scratch[MT_WARP];
+    const u64 ch = blockIdx.x;
     double a = 0.0, b = 0.0;
-    for (u64 s = lane; s < p.splits; s += MT_WARP) {
+    for (u64 s = threadIdx.x; s < p.splits; s += blockDim.x) {
         a += ws[(s * p.c + ch) * 2];
         b += ws[(s * p.c + ch) * 2 + 1];
     }
-    for (int o = MT_WARP / 2; o > 0; o >>= 1) {
-        a += __shfl_xor_sync(0xffffffffu, a, o);
-        b += __shfl_xor_sync(0xffffffffu, b, o);
-    }
-    if (lane == 0) {
+    a = mt_block_sum(a, scratch);
+    b = mt_block_sum(b, scratch);
+    if (threadIdx.x == 0) {
         db[ch] = (float)a;
         dw[ch] = (float)b;
     }

@@ -11,7 +11,8 @@ typedef unsigned long long u64;
 #define MT_FOR_EACH(i, n) \
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (u64)(n); i += (u64)gridDim.x * blockDim.x)
 
-__device__ __forceinline__ float mt_warp_sum(float v) {
+template <typename T>
+__device__ __forceinline__ T mt_warp_sum(T v) {
     for (int o = MT_WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
@@ -22,15 +23,16 @@ __device__ __forceinline__ float mt_warp_max(float v) {
 }
 
 // Sum over the whole block; every thread gets the result. `scratch` holds
-// one float per warp (at most 32). blockDim.x must be a multiple of 32.
-__device__ __forceinline__ float mt_block_sum(float v, float* scratch) {
+// one value per warp (at most 32). blockDim.x must be a multiple of 32.
+template <typename T>
+__device__ __forceinline__ T mt_block_sum(T v, T* scratch) {
     const int lane = threadIdx.x % MT_WARP, warp = threadIdx.x / MT_WARP;
     const int warps = blockDim.x / MT_WARP;
     v = mt_warp_sum(v);
     __syncthreads();  // scratch may still be read by a previous call
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
-    v = (threadIdx.x < warps) ? scratch[threadIdx.x] : 0.0f;
+    v = (threadIdx.x < warps) ? scratch[threadIdx.x] : (T)0;
     if (warp == 0) v = mt_warp_sum(v);
     if (threadIdx.x == 0) scratch[0] = v;
     __syncthreads();
@@ -125,7 +127,7 @@ struct MtRowsParams {
     int vec;
     int reverse;
     float scale;  // kernel-specific factor (1 / (H W) for the squeeze)
-    int pad;
+    int flag;     // kernel-specific switch (gap_backward: add onto dx)
 };
 
 __device__ __forceinline__ MtRowsLane mt_rows_lane(const MtRowsParams& p) {

@@ -149,6 +149,11 @@ struct CbRowMajor {
     __device__ __forceinline__ u32 operator()(const ConvParams& p, int row, int col) const {
         return (u32)row * p.k + col;
     }
+    // What the output already holds and the result adds to: nothing.
+    template <class Out>
+    __device__ __forceinline__ float prior(const Out*, u32) const {
+        return 0.0f;
+    }
 };
 
 template <class Out, class Addr>
@@ -239,8 +244,10 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
             for (int e = 0; e < 4; ++e) {
                 const int row = m0 + wm * 64 + i * 16 + g + 8 * (e / 2);
                 const int col = n0 + wn * 32 + j * 8 + 2 * tg + e % 2;
-                if (row < M && col < N)
-                    cb_store(y, addr(p, row, col), acc[i][j][e] + (p.has_bias ? bias[col] : 0.0f));
+                if (row < M && col < N) {
+                    const u32 at = addr(p, row, col);
+                    cb_store(y, at, acc[i][j][e] + (p.has_bias ? bias[col] : 0.0f) + addr.prior(y, at));
+                }
             }
 }
 
@@ -283,6 +290,7 @@ struct Bf16DgradPhaseParams {
     int a, b;         // the phase: dx rows a + i sh, columns b + j sw
     int sh, sw;       // the strided conv's stride
     int h, w;         // dx's height and width
+    int accumulate;   // add onto dx (the gradient its input already has) instead of overwriting it
 };
 
 // Phase row (n, i, j), channel col: dx[n, a + i sh, b + j sw, col].
@@ -292,6 +300,9 @@ struct CbPhaseRows {
         const int j = row % p.q, rest = row / p.q;
         const int n = rest / p.p, i = rest % p.p;
         return ((u32)(n * d.h + d.a + i * d.sh) * d.w + d.b + j * d.sw) * p.k + col;
+    }
+    __device__ __forceinline__ float prior(const float* dx, u32 at) const {
+        return d.accumulate ? dx[at] : 0.0f;
     }
 };
 

@@ -112,7 +112,9 @@ extern "C" __global__ void gap_forward(MtRowsParams p, const float* __restrict__
         gap_forward_body<1>(p, x, y, sh);
 }
 
-// dx[n, r, c] = g[n, c] / (H W): every row of a sample gets the same values.
+// dx[n, r, c] = g[n, c] / (H W): every row of a sample gets the same values,
+// added onto what dx holds when p.flag is set (the SE squeeze's input also
+// feeds the channel scale, whose gradient is already there).
 template <int V>
 __device__ void gap_backward_body(const MtRowsParams& p, const float* __restrict__ g, float* __restrict__ dx) {
     const MtRowsLane l = mt_rows_lane(p);
@@ -122,8 +124,19 @@ __device__ void gap_backward_body(const MtRowsParams& p, const float* __restrict
     float v[4];
 #pragma unroll
     for (int j = 0; j < V; ++j) v[j] = g[n * p.c + l.ch + j] * p.scale;
+    if (p.flag) {
 #pragma unroll 4
-    for (u64 r = l.r0; r < l.r1; r += l.step) mt_store<V>(dx + r * p.c + l.ch, v);
+        for (u64 r = l.r0; r < l.r1; r += l.step) {
+            float o[4];
+            mt_load<V>(dx + r * p.c + l.ch, o);
+#pragma unroll
+            for (int j = 0; j < V; ++j) o[j] += v[j];
+            mt_store<V>(dx + r * p.c + l.ch, o);
+        }
+    } else {
+#pragma unroll 4
+        for (u64 r = l.r0; r < l.r1; r += l.step) mt_store<V>(dx + r * p.c + l.ch, v);
+    }
 }
 
 extern "C" __global__ void gap_backward(MtRowsParams p, const float* __restrict__ g, float* __restrict__ dx) {

@@ -169,19 +169,19 @@ fn strided_dgrad_refuses_mismatched_operands() {
     let prm = Conv2dParams::new().stride(2).padding(1);
     let g = Conv2dGeom::new("test", &[1, 8, 8, 16], &[8, 3, 3, 16], prm).unwrap();
     let dy16 = Bf16Nhwc::from_f32(&put(g.out_dims())).unwrap();
-    let e = conv2d_dgrad_bf16(&dy16, &put([8, 3, 3, 8]), &g)
+    let e = conv2d_dgrad_bf16(&dy16, &put([8, 3, 3, 8]), &g, None)
         .unwrap_err()
         .to_string();
     assert!(
         e.contains("conv2d_dgrad_bf16") && e.contains("[8, 3, 3, 16]"),
         "{e}"
     );
-    let e = conv2d_dgrad_bf16(&dy16, &Tensor::zeros([8, 3, 3, 16], DType::F32), &g)
+    let e = conv2d_dgrad_bf16(&dy16, &Tensor::zeros([8, 3, 3, 16], DType::F32), &g, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("conv2d_dgrad_bf16") && e.contains("cuda"), "{e}");
     let grouped = Conv2dGeom::new("test", &[1, 8, 8, 16], &[8, 3, 3, 8], prm.groups(2)).unwrap();
-    let e = conv2d_dgrad_bf16(&dy16, &put([8, 3, 3, 8]), &grouped)
+    let e = conv2d_dgrad_bf16(&dy16, &put([8, 3, 3, 8]), &grouped, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("groups = 1 only"), "{e}");
@@ -337,6 +337,70 @@ fn bf16_tape_backward_matches_the_f64_reference() {
     }
     rep.print("conv2d dgrad under a bf16 tape (stride-phase fprop, mma.sync bf16; f32 grouped)");
     rep_w.print("conv2d wgrad under a bf16 tape (mma.sync bf16; tf32 grouped)");
+}
+
+/// An input consumed by two convs, as a downsampling residual block's (a
+/// 3x3/2 main branch and a 1x1/2 shortcut), and, with a 3x3/1 pair, an
+/// identity block's: the second dgrad the tape runs adds onto the first's
+/// result in its epilogue ([`mtaffect::autograd::Pending`]), which must
+/// equal the sum of the two dgrads of bf16-rounded dy and weights.
+#[test]
+fn a_second_dgrad_adds_onto_the_first() {
+    let Some(dev) = gpu_or_skip("a_second_dgrad_adds_onto_the_first") else {
+        return;
+    };
+    let gpu = Device::Cuda(dev.clone());
+    let p = Conv2dParams::new;
+    let mut rng = Rng::new(15);
+    let mut rep = Report::default();
+    let pairs = [
+        ([2, 15, 13, 24], 40, [(3, p().stride(2).padding(1)), (1, p().stride(2))]),
+        ([1, 9, 10, 16], 24, [(1, p().stride(2)), (3, p().stride(2).padding(1))]),
+        ([2, 7, 9, 32], 16, [(3, p().padding(1)), (1, p())]),
+    ];
+    for (xd, k, convs) in pairs {
+        let put = |v: &[f32], d: &[usize]| {
+            Tensor::from_vec(v.to_vec(), d)
+                .unwrap()
+                .to_device(&gpu)
+                .unwrap()
+        };
+        let x = randn(&xd, 1.0, &mut rng);
+        let mut params = Params::new();
+        let xi = params.add("x", put(&x, &xd)).unwrap();
+        let tape = Tape::new();
+        tape.set_precision(Precision::Bf16);
+        let xv = tape.param(&params, xi);
+        let (mut reference, mut magnitude) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        let mut outs = Vec::new();
+        let mut terms = 0.0;
+        for (r, prm) in convs {
+            let wd = [k, r, r, xd[3]];
+            let g = Conv2dGeom::new("reference", &xd, &wd, prm).unwrap();
+            let w = randn(&wd, 0.2, &mut rng);
+            let y = conv2d(&tape, &xv, &tape.constant(put(&w, &wd)), None, prm).unwrap();
+            let dy = randn(&g.out_dims(), 1.0, &mut rng);
+            // Each conv's own output gradient, through a sum of dot products.
+            let seed = tape.constant(put(&dy, &g.out_dims()));
+            let dot = mtaffect::ops::mul(&tape, &y, &seed).unwrap();
+            outs.push(mtaffect::ops::sum(&tape, &dot, &[], false).unwrap());
+            let (dyr, wr) = (bf16_round(&dy), bf16_round(&w));
+            let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+            for (acc, part) in [
+                (&mut reference, dgrad(&g, &dyr, &wr)),
+                (&mut magnitude, dgrad(&g, &abs(&dyr), &abs(&wr))),
+            ] {
+                acc.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+            }
+            terms += (r * r * k.next_multiple_of(CHANNEL_ALIGN)) as f64 + 1.0;
+        }
+        let loss = mtaffect::ops::add(&tape, &outs[0], &outs[1]).unwrap();
+        let dx = tape.backward(&loss).unwrap().get(xi).unwrap().try_to_f64_vec().unwrap();
+        rep.compare_values(&format!("x {xd:?} K {k}"), &dx, &reference, |i| {
+            1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i]
+        });
+    }
+    rep.print("conv2d dgrad added onto an earlier dgrad under a bf16 tape");
 }
 
 /// `v` rounded to TF32 (nearest, ties away from zero, as cvt.rna.tf32.f32)

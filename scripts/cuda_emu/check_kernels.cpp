@@ -167,7 +167,7 @@ void bn_case(int m, int c, int splits, int relu, int training) {
     BnParams p{(u64)m, (u64)c, chunk, grid.y, 1e-5f, 0.1f, training, relu, vec, 0};
     BnParams rev = p; rev.reverse = 1;
     std::vector<float> ws(grid.y * c * 3);
-    dim3 fin{(unsigned)((c + 7) / 8), 1, 1};
+    dim3 fin{(unsigned)c, 1, 1};
     if (training) launch(grid, {256, 1, 1}, [&] { bn_stats(p, x.data(), ws.data()); });
     launch(fin, {256, 1, 1}, [&] { bn_finalize(p, ws.data(), rm.data(), rv.data(), stats.data()); });
     std::vector<unsigned short> y16(m * c, 0xffff), dx16(m * c, 0xffff);
@@ -212,6 +212,10 @@ void se_case(int N, int R, int c, int splits) {
     MtRowsParams one = p; one.scale = 1.0f;
     launch(grid, {256, 1, 1}, [&] { gap_forward(p, x.data(), pooled.data()); });
     launch(grid, {256, 1, 1}, [&] { gap_backward(p, gy.data(), dxp.data()); });
+    // Onto an earlier gradient (flag): dx += g / R.
+    auto prior = randv(N * R * c), dxa = prior;
+    MtRowsParams onto = p; onto.flag = 1;
+    launch(grid, {256, 1, 1}, [&] { gap_backward(onto, gy.data(), dxa.data()); });
     launch(grid, {256, 1, 1}, [&] { cs_forward(one, x.data(), g.data(), nullptr, y.data(), nullptr); });
     launch(grid, {256, 1, 1}, [&] { cs_backward(one, dy.data(), x.data(), g.data(), nullptr, dx.data(), dg.data(), nullptr); });
     // Fused with a residual and ReLU: y = relu(x g + res); dz = dy where y > 0.
@@ -231,6 +235,9 @@ void se_case(int N, int R, int c, int splits) {
     }
     printf("se N=%d rows=%d c=%d splits=%u: ", N, R, c, grid.y);
     check("gap forward", pooled.data(), P); check("gap backward", dxp.data(), DXP);
+    std::vector<double> DXA(N * R * c);
+    for (size_t i = 0; i < DXA.size(); ++i) DXA[i] = DXP[i] + prior[i];
+    check("gap backward onto an earlier gradient", dxa.data(), DXA);
     check("channel_scale y", y.data(), Y); check("channel_scale dx", dx.data(), DX); check("channel_scale dg", dg.data(), DG);
     check("channel_scale_add_relu y", yf.data(), YF); check("channel_scale_add_relu dx", dxf.data(), DXF);
     check("channel_scale_add_relu dg", dgf.data(), DGF); check("channel_scale_add_relu dres", dres.data(), DRES);
@@ -687,15 +694,19 @@ void conv_bf16_dgrad_case(G g) {
             size_t o = ((size_t)(n*g.h+hh)*g.w+ww)*g.c + c; R[o] += t; A[o] += fabs(t);
         }
     }
-    for (bool defer : {false, true}) {
+    // Onto an earlier gradient (accumulate): phases without taps keep it.
+    auto prior = randv(R.size());
+    for (int mode = 0; mode < 3; ++mode) {
+        const bool defer = mode == 1, onto = mode == 2;
         g_cp_async_defer = defer;
-        std::vector<float> dx(R.size(), NAN);
+        std::vector<float> dx = onto ? prior : std::vector<float>(R.size(), NAN);
         int launched = 0;
         for (int a = 0; a < g.sh; ++a) for (int b = 0; b < g.sw; ++b) {
             DgradPhaseDim y(a, g.sh, g.pt, g.dh, g.r), x(b, g.sw, g.pl, g.dw, g.s);
             int hp = (g.h - a + g.sh - 1) / g.sh, wp = (g.w - b + g.sw - 1) / g.sw;
             if (hp <= 0 || wp <= 0) continue;
             if (!y.taps || !x.taps) {
+                if (onto) continue;
                 for (int n=0;n<g.n;++n) for (int i=0;i<hp;++i) for (int j=0;j<wp;++j)
                     std::fill_n(&dx[((size_t)(n*g.h + a + i*g.sh)*g.w + b + j*g.sw)*g.c], g.c, 0.f);
                 continue;
@@ -705,7 +716,7 @@ void conv_bf16_dgrad_case(G g) {
                                      x.r0 + (x.taps-1)*x.step, -x.step, x.taps, kp};
             launch({2,1,1},{256,1,1},[&]{ conv_bf16_phase_weights(pw, W.data(), wb.data()); });
             Bf16DgradPhaseParams p{{g.n,P,Q,kp, g.c,y.taps,x.taps, hp,wp, 1,1, y.de*(y.taps-1) - y.e, x.de*(x.taps-1) - x.e,
-                                    y.de,x.de, 1,1,0}, a, b, g.sh, g.sw, g.h, g.w};
+                                    y.de,x.de, 1,1,0}, a, b, g.sh, g.sw, g.h, g.w, onto};
             dim3 grid{(unsigned)((g.n*hp*wp+127)/128),(unsigned)((g.c+63)/64),1};
             launch(grid,{128,1,1},[&]{ conv_bf16_dgrad_phase(p, db.data(), wb.data(), dx.data()); });
             ++launched;
@@ -713,12 +724,14 @@ void conv_bf16_dgrad_case(G g) {
         // f32 accumulation of at most Kd terms per phase: |err| <= Kd 2^-24 sum|terms| (x4 margin).
         double worst = 0;
         for (size_t i = 0; i < R.size(); ++i) {
-            double e = fabs(dx[i] - R[i]) / (1e-6 + 4.0 * (Kd + 1) * ldexp(1.0, -24) * A[i]);
-            if (!(e <= 1)) { printf("conv_bf16_dgrad_phase FAIL at %zu: %f vs %f\n", i, dx[i], R[i]); exit(1); }
+            const double want = R[i] + (onto ? prior[i] : 0.0), mag = A[i] + (onto ? fabs(prior[i]) : 0.0);
+            double e = fabs(dx[i] - want) / (1e-6 + 4.0 * (Kd + 1) * ldexp(1.0, -24) * mag);
+            if (!(e <= 1)) { printf("conv_bf16_dgrad_phase FAIL at %zu: %f vs %f\n", i, dx[i], want); exit(1); }
             worst = std::max(worst, e);
         }
-        printf("conv_bf16_dgrad_phase n%d %dx%d c%d k%d(%d) %dx%d s%dx%d p%d,%d d%d %d phases launched cp.async %s ok (worst err/tol %.3f, %zu values)\n",
-               g.n, g.h, g.w, g.c, g.k, kp, g.r, g.s, g.sh, g.sw, g.pt, g.pl, g.dh, launched, defer ? "deferred" : "immediate", worst, R.size());
+        printf("conv_bf16_dgrad_phase n%d %dx%d c%d k%d(%d) %dx%d s%dx%d p%d,%d d%d %d phases launched cp.async %s%s ok (worst err/tol %.3f, %zu values)\n",
+               g.n, g.h, g.w, g.c, g.k, kp, g.r, g.s, g.sh, g.sw, g.pt, g.pl, g.dh, launched, defer ? "deferred" : "immediate",
+               onto ? ", onto an earlier gradient" : "", worst, R.size());
     }
     g_cp_async_defer = false;
 }

@@ -13,4 +13,4 @@ mod tape;
 pub use gradients::Gradients;
 pub use params::{ParamId, Params};
 pub use precision::Precision;
-pub use tape::{BackwardFn, Tape, Var};
+pub use tape::{AccumulatingBackwardFn, BackwardFn, Pending, Tape, Var};

@@ -8,12 +8,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// It owns whatever the forward saved; calling it consumes and frees that.
 pub type BackwardFn = Box<dyn FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>>>;
 
+/// A backward rule recorded with [`Tape::record_accumulating`]: as
+/// [`BackwardFn`], and it may add its input gradients onto the gradients
+/// those inputs already received ([`Pending`]).
+pub type AccumulatingBackwardFn =
+    Box<dyn FnOnce(&Tensor, &[bool], &mut Pending) -> Result<Vec<Option<Tensor>>>>;
+
+/// The gradients an op's inputs have received so far from the ops recorded
+/// after it (a value consumed twice, as a residual block's input), handed to
+/// a rule recorded with [`Tape::record_accumulating`]. Without it the tape
+/// adds the two gradients in a separate pass that reads both and writes the
+/// sum; a rule whose kernel can add onto an existing gradient in its own
+/// epilogue takes it instead, and then returns the sum as that input's
+/// gradient.
+#[derive(Default)]
+pub struct Pending {
+    slots: Vec<Option<Tensor>>,
+}
+
+impl Pending {
+    /// Input `i`'s gradient so far, if any, leaving the tape nothing to add:
+    /// the rule must return the sum (this gradient plus its own) for input `i`.
+    pub fn take(&mut self, i: usize) -> Option<Tensor> {
+        self.slots.get_mut(i).and_then(Option::take)
+    }
+}
+
 enum NodeKind {
     Param(ParamId),
     Op {
         name: &'static str,
         inputs: Vec<Option<usize>>,
-        backward: Option<BackwardFn>,
+        backward: Option<AccumulatingBackwardFn>,
     },
 }
 
@@ -151,6 +177,23 @@ impl Tape {
     where
         F: FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
     {
+        self.record_accumulating(name, inputs, output, move |g, needs, _| {
+            backward(g, needs)
+        })
+    }
+
+    /// [`Tape::record`] for a rule that may add its input gradients onto
+    /// those the inputs already have ([`Pending`]).
+    pub fn record_accumulating<F>(
+        &self,
+        name: &'static str,
+        inputs: &[&Var],
+        output: Tensor,
+        backward: F,
+    ) -> Result<Var>
+    where
+        F: FnOnce(&Tensor, &[bool], &mut Pending) -> Result<Vec<Option<Tensor>>> + 'static,
+    {
         if !self.recording {
             // Eval mode: values from any tape are welcome, nothing is kept.
             return Ok(self.constant(output));
@@ -245,7 +288,18 @@ impl Tape {
                 } => {
                     let rule = backward.take().expect("each node is visited once");
                     let needs: Vec<bool> = inputs.iter().map(Option::is_some).collect();
-                    let input_grads = rule(&g, &needs)?;
+                    // An input that appears twice in one op hands its earlier
+                    // gradient over once, at its first position.
+                    let mut pending = Pending {
+                        slots: (0..inputs.len())
+                            .map(|p| match inputs[p] {
+                                Some(j) if !inputs[..p].contains(&Some(j)) => grads[j].take(),
+                                _ => None,
+                            })
+                            .collect(),
+                    };
+                    let offered: Vec<bool> = pending.slots.iter().map(Option::is_some).collect();
+                    let input_grads = rule(&g, &needs, &mut pending)?;
                     if input_grads.len() != inputs.len() {
                         return Err(Error::Tape(format!(
                             "{name}: backward returned {} gradients for {} inputs",
@@ -254,21 +308,29 @@ impl Tape {
                         )));
                     }
                     let (name, inputs) = (*name, inputs.clone());
-                    for (j, gj) in inputs.into_iter().zip(input_grads) {
-                        let (Some(j), Some(gj)) = (j, gj) else {
-                            continue;
-                        };
-                        if gj.shape() != &nodes[j].shape {
+                    for (p, (j, gj)) in inputs.into_iter().zip(input_grads).enumerate() {
+                        let Some(j) = j else { continue };
+                        let left = pending.slots[p].take();
+                        if offered[p] && left.is_none() && gj.is_none() {
                             return Err(Error::Tape(format!(
-                                "{name}: backward produced a gradient of shape {} for an input of shape {}",
-                                gj.shape(),
-                                nodes[j].shape
+                                "{name}: backward took input {p}'s earlier gradient but returned no sum for it"
                             )));
                         }
-                        grads[j] = Some(match grads[j].take() {
-                            None => gj,
-                            Some(prev) => crate::ops::elementwise::add_same_shape(&prev, &gj)?,
-                        });
+                        if let Some(gj) = &gj {
+                            if gj.shape() != &nodes[j].shape {
+                                return Err(Error::Tape(format!(
+                                    "{name}: backward produced a gradient of shape {} for an input of shape {}",
+                                    gj.shape(),
+                                    nodes[j].shape
+                                )));
+                            }
+                        }
+                        for part in [left, gj].into_iter().flatten() {
+                            grads[j] = Some(match grads[j].take() {
+                                None => part,
+                                Some(prev) => crate::ops::elementwise::add_same_shape(&prev, &part)?,
+                            });
+                        }
                     }
                 }
             }

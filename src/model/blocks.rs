@@ -68,6 +68,9 @@ impl Downsample {
     }
 }
 
+/// Run first in a block's forward, so that its conv's input gradient comes
+/// last in the backward and adds onto the main branch's (in place: a 1x1
+/// stride-2 conv then only touches the pixels it reads, with no zero fill).
 fn shortcut(ds: &Option<Downsample>, cx: &mut Ctx, x: &Var) -> Result<Var> {
     match ds {
         Some(d) => d.forward(cx, x),
@@ -130,11 +133,11 @@ impl BasicBlock {
     }
 
     pub fn forward(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
+        let s = shortcut(&self.downsample, cx, x)?;
         let h = self.conv1.forward(cx, x)?;
         let h = self.bn1.forward_relu(cx, &h)?;
         let h = self.conv2.forward(cx, &h)?;
         let h = self.bn2.forward(cx, &h)?;
-        let s = shortcut(&self.downsample, cx, x)?;
         self.se.forward_add_relu(cx, &h, &s)
     }
 }
@@ -207,13 +210,13 @@ impl Bottleneck {
     }
 
     pub fn forward(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
+        let s = shortcut(&self.downsample, cx, x)?;
         let h = self.conv1.forward(cx, x)?;
         let h = self.bn1.forward_relu(cx, &h)?;
         let h = self.conv2.forward(cx, &h)?;
         let h = self.bn2.forward_relu(cx, &h)?;
         let h = self.conv3.forward(cx, &h)?;
         let h = self.bn3.forward(cx, &h)?;
-        let s = shortcut(&self.downsample, cx, x)?;
         self.se.forward_add_relu(cx, &h, &s)
     }
 }

@@ -550,9 +550,17 @@ pub fn conv2d(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>, prm: Conv2dPara
     };
     let mut inputs = vec![x, w];
     inputs.extend(bias);
-    tape.record("conv2d", &inputs, y, move |dy, needs| {
+    // A residual block's input feeds two convs (or a conv and the block
+    // end): the bf16 dgrad adds onto the gradient that arrived first.
+    tape.record_accumulating("conv2d", &inputs, y, move |dy, needs, pending| {
         let [dx, dw] = match &autocast {
-            Some(a) => a.backward(&g, (&xt, &wt), dy, [needs[0], needs[1]])?,
+            Some(a) => {
+                let onto = match needs[0] && a.dgrad_adds_onto(&g) {
+                    true => pending.take(0),
+                    false => None,
+                };
+                a.backward(&g, (&xt, &wt), dy, [needs[0], needs[1]], onto)?
+            }
             None => [
                 needs[0]
                     .then(|| dgrad_t("conv2d", &g, dy, &wt, None))

@@ -191,9 +191,15 @@ fn pool(
     let in_shape = x.shape().clone();
     if let (Some(dev), true, Kind::Avg) = (x.value().cuda_device().cloned(), global, kind) {
         let y = cuda::global_avg_forward(&dev, op, x.value())?;
-        return tape.record(op, &[x], y, move |dy, _| {
+        // The SE squeeze's input also feeds the channel scale, whose
+        // gradient reaches it first: the backward adds onto it in place.
+        return tape.record_accumulating(op, &[x], y, move |dy, _, pending| {
             Ok(vec![Some(cuda::global_avg_backward(
-                &dev, op, dy, &in_shape,
+                &dev,
+                op,
+                dy,
+                &in_shape,
+                pending.take(0),
             )?)])
         });
     }

@@ -21,6 +21,6 @@ pub use nvrtc::{
 };
 pub use pool::{size_class, PoolStats};
 pub use profile::{HostCall, HostTime, KernelTime};
-pub use rows::{warp_per_channel_config, RowsLayout, RowsParams};
+pub use rows::{block_per_channel_config, RowsLayout, RowsParams};
 pub use runtime::{parse_cuda_ordinal, CudaDevice, BLOCK};
 pub use storage::CudaStorage;

@@ -87,7 +87,8 @@ pub struct RowsParams {
     vec: i32,
     reverse: i32,
     scale: f32,
-    pad: i32,
+    /// A kernel-specific switch (`gap_backward`: add onto dx); 0 unless set.
+    pub flag: i32,
 }
 // SAFETY: plain old data laid out as the C struct.
 unsafe impl DeviceRepr for RowsParams {}
@@ -124,16 +125,18 @@ impl CudaDevice {
             vec: l.vec as i32,
             reverse: reverse as i32,
             scale,
-            pad: 0,
+            flag: 0,
         };
         Ok((p, cfg))
     }
 }
 
-/// A warp per channel, 8 channels per block (the `*_finalize` kernels).
-pub fn warp_per_channel_config(c: usize) -> LaunchConfig {
+/// A block of 256 threads per channel (the batch norm `*_finalize` kernels,
+/// which sum a channel's block-row partials: about a thousand of them in a
+/// one-wave layout, a long serial walk for one warp).
+pub fn block_per_channel_config(c: usize) -> LaunchConfig {
     LaunchConfig {
-        grid_dim: (c.div_ceil(8).max(1) as u32, 1, 1),
+        grid_dim: (c.max(1) as u32, 1, 1),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     }

@@ -1,9 +1,9 @@
 //! CUDA launchers for kernels/batch_norm.cu (batch norm and batch norm +
 //! ReLU): row-parallel passes (`RowsLayout`) with per-block-row partials
-//! merged in double by one warp per channel.
+//! merged in double by one block per channel.
 
 use super::BatchNormParams;
-use crate::backend::cuda::{warp_per_channel_config, CudaDevice, CudaStorage, RowsLayout};
+use crate::backend::cuda::{block_per_channel_config, CudaDevice, CudaStorage, RowsLayout};
 use crate::ops::elementwise::cuda::{bf16_copy_room, empty, ptr, with_bf16_room};
 use crate::{Result, Shape, Tensor};
 use cudarc::driver::DeviceRepr;
@@ -95,7 +95,7 @@ pub(super) fn forward(
     unsafe {
         dev.launch(
             "bn_finalize",
-            warp_per_channel_config(c),
+            block_per_channel_config(c),
             &ps,
             &[ws.ptr(), rm, rv, ptr(&stats, OP)?],
         )?
@@ -157,7 +157,7 @@ pub(super) fn backward(
     unsafe {
         dev.launch(
             "bn_backward_finalize",
-            warp_per_channel_config(c),
+            block_per_channel_config(c),
             &pr,
             &[ws.ptr(), ptr(&dw, OP)?, ptr(&db, OP)?],
         )?

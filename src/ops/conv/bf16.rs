@@ -273,15 +273,28 @@ impl Autocast {
         Ok((y, Autocast { x16: None }))
     }
 
+    /// Whether [`Autocast::backward`] adds the input gradient onto an
+    /// earlier one in its kernel (the bf16 dgrad on a GPU, groups = 1).
+    pub(crate) fn dgrad_adds_onto(&self, g: &Conv2dGeom) -> bool {
+        self.x16.is_some() && g.prm.groups == 1
+    }
+
     /// The input and weight gradients for output gradient `dy`, each where
-    /// `need` asks for it.
+    /// `need` asks for it; the input gradient added onto `onto` (which only
+    /// a path where [`Autocast::dgrad_adds_onto`] may be given).
     pub(crate) fn backward(
         &self,
         g: &Conv2dGeom,
         (x, w): (&Tensor, &Tensor),
         dy: &Tensor,
         need: [bool; 2],
+        onto: Option<Tensor>,
     ) -> Result<[Option<Tensor>; 2]> {
+        if onto.is_some() && !(need[0] && self.dgrad_adds_onto(g)) {
+            return Err(crate::Error::Tape(
+                "conv2d: an input gradient to add onto, on a path that does not add".into(),
+            ));
+        }
         if g.prm.groups != 1 {
             let dx = need[0]
                 .then(|| dgrad_t("conv2d", g, dy, w, None))
@@ -307,7 +320,7 @@ impl Autocast {
         }
         let dy16 = Bf16Nhwc::of(dy)?;
         let dx = need[0]
-            .then(|| conv2d_dgrad_bf16(&dy16, w, g))
+            .then(|| conv2d_dgrad_bf16(&dy16, w, g, onto))
             .transpose()?;
         let dw = need[1]
             .then(|| {

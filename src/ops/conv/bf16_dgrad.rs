@@ -164,6 +164,7 @@ struct DgradPhaseParams {
     sw: i32,
     h: i32,
     w: i32,
+    accumulate: i32,
 }
 // SAFETY: as above.
 unsafe impl DeviceRepr for DgradPhaseParams {}
@@ -176,7 +177,17 @@ unsafe impl DeviceRepr for DgradPhaseParams {}
 /// dx is zero-filled first only where some phase has pixels but no taps
 /// (e.g. all but one phase of a 1x1 stride-2 conv); the other phases write
 /// every one of their pixels.
-pub fn conv2d_dgrad_bf16(dy16: &Bf16Nhwc, w: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
+///
+/// With `onto` (the gradient x already has from its other consumers, as a
+/// residual block's input), the result is added onto it in place, in the
+/// kernels' epilogue: no separate sum pass, and phases without taps leave
+/// their pixels as they are.
+pub fn conv2d_dgrad_bf16(
+    dy16: &Bf16Nhwc,
+    w: &Tensor,
+    g: &Conv2dGeom,
+    onto: Option<Tensor>,
+) -> Result<Tensor> {
     if g.prm.groups != 1 {
         return Err(Error::arg(
             OP,
@@ -215,13 +226,28 @@ pub fn conv2d_dgrad_bf16(dy16: &Bf16Nhwc, w: &Tensor, g: &Conv2dGeom) -> Result<
         ));
     }
     let phases = phases(g);
-    let dx = if phases.iter().any(Phase::is_zero) {
-        Tensor::from_cuda(
+    let accumulate = onto.is_some();
+    let dx = match onto {
+        Some(mut t) => {
+            if t.dims() != g.in_dims() {
+                return Err(Error::shape(
+                    OP,
+                    format!(
+                        "the gradient to add onto is {}, the input {:?}",
+                        t.shape(),
+                        g.in_dims()
+                    ),
+                ));
+            }
+            // A buffer of its own (another tensor may share it), on this GPU.
+            same_gpu(OP, &dev, t.cuda_mut(OP)?.device())?;
+            t
+        }
+        None if phases.iter().any(Phase::is_zero) => Tensor::from_cuda(
             CudaStorage::zeros(&dev, g.n * g.h * g.w * g.c)?,
             g.in_dims(),
-        )?
-    } else {
-        empty(&dev, g.in_dims())?
+        )?,
+        None => empty(&dev, g.in_dims())?,
     };
     let i = |v: usize| v as i32;
     for ph in phases.iter().filter(|ph| ph.runs()) {
@@ -277,6 +303,7 @@ pub fn conv2d_dgrad_bf16(dy16: &Bf16Nhwc, w: &Tensor, g: &Conv2dGeom) -> Result<
             sw: base.sw,
             h: base.h,
             w: base.w,
+            accumulate: accumulate as i32,
         };
         let cfg = LaunchConfig {
             grid_dim: (

@@ -144,17 +144,32 @@ pub(super) fn global_avg_forward(
     Ok(y)
 }
 
-/// dx [N, H, W, C] = g[n, c] / (H W) on every pixel.
+/// dx [N, H, W, C] = g[n, c] / (H W) on every pixel, added onto `onto`
+/// (the input's gradient so far, in place) when given.
 pub(super) fn global_avg_backward(
     dev: &Arc<CudaDevice>,
     op: &'static str,
     g: &Tensor,
     in_shape: &Shape,
+    onto: Option<Tensor>,
 ) -> Result<Tensor> {
     let [n, hw, c] = sample_rows(in_shape);
     let scale = 1.0 / hw.max(1) as f32;
-    let (p, cfg) = dev.per_sample_rows(op, "gap_backward", [n, hw, c], scale, false)?;
-    let dx = empty(dev, in_shape.clone())?;
+    let (mut p, cfg) = dev.per_sample_rows(op, "gap_backward", [n, hw, c], scale, false)?;
+    let dx = match onto {
+        Some(mut t) => {
+            if t.shape() != in_shape {
+                return Err(Error::shape(
+                    op,
+                    format!("the gradient to add onto is {}, the input {in_shape}", t.shape()),
+                ));
+            }
+            t.cuda_mut(op)?; // a buffer of its own: another tensor may share it
+            p.flag = 1;
+            t
+        }
+        None => empty(dev, in_shape.clone())?,
+    };
     // SAFETY: as above; dx holds N*H*W*C values, g N*C.
     unsafe { dev.launch("gap_backward", cfg, &p, &[ptr(g, op)?, ptr(&dx, op)?])? };
     Ok(dx)
