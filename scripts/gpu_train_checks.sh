@@ -6,7 +6,8 @@
 #   compile     scripts/torch_bench.py, torch.compile only
 #   sidebyside  scripts/side_by_side.py: mtaffect's training-step bench and PyTorch eager
 #               and torch.compile in one table (side_by_side.md), within SIDE_BUDGET
-#               seconds (default 380; configurations not started by then show as not run)
+#               seconds (default 380; configurations not started by then show as not run);
+#               SIDE_ARGS adds side_by_side.py options (e.g. "--batches 256")
 #   parity      SE-ResNet-18 trained PARITY_STEPS steps (default 300) by mtaffect on
 #               cuda, then by PyTorch on cuda from the same initial weights and
 #               batches, in f32, (PARITY_F64=1) in f64 and (PARITY_AUTOCAST=1) in f32
@@ -58,7 +59,7 @@ for section in "$@"; do
     sidebyside)
         budget="${SIDE_BUDGET:-380}"
         timeout $((budget + 60)) python3 scripts/side_by_side.py --ours bundle/benches/cuda_train_step-* \
-            --budget "$budget" --out "$out/side_by_side.md" >"$out/side_by_side.log" 2>&1
+            --budget "$budget" --out "$out/side_by_side.md" ${SIDE_ARGS:-} >"$out/side_by_side.log" 2>&1
         summary+=("side_by_side: rc=$? (progress in side_by_side.log)")
         summary+=("$(cat "$out/side_by_side.md" 2>/dev/null || tail -3 "$out/side_by_side.log")")
         ;;

@@ -50,8 +50,10 @@ OURS_SIZE = 112  # cuda_train_step.rs's SIZE
 EAGER = [("eager_f32_nchw", "eager", "f32", "nchw"),
          ("eager_f32_cl", "eager", "f32", "channels_last"),
          ("eager_bf16_cl", "eager", "bf16", "channels_last")]
-COMPILE = [("compile_f32_cl", "compile", "f32", "channels_last"),
-           ("compile_bf16_cl", "compile", "bf16", "channels_last")]
+# bf16 first: the speed goal is against compiled bf16, so a budget that runs
+# out costs compiled f32 first.
+COMPILE = [("compile_bf16_cl", "compile", "bf16", "channels_last"),
+           ("compile_f32_cl", "compile", "f32", "channels_last")]
 
 
 class Failed:
