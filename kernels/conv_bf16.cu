@@ -89,6 +89,13 @@ __device__ __forceinline__ void mt_mma_bf16_16816(float (&d)[4], const u32 (&a)[
 // Stores one output element as f32 or bf16.
 __device__ __forceinline__ void cb_store(float* y, u32 i, float v) { y[i] = v; }
 __device__ __forceinline__ void cb_store(bf16* y, u32 i, float v) { y[i] = mt_f32_to_bf16(v); }
+// Stores two adjacent elements in one access (i even: 8- or 4-byte aligned).
+__device__ __forceinline__ void cb_store2(float* y, u32 i, float v0, float v1) {
+    *reinterpret_cast<float2*>(y + i) = make_float2(v0, v1);
+}
+__device__ __forceinline__ void cb_store2(bf16* y, u32 i, float v0, float v1) {
+    *reinterpret_cast<u32*>(y + i) = (u32)mt_f32_to_bf16(v0) | ((u32)mt_f32_to_bf16(v1) << 16);
+}
 
 // A warp's share of a block tile: 4 x 4 mma tiles of 16 x 8 (64 x 32), f32.
 typedef float CbAcc[4][4][4];
@@ -153,6 +160,10 @@ struct CbRowMajor {
     template <class Out>
     __device__ __forceinline__ float prior(const Out*, u32) const {
         return 0.0f;
+    }
+    template <class Out>
+    __device__ __forceinline__ float2 prior2(const Out*, u32) const {
+        return make_float2(0.0f, 0.0f);
     }
 };
 
@@ -235,18 +246,32 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
     });
 
     // Accumulator e of tile (i, j): row g + 8 (e / 2), column 2 (lane % 4) + e % 2, g = lane / 4.
+    // Each thread's pairs (e, e + 1) are adjacent columns of one row: one
+    // 8-byte (bf16: 4-byte) access where the pair is whole and aligned,
+    // which it is whenever the row stride is even.
     const int g = lane / 4, tg = lane % 4;
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int row = m0 + wm * 64 + i * 16 + g + 8 * (e / 2);
-                const int col = n0 + wn * 32 + j * 8 + 2 * tg + e % 2;
-                if (row < M && col < N) {
-                    const u32 at = addr(p, row, col);
-                    cb_store(y, at, acc[i][j][e] + (p.has_bias ? bias[col] : 0.0f) + addr.prior(y, at));
+            for (int h = 0; h < 2; ++h) {
+                const int row = m0 + wm * 64 + i * 16 + g + 8 * h;
+                const int col = n0 + wn * 32 + j * 8 + 2 * tg;
+                if (row >= M || col >= N) continue;
+                const u32 at = addr(p, row, col);
+                const float v0 = acc[i][j][2 * h] + (p.has_bias ? bias[col] : 0.0f);
+                if (col + 1 < N && at % 2 == 0) {
+                    const float v1 = acc[i][j][2 * h + 1] + (p.has_bias ? bias[col + 1] : 0.0f);
+                    const float2 old = addr.prior2(y, at);
+                    cb_store2(y, at, v0 + old.x, v1 + old.y);
+                    continue;
+                }
+                cb_store(y, at, v0 + addr.prior(y, at));
+                if (col + 1 < N) {
+                    const u32 at1 = addr(p, row, col + 1);
+                    const float v1 = acc[i][j][2 * h + 1] + (p.has_bias ? bias[col + 1] : 0.0f);
+                    cb_store(y, at1, v1 + addr.prior(y, at1));
                 }
             }
 }
@@ -303,6 +328,9 @@ struct CbPhaseRows {
     }
     __device__ __forceinline__ float prior(const float* dx, u32 at) const {
         return d.accumulate ? dx[at] : 0.0f;
+    }
+    __device__ __forceinline__ float2 prior2(const float* dx, u32 at) const {
+        return d.accumulate ? *reinterpret_cast<const float2*>(dx + at) : make_float2(0.0f, 0.0f);
     }
 };
 

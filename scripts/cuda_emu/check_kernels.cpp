@@ -741,6 +741,7 @@ void conv_bf16() {
     conv_bf16_case({2,9,11,32, 72,3,3, 2,2, 1,1,1,1, 1,1, 1}, 32, false); // stride 2, two column tiles
     conv_bf16_case({1,9,9,8, 16,3,3, 1,1, 2,0,1,2, 2,2, 1}, 8, true);     // dilation 2, asymmetric padding
     conv_bf16_case({1,13,13,8, 16,7,7, 2,2, 3,3,3,3, 1,1, 1}, 3, true);   // the stem: 3 channels padded to 8
+    conv_bf16_case({2,6,7,16, 13,3,3, 1,1, 1,1,1,1, 1,1, 1}, 16, true);   // K = 13: odd rows, unpaired last column
     conv_bf16_case({2,8,9,64, 40,1,1, 1,1, 0,0,0,0, 1,1, 1}, 64, false);  // 1x1, M = 144 over two row tiles
     conv_bf16_wgrad_case({3,5,7,16, 24,3,3, 1,1, 1,1,1,1, 1,1, 1}, 16, 1);    // 105 pixels (a partial step), K < 64
     conv_bf16_wgrad_case({2,9,11,32, 136,3,3, 2,2, 1,1,1,1, 1,1, 1}, 32, 3); // stride 2, K over two row tiles, 3 splits

@@ -30,6 +30,8 @@ dim3 blockDim, gridDim;
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 struct float4 { float x, y, z, w; };
+struct float2 { float x, y; };
+inline float2 make_float2(float x, float y) { return {x, y}; }
 struct uint2 { unsigned x, y; };
 std::unique_ptr<std::barrier<>> g_block_bar;
 std::unique_ptr<std::barrier<>> g_warp_bar[32];
