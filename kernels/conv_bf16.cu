@@ -13,7 +13,11 @@
 // ConvParams.groups and .splits are unused here).
 //
 // Block tile 128 (M) x 64 (N) x 32 (K), 4 warps of 64 x 32 each, 3-stage
-// cp.async pipeline. Shared rows are padded from 32 to 40 bf16 (80 bytes) so
+// cp.async pipeline; the `_wide` entries take 128 (N) with 8 warps of the
+// same shape, for 128 or more output columns: each A tile (the im2col
+// gather) then serves twice the columns, a third fewer copies per mma, in
+// 61440 bytes of dynamic shared memory (the narrow tile's 46080 fit the
+// 48 KiB every kernel gets). Shared rows are padded from 32 to 40 bf16 (80 bytes) so
 // the 8 row addresses of an ldmatrix fall into 8 different 16-byte bank
 // groups (80 i mod 128 for i = 0..7 are all distinct): conflict-free without
 // an XOR swizzle. Fragments: ldmatrix.x4 for A (16x16 row-major) and for
@@ -27,11 +31,10 @@
 typedef unsigned short bf16;
 
 #define CB_BM 128
-#define CB_BN 64
 #define CB_BK 32
 #define CB_LD 40  // padded shared row, in bf16
 #define CB_STAGES 3
-#define CB_THREADS 128
+#define CB_THREADS 128  // the wgrad's (the fprop entries: 64 per warp column, 128 or 256)
 
 // ---- sm_80 PTX: asynchronous copies, ldmatrix, bf16 mma ---------------
 // scripts/cuda_emu/shim.h defines MT_CUDA_EMU and emulates these six
@@ -75,6 +78,12 @@ __device__ __forceinline__ void mt_ldmatrix_x4_trans(u32 (&r)[4], const void* p)
                  : "r"(mt_smem_addr(p))
                  : "memory");
 }
+
+// The fprop body's shared tiles, sized by the launch (dynamic shared memory;
+// scripts/cuda_emu/shim.h gives the emulator a fixed buffer instead).
+#ifndef CB_DYNAMIC_SMEM
+#define CB_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
 
 // d (16x8 f32) += a (16x16 bf16, row) * b (16x8 bf16, col).
 __device__ __forceinline__ void mt_mma_bf16_16816(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
@@ -167,24 +176,29 @@ struct CbRowMajor {
     }
 };
 
-template <class Out, class Addr>
+// WN warps along N (2: the 128 x 64 tile, 4: the wide 128 x 128), two along
+// M; 64 WN threads; shared memory cb_smem_bytes(WN), passed at launch.
+template <int WN, class Out, class Addr>
 __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const bf16* __restrict__ x,
                                                      const bf16* __restrict__ wt, const float* __restrict__ bias,
                                                      Out* __restrict__ y, const Addr& addr) {
-    __shared__ __align__(16) bf16 As[CB_STAGES][CB_BM][CB_LD];
-    __shared__ __align__(16) bf16 Bs[CB_STAGES][CB_BN][CB_LD];
+    constexpr int BN = 32 * WN, PASS = 16 * WN;  // tile columns; tile rows one pass of the loaders covers
+    CB_DYNAMIC_SMEM(cb_smem);
+    auto As = reinterpret_cast<bf16 (*)[CB_BM][CB_LD]>(cb_smem);
+    auto Bs = reinterpret_cast<bf16 (*)[BN][CB_LD]>(cb_smem + sizeof(bf16) * CB_STAGES * CB_BM * CB_LD);
     const int t = threadIdx.x, lane = t % 32, warp = t / 32;
     const int M = p.n * p.p * p.q, N = p.k, K = p.r * p.s * p.c;
-    const int m0 = blockIdx.x * CB_BM, n0 = blockIdx.y * CB_BN;
+    const int m0 = blockIdx.x * CB_BM, n0 = blockIdx.y * BN;
 
     // Loaders: this thread copies 16-byte chunk kc of the 32-wide K slice for
-    // tile rows t/4 + 32 l (4 rows of A, 2 of B). Its output pixels are
-    // decoded once; a_img < 0 marks a row past M (zero-filled).
+    // tile rows t/4 + PASS l (128 / PASS rows of A, 2 of B). Its output
+    // pixels are decoded once; a_img < 0 marks a row past M (zero-filled).
     const int kc = t % 4, lrow = t / 4;
-    int a_img[4], a_h0[4], a_w0[4];
+    constexpr int AL = CB_BM / PASS;
+    int a_img[AL], a_h0[AL], a_w0[AL];
 #pragma unroll
-    for (int l = 0; l < 4; ++l) {
-        const int row = m0 + lrow + 32 * l;
+    for (int l = 0; l < AL; ++l) {
+        const int row = m0 + lrow + PASS * l;
         a_img[l] = -1;
         a_h0[l] = a_w0[l] = 0;
         if (row < M) {
@@ -202,17 +216,17 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
         const bool kin = r < p.r;  // gk < K
         const int hoff = r * p.dh, woff = s * p.dw;
 #pragma unroll
-        for (int l = 0; l < 4; ++l) {
+        for (int l = 0; l < AL; ++l) {
             const int hh = a_h0[l] + hoff, ww = a_w0[l] + woff;
             const bool ok = kin && a_img[l] >= 0 && hh >= 0 && hh < p.h && ww >= 0 && ww < p.w;
             const bf16* src = ok ? x + a_img[l] + (hh * p.w + ww) * p.c + c : x;
-            mt_cp_async16(&As[stage][lrow + 32 * l][kc * 8], src, ok ? 16 : 0);
+            mt_cp_async16(&As[stage][lrow + PASS * l][kc * 8], src, ok ? 16 : 0);
         }
 #pragma unroll
-        for (int l = 0; l < 2; ++l) {
-            const int col = n0 + lrow + 32 * l;
+        for (int l = 0; l < BN / PASS; ++l) {
+            const int col = n0 + lrow + PASS * l;
             const bool ok = kin && col < N;
-            mt_cp_async16(&Bs[stage][lrow + 32 * l][kc * 8], ok ? wt + col * K + gk : wt, ok ? 16 : 0);
+            mt_cp_async16(&Bs[stage][lrow + PASS * l][kc * 8], ok ? wt + col * K + gk : wt, ok ? 16 : 0);
         }
         gk += CB_BK;
         for (c += CB_BK; c >= p.c; c -= p.c)
@@ -276,22 +290,34 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
             }
 }
 
-// One entry per output type: the launcher loads kernels by their extern "C"
-// names, which cannot be templates.
-extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_fprop_f32(ConvParams p,
-                                                                            const bf16* __restrict__ x,
-                                                                            const bf16* __restrict__ wt,
-                                                                            const float* __restrict__ bias,
-                                                                            float* __restrict__ y) {
-    conv_bf16_fprop_body(p, x, wt, bias, y, CbRowMajor());
+// One entry per output type and tile: the launcher loads kernels by their
+// extern "C" names, which cannot be templates.
+extern "C" __global__ void __launch_bounds__(128) conv_bf16_fprop_f32(ConvParams p, const bf16* __restrict__ x,
+                                                                     const bf16* __restrict__ wt,
+                                                                     const float* __restrict__ bias,
+                                                                     float* __restrict__ y) {
+    conv_bf16_fprop_body<2>(p, x, wt, bias, y, CbRowMajor());
 }
 
-extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_fprop_bf16(ConvParams p,
-                                                                             const bf16* __restrict__ x,
-                                                                             const bf16* __restrict__ wt,
-                                                                             const float* __restrict__ bias,
-                                                                             bf16* __restrict__ y) {
-    conv_bf16_fprop_body(p, x, wt, bias, y, CbRowMajor());
+extern "C" __global__ void __launch_bounds__(256) conv_bf16_fprop_f32_wide(ConvParams p, const bf16* __restrict__ x,
+                                                                          const bf16* __restrict__ wt,
+                                                                          const float* __restrict__ bias,
+                                                                          float* __restrict__ y) {
+    conv_bf16_fprop_body<4>(p, x, wt, bias, y, CbRowMajor());
+}
+
+extern "C" __global__ void __launch_bounds__(128) conv_bf16_fprop_bf16(ConvParams p, const bf16* __restrict__ x,
+                                                                      const bf16* __restrict__ wt,
+                                                                      const float* __restrict__ bias,
+                                                                      bf16* __restrict__ y) {
+    conv_bf16_fprop_body<2>(p, x, wt, bias, y, CbRowMajor());
+}
+
+extern "C" __global__ void __launch_bounds__(256) conv_bf16_fprop_bf16_wide(ConvParams p, const bf16* __restrict__ x,
+                                                                           const bf16* __restrict__ wt,
+                                                                           const float* __restrict__ bias,
+                                                                           bf16* __restrict__ y) {
+    conv_bf16_fprop_body<4>(p, x, wt, bias, y, CbRowMajor());
 }
 
 // ---- strided dgrad by stride phase ----------------------------------------
@@ -334,11 +360,18 @@ struct CbPhaseRows {
     }
 };
 
-extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_dgrad_phase(Bf16DgradPhaseParams p,
-                                                                              const bf16* __restrict__ dy,
-                                                                              const bf16* __restrict__ wt,
-                                                                              float* __restrict__ dx) {
-    conv_bf16_fprop_body(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
+extern "C" __global__ void __launch_bounds__(128) conv_bf16_dgrad_phase(Bf16DgradPhaseParams p,
+                                                                       const bf16* __restrict__ dy,
+                                                                       const bf16* __restrict__ wt,
+                                                                       float* __restrict__ dx) {
+    conv_bf16_fprop_body<2>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
+}
+
+extern "C" __global__ void __launch_bounds__(256) conv_bf16_dgrad_phase_wide(Bf16DgradPhaseParams p,
+                                                                            const bf16* __restrict__ dy,
+                                                                            const bf16* __restrict__ wt,
+                                                                            float* __restrict__ dx) {
+    conv_bf16_fprop_body<4>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
 }
 
 // One phase's sub-kernel in bf16, [C, tr, ts, kp]:

@@ -255,12 +255,14 @@ fn bf16_tape_backward_matches_the_f64_reference() {
     let gpu = Device::Cuda(dev.clone());
     let p = Conv2dParams::new;
     // 3x3 same padding, asymmetric padding, 1x1, K not a multiple of 8,
-    // 5 input channels, a 1x1 padded beyond its reach, and two groups;
+    // 5 input channels, a 1x1 padded beyond its reach, two groups, and 136
+    // input channels (the dgrad's wide tile, two column tiles);
     // strided: the stage transitions' 3x3/2 and 1x1/2 (three
     // phases without taps), the stem's 7x7/2 with 3 channels, a 4x4/2 with
     // odd sizes and K = 12, and stride 3 with dilation 2.
     #[rustfmt::skip]
-    let cases: [Case; 12] = [
+    let cases: [Case; 13] = [
+        ([1, 6, 5, 136], 24, 3, 3, p().padding(1)),
         ([2, 9, 11, 24], 40, 3, 3, p().padding(1)),
         ([1, 6, 7, 5], 8, 3, 3, p().padding(1)),
         ([1, 5, 6, 16], 12, 1, 1, p().padding(1)),
@@ -357,6 +359,7 @@ fn a_second_dgrad_adds_onto_the_first() {
         ([2, 15, 13, 24], 40, [(3, p().stride(2).padding(1)), (1, p().stride(2))]),
         ([1, 9, 10, 16], 24, [(1, p().stride(2)), (3, p().stride(2).padding(1))]),
         ([2, 7, 9, 32], 16, [(3, p().padding(1)), (1, p())]),
+        ([1, 8, 7, 136], 16, [(3, p().stride(2).padding(1)), (1, p().stride(2))]),
     ];
     for (xd, k, convs) in pairs {
         let put = |v: &[f32], d: &[usize]| {

@@ -606,13 +606,16 @@ void conv_bf16_case(G g, int c_real, bool bias) {
         size_t o = ((size_t)(n*P+pp)*Q+qq)*g.k+k; Y[o] = acc; A[o] = ab;
     }
     ConvParams p{g.n,g.h,g.w,g.c,g.k,g.r,g.s,P,Q,g.sh,g.sw,g.pt,g.pl,g.dh,g.dw,1,1,bias};
-    dim3 grid{(unsigned)((M+127)/128),(unsigned)((g.k+63)/64),1};
-    for (bool defer : {false, true}) {
+    // The 128 x 64 tile (4 warps) and the wide 128 x 128 (8 warps).
+    for (int mode = 0; mode < 4; ++mode) {
+        const bool defer = mode % 2, wide = mode / 2;
         g_cp_async_defer = defer;
+        const int bn = wide ? 128 : 64;
+        dim3 grid{(unsigned)((M+127)/128),(unsigned)((g.k+bn-1)/bn),1}, block{wide ? 256u : 128u,1,1};
         std::vector<float> y(Y.size(), NAN);
         std::vector<unsigned short> yb(Y.size(), 0xffff);
-        launch(grid,{128,1,1},[&]{ conv_bf16_fprop_f32(p, xb.data(), wb.data(), b.data(), y.data()); });
-        launch(grid,{128,1,1},[&]{ conv_bf16_fprop_bf16(p, xb.data(), wb.data(), b.data(), yb.data()); });
+        launch(grid,block,[&]{ (wide ? conv_bf16_fprop_f32_wide : conv_bf16_fprop_f32)(p, xb.data(), wb.data(), b.data(), y.data()); });
+        launch(grid,block,[&]{ (wide ? conv_bf16_fprop_bf16_wide : conv_bf16_fprop_bf16)(p, xb.data(), wb.data(), b.data(), yb.data()); });
         std::vector<float> yf(Y.size(), NAN);
         Bf16PadParams pb{(u64)Y.size(), 1, 1};
         launch({2,1,1},{256,1,1},[&]{ bf16_to_f32(pb, yb.data(), yf.data()); });
@@ -624,8 +627,8 @@ void conv_bf16_case(G g, int c_real, bool bias) {
             if (!(e <= 1) || !(eb <= 1)) { printf("conv_bf16 FAIL at %zu: f32 %f bf16 %f vs %f\n", i, y[i], yf[i], Y[i]); exit(1); }
             worst = std::max(worst, e); worst_b = std::max(worst_b, eb);
         }
-        printf("conv_bf16 n%d %dx%d c%d(%d) k%d %dx%d s%d p%d d%d cp.async %s ok (worst err/tol f32 out %.3f, bf16 out %.3f, %zu values)\n",
-               g.n, g.h, g.w, g.c, c_real, g.k, g.r, g.s, g.sh, g.pt, g.dh, defer ? "deferred" : "immediate", worst, worst_b, Y.size());
+        printf("conv_bf16%s n%d %dx%d c%d(%d) k%d %dx%d s%d p%d d%d cp.async %s ok (worst err/tol f32 out %.3f, bf16 out %.3f, %zu values)\n",
+               wide ? "_wide" : "", g.n, g.h, g.w, g.c, c_real, g.k, g.r, g.s, g.sh, g.pt, g.dh, defer ? "deferred" : "immediate", worst, worst_b, Y.size());
     }
     g_cp_async_defer = false;
 }
@@ -696,8 +699,9 @@ void conv_bf16_dgrad_case(G g) {
     }
     // Onto an earlier gradient (accumulate): phases without taps keep it.
     auto prior = randv(R.size());
-    for (int mode = 0; mode < 3; ++mode) {
-        const bool defer = mode == 1, onto = mode == 2;
+    // Modes: immediate, deferred, onto an earlier gradient; then the wide tile immediate and onto.
+    for (int mode = 0; mode < 5; ++mode) {
+        const bool defer = mode == 1, onto = mode == 2 || mode == 4, wide = mode >= 3;
         g_cp_async_defer = defer;
         std::vector<float> dx = onto ? prior : std::vector<float>(R.size(), NAN);
         int launched = 0;
@@ -717,8 +721,9 @@ void conv_bf16_dgrad_case(G g) {
             launch({2,1,1},{256,1,1},[&]{ conv_bf16_phase_weights(pw, W.data(), wb.data()); });
             Bf16DgradPhaseParams p{{g.n,P,Q,kp, g.c,y.taps,x.taps, hp,wp, 1,1, y.de*(y.taps-1) - y.e, x.de*(x.taps-1) - x.e,
                                     y.de,x.de, 1,1,0}, a, b, g.sh, g.sw, g.h, g.w, onto};
-            dim3 grid{(unsigned)((g.n*hp*wp+127)/128),(unsigned)((g.c+63)/64),1};
-            launch(grid,{128,1,1},[&]{ conv_bf16_dgrad_phase(p, db.data(), wb.data(), dx.data()); });
+            const int bn = wide ? 128 : 64;
+            dim3 grid{(unsigned)((g.n*hp*wp+127)/128),(unsigned)((g.c+bn-1)/bn),1}, block{wide ? 256u : 128u,1,1};
+            launch(grid,block,[&]{ (wide ? conv_bf16_dgrad_phase_wide : conv_bf16_dgrad_phase)(p, db.data(), wb.data(), dx.data()); });
             ++launched;
         }
         // f32 accumulation of at most Kd terms per phase: |err| <= Kd 2^-24 sum|terms| (x4 margin).
@@ -729,8 +734,8 @@ void conv_bf16_dgrad_case(G g) {
             if (!(e <= 1)) { printf("conv_bf16_dgrad_phase FAIL at %zu: %f vs %f\n", i, dx[i], want); exit(1); }
             worst = std::max(worst, e);
         }
-        printf("conv_bf16_dgrad_phase n%d %dx%d c%d k%d(%d) %dx%d s%dx%d p%d,%d d%d %d phases launched cp.async %s%s ok (worst err/tol %.3f, %zu values)\n",
-               g.n, g.h, g.w, g.c, g.k, kp, g.r, g.s, g.sh, g.sw, g.pt, g.pl, g.dh, launched, defer ? "deferred" : "immediate",
+        printf("conv_bf16_dgrad_phase%s n%d %dx%d c%d k%d(%d) %dx%d s%dx%d p%d,%d d%d %d phases launched cp.async %s%s ok (worst err/tol %.3f, %zu values)\n",
+               wide ? "_wide" : "", g.n, g.h, g.w, g.c, g.k, kp, g.r, g.s, g.sh, g.sw, g.pt, g.pl, g.dh, launched, defer ? "deferred" : "immediate",
                onto ? ", onto an earlier gradient" : "", worst, R.size());
     }
     g_cp_async_defer = false;
@@ -742,6 +747,7 @@ void conv_bf16() {
     conv_bf16_case({1,9,9,8, 16,3,3, 1,1, 2,0,1,2, 2,2, 1}, 8, true);     // dilation 2, asymmetric padding
     conv_bf16_case({1,13,13,8, 16,7,7, 2,2, 3,3,3,3, 1,1, 1}, 3, true);   // the stem: 3 channels padded to 8
     conv_bf16_case({2,6,7,16, 13,3,3, 1,1, 1,1,1,1, 1,1, 1}, 16, true);   // K = 13: odd rows, unpaired last column
+    conv_bf16_case({1,5,6,16, 136,3,3, 1,1, 1,1,1,1, 1,1, 1}, 16, true);  // K = 136: two wide column tiles
     conv_bf16_case({2,8,9,64, 40,1,1, 1,1, 0,0,0,0, 1,1, 1}, 64, false);  // 1x1, M = 144 over two row tiles
     conv_bf16_wgrad_case({3,5,7,16, 24,3,3, 1,1, 1,1,1,1, 1,1, 1}, 16, 1);    // 105 pixels (a partial step), K < 64
     conv_bf16_wgrad_case({2,9,11,32, 136,3,3, 2,2, 1,1,1,1, 1,1, 1}, 32, 3); // stride 2, K over two row tiles, 3 splits

@@ -14,6 +14,10 @@ use cudarc::driver::{
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// Shared memory a block may use without opting in (48 KiB on every
+/// architecture since Volta).
+const STATIC_SHARED_LIMIT: u32 = 48 * 1024;
 use std::time::{Duration, Instant};
 
 /// Threads per block of the elementwise (grid-stride) kernels.
@@ -411,6 +415,20 @@ impl CudaDevice {
         self.host_timed(HostCall::Launch, || {
             self.timed(kernel, || {
                 let f = self.function(kernel)?;
+                if cfg.shared_mem_bytes > STATIC_SHARED_LIMIT {
+                    // Beyond 48 KiB a kernel must opt in to its dynamic
+                    // shared memory (once would do; the call is cheap).
+                    f.set_attribute(
+                        cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        cfg.shared_mem_bytes as i32,
+                    )
+                    .map_err(|e| {
+                        Error::Cuda(format!(
+                            "{kernel}: {} bytes of shared memory: {e}",
+                            cfg.shared_mem_bytes
+                        ))
+                    })?;
+                }
                 let mut b = self.stream.launch_builder(f);
                 b.arg(params);
                 for p in ptrs {

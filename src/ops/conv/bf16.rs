@@ -25,11 +25,55 @@ const OP: &str = "conv2d_bf16";
 /// Channels are padded to a multiple of this (8 bf16 = one 16-byte load).
 pub const CHANNEL_ALIGN: usize = 8;
 
-/// Block tile of kernels/conv_bf16.cu: CB_BM output pixels by CB_BN output
-/// channels, CB_THREADS threads.
+/// Block tile of kernels/conv_bf16.cu's wgrad and narrow fprop: CB_BM
+/// output pixels (rows) by 64 output channels (columns), CB_THREADS threads.
 pub(super) const TILE_M: usize = 128;
 pub(super) const TILE_N: usize = 64;
 pub(super) const THREADS: u32 = 128;
+
+/// The fprop body's block tile (`conv_bf16_fprop_body<WN>`): 128 rows by
+/// 64 columns with 4 warps, or, from 128 columns on, the wide 128 by 128
+/// with 8 warps, whose im2col gather (A tile) serves twice the columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct FpropTile {
+    /// Columns per block tile.
+    pub cols: usize,
+    /// The kernels' name suffix ("" or "_wide").
+    pub suffix: &'static str,
+}
+
+impl FpropTile {
+    /// The tile for a GEMM of `cols` columns (output channels).
+    pub fn for_columns(cols: usize) -> FpropTile {
+        match cols >= 128 {
+            true => FpropTile {
+                cols: 128,
+                suffix: "_wide",
+            },
+            false => FpropTile {
+                cols: TILE_N,
+                suffix: "",
+            },
+        }
+    }
+
+    /// The launch over `rows` x `cols`: 2 warps along the rows, one per 32
+    /// columns along the columns; 3 stages of (128 + cols) rows of 40 bf16
+    /// in dynamic shared memory (46080 or 61440 bytes).
+    pub fn config(&self, rows: usize, cols: usize) -> LaunchConfig {
+        const STAGES: usize = 3;
+        const LD: usize = 40;
+        LaunchConfig {
+            grid_dim: (
+                rows.div_ceil(TILE_M) as u32,
+                cols.div_ceil(self.cols) as u32,
+                1,
+            ),
+            block_dim: (2 * 32 * (self.cols / 32) as u32, 1, 1),
+            shared_mem_bytes: (STAGES * (TILE_M + self.cols) * LD * 2) as u32,
+        }
+    }
+}
 
 /// Mirrors `Bf16PadParams` in kernels/conv_bf16.cu.
 #[repr(C)]
@@ -502,15 +546,9 @@ impl Launch {
         y: u64,
     ) -> Result<()> {
         let g = &self.g;
-        let cfg = LaunchConfig {
-            grid_dim: (
-                (g.n * g.p * g.q).div_ceil(TILE_M) as u32,
-                g.k.div_ceil(TILE_N) as u32,
-                1,
-            ),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0, // static: 3 stages of (128 + 64) x 40 bf16 = 46080 bytes
-        };
+        let tile = FpropTile::for_columns(g.k);
+        let cfg = tile.config(g.n * g.p * g.q, g.k);
+        let kernel = format!("{kernel}{}", tile.suffix);
         let ptrs = [
             x.storage.ptr(),
             w.storage.ptr(),
@@ -519,7 +557,7 @@ impl Launch {
         ];
         // SAFETY: ConvParams mirrors the kernel's struct and describes x, w
         // (padded channels), bias [K] and y [N, P, Q, K].
-        unsafe { self.dev.launch(kernel, cfg, &self.p, &ptrs) }
+        unsafe { self.dev.launch(&kernel, cfg, &self.p, &ptrs) }
     }
 }
 

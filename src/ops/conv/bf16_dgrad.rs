@@ -12,13 +12,13 @@
 //! each phase's sub-kernel in bf16 and runs the phase conv, whose rows land
 //! on dx's pixels (n, a + i sh, b + j sw).
 
-use super::bf16::{same_gpu, Bf16Nhwc, THREADS, TILE_M, TILE_N};
+use super::bf16::{same_gpu, Bf16Nhwc, FpropTile, TILE_N};
 use super::cuda::{params, ConvParams};
 use super::Conv2dGeom;
 use crate::backend::cuda::CudaStorage;
 use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::{Error, Result, Tensor};
-use cudarc::driver::{DeviceRepr, LaunchConfig};
+use cudarc::driver::DeviceRepr;
 
 const OP: &str = "conv2d_dgrad_bf16";
 
@@ -305,21 +305,14 @@ pub fn conv2d_dgrad_bf16(
             w: base.w,
             accumulate: accumulate as i32,
         };
-        let cfg = LaunchConfig {
-            grid_dim: (
-                (g.n * rows.len * cols.len).div_ceil(TILE_M) as u32,
-                g.c.div_ceil(TILE_N) as u32,
-                1,
-            ),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0, // static, as the fprop
-        };
+        let tile = FpropTile::for_columns(g.c);
+        let cfg = tile.config(g.n * rows.len * cols.len, g.c);
         // SAFETY: DgradPhaseParams mirrors the kernel's struct; dy16 holds
         // N*P*Q*kp bf16 values, sub C*taps_r*taps_s*kp, and the phase's rows
         // (n, i, j) address dx pixels (n, a + i sh, b + j sw) inside [N, H, W, C].
         unsafe {
             dev.launch(
-                "conv_bf16_dgrad_phase",
+                &format!("conv_bf16_dgrad_phase{}", tile.suffix),
                 cfg,
                 &p,
                 &[dy16.ptr(), sub.ptr(), ptr(&dx, OP)?],
