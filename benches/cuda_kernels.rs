@@ -94,7 +94,12 @@ fn gemm(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng) {
     // The large square product, then the SE-ResNet-50 SE blocks' shapes at
     // batch 256 (C = 2048, C/16 = 128): fc1 forward, the weight gradient
     // (K = the batch) and fc2 forward: few output tiles, split over K.
-    for [m, k, n] in [[4096, 4096, 4096], [256, 2048, 128], [2048, 256, 128], [256, 128, 2048]] {
+    for [m, k, n] in [
+        [4096, 4096, 4096],
+        [256, 2048, 128],
+        [2048, 256, 128],
+        [256, 128, 2048],
+    ] {
         let tape = Tape::no_grad();
         let mut put = |d: [usize; 2]| {
             tape.constant(

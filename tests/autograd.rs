@@ -216,14 +216,24 @@ fn gradcheck_of_a_composite_mlp_block() {
 
 /// `y = x * 3` through a hand-made op recorded with `record_accumulating`,
 /// whose rule adds its gradient onto x's earlier one when `take` says so.
-fn triple(tape: &Tape, x: &mtaffect::Var, take: bool, seen: Rc<Cell<Option<f64>>>) -> mtaffect::Var {
+fn triple(
+    tape: &Tape,
+    x: &mtaffect::Var,
+    take: bool,
+    seen: Rc<Cell<Option<f64>>>,
+) -> mtaffect::Var {
     let y = ops::mul(tape, x, &tape.constant(t(&[3.0], &[1]))).unwrap();
     tape.record_accumulating("triple", &[x], y.value().clone(), move |g, _, pending| {
         let mine = g.to_f64_vec().iter().map(|v| 3.0 * v).collect::<Vec<_>>();
         let earlier = if take { pending.take(0) } else { None };
         seen.set(earlier.as_ref().map(|e| e.to_f64_vec()[0]));
         let sum: Vec<f64> = match &earlier {
-            Some(e) => e.to_f64_vec().iter().zip(&mine).map(|(a, b)| a + b).collect(),
+            Some(e) => e
+                .to_f64_vec()
+                .iter()
+                .zip(&mine)
+                .map(|(a, b)| a + b)
+                .collect(),
             None => mine,
         };
         Ok(vec![Some(t(&sum, &[1]))])
@@ -239,7 +249,12 @@ fn a_rule_may_add_onto_the_gradient_its_input_already_has() {
         let tape = Tape::new();
         // h = 5w is consumed twice: by a sum recorded later (gradient 1,
         // reaching h first in backward) and by triple (gradient 3).
-        let h = ops::mul(&tape, &tape.param(&params, w), &tape.constant(t(&[5.0], &[1]))).unwrap();
+        let h = ops::mul(
+            &tape,
+            &tape.param(&params, w),
+            &tape.constant(t(&[5.0], &[1])),
+        )
+        .unwrap();
         let seen = Rc::new(Cell::new(None));
         let y = triple(&tape, &h, take, seen.clone());
         let total = ops::add(&tape, &y, &h).unwrap();
@@ -257,7 +272,12 @@ fn a_rule_that_takes_an_earlier_gradient_must_return_the_sum() {
     let mut params = Params::new();
     let w = params.add("w", t(&[2.0], &[1])).unwrap();
     let tape = Tape::new();
-    let h = ops::mul(&tape, &tape.param(&params, w), &tape.constant(t(&[5.0], &[1]))).unwrap();
+    let h = ops::mul(
+        &tape,
+        &tape.param(&params, w),
+        &tape.constant(t(&[5.0], &[1])),
+    )
+    .unwrap();
     let y = tape
         .record_accumulating("drops", &[&h], h.value().clone(), |_, _, pending| {
             pending.take(0);

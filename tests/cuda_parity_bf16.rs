@@ -356,10 +356,22 @@ fn a_second_dgrad_adds_onto_the_first() {
     let mut rng = Rng::new(15);
     let mut rep = Report::default();
     let pairs = [
-        ([2, 15, 13, 24], 40, [(3, p().stride(2).padding(1)), (1, p().stride(2))]),
-        ([1, 9, 10, 16], 24, [(1, p().stride(2)), (3, p().stride(2).padding(1))]),
+        (
+            [2, 15, 13, 24],
+            40,
+            [(3, p().stride(2).padding(1)), (1, p().stride(2))],
+        ),
+        (
+            [1, 9, 10, 16],
+            24,
+            [(1, p().stride(2)), (3, p().stride(2).padding(1))],
+        ),
         ([2, 7, 9, 32], 16, [(3, p().padding(1)), (1, p())]),
-        ([1, 8, 7, 136], 16, [(3, p().stride(2).padding(1)), (1, p().stride(2))]),
+        (
+            [1, 8, 7, 136],
+            16,
+            [(3, p().stride(2).padding(1)), (1, p().stride(2))],
+        ),
     ];
     for (xd, k, convs) in pairs {
         let put = |v: &[f32], d: &[usize]| {
@@ -398,7 +410,13 @@ fn a_second_dgrad_adds_onto_the_first() {
             terms += (r * r * k.next_multiple_of(CHANNEL_ALIGN)) as f64 + 1.0;
         }
         let loss = mtaffect::ops::add(&tape, &outs[0], &outs[1]).unwrap();
-        let dx = tape.backward(&loss).unwrap().get(xi).unwrap().try_to_f64_vec().unwrap();
+        let dx = tape
+            .backward(&loss)
+            .unwrap()
+            .get(xi)
+            .unwrap()
+            .try_to_f64_vec()
+            .unwrap();
         rep.compare_values(&format!("x {xd:?} K {k}"), &dx, &reference, |i| {
             1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i]
         });

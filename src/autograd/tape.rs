@@ -177,9 +177,7 @@ impl Tape {
     where
         F: FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
     {
-        self.record_accumulating(name, inputs, output, move |g, needs, _| {
-            backward(g, needs)
-        })
+        self.record_accumulating(name, inputs, output, move |g, needs, _| backward(g, needs))
     }
 
     /// [`Tape::record`] for a rule that may add its input gradients onto
@@ -328,7 +326,9 @@ impl Tape {
                         for part in [left, gj].into_iter().flatten() {
                             grads[j] = Some(match grads[j].take() {
                                 None => part,
-                                Some(prev) => crate::ops::elementwise::add_same_shape(&prev, &part)?,
+                                Some(prev) => {
+                                    crate::ops::elementwise::add_same_shape(&prev, &part)?
+                                }
                             });
                         }
                     }

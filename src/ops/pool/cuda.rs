@@ -161,7 +161,10 @@ pub(super) fn global_avg_backward(
             if t.shape() != in_shape {
                 return Err(Error::shape(
                     op,
-                    format!("the gradient to add onto is {}, the input {in_shape}", t.shape()),
+                    format!(
+                        "the gradient to add onto is {}, the input {in_shape}",
+                        t.shape()
+                    ),
                 ));
             }
             t.cuda_mut(op)?; // a buffer of its own: another tensor may share it
