@@ -34,7 +34,6 @@ typedef unsigned short bf16;
 #define CB_BK 32
 #define CB_LD 40  // padded shared row, in bf16
 #define CB_STAGES 3
-#define CB_THREADS 128  // the wgrad's (the fprop entries: 64 per warp column, 128 or 256)
 
 // ---- sm_80 PTX: asynchronous copies, ldmatrix, bf16 mma ---------------
 // scripts/cuda_emu/shim.h defines MT_CUDA_EMU and emulates these six
@@ -407,8 +406,9 @@ extern "C" __global__ void conv_bf16_phase_weights(Bf16PhaseWeightParams p, cons
 // into mma's row-major A (k x pixels) and column-major B (pixels x rsc)
 // fragments. Each aligned 8-column chunk of B lies inside one (r, s) tap
 // (Cp % 8 == 0) and each 8-row chunk of A inside dy's padded rows.
-// Block tile BM x BN x 32 pixels, 4 warps of 64 x 32 (BM / 64 down, BN / 32
-// across), the fprop's 3-stage pipeline. Rows are padded by 8 bf16 (16 bytes)
+// Block tile BM x BN x 32 pixels, warps of 64 x 32 (BM / 64 down, BN / 32
+// across: 4, or 8 for the wide 128 x 128), the fprop's 3-stage pipeline, in
+// dynamic shared memory (39936 bytes, 52224 wide). Rows are padded by 8 bf16 (16 bytes)
 // so the 8 row addresses of an ldmatrix (272- or 144-byte stride) fall into
 // 8 different 16-byte bank groups.
 struct Bf16WgradParams {
@@ -421,11 +421,13 @@ template <int BM, int BN>
 __device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, const bf16* __restrict__ x,
                                                      const bf16* __restrict__ dy, float* __restrict__ dw) {
     constexpr int WN = BN / 32, LDA = BM + 8, LDB = BN + 8;
-    constexpr int CA = BM / 8, CB = BN / 8;                          // 16-byte chunks per tile row
-    constexpr int RA = CB_THREADS / CA, RB = CB_THREADS / CB;        // rows a pass of the block loads
-    constexpr int LA = CB_BK / RA, LB = CB_BK / RB;                  // passes per tile
-    __shared__ __align__(16) bf16 As[CB_STAGES][CB_BK][LDA];
-    __shared__ __align__(16) bf16 Bs[CB_STAGES][CB_BK][LDB];
+    constexpr int THREADS = BM / 64 * WN * 32;
+    constexpr int CA = BM / 8, CB = BN / 8;                  // 16-byte chunks per tile row
+    constexpr int RA = THREADS / CA, RB = THREADS / CB;      // rows a pass of the block loads
+    constexpr int LA = CB_BK / RA, LB = CB_BK / RB;          // passes per tile
+    CB_DYNAMIC_SMEM(cb_smem);
+    auto As = reinterpret_cast<bf16 (*)[CB_BK][LDA]>(cb_smem);
+    auto Bs = reinterpret_cast<bf16 (*)[CB_BK][LDB]>(cb_smem + sizeof(bf16) * CB_STAGES * CB_BK * LDA);
     const ConvParams& p = wp.conv;
     const int t = threadIdx.x, lane = t % 32, warp = t / 32;
     const int M = p.k, N = p.r * p.s * p.c, pixels = p.n * p.p * p.q;
@@ -532,18 +534,24 @@ __device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, 
         }
 }
 
-extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_wgrad(Bf16WgradParams p, const bf16* __restrict__ x,
-                                                                        const bf16* __restrict__ dy,
-                                                                        float* __restrict__ dw) {
+extern "C" __global__ void __launch_bounds__(128) conv_bf16_wgrad(Bf16WgradParams p, const bf16* __restrict__ x,
+                                                                 const bf16* __restrict__ dy, float* __restrict__ dw) {
     conv_bf16_wgrad_body<128, 64>(p, x, dy, dw);
 }
 
 // 64 output channels x 128 (r, s, c) columns per block: for K <= 64.
-extern "C" __global__ void __launch_bounds__(CB_THREADS) conv_bf16_wgrad_m64(Bf16WgradParams p,
-                                                                            const bf16* __restrict__ x,
-                                                                            const bf16* __restrict__ dy,
-                                                                            float* __restrict__ dw) {
+extern "C" __global__ void __launch_bounds__(128) conv_bf16_wgrad_m64(Bf16WgradParams p, const bf16* __restrict__ x,
+                                                                     const bf16* __restrict__ dy,
+                                                                     float* __restrict__ dw) {
     conv_bf16_wgrad_body<64, 128>(p, x, dy, dw);
+}
+
+// 128 x 128 with 8 warps, for K and R*S*C of 128 or more: each tile of dy
+// and of x serves twice the products.
+extern "C" __global__ void __launch_bounds__(256) conv_bf16_wgrad_wide(Bf16WgradParams p, const bf16* __restrict__ x,
+                                                                      const bf16* __restrict__ dy,
+                                                                      float* __restrict__ dw) {
+    conv_bf16_wgrad_body<128, 128>(p, x, dy, dw);
 }
 
 // ---- f32 <-> bf16 conversions for the launcher ------------------------

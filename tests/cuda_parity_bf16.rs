@@ -200,14 +200,17 @@ fn conv2d_wgrad_bf16_matches_the_f64_reference() {
     };
     let gpu = Device::Cuda(dev.clone());
     let p = Conv2dParams::new;
+    // The last two take the wide 128 x 128 tile (K and R*S*C >= 128), the
+    // last with partial row and column tiles.
     #[rustfmt::skip]
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
         ([2, 37, 41, 3], 64, 7, 7, p().stride(2).padding(3)),
         ([2, 15, 13, 32], 72, 3, 3, p().stride(2).padding(1)),
         ([1, 12, 10, 8], 20, 3, 3, p().dilation(2).padding_tblr(2, 1, 0, 3)),
         ([4, 28, 28, 64], 64, 3, 3, p().padding(1)),
         ([2, 7, 9, 64], 130, 1, 1, p()),
         ([8, 4, 4, 256], 256, 3, 3, p().padding(1)),
+        ([3, 5, 6, 136], 136, 1, 1, p()),
     ];
     let mut rng = Rng::new(13);
     let mut rep = Report::default();

@@ -655,12 +655,15 @@ void conv_bf16_wgrad_case(G g, int c_real, int splits) {
         }
     }
     Bf16WgradParams p{{g.n,g.h,g.w,g.c,g.k,g.r,g.s,P,Q,g.sh,g.sw,g.pt,g.pl,g.dh,g.dw,1,splits,0}, ldy, c_real};
-    for (bool m64 : {false, true}) for (bool defer : {false, true}) {
+    // Tiles: 128 x 64, 64 x 128 (m64), 128 x 128 (wide, 8 warps).
+    for (int tile : {0, 1, 2}) for (bool defer : {false, true}) {
         g_cp_async_defer = defer;
-        int bm = m64 ? 64 : 128, bn = m64 ? 128 : 64, cols = g.r*g.s*g.c;
+        const bool m64 = tile == 1, wide = tile == 2;
+        int bm = m64 ? 64 : 128, bn = tile ? 128 : 64, cols = g.r*g.s*g.c;
         std::vector<float> dw(R.size(), splits > 1 ? 0.f : NAN);
-        dim3 grid{(unsigned)((cols+bn-1)/bn),(unsigned)((g.k+bm-1)/bm*splits),1};
-        launch(grid,{128,1,1},[&]{ if (m64) conv_bf16_wgrad_m64(p, xb.data(), db.data(), dw.data()); else conv_bf16_wgrad(p, xb.data(), db.data(), dw.data()); });
+        dim3 grid{(unsigned)((cols+bn-1)/bn),(unsigned)((g.k+bm-1)/bm*splits),1}, block{wide ? 256u : 128u,1,1};
+        auto kernel = wide ? conv_bf16_wgrad_wide : m64 ? conv_bf16_wgrad_m64 : conv_bf16_wgrad;
+        launch(grid,block,[&]{ kernel(p, xb.data(), db.data(), dw.data()); });
         // f32 accumulation of M terms (per split, then the splits' partial sums): |err| <= (M + splits) 2^-24 sum|terms| (x4 margin).
         double worst = 0;
         for (size_t i = 0; i < R.size(); ++i) {
@@ -669,7 +672,7 @@ void conv_bf16_wgrad_case(G g, int c_real, int splits) {
             worst = std::max(worst, e);
         }
         printf("conv_bf16_wgrad%s n%d %dx%d c%d(%d) k%d %dx%d s%d p%d d%d split%d cp.async %s ok (worst err/tol %.3f, %zu values)\n",
-               m64 ? "_m64" : "", g.n, g.h, g.w, g.c, c_real, g.k, g.r, g.s, g.sh, g.pt, g.dh, splits, defer ? "deferred" : "immediate", worst, R.size());
+               wide ? "_wide" : m64 ? "_m64" : "", g.n, g.h, g.w, g.c, c_real, g.k, g.r, g.s, g.sh, g.pt, g.dh, splits, defer ? "deferred" : "immediate", worst, R.size());
     }
     g_cp_async_defer = false;
 }

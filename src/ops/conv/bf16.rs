@@ -25,11 +25,10 @@ const OP: &str = "conv2d_bf16";
 /// Channels are padded to a multiple of this (8 bf16 = one 16-byte load).
 pub const CHANNEL_ALIGN: usize = 8;
 
-/// Block tile of kernels/conv_bf16.cu's wgrad and narrow fprop: CB_BM
-/// output pixels (rows) by 64 output channels (columns), CB_THREADS threads.
+/// Block tile of kernels/conv_bf16.cu's narrow fprop: CB_BM output pixels
+/// (rows) by 64 output channels (columns).
 pub(super) const TILE_M: usize = 128;
 pub(super) const TILE_N: usize = 64;
-pub(super) const THREADS: u32 = 128;
 
 /// The fprop body's block tile (`conv_bf16_fprop_body<WN>`): 128 rows by
 /// 64 columns with 4 warps, or, from 128 columns on, the wide 128 by 128
@@ -429,11 +428,45 @@ struct Bf16WgradParams {
 // SAFETY: plain old data laid out as the C struct.
 unsafe impl DeviceRepr for Bf16WgradParams {}
 
-/// Resident blocks per SM of `conv_bf16_wgrad` (128 registers x 128
-/// threads, 39936 bytes of shared memory) and of `conv_bf16_wgrad_m64`
-/// (154 registers): the split-K target.
-const WGRAD_BLOCKS_PER_SM: usize = 4;
-const WGRAD_M64_BLOCKS_PER_SM: usize = 3;
+/// A block tile of the bf16 wgrad (`conv_bf16_wgrad_body<BM, BN>`): rows
+/// are output channels, columns (r, s, c); one warp per 64 x 32.
+struct WgradTile {
+    kernel: &'static str,
+    rows: usize,
+    cols: usize,
+    /// Resident blocks per SM (ptxas's registers, the shared memory): the
+    /// split-K target.
+    per_sm: usize,
+}
+
+impl WgradTile {
+    /// 64 x 128 where K <= 64 (154 registers x 128 threads); the wide
+    /// 128 x 128 (8 warps) where K and R*S*C both reach 128; else 128 x 64
+    /// (128 registers x 128 threads).
+    fn pick(k: usize, rsc: usize) -> WgradTile {
+        let (kernel, rows, cols, per_sm) = match (k, rsc) {
+            (..=64, _) => ("conv_bf16_wgrad_m64", 64, 128, 3),
+            (128.., 128..) => ("conv_bf16_wgrad_wide", 128, 128, 2),
+            _ => ("conv_bf16_wgrad", 128, 64, 4),
+        };
+        WgradTile {
+            kernel,
+            rows,
+            cols,
+            per_sm,
+        }
+    }
+
+    fn threads(&self) -> u32 {
+        (self.rows / 64 * self.cols / 32 * 32) as u32
+    }
+
+    /// 3 stages of 32 pixel rows of (rows + 8) and (cols + 8) bf16: 39936
+    /// bytes, 52224 for the wide tile.
+    fn shared_bytes(&self) -> u32 {
+        (3 * 32 * (self.rows + 8 + self.cols + 8) * 2) as u32
+    }
+}
 
 /// dw [K, R, S, C] (f32, C before padding) = the weight gradient of conv2d
 /// over `x` for the output gradient `dy`: the products of their bf16 values,
@@ -467,14 +500,10 @@ pub fn conv2d_wgrad_bf16(
             ),
         ));
     }
-    // 64 output channels x 128 (r, s, c) columns where K <= 64.
-    let (kernel, bm, bn, resident) = if g.k <= 64 {
-        ("conv_bf16_wgrad_m64", 64, 128, WGRAD_M64_BLOCKS_PER_SM)
-    } else {
-        ("conv_bf16_wgrad", 128, 64, WGRAD_BLOCKS_PER_SM)
-    };
-    let (row_tiles, col_tiles) = (g.k.div_ceil(bm), (g.r * g.s * g.c).div_ceil(bn));
-    let splits = super::cuda::wgrad_splits(&dev, row_tiles * col_tiles, pixels, resident)
+    let rsc = g.r * g.s * g.c;
+    let tile = WgradTile::pick(g.k, rsc);
+    let (row_tiles, col_tiles) = (g.k.div_ceil(tile.rows), rsc.div_ceil(tile.cols));
+    let splits = super::cuda::wgrad_splits(&dev, row_tiles * col_tiles, pixels, tile.per_sm)
         .min(65_535 / row_tiles);
     let p = Bf16WgradParams {
         conv: params(OP, &g, false)?.with_splits(splits),
@@ -487,14 +516,14 @@ pub fn conv2d_wgrad_bf16(
     )?;
     let cfg = LaunchConfig {
         grid_dim: (col_tiles as u32, (row_tiles * splits) as u32, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0, // static: 3 stages of 32 x (136 + 72) bf16 = 39936 bytes
+        block_dim: (tile.threads(), 1, 1),
+        shared_mem_bytes: tile.shared_bytes(),
     };
     let ptrs = [x.storage.ptr(), dy.storage.ptr(), ptr(&dw, OP)?];
     // SAFETY: Bf16WgradParams mirrors the kernel's struct and describes x
     // (padded channels), dy (rows of ldy) and dw [K, R, S, c_out], which is
     // zeroed for the split-K atomics.
-    unsafe { dev.launch(kernel, cfg, &p, &ptrs)? };
+    unsafe { dev.launch(tile.kernel, cfg, &p, &ptrs)? };
     Ok(dw)
 }
 
