@@ -214,6 +214,23 @@ fn gradcheck_of_a_composite_mlp_block() {
     .unwrap();
 }
 
+/// A parameter w = 2 and a fresh tape.
+fn one_param() -> (Params, mtaffect::ParamId, Tape) {
+    let mut params = Params::new();
+    let w = params.add("w", t(&[2.0], &[1])).unwrap();
+    (params, w, Tape::new())
+}
+
+/// 5 w on `tape`.
+fn five_times(tape: &Tape, params: &Params, w: mtaffect::ParamId) -> mtaffect::Var {
+    ops::mul(
+        tape,
+        &tape.param(params, w),
+        &tape.constant(t(&[5.0], &[1])),
+    )
+    .unwrap()
+}
+
 /// `y = x * 3` through a hand-made op recorded with `record_accumulating`,
 /// whose rule adds its gradient onto x's earlier one when `take` says so.
 fn triple(
@@ -244,17 +261,10 @@ fn triple(
 #[test]
 fn a_rule_may_add_onto_the_gradient_its_input_already_has() {
     for take in [false, true] {
-        let mut params = Params::new();
-        let w = params.add("w", t(&[2.0], &[1])).unwrap();
-        let tape = Tape::new();
+        let (params, w, tape) = one_param();
         // h = 5w is consumed twice: by a sum recorded later (gradient 1,
         // reaching h first in backward) and by triple (gradient 3).
-        let h = ops::mul(
-            &tape,
-            &tape.param(&params, w),
-            &tape.constant(t(&[5.0], &[1])),
-        )
-        .unwrap();
+        let h = five_times(&tape, &params, w);
         let seen = Rc::new(Cell::new(None));
         let y = triple(&tape, &h, take, seen.clone());
         let total = ops::add(&tape, &y, &h).unwrap();
@@ -269,15 +279,8 @@ fn a_rule_may_add_onto_the_gradient_its_input_already_has() {
 
 #[test]
 fn a_rule_that_takes_an_earlier_gradient_must_return_the_sum() {
-    let mut params = Params::new();
-    let w = params.add("w", t(&[2.0], &[1])).unwrap();
-    let tape = Tape::new();
-    let h = ops::mul(
-        &tape,
-        &tape.param(&params, w),
-        &tape.constant(t(&[5.0], &[1])),
-    )
-    .unwrap();
+    let (params, w, tape) = one_param();
+    let h = five_times(&tape, &params, w);
     let y = tape
         .record_accumulating("drops", &[&h], h.value().clone(), |_, _, pending| {
             pending.take(0);
