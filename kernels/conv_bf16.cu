@@ -105,29 +105,35 @@ __device__ __forceinline__ void cb_store2(bf16* y, u32 i, float v0, float v1) {
     *reinterpret_cast<u32*>(y + i) = (u32)mt_f32_to_bf16(v0) | ((u32)mt_f32_to_bf16(v1) << 16);
 }
 
-// A warp's share of a block tile: 4 x 4 mma tiles of 16 x 8 (64 x 32), f32.
-typedef float CbAcc[4][4][4];
+// A warp's share of a block tile: 4 x J mma tiles of 16 x 8 (64 x 8J), f32;
+// J = 4 (64 x 32) everywhere but the fprop body's 64 x 64 variant.
+template <int J>
+using CbAccJ = float[4][J][4];
+typedef CbAccJ<4> CbAcc;
 
-__device__ __forceinline__ void cb_zero(CbAcc& acc) {
+template <int J>
+__device__ __forceinline__ void cb_zero(CbAccJ<J>& acc) {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < J; ++j)
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 }
 
-// acc (64 x 32) += a (4 row fragments of 16 x 16) * b (4 column fragments of 16 x 8).
-__device__ __forceinline__ void cb_mma_4x4(CbAcc& acc, const u32 (&a)[4][4], const u32 (&b)[4][2]) {
+// acc (64 x 8J) += a (4 row fragments of 16 x 16) * b (J column fragments of 16 x 8).
+template <int J>
+__device__ __forceinline__ void cb_mma_4xj(CbAccJ<J>& acc, const u32 (&a)[4][4], const u32 (&b)[J][2]) {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) mt_mma_bf16_16816(acc[i][j], a[i], b[j]);
+        for (int j = 0; j < J; ++j) mt_mma_bf16_16816(acc[i][j], a[i], b[j]);
 }
 
 // The two n8 column fragments of an ldmatrix.x4 r whose matrices are
 // (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15): b[j], b[j + 1].
-__device__ __forceinline__ void cb_split_b(u32 (&b)[4][2], int j, const u32 (&r)[4]) {
+template <int J>
+__device__ __forceinline__ void cb_split_b(u32 (&b)[J][2], int j, const u32 (&r)[4]) {
     b[j][0] = r[0];
     b[j][1] = r[1];
     b[j + 1][0] = r[2];
@@ -175,13 +181,17 @@ struct CbRowMajor {
     }
 };
 
-// WN warps along N (2: the 128 x 64 tile, 4: the wide 128 x 128), two along
-// M; 64 WN threads; shared memory cb_smem_bytes(WN), passed at launch.
-template <int WN, class Out, class Addr>
+// Two warps along M and WN along N, each 64 x 8 WJ: the 128 x 64 tile
+// (WN 2, WJ 4), the wide 128 x 128 (WN 4, WJ 4) and the 128 x 128 of four
+// 64 x 64 warps (WN 2, WJ 8: twice the mma per ldmatrix of A, 128
+// accumulators per thread). 64 WN threads; the shared memory is sized at
+// launch.
+template <int WN, int WJ, class Out, class Addr>
 __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const bf16* __restrict__ x,
                                                      const bf16* __restrict__ wt, const float* __restrict__ bias,
                                                      Out* __restrict__ y, const Addr& addr) {
-    constexpr int BN = 32 * WN, PASS = 16 * WN;  // tile columns; tile rows one pass of the loaders covers
+    constexpr int WCOLS = 8 * WJ, BN = WN * WCOLS;  // a warp's and the block's columns
+    constexpr int PASS = 16 * WN;                   // tile rows one pass of the loaders covers
     CB_DYNAMIC_SMEM(cb_smem);
     auto As = reinterpret_cast<bf16 (*)[CB_BM][CB_LD]>(cb_smem);
     auto Bs = reinterpret_cast<bf16 (*)[BN][CB_LD]>(cb_smem + sizeof(bf16) * CB_STAGES * CB_BM * CB_LD);
@@ -190,7 +200,7 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
     const int m0 = blockIdx.x * CB_BM, n0 = blockIdx.y * BN;
 
     // Loaders: this thread copies 16-byte chunk kc of the 32-wide K slice for
-    // tile rows t/4 + PASS l (128 / PASS rows of A, 2 of B). Its output
+    // tile rows t/4 + PASS l (128 / PASS rows of A, BN / PASS of B). Its output
     // pixels are decoded once; a_img < 0 marks a row past M (zero-filled).
     const int kc = t % 4, lrow = t / 4;
     constexpr int AL = CB_BM / PASS;
@@ -235,26 +245,26 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
             }
     };
 
-    // Warp (wm, wn) owns rows wm*64.. and columns wn*32.. of the block tile.
+    // Warp (wm, wn) owns rows wm*64.. and columns wn*WCOLS.. of the block tile.
     const int wm = warp % 2, wn = warp / 2;
-    CbAcc acc;
+    CbAccJ<WJ> acc;
     cb_zero(acc);
     cb_pipeline((K + CB_BK - 1) / CB_BK, load_tile, [&](int st) {
 #pragma unroll
         for (int kk = 0; kk < CB_BK; kk += 16) {
-            u32 a[4][4], b[4][2];
+            u32 a[4][4], b[WJ][2];
             // A: lanes 0-15 address rows 0-15 at k, lanes 16-31 the same rows at k+8.
 #pragma unroll
             for (int i = 0; i < 4; ++i)
                 mt_ldmatrix_x4(a[i], &As[st][wm * 64 + i * 16 + lane % 16][kk + (lane / 16) * 8]);
             // B, stored [n][k]: lanes 8i.. address matrix i's rows.
 #pragma unroll
-            for (int j2 = 0; j2 < 2; ++j2) {
+            for (int j2 = 0; j2 < WJ / 2; ++j2) {
                 u32 r[4];
-                mt_ldmatrix_x4(r, &Bs[st][wn * 32 + j2 * 16 + lane % 8 + (lane / 16) * 8][kk + ((lane / 8) % 2) * 8]);
+                mt_ldmatrix_x4(r, &Bs[st][wn * WCOLS + j2 * 16 + lane % 8 + (lane / 16) * 8][kk + ((lane / 8) % 2) * 8]);
                 cb_split_b(b, 2 * j2, r);
             }
-            cb_mma_4x4(acc, a, b);
+            cb_mma_4xj(acc, a, b);
         }
     });
 
@@ -266,11 +276,11 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < WJ; ++j)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 const int row = m0 + wm * 64 + i * 16 + g + 8 * h;
-                const int col = n0 + wn * 32 + j * 8 + 2 * tg;
+                const int col = n0 + wn * WCOLS + j * 8 + 2 * tg;
                 if (row >= M || col >= N) continue;
                 const u32 at = addr(p, row, col);
                 const float v0 = acc[i][j][2 * h] + (p.has_bias ? bias[col] : 0.0f);
@@ -295,28 +305,37 @@ extern "C" __global__ void __launch_bounds__(128) conv_bf16_fprop_f32(ConvParams
                                                                      const bf16* __restrict__ wt,
                                                                      const float* __restrict__ bias,
                                                                      float* __restrict__ y) {
-    conv_bf16_fprop_body<2>(p, x, wt, bias, y, CbRowMajor());
+    conv_bf16_fprop_body<2, 4>(p, x, wt, bias, y, CbRowMajor());
 }
 
 extern "C" __global__ void __launch_bounds__(256) conv_bf16_fprop_f32_wide(ConvParams p, const bf16* __restrict__ x,
                                                                           const bf16* __restrict__ wt,
                                                                           const float* __restrict__ bias,
                                                                           float* __restrict__ y) {
-    conv_bf16_fprop_body<4>(p, x, wt, bias, y, CbRowMajor());
+    conv_bf16_fprop_body<4, 4>(p, x, wt, bias, y, CbRowMajor());
+}
+
+// The 128 x 128 tile of four 64 x 64 warps: not yet picked by the launcher
+// (conv2d_fprop_bf16_on names it, for the benches and the GPU tests).
+extern "C" __global__ void __launch_bounds__(128) conv_bf16_fprop_f32_w64(ConvParams p, const bf16* __restrict__ x,
+                                                                         const bf16* __restrict__ wt,
+                                                                         const float* __restrict__ bias,
+                                                                         float* __restrict__ y) {
+    conv_bf16_fprop_body<2, 8>(p, x, wt, bias, y, CbRowMajor());
 }
 
 extern "C" __global__ void __launch_bounds__(128) conv_bf16_fprop_bf16(ConvParams p, const bf16* __restrict__ x,
                                                                       const bf16* __restrict__ wt,
                                                                       const float* __restrict__ bias,
                                                                       bf16* __restrict__ y) {
-    conv_bf16_fprop_body<2>(p, x, wt, bias, y, CbRowMajor());
+    conv_bf16_fprop_body<2, 4>(p, x, wt, bias, y, CbRowMajor());
 }
 
 extern "C" __global__ void __launch_bounds__(256) conv_bf16_fprop_bf16_wide(ConvParams p, const bf16* __restrict__ x,
                                                                            const bf16* __restrict__ wt,
                                                                            const float* __restrict__ bias,
                                                                            bf16* __restrict__ y) {
-    conv_bf16_fprop_body<4>(p, x, wt, bias, y, CbRowMajor());
+    conv_bf16_fprop_body<4, 4>(p, x, wt, bias, y, CbRowMajor());
 }
 
 // ---- strided dgrad by stride phase ----------------------------------------
@@ -363,14 +382,14 @@ extern "C" __global__ void __launch_bounds__(128) conv_bf16_dgrad_phase(Bf16Dgra
                                                                        const bf16* __restrict__ dy,
                                                                        const bf16* __restrict__ wt,
                                                                        float* __restrict__ dx) {
-    conv_bf16_fprop_body<2>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
+    conv_bf16_fprop_body<2, 4>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
 }
 
 extern "C" __global__ void __launch_bounds__(256) conv_bf16_dgrad_phase_wide(Bf16DgradPhaseParams p,
                                                                             const bf16* __restrict__ dy,
                                                                             const bf16* __restrict__ wt,
                                                                             float* __restrict__ dx) {
-    conv_bf16_fprop_body<4>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
+    conv_bf16_fprop_body<4, 4>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
 }
 
 // One phase's sub-kernel in bf16, [C, tr, ts, kp]:
@@ -505,7 +524,7 @@ __device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, 
                 mt_ldmatrix_x4_trans(r, &Bs[st][kk + ((lane / 8) % 2) * 8 + lane % 8][wn * 32 + j2 * 16 + (lane / 16) * 8]);
                 cb_split_b(b, 2 * j2, r);
             }
-            cb_mma_4x4(acc, a, b);
+            cb_mma_4xj(acc, a, b);
         }
     });
 

@@ -18,8 +18,8 @@
 
 use mtaffect::autograd::Precision;
 use mtaffect::ops::conv::bf16::{
-    conv2d_fprop_bf16, conv2d_fprop_bf16_out, conv2d_wgrad_bf16, round_to_tf32, Bf16Nhwc,
-    CHANNEL_ALIGN,
+    conv2d_fprop_bf16, conv2d_fprop_bf16_on, conv2d_fprop_bf16_out, conv2d_wgrad_bf16,
+    round_to_tf32, Bf16Nhwc, FpropTile, CHANNEL_ALIGN,
 };
 use mtaffect::ops::conv::bf16_dgrad::conv2d_dgrad_bf16;
 use mtaffect::ops::conv::{dgrad, forward, wgrad, Conv2dGeom};
@@ -120,6 +120,11 @@ fn conv2d_bf16_fprop_matches_the_f64_reference() {
             conv2d_fprop_bf16(&xb, &wb, Some(&bt), prm).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(y.dims(), g.out_dims(), "{what}");
         rep32.compare_values(&what, &y.try_to_f64_vec().unwrap(), &reference, tol);
+        // The tile of four 64 x 64 warps, which the launcher does not pick yet.
+        let y64 = conv2d_fprop_bf16_on(FpropTile::WARP64, &xb, &wb, Some(&bt), prm)
+            .unwrap_or_else(|e| panic!("{what} (w64): {e}"));
+        let w64 = format!("{what} (64 x 64 warps)");
+        rep32.compare_values(&w64, &y64.try_to_f64_vec().unwrap(), &reference, tol);
 
         let yb = conv2d_fprop_bf16_out(&xb, &wb, Some(&bt), prm);
         if k % CHANNEL_ALIGN != 0 {

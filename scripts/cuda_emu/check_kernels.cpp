@@ -606,16 +606,20 @@ void conv_bf16_case(G g, int c_real, bool bias) {
         size_t o = ((size_t)(n*P+pp)*Q+qq)*g.k+k; Y[o] = acc; A[o] = ab;
     }
     ConvParams p{g.n,g.h,g.w,g.c,g.k,g.r,g.s,P,Q,g.sh,g.sw,g.pt,g.pl,g.dh,g.dw,1,1,bias};
-    // The 128 x 64 tile (4 warps) and the wide 128 x 128 (8 warps).
-    for (int mode = 0; mode < 4; ++mode) {
-        const bool defer = mode % 2, wide = mode / 2;
+    // The 128 x 64 tile (4 warps), the wide 128 x 128 (8 warps) and the
+    // 128 x 128 of four 64 x 64 warps (w64: f32 output only; its bf16
+    // check below reads the narrow tile's bf16 output).
+    for (int mode = 0; mode < 6; ++mode) {
+        const bool defer = mode % 2, wide = mode / 2 == 1, w64 = mode / 2 == 2;
         g_cp_async_defer = defer;
-        const int bn = wide ? 128 : 64;
+        const int bn = wide || w64 ? 128 : 64;
         dim3 grid{(unsigned)((M+127)/128),(unsigned)((g.k+bn-1)/bn),1}, block{wide ? 256u : 128u,1,1};
         std::vector<float> y(Y.size(), NAN);
         std::vector<unsigned short> yb(Y.size(), 0xffff);
-        launch(grid,block,[&]{ (wide ? conv_bf16_fprop_f32_wide : conv_bf16_fprop_f32)(p, xb.data(), wb.data(), b.data(), y.data()); });
-        launch(grid,block,[&]{ (wide ? conv_bf16_fprop_bf16_wide : conv_bf16_fprop_bf16)(p, xb.data(), wb.data(), b.data(), yb.data()); });
+        auto f32_out = w64 ? conv_bf16_fprop_f32_w64 : wide ? conv_bf16_fprop_f32_wide : conv_bf16_fprop_f32;
+        launch(grid,block,[&]{ f32_out(p, xb.data(), wb.data(), b.data(), y.data()); });
+        dim3 grid_b{(unsigned)((M+127)/128),(unsigned)((g.k+(wide ? 127 : 63))/(wide ? 128 : 64)),1}, block_b{wide ? 256u : 128u,1,1};
+        launch(grid_b,block_b,[&]{ (wide ? conv_bf16_fprop_bf16_wide : conv_bf16_fprop_bf16)(p, xb.data(), wb.data(), b.data(), yb.data()); });
         std::vector<float> yf(Y.size(), NAN);
         Bf16PadParams pb{(u64)Y.size(), 1, 1};
         launch({2,1,1},{256,1,1},[&]{ bf16_to_f32(pb, yb.data(), yf.data()); });
@@ -628,7 +632,7 @@ void conv_bf16_case(G g, int c_real, bool bias) {
             worst = std::max(worst, e); worst_b = std::max(worst_b, eb);
         }
         printf("conv_bf16%s n%d %dx%d c%d(%d) k%d %dx%d s%d p%d d%d cp.async %s ok (worst err/tol f32 out %.3f, bf16 out %.3f, %zu values)\n",
-               wide ? "_wide" : "", g.n, g.h, g.w, g.c, c_real, g.k, g.r, g.s, g.sh, g.pt, g.dh, defer ? "deferred" : "immediate", worst, worst_b, Y.size());
+               wide ? "_wide" : w64 ? "_w64" : "", g.n, g.h, g.w, g.c, c_real, g.k, g.r, g.s, g.sh, g.pt, g.dh, defer ? "deferred" : "immediate", worst, worst_b, Y.size());
     }
     g_cp_async_defer = false;
 }

@@ -30,36 +30,50 @@ pub const CHANNEL_ALIGN: usize = 8;
 pub(super) const TILE_M: usize = 128;
 pub(super) const TILE_N: usize = 64;
 
-/// The fprop body's block tile (`conv_bf16_fprop_body<WN>`): 128 rows by
-/// 64 columns with 4 warps, or, from 128 columns on, the wide 128 by 128
-/// with 8 warps, whose im2col gather (A tile) serves twice the columns.
+/// The fprop body's block tile (`conv_bf16_fprop_body<WN, WJ>`): 128 rows
+/// by 64 columns with 4 warps of 64 x 32, or, from 128 columns on, the
+/// wide 128 by 128 with 8 such warps, whose im2col gather (A tile) serves
+/// twice the columns. A third, 128 by 128 with 4 warps of 64 x 64 (`_w64`),
+/// is not picked yet: it has not run on a GPU (see
+/// [`conv2d_fprop_bf16_on`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct FpropTile {
+pub struct FpropTile {
     /// Columns per block tile.
     pub cols: usize,
-    /// The kernels' name suffix ("" or "_wide").
+    /// Threads per block.
+    pub threads: u32,
+    /// The kernels' name suffix.
     pub suffix: &'static str,
 }
 
 impl FpropTile {
-    /// The tile for a GEMM of `cols` columns (output channels).
+    pub const NARROW: FpropTile = FpropTile {
+        cols: TILE_N,
+        threads: 128,
+        suffix: "",
+    };
+    pub const WIDE: FpropTile = FpropTile {
+        cols: 128,
+        threads: 256,
+        suffix: "_wide",
+    };
+    pub const WARP64: FpropTile = FpropTile {
+        cols: 128,
+        threads: 128,
+        suffix: "_w64",
+    };
+
+    /// The tile the launcher picks for a GEMM of `cols` columns (output channels).
     pub fn for_columns(cols: usize) -> FpropTile {
         match cols >= 128 {
-            true => FpropTile {
-                cols: 128,
-                suffix: "_wide",
-            },
-            false => FpropTile {
-                cols: TILE_N,
-                suffix: "",
-            },
+            true => FpropTile::WIDE,
+            false => FpropTile::NARROW,
         }
     }
 
-    /// The launch over `rows` x `cols`: 2 warps along the rows, one per 32
-    /// columns along the columns; 3 stages of (128 + cols) rows of 40 bf16
-    /// in dynamic shared memory (46080 or 61440 bytes).
-    pub fn config(&self, rows: usize, cols: usize) -> LaunchConfig {
+    /// The launch over `rows` x `cols`: 3 stages of (128 + cols) rows of
+    /// 40 bf16 in dynamic shared memory (46080 or 61440 bytes).
+    pub(super) fn config(&self, rows: usize, cols: usize) -> LaunchConfig {
         const STAGES: usize = 3;
         const LD: usize = 40;
         LaunchConfig {
@@ -68,7 +82,7 @@ impl FpropTile {
                 cols.div_ceil(self.cols) as u32,
                 1,
             ),
-            block_dim: (2 * 32 * (self.cols / 32) as u32, 1, 1),
+            block_dim: (self.threads, 1, 1),
             shared_mem_bytes: (STAGES * (TILE_M + self.cols) * LD * 2) as u32,
         }
     }
@@ -242,9 +256,23 @@ pub fn conv2d_fprop_bf16(
     bias: Option<&Tensor>,
     prm: Conv2dParams,
 ) -> Result<Tensor> {
+    let tile = FpropTile::for_columns(w.dims()[0]);
+    conv2d_fprop_bf16_on(tile, x, w, bias, prm)
+}
+
+/// [`conv2d_fprop_bf16`] on a named block tile: the benches and the GPU
+/// tests run the tiles side by side ([`FpropTile::WARP64`] only here, until
+/// a GPU has measured it against the others).
+pub fn conv2d_fprop_bf16_on(
+    tile: FpropTile,
+    x: &Bf16Nhwc,
+    w: &Bf16Nhwc,
+    bias: Option<&Tensor>,
+    prm: Conv2dParams,
+) -> Result<Tensor> {
     let run = Launch::new(x, w, bias, prm)?;
     let y = empty(&run.dev, run.g.out_dims())?;
-    run.launch("conv_bf16_fprop_f32", x, w, bias, ptr(&y, OP)?)?;
+    run.launch(tile, "conv_bf16_fprop_f32", x, w, bias, ptr(&y, OP)?)?;
     Ok(y)
 }
 
@@ -269,7 +297,8 @@ pub fn conv2d_fprop_bf16_out(
         ));
     }
     let y = Bf16Nhwc::alloc(&run.dev, g.out_dims(), g.k)?;
-    run.launch("conv_bf16_fprop_bf16", x, w, bias, y.storage.ptr())?;
+    let tile = FpropTile::for_columns(g.k);
+    run.launch(tile, "conv_bf16_fprop_bf16", x, w, bias, y.storage.ptr())?;
     Ok(y)
 }
 
@@ -565,9 +594,10 @@ impl Launch {
         Ok(Launch { dev, g, p })
     }
 
-    /// Runs `kernel` (f32 or bf16 output) writing to device address `y`.
+    /// Runs `kernel` (f32 or bf16 output) on `tile`, writing to device address `y`.
     fn launch(
         &self,
+        tile: FpropTile,
         kernel: &str,
         x: &Bf16Nhwc,
         w: &Bf16Nhwc,
@@ -575,7 +605,6 @@ impl Launch {
         y: u64,
     ) -> Result<()> {
         let g = &self.g;
-        let tile = FpropTile::for_columns(g.k);
         let cfg = tile.config(g.n * g.p * g.q, g.k);
         let kernel = format!("{kernel}{}", tile.suffix);
         let ptrs = [
