@@ -141,7 +141,7 @@ extern "C" __global__ void bn_finalize(BnParams p, const float* __restrict__ ws,
         for (u64 s = threadIdx.x; s < p.splits; s += blockDim.x) {
             const float* q = ws + (s * p.c + ch) * 3;
             const double d = (double)q[1] - mean;
-            if (q[0] > 0.0f) m2 += q[2] + q[0] * d * d;  // an empty block-row's mean is no number
+            m2 += q[2] + q[0] * d * d;
         }
         var = mt_block_sum(m2, scratch) / (double)p.m;
         if (threadIdx.x == 0) {

@@ -17,7 +17,8 @@
 // same shape, for 128 or more output columns: each A tile (the im2col
 // gather) then serves twice the columns, a third fewer copies per mma, in
 // 61440 bytes of dynamic shared memory (the narrow tile's 46080 fit the
-// 48 KiB every kernel gets). Shared rows are padded from 32 to 40 bf16 (80 bytes) so
+// 48 KiB every kernel gets); `_w64` takes 128 (N) with 4 warps of 64 x 64
+// (not yet picked by the launcher). Shared rows are padded from 32 to 40 bf16 (80 bytes) so
 // the 8 row addresses of an ldmatrix fall into 8 different 16-byte bank
 // groups (80 i mod 128 for i = 0..7 are all distinct): conflict-free without
 // an XOR swizzle. Fragments: ldmatrix.x4 for A (16x16 row-major) and for

@@ -618,8 +618,9 @@ void conv_bf16_case(G g, int c_real, bool bias) {
         std::vector<unsigned short> yb(Y.size(), 0xffff);
         auto f32_out = w64 ? conv_bf16_fprop_f32_w64 : wide ? conv_bf16_fprop_f32_wide : conv_bf16_fprop_f32;
         launch(grid,block,[&]{ f32_out(p, xb.data(), wb.data(), b.data(), y.data()); });
-        dim3 grid_b{(unsigned)((M+127)/128),(unsigned)((g.k+(wide ? 127 : 63))/(wide ? 128 : 64)),1}, block_b{wide ? 256u : 128u,1,1};
-        launch(grid_b,block_b,[&]{ (wide ? conv_bf16_fprop_bf16_wide : conv_bf16_fprop_bf16)(p, xb.data(), wb.data(), b.data(), yb.data()); });
+        const int bn16 = wide ? 128 : 64;  // w64 has no bf16-output entry: the narrow tile's
+        dim3 grid_b{(unsigned)((M+127)/128),(unsigned)((g.k+bn16-1)/bn16),1};
+        launch(grid_b,block,[&]{ (wide ? conv_bf16_fprop_bf16_wide : conv_bf16_fprop_bf16)(p, xb.data(), wb.data(), b.data(), yb.data()); });
         std::vector<float> yf(Y.size(), NAN);
         Bf16PadParams pb{(u64)Y.size(), 1, 1};
         launch({2,1,1},{256,1,1},[&]{ bf16_to_f32(pb, yb.data(), yf.data()); });

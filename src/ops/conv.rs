@@ -555,7 +555,7 @@ pub fn conv2d(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>, prm: Conv2dPara
     tape.record_accumulating("conv2d", &inputs, y, move |dy, needs, pending| {
         let [dx, dw] = match &autocast {
             Some(a) => {
-                let onto = match needs[0] && a.dgrad_adds_onto(&g) {
+                let onto = match needs[0] && a.dgrad_adds_onto() {
                     true => pending.take(0),
                     false => None,
                 };

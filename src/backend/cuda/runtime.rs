@@ -14,11 +14,11 @@ use cudarc::driver::{
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Shared memory a block may use without opting in (48 KiB on every
 /// architecture since Volta).
 const STATIC_SHARED_LIMIT: u32 = 48 * 1024;
-use std::time::{Duration, Instant};
 
 /// Threads per block of the elementwise (grid-stride) kernels.
 pub const BLOCK: u32 = 256;

@@ -346,9 +346,10 @@ impl Autocast {
     }
 
     /// Whether [`Autocast::backward`] adds the input gradient onto an
-    /// earlier one in its kernel (the bf16 dgrad on a GPU, groups = 1).
-    pub(crate) fn dgrad_adds_onto(&self, g: &Conv2dGeom) -> bool {
-        self.x16.is_some() && g.prm.groups == 1
+    /// earlier one in its kernel: the bf16 dgrad, which runs where the
+    /// forward kept a bf16 x (a GPU, groups = 1).
+    pub(crate) fn dgrad_adds_onto(&self) -> bool {
+        self.x16.is_some()
     }
 
     /// The input and weight gradients for output gradient `dy`, each where
@@ -362,7 +363,7 @@ impl Autocast {
         need: [bool; 2],
         onto: Option<Tensor>,
     ) -> Result<[Option<Tensor>; 2]> {
-        if onto.is_some() && !(need[0] && self.dgrad_adds_onto(g)) {
+        if onto.is_some() && !(need[0] && self.dgrad_adds_onto()) {
             return Err(crate::Error::Tape(
                 "conv2d: an input gradient to add onto, on a path that does not add".into(),
             ));

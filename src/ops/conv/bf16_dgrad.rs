@@ -16,7 +16,7 @@ use super::bf16::{same_gpu, Bf16Nhwc, FpropTile, TILE_N};
 use super::cuda::{params, ConvParams};
 use super::Conv2dGeom;
 use crate::backend::cuda::CudaStorage;
-use crate::ops::elementwise::cuda::{empty, ptr};
+use crate::ops::elementwise::cuda::{empty, owned_onto, ptr};
 use crate::{Error, Result, Tensor};
 use cudarc::driver::DeviceRepr;
 
@@ -228,21 +228,7 @@ pub fn conv2d_dgrad_bf16(
     let phases = phases(g);
     let accumulate = onto.is_some();
     let dx = match onto {
-        Some(mut t) => {
-            if t.dims() != g.in_dims() {
-                return Err(Error::shape(
-                    OP,
-                    format!(
-                        "the gradient to add onto is {}, the input {:?}",
-                        t.shape(),
-                        g.in_dims()
-                    ),
-                ));
-            }
-            // A buffer of its own (another tensor may share it), on this GPU.
-            same_gpu(OP, &dev, t.cuda_mut(OP)?.device())?;
-            t
-        }
+        Some(t) => owned_onto(OP, &dev, t, &g.in_dims())?,
         None if phases.iter().any(Phase::is_zero) => Tensor::from_cuda(
             CudaStorage::zeros(&dev, g.n * g.h * g.w * g.c)?,
             g.in_dims(),

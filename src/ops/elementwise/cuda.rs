@@ -3,7 +3,7 @@
 use super::BinOp;
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::ops::strided::cuda::binary_params;
-use crate::{Result, Shape, Tensor};
+use crate::{Error, Result, Shape, Tensor};
 use std::sync::Arc;
 
 impl BinOp {
@@ -40,6 +40,35 @@ pub(crate) fn bf16_copy_room(
     (want && fits)
         .then(|| CudaStorage::alloc(dev, shape.numel().div_ceil(2)))
         .transpose()
+}
+
+/// The gradient `t` that a kernel will add onto in place (a rule's
+/// [`crate::autograd::Pending`] gradient): checked to be `dims` on `dev`,
+/// and given a buffer of its own, since another tensor may share it.
+pub(crate) fn owned_onto(
+    op: &'static str,
+    dev: &CudaDevice,
+    mut t: Tensor,
+    dims: &[usize],
+) -> Result<Tensor> {
+    if t.dims() != dims {
+        return Err(Error::shape(
+            op,
+            format!(
+                "the gradient to add onto is {}, the input {dims:?}",
+                t.shape()
+            ),
+        ));
+    }
+    let own = t.cuda_mut(op)?.device().ordinal();
+    if own != dev.ordinal() {
+        return Err(Error::Device {
+            op,
+            lhs: format!("cuda:{}", dev.ordinal()),
+            rhs: format!("cuda:{own}"),
+        });
+    }
+    Ok(t)
 }
 
 /// `t` with the bf16 copy a kernel wrote into `room` attached, if any.

@@ -2,7 +2,7 @@
 
 use super::{Geom, Kind};
 use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::elementwise::cuda::{empty, ptr};
+use crate::ops::elementwise::cuda::{empty, owned_onto, ptr};
 use crate::{Error, Result, Shape, Tensor};
 use cudarc::driver::DeviceRepr;
 use std::sync::Arc;
@@ -157,19 +157,9 @@ pub(super) fn global_avg_backward(
     let scale = 1.0 / hw.max(1) as f32;
     let (mut p, cfg) = dev.per_sample_rows(op, "gap_backward", [n, hw, c], scale, false)?;
     let dx = match onto {
-        Some(mut t) => {
-            if t.shape() != in_shape {
-                return Err(Error::shape(
-                    op,
-                    format!(
-                        "the gradient to add onto is {}, the input {in_shape}",
-                        t.shape()
-                    ),
-                ));
-            }
-            t.cuda_mut(op)?; // a buffer of its own: another tensor may share it
+        Some(t) => {
             p.flag = 1;
-            t
+            owned_onto(op, dev, t, in_shape.dims())?
         }
         None => empty(dev, in_shape.clone())?,
     };
