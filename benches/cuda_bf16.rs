@@ -11,7 +11,8 @@
 //! (`wgrad`, its zeroing of dw included) and the dgrad (`dgrad`:
 //! `conv2d_dgrad_bf16` from the f32 weight, one phase per stride phase, its
 //! sub-kernel gathers and zero fill included; FLOP counts the useful
-//! products only).
+//! products only), each on the launcher's tile; then the fprop and the
+//! dgrad on every block tile (`f32-narrow`, `dgrad-w64`, ...).
 //!
 //! Peak: 989.4 TFLOP/s, the dense (non-sparse) BF16 tensor-core figure of the
 //! H100 SXM5 in NVIDIA's H100 datasheet (1979 "with sparsity", halved). On
@@ -23,7 +24,7 @@ use mtaffect::ops::conv::bf16::{
     conv2d_fprop_bf16, conv2d_fprop_bf16_on, conv2d_fprop_bf16_out, conv2d_wgrad_bf16, Bf16Nhwc,
     FpropTile,
 };
-use mtaffect::ops::conv::bf16_dgrad::conv2d_dgrad_bf16;
+use mtaffect::ops::conv::bf16_dgrad::{conv2d_dgrad_bf16, conv2d_dgrad_bf16_on};
 use mtaffect::ops::conv::Conv2dGeom;
 use mtaffect::ops::Conv2dParams;
 use mtaffect::{DType, Device, Rng, Tensor};
@@ -45,7 +46,7 @@ fn main() {
     let p = Conv2dParams::new;
     // Sizes are input sizes.
     #[rustfmt::skip]
-    let layers: [Layer; 9] = [
+    let layers: [Layer; 12] = [
         ("stem7x7s2_3-64_112_b64", [64, 112, 112, 3], 64, 7, 7, p().stride(2).padding(3)),
         ("3x3_64-64_56_b64", [64, 56, 56, 64], 64, 3, 3, p().padding(1)),
         ("3x3_64-64_56_b256", [256, 56, 56, 64], 64, 3, 3, p().padding(1)),
@@ -55,9 +56,13 @@ fn main() {
         ("1x1_64-256_28_b64", [64, 28, 28, 64], 256, 1, 1, p()),
         ("1x1_256-64_28_b64", [64, 28, 28, 256], 64, 1, 1, p()),
         ("3x3_512-512_4_b64", [64, 4, 4, 512], 512, 3, 3, p().padding(1)),
+        // SE-ResNet-50's stages 3 and 4 at batch 256 (grids near one wave).
+        ("1x1_256-1024_7_b256", [256, 7, 7, 256], 1024, 1, 1, p()),
+        ("3x3_512-512_4_b256", [256, 4, 4, 512], 512, 3, 3, p().padding(1)),
+        ("1x1_2048-512_4_b256", [256, 4, 4, 2048], 512, 1, 1, p()),
     ];
     println!(
-        "{:<10} {:<24} {:<5} {:>9} {:>9} {:>7}",
+        "{:<10} {:<24} {:<12} {:>9} {:>9} {:>7}",
         "kernel", "layer", "kind", "ms", "TFLOP/s", "%peak"
     );
     for (name, xd, k, r, s, prm) in layers {
@@ -77,20 +82,33 @@ fn main() {
         let dy = Bf16Nhwc::from_f32(&y).expect("convert dy");
         drop(y);
         let reps = ((2e10 / flop) as usize).clamp(3, 200);
-        // f32-w64: the fprop on the 64 x 64-warp tile the launcher does not pick yet.
-        for kernel in ["f32", "f32-w64", "bf16", "wgrad", "dgrad"] {
-            let sec = time(&dev, reps, 5, || match kernel {
-                "f32" => drop(conv2d_fprop_bf16(&x, &w, None, prm).expect("conv")),
-                "f32-w64" => {
-                    drop(conv2d_fprop_bf16_on(FpropTile::WARP64, &x, &w, None, prm).expect("conv"))
-                }
-                "bf16" => drop(conv2d_fprop_bf16_out(&x, &w, None, prm).expect("conv")),
-                "wgrad" => drop(conv2d_wgrad_bf16(&x, &dy, wd, prm).expect("wgrad")),
-                _ => drop(conv2d_dgrad_bf16(&dy, &w32, &g, None).expect("dgrad")),
+        // The launcher's pick, then the fprop and the dgrad on each tile.
+        let tiles = FpropTile::ALL.map(Some);
+        let runs = [
+            ("f32", None),
+            ("bf16", None),
+            ("wgrad", None),
+            ("dgrad", None),
+        ]
+        .into_iter()
+        .chain(tiles.map(|t| ("f32", t)))
+        .chain(tiles.map(|t| ("dgrad", t)));
+        for (kernel, tile) in runs {
+            let sec = time(&dev, reps, 5, || match (kernel, tile) {
+                ("f32", None) => drop(conv2d_fprop_bf16(&x, &w, None, prm).expect("conv")),
+                ("f32", Some(t)) => drop(conv2d_fprop_bf16_on(t, &x, &w, None, prm).expect("conv")),
+                ("bf16", _) => drop(conv2d_fprop_bf16_out(&x, &w, None, prm).expect("conv")),
+                ("wgrad", _) => drop(conv2d_wgrad_bf16(&x, &dy, wd, prm).expect("wgrad")),
+                (_, None) => drop(conv2d_dgrad_bf16(&dy, &w32, &g, None).expect("dgrad")),
+                (_, Some(t)) => drop(conv2d_dgrad_bf16_on(t, &dy, &w32, &g, None).expect("dgrad")),
             });
             let tflops = flop / sec / 1e12;
+            let kernel = match tile {
+                None => kernel.to_string(),
+                Some(t) => format!("{kernel}-{}", t.name()),
+            };
             println!(
-                "conv bf16  {name:<24} {kernel:<7} {:>9.3} {tflops:>9.1} {:>6.1}%",
+                "conv bf16  {name:<24} {kernel:<12} {:>9.3} {tflops:>9.1} {:>6.1}%",
                 sec * 1e3,
                 100.0 * tflops / H100_SXM_BF16_DENSE_TFLOPS
             );

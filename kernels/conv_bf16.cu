@@ -316,8 +316,8 @@ extern "C" __global__ void __launch_bounds__(256) conv_bf16_fprop_f32_wide(ConvP
     conv_bf16_fprop_body<4, 4>(p, x, wt, bias, y, CbRowMajor());
 }
 
-// The 128 x 128 tile of four 64 x 64 warps: not yet picked by the launcher
-// (conv2d_fprop_bf16_on names it, for the benches and the GPU tests).
+// The 128 x 128 tile of four 64 x 64 warps (_w64): twice the HMMA per
+// ldmatrix of the 64 x 32 warps, at 228 registers.
 extern "C" __global__ void __launch_bounds__(128) conv_bf16_fprop_f32_w64(ConvParams p, const bf16* __restrict__ x,
                                                                          const bf16* __restrict__ wt,
                                                                          const float* __restrict__ bias,
@@ -337,6 +337,13 @@ extern "C" __global__ void __launch_bounds__(256) conv_bf16_fprop_bf16_wide(Conv
                                                                            const float* __restrict__ bias,
                                                                            bf16* __restrict__ y) {
     conv_bf16_fprop_body<4, 4>(p, x, wt, bias, y, CbRowMajor());
+}
+
+extern "C" __global__ void __launch_bounds__(128) conv_bf16_fprop_bf16_w64(ConvParams p, const bf16* __restrict__ x,
+                                                                          const bf16* __restrict__ wt,
+                                                                          const float* __restrict__ bias,
+                                                                          bf16* __restrict__ y) {
+    conv_bf16_fprop_body<2, 8>(p, x, wt, bias, y, CbRowMajor());
 }
 
 // ---- strided dgrad by stride phase ----------------------------------------
@@ -391,6 +398,13 @@ extern "C" __global__ void __launch_bounds__(256) conv_bf16_dgrad_phase_wide(Bf1
                                                                             const bf16* __restrict__ wt,
                                                                             float* __restrict__ dx) {
     conv_bf16_fprop_body<4, 4>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
+}
+
+extern "C" __global__ void __launch_bounds__(128) conv_bf16_dgrad_phase_w64(Bf16DgradPhaseParams p,
+                                                                           const bf16* __restrict__ dy,
+                                                                           const bf16* __restrict__ wt,
+                                                                           float* __restrict__ dx) {
+    conv_bf16_fprop_body<2, 8>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
 }
 
 // One phase's sub-kernel in bf16, [C, tr, ts, kp]:

@@ -24,6 +24,9 @@
 #   profile     GPU time per kernel in one training step (benches/cuda_train_step.rs
 #               with MTAFFECT's own event profiler), PROFILE_ARGS "depth,batch ..."
 #               (default "18,256 50,256"; add ",bf16" for train.precision = "bf16")
+#   tiles       the training-step bench with the launcher's conv tiles and then with
+#               each bf16 fprop/dgrad block tile forced (MTAFFECT_CONV_TILE), for
+#               TILE_ARGS "depth,batch,precision ..." (default "50,256,bf16 18,256,bf16")
 #   levers      the training-step bench of every commit scripts/gpu_bundle_levers.sh
 #               built (its bundle-levers/ moved to bundle/ on the device), in order,
 #               for LEVER_ARGS "depth,batch,precision ..." (default "50,256,bf16
@@ -92,6 +95,17 @@ for section in "$@"; do
             timeout 200 bundle/benches/cuda_train_step-* ${args//,/ } >"$out/profile-${args//,/-}.log" 2>&1
             summary+=("profile SE-ResNet ${args//,/ }: rc=$? (GPU time per kernel in one step)")
             summary+=("$(grep -E '^(train|host|kernel)' "$out/profile-${args//,/-}.log" | head -26)")
+        done
+        ;;
+    tiles)
+        for args in ${TILE_ARGS:-"50,256,bf16" "18,256,bf16"}; do
+            for tile in auto narrow wide w64; do
+                log="$out/tile-$tile-${args//,/-}.log"
+                if [ $tile = auto ]; then unset MTAFFECT_CONV_TILE; else export MTAFFECT_CONV_TILE=$tile; fi
+                timeout 120 bundle/benches/cuda_train_step-* ${args//,/ } >"$log" 2>&1
+                summary+=("tile $tile (${args//,/ }): rc=$? $(grep -m1 '^train' "$log")")
+            done
+            unset MTAFFECT_CONV_TILE
         done
         ;;
     levers)

@@ -131,9 +131,13 @@ BF16_LAYERS = [
     ("3x3_64-64_56_b256", 256, 56, 56, 64, 64, 3, 3, 1, 1),
     ("3x3_64-64_28_b64", 64, 28, 28, 64, 64, 3, 3, 1, 1),
     ("3x3s2_64-128_56_b64", 64, 56, 56, 64, 128, 3, 3, 2, 1),
+    ("1x1s2_256-512_56_b64", 64, 56, 56, 256, 512, 1, 1, 2, 0),
     ("1x1_64-256_28_b64", 64, 28, 28, 64, 256, 1, 1, 1, 0),
     ("1x1_256-64_28_b64", 64, 28, 28, 256, 64, 1, 1, 1, 0),
     ("3x3_512-512_4_b64", 64, 4, 4, 512, 512, 3, 3, 1, 1),
+    ("1x1_256-1024_7_b256", 256, 7, 7, 256, 1024, 1, 1, 1, 0),
+    ("3x3_512-512_4_b256", 256, 4, 4, 512, 512, 3, 3, 1, 1),
+    ("1x1_2048-512_4_b256", 256, 4, 4, 2048, 512, 1, 1, 1, 0),
 ]
 
 
@@ -150,6 +154,8 @@ def conv_bf16(dev):
         args = ([st, st], [pad, pad], [1, 1], False, [0, 0], 1)
         ms = best_ms(lambda: torch.ops.aten.convolution_backward(dy, x, wt, None, *args, [False, True, False]))
         print(f"torch conv_bf16_wgrad_{name} {flop / ms / 1e9:.1f} TFLOP/s (cuDNN bf16 channels_last wgrad, {ms:.3f} ms)")
+        ms = best_ms(lambda: torch.ops.aten.convolution_backward(dy, x, wt, None, *args, [True, False, False]))
+        print(f"torch conv_bf16_dgrad_{name} {flop / ms / 1e9:.1f} TFLOP/s (cuDNN bf16 channels_last dgrad, {ms:.3f} ms)")
 
 
 if __name__ == "__main__":

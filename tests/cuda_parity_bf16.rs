@@ -21,7 +21,7 @@ use mtaffect::ops::conv::bf16::{
     conv2d_fprop_bf16, conv2d_fprop_bf16_on, conv2d_fprop_bf16_out, conv2d_wgrad_bf16,
     round_to_tf32, Bf16Nhwc, FpropTile, CHANNEL_ALIGN,
 };
-use mtaffect::ops::conv::bf16_dgrad::conv2d_dgrad_bf16;
+use mtaffect::ops::conv::bf16_dgrad::{conv2d_dgrad_bf16, conv2d_dgrad_bf16_on};
 use mtaffect::ops::conv::{dgrad, forward, wgrad, Conv2dGeom};
 use mtaffect::ops::{conv2d, Conv2dParams};
 use mtaffect::{DType, Device, Params, Rng, Tape, Tensor};
@@ -120,11 +120,13 @@ fn conv2d_bf16_fprop_matches_the_f64_reference() {
             conv2d_fprop_bf16(&xb, &wb, Some(&bt), prm).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(y.dims(), g.out_dims(), "{what}");
         rep32.compare_values(&what, &y.try_to_f64_vec().unwrap(), &reference, tol);
-        // The tile of four 64 x 64 warps, which the launcher does not pick yet.
-        let y64 = conv2d_fprop_bf16_on(FpropTile::WARP64, &xb, &wb, Some(&bt), prm)
-            .unwrap_or_else(|e| panic!("{what} (w64): {e}"));
-        let w64 = format!("{what} (64 x 64 warps)");
-        rep32.compare_values(&w64, &y64.try_to_f64_vec().unwrap(), &reference, tol);
+        // Every block tile, whichever the launcher picks on these small grids.
+        for tile in FpropTile::ALL {
+            let on = format!("{what} ({} tile)", tile.name());
+            let y = conv2d_fprop_bf16_on(tile, &xb, &wb, Some(&bt), prm)
+                .unwrap_or_else(|e| panic!("{on}: {e}"));
+            rep32.compare_values(&on, &y.try_to_f64_vec().unwrap(), &reference, tol);
+        }
 
         let yb = conv2d_fprop_bf16_out(&xb, &wb, Some(&bt), prm);
         if k % CHANNEL_ALIGN != 0 {
@@ -264,7 +266,7 @@ fn bf16_tape_backward_matches_the_f64_reference() {
     let p = Conv2dParams::new;
     // 3x3 same padding, asymmetric padding, 1x1, K not a multiple of 8,
     // 5 input channels, a 1x1 padded beyond its reach, two groups, and 136
-    // input channels (the dgrad's wide tile, two column tiles);
+    // input channels (two column tiles of the 128-column tiles);
     // strided: the stage transitions' 3x3/2 and 1x1/2 (three
     // phases without taps), the stem's 7x7/2 with 3 channels, a 4x4/2 with
     // odd sizes and K = 12, and stride 3 with dilation 2.
@@ -329,9 +331,18 @@ fn bf16_tape_backward_matches_the_f64_reference() {
         let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
         let magnitude = dgrad(&g, &abs(&dyr), &abs(&wr));
         let terms = (r * s * k.next_multiple_of(CHANNEL_ALIGN)) as f64;
-        rep.compare_values(&what, &dx, &reference, |i| {
-            1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i]
-        });
+        let tol = |i: usize| 1e-6 + 4.0 * terms * (-24f64).exp2() * magnitude[i];
+        rep.compare_values(&what, &dx, &reference, tol);
+        // The dgrad itself on every block tile (the tape ran the launcher's pick).
+        if !grouped {
+            let dy16 = Bf16Nhwc::from_f32(&put(&dy, &g.out_dims())).unwrap();
+            for tile in FpropTile::ALL {
+                let on = format!("{what} ({} tile)", tile.name());
+                let dx = conv2d_dgrad_bf16_on(tile, &dy16, &put(&w, &wd), &g, None)
+                    .unwrap_or_else(|e| panic!("{on}: {e}"));
+                rep.compare_values(&on, &dx.try_to_f64_vec().unwrap(), &reference, tol);
+            }
+        }
 
         let dw = grads.get(wi).unwrap().try_to_f64_vec().unwrap();
         let (xt, dyt) = match grouped {

@@ -607,8 +607,7 @@ void conv_bf16_case(G g, int c_real, bool bias) {
     }
     ConvParams p{g.n,g.h,g.w,g.c,g.k,g.r,g.s,P,Q,g.sh,g.sw,g.pt,g.pl,g.dh,g.dw,1,1,bias};
     // The 128 x 64 tile (4 warps), the wide 128 x 128 (8 warps) and the
-    // 128 x 128 of four 64 x 64 warps (w64: f32 output only; its bf16
-    // check below reads the narrow tile's bf16 output).
+    // 128 x 128 of four 64 x 64 warps (w64).
     for (int mode = 0; mode < 6; ++mode) {
         const bool defer = mode % 2, wide = mode / 2 == 1, w64 = mode / 2 == 2;
         g_cp_async_defer = defer;
@@ -618,9 +617,8 @@ void conv_bf16_case(G g, int c_real, bool bias) {
         std::vector<unsigned short> yb(Y.size(), 0xffff);
         auto f32_out = w64 ? conv_bf16_fprop_f32_w64 : wide ? conv_bf16_fprop_f32_wide : conv_bf16_fprop_f32;
         launch(grid,block,[&]{ f32_out(p, xb.data(), wb.data(), b.data(), y.data()); });
-        const int bn16 = wide ? 128 : 64;  // w64 has no bf16-output entry: the narrow tile's
-        dim3 grid_b{(unsigned)((M+127)/128),(unsigned)((g.k+bn16-1)/bn16),1};
-        launch(grid_b,block,[&]{ (wide ? conv_bf16_fprop_bf16_wide : conv_bf16_fprop_bf16)(p, xb.data(), wb.data(), b.data(), yb.data()); });
+        auto bf16_out = w64 ? conv_bf16_fprop_bf16_w64 : wide ? conv_bf16_fprop_bf16_wide : conv_bf16_fprop_bf16;
+        launch(grid,block,[&]{ bf16_out(p, xb.data(), wb.data(), b.data(), yb.data()); });
         std::vector<float> yf(Y.size(), NAN);
         Bf16PadParams pb{(u64)Y.size(), 1, 1};
         launch({2,1,1},{256,1,1},[&]{ bf16_to_f32(pb, yb.data(), yf.data()); });
@@ -707,9 +705,11 @@ void conv_bf16_dgrad_case(G g) {
     }
     // Onto an earlier gradient (accumulate): phases without taps keep it.
     auto prior = randv(R.size());
-    // Modes: immediate, deferred, onto an earlier gradient; then the wide tile immediate and onto.
-    for (int mode = 0; mode < 5; ++mode) {
-        const bool defer = mode == 1, onto = mode == 2 || mode == 4, wide = mode >= 3;
+    // Modes: immediate, deferred, onto an earlier gradient; then the wide
+    // tile, then the w64 tile, each immediate and onto.
+    for (int mode = 0; mode < 7; ++mode) {
+        const bool defer = mode == 1, onto = mode == 2 || mode == 4 || mode == 6, wide = mode == 3 || mode == 4,
+                   w64 = mode >= 5;
         g_cp_async_defer = defer;
         std::vector<float> dx = onto ? prior : std::vector<float>(R.size(), NAN);
         int launched = 0;
@@ -729,9 +729,10 @@ void conv_bf16_dgrad_case(G g) {
             launch({2,1,1},{256,1,1},[&]{ conv_bf16_phase_weights(pw, W.data(), wb.data()); });
             Bf16DgradPhaseParams p{{g.n,P,Q,kp, g.c,y.taps,x.taps, hp,wp, 1,1, y.de*(y.taps-1) - y.e, x.de*(x.taps-1) - x.e,
                                     y.de,x.de, 1,1,0}, a, b, g.sh, g.sw, g.h, g.w, onto};
-            const int bn = wide ? 128 : 64;
+            const int bn = wide || w64 ? 128 : 64;
             dim3 grid{(unsigned)((g.n*hp*wp+127)/128),(unsigned)((g.c+bn-1)/bn),1}, block{wide ? 256u : 128u,1,1};
-            launch(grid,block,[&]{ (wide ? conv_bf16_dgrad_phase_wide : conv_bf16_dgrad_phase)(p, db.data(), wb.data(), dx.data()); });
+            auto kernel = w64 ? conv_bf16_dgrad_phase_w64 : wide ? conv_bf16_dgrad_phase_wide : conv_bf16_dgrad_phase;
+            launch(grid,block,[&]{ kernel(p, db.data(), wb.data(), dx.data()); });
             ++launched;
         }
         // f32 accumulation of at most Kd terms per phase: |err| <= Kd 2^-24 sum|terms| (x4 margin).
@@ -743,7 +744,7 @@ void conv_bf16_dgrad_case(G g) {
             worst = std::max(worst, e);
         }
         printf("conv_bf16_dgrad_phase%s n%d %dx%d c%d k%d(%d) %dx%d s%dx%d p%d,%d d%d %d phases launched cp.async %s%s ok (worst err/tol %.3f, %zu values)\n",
-               wide ? "_wide" : "", g.n, g.h, g.w, g.c, g.k, kp, g.r, g.s, g.sh, g.sw, g.pt, g.pl, g.dh, launched, defer ? "deferred" : "immediate",
+               wide ? "_wide" : w64 ? "_w64" : "", g.n, g.h, g.w, g.c, g.k, kp, g.r, g.s, g.sh, g.sw, g.pt, g.pl, g.dh, launched, defer ? "deferred" : "immediate",
                onto ? ", onto an earlier gradient" : "", worst, R.size());
     }
     g_cp_async_defer = false;
@@ -772,6 +773,7 @@ void conv_bf16() {
     conv_bf16_dgrad_case({2,9,11,24, 40,3,3, 1,1, 1,1,1,1, 1,1, 1});    // stride 1: one phase, every tap
     conv_bf16_dgrad_case({1,6,7,5, 8,3,3, 1,1, 2,0,1,2, 1,1, 1});       // stride 1, C = 5, asymmetric padding
     conv_bf16_dgrad_case({1,5,6,16, 12,1,1, 1,1, 1,1,1,1, 1,1, 1});     // 1x1 with padding wider than its reach (negative phase padding)
+    conv_bf16_dgrad_case({1,7,6,136, 16,3,3, 2,2, 1,1,1,1, 1,1, 1});    // C = 136: two column tiles of the 128-column tiles
 }
 
 int main() {

@@ -18,7 +18,7 @@ use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::{with_dtype, Error, Result, Tensor};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 const OP: &str = "conv2d_bf16";
 
@@ -31,11 +31,12 @@ pub(super) const TILE_M: usize = 128;
 pub(super) const TILE_N: usize = 64;
 
 /// The fprop body's block tile (`conv_bf16_fprop_body<WN, WJ>`): 128 rows
-/// by 64 columns with 4 warps of 64 x 32, or, from 128 columns on, the
-/// wide 128 by 128 with 8 such warps, whose im2col gather (A tile) serves
-/// twice the columns. A third, 128 by 128 with 4 warps of 64 x 64 (`_w64`),
-/// is not picked yet: it has not run on a GPU (see
-/// [`conv2d_fprop_bf16_on`]).
+/// by 64 columns with 4 warps of 64 x 32; 128 by 128 with 8 such warps
+/// (wide), whose im2col gather (A tile) serves twice the columns; or 128 by
+/// 128 with 4 warps of 64 x 64 (w64), twice the HMMA per ldmatrix.
+/// [`FpropTile::pick`] chooses among them; `MTAFFECT_CONV_TILE` (`narrow`,
+/// `wide` or `w64`) forces one for every bf16 fprop and dgrad launch, to
+/// measure a whole training step on each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FpropTile {
     /// Columns per block tile.
@@ -62,12 +63,52 @@ impl FpropTile {
         threads: 128,
         suffix: "_w64",
     };
+    /// Every tile, for the tests and benches that run them side by side.
+    pub const ALL: [FpropTile; 3] = [FpropTile::NARROW, FpropTile::WIDE, FpropTile::WARP64];
 
-    /// The tile the launcher picks for a GEMM of `cols` columns (output channels).
-    pub fn for_columns(cols: usize) -> FpropTile {
-        match cols >= 128 {
-            true => FpropTile::WIDE,
+    /// The 128-column tile the launcher picks.
+    const LARGE: FpropTile = FpropTile::WIDE;
+
+    /// The tile for a GEMM of `rows` x `cols` (output pixels x channels) on
+    /// a GPU of `sms` SMs: the 128-column tile from 128 columns on, provided
+    /// its grid puts a block on every SM. A smaller grid leaves SMs idle
+    /// that the narrow tile's twice as many blocks would use (the 3x3
+    /// 512>512 layer at 4x4, batch 64: 32 wide blocks ran at 51 TFLOP/s,
+    /// 64 narrow ones at 68, H100, 2026-11-23).
+    pub fn pick(rows: usize, cols: usize, sms: usize) -> FpropTile {
+        let large = FpropTile::LARGE;
+        let blocks = rows.div_ceil(TILE_M) * cols.div_ceil(large.cols);
+        match cols >= large.cols && blocks >= sms {
+            true => large,
             false => FpropTile::NARROW,
+        }
+    }
+
+    /// [`FpropTile::pick`] on `dev`, unless `MTAFFECT_CONV_TILE` names a tile.
+    pub(super) fn for_launch(dev: &CudaDevice, rows: usize, cols: usize) -> Result<FpropTile> {
+        static FORCED: OnceLock<std::result::Result<Option<FpropTile>, String>> = OnceLock::new();
+        let forced = FORCED.get_or_init(|| match std::env::var("MTAFFECT_CONV_TILE") {
+            Err(_) => Ok(None),
+            Ok(v) => FpropTile::ALL
+                .into_iter()
+                .find(|t| t.name() == v)
+                .map(Some)
+                .ok_or(v),
+        });
+        match forced {
+            Ok(Some(tile)) => Ok(*tile),
+            Ok(None) => Ok(FpropTile::pick(rows, cols, dev.sm_count() as usize)),
+            Err(v) => Err(Error::Config(format!(
+                "MTAFFECT_CONV_TILE = {v:?}: expected narrow, wide or w64"
+            ))),
+        }
+    }
+
+    /// The name `MTAFFECT_CONV_TILE` and the benches use.
+    pub fn name(&self) -> &'static str {
+        match self.suffix {
+            "" => "narrow",
+            s => &s[1..],
         }
     }
 
@@ -256,15 +297,24 @@ pub fn conv2d_fprop_bf16(
     bias: Option<&Tensor>,
     prm: Conv2dParams,
 ) -> Result<Tensor> {
-    let tile = FpropTile::for_columns(w.dims()[0]);
-    conv2d_fprop_bf16_on(tile, x, w, bias, prm)
+    fprop_f32(None, x, w, bias, prm)
 }
 
 /// [`conv2d_fprop_bf16`] on a named block tile: the benches and the GPU
-/// tests run the tiles side by side ([`FpropTile::WARP64`] only here, until
-/// a GPU has measured it against the others).
+/// tests run the tiles side by side.
 pub fn conv2d_fprop_bf16_on(
     tile: FpropTile,
+    x: &Bf16Nhwc,
+    w: &Bf16Nhwc,
+    bias: Option<&Tensor>,
+    prm: Conv2dParams,
+) -> Result<Tensor> {
+    fprop_f32(Some(tile), x, w, bias, prm)
+}
+
+/// The f32-output fprop on `tile`, or on the launcher's pick.
+fn fprop_f32(
+    tile: Option<FpropTile>,
     x: &Bf16Nhwc,
     w: &Bf16Nhwc,
     bias: Option<&Tensor>,
@@ -297,8 +347,7 @@ pub fn conv2d_fprop_bf16_out(
         ));
     }
     let y = Bf16Nhwc::alloc(&run.dev, g.out_dims(), g.k)?;
-    let tile = FpropTile::for_columns(g.k);
-    run.launch(tile, "conv_bf16_fprop_bf16", x, w, bias, y.storage.ptr())?;
+    run.launch(None, "conv_bf16_fprop_bf16", x, w, bias, y.storage.ptr())?;
     Ok(y)
 }
 
@@ -595,10 +644,11 @@ impl Launch {
         Ok(Launch { dev, g, p })
     }
 
-    /// Runs `kernel` (f32 or bf16 output) on `tile`, writing to device address `y`.
+    /// Runs `kernel` (f32 or bf16 output) on `tile` (None: the launcher's
+    /// pick), writing to device address `y`.
     fn launch(
         &self,
-        tile: FpropTile,
+        tile: Option<FpropTile>,
         kernel: &str,
         x: &Bf16Nhwc,
         w: &Bf16Nhwc,
@@ -606,7 +656,9 @@ impl Launch {
         y: u64,
     ) -> Result<()> {
         let g = &self.g;
-        let cfg = tile.config(g.n * g.p * g.q, g.k);
+        let rows = g.n * g.p * g.q;
+        let tile = tile.map_or_else(|| FpropTile::for_launch(&self.dev, rows, g.k), Ok)?;
+        let cfg = tile.config(rows, g.k);
         let kernel = format!("{kernel}{}", tile.suffix);
         let ptrs = [
             x.storage.ptr(),
@@ -631,6 +683,18 @@ mod tests {
         assert_eq!((g.c, g.k, g.p, g.q), (8, 64, 12, 12));
         let g = kernel_geometry([1, 5, 5, 64], [16, 1, 1, 64], Conv2dParams::new()).unwrap();
         assert_eq!(g.c, 64, "already aligned: no padding");
+    }
+
+    #[test]
+    fn the_large_tile_needs_a_block_on_every_sm() {
+        let large = FpropTile::LARGE;
+        assert_eq!(FpropTile::pick(1 << 20, 64, 132), FpropTile::NARROW);
+        assert_eq!(FpropTile::pick(1 << 20, 256, 132), large);
+        // SE-ResNet-50's 3x3 512>512 at 4x4, batch 256: 32 x 4 blocks.
+        assert_eq!(FpropTile::pick(4096, 512, 132), FpropTile::NARROW);
+        assert_eq!(FpropTile::pick(4096, 512, 128), large);
+        let names = FpropTile::ALL.map(|t| t.name());
+        assert_eq!(names, ["narrow", "wide", "w64"]);
     }
 
     #[test]

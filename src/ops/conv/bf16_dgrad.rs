@@ -188,6 +188,29 @@ pub fn conv2d_dgrad_bf16(
     g: &Conv2dGeom,
     onto: Option<Tensor>,
 ) -> Result<Tensor> {
+    dgrad_on(None, dy16, w, g, onto)
+}
+
+/// [`conv2d_dgrad_bf16`] with every phase on a named block tile: the
+/// benches and the GPU tests run the tiles side by side.
+pub fn conv2d_dgrad_bf16_on(
+    tile: FpropTile,
+    dy16: &Bf16Nhwc,
+    w: &Tensor,
+    g: &Conv2dGeom,
+    onto: Option<Tensor>,
+) -> Result<Tensor> {
+    dgrad_on(Some(tile), dy16, w, g, onto)
+}
+
+/// The dgrad on `tile`, or on the launcher's pick per phase.
+fn dgrad_on(
+    tile: Option<FpropTile>,
+    dy16: &Bf16Nhwc,
+    w: &Tensor,
+    g: &Conv2dGeom,
+    onto: Option<Tensor>,
+) -> Result<Tensor> {
     if g.prm.groups != 1 {
         return Err(Error::arg(
             OP,
@@ -291,8 +314,9 @@ pub fn conv2d_dgrad_bf16(
             w: base.w,
             accumulate: accumulate as i32,
         };
-        let tile = FpropTile::for_columns(g.c);
-        let cfg = tile.config(g.n * rows.len * cols.len, g.c);
+        let m = g.n * rows.len * cols.len;
+        let tile = tile.map_or_else(|| FpropTile::for_launch(&dev, m, g.c), Ok)?;
+        let cfg = tile.config(m, g.c);
         // SAFETY: DgradPhaseParams mirrors the kernel's struct; dy16 holds
         // N*P*Q*kp bf16 values, sub C*taps_r*taps_s*kp, and the phase's rows
         // (n, i, j) address dx pixels (n, a + i sh, b + j sw) inside [N, H, W, C].
