@@ -74,9 +74,15 @@ fn bf16_cuda_steps_follow_the_bf16_cpu_steps() {
     // The tensor-core kernel and the host reference sum the same exact
     // bf16 products in different orders (f32 rounding), and an activation
     // that lands on the other side of a bf16 rounding boundary moves by up
-    // to 2^-8 of itself: a wider band than f32's 1e-3, far below what the
-    // f32-to-bf16 change itself does to the steps (checked below).
-    assert_close("bf16: cuda vs cpu", &gpu, &cpu, 1e-2);
+    // to 2^-8 of itself. From the same weights (the first step) that stays
+    // within 2e-3 (measured 4.5e-4 on the gradient norm, H100, 2026-11-23).
+    // Later steps start from weights the flips have already moved, and the
+    // split-K weight gradients add in a nondeterministic order, so repeated
+    // runs of the same binary differ: the gradient norm of step 5 was 0.4%
+    // to 1.04% off the host's in seven H100 runs. 3e-2 holds them, where a
+    // missing or misplaced term moves a step by far more.
+    assert_close("bf16: cuda vs cpu, first step", &gpu[..1], &cpu[..1], 2e-3);
+    assert_close("bf16: cuda vs cpu", &gpu, &cpu, 3e-2);
     let moved = gpu.iter().zip(&f32).any(|(a, b)| a.0 != b.0);
     assert!(
         moved,
