@@ -12,7 +12,7 @@
 //! `conv2d_dgrad_bf16` from the f32 weight, one phase per stride phase, its
 //! sub-kernel gathers and zero fill included; FLOP counts the useful
 //! products only), each on the launcher's tile; then the fprop and the
-//! dgrad on every block tile (`f32-narrow`, `dgrad-w64`, ...).
+//! dgrad on every block tile (`f32-narrow`, `dgrad-wide`, ...).
 //!
 //! Peak: 989.4 TFLOP/s, the dense (non-sparse) BF16 tensor-core figure of the
 //! H100 SXM5 in NVIDIA's H100 datasheet (1979 "with sparsity", halved). On

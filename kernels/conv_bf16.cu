@@ -17,9 +17,8 @@
 // same shape, for 128 or more output columns: each A tile (the im2col
 // gather) then serves twice the columns, a third fewer copies per mma, in
 // 61440 bytes of dynamic shared memory (the narrow tile's 46080 fit the
-// 48 KiB every kernel gets); `_w64` takes 128 (N) with 4 warps of 64 x 64
-// (not yet picked by the launcher). Shared rows are padded from 32 to 40 bf16 (80 bytes) so
-// the 8 row addresses of an ldmatrix fall into 8 different 16-byte bank
+// 48 KiB every kernel gets). Shared rows are padded from 32 to 40 bf16
+// (80 bytes) so the 8 row addresses of an ldmatrix fall into 8 different 16-byte bank
 // groups (80 i mod 128 for i = 0..7 are all distinct): conflict-free without
 // an XOR swizzle. Fragments: ldmatrix.x4 for A (16x16 row-major) and for
 // B stored [n][k] (two n8 tiles per x4), mma.sync m16n8k16 row.col.
@@ -105,35 +104,29 @@ __device__ __forceinline__ void cb_store2(bf16* y, u32 i, float v0, float v1) {
     *reinterpret_cast<u32*>(y + i) = (u32)mt_f32_to_bf16(v0) | ((u32)mt_f32_to_bf16(v1) << 16);
 }
 
-// A warp's share of a block tile: 4 x J mma tiles of 16 x 8 (64 x 8J), f32;
-// J = 4 (64 x 32) everywhere but the fprop body's 64 x 64 variant.
-template <int J>
-using CbAccJ = float[4][J][4];
-typedef CbAccJ<4> CbAcc;
+// A warp's share of a block tile: 4 x 4 mma tiles of 16 x 8 (64 x 32), f32.
+typedef float CbAcc[4][4][4];
 
-template <int J>
-__device__ __forceinline__ void cb_zero(CbAccJ<J>& acc) {
+__device__ __forceinline__ void cb_zero(CbAcc& acc) {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < J; ++j)
+        for (int j = 0; j < 4; ++j)
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 }
 
-// acc (64 x 8J) += a (4 row fragments of 16 x 16) * b (J column fragments of 16 x 8).
-template <int J>
-__device__ __forceinline__ void cb_mma_4xj(CbAccJ<J>& acc, const u32 (&a)[4][4], const u32 (&b)[J][2]) {
+// acc (64 x 32) += a (4 row fragments of 16 x 16) * b (4 column fragments of 16 x 8).
+__device__ __forceinline__ void cb_mma_4x4(CbAcc& acc, const u32 (&a)[4][4], const u32 (&b)[4][2]) {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < J; ++j) mt_mma_bf16_16816(acc[i][j], a[i], b[j]);
+        for (int j = 0; j < 4; ++j) mt_mma_bf16_16816(acc[i][j], a[i], b[j]);
 }
 
 // The two n8 column fragments of an ldmatrix.x4 r whose matrices are
 // (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15): b[j], b[j + 1].
-template <int J>
-__device__ __forceinline__ void cb_split_b(u32 (&b)[J][2], int j, const u32 (&r)[4]) {
+__device__ __forceinline__ void cb_split_b(u32 (&b)[4][2], int j, const u32 (&r)[4]) {
     b[j][0] = r[0];
     b[j][1] = r[1];
     b[j + 1][0] = r[2];
@@ -184,17 +177,13 @@ struct CbRowMajor {
     }
 };
 
-// Two warps along M and WN along N, each 64 x 8 WJ: the 128 x 64 tile
-// (WN 2, WJ 4), the wide 128 x 128 (WN 4, WJ 4) and the 128 x 128 of four
-// 64 x 64 warps (WN 2, WJ 8: twice the mma per ldmatrix of A, 128
-// accumulators per thread). 64 WN threads; the shared memory is sized at
-// launch.
-template <int WN, int WJ, class Out, class Addr>
+// WN warps along N (2: the 128 x 64 tile, 4: the wide 128 x 128), two along
+// M, each 64 x 32; 64 WN threads; the shared memory is sized at launch.
+template <int WN, class Out, class Addr>
 __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const bf16* __restrict__ x,
                                                      const bf16* __restrict__ wt, const float* __restrict__ bias,
                                                      Out* __restrict__ y, const Addr& addr) {
-    constexpr int WCOLS = 8 * WJ, BN = WN * WCOLS;  // a warp's and the block's columns
-    constexpr int PASS = 16 * WN;                   // tile rows one pass of the loaders covers
+    constexpr int BN = 32 * WN, PASS = 16 * WN;  // tile columns; tile rows one pass of the loaders covers
     // Shared tiles [stage][row][CB_LD] bf16, A's stages then B's, addressed
     // as 32-bit offsets in the shared window from one base: each access is
     // a register plus constants (which ptxas folds into the instruction)
@@ -258,29 +247,29 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
             }
     };
 
-    // Warp (wm, wn) owns rows wm*64.. and columns wn*WCOLS.. of the block
+    // Warp (wm, wn) owns rows wm*64.. and columns wn*32.. of the block
     // tile. Its lanes' ldmatrix rows at stage 0, kk = 0: A, lanes 0-15 rows
     // 0-15 at k, lanes 16-31 the same rows at k+8; B, stored [n][k], lanes
     // 8i.. matrix i's rows.
     const int wm = warp % 2, wn = warp / 2;
     const u32 a_frag = s_a + (wm * 64 + lane % 16) * ROW + (lane / 16) * 16;
-    const u32 b_frag = s_b + (wn * WCOLS + lane % 8 + (lane / 16) * 8) * ROW + ((lane / 8) % 2) * 16;
-    CbAccJ<WJ> acc;
+    const u32 b_frag = s_b + (wn * 32 + lane % 8 + (lane / 16) * 8) * ROW + ((lane / 8) % 2) * 16;
+    CbAcc acc;
     cb_zero(acc);
     cb_pipeline((K + CB_BK - 1) / CB_BK, load_tile, [&](int st) {
         const u32 a_st = a_frag + st * A_STAGE, b_st = b_frag + st * B_STAGE;
 #pragma unroll
         for (int kk = 0; kk < CB_BK; kk += 16) {
-            u32 a[4][4], b[WJ][2];
+            u32 a[4][4], b[4][2];
 #pragma unroll
             for (int i = 0; i < 4; ++i) mt_ldmatrix_x4(a[i], a_st + i * 16 * ROW + kk * 2);
 #pragma unroll
-            for (int j2 = 0; j2 < WJ / 2; ++j2) {
+            for (int j2 = 0; j2 < 2; ++j2) {
                 u32 r[4];
                 mt_ldmatrix_x4(r, b_st + j2 * 16 * ROW + kk * 2);
                 cb_split_b(b, 2 * j2, r);
             }
-            cb_mma_4xj(acc, a, b);
+            cb_mma_4x4(acc, a, b);
         }
     });
 
@@ -292,11 +281,11 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < WJ; ++j)
+        for (int j = 0; j < 4; ++j)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 const int row = m0 + wm * 64 + i * 16 + g + 8 * h;
-                const int col = n0 + wn * WCOLS + j * 8 + 2 * tg;
+                const int col = n0 + wn * 32 + j * 8 + 2 * tg;
                 if (row >= M || col >= N) continue;
                 const u32 at = addr(p, row, col);
                 const float v0 = acc[i][j][2 * h] + (p.has_bias ? bias[col] : 0.0f);
@@ -321,44 +310,28 @@ extern "C" __global__ void __launch_bounds__(128) conv_bf16_fprop_f32(ConvParams
                                                                      const bf16* __restrict__ wt,
                                                                      const float* __restrict__ bias,
                                                                      float* __restrict__ y) {
-    conv_bf16_fprop_body<2, 4>(p, x, wt, bias, y, CbRowMajor());
+    conv_bf16_fprop_body<2>(p, x, wt, bias, y, CbRowMajor());
 }
 
 extern "C" __global__ void __launch_bounds__(256) conv_bf16_fprop_f32_wide(ConvParams p, const bf16* __restrict__ x,
                                                                           const bf16* __restrict__ wt,
                                                                           const float* __restrict__ bias,
                                                                           float* __restrict__ y) {
-    conv_bf16_fprop_body<4, 4>(p, x, wt, bias, y, CbRowMajor());
-}
-
-// The 128 x 128 tile of four 64 x 64 warps (_w64): twice the HMMA per
-// ldmatrix of the 64 x 32 warps, at 228 registers.
-extern "C" __global__ void __launch_bounds__(128) conv_bf16_fprop_f32_w64(ConvParams p, const bf16* __restrict__ x,
-                                                                         const bf16* __restrict__ wt,
-                                                                         const float* __restrict__ bias,
-                                                                         float* __restrict__ y) {
-    conv_bf16_fprop_body<2, 8>(p, x, wt, bias, y, CbRowMajor());
+    conv_bf16_fprop_body<4>(p, x, wt, bias, y, CbRowMajor());
 }
 
 extern "C" __global__ void __launch_bounds__(128) conv_bf16_fprop_bf16(ConvParams p, const bf16* __restrict__ x,
                                                                       const bf16* __restrict__ wt,
                                                                       const float* __restrict__ bias,
                                                                       bf16* __restrict__ y) {
-    conv_bf16_fprop_body<2, 4>(p, x, wt, bias, y, CbRowMajor());
+    conv_bf16_fprop_body<2>(p, x, wt, bias, y, CbRowMajor());
 }
 
 extern "C" __global__ void __launch_bounds__(256) conv_bf16_fprop_bf16_wide(ConvParams p, const bf16* __restrict__ x,
                                                                            const bf16* __restrict__ wt,
                                                                            const float* __restrict__ bias,
                                                                            bf16* __restrict__ y) {
-    conv_bf16_fprop_body<4, 4>(p, x, wt, bias, y, CbRowMajor());
-}
-
-extern "C" __global__ void __launch_bounds__(128) conv_bf16_fprop_bf16_w64(ConvParams p, const bf16* __restrict__ x,
-                                                                          const bf16* __restrict__ wt,
-                                                                          const float* __restrict__ bias,
-                                                                          bf16* __restrict__ y) {
-    conv_bf16_fprop_body<2, 8>(p, x, wt, bias, y, CbRowMajor());
+    conv_bf16_fprop_body<4>(p, x, wt, bias, y, CbRowMajor());
 }
 
 // ---- strided dgrad by stride phase ----------------------------------------
@@ -405,21 +378,14 @@ extern "C" __global__ void __launch_bounds__(128) conv_bf16_dgrad_phase(Bf16Dgra
                                                                        const bf16* __restrict__ dy,
                                                                        const bf16* __restrict__ wt,
                                                                        float* __restrict__ dx) {
-    conv_bf16_fprop_body<2, 4>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
+    conv_bf16_fprop_body<2>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
 }
 
 extern "C" __global__ void __launch_bounds__(256) conv_bf16_dgrad_phase_wide(Bf16DgradPhaseParams p,
                                                                             const bf16* __restrict__ dy,
                                                                             const bf16* __restrict__ wt,
                                                                             float* __restrict__ dx) {
-    conv_bf16_fprop_body<4, 4>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
-}
-
-extern "C" __global__ void __launch_bounds__(128) conv_bf16_dgrad_phase_w64(Bf16DgradPhaseParams p,
-                                                                           const bf16* __restrict__ dy,
-                                                                           const bf16* __restrict__ wt,
-                                                                           float* __restrict__ dx) {
-    conv_bf16_fprop_body<2, 8>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
+    conv_bf16_fprop_body<4>(p.conv, dy, wt, nullptr, dx, CbPhaseRows{p});
 }
 
 // One phase's sub-kernel in bf16, [C, tr, ts, kp]:
@@ -558,7 +524,7 @@ __device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, 
                 mt_ldmatrix_x4_trans(r, b_st + (kk * LDB + j2 * 16) * 2);
                 cb_split_b(b, 2 * j2, r);
             }
-            cb_mma_4xj(acc, a, b);
+            cb_mma_4x4(acc, a, b);
         }
     });
 

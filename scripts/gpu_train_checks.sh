@@ -99,7 +99,7 @@ for section in "$@"; do
         ;;
     tiles)
         for args in ${TILE_ARGS:-"50,256,bf16" "18,256,bf16"}; do
-            for tile in auto narrow wide w64; do
+            for tile in auto narrow wide; do
                 log="$out/tile-$tile-${args//,/-}.log"
                 if [ $tile = auto ]; then unset MTAFFECT_CONV_TILE; else export MTAFFECT_CONV_TILE=$tile; fi
                 timeout 120 bundle/benches/cuda_train_step-* ${args//,/ } >"$log" 2>&1

@@ -606,18 +606,17 @@ void conv_bf16_case(G g, int c_real, bool bias) {
         size_t o = ((size_t)(n*P+pp)*Q+qq)*g.k+k; Y[o] = acc; A[o] = ab;
     }
     ConvParams p{g.n,g.h,g.w,g.c,g.k,g.r,g.s,P,Q,g.sh,g.sw,g.pt,g.pl,g.dh,g.dw,1,1,bias};
-    // The 128 x 64 tile (4 warps), the wide 128 x 128 (8 warps) and the
-    // 128 x 128 of four 64 x 64 warps (w64).
-    for (int mode = 0; mode < 6; ++mode) {
-        const bool defer = mode % 2, wide = mode / 2 == 1, w64 = mode / 2 == 2;
+    // The 128 x 64 tile (4 warps) and the wide 128 x 128 (8 warps).
+    for (int mode = 0; mode < 4; ++mode) {
+        const bool defer = mode % 2, wide = mode / 2 == 1;
         g_cp_async_defer = defer;
-        const int bn = wide || w64 ? 128 : 64;
+        const int bn = wide ? 128 : 64;
         dim3 grid{(unsigned)((M+127)/128),(unsigned)((g.k+bn-1)/bn),1}, block{wide ? 256u : 128u,1,1};
         std::vector<float> y(Y.size(), NAN);
         std::vector<unsigned short> yb(Y.size(), 0xffff);
-        auto f32_out = w64 ? conv_bf16_fprop_f32_w64 : wide ? conv_bf16_fprop_f32_wide : conv_bf16_fprop_f32;
+        auto f32_out = wide ? conv_bf16_fprop_f32_wide : conv_bf16_fprop_f32;
         launch(grid,block,[&]{ f32_out(p, xb.data(), wb.data(), b.data(), y.data()); });
-        auto bf16_out = w64 ? conv_bf16_fprop_bf16_w64 : wide ? conv_bf16_fprop_bf16_wide : conv_bf16_fprop_bf16;
+        auto bf16_out = wide ? conv_bf16_fprop_bf16_wide : conv_bf16_fprop_bf16;
         launch(grid,block,[&]{ bf16_out(p, xb.data(), wb.data(), b.data(), yb.data()); });
         std::vector<float> yf(Y.size(), NAN);
         Bf16PadParams pb{(u64)Y.size(), 1, 1};
@@ -631,7 +630,7 @@ void conv_bf16_case(G g, int c_real, bool bias) {
             worst = std::max(worst, e); worst_b = std::max(worst_b, eb);
         }
         printf("conv_bf16%s n%d %dx%d c%d(%d) k%d %dx%d s%d p%d d%d cp.async %s ok (worst err/tol f32 out %.3f, bf16 out %.3f, %zu values)\n",
-               wide ? "_wide" : w64 ? "_w64" : "", g.n, g.h, g.w, g.c, c_real, g.k, g.r, g.s, g.sh, g.pt, g.dh, defer ? "deferred" : "immediate", worst, worst_b, Y.size());
+               wide ? "_wide" : "", g.n, g.h, g.w, g.c, c_real, g.k, g.r, g.s, g.sh, g.pt, g.dh, defer ? "deferred" : "immediate", worst, worst_b, Y.size());
     }
     g_cp_async_defer = false;
 }
@@ -705,11 +704,9 @@ void conv_bf16_dgrad_case(G g) {
     }
     // Onto an earlier gradient (accumulate): phases without taps keep it.
     auto prior = randv(R.size());
-    // Modes: immediate, deferred, onto an earlier gradient; then the wide
-    // tile, then the w64 tile, each immediate and onto.
-    for (int mode = 0; mode < 7; ++mode) {
-        const bool defer = mode == 1, onto = mode == 2 || mode == 4 || mode == 6, wide = mode == 3 || mode == 4,
-                   w64 = mode >= 5;
+    // Modes: immediate, deferred, onto an earlier gradient; then the wide tile immediate and onto.
+    for (int mode = 0; mode < 5; ++mode) {
+        const bool defer = mode == 1, onto = mode == 2 || mode == 4, wide = mode >= 3;
         g_cp_async_defer = defer;
         std::vector<float> dx = onto ? prior : std::vector<float>(R.size(), NAN);
         int launched = 0;
@@ -729,9 +726,9 @@ void conv_bf16_dgrad_case(G g) {
             launch({2,1,1},{256,1,1},[&]{ conv_bf16_phase_weights(pw, W.data(), wb.data()); });
             Bf16DgradPhaseParams p{{g.n,P,Q,kp, g.c,y.taps,x.taps, hp,wp, 1,1, y.de*(y.taps-1) - y.e, x.de*(x.taps-1) - x.e,
                                     y.de,x.de, 1,1,0}, a, b, g.sh, g.sw, g.h, g.w, onto};
-            const int bn = wide || w64 ? 128 : 64;
+            const int bn = wide ? 128 : 64;
             dim3 grid{(unsigned)((g.n*hp*wp+127)/128),(unsigned)((g.c+bn-1)/bn),1}, block{wide ? 256u : 128u,1,1};
-            auto kernel = w64 ? conv_bf16_dgrad_phase_w64 : wide ? conv_bf16_dgrad_phase_wide : conv_bf16_dgrad_phase;
+            auto kernel = wide ? conv_bf16_dgrad_phase_wide : conv_bf16_dgrad_phase;
             launch(grid,block,[&]{ kernel(p, db.data(), wb.data(), dx.data()); });
             ++launched;
         }
@@ -744,7 +741,7 @@ void conv_bf16_dgrad_case(G g) {
             worst = std::max(worst, e);
         }
         printf("conv_bf16_dgrad_phase%s n%d %dx%d c%d k%d(%d) %dx%d s%dx%d p%d,%d d%d %d phases launched cp.async %s%s ok (worst err/tol %.3f, %zu values)\n",
-               wide ? "_wide" : w64 ? "_w64" : "", g.n, g.h, g.w, g.c, g.k, kp, g.r, g.s, g.sh, g.sw, g.pt, g.pl, g.dh, launched, defer ? "deferred" : "immediate",
+               wide ? "_wide" : "", g.n, g.h, g.w, g.c, g.k, kp, g.r, g.s, g.sh, g.sw, g.pt, g.pl, g.dh, launched, defer ? "deferred" : "immediate",
                onto ? ", onto an earlier gradient" : "", worst, R.size());
     }
     g_cp_async_defer = false;

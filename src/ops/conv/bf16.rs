@@ -30,13 +30,12 @@ pub const CHANNEL_ALIGN: usize = 8;
 pub(super) const TILE_M: usize = 128;
 pub(super) const TILE_N: usize = 64;
 
-/// The fprop body's block tile (`conv_bf16_fprop_body<WN, WJ>`): 128 rows
-/// by 64 columns with 4 warps of 64 x 32; 128 by 128 with 8 such warps
-/// (wide), whose im2col gather (A tile) serves twice the columns; or 128 by
-/// 128 with 4 warps of 64 x 64 (w64), twice the HMMA per ldmatrix.
-/// [`FpropTile::pick`] chooses among them; `MTAFFECT_CONV_TILE` (`narrow`,
-/// `wide` or `w64`) forces one for every bf16 fprop and dgrad launch, to
-/// measure a whole training step on each.
+/// The fprop body's block tile (`conv_bf16_fprop_body<WN>`): 128 rows by
+/// 64 columns with 4 warps of 64 x 32, or 128 by 128 with 8 such warps
+/// (wide), whose im2col gather (A tile) serves twice the columns.
+/// [`FpropTile::pick`] chooses; `MTAFFECT_CONV_TILE` (`narrow` or `wide`)
+/// forces one for every bf16 fprop and dgrad launch, to measure a whole
+/// training step on each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FpropTile {
     /// Columns per block tile.
@@ -58,49 +57,45 @@ impl FpropTile {
         threads: 256,
         suffix: "_wide",
     };
-    pub const WARP64: FpropTile = FpropTile {
-        cols: 128,
-        threads: 128,
-        suffix: "_w64",
-    };
     /// Every tile, for the tests and benches that run them side by side.
-    pub const ALL: [FpropTile; 3] = [FpropTile::NARROW, FpropTile::WIDE, FpropTile::WARP64];
-
-    /// The 128-column tile the launcher picks.
-    const LARGE: FpropTile = FpropTile::WIDE;
+    pub const ALL: [FpropTile; 2] = [FpropTile::NARROW, FpropTile::WIDE];
 
     /// The tile for a GEMM of `rows` x `cols` (output pixels x channels) on
-    /// a GPU of `sms` SMs: the 128-column tile from 128 columns on, provided
-    /// its grid puts a block on every SM. A smaller grid leaves SMs idle
-    /// that the narrow tile's twice as many blocks would use (the 3x3
-    /// 512>512 layer at 4x4, batch 64: 32 wide blocks ran at 51 TFLOP/s,
-    /// 64 narrow ones at 68, H100, 2026-11-23).
+    /// a GPU of `sms` SMs: the wide tile from 128 columns on, unless its
+    /// grid leaves more than a tenth of the SMs without a block. The wide
+    /// tile ran 5 to 26% faster than the narrow one on every layer whose
+    /// grid fills the GPU (and on the 3x3 512>512 layer at 4x4, batch 256:
+    /// 128 wide blocks on 132 SMs); on a small grid the narrow tile's twice
+    /// as many blocks reach SMs the wide one leaves idle (that layer at
+    /// batch 64, 32 wide blocks: 50 against 67 TFLOP/s). H100, 2026-11-23,
+    /// BENCHMARKS.md "Seventh round".
     pub fn pick(rows: usize, cols: usize, sms: usize) -> FpropTile {
-        let large = FpropTile::LARGE;
-        let blocks = rows.div_ceil(TILE_M) * cols.div_ceil(large.cols);
-        match cols >= large.cols && blocks >= sms {
-            true => large,
+        let wide = FpropTile::WIDE;
+        let blocks = rows.div_ceil(TILE_M) * cols.div_ceil(wide.cols);
+        match cols >= wide.cols && blocks * 10 >= sms * 9 {
+            true => wide,
             false => FpropTile::NARROW,
         }
     }
 
+    /// The tile of that name (`narrow`, `wide`), as `MTAFFECT_CONV_TILE` gives it.
+    pub fn named(name: &str) -> Result<FpropTile> {
+        FpropTile::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "MTAFFECT_CONV_TILE = {name:?}: expected narrow or wide"
+                ))
+            })
+    }
+
     /// [`FpropTile::pick`] on `dev`, unless `MTAFFECT_CONV_TILE` names a tile.
     pub(super) fn for_launch(dev: &CudaDevice, rows: usize, cols: usize) -> Result<FpropTile> {
-        static FORCED: OnceLock<std::result::Result<Option<FpropTile>, String>> = OnceLock::new();
-        let forced = FORCED.get_or_init(|| match std::env::var("MTAFFECT_CONV_TILE") {
-            Err(_) => Ok(None),
-            Ok(v) => FpropTile::ALL
-                .into_iter()
-                .find(|t| t.name() == v)
-                .map(Some)
-                .ok_or(v),
-        });
-        match forced {
-            Ok(Some(tile)) => Ok(*tile),
-            Ok(None) => Ok(FpropTile::pick(rows, cols, dev.sm_count() as usize)),
-            Err(v) => Err(Error::Config(format!(
-                "MTAFFECT_CONV_TILE = {v:?}: expected narrow, wide or w64"
-            ))),
+        static FORCED: OnceLock<Option<String>> = OnceLock::new();
+        match FORCED.get_or_init(|| std::env::var("MTAFFECT_CONV_TILE").ok()) {
+            Some(name) => FpropTile::named(name),
+            None => Ok(FpropTile::pick(rows, cols, dev.sm_count() as usize)),
         }
     }
 
@@ -686,15 +681,29 @@ mod tests {
     }
 
     #[test]
-    fn the_large_tile_needs_a_block_on_every_sm() {
-        let large = FpropTile::LARGE;
-        assert_eq!(FpropTile::pick(1 << 20, 64, 132), FpropTile::NARROW);
-        assert_eq!(FpropTile::pick(1 << 20, 256, 132), large);
-        // SE-ResNet-50's 3x3 512>512 at 4x4, batch 256: 32 x 4 blocks.
-        assert_eq!(FpropTile::pick(4096, 512, 132), FpropTile::NARROW);
-        assert_eq!(FpropTile::pick(4096, 512, 128), large);
-        let names = FpropTile::ALL.map(|t| t.name());
-        assert_eq!(names, ["narrow", "wide", "w64"]);
+    fn the_wide_tile_needs_a_nearly_full_wave() {
+        let (narrow, wide) = (FpropTile::NARROW, FpropTile::WIDE);
+        assert_eq!(FpropTile::pick(1 << 20, 64, 132), narrow);
+        assert_eq!(FpropTile::pick(1 << 20, 256, 132), wide);
+        // 3x3 512>512 at 4x4: batch 256 is 32 x 4 wide blocks, batch 64 8 x 4.
+        assert_eq!(FpropTile::pick(4096, 512, 132), wide);
+        assert_eq!(FpropTile::pick(1024, 512, 132), narrow);
+        // 118 of 132 SMs would get a block: more than a tenth idle.
+        assert_eq!(FpropTile::pick(59 * 128, 256, 132), narrow);
+        assert_eq!(FpropTile::pick(60 * 128, 256, 132), wide);
+    }
+
+    #[test]
+    fn tiles_are_named_as_the_environment_names_them() {
+        for tile in FpropTile::ALL {
+            assert_eq!(FpropTile::named(tile.name()).unwrap(), tile);
+        }
+        assert_eq!(FpropTile::ALL.map(|t| t.name()), ["narrow", "wide"]);
+        let e = FpropTile::named("w64").unwrap_err().to_string();
+        assert!(
+            e.contains("MTAFFECT_CONV_TILE") && e.contains("\"w64\""),
+            "{e}"
+        );
     }
 
     #[test]
