@@ -24,7 +24,7 @@ use mtaffect::ops::conv::bf16::{
     conv2d_fprop_bf16, conv2d_fprop_bf16_on, conv2d_fprop_bf16_out, conv2d_wgrad_bf16, Bf16Nhwc,
     FpropTile,
 };
-use mtaffect::ops::conv::bf16_dgrad::{conv2d_dgrad_bf16, conv2d_dgrad_bf16_on};
+use mtaffect::ops::conv::bf16_dgrad::conv2d_dgrad_bf16_on;
 use mtaffect::ops::conv::Conv2dGeom;
 use mtaffect::ops::Conv2dParams;
 use mtaffect::{DType, Device, Rng, Tensor};
@@ -95,12 +95,10 @@ fn main() {
         .chain(tiles.map(|t| ("dgrad", t)));
         for (kernel, tile) in runs {
             let sec = time(&dev, reps, 5, || match (kernel, tile) {
-                ("f32", None) => drop(conv2d_fprop_bf16(&x, &w, None, prm).expect("conv")),
-                ("f32", Some(t)) => drop(conv2d_fprop_bf16_on(t, &x, &w, None, prm).expect("conv")),
+                ("f32", t) => drop(conv2d_fprop_bf16_on(t, &x, &w, None, prm).expect("conv")),
                 ("bf16", _) => drop(conv2d_fprop_bf16_out(&x, &w, None, prm).expect("conv")),
                 ("wgrad", _) => drop(conv2d_wgrad_bf16(&x, &dy, wd, prm).expect("wgrad")),
-                (_, None) => drop(conv2d_dgrad_bf16(&dy, &w32, &g, None).expect("dgrad")),
-                (_, Some(t)) => drop(conv2d_dgrad_bf16_on(t, &dy, &w32, &g, None).expect("dgrad")),
+                (_, t) => drop(conv2d_dgrad_bf16_on(t, &dy, &w32, &g, None).expect("dgrad")),
             });
             let tflops = flop / sec / 1e12;
             let kernel = match tile {

@@ -123,7 +123,7 @@ fn conv2d_bf16_fprop_matches_the_f64_reference() {
         // Every block tile, whichever the launcher picks on these small grids.
         for tile in FpropTile::ALL {
             let on = format!("{what} ({} tile)", tile.name());
-            let y = conv2d_fprop_bf16_on(tile, &xb, &wb, Some(&bt), prm)
+            let y = conv2d_fprop_bf16_on(Some(tile), &xb, &wb, Some(&bt), prm)
                 .unwrap_or_else(|e| panic!("{on}: {e}"));
             rep32.compare_values(&on, &y.try_to_f64_vec().unwrap(), &reference, tol);
         }
@@ -335,10 +335,13 @@ fn bf16_tape_backward_matches_the_f64_reference() {
         rep.compare_values(&what, &dx, &reference, tol);
         // The dgrad itself on every block tile (the tape ran the launcher's pick).
         if !grouped {
-            let dy16 = Bf16Nhwc::from_f32(&put(&dy, &g.out_dims())).unwrap();
+            let (dy16, w32) = (
+                Bf16Nhwc::from_f32(&put(&dy, &g.out_dims())).unwrap(),
+                put(&w, &wd),
+            );
             for tile in FpropTile::ALL {
                 let on = format!("{what} ({} tile)", tile.name());
-                let dx = conv2d_dgrad_bf16_on(tile, &dy16, &put(&w, &wd), &g, None)
+                let dx = conv2d_dgrad_bf16_on(Some(tile), &dy16, &w32, &g, None)
                     .unwrap_or_else(|e| panic!("{on}: {e}"));
                 rep.compare_values(&on, &dx.try_to_f64_vec().unwrap(), &reference, tol);
             }

@@ -292,23 +292,12 @@ pub fn conv2d_fprop_bf16(
     bias: Option<&Tensor>,
     prm: Conv2dParams,
 ) -> Result<Tensor> {
-    fprop_f32(None, x, w, bias, prm)
+    conv2d_fprop_bf16_on(None, x, w, bias, prm)
 }
 
-/// [`conv2d_fprop_bf16`] on a named block tile: the benches and the GPU
-/// tests run the tiles side by side.
+/// [`conv2d_fprop_bf16`] on a named block tile (None: the launcher's
+/// pick): the benches and the GPU tests run the tiles side by side.
 pub fn conv2d_fprop_bf16_on(
-    tile: FpropTile,
-    x: &Bf16Nhwc,
-    w: &Bf16Nhwc,
-    bias: Option<&Tensor>,
-    prm: Conv2dParams,
-) -> Result<Tensor> {
-    fprop_f32(Some(tile), x, w, bias, prm)
-}
-
-/// The f32-output fprop on `tile`, or on the launcher's pick.
-fn fprop_f32(
     tile: Option<FpropTile>,
     x: &Bf16Nhwc,
     w: &Bf16Nhwc,

@@ -188,23 +188,13 @@ pub fn conv2d_dgrad_bf16(
     g: &Conv2dGeom,
     onto: Option<Tensor>,
 ) -> Result<Tensor> {
-    dgrad_on(None, dy16, w, g, onto)
+    conv2d_dgrad_bf16_on(None, dy16, w, g, onto)
 }
 
-/// [`conv2d_dgrad_bf16`] with every phase on a named block tile: the
-/// benches and the GPU tests run the tiles side by side.
+/// [`conv2d_dgrad_bf16`] with every phase on a named block tile (None: the
+/// launcher's pick per phase): the benches and the GPU tests run the tiles
+/// side by side.
 pub fn conv2d_dgrad_bf16_on(
-    tile: FpropTile,
-    dy16: &Bf16Nhwc,
-    w: &Tensor,
-    g: &Conv2dGeom,
-    onto: Option<Tensor>,
-) -> Result<Tensor> {
-    dgrad_on(Some(tile), dy16, w, g, onto)
-}
-
-/// The dgrad on `tile`, or on the launcher's pick per phase.
-fn dgrad_on(
     tile: Option<FpropTile>,
     dy16: &Bf16Nhwc,
     w: &Tensor,
