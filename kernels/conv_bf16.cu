@@ -45,10 +45,11 @@ __device__ __forceinline__ u32 mt_smem_addr(const void* p) {
     return a;
 }
 
-// Copies `bytes` (0 or 16) from global `src` to shared address `dst` and
-// zero-fills the rest of the 16: bytes = 0 is how padding and tails become zeros.
-__device__ __forceinline__ void mt_cp_async16(u32 dst, const void* src, int bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+// Copies `bytes` (0 or 16) from global `src` to shared `dst` and zero-fills
+// the rest of the 16: bytes = 0 is how padding and tails become zeros.
+__device__ __forceinline__ void mt_cp_async16(void* dst, const void* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(mt_smem_addr(dst)), "l"(src), "r"(bytes)
+                 : "memory");
 }
 
 __device__ __forceinline__ void mt_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
@@ -59,21 +60,21 @@ __device__ __forceinline__ void mt_cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
-// Four 8x8 b16 matrices; lanes 8i..8i+7 give the shared row addresses of
-// matrix i, r[i] gets row lane/4, columns 2(lane%4) and 2(lane%4)+1 of matrix i.
-__device__ __forceinline__ void mt_ldmatrix_x4(u32 (&r)[4], u32 a) {
+// Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i,
+// r[i] gets row lane/4, columns 2(lane%4) and 2(lane%4)+1 of matrix i.
+__device__ __forceinline__ void mt_ldmatrix_x4(u32 (&r)[4], const void* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a)
+                 : "r"(mt_smem_addr(p))
                  : "memory");
 }
 
 // The same four matrices read transposed: r[i] gets column lane/4, rows
 // 2(lane%4) and 2(lane%4)+1 of matrix i (low half first).
-__device__ __forceinline__ void mt_ldmatrix_x4_trans(u32 (&r)[4], u32 a) {
+__device__ __forceinline__ void mt_ldmatrix_x4_trans(u32 (&r)[4], const void* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a)
+                 : "r"(mt_smem_addr(p))
                  : "memory");
 }
 
@@ -134,29 +135,26 @@ __device__ __forceinline__ void cb_split_b(u32 (&b)[4][2], int j, const u32 (&r)
 }
 
 // The 3-stage cp.async pipeline of the tile kernels over KT tiles:
-// load(stage) issues the next tile's copies into `stage` (tiles are asked
-// for in order kt = 0, 1, 2, ...), mma(stage) multiplies a landed stage.
-// Every iteration commits exactly one group (empty past the end), so
-// wait<S-2> always means "tile kt landed". The stages rotate by counters:
-// no kt % 3 (a multiply-high and two more instructions) per tile.
+// load(stage, kt) issues tile kt's copies into `stage` (asked for in order
+// kt = 0, 1, 2, ...), mma(stage) multiplies a landed stage. Every iteration
+// commits exactly one group (empty past the end), so wait<S-2> always means
+// "tile kt landed".
 template <class Load, class Mma>
 __device__ __forceinline__ void cb_pipeline(int KT, Load&& load, Mma&& mma) {
 #pragma unroll
     for (int s = 0; s < CB_STAGES - 1; ++s) {
-        if (s < KT) load(s);
+        if (s < KT) load(s, s);
         mt_cp_async_commit();
     }
-    int st = 0, next_st = CB_STAGES - 1;
     for (int kt = 0; kt < KT; ++kt) {
         mt_cp_async_wait<CB_STAGES - 2>();
         // Tile kt is visible to all, and every warp is done with tile kt-1,
         // whose stage the prefetch below overwrites.
         __syncthreads();
-        if (kt + CB_STAGES - 1 < KT) load(next_st);
+        const int next = kt + CB_STAGES - 1;
+        if (next < KT) load(next % CB_STAGES, next);
         mt_cp_async_commit();
-        mma(st);
-        st = st == CB_STAGES - 1 ? 0 : st + 1;
-        next_st = next_st == CB_STAGES - 1 ? 0 : next_st + 1;
+        mma(kt % CB_STAGES);
     }
 }
 
@@ -184,62 +182,52 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
                                                      const bf16* __restrict__ wt, const float* __restrict__ bias,
                                                      Out* __restrict__ y, const Addr& addr) {
     constexpr int BN = 32 * WN, PASS = 16 * WN;  // tile columns; tile rows one pass of the loaders covers
-    // Shared tiles [stage][row][CB_LD] bf16, A's stages then B's, addressed
-    // as 32-bit offsets in the shared window from one base: each access is
-    // a register plus constants (which ptxas folds into the instruction)
-    // plus the stage's offset.
-    constexpr u32 ROW = CB_LD * 2, A_STAGE = CB_BM * ROW, B_STAGE = BN * ROW;
     CB_DYNAMIC_SMEM(cb_smem);
-    const u32 s_a = mt_smem_addr(cb_smem), s_b = s_a + CB_STAGES * A_STAGE;
+    auto As = reinterpret_cast<bf16 (*)[CB_BM][CB_LD]>(cb_smem);
+    auto Bs = reinterpret_cast<bf16 (*)[BN][CB_LD]>(cb_smem + sizeof(bf16) * CB_STAGES * CB_BM * CB_LD);
     const int t = threadIdx.x, lane = t % 32, warp = t / 32;
     const int M = p.n * p.p * p.q, N = p.k, K = p.r * p.s * p.c;
     const int m0 = blockIdx.x * CB_BM, n0 = blockIdx.y * BN;
 
     // Loaders: this thread copies 16-byte chunk kc of the 32-wide K slice for
     // tile rows t/4 + PASS l (128 / PASS rows of A, BN / PASS of B). Its output
-    // pixels are decoded once, as the x offset of their tap (0, 0) (negative
-    // where the padding starts before the image; only in-bounds taps read)
-    // and its (h, w); a row past M gets an h that no tap brings into [0, H).
+    // pixels are decoded once; a_img < 0 marks a row past M (zero-filled).
     const int kc = t % 4, lrow = t / 4;
-    constexpr int AL = CB_BM / PASS, BL = BN / PASS;
-    int a_pix[AL], a_h0[AL], a_w0[AL];
+    constexpr int AL = CB_BM / PASS;
+    int a_img[AL], a_h0[AL], a_w0[AL];
 #pragma unroll
     for (int l = 0; l < AL; ++l) {
         const int row = m0 + lrow + PASS * l;
-        const int qq = row % p.q, rest = row / p.q, h0 = (rest % p.p) * p.sh - p.ph;
-        a_h0[l] = row < M ? h0 : -(1 << 30);
-        a_w0[l] = qq * p.sw - p.pw;
-        a_pix[l] = row < M ? (((rest / p.p) * p.h + h0) * p.w + a_w0[l]) * p.c : 0;
+        a_img[l] = -1;
+        a_h0[l] = a_w0[l] = 0;
+        if (row < M) {
+            const int qq = row % p.q, rest = row / p.q;
+            a_img[l] = (rest / p.p) * p.h * p.w * p.c;
+            a_h0[l] = (rest % p.p) * p.sh - p.ph;
+            a_w0[l] = qq * p.sw - p.pw;
+        }
     }
-    // B rows: output channel n0 + lrow + PASS l from chunk kc on.
-    int b_off[BL];
-    bool b_ok[BL];
-#pragma unroll
-    for (int l = 0; l < BL; ++l) {
-        const int col = n0 + lrow + PASS * l;
-        b_ok[l] = col < N;
-        b_off[l] = col * K + kc * 8;
-    }
-    // This thread's reduction index kt * 32 + 8 kc as (r, s, c), walked by
-    // carries as the tiles are loaded in order (kt = 0, 1, 2, ...): no
+    // This thread's reduction index gk = kt * 32 + 8 kc as (r, s, c), walked
+    // by carries as the tiles are loaded in order (kt = 0, 1, 2, ...): no
     // integer divisions in the main loop.
-    int c = kc * 8 % p.c, s = (kc * 8 / p.c) % p.s, r = kc * 8 / p.c / p.s;
-    const u32 a_dst = s_a + lrow * ROW + kc * 16, b_dst = s_b + lrow * ROW + kc * 16;
-    auto load_tile = [&](int stage) {
-        const bool kin = r < p.r;  // inside K
-        const int hoff = r * p.dh, woff = s * p.dw, koff = (hoff * p.w + woff) * p.c + c;
+    int gk = kc * 8, c = gk % p.c, s = (gk / p.c) % p.s, r = gk / p.c / p.s;
+    auto load_tile = [&](int stage, int) {
+        const bool kin = r < p.r;  // gk < K
+        const int hoff = r * p.dh, woff = s * p.dw;
 #pragma unroll
         for (int l = 0; l < AL; ++l) {
             const int hh = a_h0[l] + hoff, ww = a_w0[l] + woff;
-            const bool ok = kin && (u32)hh < (u32)p.h && (u32)ww < (u32)p.w;
-            mt_cp_async16(a_dst + stage * A_STAGE + PASS * ROW * l, ok ? x + a_pix[l] + koff : x, ok ? 16 : 0);
+            const bool ok = kin && a_img[l] >= 0 && hh >= 0 && hh < p.h && ww >= 0 && ww < p.w;
+            const bf16* src = ok ? x + a_img[l] + (hh * p.w + ww) * p.c + c : x;
+            mt_cp_async16(&As[stage][lrow + PASS * l][kc * 8], src, ok ? 16 : 0);
         }
 #pragma unroll
-        for (int l = 0; l < BL; ++l) {
-            const bool ok = kin && b_ok[l];
-            mt_cp_async16(b_dst + stage * B_STAGE + PASS * ROW * l, ok ? wt + b_off[l] : wt, ok ? 16 : 0);
-            b_off[l] += CB_BK;
+        for (int l = 0; l < BN / PASS; ++l) {
+            const int col = n0 + lrow + PASS * l;
+            const bool ok = kin && col < N;
+            mt_cp_async16(&Bs[stage][lrow + PASS * l][kc * 8], ok ? wt + col * K + gk : wt, ok ? 16 : 0);
         }
+        gk += CB_BK;
         for (c += CB_BK; c >= p.c; c -= p.c)
             if (++s == p.s) {
                 s = 0;
@@ -247,26 +235,23 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
             }
     };
 
-    // Warp (wm, wn) owns rows wm*64.. and columns wn*32.. of the block
-    // tile. Its lanes' ldmatrix rows at stage 0, kk = 0: A, lanes 0-15 rows
-    // 0-15 at k, lanes 16-31 the same rows at k+8; B, stored [n][k], lanes
-    // 8i.. matrix i's rows.
+    // Warp (wm, wn) owns rows wm*64.. and columns wn*32.. of the block tile.
     const int wm = warp % 2, wn = warp / 2;
-    const u32 a_frag = s_a + (wm * 64 + lane % 16) * ROW + (lane / 16) * 16;
-    const u32 b_frag = s_b + (wn * 32 + lane % 8 + (lane / 16) * 8) * ROW + ((lane / 8) % 2) * 16;
     CbAcc acc;
     cb_zero(acc);
     cb_pipeline((K + CB_BK - 1) / CB_BK, load_tile, [&](int st) {
-        const u32 a_st = a_frag + st * A_STAGE, b_st = b_frag + st * B_STAGE;
 #pragma unroll
         for (int kk = 0; kk < CB_BK; kk += 16) {
             u32 a[4][4], b[4][2];
+            // A: lanes 0-15 address rows 0-15 at k, lanes 16-31 the same rows at k+8.
 #pragma unroll
-            for (int i = 0; i < 4; ++i) mt_ldmatrix_x4(a[i], a_st + i * 16 * ROW + kk * 2);
+            for (int i = 0; i < 4; ++i)
+                mt_ldmatrix_x4(a[i], &As[st][wm * 64 + i * 16 + lane % 16][kk + (lane / 16) * 8]);
+            // B, stored [n][k]: lanes 8i.. address matrix i's rows.
 #pragma unroll
             for (int j2 = 0; j2 < 2; ++j2) {
                 u32 r[4];
-                mt_ldmatrix_x4(r, b_st + j2 * 16 * ROW + kk * 2);
+                mt_ldmatrix_x4(r, &Bs[st][wn * 32 + j2 * 16 + lane % 8 + (lane / 16) * 8][kk + ((lane / 8) % 2) * 8]);
                 cb_split_b(b, 2 * j2, r);
             }
             cb_mma_4x4(acc, a, b);
@@ -440,10 +425,9 @@ __device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, 
     constexpr int CA = BM / 8, CB = BN / 8;                  // 16-byte chunks per tile row
     constexpr int RA = THREADS / CA, RB = THREADS / CB;      // rows a pass of the block loads
     constexpr int LA = CB_BK / RA, LB = CB_BK / RB;          // passes per tile
-    // Shared tiles [stage][32][LDA or LDB] bf16 as offsets from one base, as in the fprop body.
-    constexpr u32 A_STAGE = CB_BK * LDA * 2, B_STAGE = CB_BK * LDB * 2;
     CB_DYNAMIC_SMEM(cb_smem);
-    const u32 s_a = mt_smem_addr(cb_smem), s_b = s_a + CB_STAGES * A_STAGE;
+    auto As = reinterpret_cast<bf16 (*)[CB_BK][LDA]>(cb_smem);
+    auto Bs = reinterpret_cast<bf16 (*)[CB_BK][LDB]>(cb_smem + sizeof(bf16) * CB_STAGES * CB_BK * LDA);
     const ConvParams& p = wp.conv;
     const int t = threadIdx.x, lane = t % 32, warp = t / 32;
     const int M = p.k, N = p.r * p.s * p.c, pixels = p.n * p.p * p.q;
@@ -481,8 +465,7 @@ __device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, 
         for (int l = 0; l < LA; ++l) {
             const int m = a_m + RA * l;
             const bool ok = a_ok && m < end;
-            const u32 dst = s_a + stage * A_STAGE + ((a_row + RA * l) * LDA + 8 * (t % CA)) * 2;
-            mt_cp_async16(dst, ok ? dy + m * wp.ldy + a_col : dy, ok ? 16 : 0);
+            mt_cp_async16(&As[stage][a_row + RA * l][8 * (t % CA)], ok ? dy + m * wp.ldy + a_col : dy, ok ? 16 : 0);
         }
         a_m += CB_BK;
 #pragma unroll
@@ -490,7 +473,7 @@ __device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, 
             const int hh = b_pp[l] * p.sh + b_hoff, ww = b_qq[l] * p.sw + b_woff;
             const bool ok = b_ok && b_m[l] < end && hh >= 0 && hh < p.h && ww >= 0 && ww < p.w;
             const bf16* src = ok ? x + ((b_img[l] * p.h + hh) * p.w + ww) * p.c + b_c : x;
-            mt_cp_async16(s_b + stage * B_STAGE + ((b_row + RB * l) * LDB + 8 * (t % CB)) * 2, src, ok ? 16 : 0);
+            mt_cp_async16(&Bs[stage][b_row + RB * l][8 * (t % CB)], src, ok ? 16 : 0);
             b_m[l] += CB_BK;
             b_qq[l] += step_q;
             b_pp[l] += step_p;
@@ -505,23 +488,21 @@ __device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, 
     const int wm = warp / WN, wn = warp % WN;
     CbAcc acc;
     cb_zero(acc);
-    // This lane's ldmatrix rows at stage 0, kk = 0. A (k x pixels,
-    // row-major): matrix j = lane / 8 holds channels 8 (j % 2).. and pixels
-    // 8 (j / 2).. of the 16 x 16 fragment. B (pixels x rsc, column-major),
-    // stored [pixel][rsc]: lanes 8i.. address matrix i's rows.
-    const u32 a_frag = s_a + (((lane / 16) * 8 + lane % 8) * LDA + wm * 64 + ((lane / 8) % 2) * 8) * 2;
-    const u32 b_frag = s_b + ((((lane / 8) % 2) * 8 + lane % 8) * LDB + wn * 32 + (lane / 16) * 8) * 2;
-    cb_pipeline(KT, load_tile, [&](int st) {
-        const u32 a_st = a_frag + st * A_STAGE, b_st = b_frag + st * B_STAGE;
+    cb_pipeline(KT, [&](int stage, int) { load_tile(stage); }, [&](int st) {
 #pragma unroll
         for (int kk = 0; kk < CB_BK; kk += 16) {
             u32 a[4][4], b[4][2];
+            // A (k x pixels, row-major): matrix j = lane / 8 holds channels
+            // 8 (j % 2).. and pixels 8 (j / 2).. of the 16 x 16 fragment.
 #pragma unroll
-            for (int i = 0; i < 4; ++i) mt_ldmatrix_x4_trans(a[i], a_st + (kk * LDA + i * 16) * 2);
+            for (int i = 0; i < 4; ++i)
+                mt_ldmatrix_x4_trans(a[i], &As[st][kk + (lane / 16) * 8 + lane % 8][wm * 64 + i * 16 + ((lane / 8) % 2) * 8]);
+            // B (pixels x rsc, column-major), stored [pixel][rsc]: lanes 8i..
+            // address matrix i's rows.
 #pragma unroll
             for (int j2 = 0; j2 < 2; ++j2) {
                 u32 r[4];
-                mt_ldmatrix_x4_trans(r, b_st + (kk * LDB + j2 * 16) * 2);
+                mt_ldmatrix_x4_trans(r, &Bs[st][kk + ((lane / 8) % 2) * 8 + lane % 8][wn * 32 + j2 * 16 + (lane / 16) * 8]);
                 cb_split_b(b, 2 * j2, r);
             }
             cb_mma_4x4(acc, a, b);

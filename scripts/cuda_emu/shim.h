@@ -31,18 +31,9 @@ dim3 blockDim, gridDim;
 #define __align__(n) __attribute__((aligned(n)))
 struct float4 { float x, y, z, w; };
 struct float2 { float x, y; };
-// Dynamic shared memory (conv_bf16.cu): one fixed buffer, shared by a
-// block's threads (blocks run one after another). The kernels address it by
-// 32-bit offsets (mt_smem_addr), as the shared window.
-constexpr unsigned EMU_SMEM_BYTES = 128 * 1024;
-alignas(16) unsigned char g_emu_smem[EMU_SMEM_BYTES];
-#define CB_DYNAMIC_SMEM(name) unsigned char* const name = g_emu_smem
-inline unsigned mt_smem_addr(const void* p) { return (unsigned)(static_cast<const unsigned char*>(p) - g_emu_smem); }
-// The buffer's bytes at shared address a, refusing a 16-byte access past its end.
-inline unsigned char* emu_smem(unsigned a) {
-    if (a + 16 > EMU_SMEM_BYTES) { printf("shared address %u outside the %u-byte buffer\n", a, EMU_SMEM_BYTES); exit(1); }
-    return g_emu_smem + a;
-}
+// Dynamic shared memory (conv_bf16.cu): one fixed buffer per kernel body,
+// shared by a block's threads like the static __shared__ arrays.
+#define CB_DYNAMIC_SMEM(name) static __align__(16) unsigned char name[64 * 1024]
 inline float2 make_float2(float x, float y) { return {x, y}; }
 struct uint2 { unsigned x, y; };
 std::unique_ptr<std::barrier<>> g_block_bar;
@@ -137,9 +128,8 @@ inline void emu_copy(const EmuCopy& c) {
     memcpy(c.dst, c.src, c.bytes);
     memset(static_cast<char*>(c.dst) + c.bytes, 0, 16 - c.bytes);
 }
-inline void mt_cp_async16(unsigned dst, const void* src, int bytes) {
-    EmuCopy c{emu_smem(dst), src, bytes};
-    if (g_cp_async_defer) t_cp_open.push_back(c); else emu_copy(c);
+inline void mt_cp_async16(void* dst, const void* src, int bytes) {
+    if (g_cp_async_defer) t_cp_open.push_back({dst, src, bytes}); else emu_copy({dst, src, bytes});
 }
 inline void mt_cp_async_commit() { t_cp_groups.push_back(std::move(t_cp_open)); t_cp_open.clear(); }
 template <int N> inline void mt_cp_async_wait() {
@@ -165,8 +155,8 @@ inline void emu_ldmatrix_x4(unsigned (&r)[4], const void* p, bool trans) {
     }
     g_warp_bar[w]->arrive_and_wait();
 }
-inline void mt_ldmatrix_x4(unsigned (&r)[4], unsigned a) { emu_ldmatrix_x4(r, emu_smem(a), false); }
-inline void mt_ldmatrix_x4_trans(unsigned (&r)[4], unsigned a) { emu_ldmatrix_x4(r, emu_smem(a), true); }
+inline void mt_ldmatrix_x4(unsigned (&r)[4], const void* p) { emu_ldmatrix_x4(r, p, false); }
+inline void mt_ldmatrix_x4_trans(unsigned (&r)[4], const void* p) { emu_ldmatrix_x4(r, p, true); }
 
 // cvt.rna.tf32.f32: keep 10 explicit mantissa bits, ties away from zero
 // (adding half of the dropped 13 bits to the magnitude); NaN and Inf as they are.
