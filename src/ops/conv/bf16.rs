@@ -15,7 +15,7 @@ use super::cuda::{params, ConvParams};
 use super::{dgrad_t, forward_t, wgrad_t, Conv2dGeom, Conv2dParams};
 use crate::backend::cpu::Float;
 use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::elementwise::cuda::{empty, ptr};
+use crate::ops::elementwise::cuda::{empty, ptr, same_gpu};
 use crate::{with_dtype, Error, Result, Tensor};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::sync::{Arc, OnceLock};
@@ -588,18 +588,6 @@ pub fn conv2d_wgrad_bf16(
     // zeroed for the split-K atomics.
     unsafe { dev.launch(tile.kernel, cfg, &p, &ptrs)? };
     Ok(dw)
-}
-
-/// An error naming `op` unless `other` is the GPU `dev`.
-pub(super) fn same_gpu(op: &'static str, dev: &CudaDevice, other: &CudaDevice) -> Result<()> {
-    if other.ordinal() == dev.ordinal() {
-        return Ok(());
-    }
-    Err(Error::Device {
-        op,
-        lhs: format!("cuda:{}", dev.ordinal()),
-        rhs: format!("cuda:{}", other.ordinal()),
-    })
 }
 
 /// A checked fprop launch: device, geometry and the kernel's parameters.

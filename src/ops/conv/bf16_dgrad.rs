@@ -12,11 +12,11 @@
 //! each phase's sub-kernel in bf16 and runs the phase conv, whose rows land
 //! on dx's pixels (n, a + i sh, b + j sw).
 
-use super::bf16::{same_gpu, Bf16Nhwc, FpropTile, TILE_N};
+use super::bf16::{Bf16Nhwc, FpropTile, TILE_N};
 use super::cuda::{params, ConvParams};
 use super::Conv2dGeom;
 use crate::backend::cuda::CudaStorage;
-use crate::ops::elementwise::cuda::{empty, owned_onto, ptr};
+use crate::ops::elementwise::cuda::{empty, owned_onto, ptr, same_gpu};
 use crate::{Error, Result, Tensor};
 use cudarc::driver::DeviceRepr;
 

@@ -60,15 +60,20 @@ pub(crate) fn owned_onto(
             ),
         ));
     }
-    let own = t.cuda_mut(op)?.device().ordinal();
-    if own != dev.ordinal() {
-        return Err(Error::Device {
-            op,
-            lhs: format!("cuda:{}", dev.ordinal()),
-            rhs: format!("cuda:{own}"),
-        });
-    }
+    same_gpu(op, dev, t.cuda_mut(op)?.device())?;
     Ok(t)
+}
+
+/// An error naming `op` unless `other` is the GPU `dev`.
+pub(crate) fn same_gpu(op: &'static str, dev: &CudaDevice, other: &CudaDevice) -> Result<()> {
+    if other.ordinal() == dev.ordinal() {
+        return Ok(());
+    }
+    Err(Error::Device {
+        op,
+        lhs: format!("cuda:{}", dev.ordinal()),
+        rhs: format!("cuda:{}", other.ordinal()),
+    })
 }
 
 /// `t` with the bf16 copy a kernel wrote into `room` attached, if any.
