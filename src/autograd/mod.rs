@@ -5,11 +5,13 @@
 //! walks the nodes in reverse, calls each rule once (so saved tensors are
 //! freed as soon as they are used) and hands out parameter gradients.
 
+mod flops;
 mod gradients;
 mod params;
 mod precision;
 mod tape;
 
+pub use flops::ProductFlops;
 pub use gradients::Gradients;
 pub use params::{ParamId, Params};
 pub use precision::Precision;

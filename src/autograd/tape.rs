@@ -1,4 +1,4 @@
-use super::{Gradients, ParamId, Params, Precision};
+use super::{Gradients, ParamId, Params, Precision, ProductFlops};
 use crate::{Error, Result, Shape, Tensor};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,6 +88,8 @@ pub struct Tape {
     consumed: Cell<bool>,
     /// What the convolutions recorded on (or run through) this tape compute in.
     precision: Cell<Precision>,
+    /// What the products run through this tape compute ([`Tape::count_product`]).
+    products: Cell<ProductFlops>,
 }
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
@@ -107,6 +109,7 @@ impl Tape {
             nodes: RefCell::new(Vec::new()),
             consumed: Cell::new(false),
             precision: Cell::new(Precision::F32),
+            products: Cell::new(ProductFlops::default()),
         }
     }
 
@@ -130,6 +133,21 @@ impl Tape {
 
     pub fn precision(&self) -> Precision {
         self.precision.get()
+    }
+
+    /// Counts a product (convolution, matrix product) of `macs`
+    /// multiply-adds over `operands`, its two factors: the forward, and a
+    /// backward pass for each factor recorded on this tape. The product ops
+    /// call it, recording or not (eval counts its forward).
+    pub fn count_product(&self, macs: u64, operands: [&Var; 2]) {
+        let grads =
+            operands.map(|v| self.recording && matches!(v.node, Some((t, _)) if t == self.id));
+        self.products.set(self.products.get().add(macs, grads));
+    }
+
+    /// The products counted so far on this tape.
+    pub fn product_flops(&self) -> ProductFlops {
+        self.products.get()
     }
 
     /// Number of recorded nodes (parameters and ops).

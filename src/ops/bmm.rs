@@ -69,6 +69,7 @@ pub fn bmm(tape: &Tape, a: &Var, b: &Var, tr: Transposes) -> Result<Var> {
         return Err(bad());
     }
     let y = bmm_tensors(a.value(), b.value(), tr, [ba, m, k, n])?;
+    tape.count_product((ba * m * k * n) as u64, [a, b]);
     let (at, bt) = (a.value().clone(), b.value().clone());
     tape.record("bmm", &[a, b], y, move |g, needs| {
         // With C = A·B: dA = G·Bᵀ, dB = Aᵀ·G, where A = op(a), B = op(b). For a stored

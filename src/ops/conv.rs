@@ -187,6 +187,12 @@ impl Conv2dGeom {
         self.k / self.prm.groups
     }
 
+    /// Multiply-adds of the forward: N·P·Q·K·R·S·C/groups (a dgrad and a
+    /// wgrad compute as many).
+    pub fn macs(&self) -> u64 {
+        (self.n * self.p * self.q * self.k) as u64 * self.patch_cols() as u64
+    }
+
     /// Columns of one group's patch matrix: R·S·C/groups.
     fn patch_cols(&self) -> usize {
         self.r * self.s * self.cg()
@@ -548,6 +554,7 @@ pub fn conv2d(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>, prm: Conv2dPara
             (y, Some(a))
         }
     };
+    tape.count_product(g.macs(), [x, w]);
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     // A residual block's input feeds two convs (or a conv and the block

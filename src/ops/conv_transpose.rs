@@ -95,6 +95,7 @@ pub fn conv_transpose2d(
     // Through the adjoint conv: forward = its dgrad, dgrad = its forward,
     // wgrad = its wgrad with this op's output gradient as the conv's input.
     let y = dgrad_t(OP, &g, &xt, &wt, bias.map(|b| b.value()))?;
+    tape.count_product(g.macs(), [x, w]);
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     tape.record(OP, &inputs, y, move |dy, needs| {

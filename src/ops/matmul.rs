@@ -54,6 +54,7 @@ pub fn matmul(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
         ));
     }
     let y = product(&at, false, &bt, false, m, k, n)?;
+    tape.count_product((m * k * n) as u64, [a, b]);
     tape.record("matmul", &[a, b], y, move |g, needs| {
         // dA = G·Bᵀ, dB = Aᵀ·G
         let ga = if needs[0] {
@@ -129,6 +130,7 @@ pub fn linear(tape: &Tape, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
         }
         y.reshape(out_shape)?
     };
+    tape.count_product((rows * in_f * out_f) as u64, [x, w]);
     let x_shape = xt.shape().clone();
     let mut inputs = vec![x, w];
     inputs.extend(b);

@@ -6,6 +6,7 @@
 use super::checkpoint::{self, CheckpointRef, TrainProgress};
 use super::gan::GanMixer;
 use super::{ConfigFile, LossTerms, MtlLoss, MtlTargets, OptimConfig, TrainConfig};
+use crate::autograd::ProductFlops;
 use crate::data::{Batch, Loader};
 use crate::metrics::{MtlEvaluator, MtlLabels, MtlMetrics, MtlPredictions};
 use crate::model::{MtlNet, MtlOutput};
@@ -61,6 +62,9 @@ pub struct Trainer {
     mixer: Option<GanMixer>,
     /// Where the host time of the last step went.
     pub last_phases: StepPhases,
+    /// What the last step's convolutions and matrix products computed
+    /// (model FLOP utilisation = this over the step time and the peak).
+    pub last_flops: ProductFlops,
 }
 
 /// The update every trainer ends a step with: backward of the multi-task
@@ -200,6 +204,7 @@ impl Trainer {
             progress: TrainProgress::start(),
             period: ([0.0; 3], 0),
             last_phases: StepPhases::default(),
+            last_flops: ProductFlops::default(),
             mixer: GanMixer::load(
                 &config.gan_mix,
                 config.data.image_size,
@@ -262,6 +267,7 @@ impl Trainer {
             forward_ms: ms(start.elapsed()),
             ..StepPhases::default()
         };
+        self.last_flops = tape.product_flops();
         let stats = optimizer_step(
             tape,
             terms,
