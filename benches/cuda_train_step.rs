@@ -4,7 +4,10 @@
 //! the same step (forward, masked multi-task loss with a quarter of each
 //! task's labels withheld, backward, clipping at 5, AdamW), through
 //! `Trainer::step`, so every host synchronisation the real loop makes is
-//! counted. Prints one line per configuration starting `train`.
+//! counted. Prints one line per configuration starting `train`, with the
+//! step's arithmetic in convolutions and GEMMs (`Trainer::last_flops`, as
+//! PyTorch's flop counter counts it: tests/flops.rs) and its rate, the
+//! model FLOP utilisation once divided by the GPU's peak.
 //!
 //! The batch's tensors are put on the GPU once, before timing, as
 //! torch_bench.py creates its batch on the device: both sides time the step,
@@ -120,11 +123,14 @@ fn bench(depth: usize, n: usize, precision: Precision, profile: bool) {
     }
     dev.synchronize().unwrap();
     let s = t0.elapsed().as_secs_f64() / iters as f64;
+    let flops = t.last_flops.total() as f64;
     let pool = dev.pool_stats();
     println!(
-        "train {tag}se-resnet-{depth:<2} {SIZE}x{SIZE} b{n:<3}  {:>8.1} ms/step {:>8.1} images/s  ({} params; pool {:.1} GiB, {} driver allocations while timed)",
+        "train {tag}se-resnet-{depth:<2} {SIZE}x{SIZE} b{n:<3}  {:>8.1} ms/step {:>8.1} images/s  ({:.4} TFLOP/step in convolutions and GEMMs, {:.1} TFLOP/s; {} params; pool {:.1} GiB, {} driver allocations while timed)",
         s * 1e3,
         n as f64 / s,
+        flops / 1e12,
+        flops / s / 1e12,
         t.params.numel(),
         pool.reserved_bytes as f64 / (1u64 << 30) as f64,
         pool.driver_allocs - allocs

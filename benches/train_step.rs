@@ -49,10 +49,12 @@ fn bench(depth: usize, width: f64, stem: Stem, size: usize, batch: usize) {
             expr: &expr,
         };
         let terms = loss.forward(&tape, &params, &out, &t).unwrap();
+        let flops = tape.product_flops().total();
         let grads = tape.backward(&terms.total).unwrap();
         opt.step(&mut params, &grads, 1e-3).unwrap();
+        flops
     };
-    step(&mut rng);
+    let flops = step(&mut rng);
     let reps = 3;
     let t = Instant::now();
     for _ in 0..reps {
@@ -60,11 +62,13 @@ fn bench(depth: usize, width: f64, stem: Stem, size: usize, batch: usize) {
     }
     let s = t.elapsed().as_secs_f64() / reps as f64;
     println!(
-        "depth {depth:>2} width {width:<5} stem {:<8} {size:>3}x{size:<3} batch {batch:>3}: {:>7.1} ms/step {:>8.1} images/s ({} params)",
+        "depth {depth:>2} width {width:<5} stem {:<8} {size:>3}x{size:<3} batch {batch:>3}: {:>7.1} ms/step {:>8.1} images/s ({} params; {:.2} GFLOP/step in convolutions and GEMMs, {:.1} GFLOP/s)",
         format!("{stem:?}"),
         s * 1e3,
         batch as f64 / s,
-        params.numel()
+        params.numel(),
+        flops as f64 / 1e9,
+        flops as f64 / s / 1e9
     );
 }
 

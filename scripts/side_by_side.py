@@ -43,6 +43,8 @@ BEGIN, END = "<!-- side-by-side:begin -->", "<!-- side-by-side:end -->"
 # benches/cuda_train_step.rs: `train se-resnet-18 112x112 b64    23.1 ms/step   2776.4 images/s  (...)`
 # or `train se-resnet-18 b64: skipped (reason)`; `train bf16 se-resnet-..` with train.precision = bf16.
 OURS_LINE = re.compile(r"^train (bf16 )?se-resnet-(\d+)\s+(\d+)x\d+\s+b(\d+)\s+([\d.]+) ms/step\s+([\d.]+) images/s")
+# The same line's step arithmetic: `images/s  (0.7427 TFLOP/step in convolutions and GEMMs, ...`.
+OURS_FLOPS = re.compile(r"images/s\s+\(([\d.]+) TFLOP/step")
 OURS_SKIP = re.compile(r"^train (bf16 )?se-resnet-(\d+) b(\d+): skipped \((.*)\)")
 OURS_SIZE = 112  # cuda_train_step.rs's SIZE
 
@@ -54,6 +56,12 @@ EAGER = [("eager_f32_nchw", "eager", "f32", "nchw"),
 # out costs compiled f32 first.
 COMPILE = [("compile_bf16_cl", "compile", "bf16", "channels_last"),
            ("compile_f32_cl", "compile", "f32", "channels_last")]
+
+# Dense peaks in TFLOP/s, (bf16 tensor cores, f32 without TF32), by a part
+# of the device's name: NVIDIA's H100 SXM and PCIe data sheets (H200 is the
+# SXM chip with more memory). Another device's utilisation is left out.
+PEAKS = [("H200", (989.4, 66.9)), ("H100 80GB HBM3", (989.4, 66.9)), ("H100 SXM", (989.4, 66.9)),
+         ("H100 PCIe", (756.5, 51.2))]
 
 
 class Failed:
@@ -117,6 +125,13 @@ def parse_ours(text, size):
         elif m := OURS_SKIP.match(line):
             cells[((int(m[2]), int(m[3]), size), col(m))] = Failed(m[4])
     return cells
+
+
+def parse_flops(text):
+    """{(depth, batch, image size): TFLOP per step} from the bench's lines
+    (the same for f32 and bf16: one model, one step)."""
+    return {(int(m[2]), int(m[4]), int(m[3])): float(f[1])
+            for line in text.splitlines() if (m := OURS_LINE.match(line)) and (f := OURS_FLOPS.search(line))}
 
 
 def parse_torch(text):
@@ -183,6 +198,45 @@ def table(rows, header):
     return "\n".join(lines) + "\n"
 
 
+def peaks(device):
+    """(bf16, f32) dense peak TFLOP/s of `device`, or None when not known."""
+    return next((p for name, p in PEAKS if name in device), None)
+
+
+def utilisation(rows, flops, device):
+    """The markdown paragraph on model FLOP utilisation: each figure of the
+    table as TFLOP/s of convolutions and GEMMs (the step's count from
+    mtaffect's bench, which equals PyTorch's flop counter on the same model:
+    tests/flops.rs), with its share of the device's dense peak for its
+    precision when the device is known."""
+    if not flops:
+        return ""
+    peak = peaks(device)
+    where = (f"% of {device}'s dense peak, {peak[0]} TFLOP/s bf16 and {peak[1]} f32" if peak
+             else f"no peak known for {device}")
+    cols = [("ours", "mtaffect f32", 1), ("ours_bf16", "mtaffect bf16", 0), ("eager_f32", "eager f32", 1),
+            ("eager_bf16_cl", "eager bf16", 0), ("compile_f32_cl", "compiled f32", 1),
+            ("compile_bf16_cl", "compiled bf16", 0)]
+    lines = [f"**Model FLOP utilisation**: TFLOP/s in convolutions and GEMMs ({where}).", "",
+             "| model | batch | TFLOP/step | " + " | ".join(c[1] for c in cols) + " |",
+             "|" + "---|" * (3 + len(cols))]
+    for key, c in sorted(rows.items()):
+        if key not in flops:
+            continue
+        depth, batch, _ = key
+        c = dict(c, eager_f32=best(c.get("eager_f32_nchw"), c.get("eager_f32_cl")))
+        cells = [f"SE-ResNet-{depth}", str(batch), f"{flops[key]:.4f}"]
+        for col, _, precision in cols:
+            v = c.get(col)
+            if not isinstance(v, float):
+                cells.append("-")
+                continue
+            rate = flops[key] * v / batch
+            cells.append(fmt(rate) + (f" ({100 * rate / peak[precision]:.1f}%)" if peak else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def replace_block(text, block):
     """`text` with the marked block replaced by `block` (appended when absent)."""
     marked = f"{BEGIN}\n{block}{END}"
@@ -202,7 +256,7 @@ def write_atomic(path, text):
 
 
 def environment(args, torch_results):
-    """The header's facts: device, driver, date, versions, commit."""
+    """(the header's facts: device, driver, date, versions, commit; the device)."""
     import torch  # only here: the rest of the script needs no torch
 
     device = next((r["device"] for r in torch_results if r.get("device")), args.device)
@@ -225,7 +279,7 @@ def environment(args, torch_results):
         commit = out.strip()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"**Training step, side by side** (`python3 scripts/side_by_side.py`, {date}): {device}, driver "
-            f"{driver}; torch {torch.__version__}, CUDA {torch.version.cuda}; mtaffect {commit}")
+            f"{driver}; torch {torch.__version__}, CUDA {torch.version.cuda}; mtaffect {commit}"), device
 
 
 def main():
@@ -252,7 +306,7 @@ def main():
     cmd = ours_command(a.ours)
     log(f"mtaffect: {' '.join(cmd)}")
     rc, out, err = run(cmd, min(4 * a.timeout, left()))
-    ours = parse_ours(out, OURS_SIZE)
+    ours, flops = parse_ours(out, OURS_SIZE), parse_flops(out)
     for (key, col), v in ours.items():
         rows.setdefault(key, {})[col] = v
         log(f"mtaffect {col} SE-ResNet-{key[0]} b{key[1]} {key[2]}x{key[2]}: {fmt(v)} (images/s)")
@@ -279,8 +333,10 @@ def main():
         log(f"[{n}/{len(configs)}] {fmt(cell)} (images/s)")
         rows.setdefault(key, {})[col] = cell
 
-    header = environment(a, torch_results) + "; TF32 off; images/s (CL: channels_last)."
-    md = table(rows, header)
+    header, device = environment(a, torch_results)
+    md = table(rows, header + "; TF32 off; images/s (CL: channels_last).")
+    if mfu := utilisation(rows, flops, device):
+        md += "\n" + mfu
     print(md, end="")
     if a.out:
         write_atomic(a.out, md)
