@@ -5,7 +5,7 @@
 #[path = "common/gan_fixtures.rs"]
 mod gan_fixtures;
 
-use mtaffect::model::{MtlNet, NeckKind, NetConfig, Stem};
+use mtaffect::model::{MtlNet, NetConfig};
 use mtaffect::nn::{Buffers, Ctx};
 use mtaffect::ops::conv::Conv2dParams;
 use mtaffect::train::{TrainConfig, Trainer};
@@ -100,15 +100,12 @@ fn matrix_products_and_transposed_convolutions_count_their_multiply_adds() {
     check(3 * 3 * 4 * (3 * 3 * 2), 1);
 }
 
-/// SE-ResNet-`depth` as scripts/torch_bench.py configures PyTorch's model.
+/// SE-ResNet-`depth` as scripts/torch_bench.py's `model_config` builds it
+/// (width 1, SE reduction 16, ImageNet stem, MTANet neck, dropout 0.2):
+/// NetConfig's default but for the depth.
 fn bench_model(depth: usize) -> NetConfig {
     NetConfig {
         depth,
-        width_mult: 1.0,
-        se_reduction: 16,
-        stem: Stem::Imagenet,
-        neck: NeckKind::Mtanet,
-        dropout: 0.2,
         ..NetConfig::default()
     }
 }
