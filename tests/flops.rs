@@ -5,6 +5,7 @@
 #[path = "common/gan_fixtures.rs"]
 mod gan_fixtures;
 
+use mtaffect::autograd::ProductFlops;
 use mtaffect::model::{MtlNet, NetConfig};
 use mtaffect::nn::{Buffers, Ctx};
 use mtaffect::ops::conv::Conv2dParams;
@@ -76,7 +77,7 @@ fn matrix_products_and_transposed_convolutions_count_their_multiply_adds() {
     let constant = |dims: &[usize], r: &mut Rng| {
         tape.constant(Tensor::randn(dims.to_vec(), 1.0, DType::F64, r))
     };
-    let mut expect = mtaffect::autograd::ProductFlops::default();
+    let mut expect = ProductFlops::default();
     let mut check = |macs: u64, passes: u64| {
         expect.forward += 2 * macs;
         expect.backward += 2 * macs * passes;
@@ -98,6 +99,93 @@ fn matrix_products_and_transposed_convolutions_count_their_multiply_adds() {
     };
     ops::conv_transpose2d(&tape, &x, &wt, None, prm, [1, 1]).unwrap();
     check(3 * 3 * 4 * (3 * 3 * 2), 1);
+}
+
+/// A recurrent layer's four weights for `gates` gates, F = 3 inputs and H = 4 units.
+fn rnn_weights(
+    tape: &Tape,
+    params: &mut Params,
+    gates: usize,
+    rng: &mut Rng,
+) -> [mtaffect::Var; 4] {
+    let (f, h) = (3, 4);
+    let dims = [
+        vec![gates * h, f],
+        vec![gates * h, h],
+        vec![gates * h],
+        vec![gates * h],
+    ];
+    let ids = dims.map(|d| {
+        let name = format!("w{}", params.len());
+        params
+            .add(name, Tensor::randn(d, 0.5, DType::F64, rng))
+            .unwrap()
+    });
+    ids.map(|id| tape.param(params, id))
+}
+
+#[test]
+fn recurrent_layers_and_attention_count_their_inner_products() {
+    let mut rng = Rng::new(4);
+    // N = 2 sequences of T = 5 frames, F = 3 inputs, H = 4 units.
+    let x = Tensor::randn([2, 5, 3], 1.0, DType::F64, &mut rng);
+    // (gates, whether x needs a gradient, forward, backward). The GRU's
+    // figures are torch.utils.flop_counter's for nn.GRU(3, 4) on the same
+    // shapes (its CPU LSTM is one fused op the counter does not see): the
+    // state's gradient is not carried into the detached initial state.
+    for (gates, x_grad, forward, backward) in [
+        (3, true, 1680, 3168),
+        (3, false, 1680, 2448),
+        // By hand: 2·N·T·4H·F = 960 and 2·N·T·4H·H = 1280 forward; backward
+        // twice the input product (dx, dW_ih), twice the state product
+        // (dh, dW_hh) less the first frame's dh (2·N·4H·H = 256).
+        (4, true, 2240, 4224),
+    ] {
+        let tape = Tape::new();
+        let mut params = Params::new();
+        let xv = match x_grad {
+            true => {
+                let id = params.add("x", x.clone()).unwrap();
+                tape.param(&params, id)
+            }
+            false => tape.constant(x.clone()),
+        };
+        let w = rnn_weights(&tape, &mut params, gates, &mut rng);
+        let rw = ops::RnnWeights::from_vars(&w);
+        match gates {
+            3 => drop(ops::gru(&tape, &xv, rw, None, None).unwrap()),
+            _ => drop(ops::lstm(&tape, &xv, rw, None, None).unwrap()),
+        }
+        let c = tape.product_flops();
+        assert_eq!(
+            (c.forward, c.backward),
+            (forward, backward),
+            "{gates} gates, dx {x_grad}"
+        );
+    }
+
+    // Attention, q [2, 5, 3, 4] against 6 keys: scores q·kᵀ and weights·v,
+    // 2·3·5·6·4 = 720 multiply-adds each (the forward is PyTorch's count for
+    // scaled_dot_product_attention; its backward counts flash attention's
+    // recomputed scores as well, which ours does not compute).
+    let tape = Tape::new();
+    let mut params = Params::new();
+    let q = params.add("q", Tensor::randn([2, 5, 3, 4], 1.0, DType::F64, &mut rng));
+    let k = params.add("k", Tensor::randn([2, 6, 3, 4], 1.0, DType::F64, &mut rng));
+    let (q, k) = (
+        tape.param(&params, q.unwrap()),
+        tape.param(&params, k.unwrap()),
+    );
+    let v = tape.constant(Tensor::randn([2, 6, 3, 4], 1.0, DType::F64, &mut rng));
+    ops::attention(&tape, &q, &k, &v, None).unwrap();
+    // A constant v: dq and dk through the scores, the weights' gradient, no dv.
+    assert_eq!(
+        tape.product_flops(),
+        ProductFlops {
+            forward: 2880,
+            backward: 3 * 1440
+        }
+    );
 }
 
 /// SE-ResNet-`depth` as scripts/torch_bench.py's `model_config` builds it

@@ -6,10 +6,11 @@
 /// multiply-add. `backward` counts, per product, one pass the size of the
 /// forward for each operand whose gradient the tape will compute (a
 /// convolution's dgrad and wgrad, a matrix product's dA and dB): a stem
-/// convolution over constant images counts no dgrad. Elementwise ops,
+/// convolution over constant images counts no dgrad. Recurrent layers count
+/// their input and state projections, attention its two products (scores
+/// and weighted values, no recomputation in backward). Elementwise ops,
 /// reductions, normalisation and the optimizer are not counted, as in the
-/// usual MFU convention; neither are the recurrent cells and attention,
-/// which report nothing yet.
+/// usual MFU convention.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProductFlops {
     pub forward: u64,

@@ -140,9 +140,19 @@ impl Tape {
     /// backward pass for each factor recorded on this tape. The product ops
     /// call it, recording or not (eval counts its forward).
     pub fn count_product(&self, macs: u64, operands: [&Var; 2]) {
-        let grads =
-            operands.map(|v| self.recording && matches!(v.node, Some((t, _)) if t == self.id));
+        self.count_inner_product(macs, operands.map(|v| self.needs_grad(v)));
+    }
+
+    /// [`Tape::count_product`] for a product inside an op whose factors are
+    /// not its inputs (attention's weights, a recurrent state): `grads`
+    /// says which factors' gradients the op's backward computes.
+    pub fn count_inner_product(&self, macs: u64, grads: [bool; 2]) {
         self.products.set(self.products.get().add(macs, grads));
+    }
+
+    /// Whether a backward of this tape computes `v`'s gradient.
+    pub fn needs_grad(&self, v: &Var) -> bool {
+        self.recording && matches!(v.node, Some((t, _)) if t == self.id)
     }
 
     /// The products counted so far on this tape.

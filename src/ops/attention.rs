@@ -72,6 +72,11 @@ pub fn attention(tape: &Tape, q: &Var, k: &Var, v: &Var, key_mask: Option<&[bool
         None => vec![true; n * s],
     };
     let dims = Dims { n, t, s, h, d };
+    // q·kᵀ, then the weights (which depend on q and k) times v.
+    let macs = (n * h * t * s * d) as u64;
+    let [gq, gk, gv] = [q, k, v].map(|x| tape.needs_grad(x));
+    tape.count_inner_product(macs, [gq, gk]);
+    tape.count_inner_product(macs, [gq || gk, gv]);
     let (qt, kt, vt) = (q.value().clone(), k.value().clone(), v.value().clone());
     if let Some(dev) = same_device(OP, &[&qt, &kt, &vt])? {
         let (y, saved) = cuda::forward(&dev, [&qt, &kt, &vt], &mask, &dims)?;

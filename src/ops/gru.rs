@@ -25,6 +25,7 @@ pub fn gru(
     mask: Option<&[bool]>,
 ) -> Result<(Var, Tensor)> {
     let d = recurrent::check(OP, x, &w, 3, &[h0], mask)?;
+    recurrent::count_products(tape, x, &w, &d);
     let mask = recurrent::mask_or_all(mask, &d);
     let (xt, wih, whh) = (
         x.value().clone(),

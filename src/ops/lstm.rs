@@ -33,6 +33,7 @@ pub fn lstm(
 ) -> Result<(Var, LstmState)> {
     let states = [state.map(|s| &s.h), state.map(|s| &s.c)];
     let d = recurrent::check(OP, x, &w, 4, &states, mask)?;
+    recurrent::count_products(tape, x, &w, &d);
     let mask = recurrent::mask_or_all(mask, &d);
     let (xt, wih, whh) = (
         x.value().clone(),

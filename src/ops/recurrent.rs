@@ -15,7 +15,7 @@ pub(crate) mod cuda;
 use crate::backend::cpu::{gemm, Float, MatRef};
 use crate::backend::cuda::CudaDevice;
 use crate::tensor::{check_same_dtype, same_device};
-use crate::{Error, Result, Tensor, Var};
+use crate::{Error, Result, Tape, Tensor, Var};
 use std::sync::Arc;
 
 /// The four parameters of one recurrent layer.
@@ -130,6 +130,20 @@ pub(crate) fn check(
         }
     }
     Ok(d)
+}
+
+/// Counts a layer's products on `tape`: every frame's input projection
+/// W_ih·x, and the recurrent W_hh·h, whose state gradient backward carries
+/// through time whenever any input needs a gradient, back to the second
+/// frame (the initial state is detached).
+pub(crate) fn count_products(tape: &Tape, x: &Var, w: &RnnWeights, d: &Dims) {
+    let per_frame = (d.n * d.gh()) as u64;
+    tape.count_product(per_frame * (d.t * d.f) as u64, [x, w.w_ih]);
+    let through_time = w.inputs(x).iter().any(|v| tape.needs_grad(v));
+    let dw = tape.needs_grad(w.w_hh);
+    let first = d.t.min(1);
+    tape.count_inner_product(per_frame * (first * d.h) as u64, [false, dw]);
+    tape.count_inner_product(per_frame * ((d.t - first) * d.h) as u64, [through_time, dw]);
 }
 
 /// The GPU the op runs on: the one x, the weights and the initial states
