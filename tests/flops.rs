@@ -131,8 +131,9 @@ fn recurrent_layers_and_attention_count_their_inner_products() {
     let x = Tensor::randn([2, 5, 3], 1.0, DType::F64, &mut rng);
     // (gates, whether x needs a gradient, forward, backward). The GRU's
     // figures are torch.utils.flop_counter's for nn.GRU(3, 4) on the same
-    // shapes (its CPU LSTM is one fused op the counter does not see): the
-    // state's gradient is not carried into the detached initial state.
+    // shapes (`python3 scripts/torch_flops.py`; the counter does not see
+    // PyTorch's fused CPU LSTM): the state's gradient is not carried into
+    // the detached initial state.
     for (gates, x_grad, forward, backward) in [
         (3, true, 1680, 3168),
         (3, false, 1680, 2448),
