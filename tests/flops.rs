@@ -1,6 +1,7 @@
 //! The step arithmetic the tape counts (`Tape::product_flops`), which the
 //! benches turn into model FLOP utilisation: the rule on single products,
-//! then whole SE-ResNet multi-task models against PyTorch's own count.
+//! recurrent layers and attention, then whole SE-ResNet multi-task models
+//! against PyTorch's own count, and the trainer's report of its step.
 
 #[path = "common/gan_fixtures.rs"]
 mod gan_fixtures;
