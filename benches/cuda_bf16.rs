@@ -77,8 +77,7 @@ fn main() {
         let w = Bf16Nhwc::from_f32(&w32).expect("convert w");
         let g = Conv2dGeom::new("bench", &xd, &wd, prm).expect("geometry");
         let y = conv2d_fprop_bf16(&x, &w, None, prm).expect("conv");
-        let [n, pp, q, _] = y.dims().try_into().expect("rank 4");
-        let flop = 2.0 * (n * pp * q * k * r * s * xd[3]) as f64;
+        let flop = 2.0 * g.macs() as f64;
         let dy = Bf16Nhwc::from_f32(&y).expect("convert dy");
         drop(y);
         let reps = ((2e10 / flop) as usize).clamp(3, 200);

@@ -547,7 +547,7 @@ fn conv(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng) {
         let x = on(Tensor::randn(&xs[..], 1.0, DType::F32, rng));
         let w = on(Tensor::randn(&ws[..], 0.05, DType::F32, rng));
         let dy = on(Tensor::randn(&g.out_dims()[..], 1.0, DType::F32, rng));
-        let flop = 2.0 * (g.n * g.p * g.q * g.k * g.r * g.s * g.c / g.prm.groups) as f64;
+        let flop = 2.0 * g.macs() as f64;
         let w_shape = w.shape().clone();
         let kernels: [(&str, &mut dyn FnMut()); 3] = [
             ("conv fprop", &mut || {
