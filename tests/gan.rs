@@ -13,7 +13,7 @@ use mtaffect::train::gan::loss::{discriminator_loss, generator_loss};
 use mtaffect::train::gan::{
     write_grid, ConditionBank, GanConfig, GanMixConfig, GanMixer, GanSettings, GanTrainer, GridKind,
 };
-use mtaffect::train::{LossConfig, MtlLoss, MtlTargets};
+use mtaffect::train::{BatchTransform, LossConfig, MtlLoss, MtlTargets};
 use mtaffect::{ops, DType, Params, Rng, Tape, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -332,7 +332,7 @@ fn checkpoint_restores_both_players_and_grids_have_their_size() {
         ratio: 0.5,
     };
     let mut mixer = GanMixer::load(&mix_cfg, SIZE, 12, 8).unwrap().unwrap();
-    let mixed = mixer.mix(&real, &mut rng).unwrap();
+    let mixed = mixer.apply(&real, &mut rng).unwrap();
     assert_eq!(mixed.len(), N + 2);
     assert_eq!(mixed.images.dims(), &[N + 2, SIZE, SIZE, 3]);
     for k in N..N + 2 {

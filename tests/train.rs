@@ -6,7 +6,8 @@ use mtaffect::data::{Dataset, Loader, LoaderConfig, ReadOptions, SamplerKind};
 use mtaffect::metrics::{MtlEvaluator, MtlLabels, MtlPredictions};
 use mtaffect::model::{NeckKind, NetConfig, Stem};
 use mtaffect::optim::{AdamConfig, LrSchedule};
-use mtaffect::train::{OptimConfig, TrainConfig, Trainer};
+use mtaffect::train::runner::Task;
+use mtaffect::train::{FrameTask, OptimConfig, TrainConfig, Trainer};
 use mtaffect::{Rng, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -117,49 +118,33 @@ fn tiny_config(steps: u64, eval_every: u64) -> TrainConfig {
     c
 }
 
+/// A frame task on `data` with no validation set and no batch transform.
+fn task(cfg: &TrainConfig, data: Loader) -> FrameTask {
+    FrameTask::new(Trainer::new(cfg).unwrap(), data, None, None).unwrap()
+}
+
 #[test]
 fn resume_reproduces_the_uninterrupted_losses() {
     let dir = toy_dir("resume");
     let ann = write_toy_set(&dir, "train", 2, 24, 1);
-    let data = loader(&dir, &ann, true); // 3 steps per epoch: the run crosses epochs
     let cfg = tiny_config(7, 4);
 
+    // 3 steps per epoch: the run crosses epochs.
     let ckpt = dir.join("step4.safetensors");
-    let mut full = Trainer::new(&cfg).unwrap();
+    let mut full = task(&cfg, loader(&dir, &ann, true));
     let mut losses = Vec::new();
-    full.run(
-        &data,
-        7,
-        &mut |_, s| {
-            losses.push(s.loss);
-            Ok(())
-        },
-        &mut |t| {
-            if t.progress.step == 4 {
-                t.save_checkpoint(&ckpt)
-            } else {
-                Ok(())
-            }
-        },
-    )
-    .unwrap();
+    for _ in 0..7 {
+        losses.push(full.step().unwrap().loss);
+        if full.progress().step == 4 {
+            full.save(&ckpt).unwrap();
+        }
+    }
 
-    let mut resumed = Trainer::new(&tiny_config(7, 4)).unwrap();
-    resumed.load_checkpoint(&ckpt).unwrap();
-    let p = &resumed.progress;
+    let mut resumed = task(&cfg, loader(&dir, &ann, true));
+    resumed.load(&ckpt).unwrap();
+    let p = resumed.progress();
     assert_eq!((p.step, p.epoch, p.position_in_epoch), (4, 1, 1));
-    let mut tail = Vec::new();
-    resumed
-        .run(
-            &data,
-            7,
-            &mut |_, s| {
-                tail.push(s.loss);
-                Ok(())
-            },
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+    let tail: Vec<f64> = (0..3).map(|_| resumed.step().unwrap().loss).collect();
     assert_eq!(
         tail,
         losses[4..],
@@ -173,22 +158,9 @@ fn a_tiny_model_learns_and_beats_the_chance_baseline() {
     let dir = toy_dir("learn");
     let train_ann = write_toy_set(&dir, "train", 4, 40, 2);
     let val_ann = write_toy_set(&dir, "val", 2, 32, 3);
-    let (train, val) = (
-        loader(&dir, &train_ann, true),
-        loader(&dir, &val_ann, false),
-    );
-    let mut t = Trainer::new(&tiny_config(60, 60)).unwrap();
-    let mut losses = Vec::new();
-    t.run(
-        &train,
-        60,
-        &mut |_, s| {
-            losses.push(s.loss);
-            Ok(())
-        },
-        &mut |_| Ok(()),
-    )
-    .unwrap();
+    let val = loader(&dir, &val_ann, false);
+    let mut t = task(&tiny_config(60, 60), loader(&dir, &train_ann, true));
+    let losses: Vec<f64> = (0..60).map(|_| t.step().unwrap().loss).collect();
     let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
     let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
     assert!(
@@ -196,7 +168,7 @@ fn a_tiny_model_learns_and_beats_the_chance_baseline() {
         "loss did not fall enough: {first:.3} -> {last:.3}"
     );
 
-    let m = t.evaluate(&val).unwrap();
+    let m = t.trainer.evaluate(&val).unwrap();
     // Chance baseline on the same labels: constant VA at 0, all-zero AUs,
     // the majority expression everywhere.
     let mut base = MtlEvaluator::new(8, 12);

@@ -121,6 +121,9 @@ enum TemporalCommand {
         /// Override any config key, e.g. --set model.encoder=lstm (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Continue the run in this run directory exactly where its last checkpoint left it.
+        #[arg(long, conflicts_with_all = ["config", "sets"])]
+        resume: Option<PathBuf>,
     },
     /// Score a temporal checkpoint on the validation split, raw and smoothed.
     Eval {
@@ -145,6 +148,9 @@ enum GanCommand {
         /// Override any config key, e.g. --set train.steps=500 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Continue the run in this run directory exactly where its last checkpoint left it.
+        #[arg(long, conflicts_with_all = ["config", "sets"])]
+        resume: Option<PathBuf>,
         /// No per-step lines.
         #[arg(long)]
         quiet: bool,
@@ -203,7 +209,11 @@ fn print_metrics(m: &MtlMetrics) {
 
 fn train_cmd(a: TrainArgs) -> Result<()> {
     let summary = match &a.resume {
-        Some(dir) => train::train_run(&TrainConfig::default(), Some(dir))?,
+        Some(dir) => {
+            let mut cfg = TrainConfig::default();
+            cfg.run.quiet = a.quiet;
+            train::train_run(&cfg, Some(dir))?
+        }
         None => {
             let mut sets = Vec::new();
             let base = match &a.config {
@@ -254,7 +264,12 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn gan_train_cmd(config: Option<&Path>, sets: &[String], quiet: bool) -> Result<()> {
+fn gan_train_cmd(
+    config: Option<&Path>,
+    sets: &[String],
+    resume: Option<&Path>,
+    quiet: bool,
+) -> Result<()> {
     let base = match config {
         Some(p) => GanConfig::load(p)?,
         None => GanConfig::default(),
@@ -264,7 +279,7 @@ fn gan_train_cmd(config: Option<&Path>, sets: &[String], quiet: bool) -> Result<
         sets.push("run.quiet=true".into());
     }
     let cfg = base.with_overrides(&sets)?;
-    let s = gan::gan_run(&cfg)?;
+    let s = gan::gan_run(&cfg, resume)?;
     println!(
         "finished {} generator steps in {:.0} s; run directory {}",
         s.steps,
@@ -439,7 +454,11 @@ fn print_smoothed(e: &temporal::SmoothedEval) {
 
 fn temporal_cmd(c: TemporalCommand) -> Result<()> {
     match c {
-        TemporalCommand::Train { config, sets } => {
+        TemporalCommand::Train {
+            config,
+            sets,
+            resume,
+        } => {
             let base = match &config {
                 Some(p) => TemporalConfig::load(p)?,
                 None => TemporalConfig::default(),
@@ -449,7 +468,7 @@ fn temporal_cmd(c: TemporalCommand) -> Result<()> {
             } else {
                 base.with_overrides(&sets)?
             };
-            let s = temporal::train_temporal(&cfg)?;
+            let s = temporal::train_temporal(&cfg, resume.as_deref())?;
             println!(
                 "finished {} steps in {:.0} s; run directory {}",
                 s.steps,
@@ -634,8 +653,9 @@ fn main() -> ExitCode {
             GanCommand::Train {
                 config,
                 sets,
+                resume,
                 quiet,
-            } => gan_train_cmd(config.as_deref(), &sets, quiet),
+            } => gan_train_cmd(config.as_deref(), &sets, resume.as_deref(), quiet),
             GanCommand::Judge {
                 checkpoint,
                 judge,

@@ -5,14 +5,17 @@
 mod baseline;
 pub mod checkpoint;
 pub(crate) mod config;
+mod cursor;
+mod data_prep;
 pub mod features;
+mod frame_run;
 pub mod gan;
 mod mtl_loss;
 pub mod nan_guard;
 pub mod plot;
 pub mod predict;
 pub mod run_dir;
-mod session;
+pub mod runner;
 pub mod temporal;
 pub(crate) mod trainer;
 
@@ -21,8 +24,10 @@ pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};
 pub use config::{
     ConfigFile, DataConfig, DataSource, LoopConfig, OptimConfig, RunConfig, TrainConfig,
 };
+pub use cursor::BatchCursor;
+pub use data_prep::{cache_root, make_loader, prepare_data};
+pub use frame_run::{train_run, BatchTransform, FrameTask, RunSummary};
 pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, VaLoss, Weighting};
 pub use nan_guard::{check_finite, check_loss};
 pub use run_dir::{BestTracker, MetricsLog, RunDir};
-pub use session::{cache_root, make_loader, prepare_data, train_run, RunSummary};
 pub use trainer::{StepPhases, StepStats, Trainer};

@@ -4,7 +4,6 @@
 //! optimizer, loss weighting, RNG, step and position in the epoch).
 
 use super::checkpoint::{self, CheckpointRef, TrainProgress};
-use super::gan::GanMixer;
 use super::{ConfigFile, LossTerms, MtlLoss, MtlTargets, OptimConfig, TrainConfig};
 use crate::autograd::ProductFlops;
 use crate::data::{Batch, Loader};
@@ -58,8 +57,6 @@ pub struct Trainer {
     pub progress: TrainProgress,
     /// Sums of (va, au, expr) losses and count since the last period end (DWA).
     period: ([f64; 3], u64),
-    /// Adds generated faces to each batch when `gan_mix.ratio > 0`.
-    mixer: Option<GanMixer>,
     /// Where the host time of the last step went.
     pub last_phases: StepPhases,
     /// What the last step's convolutions and matrix products computed
@@ -205,12 +202,6 @@ impl Trainer {
             period: ([0.0; 3], 0),
             last_phases: StepPhases::default(),
             last_flops: ProductFlops::default(),
-            mixer: GanMixer::load(
-                &config.gan_mix,
-                config.data.image_size,
-                config.model.n_aus,
-                config.model.n_expr,
-            )?,
         })
     }
 
@@ -231,14 +222,6 @@ impl Trainer {
     /// error and leaves the weights untouched.
     pub fn step(&mut self, batch: &Batch) -> Result<StepStats> {
         let step = self.progress.step;
-        let mixed;
-        let batch = match &mut self.mixer {
-            Some(m) => {
-                mixed = m.mix(batch, &mut self.rng)?;
-                &mixed
-            }
-            None => batch,
-        };
         let start = Instant::now();
         let tape = Tape::new();
         // Training steps only: evaluation and inference stay f32.
@@ -284,6 +267,11 @@ impl Trainer {
         self.period.0[2] += stats.expr;
         self.period.1 += 1;
         Ok(stats)
+    }
+
+    /// The random stream of dropout masks and batch transforms (checkpointed).
+    pub fn rng_mut(&mut self) -> &mut Rng {
+        &mut self.rng
     }
 
     /// The optimizer's state (moments, step count), copied to the host.
@@ -422,54 +410,6 @@ impl Trainer {
         self.opt = opt;
         self.rng = Rng::from_state(ck.progress.rng);
         self.progress = ck.progress;
-        Ok(())
-    }
-
-    /// Runs training steps on `loader` until `until` steps are done in total,
-    /// calling `on_step` after each one and `on_period` every `eval_every`
-    /// steps (where the caller evaluates and checkpoints). Epochs roll over
-    /// and a restored position resumes mid-epoch.
-    pub fn run(
-        &mut self,
-        loader: &Loader,
-        until: u64,
-        on_step: &mut dyn FnMut(&Trainer, &StepStats) -> Result<()>,
-        on_period: &mut dyn FnMut(&mut Trainer) -> Result<()>,
-    ) -> Result<()> {
-        let per_epoch = loader.steps_per_epoch();
-        if per_epoch == 0 {
-            return Err(Error::Config(format!(
-                "training set has {} samples, fewer than one batch of {}",
-                loader.dataset().samples.len(),
-                self.config.data.batch_size
-            )));
-        }
-        while self.progress.step < until {
-            if self.progress.position_in_epoch >= per_epoch as u64 {
-                self.progress.epoch += 1;
-                self.progress.position_in_epoch = 0;
-            }
-            for batch in loader.epoch(
-                self.progress.epoch,
-                self.progress.position_in_epoch as usize,
-            ) {
-                let stats = self.step(&batch?)?;
-                self.progress.position_in_epoch += 1;
-                on_step(self, &stats)?;
-                if self
-                    .progress
-                    .step
-                    .is_multiple_of(self.config.train.eval_every)
-                    || self.progress.step == until
-                {
-                    self.end_period();
-                    on_period(self)?;
-                }
-                if self.progress.step >= until {
-                    return Ok(());
-                }
-            }
-        }
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 use super::condition::{labelled_rows, Conditions, LabelRow};
 use super::GanTrainer;
 use crate::data::Batch;
+use crate::train::BatchTransform;
 use crate::{DType, Error, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -71,12 +72,14 @@ impl GanMixer {
             ratio: cfg.ratio,
         }))
     }
+}
 
+impl BatchTransform for GanMixer {
     /// `batch` plus generated faces for a random share of its fully labelled
     /// rows; noise and the choice come from `rng` (the trainer's, so a
     /// resumed run draws the same). A generated row keeps the dataset index
     /// of the row whose labels it copies.
-    pub fn mix(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Batch> {
+    fn apply(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Batch> {
         let mut rows = labelled_rows(batch)?;
         rng.shuffle(&mut rows);
         let k = ((self.ratio * batch.len() as f64).round() as usize).min(rows.len());

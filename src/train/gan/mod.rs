@@ -11,7 +11,7 @@ pub mod grid;
 pub mod judge;
 pub mod loss;
 pub mod mix;
-mod session;
+mod run;
 mod trainer;
 
 pub use condition::{ConditionBank, Conditions, LabelRow};
@@ -19,5 +19,5 @@ pub use config::{GanConfig, GanSettings};
 pub use grid::{sample_grid, write_grid, GridKind};
 pub use judge::{discriminator_agreement, judge_expressions, Agreement, JUDGE_SEED, SELECT_SEED};
 pub use mix::{GanMixConfig, GanMixer};
-pub use session::{gan_run, GanRunSummary};
+pub use run::{gan_run, GanRunSummary, GanTask};
 pub use trainer::{GanTrainer, PlayerStats};

@@ -1,19 +1,19 @@
-//! A temporal run as the CLI drives it: load and normalise the feature
-//! sequences, train on chunk streams with periodic validation (checkpoints
-//! `last` and `best` by raw P_MTL), then score the best model with and
-//! without moving-average smoothing.
+//! The temporal trainer as a runner task, and a run as `mtaffect temporal
+//! train` drives it: load and normalise the feature sequences, train on
+//! chunk streams with periodic validation (`best` by raw P_MTL), then score
+//! the best model with and without moving-average smoothing.
 
 use super::eval::{score, score_with_smoothing, SmoothedEval};
 use super::trainer::{reset_rows, TemporalTrainer};
 use super::TemporalConfig;
 use crate::data::abaw_annotations::{read_mtl_annotations, ReadOptions};
-use crate::data::chunks;
+use crate::data::chunks::{self, Plan};
 use crate::data::sequence::SequenceSet;
-use crate::train::session::{val_line, TrainRecord};
-use crate::train::{plot, BestTracker, ConfigFile, RunDir};
-use crate::{Result, Rng};
-use std::path::PathBuf;
-use std::time::Instant;
+use crate::train::frame_run::{report_validation, step_report};
+use crate::train::runner::{self, Evaluation, RunnableConfig, StepReport, Task};
+use crate::train::{LoopConfig, RunConfig, RunDir, TrainProgress};
+use crate::{Error, Result, Rng};
+use std::path::{Path, PathBuf};
 
 const PLAN_DOMAIN: u64 = 0xC4_0A7C;
 
@@ -34,6 +34,147 @@ pub fn read_split(cfg: &TemporalConfig, annotations: &str) -> Result<SequenceSet
     SequenceSet::load(&d.features, &samples, d.label_set.num_aus())
 }
 
+impl RunnableConfig for TemporalConfig {
+    fn loop_config(&self) -> &LoopConfig {
+        &self.train
+    }
+    fn run_config(&self) -> &RunConfig {
+        &self.run
+    }
+    fn run_config_mut(&mut self) -> &mut RunConfig {
+        &mut self.run
+    }
+}
+
+pub struct TemporalTask {
+    pub trainer: TemporalTrainer,
+    train: SequenceSet,
+    val: SequenceSet,
+    /// The chunk plan of the epoch being trained, and that epoch.
+    plan: Option<(u64, Plan)>,
+    /// The best checkpoint's scores, raw and smoothed (at the end of a run).
+    pub eval: Option<SmoothedEval>,
+}
+
+impl TemporalTask {
+    /// A fresh model on the config's feature sequences, normalised with the
+    /// training set's statistics.
+    pub fn new(cfg: &TemporalConfig) -> Result<Self> {
+        let mut train = read_split(cfg, &cfg.data.train_annotations)?;
+        let mut val = read_split(cfg, &cfg.data.val_annotations)?;
+        let norm = train.feature_stats();
+        train.normalise(&norm)?;
+        val.normalise(&norm)?;
+        Ok(TemporalTask {
+            trainer: TemporalTrainer::new(cfg, norm)?,
+            train,
+            val,
+            plan: None,
+            eval: None,
+        })
+    }
+
+    /// The shuffled chunk plan of `epoch`: a function of the seed and the
+    /// epoch alone, so a resumed run plans the same.
+    fn plan(&self, epoch: u64) -> Result<Plan> {
+        let cfg = &self.trainer.config;
+        let mut rng = Rng::new(cfg.train.seed ^ PLAN_DOMAIN).fork(epoch);
+        let plan = chunks::plan(&self.train, cfg.data.lanes, cfg.data.chunk, Some(&mut rng))?;
+        if plan.is_empty() {
+            return Err(Error::Config(
+                "temporal training set: no chunk to train on".into(),
+            ));
+        }
+        Ok(plan)
+    }
+}
+
+impl Task for TemporalTask {
+    fn unit(&self) -> &'static str {
+        "frames"
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{:?} encoder ({} parameters), {} train / {} val videos ({} / {} frames, {} features)",
+            self.trainer.config.model.encoder,
+            self.trainer.params.numel(),
+            self.train.videos.len(),
+            self.val.videos.len(),
+            self.train.frames(),
+            self.val.frames(),
+            self.train.dim,
+        )
+    }
+
+    fn progress(&self) -> &TrainProgress {
+        &self.trainer.progress
+    }
+
+    fn progress_mut(&mut self) -> &mut TrainProgress {
+        &mut self.trainer.progress
+    }
+
+    /// The next chunk step of the epoch's plan; a new epoch starts with a
+    /// new plan and no carried state.
+    fn step(&mut self) -> Result<StepReport> {
+        let p = self.trainer.progress;
+        let stale = self.plan.as_ref().is_none_or(|(e, _)| *e != p.epoch);
+        if stale {
+            self.plan = Some((p.epoch, self.plan(p.epoch)?));
+        }
+        let len = self.plan.as_ref().map_or(0, |(_, plan)| plan.len());
+        if p.position_in_epoch >= len as u64 {
+            let epoch = p.epoch + 1;
+            self.plan = Some((epoch, self.plan(epoch)?));
+            let p = &mut self.trainer.progress;
+            (p.epoch, p.position_in_epoch) = (epoch, 0);
+            self.trainer.carry.clear();
+        }
+        let (_, plan) = self.plan.as_ref().expect("planned above");
+        let pos = self.trainer.progress.position_in_epoch as usize;
+        let b = chunks::batch(&self.train, &plan[pos], self.trainer.config.data.chunk)?;
+        let carry = reset_rows(std::mem::take(&mut self.trainer.carry), &b.reset)?;
+        let (s, next) = self.trainer.step(&b, carry)?;
+        self.trainer.carry = next;
+        self.trainer.progress.position_in_epoch += 1;
+        let frames = b.mask.iter().filter(|&&m| m).count();
+        Ok(step_report(&s, frames as f64))
+    }
+
+    fn evaluate(&mut self, ev: &mut Evaluation) -> Result<()> {
+        let n_expr = self.trainer.config.model.n_expr;
+        let m = score(&self.val, &self.trainer.predict(&self.val)?, n_expr, [1; 3])?;
+        report_validation(ev, &m)
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        self.trainer.save_checkpoint(path)
+    }
+
+    fn load(&mut self, path: &Path) -> Result<()> {
+        self.trainer.load_checkpoint(path)
+    }
+
+    /// The best checkpoint scored raw and with the smoothing windows
+    /// searched, written to `eval.json`.
+    fn finish(&mut self, run: &RunDir) -> Result<Vec<PathBuf>> {
+        let cfg = &self.trainer.config;
+        let mut best = TemporalTrainer::from_checkpoint(&run.best_checkpoint())?;
+        let eval = score_with_smoothing(
+            &self.val,
+            &best.predict(&self.val)?,
+            cfg.model.n_expr,
+            &cfg.smoothing.windows,
+        )?;
+        let json = serde_json::to_string_pretty(&eval).expect("metrics serialise");
+        let path = run.path().join("eval.json");
+        crate::io::write_atomic(&path, json.as_bytes())?;
+        self.eval = Some(eval);
+        Ok(vec![path])
+    }
+}
+
 pub struct TemporalSummary {
     pub run_dir: PathBuf,
     pub steps: u64,
@@ -43,94 +184,18 @@ pub struct TemporalSummary {
     pub eval: SmoothedEval,
 }
 
-pub fn train_temporal(cfg: &TemporalConfig) -> Result<TemporalSummary> {
-    // Refuse an unusable device before anything is written.
-    crate::Device::parse(&cfg.train.device)?;
-    let mut train = read_split(cfg, &cfg.data.train_annotations)?;
-    let mut val = read_split(cfg, &cfg.data.val_annotations)?;
-    let norm = train.feature_stats();
-    train.normalise(&norm)?;
-    val.normalise(&norm)?;
-    let name = (!cfg.run.name.is_empty()).then_some(cfg.run.name.as_str());
-    let run = RunDir::create(&cfg.run.runs_dir, name, &cfg.to_toml())?;
-    let mut t = TemporalTrainer::new(cfg, norm)?;
-    let mut log = run.metrics_log()?;
-    let mut best = BestTracker::from_best(None);
-    let (len, n_expr) = (cfg.data.chunk, cfg.model.n_expr);
-    if !cfg.run.quiet {
-        eprintln!(
-            "run {}: {:?} encoder ({} parameters), {} train / {} val videos ({} / {} frames, {} features), {} steps",
-            run.path().display(),
-            cfg.model.encoder,
-            t.params.numel(),
-            train.videos.len(),
-            val.videos.len(),
-            train.frames(),
-            val.frames(),
-            train.dim,
-            cfg.train.steps
-        );
-    }
-    let started = Instant::now();
-    let mut window = (Instant::now(), 0usize);
-    'epochs: loop {
-        let mut rng = Rng::new(cfg.train.seed ^ PLAN_DOMAIN).fork(t.progress.epoch);
-        let mut carry = Vec::new();
-        for step in chunks::plan(&train, cfg.data.lanes, len, Some(&mut rng))? {
-            let b = chunks::batch(&train, &step, len)?;
-            let (s, next) = t.step(&b, reset_rows(carry, &b.reset)?)?;
-            carry = next;
-            window.1 += b.mask.iter().filter(|&&m| m).count();
-            if (s.step + 1).is_multiple_of(cfg.train.log_every) {
-                let fps = window.1 as f64 / window.0.elapsed().as_secs_f64();
-                window = (Instant::now(), 0);
-                log.log(
-                    "train",
-                    s.step + 1,
-                    &TrainRecord::new(&s, fps, t.progress.epoch),
-                )?;
-                if !cfg.run.quiet {
-                    println!(
-                        "step {} loss {:.4} lr {:.2e} {:.0} frames/s",
-                        s.step + 1,
-                        s.loss,
-                        s.lr,
-                        fps
-                    );
-                }
-            }
-            let done = t.progress.step;
-            if done.is_multiple_of(cfg.train.eval_every) || done >= cfg.train.steps {
-                let m = score(&val, &t.predict(&val)?, n_expr, [1; 3])?;
-                log.log("val", done, &m)?;
-                let is_best = best.update(done, m.p_mtl);
-                t.progress.best = best.best();
-                t.save_checkpoint(&run.last_checkpoint())?;
-                if is_best {
-                    t.save_checkpoint(&run.best_checkpoint())?;
-                }
-                println!("{}", val_line(done, &m, is_best));
-                window = (Instant::now(), 0);
-            }
-            if done >= cfg.train.steps {
-                break 'epochs;
-            }
-        }
-        t.progress.epoch += 1;
-        t.progress.position_in_epoch = 0;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let mut bt = TemporalTrainer::from_checkpoint(&run.best_checkpoint())?;
-    let eval = score_with_smoothing(&val, &bt.predict(&val)?, n_expr, &cfg.smoothing.windows)?;
-    let json = serde_json::to_string_pretty(&eval).expect("metrics serialise");
-    crate::io::write_atomic(&run.path().join("eval.json"), json.as_bytes())?;
-    plot::plot_run(&run)?;
+/// Trains `cfg` in a new run directory, or continues the run in `resume`
+/// (whose saved config is used; `cfg` is then ignored).
+pub fn train_temporal(cfg: &TemporalConfig, resume: Option<&Path>) -> Result<TemporalSummary> {
+    let (cfg, run) = runner::resolve(cfg, resume)?;
+    let mut task = TemporalTask::new(&cfg)?;
+    let out = runner::run(&mut task, &cfg, run)?;
     Ok(TemporalSummary {
-        run_dir: run.path().to_path_buf(),
-        steps: t.progress.step,
-        seconds,
-        best: best.best(),
-        eval,
+        run_dir: out.run_dir,
+        steps: out.steps,
+        seconds: out.seconds,
+        best: out.best,
+        eval: task.eval.expect("finish scored the best checkpoint"),
     })
 }
 

@@ -21,6 +21,8 @@ use std::path::Path;
 
 const NORM_MEAN: &str = "features.mean";
 const NORM_STD: &str = "features.std";
+/// Buffer-name prefix of the carried LSTM states (`carry.<i>.h`, `.c`).
+const CARRY: &str = "carry.";
 
 pub struct TemporalTrainer {
     pub config: TemporalConfig,
@@ -34,6 +36,10 @@ pub struct TemporalTrainer {
     /// Dropout masks and chunk phases.
     pub rng: Rng,
     pub progress: TrainProgress,
+    /// The LSTM states the next training step starts from (stateful
+    /// encoders carry them across a video's chunks); checkpointed, so a run
+    /// resumed mid-epoch continues the same streams.
+    pub carry: Vec<LstmState>,
 }
 
 impl TemporalTrainer {
@@ -62,6 +68,7 @@ impl TemporalTrainer {
             opt,
             rng: rng.fork(2),
             progress: TrainProgress::start(),
+            carry: Vec::new(),
         })
     }
 
@@ -164,9 +171,10 @@ impl TemporalTrainer {
         Ok(outs)
     }
 
+    /// Feature statistics and the carried states, by buffer name.
     fn buffers(&self) -> Result<BTreeMap<String, Tensor>> {
         let d = self.norm.mean.len();
-        Ok(BTreeMap::from([
+        let mut out = BTreeMap::from([
             (
                 NORM_MEAN.to_string(),
                 Tensor::from_vec(self.norm.mean.clone(), [d])?,
@@ -175,11 +183,16 @@ impl TemporalTrainer {
                 NORM_STD.to_string(),
                 Tensor::from_vec(self.norm.std.clone(), [d])?,
             ),
-        ]))
+        ]);
+        for (i, s) in self.carry.iter().enumerate() {
+            out.insert(format!("{CARRY}{i}.h"), s.h.to_cpu()?);
+            out.insert(format!("{CARRY}{i}.c"), s.c.to_cpu()?);
+        }
+        Ok(out)
     }
 
-    /// Weights, optimizer state, feature statistics, progress and config,
-    /// atomically (written from host copies).
+    /// Weights, optimizer state, feature statistics, carried states,
+    /// progress and config, atomically (written from host copies).
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
         let mut params = self.params.clone();
         params.to_device(&Device::Cpu)?;
@@ -230,23 +243,59 @@ impl TemporalTrainer {
                 std: vec![1.0; dim],
             },
         )?;
-        let mut buffers = t.buffers()?;
-        t.params.to_device(&Device::Cpu)?;
-        let ck = checkpoint::load(path, &mut t.params, &mut buffers)?;
-        t.params.to_device(&t.device)?;
+        t.load_checkpoint(path)?;
+        Ok(t)
+    }
+
+    /// Restores everything `save_checkpoint` wrote; on error nothing changes.
+    /// The feature statistics must have this model's input width; the
+    /// carried states are taken as the file holds them.
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let (tensors, _) = tensor_file::read(path, "checkpoint")?;
+        let mut buffers = self.buffers()?;
+        buffers.retain(|k, _| !k.starts_with(CARRY));
+        for (k, t) in &tensors {
+            if let Some(name) = k.strip_prefix("buffers.").filter(|n| n.starts_with(CARRY)) {
+                buffers.insert(name.to_string(), t.clone());
+            }
+        }
+        let mut params = self.params.clone();
+        params.to_device(&Device::Cpu)?;
+        let ck = checkpoint::load(path, &mut params, &mut buffers)?;
+        params.to_device(&self.device)?;
         let state = ck
             .optimizer
             .iter()
-            .map(|(k, v)| Ok((k.clone(), v.to_device(&t.device)?)))
+            .map(|(k, v)| Ok((k.clone(), v.to_device(&self.device)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        t.opt.load_state_dict(&state)?;
-        t.norm = FeatureNorm {
+        let mut opt = make_optimizer(&self.config.optim);
+        opt.load_state_dict(&state)?;
+        let mut carry = Vec::new();
+        while let Some(h) = buffers.remove(&format!("{CARRY}{}.h", carry.len())) {
+            let c = buffers
+                .remove(&format!("{CARRY}{}.c", carry.len()))
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{}: carried state {} has h but no c",
+                        path.display(),
+                        carry.len()
+                    ))
+                })?;
+            carry.push(LstmState {
+                h: h.to_device(&self.device)?,
+                c: c.to_device(&self.device)?,
+            });
+        }
+        self.params = params;
+        self.opt = opt;
+        self.norm = FeatureNorm {
             mean: buffers[NORM_MEAN].to_vec()?,
             std: buffers[NORM_STD].to_vec()?,
         };
-        t.rng = Rng::from_state(ck.progress.rng);
-        t.progress = ck.progress;
-        Ok(t)
+        self.carry = carry;
+        self.rng = Rng::from_state(ck.progress.rng);
+        self.progress = ck.progress;
+        Ok(())
     }
 }
 

@@ -1,0 +1,214 @@
+//! The frame multi-task trainer as a runner task, and a whole run as
+//! `mtaffect train` drives it: the data (generating the synthetic set when
+//! missing), the chance baseline, steps on shuffled batches (optionally
+//! transformed, e.g. with generated faces mixed in), validation with the
+//! ABAW metrics, `best` by P_MTL.
+
+use super::cursor::BatchCursor;
+use super::runner::{self, Evaluation, RunnableConfig, StepReport, Task};
+use super::{
+    chance_baseline, make_loader, prepare_data, LoopConfig, MetricsLog, RunConfig, StepStats,
+    TrainConfig, TrainProgress, Trainer,
+};
+use crate::data::{Batch, Loader};
+use crate::metrics::MtlMetrics;
+use crate::{Result, Rng};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+impl RunnableConfig for TrainConfig {
+    fn loop_config(&self) -> &LoopConfig {
+        &self.train
+    }
+    fn run_config(&self) -> &RunConfig {
+        &self.run
+    }
+    fn run_config_mut(&mut self) -> &mut RunConfig {
+        &mut self.run
+    }
+}
+
+/// A change made to each training batch before the step, drawing from the
+/// trainer's random stream (so a resumed run draws the same).
+pub trait BatchTransform {
+    fn apply(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Batch>;
+}
+
+pub struct FrameTask {
+    pub trainer: Trainer,
+    train: Loader,
+    /// Scored at every evaluation (none: evaluations only checkpoint).
+    val: Option<Loader>,
+    cursor: BatchCursor,
+    transform: Option<Box<dyn BatchTransform>>,
+    /// Train-mean VA, majority expression and no AU, scored on the
+    /// validation labels.
+    pub chance: Option<MtlMetrics>,
+    /// The validation metrics of the last evaluation.
+    pub last: Option<MtlMetrics>,
+}
+
+impl FrameTask {
+    pub fn new(
+        trainer: Trainer,
+        train: Loader,
+        val: Option<Loader>,
+        transform: Option<Box<dyn BatchTransform>>,
+    ) -> Result<Self> {
+        let ls = train.dataset().label_set;
+        let chance = val
+            .as_ref()
+            .map(|v| {
+                chance_baseline(
+                    &train.dataset().samples,
+                    &v.dataset().samples,
+                    ls.num_expressions(),
+                    ls.num_aus(),
+                )
+            })
+            .transpose()?;
+        Ok(FrameTask {
+            trainer,
+            train,
+            val,
+            cursor: BatchCursor::default(),
+            transform,
+            chance,
+            last: None,
+        })
+    }
+}
+
+/// A trainer step's figures as the runner logs them (frame and temporal runs).
+pub(crate) fn step_report(s: &StepStats, items: f64) -> StepReport {
+    let record = json!({
+        "loss": s.loss,
+        "loss_va": s.va,
+        "loss_au": s.au,
+        "loss_expr": s.expr,
+        "lr": s.lr,
+        "grad_norm": s.grad_norm,
+    });
+    let Value::Object(record) = record else {
+        unreachable!("a JSON object literal")
+    };
+    StepReport {
+        loss: s.loss,
+        line: format!("loss {:.4} lr {:.2e}", s.loss, s.lr),
+        record,
+        items,
+    }
+}
+
+/// Logs validation metrics, offers P_MTL as the selection score and prints
+/// the line (frame and temporal runs).
+pub(crate) fn report_validation(ev: &mut Evaluation, m: &MtlMetrics) -> Result<()> {
+    ev.log.log("val", ev.step, m)?;
+    let best = if ev.offer(m.p_mtl) { " best" } else { "" };
+    ev.say(&format!("step {}: val {}{best}", ev.step, m.summary()));
+    Ok(())
+}
+
+impl Task for FrameTask {
+    fn unit(&self) -> &'static str {
+        "img"
+    }
+
+    fn describe(&self) -> String {
+        let m = &self.trainer.config.model;
+        format!(
+            "SE-ResNet-{} x{} ({} parameters), {} train / {} val frames",
+            m.depth,
+            m.width_mult,
+            self.trainer.params.numel(),
+            self.train.dataset().samples.len(),
+            self.val.as_ref().map_or(0, |v| v.dataset().samples.len()),
+        )
+    }
+
+    fn progress(&self) -> &TrainProgress {
+        &self.trainer.progress
+    }
+
+    fn progress_mut(&mut self) -> &mut TrainProgress {
+        &mut self.trainer.progress
+    }
+
+    fn begin(&mut self, log: &mut MetricsLog) -> Result<Vec<String>> {
+        let Some(chance) = &self.chance else {
+            return Ok(Vec::new());
+        };
+        log.log("baseline", 0, chance)?;
+        Ok(vec![format!(
+            "chance baseline on the validation set (train-mean VA, majority expression, no AU): P_MTL {:.3}",
+            chance.p_mtl
+        )])
+    }
+
+    fn step(&mut self) -> Result<StepReport> {
+        let batch = self.cursor.next(&self.train, &mut self.trainer.progress)?;
+        let batch = match &mut self.transform {
+            Some(t) => t.apply(&batch, self.trainer.rng_mut())?,
+            None => batch,
+        };
+        let s = self.trainer.step(&batch)?;
+        Ok(step_report(&s, batch.len() as f64))
+    }
+
+    fn evaluate(&mut self, ev: &mut Evaluation) -> Result<()> {
+        self.trainer.end_period();
+        if let Some(val) = &self.val {
+            let m = self.trainer.evaluate(val)?;
+            report_validation(ev, &m)?;
+            self.last = Some(m);
+        }
+        Ok(())
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        self.trainer.save_checkpoint(path)
+    }
+
+    fn load(&mut self, path: &Path) -> Result<()> {
+        self.trainer.load_checkpoint(path)
+    }
+}
+
+/// What a finished run reports.
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub steps: u64,
+    pub seconds: f64,
+    pub last: Option<MtlMetrics>,
+    /// Train-mean VA, majority expression, no AU, on the validation labels.
+    pub chance: MtlMetrics,
+    pub best: Option<(f64, u64)>,
+    pub plots: Vec<PathBuf>,
+}
+
+/// Trains `cfg` in a new run directory, or continues the run in `resume`
+/// (whose saved config is used; `cfg` is then ignored).
+pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary> {
+    let (cfg, run) = runner::resolve(cfg, resume)?;
+    let root = prepare_data(&cfg, cfg.run.quiet)?;
+    let train = make_loader(&cfg, &root, &cfg.data.train_annotations, true)?;
+    let val = make_loader(&cfg, &root, &cfg.data.val_annotations, false)?;
+    let transform = crate::train::gan::GanMixer::load(
+        &cfg.gan_mix,
+        cfg.data.image_size,
+        cfg.model.n_aus,
+        cfg.model.n_expr,
+    )?
+    .map(|m| Box::new(m) as Box<dyn BatchTransform>);
+    let mut task = FrameTask::new(Trainer::new(&cfg)?, train, Some(val), transform)?;
+    let out = runner::run(&mut task, &cfg, run)?;
+    Ok(RunSummary {
+        run_dir: out.run_dir,
+        steps: out.steps,
+        seconds: out.seconds,
+        last: task.last,
+        chance: task.chance.expect("the task has a validation set"),
+        best: out.best,
+        plots: out.files,
+    })
+}

@@ -1,0 +1,294 @@
+//! The one run loop every trainer shares. A trainer plugs in as a [`Task`]
+//! that knows how to take a step, evaluate, and save or load its own state;
+//! the runner owns everything around the step: the run directory and its
+//! resolved config, the log / evaluation / checkpoint cadence, the progress
+//! bar (with a visible phase while evaluating), throughput, the best score,
+//! atomic `last` / `best` checkpoints, resume, the NaN stop, and the plots at
+//! the end.
+
+use super::{
+    plot, BestTracker, ConfigFile, LoopConfig, MetricsLog, RunConfig, RunDir, TrainProgress,
+};
+use crate::{Device, Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What one training step reports to the runner.
+pub struct StepReport {
+    /// The headline loss (progress bar).
+    pub loss: f64,
+    /// The rest of the console line after `step N` (quiet mode).
+    pub line: String,
+    /// The `train` record's fields; the runner adds `images_per_s` and `epoch`.
+    pub record: Map<String, Value>,
+    /// Images (or frames) the step processed, for the throughput figure.
+    pub items: f64,
+}
+
+/// A trainer as the runner drives it.
+pub trait Task {
+    /// What the throughput counts ("img", "frames").
+    fn unit(&self) -> &'static str;
+    /// One line describing the model and data (printed after the run path).
+    fn describe(&self) -> String;
+    /// Step, epoch, position and best score; checkpointed with the state.
+    fn progress(&self) -> &TrainProgress;
+    fn progress_mut(&mut self) -> &mut TrainProgress;
+    /// Work done once at the start of a fresh run (not on resume), such as
+    /// logging a baseline; returns lines for the console.
+    fn begin(&mut self, _log: &mut MetricsLog) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// One optimizer step (for a GAN: one generator step and its
+    /// discriminator steps). Advances `progress().step` by one.
+    fn step(&mut self) -> Result<StepReport>;
+    /// Scores the model on the validation data, logs what it measured and
+    /// offers its selection score to `ev` (which decides `best`).
+    fn evaluate(&mut self, ev: &mut Evaluation) -> Result<()>;
+    /// Writes the whole state atomically.
+    fn save(&self, path: &Path) -> Result<()>;
+    /// Restores what `save` wrote.
+    fn load(&mut self, path: &Path) -> Result<()>;
+    /// Called after the checkpoints of an evaluation are written.
+    fn after_checkpoint(&mut self, _run: &RunDir) -> Result<()> {
+        Ok(())
+    }
+    /// End-of-run outputs besides the plots (sample grids, final scores).
+    fn finish(&mut self, _run: &RunDir) -> Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
+}
+
+/// What a task's evaluation writes to: the run's log and console, and the
+/// best-score tracker.
+pub struct Evaluation<'a> {
+    pub log: &'a mut MetricsLog,
+    pub run: &'a RunDir,
+    pub step: u64,
+    console: &'a Console,
+    best: &'a mut BestTracker,
+    is_best: bool,
+}
+
+impl Evaluation<'_> {
+    /// Offers this evaluation's selection score (higher is better); true
+    /// when it is the best so far, so `best.safetensors` will be written.
+    pub fn offer(&mut self, score: f64) -> bool {
+        self.is_best = self.best.update(self.step, score);
+        self.is_best
+    }
+
+    /// Prints a line above the progress bar.
+    pub fn say(&self, line: &str) {
+        self.console.say(line);
+    }
+}
+
+/// The progress bar, or plain lines when it is hidden (quiet mode, or
+/// output that is not a terminal).
+struct Console {
+    bar: ProgressBar,
+}
+
+impl Console {
+    fn new(quiet: bool, total: u64, position: u64) -> Console {
+        if quiet {
+            return Console {
+                bar: ProgressBar::hidden(),
+            };
+        }
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .expect("static template"),
+        );
+        bar.set_position(position);
+        Console { bar }
+    }
+
+    fn say(&self, line: &str) {
+        // A hidden bar swallows println.
+        if self.bar.is_hidden() {
+            println!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+}
+
+/// A config the runner can drive: its `[train]` loop and `[run]` sections.
+pub trait RunnableConfig: ConfigFile + Clone {
+    fn loop_config(&self) -> &LoopConfig;
+    fn run_config(&self) -> &RunConfig;
+    fn run_config_mut(&mut self) -> &mut RunConfig;
+}
+
+/// The config a run uses and the directory it continues: `cfg` for a fresh
+/// run, or with `resume` that run directory and the config stored in it.
+/// Resuming keeps `cfg`'s `run.quiet`: the console is this process's
+/// choice. An unusable device is refused here, before anything is written.
+pub fn resolve<C: RunnableConfig>(cfg: &C, resume: Option<&Path>) -> Result<(C, Option<RunDir>)> {
+    let (cfg, run) = match resume {
+        None => (cfg.clone(), None),
+        Some(dir) => {
+            let run = RunDir::open(dir)?;
+            let mut stored = C::load(&run.config_path())?;
+            stored.run_config_mut().quiet = cfg.run_config().quiet;
+            (stored, Some(run))
+        }
+    };
+    Device::parse(&cfg.loop_config().device)?;
+    Ok((cfg, run))
+}
+
+/// What a finished run reports.
+pub struct RunOutcome {
+    pub run_dir: PathBuf,
+    /// Steps taken in total (including those before a resume).
+    pub steps: u64,
+    /// Wall time of this process's part of the run.
+    pub seconds: f64,
+    /// (score, step) of `best.safetensors`.
+    pub best: Option<(f64, u64)>,
+    /// Plots and the task's end-of-run files.
+    pub files: Vec<PathBuf>,
+}
+
+/// Runs `task` to `train.steps` of `cfg`: in a new run directory, or
+/// continuing `resume` from its `last` checkpoint.
+pub fn run<C: RunnableConfig>(
+    task: &mut dyn Task,
+    cfg: &C,
+    resume: Option<RunDir>,
+) -> Result<RunOutcome> {
+    let (opts, quiet) = (cfg.loop_config(), cfg.run_config().quiet);
+    let (run, fresh) = match resume {
+        None => {
+            let r = cfg.run_config();
+            let name = (!r.name.is_empty()).then_some(r.name.as_str());
+            (RunDir::create(&r.runs_dir, name, &cfg.to_toml())?, true)
+        }
+        Some(dir) => {
+            task.load(&dir.last_checkpoint())?;
+            (dir, false)
+        }
+    };
+    let mut log = run.metrics_log()?;
+    let console = Console::new(quiet, opts.steps, task.progress().step);
+    if !quiet {
+        console.say(&format!(
+            "run {}: {}, {} steps from step {}",
+            run.path().display(),
+            task.describe(),
+            opts.steps,
+            task.progress().step
+        ));
+    }
+    if fresh {
+        for line in task.begin(&mut log)? {
+            if !quiet {
+                console.say(&line);
+            }
+        }
+    }
+    let started = Instant::now();
+    let mut best = BestTracker::from_best(task.progress().best);
+    let result = steps(task, opts, &run, &mut log, &console, &mut best);
+    console.bar.finish_and_clear();
+    if let Err(e) = result {
+        return Err(stopped(e, &run));
+    }
+    let mut files = task.finish(&run)?;
+    files.extend(plot::plot_run(&run)?);
+    Ok(RunOutcome {
+        run_dir: run.path().to_path_buf(),
+        steps: task.progress().step,
+        seconds: started.elapsed().as_secs_f64(),
+        best: best.best(),
+        files,
+    })
+}
+
+/// The loop itself: step, log every `log_every`, evaluate and checkpoint
+/// every `eval_every` and at the last step.
+fn steps(
+    task: &mut dyn Task,
+    opts: &LoopConfig,
+    run: &RunDir,
+    log: &mut MetricsLog,
+    console: &Console,
+    best: &mut BestTracker,
+) -> Result<()> {
+    let unit = task.unit();
+    // Items since the last log line, and since when: evaluation time is not
+    // training throughput, so the window restarts after each evaluation.
+    let mut window = (Instant::now(), 0.0);
+    while task.progress().step < opts.steps {
+        let report = task.step()?;
+        let done = task.progress().step;
+        console.bar.set_position(done);
+        window.1 += report.items;
+        if done.is_multiple_of(opts.log_every) {
+            let rate = window.1 / window.0.elapsed().as_secs_f64();
+            window = (Instant::now(), 0.0);
+            console
+                .bar
+                .set_message(format!("loss {:.3} ({rate:.0} {unit}/s)", report.loss));
+            let mut record = report.record;
+            record.insert("images_per_s".into(), rate.into());
+            record.insert("epoch".into(), task.progress().epoch.into());
+            log.log("train", done, &record)?;
+            if console.bar.is_hidden() {
+                println!("step {done} {} {rate:.0} {unit}/s", report.line);
+            }
+        }
+        if done.is_multiple_of(opts.eval_every) || done == opts.steps {
+            console.bar.set_message("evaluating");
+            let mut ev = Evaluation {
+                log,
+                run,
+                step: done,
+                console,
+                best,
+                is_best: false,
+            };
+            task.evaluate(&mut ev)?;
+            let is_best = ev.is_best;
+            task.progress_mut().best = best.best();
+            // `best` before `last`: a run killed between the two resumes
+            // from the older `last`, evaluates again and rewrites `best`,
+            // whereas a `last` that names a best never written would keep
+            // it missing for good.
+            if is_best {
+                task.save(&run.best_checkpoint())?;
+            }
+            task.save(&run.last_checkpoint())?;
+            task.after_checkpoint(run)?;
+            console.bar.set_message("");
+            window = (Instant::now(), 0.0);
+        }
+    }
+    Ok(())
+}
+
+/// A stopped run's error, saying which checkpoint is left to resume from.
+fn stopped(e: Error, run: &RunDir) -> Error {
+    let last = run.last_checkpoint();
+    let kept = if last.is_file() {
+        format!(
+            "last good checkpoint: {} (left intact; resume with --resume {})",
+            last.display(),
+            run.path().display()
+        )
+    } else {
+        "no checkpoint was saved before this step".into()
+    };
+    match e {
+        Error::NonFinite(m) => Error::NonFinite(format!("{m}; training stopped, {kept}")),
+        other => other,
+    }
+}
