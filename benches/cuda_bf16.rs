@@ -1,5 +1,5 @@
 //! bf16 tensor-core conv fprop, wgrad and strided dgrad (kernels/conv_bf16.cu) on the
-//! issue-9 layer shapes: `cargo bench --bench cuda_bf16` on a GPU host
+//! SE-ResNet's layer shapes: `cargo bench --bench cuda_bf16` on a GPU host
 //! (prints one skip line elsewhere).
 //!
 //! Operands are converted to bf16 once, outside the timing: a bf16 training

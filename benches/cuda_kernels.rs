@@ -3,7 +3,7 @@
 //! timed batches, synchronising only around a batch:
 //! - f32 GEMM 4096^3 in TFLOP/s (2·n³ per product);
 //! - conv2d fprop, dgrad, wgrad, each kernel launched alone (no tape), in
-//!   TFLOP/s (2·N·P·Q·K·R·S·C each), on the issue-9 shapes at batch 64:
+//!   TFLOP/s (2·N·P·Q·K·R·S·C each), on these shapes at batch 64:
 //!   stem 7x7/2 3>64 at 112x112, 3x3 64>64 at 28x28 and 56x56, 3x3/2
 //!   64>128 at 56x56, 1x1 64>256 and 256>64 at 28x28, 3x3 512>512 at 4x4,
 //!   and 4x4/2 64>128 at 32x32 (whose dgrad is conv_transpose2d 128>64
@@ -468,9 +468,10 @@ fn se_block(dev: &Arc<CudaDevice>, gpu: &Device, rng: &mut Rng, copy_gbs: f64) {
     );
 }
 
-/// The issue-9 conv shapes at batch 64: (size label, input [N, H, W, C],
-/// weight [K, R, S, C], stride, padding). The 3x3 64>64 56x56 label is the
-/// one earlier figures were reported under.
+/// The conv shapes at batch 64 (SE-ResNet's stem and layers, and the
+/// generator's 4x4/2 upsampling): (size label, input [N, H, W, C], weight
+/// [K, R, S, C], stride, padding). scripts/torch_kernel_bench.py times the
+/// same shapes in cuDNN.
 type ConvShape = (&'static str, [usize; 4], [usize; 4], usize, usize);
 const CONV_SHAPES: [ConvShape; 8] = [
     (

@@ -11,14 +11,15 @@
 //     dp^2, dt^2, dp dt with dp = p - kp, dt = t - kt, shifted by row 0's
 //     values (kt = 0 where row 0 is invalid). Moments from shifted sums lose
 //     only (mean - shift)^2 / var to cancellation, and the shift lies within
-//     the data, so this matches the two-pass centred sums the previous
-//     version needed a second read for. Per-thread sums in f32 (tens of
+//     the data, so this matches two-pass centred sums without their second
+//     read. Per-thread sums in f32 (tens of
 //     values each), block sums in f32, the grid's in double.
 //  2. One grid barrier; every block adds all blocks' partials in double, so
 //     all agree on the statistics.
 //  3. The gradient pass reads the inputs again, last unit first, so it starts
 //     on what L2 still holds from the end of pass 1.
-// Traffic: 2 reads of pred and target + 1 write: 5 N D floats (7 before).
+// Traffic: 2 reads of pred and target + 1 write: 5 N D floats (a separate
+// centring pass would make it 7).
 // Two kernels (statistics, then gradient) would move the same bytes; the
 // cooperative launch keeps loss and gradient one fused launch and the
 // per-thread shifts and column constants in registers across the barrier.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds what the GPU machine runs into bundle/ (git-ignored): that machine has
-# CUDA but no Rust toolchain. Then: run(command="bash bundle/gpu_checks.sh",
-# carry=["bundle"]). Needs python3 here (to read cargo's JSON messages).
+# CUDA but no Rust toolchain. Then, there: bash bundle/gpu_checks.sh (with
+# bundle/ copied alongside the tree). Needs python3 here (to read cargo's JSON
+# messages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf bundle
@@ -22,8 +23,8 @@ for line in sys.stdin:
 cargo build --release --bin mtaffect
 cp target/release/mtaffect bundle/
 # Only what means something on a GPU host: the CPU tests and benches run in CI
-# on every change, and leaving them out keeps the bundle far under the 64 MiB
-# a run may carry and the device time for the GPU work.
+# on every change, and leaving them out keeps the bundle far under 64 MiB and
+# the GPU checks short.
 cargo test --release --no-run --message-format=json | executables test | while read -r exe; do
     case "$(basename "$exe")" in cuda_*|golden-*|kernels_compile-*) cp "$exe" bundle/tests/ ;; esac
 done
@@ -40,7 +41,7 @@ cp scripts/gpu_checks.sh scripts/gpu_train_checks.sh scripts/torch_kernel_bench.
 # The GPU host gets the tree without .git: scripts/side_by_side.py names this commit.
 git describe --always --dirty >bundle/commit.txt
 # PTX for H100/H200 (sm_90), so the GPU host needs no NVRTC (libnvrtc is ~100 MB,
-# too big to carry): gpu_checks.sh points MTAFFECT_KERNEL_CACHE here. Needs
+# too big to ship in the bundle): gpu_checks.sh points MTAFFECT_KERNEL_CACHE here. Needs
 # NVRTC on this machine (pip install nvidia-cuda-nvrtc; LD_LIBRARY_PATH).
 MTAFFECT_KERNEL_CACHE="$PWD/bundle/kernel-cache" ./bundle/mtaffect info >/dev/null
 du -sh bundle

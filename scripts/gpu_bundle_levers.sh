@@ -3,12 +3,11 @@
 # commit, in the order given (levers/NN-<commit>/cuda_train_step), their PTX
 # in one kernel cache (files are named by the kernel source's hash, so the
 # versions sit side by side) and this tree's gpu_train_checks.sh, so that
-# one device run times the levers one at a time:
+# one GPU run times the levers one at a time:
 #   bash scripts/gpu_bundle_levers.sh 1b8d234 9021944 HEAD
-#   run(command="mv bundle-levers bundle && bash bundle/gpu_train_checks.sh levers",
-#       carry=["bundle-levers"])
-# Separate from bundle/ because both together exceed the 64 MiB a run may
-# carry. Each commit is built in a temporary worktree with one shared target
+#   mv bundle-levers bundle && bash bundle/gpu_train_checks.sh levers   # on the GPU host
+# Separate from bundle/ so that each stays under the 64 MiB the GPU host
+# accepts. Each commit is built in a temporary worktree with one shared target
 # folder (the dependencies build once). Needs NVRTC here, as gpu_bundle.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."

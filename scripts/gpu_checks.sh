@@ -7,7 +7,7 @@ mkdir -p "$out"
 summary=()
 # Prebuilt sm_90 PTX from gpu_bundle.sh (used when this host has no NVRTC),
 # copied so that the carried bundle stays read-only.
-# Off $OUT: only 8 files come back from a device run, and these are inputs.
+# Off $OUT: the GPU host returns at most 8 files from $OUT, and these are inputs.
 export MTAFFECT_KERNEL_CACHE=/tmp/mtaffect-kernel-cache
 mkdir -p "$MTAFFECT_KERNEL_CACHE" && cp bundle/kernel-cache/*.ptx "$MTAFFECT_KERNEL_CACHE"/ 2>/dev/null
 
@@ -50,7 +50,7 @@ grep -hE '^(copy|gemm|ccc|adam|batch|conv|bn|se|ce|bce|gru|lstm|attn|train)' "$o
 echo "-- yardsticks (scripts/torch_kernel_bench.py)"
 grep -E '^torch' "$out/torch-kernels.log" 2>/dev/null || cat "$out/torch-kernels.log"
 
-# At most 8 files come back from a device run: everything this script left
+# The GPU host returns at most 8 files from $OUT: everything this script left
 # under $OUT goes back as one archive (tar -xzf gpu-checks-logs.tgz). So do not
 # redirect this script's own output into $OUT; tee it to /tmp instead.
 ( cd "$out" && tar --exclude='*.tgz' -czf /tmp/gpu-checks-logs.tgz . \

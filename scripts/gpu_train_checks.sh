@@ -35,7 +35,7 @@
 set -uo pipefail
 out="${OUT:-/tmp/mtaffect-out}"
 mkdir -p "$out"
-# Off $OUT: only 8 files come back from a device run, and these are inputs.
+# Off $OUT: the GPU host returns at most 8 files from $OUT, and these are inputs.
 export MTAFFECT_KERNEL_CACHE=/tmp/mtaffect-kernel-cache
 mkdir -p "$MTAFFECT_KERNEL_CACHE" && cp bundle/kernel-cache/*.ptx "$MTAFFECT_KERNEL_CACHE"/ 2>/dev/null
 # The synthetic set is generated on first use; off the carried tree.
@@ -166,7 +166,7 @@ echo
 echo "== training summary ($(date -u +%F), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1))"
 printf '%s\n' "${summary[@]}"
 
-# At most 8 files come back from a device run: everything this script left
+# The GPU host returns at most 8 files from $OUT: everything this script left
 # under $OUT goes back as one archive (tar -xzf gpu-train-checks-logs.tgz). So do not
 # redirect this script's own output into $OUT; tee it to /tmp instead.
 ( cd "$out" && tar --exclude='*.tgz' -czf /tmp/gpu-train-checks-logs.tgz . \

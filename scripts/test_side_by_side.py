@@ -1,7 +1,7 @@
 """Checks of scripts/side_by_side.py's parsing, table and BENCHMARKS.md
 update without a GPU or torch: `python3 -m unittest scripts/test_side_by_side.py`.
-The end-to-end run (a fake bench, PyTorch on the CPU) is in BENCHMARKS.md's
-section on the side-by-side table."""
+The end-to-end smoke run (a fake bench, PyTorch on the CPU) is the README's
+`side_by_side.py --ours ./fake_bench.sh --device cpu --quick --skip-compile`."""
 import os
 import sys
 import unittest
@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import side_by_side as sbs  # noqa: E402
 
 # Lines as benches/cuda_train_step.rs prints them (format string copied by
-# hand; the R50 line in the format before the step's TFLOP were printed).
+# hand; the R50 line without the step's TFLOP, which the parser also accepts).
 BENCH = """device: NVIDIA H100 80GB HBM3 (132 SMs)
 train se-resnet-18 112x112 b64       41.7 ms/step   1533.0 images/s  (0.1857 TFLOP/step in convolutions and GEMMs, 4.5 TFLOP/s; 11352046 params; pool 1.0 GiB, 0 driver allocations while timed)
 train se-resnet-50 112x112 b256     377.6 ms/step    678.0 images/s  (26049646 params; pool 14.1 GiB, 0 driver allocations while timed)

@@ -1,10 +1,9 @@
 """PyTorch CUDA yardsticks for benches/cuda_kernels.rs, same shapes, same GPU.
 
 - f32 GEMM 4096^3 with TF32 off: torch.mm is cuBLAS SGEMM then.
-- conv2d on the issue-9 shapes of benches/cuda_kernels.rs (batch 64, f32,
+- conv2d on the shapes of benches/cuda_kernels.rs (batch 64, f32,
   channels_last, cuDNN with TF32 off): fprop, dgrad (input gradient) and
-  wgrad (weight gradient), each 2*N*P*Q*K*R*S*C FLOP. The 3x3 64 -> 64 56x56
-  lines keep their old names (conv3x3_64_56x56_b64_*).
+  wgrad (weight gradient), each 2*N*P*Q*K*R*S*C FLOP.
 - device-to-device copy of 1 GiB, GB/s counting read + write bytes.
 - cross-entropy on [65536, 8] and [16384, 1000] and masked BCE-with-logits
   on [1398101, 12] (a quarter of the labels missing), loss and input

@@ -269,17 +269,13 @@ fn compare(
 ///
 /// bf16 (`train.precision = "bf16"`, f32 tensors): the convolutions read
 /// operands rounded to 8 significant bits (relative error up to 2^-9 each),
-/// and on this tiny model batch norm over 5 samples amplifies that: on
-/// 2026-11-23 the host reference was within 6.5% of the outputs' values (plus
-/// 0.65% of their scale), gradients within 19% of value plus scale, the
-/// ten-step rows within 14% relative (weight gradients in TF32). With the
-/// weight gradients' operands in bf16 too (later that day) the host
-/// reference gives 6.5%, 19% and 11%, and with the strided input
-/// gradients in bf16 as well 6.5%, 19% and 12%, and with every input
-/// gradient in bf16 (also stride 1 with few channels) 6.5%, 19% and 14%.
-/// The bounds below are 2.5-3x
-/// that: they prove the bf16 path is the same network, not a tight
-/// numerical match.
+/// and on this tiny model batch norm over 5 samples amplifies that: with
+/// every convolution's operands in bf16 (forward, input and weight gradients)
+/// the host reference is within 6.5% of the outputs' values (plus 0.65% of
+/// their scale), gradients within 19% of value plus scale, and the ten-step
+/// rows within 14% relative (2026-11-23). The bounds below are 2.5-3x that:
+/// they prove the bf16 path is the same network, not a tight numerical
+/// match.
 fn tolerance(name: &str, dtype: DType, precision: Precision) -> Tol {
     let group = name.split('.').next().unwrap_or(name);
     let (rel, abs) = match (precision, dtype, group) {
