@@ -3,7 +3,8 @@
 //!
 //! Layers, top to bottom: [`ops`] (differentiable ops with CPU references),
 //! [`autograd`] (the explicit tape), [`tensor`] (runtime-shaped NHWC tensors),
-//! [`backend`] (CPU reference kernels; CUDA joins later), [`optim`].
+//! [`backend`] (CPU reference and fast kernels; the CUDA runtime), [`optim`],
+//! and above them [`nn`], [`model`], [`data`] and [`train`].
 
 // The README's example is compiled and run as a doctest.
 #[doc = include_str!("../README.md")]

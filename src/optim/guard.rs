@@ -1,12 +1,12 @@
 //! A training step on the GPU with one read-back instead of five.
 //!
-//! The host used to read the three task losses, the total and the gradient
-//! norm one by one, each read a full stream sync, to refuse a non-finite
-//! step before any weight changed. Instead the norm, the clip scale and a
-//! skip flag are computed on the device into a [`StepStatus`]; the fused
-//! optimizer kernels apply the scale and change nothing (parameters and
-//! moments alike) when the flag is set; and the host reads the status once,
-//! after the update is queued, and reports an error exactly as before. The
+//! A non-finite step must be refused before any weight changes, but reading
+//! the task losses, the total and the gradient norm one by one would cost a
+//! full stream sync each. So the norm, the clip scale and a skip flag are
+//! computed on the device into a [`StepStatus`]; the fused optimizer kernels
+//! apply the scale and change nothing (parameters and moments alike) when
+//! the flag is set; and the host reads the status once, after the update is
+//! queued, and reports the non-finite value as a host check would. The
 //! optimizer's host state (Adam's step count, state buffers it created) is
 //! settled from that read-back ([`Optimizer::settle`](super::Optimizer::settle)).
 

@@ -87,7 +87,7 @@ pub(crate) fn optimizer_step(
     let start = Instant::now();
     let total = terms.total.value();
     let lr = schedule.lr_at(step);
-    // On the host the loss is checked before backward, as it always was.
+    // On the host the loss is checked before backward (no sync to save).
     let host = match total.is_cuda() {
         false => Some(checked(host_stats(&terms, step, lr)?)?),
         true => None,
