@@ -3,29 +3,10 @@
 //! with the last good checkpoint intact, and bad configs name the key.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn mtaffect(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mtaffect"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn temp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mtaffect-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{mtaffect, temp, text};
 
 /// A tiny model and run on data under `data`, runs under `runs`.
 fn tiny_args<'a>(data: &'a str, runs: &'a str) -> Vec<String> {
@@ -68,7 +49,7 @@ fn only_run(runs: &Path) -> PathBuf {
 
 #[test]
 fn train_eval_predict_roundtrip() {
-    let dir = temp("roundtrip");
+    let dir = temp("cli-roundtrip");
     let (data, runs) = (dir.join("data"), dir.join("runs"));
     let (data_s, runs_s) = (data.display().to_string(), runs.display().to_string());
     let mut args = tiny_args(&data_s, &runs_s);
@@ -141,7 +122,7 @@ fn train_eval_predict_roundtrip() {
 
 #[test]
 fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
-    let dir = temp("nan");
+    let dir = temp("cli-nan");
     let (data, runs) = (dir.join("data"), dir.join("runs"));
     let (data_s, runs_s) = (data.display().to_string(), runs.display().to_string());
     let mut args = tiny_args(&data_s, &runs_s);
@@ -175,7 +156,7 @@ fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn bad_configs_name_the_file_and_key() {
-    let dir = temp("badcfg");
+    let dir = temp("cli-badcfg");
     let cfg = dir.join("bad.toml");
     std::fs::write(&cfg, "[model]\nstem = \"huge\"\n").unwrap();
     let o = mtaffect(&["train", "--config", cfg.to_str().unwrap()]);
@@ -198,7 +179,7 @@ fn bad_configs_name_the_file_and_key() {
 
 #[test]
 fn features_then_temporal_train_and_eval() {
-    let dir = temp("temporal");
+    let dir = temp("cli-temporal");
     let (data, runs) = (dir.join("data"), dir.join("runs"));
     let (data_s, runs_s) = (data.display().to_string(), runs.display().to_string());
     let mut args = tiny_args(&data_s, &runs_s);
@@ -327,7 +308,7 @@ fn features_then_temporal_train_and_eval() {
 /// faces, end to end on the tiny set.
 #[test]
 fn gan_train_sample_judge_and_mix() {
-    let dir = temp("gan");
+    let dir = temp("cli-gan");
     let (data, runs) = (dir.join("data"), dir.join("runs"));
     let data_s = data.display().to_string();
     let set = |kv: &[&str]| -> Vec<String> {

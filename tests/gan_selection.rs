@@ -88,7 +88,7 @@ fn selection_logs_the_discriminators_reading_and_keeps_the_best() {
     cfg.run.runs_dir = dir.join("runs");
     cfg.run.name = "select".into();
     cfg.run.quiet = true;
-    let summary = gan_run(&cfg, None).unwrap();
+    let (_, summary) = gan_run(&cfg, None).unwrap();
     let run = summary.run_dir;
 
     let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();

@@ -6,33 +6,15 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{mtaffect, temp, text};
 use std::time::{Duration, Instant};
 
 const STEPS: u64 = 16;
-
-fn mtaffect(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mtaffect"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn temp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mtaffect-resume-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// `--set` pairs for each `key=value`.
 fn sets(kv: &[String]) -> Vec<String> {
@@ -140,7 +122,7 @@ fn killed_and_resumed_matches_uninterrupted(dir: &Path, command: &[&str], args: 
 
 #[test]
 fn a_killed_frame_run_resumes_exactly() {
-    let dir = temp("frame");
+    let dir = temp("resume-frame");
     let mut args = data_sets(&dir.join("data"));
     args.extend([
         "model.width_mult=0.125".into(),
@@ -152,7 +134,7 @@ fn a_killed_frame_run_resumes_exactly() {
 
 #[test]
 fn a_killed_gan_run_resumes_exactly() {
-    let dir = temp("gan");
+    let dir = temp("resume-gan");
     let mut args = data_sets(&dir.join("data"));
     args.extend([
         "generator.image_size=32".into(),
@@ -169,7 +151,7 @@ fn a_killed_gan_run_resumes_exactly() {
 
 #[test]
 fn a_killed_temporal_run_resumes_exactly() {
-    let dir = temp("temporal");
+    let dir = temp("resume-temporal");
     // A frame model and its features to train on.
     let frame_runs = dir.join("frame");
     let mut args = vec!["train".to_string()];

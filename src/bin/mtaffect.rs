@@ -6,6 +6,7 @@ use mtaffect::data::synth::{self, SynthConfig};
 use mtaffect::data::{read_mtl_annotations, ReadOptions};
 use mtaffect::metrics::MtlMetrics;
 use mtaffect::train::gan::{self, GanConfig, GanTrainer, GridKind};
+use mtaffect::train::runner::RunOutcome;
 use mtaffect::train::temporal::{self, TemporalConfig};
 use mtaffect::train::{self, features, predict, ConfigFile, TrainConfig, Trainer};
 use mtaffect::{Error, Result};
@@ -207,8 +208,18 @@ fn print_metrics(m: &MtlMetrics) {
     println!("{:<22} {:>8}", "samples", m.samples);
 }
 
+/// The line every finished run prints first.
+fn finished(out: &RunOutcome, what: &str) {
+    println!(
+        "finished {} {what} in {:.0} s; run directory {}",
+        out.steps,
+        out.seconds,
+        out.run_dir.display()
+    );
+}
+
 fn train_cmd(a: TrainArgs) -> Result<()> {
-    let summary = match &a.resume {
+    let (task, out) = match &a.resume {
         Some(dir) => {
             let mut cfg = TrainConfig::default();
             cfg.run.quiet = a.quiet;
@@ -242,23 +253,20 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             train::train_run(&cfg, None)?
         }
     };
-    println!(
-        "finished {} steps in {:.0} s; run directory {}",
-        summary.steps,
-        summary.seconds,
-        summary.run_dir.display()
-    );
-    if let Some(m) = &summary.last {
+    finished(&out, "steps");
+    if let Some(m) = &task.last {
         print_metrics(m);
     }
-    println!(
-        "chance baseline P_MTL {:.4} (train-mean VA, majority expression, no AU)",
-        summary.chance.p_mtl
-    );
-    if let Some((score, step)) = summary.best {
+    if let Some(c) = &task.chance {
+        println!(
+            "chance baseline P_MTL {:.4} (train-mean VA, majority expression, no AU)",
+            c.p_mtl
+        );
+    }
+    if let Some((score, step)) = out.best {
         println!("best P_MTL {score:.4} at step {step} (best.safetensors)");
     }
-    for p in &summary.plots {
+    for p in &out.files {
         println!("plot: {}", p.display());
     }
     Ok(())
@@ -279,23 +287,19 @@ fn gan_train_cmd(
         sets.push("run.quiet=true".into());
     }
     let cfg = base.with_overrides(&sets)?;
-    let s = gan::gan_run(&cfg, resume)?;
-    println!(
-        "finished {} generator steps in {:.0} s; run directory {}",
-        s.steps,
-        s.seconds,
-        s.run_dir.display()
-    );
-    if let Some(m) = &s.last {
+    let (task, out) = gan::gan_run(&cfg, resume)?;
+    finished(&out, "generator steps");
+    if let Some(m) = &task.last {
         println!("discriminator's multi-task heads on the validation set:");
         print_metrics(m);
     }
-    if let Some((rate, step)) = s.best {
+    if let Some((score, step)) = out.best {
         println!(
-            "best.safetensors: step {step} (the discriminator reads {rate:.3} of its faces as requested)"
+            "best.safetensors: step {step} (the discriminator reads {:.3} of its faces as requested)",
+            task.agreement(score)
         );
     }
-    for p in &s.files {
+    for p in &out.files {
         println!("wrote {}", p.display());
     }
     Ok(())
@@ -468,17 +472,14 @@ fn temporal_cmd(c: TemporalCommand) -> Result<()> {
             } else {
                 base.with_overrides(&sets)?
             };
-            let s = temporal::train_temporal(&cfg, resume.as_deref())?;
-            println!(
-                "finished {} steps in {:.0} s; run directory {}",
-                s.steps,
-                s.seconds,
-                s.run_dir.display()
-            );
-            if let Some((score, step)) = s.best {
+            let (task, out) = temporal::train_temporal(&cfg, resume.as_deref())?;
+            finished(&out, "steps");
+            if let Some((score, step)) = out.best {
                 println!("best P_MTL {score:.4} at step {step} (best.safetensors); its scores:");
             }
-            print_smoothed(&s.eval);
+            if let Some(e) = &task.eval {
+                print_smoothed(e);
+            }
         }
         TemporalCommand::Eval {
             checkpoint,

@@ -5,28 +5,16 @@
 //! ABAW metrics, `best` by P_MTL.
 
 use super::cursor::BatchCursor;
-use super::runner::{self, Evaluation, RunnableConfig, StepReport, Task};
+use super::runner::{self, Evaluation, RunOutcome, StepReport, Task};
 use super::{
-    chance_baseline, make_loader, prepare_data, LoopConfig, MetricsLog, RunConfig, StepStats,
-    TrainConfig, TrainProgress, Trainer,
+    chance_baseline, make_loader, prepare_data, MetricsLog, StepStats, TrainConfig, TrainProgress,
+    Trainer,
 };
 use crate::data::{Batch, Loader};
 use crate::metrics::MtlMetrics;
 use crate::{Result, Rng};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-
-impl RunnableConfig for TrainConfig {
-    fn loop_config(&self) -> &LoopConfig {
-        &self.train
-    }
-    fn run_config(&self) -> &RunConfig {
-        &self.run
-    }
-    fn run_config_mut(&mut self) -> &mut RunConfig {
-        &mut self.run
-    }
-}
+use std::path::Path;
 
 /// A change made to each training batch before the step, drawing from the
 /// trainer's random stream (so a resumed run draws the same).
@@ -174,21 +162,10 @@ impl Task for FrameTask {
     }
 }
 
-/// What a finished run reports.
-pub struct RunSummary {
-    pub run_dir: PathBuf,
-    pub steps: u64,
-    pub seconds: f64,
-    pub last: Option<MtlMetrics>,
-    /// Train-mean VA, majority expression, no AU, on the validation labels.
-    pub chance: MtlMetrics,
-    pub best: Option<(f64, u64)>,
-    pub plots: Vec<PathBuf>,
-}
-
 /// Trains `cfg` in a new run directory, or continues the run in `resume`
-/// (whose saved config is used; `cfg` is then ignored).
-pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary> {
+/// (whose saved config is used; `cfg` is then ignored). Returns the task
+/// (its last validation metrics, the chance baseline) and the outcome.
+pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(FrameTask, RunOutcome)> {
     let (cfg, run) = runner::resolve(cfg, resume)?;
     let root = prepare_data(&cfg, cfg.run.quiet)?;
     let train = make_loader(&cfg, &root, &cfg.data.train_annotations, true)?;
@@ -202,13 +179,5 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
     .map(|m| Box::new(m) as Box<dyn BatchTransform>);
     let mut task = FrameTask::new(Trainer::new(&cfg)?, train, Some(val), transform)?;
     let out = runner::run(&mut task, &cfg, run)?;
-    Ok(RunSummary {
-        run_dir: out.run_dir,
-        steps: out.steps,
-        seconds: out.seconds,
-        last: task.last,
-        chance: task.chance.expect("the task has a validation set"),
-        best: out.best,
-        plots: out.files,
-    })
+    Ok((task, out))
 }

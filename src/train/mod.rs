@@ -26,7 +26,7 @@ pub use config::{
 };
 pub use cursor::BatchCursor;
 pub use data_prep::{cache_root, make_loader, prepare_data};
-pub use frame_run::{train_run, BatchTransform, FrameTask, RunSummary};
+pub use frame_run::{train_run, BatchTransform, FrameTask};
 pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, VaLoss, Weighting};
 pub use nan_guard::{check_finite, check_loss};
 pub use run_dir::{BestTracker, MetricsLog, RunDir};

@@ -127,6 +127,29 @@ pub trait RunnableConfig: ConfigFile + Clone {
     fn run_config_mut(&mut self) -> &mut RunConfig;
 }
 
+/// Every run config has its `[train]` loop and `[run]` sections as `train`
+/// and `run`.
+macro_rules! runnable {
+    ($($config:ty),*) => {$(
+        impl RunnableConfig for $config {
+            fn loop_config(&self) -> &LoopConfig {
+                &self.train
+            }
+            fn run_config(&self) -> &RunConfig {
+                &self.run
+            }
+            fn run_config_mut(&mut self) -> &mut RunConfig {
+                &mut self.run
+            }
+        }
+    )*};
+}
+runnable!(
+    super::TrainConfig,
+    super::gan::GanConfig,
+    super::temporal::TemporalConfig
+);
+
 /// The config a run uses and the directory it continues: `cfg` for a fresh
 /// run, or with `resume` that run directory and the config stored in it.
 /// Resuming keeps `cfg`'s `run.quiet`: the console is this process's

@@ -19,5 +19,5 @@ pub use config::{GanConfig, GanSettings};
 pub use grid::{sample_grid, write_grid, GridKind};
 pub use judge::{discriminator_agreement, judge_expressions, Agreement, JUDGE_SEED, SELECT_SEED};
 pub use mix::{GanMixConfig, GanMixer};
-pub use run::{gan_run, GanRunSummary, GanTask};
+pub use run::{gan_run, GanTask};
 pub use trainer::{GanTrainer, PlayerStats};

@@ -13,10 +13,8 @@ use super::{
 };
 use crate::data::Loader;
 use crate::metrics::MtlMetrics;
-use crate::train::runner::{self, Evaluation, RunnableConfig, StepReport, Task};
-use crate::train::{
-    make_loader, prepare_data, BatchCursor, LoopConfig, RunConfig, RunDir, TrainProgress,
-};
+use crate::train::runner::{self, Evaluation, RunOutcome, StepReport, Task};
+use crate::train::{make_loader, prepare_data, BatchCursor, RunDir, TrainProgress};
 use crate::{Error, Result};
 use serde::Serialize;
 use serde_json::Value;
@@ -56,25 +54,13 @@ struct SelectRecord {
     best: bool,
 }
 
-impl RunnableConfig for GanConfig {
-    fn loop_config(&self) -> &LoopConfig {
-        &self.train
-    }
-    fn run_config(&self) -> &RunConfig {
-        &self.run
-    }
-    fn run_config_mut(&mut self) -> &mut RunConfig {
-        &mut self.run
-    }
-}
-
 /// Grid noise seed: fixed, so grids of successive evaluations are comparable.
 const GRID_SEED: u64 = 7;
 
 /// The selection score of an evaluation: more faces read as requested, then
 /// more confidently (a head that reads them all right still ranks them).
 /// `matched + confidence / 2` orders exactly so, since confidence is in
-/// [0, 1], and `floor` gives `matched` back.
+/// [0, 1], and `floor` gives `matched` back ([`GanTask::agreement`]).
 fn selection_score(matched: usize, confidence: f64) -> f64 {
     matched as f64 + confidence / 2.0
 }
@@ -115,6 +101,15 @@ impl GanTask {
             cursor: BatchCursor::default(),
             last: None,
         })
+    }
+}
+
+impl GanTask {
+    /// The share of selection faces read as requested behind a selection
+    /// score (the runner's best score).
+    pub fn agreement(&self, score: f64) -> f64 {
+        let c = &self.gan.config;
+        score.floor() / (c.gan.select_per_class * c.generator.n_expr).max(1) as f64
     }
 }
 
@@ -262,31 +257,13 @@ impl Task for GanTask {
     }
 }
 
-pub struct GanRunSummary {
-    pub run_dir: PathBuf,
-    pub steps: u64,
-    pub seconds: f64,
-    /// The discriminator's heads on the validation set at the last evaluation.
-    pub last: Option<MtlMetrics>,
-    /// (discriminator's expression agreement, step) of `best.safetensors`.
-    pub best: Option<(f64, u64)>,
-    /// Sample grids and charts written at the end.
-    pub files: Vec<PathBuf>,
-}
-
 /// Trains `cfg` in a new run directory, or continues the run in `resume`
-/// (whose saved config is used; `cfg` is then ignored).
-pub fn gan_run(cfg: &GanConfig, resume: Option<&Path>) -> Result<GanRunSummary> {
+/// (whose saved config is used; `cfg` is then ignored). Returns the task
+/// (its players, the last validation metrics) and the outcome, whose best
+/// score is a [`GanTask::agreement`] key.
+pub fn gan_run(cfg: &GanConfig, resume: Option<&Path>) -> Result<(GanTask, RunOutcome)> {
     let (cfg, run) = runner::resolve(cfg, resume)?;
     let mut task = GanTask::new(&cfg)?;
     let out = runner::run(&mut task, &cfg, run)?;
-    let faces = (cfg.gan.select_per_class * cfg.generator.n_expr).max(1) as f64;
-    Ok(GanRunSummary {
-        run_dir: out.run_dir,
-        steps: out.steps,
-        seconds: out.seconds,
-        last: task.last,
-        best: out.best.map(|(score, step)| (score.floor() / faces, step)),
-        files: out.files,
-    })
+    Ok((task, out))
 }

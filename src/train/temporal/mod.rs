@@ -8,5 +8,5 @@ mod trainer;
 
 pub use config::{SequenceDataConfig, SmoothingConfig, TemporalConfig};
 pub use eval::{moving_average, score, score_with_smoothing, SmoothedEval, VideoOutputs};
-pub use run::{eval_temporal, read_split, train_temporal, TemporalSummary, TemporalTask};
+pub use run::{eval_temporal, read_split, train_temporal, TemporalTask};
 pub use trainer::{reset_rows, TemporalTrainer};

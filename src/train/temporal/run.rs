@@ -10,8 +10,8 @@ use crate::data::abaw_annotations::{read_mtl_annotations, ReadOptions};
 use crate::data::chunks::{self, Plan};
 use crate::data::sequence::SequenceSet;
 use crate::train::frame_run::{report_validation, step_report};
-use crate::train::runner::{self, Evaluation, RunnableConfig, StepReport, Task};
-use crate::train::{LoopConfig, RunConfig, RunDir, TrainProgress};
+use crate::train::runner::{self, Evaluation, RunOutcome, StepReport, Task};
+use crate::train::{RunDir, TrainProgress};
 use crate::{Error, Result, Rng};
 use std::path::{Path, PathBuf};
 
@@ -32,18 +32,6 @@ pub fn read_split(cfg: &TemporalConfig, annotations: &str) -> Result<SequenceSet
     };
     let (samples, _) = read_mtl_annotations(&d.features.join(annotations), &opts)?;
     SequenceSet::load(&d.features, &samples, d.label_set.num_aus())
-}
-
-impl RunnableConfig for TemporalConfig {
-    fn loop_config(&self) -> &LoopConfig {
-        &self.train
-    }
-    fn run_config(&self) -> &RunConfig {
-        &self.run
-    }
-    fn run_config_mut(&mut self) -> &mut RunConfig {
-        &mut self.run
-    }
 }
 
 pub struct TemporalTask {
@@ -175,28 +163,17 @@ impl Task for TemporalTask {
     }
 }
 
-pub struct TemporalSummary {
-    pub run_dir: PathBuf,
-    pub steps: u64,
-    pub seconds: f64,
-    pub best: Option<(f64, u64)>,
-    /// The best checkpoint on the validation set, raw and smoothed.
-    pub eval: SmoothedEval,
-}
-
 /// Trains `cfg` in a new run directory, or continues the run in `resume`
-/// (whose saved config is used; `cfg` is then ignored).
-pub fn train_temporal(cfg: &TemporalConfig, resume: Option<&Path>) -> Result<TemporalSummary> {
+/// (whose saved config is used; `cfg` is then ignored). Returns the task
+/// (with the best checkpoint's final scores) and the outcome.
+pub fn train_temporal(
+    cfg: &TemporalConfig,
+    resume: Option<&Path>,
+) -> Result<(TemporalTask, RunOutcome)> {
     let (cfg, run) = runner::resolve(cfg, resume)?;
     let mut task = TemporalTask::new(&cfg)?;
     let out = runner::run(&mut task, &cfg, run)?;
-    Ok(TemporalSummary {
-        run_dir: out.run_dir,
-        steps: out.steps,
-        seconds: out.seconds,
-        best: out.best,
-        eval: task.eval.expect("finish scored the best checkpoint"),
-    })
+    Ok((task, out))
 }
 
 /// Scores a temporal checkpoint on its config's validation split (or the

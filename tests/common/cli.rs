@@ -1,0 +1,30 @@
+//! What the command-line tests share: running the binary, its whole output,
+//! and a fresh scratch folder per test.
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub fn mtaffect<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mtaffect"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// Standard output, then standard error.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// An empty folder `mtaffect-<tag>-<pid>` in the temporary directory.
+pub fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mtaffect-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
