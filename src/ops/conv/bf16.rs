@@ -14,8 +14,8 @@ use super::bf16_dgrad::conv2d_dgrad_bf16;
 use super::cuda::{params, ConvParams};
 use super::{dgrad_t, forward_t, wgrad_t, Conv2dGeom, Conv2dParams};
 use crate::backend::cpu::Float;
+use crate::backend::cuda::launcher::{empty, opt_ptr, ptr, same_gpu, zeros};
 use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::elementwise::cuda::{empty, ptr, same_gpu};
 use crate::{with_dtype, Error, Result, Tensor};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::sync::{Arc, OnceLock};
@@ -573,10 +573,7 @@ pub fn conv2d_wgrad_bf16(
         ldy: dy.padded as i32,
         c_out: w_dims[3] as i32,
     };
-    let dw = Tensor::from_cuda(
-        CudaStorage::zeros(&dev, w_dims.iter().product())?,
-        crate::Shape::from(w_dims),
-    )?;
+    let dw = zeros(&dev, w_dims)?;
     let cfg = LaunchConfig {
         grid_dim: (col_tiles as u32, (row_tiles * splits) as u32, 1),
         block_dim: (tile.threads(), 1, 1),
@@ -632,12 +629,7 @@ impl Launch {
         let tile = tile.map_or_else(|| FpropTile::for_launch(&self.dev, rows, g.k), Ok)?;
         let cfg = tile.config(rows, g.k);
         let kernel = format!("{kernel}{}", tile.suffix);
-        let ptrs = [
-            x.storage.ptr(),
-            w.storage.ptr(),
-            bias.map_or(Ok(0), |b| ptr(b, OP))?,
-            y,
-        ];
+        let ptrs = [x.storage.ptr(), w.storage.ptr(), opt_ptr(bias, OP)?, y];
         // SAFETY: ConvParams mirrors the kernel's struct and describes x, w
         // (padded channels), bias [K] and y [N, P, Q, K].
         unsafe { self.dev.launch(&kernel, cfg, &self.p, &ptrs) }
