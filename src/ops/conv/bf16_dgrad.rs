@@ -12,9 +12,9 @@
 //! each phase's sub-kernel in bf16 and runs the phase conv, whose rows land
 //! on dx's pixels (n, a + i sh, b + j sw).
 
-use super::bf16::{Bf16Nhwc, FpropTile, TILE_N};
+use super::bf16_layout::{Bf16Nhwc, FpropTile, TILE_N};
 use super::cuda::{params, ConvParams};
-use super::Conv2dGeom;
+use super::geom::Conv2dGeom;
 use crate::backend::cuda::launcher::{empty, owned_onto, ptr, same_gpu, zeros};
 use crate::backend::cuda::CudaStorage;
 use crate::{Error, Result, Tensor};

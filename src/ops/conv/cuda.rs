@@ -1,6 +1,6 @@
 //! CUDA launchers for kernels/conv.cu (implicit GEMM over NHWC).
 
-use super::Conv2dGeom;
+use super::geom::Conv2dGeom;
 use crate::backend::cuda::launcher::{empty, opt_ptr, ptr, zeros};
 use crate::backend::cuda::CudaDevice;
 use crate::{Error, Result, Tensor};
