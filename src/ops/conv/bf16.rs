@@ -8,7 +8,9 @@
 //! The kernel needs C % 8 == 0 (16-byte loads along the reduction), so
 //! [`Bf16Nhwc::from_f32`] pads the channels with zeros while converting: the
 //! 3-channel stem becomes 8 channels, which adds zero products only.
-//! Groups = 1 only.
+//! Groups = 1 only. That operand type, the fprop block tiles and the
+//! checked kernel geometry are in bf16_layout.rs (re-exported here), which
+//! the dgrad shares.
 
 pub use super::bf16_layout::{kernel_geometry, Bf16Nhwc, FpropTile, CHANNEL_ALIGN};
 
