@@ -1,6 +1,6 @@
 // conv2d over NHWC as implicit GEMM: fprop, dgrad and wgrad gather their
 // GEMM operands straight from the activations (no im2col buffer) into the
-// shared-memory tiles of common.cuh (ops/conv.rs is the reference).
+// shared-memory tiles of common.cuh (ops/conv/cpu.rs is the reference).
 // Weights are [K, R, S, C/groups]; blockIdx.z is the group (strided dgrad:
 // group and stride phase).
 //

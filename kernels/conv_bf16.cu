@@ -9,7 +9,7 @@
 // Inputs are bf16 (unsigned short bits) with C % 8 == 0 (the launcher pads
 // the 3-channel stem to 8 with zeros), so every aligned 8-element step of the
 // reduction lies inside one (r, s) tap and is 16 contiguous bytes of both x
-// and w: one cp.async each. Groups = 1 only (ops/conv/bf16.rs refuses others;
+// and w: one cp.async each. Groups = 1 only (ops/conv/bf16_layout.rs refuses others;
 // ConvParams.groups and .splits are unused here).
 //
 // Block tile 128 (M) x 64 (N) x 32 (K), 4 warps of 64 x 32 each, 3-stage

@@ -99,4 +99,23 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn errors_name_the_fused_op() {
+        let tape = Tape::no_grad();
+        let x = tape.constant(Tensor::zeros([1, 1, 1, 3], DType::F64));
+        let v3 = tape.constant(Tensor::ones([3], DType::F64));
+        let (mut bad, mut rv) = (
+            Tensor::zeros([4], DType::F64),
+            Tensor::ones([3], DType::F64),
+        );
+        let prm = BatchNormParams::eval();
+        let e = batch_norm_relu(&tape, &x, &v3, &v3, &mut bad, &mut rv, prm)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("batch_norm_relu") && e.contains("running_mean [4]"),
+            "{e}"
+        );
+    }
 }

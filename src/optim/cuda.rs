@@ -2,6 +2,7 @@
 //! launch through a chunk table (uploaded per step: 64 bytes per chunk of
 //! up to 64k elements), and the global gradient norm likewise.
 
+use crate::backend::cuda::launcher::zeros;
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::tensor::Device;
 use crate::{Error, Gradients, Params, Result, Tensor};
@@ -81,10 +82,7 @@ pub(super) fn state_ptr(
 ) -> Result<(u64, bool)> {
     let created = slot.is_none();
     if created {
-        *slot = Some(Tensor::from_cuda(
-            CudaStorage::zeros(dev, g.numel())?,
-            g.shape().clone(),
-        )?);
+        *slot = Some(zeros(dev, g.shape().clone())?);
     }
     match slot {
         Some(t) => Ok((t.cuda_mut(op)?.ptr(), created)),

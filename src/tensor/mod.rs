@@ -19,37 +19,10 @@ pub use dtype::DType;
 pub use rng::Rng;
 pub use shape::Shape;
 
-use crate::backend::cpu::Float;
+use crate::backend::cpu::{CpuStorage, Float};
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::{with_dtype, Error, Result};
 use std::sync::Arc;
-
-/// Host memory of one dtype.
-#[derive(Clone, Debug)]
-pub enum CpuStorage {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-}
-
-impl CpuStorage {
-    pub fn dtype(&self) -> DType {
-        match self {
-            CpuStorage::F32(_) => DType::F32,
-            CpuStorage::F64(_) => DType::F64,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        match self {
-            CpuStorage::F32(v) => v.len(),
-            CpuStorage::F64(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// A tensor's elements: on the host in any dtype, or f32 on a GPU.
 #[derive(Debug)]

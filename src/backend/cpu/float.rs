@@ -1,7 +1,8 @@
 //! The element trait every CPU reference kernel is written against, so one
 //! implementation serves f32 (training) and f64 (gradient checks).
 
-use crate::tensor::{CpuStorage, DType};
+use super::CpuStorage;
+use crate::tensor::DType;
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};

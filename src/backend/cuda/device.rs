@@ -1,3 +1,6 @@
+//! Whether a CUDA driver is present, and what it says about one GPU.
+
+use super::driver::driver_err;
 use crate::{Error, Result};
 use cudarc::driver::CudaContext;
 
@@ -23,18 +26,19 @@ impl DeviceInfo {
         if !driver_available() {
             return Err(Error::Cuda("no CUDA driver found; use --device cpu".into()));
         }
-        let cuda = |e: cudarc::driver::DriverError| Error::Cuda(format!("device {ordinal}: {e}"));
-        let ctx = CudaContext::new(ordinal).map_err(cuda)?;
+        let what = format!("device {ordinal}");
+        let cuda = driver_err(&what);
+        let ctx = CudaContext::new(ordinal).map_err(&cuda)?;
         let mut driver_version = 0;
         // SAFETY: writes one int.
         unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver_version) }
             .result()
-            .map_err(cuda)?;
+            .map_err(&cuda)?;
         Ok(DeviceInfo {
             ordinal,
-            name: ctx.name().map_err(cuda)?,
-            compute_capability: ctx.compute_capability().map_err(cuda)?,
-            total_memory: ctx.total_mem().map_err(cuda)?,
+            name: ctx.name().map_err(&cuda)?,
+            compute_capability: ctx.compute_capability().map_err(&cuda)?,
+            total_memory: ctx.total_mem().map_err(&cuda)?,
             driver_version,
         })
     }

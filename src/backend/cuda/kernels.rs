@@ -1,3 +1,7 @@
+//! The kernel sources build.rs embeds (each `kernels/<name>.cu` with
+//! `common.cuh` prepended, and its content hash for the compile cache), and
+//! the names of the kernels each one defines.
+
 /// One `kernels/<name>.cu` file with `common.cuh` prepended, as NVRTC sees it.
 #[derive(Debug)]
 pub struct KernelModule {

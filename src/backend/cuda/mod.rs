@@ -1,10 +1,13 @@
 //! CUDA backend: the embedded kernel sources, NVRTC compilation with an
 //! on-disk cache, the device (context, one stream, pooled allocator, kernel
-//! launches) and device storage. Everything here returns a clean
+//! launches), device storage, and what every op's launcher is built from
+//! ([`launcher`]). Everything here returns a clean
 //! [`Error::Cuda`](crate::Error::Cuda) on a machine without CUDA.
 
 mod device;
+mod driver;
 mod kernels;
+pub(crate) mod launcher;
 mod nvrtc;
 mod pool;
 mod profile;

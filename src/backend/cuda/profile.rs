@@ -4,7 +4,7 @@
 //! times by kernel name. Off (the default) it costs one relaxed atomic load
 //! per launch.
 
-use super::runtime::driver_err;
+use super::driver::driver_err;
 use crate::Result;
 use cudarc::driver::{sys, CudaEvent, CudaStream};
 use std::collections::BTreeMap;

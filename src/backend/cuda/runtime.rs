@@ -2,14 +2,14 @@
 //! kernel module loaded from NVRTC PTX for the device's own architecture,
 //! and the pooled allocator. Devices are opened once per process and shared.
 
+use super::driver::driver_err;
 use super::pool::{Pool, PoolStats};
 use super::profile::{HostCall, HostTime, HostTimer, KernelTime, Profiler};
 use super::staging::Staging;
 use super::{cache_dir, compile_module, driver_available, DeviceInfo, MODULES};
 use crate::{Error, Result};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig,
-    PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,10 +55,6 @@ impl std::fmt::Debug for CudaDevice {
             self.info.ordinal, self.info.name
         )
     }
-}
-
-pub(crate) fn driver_err(what: &str) -> impl Fn(DriverError) -> Error + '_ {
-    move |e| Error::Cuda(format!("{what}: {e}"))
 }
 
 /// Parses "cuda" (device 0) or "cuda:N".

@@ -1,15 +1,15 @@
 //! Host-to-device uploads that do not stall the GPU.
 //!
 //! A copy from pageable memory makes the driver synchronise the stream
-//! first (CUDA driver API, "API synchronization behavior"), so every upload
-//! in a training step used to drain the GPU's queue. Instead the data is
+//! first (CUDA driver API, "API synchronization behavior"): every upload
+//! in a training step would drain the GPU's queue. Instead the data is
 //! copied on the host into a page-locked ring (ring.rs places it) and the
 //! device copy is queued from there, which returns at once. An event
 //! recorded after each copy tells when its region may be written again;
 //! the host waits on one only when the ring wraps onto a copy still queued.
 
+use super::driver::driver_err;
 use super::ring::Ring;
-use super::runtime::driver_err;
 use crate::Result;
 use cudarc::driver::{result, sys, CudaContext, CudaStream};
 use std::sync::{Arc, Mutex};

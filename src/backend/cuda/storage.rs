@@ -2,8 +2,9 @@
 //! device's pool and goes back to it on drop; `len` is the tensor's element
 //! count (the buffer may be larger: it is a size class).
 
+use super::driver::driver_err;
 use super::profile::HostCall;
-use super::runtime::{driver_err, raw_ptr, CudaDevice};
+use super::runtime::{raw_ptr, CudaDevice};
 use crate::{Error, Result};
 use cudarc::driver::CudaSlice;
 use std::sync::Arc;

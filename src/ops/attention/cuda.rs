@@ -4,8 +4,8 @@
 //! weighted sums (dq, dk, dv).
 
 use super::Dims;
+use crate::backend::cuda::launcher::{empty, ptr};
 use crate::backend::cuda::CudaDevice;
-use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::ops::recurrent::cuda::mask_on;
 use crate::{Result, Shape, Tensor};
 use cudarc::driver::DeviceRepr;

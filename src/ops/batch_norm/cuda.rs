@@ -3,8 +3,8 @@
 //! merged in double by one block per channel.
 
 use super::BatchNormParams;
+use crate::backend::cuda::launcher::{bf16_copy_room, empty, ptr, with_bf16_room};
 use crate::backend::cuda::{block_per_channel_config, CudaDevice, CudaStorage, RowsLayout};
-use crate::ops::elementwise::cuda::{bf16_copy_room, empty, ptr, with_bf16_room};
 use crate::{Result, Shape, Tensor};
 use cudarc::driver::DeviceRepr;
 use std::sync::Arc;

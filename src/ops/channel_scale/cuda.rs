@@ -3,8 +3,8 @@
 //! dz·g and dg = Σ_hw dz·x, with dz = dy, or dy masked by y > 0 and also
 //! the residual's gradient).
 
-use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::elementwise::cuda::{bf16_copy_room, empty, ptr, with_bf16_room};
+use crate::backend::cuda::launcher::{bf16_copy_room, empty, opt_ptr, ptr, with_bf16_room, zeros};
+use crate::backend::cuda::CudaDevice;
 use crate::{Result, Tensor};
 use std::sync::Arc;
 
@@ -14,11 +14,6 @@ const OP: &str = "channel_scale";
 fn dims(x: &Tensor) -> [usize; 3] {
     let d = x.dims();
     [d[0], d[1] * d[2], d[3]]
-}
-
-/// The device address of `t`, or 0 (the kernels' "absent").
-fn opt_ptr(t: Option<&Tensor>) -> Result<u64> {
-    t.map_or(Ok(0), |t| ptr(t, OP))
 }
 
 /// y = x·g, or relu(x·g + res) with a residual; `bf16_copy`: y also
@@ -36,7 +31,7 @@ pub(super) fn forward(
     let ptrs = [
         ptr(x, OP)?,
         ptr(g, OP)?,
-        opt_ptr(res)?,
+        opt_ptr(res, OP)?,
         ptr(&y, OP)?,
         y16.as_ref().map_or(0, |s| s.ptr()),
     ];
@@ -61,9 +56,7 @@ pub(super) fn backward(
         .then(|| empty(dev, x.shape().clone()))
         .transpose()?;
     let dg = needs[1]
-        .then(|| -> Result<Tensor> {
-            Tensor::from_cuda(CudaStorage::zeros(dev, g.numel())?, g.shape().clone())
-        })
+        .then(|| -> Result<Tensor> { zeros(dev, g.shape().clone()) })
         .transpose()?;
     let dres = (fused_y.is_some() && needs.get(2) == Some(&true))
         .then(|| empty(dev, x.shape().clone()))
@@ -72,10 +65,10 @@ pub(super) fn backward(
         ptr(dy, OP)?,
         ptr(x, OP)?,
         ptr(g, OP)?,
-        opt_ptr(fused_y)?,
-        opt_ptr(dx.as_ref())?,
-        opt_ptr(dg.as_ref())?,
-        opt_ptr(dres.as_ref())?,
+        opt_ptr(fused_y, OP)?,
+        opt_ptr(dx.as_ref(), OP)?,
+        opt_ptr(dg.as_ref(), OP)?,
+        opt_ptr(dres.as_ref(), OP)?,
     ];
     // SAFETY: as in forward; y (or null), dx and dres (when asked for) hold
     // N*H*W*C values, dg N*C zeroed for the atomic sums; a null pointer

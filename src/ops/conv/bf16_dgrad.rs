@@ -12,11 +12,11 @@
 //! each phase's sub-kernel in bf16 and runs the phase conv, whose rows land
 //! on dx's pixels (n, a + i sh, b + j sw).
 
-use super::bf16::{Bf16Nhwc, FpropTile, TILE_N};
+use super::bf16_layout::{Bf16Nhwc, FpropTile, TILE_N};
 use super::cuda::{params, ConvParams};
-use super::Conv2dGeom;
+use super::geom::Conv2dGeom;
+use crate::backend::cuda::launcher::{empty, owned_onto, ptr, same_gpu, zeros};
 use crate::backend::cuda::CudaStorage;
-use crate::ops::elementwise::cuda::{empty, owned_onto, ptr, same_gpu};
 use crate::{Error, Result, Tensor};
 use cudarc::driver::DeviceRepr;
 
@@ -242,10 +242,7 @@ pub fn conv2d_dgrad_bf16_on(
     let accumulate = onto.is_some();
     let dx = match onto {
         Some(t) => owned_onto(OP, &dev, t, &g.in_dims())?,
-        None if phases.iter().any(Phase::is_zero) => Tensor::from_cuda(
-            CudaStorage::zeros(&dev, g.n * g.h * g.w * g.c)?,
-            g.in_dims(),
-        )?,
+        None if phases.iter().any(Phase::is_zero) => zeros(&dev, g.in_dims())?,
         None => empty(&dev, g.in_dims())?,
     };
     let i = |v: usize| v as i32;

@@ -1,8 +1,8 @@
 //! CUDA launchers for kernels/conv.cu (implicit GEMM over NHWC).
 
-use super::Conv2dGeom;
-use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::elementwise::cuda::{empty, ptr};
+use super::geom::Conv2dGeom;
+use crate::backend::cuda::launcher::{empty, opt_ptr, ptr, zeros};
+use crate::backend::cuda::CudaDevice;
 use crate::{Error, Result, Tensor};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::sync::Arc;
@@ -222,12 +222,7 @@ pub(super) fn fprop(
     const OP: &str = "conv2d";
     let p = params(OP, g, bias.is_some())?;
     let y = empty(dev, g.out_dims())?;
-    let ptrs = [
-        ptr(x, OP)?,
-        ptr(w, OP)?,
-        bias.map_or(Ok(0), |b| ptr(b, OP))?,
-        ptr(&y, OP)?,
-    ];
+    let ptrs = [ptr(x, OP)?, ptr(w, OP)?, opt_ptr(bias, OP)?, ptr(&y, OP)?];
     launch_fprop(dev, &p, &ptrs)?;
     Ok(y)
 }
@@ -293,7 +288,7 @@ pub(super) fn dgrad(
 ) -> Result<Tensor> {
     let p = params(op, g, bias.is_some())?;
     let dx = empty(dev, g.in_dims())?;
-    let bias_ptr = bias.map_or(Ok(0), |b| ptr(b, op))?;
+    let bias_ptr = opt_ptr(bias, op)?;
     let cg = g.c / g.prm.groups;
     if cg <= SCATTER_MAX_CHANNELS {
         // dx starts as the bias (the fill of the flipped geometry: [N, H, W, C]).
@@ -360,7 +355,7 @@ pub(super) fn wgrad(
     let tiles = rows.div_ceil(row_tile) * cols.div_ceil(col_tile) * g.prm.groups;
     let splits = wgrad_splits(dev, tiles, g.n * g.p * g.q, BLOCKS_PER_SM);
     p.splits = splits as i32;
-    let dw = Tensor::from_cuda(CudaStorage::zeros(dev, w_shape.numel())?, w_shape.clone())?;
+    let dw = zeros(dev, w_shape.clone())?;
     let cfg = config(
         rows.div_ceil(row_tile) * splits,
         cols,

@@ -2,8 +2,8 @@
 //! reference, from the same seed, computed where it is applied.
 
 use super::Mask;
+use crate::backend::cuda::launcher::{empty, ptr};
 use crate::backend::cuda::CudaDevice;
-use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::{Result, Tensor};
 use cudarc::driver::DeviceRepr;
 use std::sync::Arc;

@@ -1,9 +1,10 @@
 //! CUDA launchers for kernels/elementwise.cu.
 
 use super::BinOp;
-use crate::backend::cuda::{CudaDevice, CudaStorage};
+use crate::backend::cuda::launcher::{empty, opt_ptr, ptr};
+use crate::backend::cuda::CudaDevice;
 use crate::ops::strided::cuda::binary_params;
-use crate::{Error, Result, Shape, Tensor};
+use crate::{Result, Shape, Tensor};
 use std::sync::Arc;
 
 impl BinOp {
@@ -15,72 +16,6 @@ impl BinOp {
             BinOp::Mul => 2,
             BinOp::Div => 3,
         }
-    }
-}
-
-/// An uninitialised (poisoned in parity tests) f32 tensor on `dev`.
-pub(crate) fn empty(dev: &Arc<CudaDevice>, shape: impl Into<Shape>) -> Result<Tensor> {
-    let shape = shape.into();
-    Tensor::from_cuda(CudaStorage::alloc(dev, shape.numel())?, shape)
-}
-
-pub(crate) fn ptr(t: &Tensor, op: &'static str) -> Result<u64> {
-    Ok(t.cuda(op)?.ptr())
-}
-
-/// Room for the bf16 copy of an output of `shape` (see
-/// [`Tensor::with_bf16_copy`]) when `want` and its last dim allows one
-/// (a multiple of 8), else `None`: a kernel writes it next to the output.
-pub(crate) fn bf16_copy_room(
-    dev: &Arc<CudaDevice>,
-    shape: &Shape,
-    want: bool,
-) -> Result<Option<CudaStorage>> {
-    let fits = shape.dims().last().is_some_and(|&c| c % 8 == 0);
-    (want && fits)
-        .then(|| CudaStorage::alloc(dev, shape.numel().div_ceil(2)))
-        .transpose()
-}
-
-/// The gradient `t` that a kernel will add onto in place (a rule's
-/// [`crate::autograd::Pending`] gradient): checked to be `dims` on `dev`,
-/// and given a buffer of its own, since another tensor may share it.
-pub(crate) fn owned_onto(
-    op: &'static str,
-    dev: &CudaDevice,
-    mut t: Tensor,
-    dims: &[usize],
-) -> Result<Tensor> {
-    if t.dims() != dims {
-        return Err(Error::shape(
-            op,
-            format!(
-                "the gradient to add onto is {}, the input {dims:?}",
-                t.shape()
-            ),
-        ));
-    }
-    same_gpu(op, dev, t.cuda_mut(op)?.device())?;
-    Ok(t)
-}
-
-/// An error naming `op` unless `other` is the GPU `dev`.
-pub(crate) fn same_gpu(op: &'static str, dev: &CudaDevice, other: &CudaDevice) -> Result<()> {
-    if other.ordinal() == dev.ordinal() {
-        return Ok(());
-    }
-    Err(Error::Device {
-        op,
-        lhs: format!("cuda:{}", dev.ordinal()),
-        rhs: format!("cuda:{}", other.ordinal()),
-    })
-}
-
-/// `t` with the bf16 copy a kernel wrote into `room` attached, if any.
-pub(crate) fn with_bf16_room(t: Tensor, room: Option<CudaStorage>) -> Result<Tensor> {
-    match room {
-        Some(copy) => t.with_bf16_copy(copy),
-        None => Ok(t),
     }
 }
 
@@ -123,13 +58,12 @@ pub(super) fn backward(
         need.then(|| empty(dev, out.clone())).transpose()
     };
     let (ga, gb) = (full(needs[0])?, full(needs[1])?);
-    let opt_ptr = |t: &Option<Tensor>| t.as_ref().map_or(Ok(0), |t| ptr(t, op.name()));
     let ptrs = [
         ptr(g, op.name())?,
         ptr(a, op.name())?,
         ptr(b, op.name())?,
-        opt_ptr(&ga)?,
-        opt_ptr(&gb)?,
+        opt_ptr(ga.as_ref(), op.name())?,
+        opt_ptr(gb.as_ref(), op.name())?,
     ];
     // SAFETY: as in forward; a null gradient pointer tells the kernel to skip it.
     unsafe {
@@ -191,12 +125,7 @@ pub(crate) fn scale_by_device_scalar(
     let p = ScaleParams {
         n: x.numel() as u64,
     };
-    let ptrs = [
-        ptr(s, op)?,
-        d.map_or(Ok(0), |d| ptr(d, op))?,
-        ptr(x, op)?,
-        ptr(&y, op)?,
-    ];
+    let ptrs = [ptr(s, op)?, opt_ptr(d, op)?, ptr(x, op)?, ptr(&y, op)?];
     // SAFETY: s and d have one element; x and y have n.
     unsafe {
         dev.launch(

@@ -3,9 +3,9 @@
 //! is the reverse loop of gate-backward launches and recurrent GEMMs, then
 //! the whole-sequence weight GEMMs (ops/recurrent/cuda.rs).
 
+use crate::backend::cuda::launcher::{addr, empty, ptr};
 use crate::backend::cuda::CudaDevice;
-use crate::ops::elementwise::cuda::{empty, ptr};
-use crate::ops::recurrent::cuda::{self as rc, addr, launch_step};
+use crate::ops::recurrent::cuda::{self as rc, launch_step};
 use crate::ops::recurrent::Dims;
 use crate::{Result, Tensor};
 use std::sync::Arc;

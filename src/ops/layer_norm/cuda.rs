@@ -1,8 +1,8 @@
 //! CUDA launchers for kernels/layer_norm.cu.
 
-use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::elementwise::cuda::{empty, ptr};
-use crate::{Result, Shape, Tensor};
+use crate::backend::cuda::launcher::{empty, ptr, zeros};
+use crate::backend::cuda::CudaDevice;
+use crate::{Result, Tensor};
 use cudarc::driver::DeviceRepr;
 use std::sync::Arc;
 
@@ -89,9 +89,7 @@ pub(super) fn backward(
         )?
     };
     let d = p.d as usize;
-    let vec_d = || -> Result<Tensor> {
-        Tensor::from_cuda(CudaStorage::zeros(dev, d)?, Shape::new(vec![d]))
-    };
+    let vec_d = || -> Result<Tensor> { zeros(dev, [d]) };
     let (dw, db) = (vec_d()?, vec_d()?);
     let cfg = dev.column_reduce_config(d, p.splits);
     let ptrs = [

@@ -2,8 +2,9 @@
 //! (masked) mean of per-element terms (BCE, MSE, GAN), loss and gradient in
 //! one pass, and their backward (seed / count, on the device).
 
+use crate::backend::cuda::launcher::{empty, opt_ptr, ptr};
 use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::elementwise::cuda::{empty, ptr, scale_by_device_scalar};
+use crate::ops::elementwise::cuda::scale_by_device_scalar;
 use crate::{Error, Result, Shape, Tape, Tensor, Var};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::sync::Arc;
@@ -88,9 +89,9 @@ fn mean_term(
     };
     let ptrs = [
         ptr(x, op)?,
-        inp.target.map_or(Ok(0), |t| ptr(t, op))?,
+        opt_ptr(inp.target, op)?,
         pw_dev.ptr(),
-        grad.as_ref().map_or(Ok(0), |g| ptr(g, op))?,
+        opt_ptr(grad.as_ref(), op)?,
         ws.ptr(),
     ];
     // SAFETY: the params mirror the kernel's struct; x, target and grad hold

@@ -4,9 +4,9 @@
 //! the whole-sequence weight GEMMs (ops/recurrent/cuda.rs).
 
 use super::LstmState;
+use crate::backend::cuda::launcher::{addr, empty, ptr};
 use crate::backend::cuda::CudaDevice;
-use crate::ops::elementwise::cuda::{empty, ptr};
-use crate::ops::recurrent::cuda::{self as rc, addr, launch_step};
+use crate::ops::recurrent::cuda::{self as rc, launch_step};
 use crate::ops::recurrent::Dims;
 use crate::{DType, Device, Result, Tensor};
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! CUDA launcher for kernels/gemm.cu: every matrix product (matmul, linear,
 //! bmm and their backward) is one strided, optionally batched GEMM launch.
 
+use crate::backend::cuda::launcher::{empty, opt_ptr, ptr};
 use crate::backend::cuda::CudaDevice;
-use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::{Result, Tensor};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::sync::Arc;
@@ -162,7 +162,7 @@ pub(crate) fn gemm(
         ta,
         b: ptr(b, op)?,
         tb,
-        bias: bias.map_or(Ok(0), |t| ptr(t, op))?,
+        bias: opt_ptr(bias, op)?,
         c: ptr(&c, op)?,
     };
     // SAFETY: the strides describe a, b and c as allocated here and by the

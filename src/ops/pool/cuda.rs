@@ -1,8 +1,8 @@
 //! CUDA launchers for kernels/pool.cu.
 
 use super::{Geom, Kind};
+use crate::backend::cuda::launcher::{empty, owned_onto, ptr, zeros};
 use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::elementwise::cuda::{empty, owned_onto, ptr};
 use crate::{Error, Result, Shape, Tensor};
 use cudarc::driver::DeviceRepr;
 use std::sync::Arc;
@@ -103,7 +103,7 @@ pub(super) fn backward(
     argmax: Option<&CudaStorage>,
     in_shape: &Shape,
 ) -> Result<Tensor> {
-    let dx = Tensor::from_cuda(CudaStorage::zeros(dev, in_shape.numel())?, in_shape.clone())?;
+    let dx = zeros(dev, in_shape.clone())?;
     let ptrs = [
         ptr(g, op)?,
         argmax.map_or(0, CudaStorage::ptr),
@@ -137,7 +137,7 @@ pub(super) fn global_avg_forward(
     let [n, hw, c] = sample_rows(x.shape());
     let scale = 1.0 / hw.max(1) as f32;
     let (p, cfg) = dev.per_sample_rows(op, "gap_forward", [n, hw, c], scale, false)?;
-    let y = Tensor::from_cuda(CudaStorage::zeros(dev, n * c)?, Shape::new(vec![n, c]))?;
+    let y = zeros(dev, [n, c])?;
     // SAFETY: RowsParams mirrors MtRowsParams; x holds N*H*W*C values, y N*C
     // zeroed for the atomic sums.
     unsafe { dev.launch("gap_forward", cfg, &p, &[ptr(x, op)?, ptr(&y, op)?])? };

@@ -6,8 +6,8 @@
 //! time loop only queues launches on the one stream.
 
 use super::Dims;
+use crate::backend::cuda::launcher::{addr, empty, ptr};
 use crate::backend::cuda::CudaDevice;
-use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::ops::matmul::cuda::{gemm, gemm_ptrs, GemmPtrs};
 use crate::ops::reduce::cuda::sum_to_shape;
 use crate::tensor::cuda_copy::copy_into;
@@ -25,11 +25,6 @@ struct RnnStep {
 }
 // SAFETY: plain old data laid out as the C struct.
 unsafe impl DeviceRepr for RnnStep {}
-
-/// Device address of element `elems` of `t` (a step's slice).
-pub(crate) fn addr(t: &Tensor, op: &'static str, elems: usize) -> Result<u64> {
-    Ok(ptr(t, op)? + 4 * elems as u64)
-}
 
 /// Launches a step kernel over the N·H (sample, unit) pairs of step `t`.
 ///

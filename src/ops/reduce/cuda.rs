@@ -1,7 +1,7 @@
 //! CUDA launcher for kernels/reduce.cu.
 
+use crate::backend::cuda::launcher::ptr;
 use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::elementwise::cuda::ptr;
 use crate::ops::strided::cuda::reduce_params;
 use crate::{Result, Shape, Tensor};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! CUDA launcher for kernels/softmax.cu.
 
+use crate::backend::cuda::launcher::{empty, ptr};
 use crate::backend::cuda::CudaDevice;
-use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::{Result, Tensor};
 use cudarc::driver::DeviceRepr;
 use std::sync::Arc;

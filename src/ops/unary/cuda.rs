@@ -1,8 +1,8 @@
 //! CUDA launcher for kernels/unary.cu.
 
 use super::Unary;
+use crate::backend::cuda::launcher::{empty, ptr};
 use crate::backend::cuda::CudaDevice;
-use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::{Result, Tensor};
 use cudarc::driver::DeviceRepr;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! CUDA launcher for kernels/ccc.cu: loss and gradient in one cooperative launch.
 
+use crate::backend::cuda::launcher::{empty, opt_ptr, ptr};
 use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::{Error, Result, Shape, Tensor};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::sync::Arc;
@@ -66,7 +66,7 @@ pub(super) fn ccc_fused(
         ptr(pred, op)?,
         ptr(target, op)?,
         ptr(&loss, op)?,
-        grad.as_ref().map_or(Ok(0), |g| ptr(g, op))?,
+        opt_ptr(grad.as_ref(), op)?,
         ws.ptr() + 4,
         ws.ptr(),
     ];

@@ -2,8 +2,8 @@
 //! host data by this op's signature; they are copied to the device here,
 //! explicitly, once per call (N + C floats).
 
+use crate::backend::cuda::launcher::{empty, opt_ptr, ptr, zeros};
 use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::elementwise::cuda::{empty, ptr};
 use crate::{Result, Shape, Tensor};
 use cudarc::driver::DeviceRepr;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ pub(super) fn fused(
     let wf: Vec<f32> = w.iter().map(|&v| v as f32).collect();
     let lab = CudaStorage::from_host(dev, &lab)?;
     let wd = CudaStorage::from_host(dev, &wf)?;
-    let loss = Tensor::from_cuda(CudaStorage::zeros(dev, 1)?, Shape::scalar())?;
+    let loss = zeros(dev, Shape::scalar())?;
     let grad = with_grad
         .then(|| empty(dev, logits.shape().clone()))
         .transpose()?;
@@ -60,7 +60,7 @@ pub(super) fn fused(
         lab.ptr(),
         wd.ptr(),
         ptr(&loss, op)?,
-        grad.as_ref().map_or(Ok(0), |g| ptr(g, op))?,
+        opt_ptr(grad.as_ref(), op)?,
     ];
     // SAFETY: CeParams mirrors the kernel's struct; logits and grad hold
     // n*c values, labels n, weights c, loss 1.

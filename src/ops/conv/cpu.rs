@@ -1,0 +1,248 @@
+//! The CPU reference of conv2d, generic over f32 and f64 (the gradient
+//! checks): GEMM over patches. With M = N·P·Q output rows:
+//! - forward: `Y[M, K] = patches[M, R·S·C] · Wᵀ`,
+//! - dgrad:   `dpatches = dY · W`, scattered back into dX (col2im),
+//! - wgrad:   `dW = dYᵀ · patches`,
+//!
+//! each per group.
+//!
+//! Memory bound: the patch (im2col) buffer never holds the whole batch. It
+//! is built for at most [`Conv2dGeom::chunk_rows`] output rows at a time, so
+//! one buffer holds at most `max(PATCH_BUDGET_ELEMS, R·S·C/groups)` elements
+//! (2^21: 8 MiB of f32 for any layer with R·S·C/groups <= 2^21), and at most
+//! one buffer per rayon worker is alive. wgrad also keeps at most
+//! `max(1, min(8, PATCH_BUDGET_ELEMS / (K·R·S·C/groups)))` partial weight
+//! gradients. 1x1, stride-1, unpadded convolutions build no patch buffer at
+//! all: an NHWC activation already is the [N·H·W, C] matrix they multiply.
+
+use super::geom::{Conv2dGeom, PATCH_BUDGET_ELEMS};
+use crate::backend::cpu::{gemm_strided, Float, MatRef};
+use rayon::prelude::*;
+
+/// wgrad sums per-range partial weight gradients in a fixed order, so the
+/// result does not depend on the thread count or scheduling; at most this
+/// many, fewer where the weight is large.
+const WGRAD_PARTIALS: usize = 8;
+
+/// Visits the patch of output row `row` (rows count (n, p, q) from the start
+/// of `x`) for one group: `f(tap, offset)` for every kernel tap in order,
+/// tap = r·S + s, with the input offset of the group's first channel, or
+/// None where the tap falls into the padding.
+fn for_each_tap(g: &Conv2dGeom, grp: usize, row: usize, mut f: impl FnMut(usize, Option<usize>)) {
+    let [sh, sw] = g.prm.stride;
+    let [dh, dw] = g.prm.dilation;
+    let (pt, pl) = (g.prm.padding[0], g.prm.padding[2]);
+    let (n, p, q) = (row / (g.p * g.q), (row / g.q) % g.p, row % g.q);
+    for r in 0..g.r {
+        let hi = (p * sh + r * dh).checked_sub(pt).filter(|&v| v < g.h);
+        for s in 0..g.s {
+            let wi = (q * sw + s * dw).checked_sub(pl).filter(|&v| v < g.w);
+            let off = hi
+                .zip(wi)
+                .map(|(hi, wi)| ((n * g.h + hi) * g.w + wi) * g.c + grp * g.cg());
+            f(r * g.s + s, off);
+        }
+    }
+}
+
+/// Fills `buf` (rows x R·S·C/groups, columns ordered (r, s, c)) with the
+/// patches of output rows `row0..` for group `grp`; taps in the padding are 0.
+fn im2col<T: Float>(g: &Conv2dGeom, x: &[T], grp: usize, row0: usize, buf: &mut [T]) {
+    let (cols, cg) = (g.patch_cols(), g.cg());
+    for (i, dst) in buf.chunks_exact_mut(cols).enumerate() {
+        for_each_tap(g, grp, row0 + i, |tap, off| {
+            let d = &mut dst[tap * cg..(tap + 1) * cg];
+            match off {
+                Some(o) => d.copy_from_slice(&x[o..o + cg]),
+                None => d.fill(T::ZERO),
+            }
+        });
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each patch entry back onto the input
+/// element it was copied from.
+fn col2im<T: Float>(g: &Conv2dGeom, dx: &mut [T], grp: usize, row0: usize, buf: &[T]) {
+    let (cols, cg) = (g.patch_cols(), g.cg());
+    for (i, src) in buf.chunks_exact(cols).enumerate() {
+        for_each_tap(g, grp, row0 + i, |tap, off| {
+            if let Some(o) = off {
+                let s = &src[tap * cg..(tap + 1) * cg];
+                dx[o..o + cg].iter_mut().zip(s).for_each(|(d, &v)| *d += v);
+            }
+        });
+    }
+}
+
+/// Group `grp`'s [rows, cols] column block of a row-major matrix with `ld`
+/// columns, starting at row `row0`.
+fn block<T>(
+    data: &[T],
+    row0: usize,
+    rows: usize,
+    ld: usize,
+    grp: usize,
+    cols: usize,
+) -> MatRef<'_, T> {
+    MatRef {
+        data: &data[row0 * ld + grp * cols..],
+        rows,
+        cols,
+        rs: ld,
+        cs: 1,
+    }
+}
+
+/// Group `grp`'s weights as a [K/groups, R·S·C/groups] row-major matrix.
+fn weight_block<'a, T>(g: &Conv2dGeom, w: &'a [T], grp: usize) -> MatRef<'a, T> {
+    let (kg, cols) = (g.kg(), g.patch_cols());
+    MatRef::new(&w[grp * kg * cols..(grp + 1) * kg * cols], kg, cols)
+}
+
+/// `y[n, p, q, k]` from input `x` [n, h, w, c] and weight `w` [k, r, s, c/groups].
+pub fn forward<T: Float>(g: &Conv2dGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+    let (k, kg, cg, cols) = (g.k, g.kg(), g.cg(), g.patch_cols());
+    let rows = g.n * g.p * g.q;
+    let mut y = vec![T::ZERO; rows * k];
+    if g.is_pointwise() {
+        for grp in 0..g.prm.groups {
+            let a = block(x, 0, rows, g.c, grp, cg);
+            gemm_strided(
+                T::ONE,
+                a,
+                weight_block(g, w, grp).t(),
+                T::ZERO,
+                &mut y[grp * kg..],
+                k,
+            );
+        }
+    } else {
+        let chunk = g.chunk_rows();
+        y.par_chunks_mut(chunk * k)
+            .enumerate()
+            .for_each(|(ci, yc)| {
+                let len = yc.len() / k;
+                let mut buf = vec![T::ZERO; len * cols];
+                for grp in 0..g.prm.groups {
+                    im2col(g, x, grp, ci * chunk, &mut buf);
+                    let a = MatRef::new(&buf, len, cols);
+                    gemm_strided(
+                        T::ONE,
+                        a,
+                        weight_block(g, w, grp).t(),
+                        T::ZERO,
+                        &mut yc[grp * kg..],
+                        k,
+                    );
+                }
+            });
+    }
+    if let Some(b) = bias {
+        for row in y.chunks_exact_mut(k) {
+            row.iter_mut().zip(b).for_each(|(v, &bb)| *v += bb);
+        }
+    }
+    y
+}
+
+/// Input gradient `dx` [n, h, w, c] from `dy` [n, p, q, k].
+pub fn dgrad<T: Float>(g: &Conv2dGeom, dy: &[T], w: &[T]) -> Vec<T> {
+    let (k, kg, cg, cols) = (g.k, g.kg(), g.cg(), g.patch_cols());
+    let (pq, hwc) = (g.p * g.q, g.h * g.w * g.c);
+    let mut dx = vec![T::ZERO; g.n * hwc];
+    if g.is_pointwise() {
+        for grp in 0..g.prm.groups {
+            let a = block(dy, 0, g.n * pq, k, grp, kg);
+            gemm_strided(
+                T::ONE,
+                a,
+                weight_block(g, w, grp),
+                T::ZERO,
+                &mut dx[grp * cg..],
+                g.c,
+            );
+        }
+        return dx;
+    }
+    // col2im scatters across an image, so parallel tasks own whole images
+    // (disjoint dx slices) and walk their rows in patch-buffer-sized chunks.
+    let chunk = g.chunk_rows();
+    let images = (chunk / pq).max(1);
+    dx.par_chunks_mut(images * hwc)
+        .enumerate()
+        .for_each(|(bi, dxb)| {
+            let rows = dxb.len() / hwc * pq;
+            let dyb = &dy[bi * images * pq * k..];
+            let mut buf = vec![T::ZERO; chunk.min(rows) * cols];
+            for row0 in (0..rows).step_by(chunk) {
+                let len = chunk.min(rows - row0);
+                let buf = &mut buf[..len * cols];
+                for grp in 0..g.prm.groups {
+                    let a = block(dyb, row0, len, k, grp, kg);
+                    gemm_strided(T::ONE, a, weight_block(g, w, grp), T::ZERO, buf, cols);
+                    col2im(g, dxb, grp, row0, buf);
+                }
+            }
+        });
+    dx
+}
+
+/// Weight gradient `dw` [k, r, s, c/groups] from input `x` and `dy`.
+pub fn wgrad<T: Float>(g: &Conv2dGeom, x: &[T], dy: &[T]) -> Vec<T> {
+    let (k, kg, cg, cols) = (g.k, g.kg(), g.cg(), g.patch_cols());
+    let rows = g.n * g.p * g.q;
+    let mut dw = vec![T::ZERO; k * cols];
+    if g.is_pointwise() {
+        for grp in 0..g.prm.groups {
+            let (dyg, xg) = (
+                block(dy, 0, rows, k, grp, kg),
+                block(x, 0, rows, g.c, grp, cg),
+            );
+            gemm_strided(
+                T::ONE,
+                dyg.t(),
+                xg,
+                T::ZERO,
+                &mut dw[grp * kg * cols..],
+                cols,
+            );
+        }
+        return dw;
+    }
+    let chunk = g.chunk_rows();
+    // The partition depends only on the shape, never on the thread count.
+    let parts = rows
+        .div_ceil(chunk)
+        .min(WGRAD_PARTIALS)
+        .min((PATCH_BUDGET_ELEMS / (k * cols)).max(1));
+    let partials: Vec<Vec<T>> = (0..parts)
+        .into_par_iter()
+        .map(|pi| {
+            let (start, end) = (pi * rows / parts, (pi + 1) * rows / parts);
+            let mut acc = vec![T::ZERO; k * cols];
+            let mut buf = vec![T::ZERO; chunk.min(end - start) * cols];
+            for row0 in (start..end).step_by(chunk) {
+                let len = chunk.min(end - row0);
+                let buf = &mut buf[..len * cols];
+                for grp in 0..g.prm.groups {
+                    im2col(g, x, grp, row0, buf);
+                    let dyg = block(dy, row0, len, k, grp, kg);
+                    let patches = MatRef::new(buf, len, cols);
+                    gemm_strided(
+                        T::ONE,
+                        dyg.t(),
+                        patches,
+                        T::ONE,
+                        &mut acc[grp * kg * cols..],
+                        cols,
+                    );
+                }
+            }
+            acc
+        })
+        .collect();
+    for part in partials {
+        dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    dw
+}
