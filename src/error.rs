@@ -73,6 +73,10 @@ pub enum Error {
     /// A NaN or Inf where a finite number is required (loss, gradient norm).
     #[error("non-finite value: {0}")]
     NonFinite(String),
+
+    /// A run stopped by Ctrl-C or SIGTERM after checkpointing.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl Error {

@@ -75,7 +75,10 @@ pub struct Checkpoint {
     pub config_toml: String,
 }
 
-/// Writes a checkpoint atomically (see the module docs).
+/// Writes a checkpoint atomically (see the module docs). A state holding a
+/// NaN or infinity anywhere (weights, optimizer moments, buffers) is refused
+/// before anything is written, so the checkpoint already on disk, the last
+/// finite one, stays.
 pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
     let path = path.as_ref();
     let mut views: Vec<(String, &Tensor)> = Vec::new();
@@ -87,6 +90,13 @@ pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
     }
     for (k, t) in ckpt.buffers {
         views.push((format!("{BUFFER_PREFIX}{k}"), t));
+    }
+    if let Some((name, _)) = views.iter().find(|(_, t)| !all_finite(t)) {
+        return Err(Error::NonFinite(format!(
+            "step {}: tensor '{name}' holds a NaN or infinity; {} was not written",
+            ckpt.progress.step,
+            path.display()
+        )));
     }
     let p = ckpt.progress;
     let mut meta = HashMap::from([
@@ -106,6 +116,16 @@ pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
         meta.insert("best_step".into(), step.to_string());
     }
     tensor_file::write(path, KIND, views, meta)
+}
+
+/// Whether every element of a host tensor is finite (device tensors are
+/// copied first).
+pub fn all_finite(t: &Tensor) -> bool {
+    match (t.data::<f32>(), t.data::<f64>()) {
+        (Ok(v), _) => v.iter().all(|x| x.is_finite()),
+        (_, Ok(v)) => v.iter().all(|x| x.is_finite()),
+        _ => t.to_f64_vec().iter().all(|x| x.is_finite()),
+    }
 }
 
 /// The resolved run config a checkpoint was written with, so `eval` and
@@ -644,5 +664,47 @@ mod tests {
         .to_string();
         assert!(e.contains("no/such/dir"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap().len(), good.len());
+    }
+
+    #[test]
+    fn a_non_finite_state_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.safetensors");
+        let mut rng = Rng::new(1);
+        let (mut params, mut buffers) = model(&mut rng);
+        let opt = trained_optimizer(&mut params, &mut rng);
+        save_model(&path, &params, &opt, &buffers);
+        let good = std::fs::read(&path).unwrap();
+        let try_save = |params: &Params, buffers: &BTreeMap<String, Tensor>| {
+            save(
+                &path,
+                &CheckpointRef {
+                    params,
+                    optimizer: &opt.state_dict(),
+                    buffers,
+                    progress: progress(),
+                    config_toml: "",
+                },
+            )
+            .unwrap_err()
+            .to_string()
+        };
+
+        let mut bad = params.clone();
+        let id = bad.ids().nth(1).unwrap();
+        bad.set(
+            id,
+            Tensor::from_vec(vec![0.0f32, 1.0, f32::NAN, 2.0, 3.0], [5]).unwrap(),
+        )
+        .unwrap();
+        let e = try_save(&bad, &buffers);
+        assert!(e.contains("non-finite") && e.contains("'fc.bias'"), "{e}");
+        buffers.insert(
+            "bn1.running_var".into(),
+            Tensor::from_vec(vec![1.0f32, f32::INFINITY, 1.0, 1.0], [4]).unwrap(),
+        );
+        let e = try_save(&params, &buffers);
+        assert!(e.contains("'buffers.bn1.running_var'"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), good, "the finite one stays");
     }
 }

@@ -48,6 +48,7 @@ pub fn plot_run(run: &RunDir) -> Result<Vec<PathBuf>> {
 pub fn read_series(path: &Path, split: &str, keep: impl Fn(&str) -> bool) -> Result<Vec<Series>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut by_name: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let lines = text.lines().count();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -58,8 +59,19 @@ pub fn read_series(path: &Path, split: &str, keep: impl Fn(&str) -> bool) -> Res
             field: field.to_string(),
             msg,
         };
-        let rec: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(line).map_err(|e| parse_err("record", e.to_string()))?;
+        let rec: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(line) {
+            Ok(r) => r,
+            // A kill mid-write tears the last line only; the rest still plots.
+            Err(e) if i + 1 == lines => {
+                eprintln!(
+                    "warning: {}:{}: torn last line skipped ({e})",
+                    path.display(),
+                    i + 1
+                );
+                continue;
+            }
+            Err(e) => return Err(parse_err("record", e.to_string())),
+        };
         if rec.get("split").and_then(|s| s.as_str()) != Some(split) {
             continue;
         }
@@ -499,13 +511,17 @@ mod tests {
         let path = tmp.path().join("metrics.jsonl");
         std::fs::write(
             &path,
-            "{\"split\":\"train\",\"step\":1,\"loss\":1}\n{oops\n",
+            "{\"split\":\"train\",\"step\":1,\"loss\":1}\n{oops\n{\"split\":\"train\",\"step\":2}\n",
         )
         .unwrap();
         let e = read_series(&path, "train", |_| true)
             .unwrap_err()
             .to_string();
         assert!(e.contains("metrics.jsonl:2"), "{e}");
+        // A torn last line (a kill mid-write) is skipped; the rest plots.
+        std::fs::write(&path, "{\"split\":\"train\",\"step\":1,\"loss\":1}\n{\"spl").unwrap();
+        let s = read_series(&path, "train", |k| k == "loss").unwrap();
+        assert_eq!(s[0].points, [(1.0, 1.0)]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const LAST_CHECKPOINT: &str = "last.safetensors";
 pub const BEST_CHECKPOINT: &str = "best.safetensors";
+pub const LOCK_FILE: &str = "run.lock";
 
 #[derive(Clone, Debug)]
 pub struct RunDir {
@@ -81,6 +82,103 @@ impl RunDir {
     pub fn metrics_log(&self) -> Result<MetricsLog> {
         MetricsLog::open(self.metrics_path())
     }
+
+    /// Takes the run's exclusive lock (`run.lock`, holding the owner's pid),
+    /// which the OS releases when the process ends however it ends; a run
+    /// directory another process holds is refused, naming that process.
+    pub fn lock(&self) -> Result<RunLock> {
+        let path = self.root.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        if let Err(e) = file.try_lock() {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            return Err(match e {
+                std::fs::TryLockError::WouldBlock => Error::Config(format!(
+                    "{}: in use by process {} (another run or --resume of this directory); wait for it or stop it first",
+                    self.root.display(),
+                    if holder.is_empty() { "?" } else { holder }
+                )),
+                std::fs::TryLockError::Error(e) => Error::io(&path, e),
+            });
+        }
+        file.set_len(0)
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(RunLock { _file: file })
+    }
+
+    /// Removes temporary files that an interrupted atomic write left behind
+    /// (`<file>.tmp<pid>`); call it holding the lock, when no write of this
+    /// run can be in flight. Returns what it removed.
+    pub fn remove_stale_temporaries(&self) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        let entries = std::fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(&self.root, e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let stale = name
+                .rsplit_once(".tmp")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+            if stale && path.is_file() {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                removed.push(path);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Cuts `metrics.jsonl` back to the records of steps up to `step` (those
+    /// a resumed run does not log again), after copying the whole file to
+    /// `metrics.jsonl.bak`. A torn last line (a kill mid-write) is dropped;
+    /// returns a warning when there was one.
+    pub fn truncate_metrics(&self, step: u64) -> Result<Option<String>> {
+        let path = self.metrics_path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let backup = self.root.join(format!("{METRICS_FILE}.bak"));
+        crate::io::write_atomic(&backup, text.as_bytes())?;
+        let mut kept = String::new();
+        let mut warning = None;
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(r) if r["step"].as_u64().is_some_and(|s| s <= step) => {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+                Ok(_) => {}
+                Err(_) if i + 1 == lines.len() => {
+                    warning = Some(format!(
+                        "{}: dropped a torn last line (line {})",
+                        path.display(),
+                        i + 1
+                    ));
+                }
+                Err(e) => {
+                    return Err(Error::Parse {
+                        file: path.clone(),
+                        line: i + 1,
+                        field: "record".into(),
+                        msg: e.to_string(),
+                    })
+                }
+            }
+        }
+        crate::io::write_atomic(&path, kept.as_bytes())?;
+        Ok(warning)
+    }
+}
+
+/// Holds a run directory's lock while it lives.
+pub struct RunLock {
+    _file: File,
 }
 
 /// Makes `<dir>/<base>`, or `<base>-2`, `<base>-3`, ... if taken. `create_dir`
@@ -296,5 +394,73 @@ mod tests {
         assert_eq!(t.best(), Some((0.7, 500)));
         let mut resumed = BestTracker::from_best(t.best());
         assert!(!resumed.update(600, 0.6));
+    }
+
+    #[test]
+    fn a_locked_run_directory_is_refused_naming_the_holder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path(), Some("r"), "").unwrap();
+        let held = run.lock().unwrap();
+        // A second open file description conflicts like a second process.
+        let e = RunDir::open(run.path())
+            .unwrap()
+            .lock()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("in use by process") && e.contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        drop(held);
+        run.lock().unwrap();
+    }
+
+    #[test]
+    fn stale_temporaries_go_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path(), Some("r"), "").unwrap();
+        for f in [
+            "last.safetensors.tmp4242",
+            "best.safetensors.tmp7",
+            "notes.tmp",
+            "a.tmpx",
+        ] {
+            std::fs::write(run.path().join(f), "x").unwrap();
+        }
+        let mut gone: Vec<_> = run
+            .remove_stale_temporaries()
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        gone.sort();
+        assert_eq!(gone, ["best.safetensors.tmp7", "last.safetensors.tmp4242"]);
+        assert!(run.path().join("notes.tmp").is_file());
+        assert!(run.path().join("a.tmpx").is_file());
+        assert!(run.config_path().is_file());
+    }
+
+    #[test]
+    fn metrics_are_cut_back_to_the_checkpoint_with_a_backup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path(), Some("r"), "").unwrap();
+        let whole = "{\"split\":\"baseline\",\"step\":0}\n\
+                     {\"split\":\"train\",\"step\":2}\n\
+                     {\"split\":\"val\",\"step\":2}\n\
+                     {\"split\":\"train\",\"step\":3}\n\
+                     {\"split\":\"tra";
+        std::fs::write(run.metrics_path(), whole).unwrap();
+        let warning = run.truncate_metrics(2).unwrap().unwrap();
+        assert!(warning.contains("torn last line (line 5)"), "{warning}");
+        let kept = std::fs::read_to_string(run.metrics_path()).unwrap();
+        assert_eq!(kept.lines().count(), 3);
+        assert!(!kept.contains("\"step\":3"));
+        let backup = run.path().join("metrics.jsonl.bak");
+        assert_eq!(std::fs::read_to_string(backup).unwrap(), whole);
+        // A torn line that is not the last is an error, not a silent loss.
+        std::fs::write(run.metrics_path(), "{\"split\n{\"step\":1}\n").unwrap();
+        let e = run.truncate_metrics(2).unwrap_err().to_string();
+        assert!(e.contains("metrics.jsonl:1"), "{e}");
     }
 }

@@ -189,17 +189,27 @@ pub fn run<C: RunnableConfig>(
     resume: Option<RunDir>,
 ) -> Result<RunOutcome> {
     let (opts, quiet) = (cfg.loop_config(), cfg.run_config().quiet);
-    let (run, fresh) = match resume {
+    let (run, _lock, fresh) = match resume {
         None => {
             let r = cfg.run_config();
             let name = (!r.name.is_empty()).then_some(r.name.as_str());
-            (RunDir::create(&r.runs_dir, name, &cfg.to_toml())?, true)
+            let run = RunDir::create(&r.runs_dir, name, &cfg.to_toml())?;
+            let lock = run.lock()?;
+            (run, lock, true)
         }
         Some(dir) => {
+            let lock = dir.lock()?;
+            for p in dir.remove_stale_temporaries()? {
+                eprintln!("removed {}, left by an interrupted write", p.display());
+            }
             task.load(&dir.last_checkpoint())?;
-            (dir, false)
+            if let Some(w) = dir.truncate_metrics(task.progress().step)? {
+                eprintln!("warning: {w}");
+            }
+            (dir, lock, false)
         }
     };
+    interrupt::watch();
     let mut log = run.metrics_log()?;
     let console = Console::new(quiet, opts.steps, task.progress().step);
     if !quiet {
@@ -269,7 +279,8 @@ fn steps(
                 println!("step {done} {} {rate:.0} {unit}/s", report.line);
             }
         }
-        if done.is_multiple_of(opts.eval_every) || done == opts.steps {
+        let evaluate = done.is_multiple_of(opts.eval_every) || done == opts.steps;
+        if evaluate {
             console.bar.set_message("evaluating");
             let mut ev = Evaluation {
                 log,
@@ -294,8 +305,50 @@ fn steps(
             console.bar.set_message("");
             window = (Instant::now(), 0.0);
         }
+        if interrupt::requested() {
+            if !evaluate {
+                task.save(&run.last_checkpoint())?;
+            }
+            return Err(Error::Interrupted(format!(
+                "stopped by a signal after step {done}; {} holds that step (resume with --resume {})",
+                run.last_checkpoint().display(),
+                run.path().display()
+            )));
+        }
     }
     Ok(())
+}
+
+/// Ctrl-C and SIGTERM: the first asks the loop to stop after the step it is
+/// in (and checkpoint there), a second ends the process at once.
+mod interrupt {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Once;
+
+    static SIGNALS: AtomicU32 = AtomicU32::new(0);
+
+    /// Installs the handler (once per process; later calls do nothing).
+    pub fn watch() {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            let handler = || {
+                if SIGNALS.fetch_add(1, Ordering::SeqCst) > 0 {
+                    eprintln!("second signal: exiting now");
+                    std::process::exit(130);
+                }
+                eprintln!("stopping after this step (a second Ctrl-C exits at once)");
+            };
+            // Without a handler signals keep their default (the process
+            // ends), which is no worse than before; say so and go on.
+            if let Err(e) = ctrlc::set_handler(handler) {
+                eprintln!("warning: no Ctrl-C handler ({e}); a signal ends the run at once");
+            }
+        });
+    }
+
+    pub fn requested() -> bool {
+        SIGNALS.load(Ordering::SeqCst) > 0
+    }
 }
 
 /// A stopped run's error, saying which checkpoint is left to resume from.
@@ -311,7 +364,9 @@ fn stopped(e: Error, run: &RunDir) -> Error {
         "no checkpoint was saved before this step".into()
     };
     match e {
-        Error::NonFinite(m) => Error::NonFinite(format!("{m}; training stopped, {kept}")),
+        Error::NonFinite(m) => Error::NonFinite(format!(
+            "{m}; training stopped, {kept}; to go on, lower the learning rate (schedule.base_lr) or clip gradients harder (train.grad_clip)"
+        )),
         other => other,
     }
 }

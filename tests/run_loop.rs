@@ -1,8 +1,11 @@
-//! Every trainer resumes exactly: a run killed with SIGKILL once it has
-//! written a checkpoint, then continued with `--resume`, logs the same
-//! losses and validation scores, bit for bit, as the same run left alone.
-//! The frame, GAN and temporal (stateful LSTM, checkpointed mid-epoch)
-//! trainers, each on a tiny model through the command line.
+//! The run loop through the command line, on tiny models. Every trainer
+//! resumes exactly: a run killed with SIGKILL once it has written a
+//! checkpoint, then continued with `--resume`, logs the same losses and
+//! validation scores, bit for bit, as the same run left alone (frame, GAN,
+//! and temporal with a stateful LSTM checkpointed mid-epoch). Ctrl-C
+//! (SIGINT) stops a run after its step with a checkpoint there, which
+//! resumes exactly too; a run directory in use is refused; a run that fails
+//! to start leaves no directory behind.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -61,10 +64,39 @@ fn records(run: &Path) -> BTreeMap<(String, u64), Value> {
     out
 }
 
+/// How the second run is stopped.
+#[derive(Clone, Copy, PartialEq)]
+enum Stop {
+    /// SIGKILL as soon as it has written a checkpoint.
+    Kill,
+    /// SIGINT after its first logged step, before any checkpoint.
+    Interrupt,
+}
+
+/// The number of times each (split, step) is logged.
+fn counts(run: &Path) -> BTreeMap<(String, u64), usize> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let key = (
+            v["split"].as_str().unwrap().to_string(),
+            v["step"].as_u64().unwrap(),
+        );
+        *out.entry(key).or_insert(0) += 1;
+    }
+    out
+}
+
 /// Runs `command` + `args` to the end in `<dir>/full`; runs it again in
-/// `<dir>/killed`, killing it (SIGKILL) as soon as it has written a
-/// checkpoint, then resumes it; both runs must log the same records.
-fn killed_and_resumed_matches_uninterrupted(dir: &Path, command: &[&str], args: &[String]) {
+/// `<dir>/stopped`, stops it as `stop` says, then resumes it; both runs
+/// must log the same records, each once.
+fn stopped_and_resumed_matches_uninterrupted(
+    dir: &Path,
+    command: &[&str],
+    args: &[String],
+    stop: Stop,
+) {
     let cmd: Vec<String> = command.iter().map(|s| s.to_string()).collect();
     let full_runs = dir.join("full");
     let mut full = cmd.clone();
@@ -73,35 +105,63 @@ fn killed_and_resumed_matches_uninterrupted(dir: &Path, command: &[&str], args: 
     let o = mtaffect(&full);
     assert!(o.status.success(), "{}", text(&o));
 
-    let killed_runs = dir.join("killed");
-    let run = killed_runs.join("r");
-    let mut killed = cmd.clone();
-    killed.extend(sets(args));
-    killed.extend(sets(&run_sets(&killed_runs)));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mtaffect"))
-        .args(&killed)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let stopped_runs = dir.join("stopped");
+    let run = stopped_runs.join("r");
+    let mut stopped = cmd.clone();
+    stopped.extend(sets(args));
+    stopped.extend(sets(&run_sets(&stopped_runs)));
+    let child = Command::new(env!("CARGO_BIN_EXE_mtaffect"))
+        .args(&stopped)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let ready = |run: &Path| match stop {
+        Stop::Kill => run.join("last.safetensors").is_file(),
+        Stop::Interrupt => std::fs::read_to_string(run.join("metrics.jsonl"))
+            .is_ok_and(|t| t.contains("\"split\":\"train\"")),
+    };
     let start = Instant::now();
-    while !run.join("last.safetensors").is_file() {
+    let mut child = child;
+    while !ready(&run) {
         assert!(
             child.try_wait().unwrap().is_none(),
-            "the run ended before writing a checkpoint"
+            "the run ended before it could be stopped"
         );
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+        assert!(start.elapsed() < Duration::from_secs(120), "never ready");
         std::thread::sleep(Duration::from_millis(2));
     }
     assert!(
         child.try_wait().unwrap().is_none(),
-        "the run finished before it could be killed"
+        "the run finished before it could be stopped"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
-
     let mut resume = cmd;
     resume.extend(["--resume".into(), run.display().to_string()]);
+    match stop {
+        Stop::Kill => {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        Stop::Interrupt => {
+            // While it runs, a second process may not touch its directory.
+            let o = mtaffect(&resume);
+            let busy = format!("in use by process {}", child.id());
+            assert!(
+                !o.status.success() && text(&o).contains(&busy),
+                "{}",
+                text(&o)
+            );
+            let sent = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+            let o = child.wait_with_output().unwrap();
+            assert!(!o.status.success(), "{}", text(&o));
+            assert!(text(&o).contains("resume with --resume"), "{}", text(&o));
+        }
+    }
+
     let o = mtaffect(&resume);
     assert!(o.status.success(), "{}", text(&o));
     let from: u64 = text(&o)
@@ -111,6 +171,9 @@ fn killed_and_resumed_matches_uninterrupted(dir: &Path, command: &[&str], args: 
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no start step in: {}", text(&o)));
     assert!(0 < from && from < STEPS, "resumed from step {from}");
+    if stop == Stop::Interrupt {
+        assert!(from % 3 != 0, "step {from} is a checkpoint of the cadence");
+    }
 
     let (want, got) = (records(&full_runs.join("r")), records(&run));
     assert_eq!(want.len(), got.len(), "{:?}", got.keys());
@@ -118,23 +181,56 @@ fn killed_and_resumed_matches_uninterrupted(dir: &Path, command: &[&str], args: 
         assert_eq!(Some(w), got.get(key), "{key:?}");
     }
     assert!(want.keys().any(|(s, _)| s == "val"));
+    let twice: Vec<_> = counts(&run).into_iter().filter(|(_, n)| *n > 1).collect();
+    assert!(twice.is_empty(), "logged again after the resume: {twice:?}");
 }
 
 #[test]
 fn a_killed_frame_run_resumes_exactly() {
-    let dir = temp("resume-frame");
+    let dir = temp("run-loop-frame");
     let mut args = data_sets(&dir.join("data"));
     args.extend([
         "model.width_mult=0.125".into(),
         "model.stem=\"small\"".into(),
     ]);
-    killed_and_resumed_matches_uninterrupted(&dir, &["train"], &args);
+    stopped_and_resumed_matches_uninterrupted(&dir, &["train"], &args, Stop::Kill);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_interrupted_frame_run_checkpoints_its_step_and_resumes_exactly() {
+    let dir = temp("run-loop-interrupt");
+    let mut args = data_sets(&dir.join("data"));
+    args.extend([
+        "model.width_mult=0.125".into(),
+        "model.stem=\"small\"".into(),
+    ]);
+    stopped_and_resumed_matches_uninterrupted(&dir, &["train"], &args, Stop::Interrupt);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_run_that_fails_to_start_leaves_no_directory() {
+    let dir = temp("run-loop-failed-start");
+    let runs = dir.join("runs");
+    let mut args = vec!["train".to_string()];
+    args.extend(sets(&data_sets(&dir.join("data"))));
+    // More than the tiny set holds: the loader refuses it.
+    args.extend(sets(&[
+        "data.batch_size=1000".into(),
+        format!("run.runs_dir={:?}", runs.display().to_string()),
+    ]));
+    let o = mtaffect(&args);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("batch_size 1000"), "{}", text(&o));
+    let left = std::fs::read_dir(&runs).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "a failed start left a run directory");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_killed_gan_run_resumes_exactly() {
-    let dir = temp("resume-gan");
+    let dir = temp("run-loop-gan");
     let mut args = data_sets(&dir.join("data"));
     args.extend([
         "generator.image_size=32".into(),
@@ -145,13 +241,13 @@ fn a_killed_gan_run_resumes_exactly() {
         "gan.d_steps_per_g_step=2".into(),
         "gan.instance_noise=0.1".into(),
     ]);
-    killed_and_resumed_matches_uninterrupted(&dir, &["gan", "train"], &args);
+    stopped_and_resumed_matches_uninterrupted(&dir, &["gan", "train"], &args, Stop::Kill);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_killed_temporal_run_resumes_exactly() {
-    let dir = temp("resume-temporal");
+    let dir = temp("run-loop-temporal");
     // A frame model and its features to train on.
     let frame_runs = dir.join("frame");
     let mut args = vec!["train".to_string()];
@@ -185,6 +281,6 @@ fn a_killed_temporal_run_resumes_exactly() {
         "model.d_model=4".into(),
         "model.head_hidden=3".into(),
     ];
-    killed_and_resumed_matches_uninterrupted(&dir, &["temporal", "train"], &args);
+    stopped_and_resumed_matches_uninterrupted(&dir, &["temporal", "train"], &args, Stop::Kill);
     std::fs::remove_dir_all(&dir).unwrap();
 }
