@@ -70,7 +70,7 @@ for section in "$@"; do
         steps="${PARITY_STEPS:-300}"
         sets=()
         for kv in ${PARITY_SETS:-}; do sets+=(--set "$kv"); done
-        timeout 300 ./bundle/mtaffect train --device cuda --set model.depth=18 --set model.width_mult=1.0 \
+        timeout 300 ./bundle/mtaffect train --device cuda --set model.backbone.depth=18 --set model.backbone.width_mult=1.0 \
             --set model.dropout=0.0 --set train.steps="$steps" --set train.log_every=1 \
             --set train.eval_every="$steps" --set run.runs_dir="$runs" --set run.name=parity \
             "${sets[@]}" --quiet >"$out/parity-train.log" 2>&1

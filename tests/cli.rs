@@ -43,9 +43,9 @@ fn tiny_args<'a>(data: &'a str, runs: &'a str) -> Vec<String> {
         "--set",
         "data.synth_frames=12",
         "--set",
-        "model.width_mult=0.125",
+        "model.backbone.width_mult=0.125",
         "--set",
-        "model.stem=small",
+        "model.backbone.stem=small",
         "--set",
         "train.eval_every=2",
         "--set",
@@ -352,8 +352,8 @@ fn gan_train_sample_judge_and_mix() {
     args.extend(set(&[
         "generator.image_size=32",
         "generator.channels=16",
-        "discriminator.width_mult=0.125",
-        "discriminator.stem=small",
+        "discriminator.backbone.width_mult=0.125",
+        "discriminator.backbone.stem=small",
         "gan.loss=hinge",
         &gan_runs,
     ]));
@@ -409,8 +409,8 @@ fn gan_train_sample_judge_and_mix() {
     let mut args = vec!["train".to_string(), "--quiet".into()];
     args.extend(set(&shared));
     args.extend(set(&[
-        "model.width_mult=0.125",
-        "model.stem=small",
+        "model.backbone.width_mult=0.125",
+        "model.backbone.stem=small",
         &plain_runs,
         &mix,
         "gan_mix.ratio=0.5",

@@ -4,7 +4,7 @@
 use super::LossConfig;
 use crate::autograd::Precision;
 use crate::data::{AugmentConfig, LabelSet, OnBadSample, SamplerKind};
-use crate::model::NetConfig;
+use crate::model::{BackboneConfig, NetConfig, SeResNetConfig};
 use crate::optim::{AdamConfig, LrSchedule, ScheduleKind, SgdConfig};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -181,8 +181,11 @@ impl Default for TrainConfig {
         TrainConfig {
             data: DataConfig::default(),
             model: NetConfig {
-                depth: 10,
-                width_mult: 0.25,
+                backbone: BackboneConfig::SeResnet(SeResNetConfig {
+                    depth: 10,
+                    width_mult: 0.25,
+                    ..SeResNetConfig::default()
+                }),
                 ..NetConfig::default()
             },
             loss: LossConfig::default(),
@@ -243,13 +246,7 @@ impl ConfigFile for TrainConfig {
         let bad = |k: &str, v: &dyn std::fmt::Display, allowed: &str| {
             Err(Error::Config(format!("{k} = {v}: {allowed}")))
         };
-        if ![10, 18, 34, 50].contains(&self.model.depth) {
-            return bad(
-                "model.depth",
-                &self.model.depth,
-                "allowed values: 10, 18, 34, 50",
-            );
-        }
+        self.model.backbone.validate("model")?;
         if self.data.image_size < 16 {
             return bad("data.image_size", &self.data.image_size, "must be >= 16");
         }
@@ -349,16 +346,24 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_allowed_values() {
-        let e = TrainConfig::from_toml("[model]\ndepth = 20\n", "x.toml")
-            .unwrap_err()
-            .to_string();
+        let e = TrainConfig::from_toml(
+            "[model.backbone]\nkind = \"se_resnet\"\ndepth = 20\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
-            e.contains("x.toml") && e.contains("model.depth") && e.contains("10, 18, 34, 50"),
+            e.contains("x.toml")
+                && e.contains("model.backbone.depth")
+                && e.contains("10, 18, 34, 50"),
             "{e}"
         );
-        let e = TrainConfig::from_toml("[model]\nstem = \"huge\"\n", "x.toml")
-            .unwrap_err()
-            .to_string();
+        let e = TrainConfig::from_toml(
+            "[model.backbone]\nkind = \"se_resnet\"\nstem = \"huge\"\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("x.toml") && e.contains("imagenet") && e.contains("small"),
             "{e}"
@@ -382,12 +387,13 @@ mod tests {
         let c = TrainConfig::default()
             .with_overrides(&[
                 "train.steps=7".into(),
-                "model.stem=small".into(),
+                "model.backbone.stem=small".into(),
                 "data.augment.enabled=false".into(),
             ])
             .unwrap();
         assert_eq!(c.train.steps, 7);
-        assert_eq!(c.model.stem, crate::model::Stem::Small);
+        let BackboneConfig::SeResnet(b) = &c.model.backbone;
+        assert_eq!(b.stem, crate::model::Stem::Small);
         assert!(!c.data.augment.enabled);
         assert!(TrainConfig::default()
             .with_overrides(&["train.steps=many".into()])

@@ -226,10 +226,9 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
     let total = cfg.train.steps;
     if !quiet {
         eprintln!(
-            "run {}: SE-ResNet-{} x{} ({} parameters), {} train / {} val frames, {} steps from step {}",
+            "run {}: {} ({} parameters), {} train / {} val frames, {} steps from step {}",
             run.path().display(),
-            cfg.model.depth,
-            cfg.model.width_mult,
+            cfg.model.backbone,
             trainer.params.numel(),
             train.dataset().samples.len(),
             val.dataset().samples.len(),

@@ -94,11 +94,10 @@ pub fn gan_run(cfg: &GanConfig) -> Result<GanRunSummary> {
     let mut log = run.metrics_log()?;
     if !quiet {
         println!(
-            "gan run {}: generator {} / discriminator SE-ResNet-{} x{} ({} / {} parameters), {} train frames ({} fully labelled), {} generator steps",
+            "gan run {}: generator {} / discriminator {} ({} / {} parameters), {} train frames ({} fully labelled), {} generator steps",
             run.path().display(),
             g.image_size,
-            cfg.discriminator.depth,
-            cfg.discriminator.width_mult,
+            cfg.discriminator.backbone,
             gan.g_params.numel(),
             gan.d_params.numel(),
             train.dataset().samples.len(),
