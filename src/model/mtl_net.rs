@@ -127,6 +127,17 @@ pub enum ParamGroup {
     Heads,
 }
 
+impl ParamGroup {
+    /// As configs write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ParamGroup::Backbone => "backbone",
+            ParamGroup::Neck => "neck",
+            ParamGroup::Heads => "heads",
+        }
+    }
+}
+
 /// Head outputs for a batch.
 pub struct MtlOutput {
     /// [N, 2] in [-1, 1]: valence, arousal.

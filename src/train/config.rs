@@ -4,10 +4,11 @@
 use super::LossConfig;
 use crate::autograd::Precision;
 use crate::data::{AugmentConfig, LabelSet, OnBadSample, SamplerKind};
-use crate::model::{BackboneConfig, NetConfig, SeResNetConfig};
+use crate::model::{BackboneConfig, NetConfig, ParamGroup, SeResNetConfig};
 use crate::optim::{AdamConfig, LrSchedule, ScheduleKind, SgdConfig};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Where the frames come from.
@@ -87,6 +88,15 @@ pub struct LoopConfig {
     /// f32 ([`Precision`]); evaluation and inference stay f32. The frame
     /// trainer only.
     pub precision: Precision,
+    /// Parameter groups (backbone, neck, heads) that take no gradient and
+    /// no update (fine-tuning); the frame trainer only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<ParamGroup>,
+    /// The learning rate of a group's updates is the schedule's times this
+    /// (1 for a group not named), e.g. `{ backbone = 0.1 }`; the frame
+    /// trainer only.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub lr_mult: BTreeMap<ParamGroup, f64>,
 }
 
 impl Default for LoopConfig {
@@ -99,6 +109,8 @@ impl Default for LoopConfig {
             grad_clip: 5.0,
             device: "cpu".into(),
             precision: Precision::F32,
+            freeze: Vec::new(),
+            lr_mult: BTreeMap::new(),
         }
     }
 }
@@ -125,6 +137,27 @@ impl LoopConfig {
                 &self.device,
                 "allowed values: cpu, cuda, cuda:N, auto",
             );
+        }
+        if let Some((g, m)) = self
+            .lr_mult
+            .iter()
+            .find(|(_, m)| !(m.is_finite() && **m >= 0.0))
+        {
+            return bad(
+                &format!("train.lr_mult.{}", g.name()),
+                m,
+                "must be finite and >= 0",
+            );
+        }
+        Ok(())
+    }
+
+    /// For the trainers whose models have no parameter groups (GAN, temporal).
+    pub(crate) fn require_no_groups(&self, trainer: &str) -> Result<()> {
+        if !self.freeze.is_empty() || !self.lr_mult.is_empty() {
+            return Err(Error::Config(format!(
+                "train.freeze / train.lr_mult: the {trainer} trainer trains every parameter at the scheduled rate (groups are for the frame trainer)"
+            )));
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub(crate) mod config;
 pub mod features;
 pub mod gan;
+pub mod init_from;
 mod mtl_loss;
 pub mod nan_guard;
 pub mod plot;
@@ -21,6 +22,7 @@ pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};
 pub use config::{
     ConfigFile, DataConfig, DataSource, LoopConfig, OptimConfig, RunConfig, TrainConfig,
 };
+pub use init_from::{InitReport, ShapeMismatch};
 pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, VaLoss, Weighting};
 pub use nan_guard::{check_finite, check_loss};
 pub use run_dir::{BestTracker, MetricsLog, RunDir};

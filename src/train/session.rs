@@ -220,6 +220,11 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunSummary>
     // Both callbacks append to the log and reset the throughput window.
     let log = RefCell::new(run.metrics_log()?);
     if resume.is_none() {
+        if let Some(path) = &cfg.model.init_from {
+            let report = trainer.init_from(path, cfg.model.init_strict)?;
+            eprintln!("{report}");
+            log.borrow_mut().log("init", 0, &report)?;
+        }
         log.borrow_mut().log("baseline", 0, &chance)?;
     }
     let mut best = super::BestTracker::from_best(trainer.progress.best);
