@@ -18,22 +18,19 @@ impl ConvTranspose2d {
     /// `spec`'s transposed convolution, named in `scope`. He init on
     /// the fan-in each output pixel sees on average (`c_in·k²/stride²`).
     pub fn new(params: &mut Params, scope: &Scope, spec: ConvSpec, rng: &mut Rng) -> Result<Self> {
-        let ConvSpec {
-            c_in,
-            c_out,
-            kernel,
-            prm,
-            bias,
-        } = spec;
+        let (prm, k) = (spec.prm, spec.kernel);
         let stride2 = (prm.stride[0] * prm.stride[1]).max(1);
-        let fan_in = (c_in * kernel * kernel / stride2).max(1);
+        let fan_in = (spec.c_in * k * k / stride2).max(1);
         // KaimingNormalFanOut draws N(0, 2/fan_out); pass the fan-in in its place.
         let weight = params.add(
             scope.name("weight"),
-            Init::KaimingNormalFanOut.make(&[c_in, kernel, kernel, c_out], fan_in, fan_in, rng),
+            Init::KaimingNormalFanOut.make(&[spec.c_in, k, k, spec.c_out], fan_in, fan_in, rng),
         )?;
-        let bias = if bias {
-            Some(params.add(scope.name("bias"), Init::Zeros.make(&[c_out], 1, 1, rng))?)
+        let bias = if spec.bias {
+            Some(params.add(
+                scope.name("bias"),
+                Init::Zeros.make(&[spec.c_out], 1, 1, rng),
+            )?)
         } else {
             None
         };

@@ -132,14 +132,9 @@ impl Bottleneck {
         spec: BlockSpec,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let BlockSpec {
-            c_in,
-            width,
-            stride,
-            se_reduction,
-        } = spec;
+        let (c_in, width) = (spec.c_in, spec.width);
         let out = width * Self::EXPANSION;
-        let k3 = Conv2dParams::new().stride(stride).padding(1);
+        let k3 = Conv2dParams::new().stride(spec.stride).padding(1);
         Ok(Bottleneck {
             conv1: Conv2d::new(p, &s.pp("conv1"), ConvSpec::new(c_in, width, 1), rng)?,
             bn1: BatchNorm2d::new(p, b, &s.pp("bn1"), width)?,
@@ -152,8 +147,8 @@ impl Bottleneck {
             bn2: BatchNorm2d::new(p, b, &s.pp("bn2"), width)?,
             conv3: Conv2d::new(p, &s.pp("conv3"), ConvSpec::new(width, out, 1), rng)?,
             bn3: BatchNorm2d::new(p, b, &s.pp("bn3"), out)?,
-            se: SeBlock::new(p, &s.pp("se"), out, se_reduction, rng)?,
-            downsample: Downsample::build(p, b, s, (c_in, out, stride), rng)?,
+            se: SeBlock::new(p, &s.pp("se"), out, spec.se_reduction, rng)?,
+            downsample: Downsample::build(p, b, s, (c_in, out, spec.stride), rng)?,
         })
     }
 
