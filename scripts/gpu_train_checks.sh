@@ -12,7 +12,7 @@
 #               cuda, then by PyTorch on cuda from the same initial weights and
 #               batches, in f32, (PARITY_F64=1) in f64 and (PARITY_AUTOCAST=1) in f32
 #               under bf16 autocast; PARITY_SETS adds --set overrides to the mtaffect
-#               run (e.g. "model.stem=small" or 'train.precision="bf16"')
+#               run (e.g. "model.backbone.stem=small" or 'train.precision="bf16"')
 #   gan         a judge (the default job) and the GAN of configs/gan-synthetic.toml
 #               for GAN_STEPS generator steps (default 10000) on cuda; each
 #               evaluation's generator (weight average) and best.safetensors (the

@@ -99,7 +99,7 @@ fn a_multiplier_of_one_changes_nothing_with_sgd_and_adam() {
 }
 
 #[test]
-fn unknown_groups_and_bad_multipliers_are_config_errors() {
+fn unknown_groups_bad_multipliers_and_a_strict_load_of_nothing_are_config_errors() {
     for text in [
         "[train]\nfreeze = [\"bakbone\"]\n",
         "[train.lr_mult]\nbakbone = 0.1\n",
@@ -119,6 +119,13 @@ fn unknown_groups_and_bad_multipliers_are_config_errors() {
         .to_string();
     assert!(
         e.contains("train.lr_mult.neck = -1") && e.contains(">= 0"),
+        "{e}"
+    );
+    let e = TrainConfig::from_toml("[model]\ninit_strict = true\n", "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model.init_strict") && e.contains("model.init_from"),
         "{e}"
     );
     let ok = TrainConfig::from_toml(

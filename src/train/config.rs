@@ -280,6 +280,13 @@ impl ConfigFile for TrainConfig {
             Err(Error::Config(format!("{k} = {v}: {allowed}")))
         };
         self.model.backbone.validate("model")?;
+        if self.model.init_strict && self.model.init_from.is_none() {
+            return bad(
+                "model.init_strict",
+                &true,
+                "needs model.init_from (the checkpoint to start from)",
+            );
+        }
         if self.data.image_size < 16 {
             return bad("data.image_size", &self.data.image_size, "must be >= 16");
         }
