@@ -24,7 +24,7 @@
 
 use mtaffect::autograd::Precision;
 use mtaffect::data::Batch;
-use mtaffect::model::{NeckKind, NetConfig, Stem};
+use mtaffect::model::{NeckKind, NetConfig, SeResNetConfig, Stem};
 use mtaffect::train::{TrainConfig, Trainer};
 use mtaffect::{DType, Device, Rng, Tensor};
 use std::time::Instant;
@@ -77,10 +77,13 @@ fn batch(n: usize, rng: &mut Rng) -> Batch {
 fn bench(depth: usize, n: usize, precision: Precision, profile: bool) {
     let mut cfg = TrainConfig {
         model: NetConfig {
-            depth,
-            width_mult: 1.0,
-            se_reduction: 16,
-            stem: Stem::Imagenet,
+            backbone: SeResNetConfig {
+                depth,
+                width_mult: 1.0,
+                se_reduction: 16,
+                stem: Stem::Imagenet,
+            }
+            .into(),
             neck: NeckKind::Mtanet,
             dropout: 0.2,
             ..NetConfig::default()

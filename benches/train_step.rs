@@ -2,7 +2,7 @@
 //! forward, masked multi-task loss, backward and an Adam step, in images/s.
 //! `cargo bench --bench train_step [-- depth width stem size batch]`.
 
-use mtaffect::model::{MtlNet, NeckKind, NetConfig, Stem};
+use mtaffect::model::{MtlNet, NeckKind, NetConfig, SeResNetConfig, Stem};
 use mtaffect::nn::{Buffers, Ctx};
 use mtaffect::optim::{Adam, AdamConfig, Optimizer};
 use mtaffect::train::{LossConfig, MtlLoss, MtlTargets};
@@ -12,9 +12,13 @@ use std::time::Instant;
 fn bench(depth: usize, width: f64, stem: Stem, size: usize, batch: usize) {
     let mut rng = Rng::new(0);
     let cfg = NetConfig {
-        depth,
-        width_mult: width,
-        stem,
+        backbone: SeResNetConfig {
+            depth,
+            width_mult: width,
+            stem,
+            ..SeResNetConfig::default()
+        }
+        .into(),
         neck: NeckKind::Mtanet,
         ..NetConfig::default()
     };

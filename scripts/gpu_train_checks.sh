@@ -12,7 +12,7 @@
 #               cuda, then by PyTorch on cuda from the same initial weights and
 #               batches, in f32, (PARITY_F64=1) in f64 and (PARITY_AUTOCAST=1) in f32
 #               under bf16 autocast; PARITY_SETS adds --set overrides to the mtaffect
-#               run (e.g. "model.stem=small" or 'train.precision="bf16"')
+#               run (e.g. "model.backbone.stem=small" or 'train.precision="bf16"')
 #   gan         a judge (the default job) and the GAN of configs/gan-synthetic.toml
 #               for GAN_STEPS generator steps (default 10000) on cuda; each
 #               evaluation's generator (weight average) and best.safetensors (the
@@ -70,7 +70,7 @@ for section in "$@"; do
         steps="${PARITY_STEPS:-300}"
         sets=()
         for kv in ${PARITY_SETS:-}; do sets+=(--set "$kv"); done
-        timeout 300 ./bundle/mtaffect train --device cuda --set model.depth=18 --set model.width_mult=1.0 \
+        timeout 300 ./bundle/mtaffect train --device cuda --set model.backbone.depth=18 --set model.backbone.width_mult=1.0 \
             --set model.dropout=0.0 --set train.steps="$steps" --set train.log_every=1 \
             --set train.eval_every="$steps" --set run.runs_dir="$runs" --set run.name=parity \
             "${sets[@]}" --quiet >"$out/parity-train.log" 2>&1

@@ -109,9 +109,11 @@ LAYOUT = {10: ([1, 1, 1, 1], Basic), 18: ([2, 2, 2, 2], Basic), 34: ([3, 4, 6, 3
 class MtlNet(nn.Module):
     def __init__(self, m):
         super().__init__()
-        counts, block = LAYOUT[m["depth"]]
-        mult, r = m["width_mult"], m["se_reduction"]
-        self.imagenet_stem = m["stem"] == "imagenet"
+        # [model.backbone] (kind "se_resnet"); configs written before it hold the keys flat in [model].
+        bb = m.get("backbone", m)
+        counts, block = LAYOUT[bb["depth"]]
+        mult, r = bb["width_mult"], bb["se_reduction"]
+        self.imagenet_stem = bb["stem"] == "imagenet"
         c = width(64, mult)
         self.stem = nn.Module()
         self.stem.conv = nn.Conv2d(3, c, 7, 2, 3, bias=False) if self.imagenet_stem else nn.Conv2d(3, c, 3, 1, 1, bias=False)

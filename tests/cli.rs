@@ -24,9 +24,9 @@ fn tiny_args<'a>(data: &'a str, runs: &'a str) -> Vec<String> {
         "--set",
         "data.synth_frames=12",
         "--set",
-        "model.width_mult=0.125",
+        "model.backbone.width_mult=0.125",
         "--set",
-        "model.stem=small",
+        "model.backbone.stem=small",
         "--set",
         "train.eval_every=2",
         "--set",
@@ -117,6 +117,42 @@ fn train_eval_predict_roundtrip() {
     let o = mtaffect(&["train", "--resume", run.to_str().unwrap(), "--quiet"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("finished 4 steps"), "{}", text(&o));
+
+    // A new run (pooled neck instead of MTANet's) starts from the best
+    // checkpoint: the report is printed and logged as the "init" record.
+    let tuned = dir.join("tuned");
+    let tuned_s = tuned.display().to_string();
+    let mut args = tiny_args(&data_s, &tuned_s);
+    args.extend(
+        [
+            "--set",
+            "train.steps=1",
+            "--set",
+            "model.neck=\"gap\"",
+            "--init-from",
+        ]
+        .map(String::from),
+    );
+    args.push(best.display().to_string());
+    let o = mtaffect(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("tensors loaded") && text(&o).contains("neck.avg_branch.weight"),
+        "{}",
+        text(&o)
+    );
+    let log = std::fs::read_to_string(only_run(&tuned).join("metrics.jsonl")).unwrap();
+    let init: serde_json::Value = serde_json::from_str(
+        log.lines()
+            .find(|l| l.contains("\"split\":\"init\""))
+            .expect("an init record"),
+    )
+    .unwrap();
+    assert!(init["loaded"].as_array().unwrap().len() > 20, "{init}");
+    assert!(
+        init["ignored"].to_string().contains("neck.max_branch.bias"),
+        "{init}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -333,8 +369,8 @@ fn gan_train_sample_judge_and_mix() {
     args.extend(set(&[
         "generator.image_size=32",
         "generator.channels=16",
-        "discriminator.width_mult=0.125",
-        "discriminator.stem=small",
+        "discriminator.backbone.width_mult=0.125",
+        "discriminator.backbone.stem=small",
         "gan.loss=hinge",
         &gan_runs,
     ]));
@@ -390,8 +426,8 @@ fn gan_train_sample_judge_and_mix() {
     let mut args = vec!["train".to_string(), "--quiet".into()];
     args.extend(set(&shared));
     args.extend(set(&[
-        "model.width_mult=0.125",
-        "model.stem=small",
+        "model.backbone.width_mult=0.125",
+        "model.backbone.stem=small",
         &plain_runs,
         &mix,
         "gan_mix.ratio=0.5",

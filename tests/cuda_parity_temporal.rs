@@ -16,7 +16,7 @@ use common::{check, gpu_or_skip, randn, Report, Tol};
 use mtaffect::model::temporal::{
     Carry, EncoderKind, TemporalNet, TemporalNetConfig, TransformerLayer,
 };
-use mtaffect::nn::{Buffers, Ctx as NnCtx};
+use mtaffect::nn::{Buffers, Ctx as NnCtx, Scope};
 use mtaffect::ops::{self, LstmState, RnnWeights};
 use mtaffect::{DType, Params, Result, Rng, Tensor, Var};
 
@@ -180,7 +180,16 @@ fn transformer_encoder_layer_end_to_end() {
     let (n, t, e) = (3, 6, 8);
     let mut p = Params::new();
     let x_id = p.add("x", Tensor::zeros([n, t, e], DType::F32)).unwrap();
-    let layer = TransformerLayer::new(&mut p, "layer", e, 2, 7, 0.2, &mut Rng::new(4)).unwrap();
+    let layer = TransformerLayer::new(
+        &mut p,
+        &Scope::root().pp("layer"),
+        e,
+        2,
+        7,
+        0.2,
+        &mut Rng::new(4),
+    )
+    .unwrap();
     let names: Vec<String> = p.ids().map(|id| p.name(id).to_string()).collect();
     let mut inputs: Vec<Tensor> = p.ids().map(|id| p.get(id).clone()).collect();
     inputs[x_id.index()] = randn(&[n, t, e], &mut Rng::new(5));

@@ -1,7 +1,8 @@
 //! The frame trainer on CUDA (`train.device = "cuda"`): the same steps as on
-//! the CPU from the same seed, checkpoints written from the GPU that resume
-//! on the GPU and load on the CPU. Without a GPU every test prints one skip
-//! line and passes (CI has none; `scripts/gpu_checks.sh` runs them on one).
+//! the CPU from the same seed (also with per-group learning rates),
+//! checkpoints written from the GPU that resume on the GPU and load on the
+//! CPU. Without a GPU every test prints one skip line and passes (CI has
+//! none; `scripts/gpu_checks.sh` runs them on one).
 
 mod common;
 use common::gpu_present;
@@ -11,6 +12,7 @@ use frame_fixtures::{batches, config};
 
 use mtaffect::autograd::Precision;
 use mtaffect::data::Batch;
+use mtaffect::model::ParamGroup;
 use mtaffect::train::Trainer;
 use mtaffect::{Device, Error, Tensor};
 use std::collections::BTreeMap;
@@ -52,6 +54,45 @@ fn cuda_steps_follow_the_cpu_steps() {
     assert_close("cuda vs cpu", &gpu, &cpu, 1e-3);
     // And the loss actually moved (the test would pass on a frozen model otherwise).
     assert!(gpu[0].0 != gpu[7].0);
+}
+
+/// Per-group rates split the fused update into one launch per rate.
+#[test]
+fn per_group_learning_rates_follow_the_cpu_on_cuda() {
+    if !gpu_present(
+        "cuda_train",
+        "per_group_learning_rates_follow_the_cpu_on_cuda",
+    ) {
+        return;
+    }
+    let data = batches(4, 6, 24);
+    let groups = |device| {
+        let mut c = config(device);
+        c.train.lr_mult.insert(ParamGroup::Backbone, 0.5);
+        c.train.lr_mult.insert(ParamGroup::Heads, 0.0);
+        c
+    };
+    let cpu = run(&mut Trainer::new(&groups("cpu")).unwrap(), &data);
+    let mut t = Trainer::new(&groups("cuda")).unwrap();
+    let heads = |t: &Trainer| {
+        let ids = t
+            .params
+            .ids()
+            .filter(|&id| t.params.name(id).starts_with("head."));
+        ids.map(|id| t.params.get(id).to_f64_vec())
+            .collect::<Vec<_>>()
+    };
+    let before = heads(&t);
+    let gpu = run(&mut t, &data);
+    println!("cuda_train: groups cpu {cpu:?}\ncuda_train: groups gpu {gpu:?}");
+    assert_close("groups, cuda vs cpu", &gpu, &cpu, 1e-3);
+    assert_eq!(
+        heads(&t),
+        before,
+        "lr_mult 0 must leave the heads as they were"
+    );
+    let plain = run(&mut Trainer::new(&config("cuda")).unwrap(), &data);
+    assert!(plain[3].0 != gpu[3].0, "the multipliers had no effect");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 mod gan_fixtures;
 
 use mtaffect::autograd::ProductFlops;
-use mtaffect::model::{MtlNet, NetConfig};
+use mtaffect::model::{MtlNet, NetConfig, SeResNetConfig};
 use mtaffect::nn::{Buffers, Ctx};
 use mtaffect::ops::conv::Conv2dParams;
 use mtaffect::train::{TrainConfig, Trainer};
@@ -195,7 +195,11 @@ fn recurrent_layers_and_attention_count_their_inner_products() {
 /// NetConfig's default but for the depth.
 fn bench_model(depth: usize) -> NetConfig {
     NetConfig {
-        depth,
+        backbone: SeResNetConfig {
+            depth,
+            ..SeResNetConfig::default()
+        }
+        .into(),
         ..NetConfig::default()
     }
 }

@@ -1,16 +1,19 @@
 //! The SE-ResNet multi-task network: shapes for every depth and stem, every
 //! parameter receives a gradient, eval records nothing and uses running stats.
 
-use mtaffect::model::{MtlNet, NeckKind, NetConfig, Stem};
+use mtaffect::model::{MtlNet, NeckKind, NetConfig, SeResNetConfig, Stem};
 use mtaffect::nn::{Buffers, Ctx};
 use mtaffect::{ops, DType, Params, Rng, Tape, Tensor};
 
 fn tiny(depth: usize, stem: Stem, neck: NeckKind) -> NetConfig {
     NetConfig {
-        depth,
-        width_mult: 0.125,
-        se_reduction: 4,
-        stem,
+        backbone: SeResNetConfig {
+            depth,
+            width_mult: 0.125,
+            se_reduction: 4,
+            stem,
+        }
+        .into(),
         neck,
         dropout: 0.1,
         ..NetConfig::default()
@@ -116,7 +119,7 @@ fn unsupported_depth_names_the_allowed_values() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("model.depth") && e.contains("10, 18, 34, 50"),
+        e.contains("model.backbone.depth") && e.contains("10, 18, 34, 50"),
         "{e}"
     );
 }

@@ -190,8 +190,8 @@ fn a_killed_frame_run_resumes_exactly() {
     let dir = temp("run-loop-frame");
     let mut args = data_sets(&dir.join("data"));
     args.extend([
-        "model.width_mult=0.125".into(),
-        "model.stem=\"small\"".into(),
+        "model.backbone.width_mult=0.125".into(),
+        "model.backbone.stem=\"small\"".into(),
     ]);
     stopped_and_resumed_matches_uninterrupted(&dir, &["train"], &args, Stop::Kill);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -202,8 +202,8 @@ fn an_interrupted_frame_run_checkpoints_its_step_and_resumes_exactly() {
     let dir = temp("run-loop-interrupt");
     let mut args = data_sets(&dir.join("data"));
     args.extend([
-        "model.width_mult=0.125".into(),
-        "model.stem=\"small\"".into(),
+        "model.backbone.width_mult=0.125".into(),
+        "model.backbone.stem=\"small\"".into(),
     ]);
     stopped_and_resumed_matches_uninterrupted(&dir, &["train"], &args, Stop::Interrupt);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -235,8 +235,8 @@ fn a_killed_gan_run_resumes_exactly() {
     args.extend([
         "generator.image_size=32".into(),
         "generator.channels=16".into(),
-        "discriminator.width_mult=0.125".into(),
-        "discriminator.stem=\"small\"".into(),
+        "discriminator.backbone.width_mult=0.125".into(),
+        "discriminator.backbone.stem=\"small\"".into(),
         "gan.select_per_class=2".into(),
         "gan.d_steps_per_g_step=2".into(),
         "gan.instance_noise=0.1".into(),
@@ -253,8 +253,8 @@ fn a_killed_temporal_run_resumes_exactly() {
     let mut args = vec!["train".to_string()];
     args.extend(sets(&data_sets(&dir.join("data"))));
     args.extend(sets(&[
-        "model.width_mult=0.125".into(),
-        "model.stem=\"small\"".into(),
+        "model.backbone.width_mult=0.125".into(),
+        "model.backbone.stem=\"small\"".into(),
         "train.steps=2".into(),
         format!("run.runs_dir={:?}", frame_runs.display().to_string()),
         "run.name=\"f\"".into(),

@@ -8,7 +8,7 @@ use mtaffect::model::temporal::{
     Carry, EncoderKind, Feedback, Task, TemporalNet, TemporalNetConfig, TransformerLayer,
 };
 use mtaffect::model::MtlOutput;
-use mtaffect::nn::{Buffers, Ctx};
+use mtaffect::nn::{Buffers, Ctx, Scope};
 use mtaffect::{DType, Params, Result, Rng, Tape, Tensor, Var};
 
 /// `p`'s tensors in f64 under the same names, so the same ParamIds.
@@ -159,7 +159,16 @@ fn transformer_encoder_layer_gradients_match_central_differences() {
     let (n, t, e) = (2, 5, 4);
     let mut p = Params::new();
     let x_id = p.add("x", Tensor::zeros([n, t, e], DType::F32)).unwrap();
-    let layer = TransformerLayer::new(&mut p, "layer", e, 2, 3, 0.25, &mut Rng::new(4)).unwrap();
+    let layer = TransformerLayer::new(
+        &mut p,
+        &Scope::root().pp("layer"),
+        e,
+        2,
+        3,
+        0.25,
+        &mut Rng::new(4),
+    )
+    .unwrap();
     let pf = to_f64(&p);
     let mut inputs: Vec<Tensor> = pf.ids().map(|id| pf.get(id).clone()).collect();
     inputs[x_id.index()] = Tensor::randn([n, t, e], 1.0, DType::F64, &mut Rng::new(5));

@@ -4,7 +4,7 @@
 
 use mtaffect::data::{Dataset, Loader, LoaderConfig, ReadOptions, SamplerKind};
 use mtaffect::metrics::{MtlEvaluator, MtlLabels, MtlPredictions};
-use mtaffect::model::{NeckKind, NetConfig, Stem};
+use mtaffect::model::{NeckKind, NetConfig, SeResNetConfig, Stem};
 use mtaffect::optim::{AdamConfig, LrSchedule};
 use mtaffect::train::runner::Task;
 use mtaffect::train::{FrameTask, OptimConfig, TrainConfig, Trainer};
@@ -103,10 +103,13 @@ fn tiny_config(steps: u64, eval_every: u64) -> TrainConfig {
     c.data.image_size = SIZE as usize;
     c.data.batch_size = 16;
     c.model = NetConfig {
-        depth: 10,
-        width_mult: 0.125,
-        se_reduction: 4,
-        stem: Stem::Small,
+        backbone: SeResNetConfig {
+            depth: 10,
+            width_mult: 0.125,
+            se_reduction: 4,
+            stem: Stem::Small,
+        }
+        .into(),
         neck: NeckKind::Gap,
         dropout: 0.0,
         ..NetConfig::default()

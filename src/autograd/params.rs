@@ -16,6 +16,8 @@ impl ParamId {
 pub struct Params {
     names: Vec<String>,
     values: Vec<Tensor>,
+    /// Entries the tape takes as constants: no gradient, so no update.
+    frozen: Vec<bool>,
 }
 
 impl Params {
@@ -34,6 +36,7 @@ impl Params {
         }
         self.names.push(name);
         self.values.push(value);
+        self.frozen.push(false);
         Ok(ParamId(self.values.len() - 1))
     }
 
@@ -85,6 +88,17 @@ impl Params {
         }
         self.values[id.0] = value;
         Ok(())
+    }
+
+    /// Freezes (or thaws) a parameter: [`Tape::param`](crate::Tape::param)
+    /// then records it as a constant, so backward computes no gradient for
+    /// it and no optimizer touches it.
+    pub fn set_frozen(&mut self, id: ParamId, frozen: bool) {
+        self.frozen[id.0] = frozen;
+    }
+
+    pub fn is_frozen(&self, id: ParamId) -> bool {
+        self.frozen[id.0]
     }
 
     pub fn name(&self, id: ParamId) -> &str {

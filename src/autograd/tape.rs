@@ -177,10 +177,11 @@ impl Tape {
         }
     }
 
-    /// A parameter as a leaf of this tape; its gradient is reported under `id`.
+    /// A parameter as a leaf of this tape; its gradient is reported under
+    /// `id`. A frozen parameter ([`Params::set_frozen`]) enters as a constant.
     pub fn param(&self, params: &Params, id: ParamId) -> Var {
         let value = params.get(id).clone();
-        if !self.recording {
+        if !self.recording || params.is_frozen(id) {
             return self.constant(value);
         }
         let node = self.push(Node {

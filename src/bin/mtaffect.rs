@@ -188,8 +188,11 @@ struct TrainArgs {
     /// Override any config key, e.g. --set train.steps=500 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// Start the fresh run's model from this checkpoint's matching tensors (sets model.init_from).
+    #[arg(long, value_name = "FILE")]
+    init_from: Option<PathBuf>,
     /// Continue the run in this run directory exactly where its last checkpoint left it.
-    #[arg(long, conflicts_with_all = ["config", "sets", "data", "device"])]
+    #[arg(long, conflicts_with_all = ["config", "sets", "data", "device", "init_from"])]
     resume: Option<PathBuf>,
     /// No progress bar; one line per log step.
     #[arg(long)]
@@ -241,6 +244,9 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             }
             if let Some(d) = &a.device {
                 sets.push(format!("train.device={d:?}"));
+            }
+            if let Some(f) = &a.init_from {
+                sets.push(format!("model.init_from={:?}", f.display().to_string()));
             }
             if a.quiet {
                 sets.push("run.quiet=true".into());

@@ -3,7 +3,9 @@
 //! -> linear -> a small feature map -> upsampling blocks (each doubling H
 //! and W, with batch norm and ReLU) -> 3x3 conv -> tanh RGB in [-1, 1].
 
-use crate::nn::{BatchNorm2d, Buffers, Conv2d, ConvTranspose2d, Ctx, Init, Linear};
+use crate::nn::{
+    BatchNorm2d, Buffers, Conv2d, ConvSpec, ConvTranspose2d, Ctx, Init, Linear, Scope,
+};
 use crate::ops::conv::Conv2dParams;
 use crate::{ops, Error, Params, Result, Rng, Var};
 use serde::{Deserialize, Serialize};
@@ -134,54 +136,45 @@ impl Generator {
         config.validate()?;
         let (side, n_blocks) = config.layout()?;
         let c0 = config.channels;
+        let root = Scope::root();
         let fc = Linear::new(
             p,
-            "fc",
+            &root.pp("fc"),
             config.z_dim + config.cond_dim(),
             side * side * c0,
             false,
             rng,
         )?;
-        let fc_bn = BatchNorm2d::new(p, b, "fc_bn", c0)?;
+        let fc_bn = BatchNorm2d::new(p, b, &root.pp("fc_bn"), c0)?;
         let mut blocks = Vec::with_capacity(n_blocks);
         let mut c_in = c0;
         for i in 0..n_blocks {
             let c_out = (c_in / 2).max(config.min_channels);
-            let name = format!("up{i}");
+            let s = root.pp(format!("up{i}"));
             let up = match config.upsample {
                 Upsample::ConvTranspose => UpLayer::Transposed(ConvTranspose2d::new(
                     p,
-                    &format!("{name}.conv"),
-                    c_in,
-                    c_out,
-                    4,
-                    Conv2dParams::new().stride(2).padding(1),
-                    false,
+                    &s.pp("conv"),
+                    ConvSpec::new(c_in, c_out, 4).prm(Conv2dParams::new().stride(2).padding(1)),
                     rng,
                 )?),
                 Upsample::NearestConv => UpLayer::Nearest(Conv2d::new(
                     p,
-                    &format!("{name}.conv"),
-                    c_in,
-                    c_out,
-                    3,
-                    Conv2dParams::new().padding(1),
-                    false,
+                    &s.pp("conv"),
+                    ConvSpec::new(c_in, c_out, 3).prm(Conv2dParams::new().padding(1)),
                     rng,
                 )?),
             };
-            let bn = BatchNorm2d::new(p, b, &format!("{name}.bn"), c_out)?;
+            let bn = BatchNorm2d::new(p, b, &s.pp("bn"), c_out)?;
             blocks.push(UpBlock { up, bn });
             c_in = c_out;
         }
         let to_rgb = Conv2d::new(
             p,
-            "to_rgb",
-            c_in,
-            3,
-            3,
-            Conv2dParams::new().padding(1),
-            true,
+            &root.pp("to_rgb"),
+            ConvSpec::new(c_in, 3, 3)
+                .prm(Conv2dParams::new().padding(1))
+                .bias(),
             rng,
         )?;
         // He init (fan-out 27) would give outputs of std ~2 and a saturated

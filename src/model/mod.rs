@@ -1,16 +1,17 @@
-//! Models: the SE-ResNet multi-task network (MTANet-style) and its parts,
-//! the GAN's conditional face generator, and the temporal models over its
-//! per-frame features.
+//! Models: the multi-task network (MTANet-style) on a pluggable backbone
+//! (SE-ResNet built in), its neck and heads, the GAN's conditional face
+//! generator, and the temporal models over its per-frame features.
 
-mod blocks;
+pub mod backbone;
 mod generator;
 mod mtl_net;
 mod neck;
-mod se_resnet;
 pub mod temporal;
 
-pub use blocks::{BasicBlock, Bottleneck};
+pub use backbone::{
+    Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, Features, SeResNet,
+    SeResNetConfig, Stem,
+};
 pub use generator::{Generator, GeneratorConfig, Upsample};
-pub use mtl_net::{MtlNet, MtlOutput, NetConfig};
+pub use mtl_net::{MtlNet, MtlOutput, NetConfig, ParamGroup};
 pub use neck::{Neck, NeckKind};
-pub use se_resnet::{SeResNet, Stem};

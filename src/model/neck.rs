@@ -1,7 +1,8 @@
-//! From the backbone's feature map to one feature vector per image.
+//! From the backbone's output (a feature map, or a vector taken as a 1x1
+//! map) to one feature vector per image.
 
-use crate::nn::{Conv2d, Ctx};
-use crate::ops::conv::Conv2dParams;
+use super::Features;
+use crate::nn::{Conv2d, ConvSpec, Ctx, Scope};
 use crate::{ops, Params, Result, Rng, Var};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,8 @@ pub enum NeckKind {
 pub struct Neck {
     /// The MTANet (average, max) branches; `None` for a plain pool.
     branches: Option<(Conv2d, Conv2d)>,
+    /// What the backbone hands over.
+    input: Features,
     dropout: f64,
     /// Length of the feature vector.
     pub out_features: usize,
@@ -28,27 +31,29 @@ pub struct Neck {
 const LEAKY_SLOPE: f64 = 0.01;
 
 impl Neck {
+    /// A neck named in `s` over `input` features of width `c_in`.
     pub fn new(
         p: &mut Params,
+        s: &Scope,
         kind: NeckKind,
-        c_in: usize,
+        (input, c_in): (Features, usize),
         dropout: f64,
         rng: &mut Rng,
     ) -> Result<Self> {
         Ok(match kind {
             NeckKind::Gap => Neck {
                 branches: None,
+                input,
                 dropout,
                 out_features: c_in,
             },
             NeckKind::Mtanet => {
-                let conv = |p: &mut Params, name: &str, rng: &mut Rng| {
-                    Conv2d::new(p, name, c_in, c_in, 1, Conv2dParams::new(), true, rng)
-                };
-                let a = conv(p, "neck.avg_branch", rng)?;
-                let m = conv(p, "neck.max_branch", rng)?;
+                let spec = ConvSpec::new(c_in, c_in, 1).bias();
+                let a = Conv2d::new(p, &s.pp("avg_branch"), spec, rng)?;
+                let m = Conv2d::new(p, &s.pp("max_branch"), spec, rng)?;
                 Neck {
                     branches: Some((a, m)),
+                    input,
                     dropout,
                     out_features: 2 * c_in,
                 }
@@ -56,8 +61,16 @@ impl Neck {
         })
     }
 
-    /// [N, h, w, C] -> [N, out_features].
+    /// [N, h, w, C] (or [N, C]) -> [N, out_features].
     pub fn forward(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
+        let map;
+        let x = match self.input {
+            Features::Map => x,
+            Features::Vector => {
+                map = ops::reshape(cx.tape, x, [x.dims()[0], 1, 1, x.dims()[1]])?;
+                &map
+            }
+        };
         match &self.branches {
             Some((avg, max)) => {
                 let branch = |cx: &mut Ctx, conv: &Conv2d| -> Result<Var> {

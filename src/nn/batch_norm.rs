@@ -1,4 +1,6 @@
-use super::{Buffers, Ctx};
+//! Batch norm with running statistics.
+
+use super::{Buffers, Ctx, Scope};
 use crate::ops::batch_norm::BatchNormParams;
 use crate::{ops, DType, ParamId, Params, Result, Tensor, Var};
 
@@ -14,16 +16,18 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
-    pub fn new(params: &mut Params, buffers: &mut Buffers, name: &str, c: usize) -> Result<Self> {
+    pub fn new(
+        params: &mut Params,
+        buffers: &mut Buffers,
+        scope: &Scope,
+        c: usize,
+    ) -> Result<Self> {
         Ok(BatchNorm2d {
-            weight: params.add(format!("{name}.weight"), Tensor::ones([c], DType::F32))?,
-            bias: params.add(format!("{name}.bias"), Tensor::zeros([c], DType::F32))?,
-            running_mean: buffers.add(
-                format!("{name}.running_mean"),
-                Tensor::zeros([c], DType::F32),
-            )?,
-            running_var: buffers
-                .add(format!("{name}.running_var"), Tensor::ones([c], DType::F32))?,
+            weight: params.add(scope.name("weight"), Tensor::ones([c], DType::F32))?,
+            bias: params.add(scope.name("bias"), Tensor::zeros([c], DType::F32))?,
+            running_mean: buffers
+                .add(scope.name("running_mean"), Tensor::zeros([c], DType::F32))?,
+            running_var: buffers.add(scope.name("running_var"), Tensor::ones([c], DType::F32))?,
             momentum: 0.1,
             eps: 1e-5,
         })

@@ -1,4 +1,6 @@
-use super::{Ctx, Init};
+//! The transposed convolution layer (the generator's learned upsampling).
+
+use super::{ConvSpec, Ctx, Init, Scope};
 use crate::ops::conv::Conv2dParams;
 use crate::{ops, ParamId, Params, Result, Rng, Var};
 
@@ -13,30 +15,21 @@ pub struct ConvTranspose2d {
 }
 
 impl ConvTranspose2d {
-    /// A `kernel x kernel` transposed convolution `c_in -> c_out`. He init on
+    /// `spec`'s transposed convolution, named in `scope`. He init on
     /// the fan-in each output pixel sees on average (`c_in·k²/stride²`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        params: &mut Params,
-        name: &str,
-        c_in: usize,
-        c_out: usize,
-        kernel: usize,
-        prm: Conv2dParams,
-        bias: bool,
-        rng: &mut Rng,
-    ) -> Result<Self> {
+    pub fn new(params: &mut Params, scope: &Scope, spec: ConvSpec, rng: &mut Rng) -> Result<Self> {
+        let (prm, k) = (spec.prm, spec.kernel);
         let stride2 = (prm.stride[0] * prm.stride[1]).max(1);
-        let fan_in = (c_in * kernel * kernel / stride2).max(1);
+        let fan_in = (spec.c_in * k * k / stride2).max(1);
         // KaimingNormalFanOut draws N(0, 2/fan_out); pass the fan-in in its place.
         let weight = params.add(
-            format!("{name}.weight"),
-            Init::KaimingNormalFanOut.make(&[c_in, kernel, kernel, c_out], fan_in, fan_in, rng),
+            scope.name("weight"),
+            Init::KaimingNormalFanOut.make(&[spec.c_in, k, k, spec.c_out], fan_in, fan_in, rng),
         )?;
-        let bias = if bias {
+        let bias = if spec.bias {
             Some(params.add(
-                format!("{name}.bias"),
-                Init::Zeros.make(&[c_out], 1, 1, rng),
+                scope.name("bias"),
+                Init::Zeros.make(&[spec.c_out], 1, 1, rng),
             )?)
         } else {
             None

@@ -1,4 +1,6 @@
-use super::{Ctx, Init};
+//! The fully connected layer.
+
+use super::{Ctx, Init, Scope};
 use crate::{ops, ParamId, Params, Result, Rng, Var};
 
 /// `y = x·Wᵀ + b`, W [out, in].
@@ -11,19 +13,19 @@ pub struct Linear {
 impl Linear {
     pub fn new(
         params: &mut Params,
-        name: &str,
+        scope: &Scope,
         in_f: usize,
         out_f: usize,
         bias: bool,
         rng: &mut Rng,
     ) -> Result<Self> {
         let weight = params.add(
-            format!("{name}.weight"),
+            scope.name("weight"),
             Init::UniformFanIn.make(&[out_f, in_f], in_f, out_f, rng),
         )?;
         let bias = if bias {
             Some(params.add(
-                format!("{name}.bias"),
+                scope.name("bias"),
                 Init::UniformFanIn.make(&[out_f], in_f, out_f, rng),
             )?)
         } else {

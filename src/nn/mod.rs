@@ -8,13 +8,15 @@ mod conv;
 mod conv_transpose;
 mod init;
 mod linear;
+mod scope;
 mod se;
 
 pub use batch_norm::BatchNorm2d;
-pub use conv::Conv2d;
+pub use conv::{Conv2d, ConvSpec};
 pub use conv_transpose::ConvTranspose2d;
 pub use init::Init;
 pub use linear::Linear;
+pub use scope::Scope;
 pub use se::SeBlock;
 
 use crate::{Params, Rng, Tape};

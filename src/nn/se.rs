@@ -1,4 +1,6 @@
-use super::{Ctx, Linear};
+//! Squeeze-and-excitation channel gating.
+
+use super::{Ctx, Linear, Scope};
 use crate::{ops, Params, Result, Rng, Var};
 
 /// Squeeze-and-excitation: global average pool -> FC (C -> C/r) -> ReLU ->
@@ -12,15 +14,15 @@ pub struct SeBlock {
 impl SeBlock {
     pub fn new(
         params: &mut Params,
-        name: &str,
+        scope: &Scope,
         c: usize,
         reduction: usize,
         rng: &mut Rng,
     ) -> Result<Self> {
         let hidden = (c / reduction.max(1)).max(1);
         Ok(SeBlock {
-            fc1: Linear::new(params, &format!("{name}.fc1"), c, hidden, true, rng)?,
-            fc2: Linear::new(params, &format!("{name}.fc2"), hidden, c, true, rng)?,
+            fc1: Linear::new(params, &scope.pp("fc1"), c, hidden, true, rng)?,
+            fc2: Linear::new(params, &scope.pp("fc2"), hidden, c, true, rng)?,
         })
     }
 

@@ -1,4 +1,4 @@
-use super::{cuda, load_buffers, save_buffers, slot, Optimizer, StepGuard};
+use super::{cuda, load_buffers, save_buffers, slot, LrMults, Optimizer, StepGuard};
 use crate::backend::cpu::Float;
 use crate::backend::cuda::CudaDevice;
 use crate::{with_dtype, DType, Error, Gradients, Params, Result, Tensor};
@@ -39,6 +39,7 @@ pub struct Adam {
     pub v: Vec<Option<Tensor>>,
     /// Moments created by the update queued last, dropped again if it is skipped.
     fresh: Vec<usize>,
+    lr_mults: LrMults,
 }
 
 impl Adam {
@@ -49,6 +50,7 @@ impl Adam {
             m: Vec::new(),
             v: Vec::new(),
             fresh: Vec::new(),
+            lr_mults: LrMults::default(),
         }
     }
 
@@ -77,28 +79,34 @@ impl Adam {
             if created {
                 self.fresh.push(id.index());
             }
-            entries.push(cuda::Entry {
-                p,
-                g: g.cuda(OP)?.ptr(),
-                s1: m,
-                s2: v,
-                len: params.get(id).numel(),
-                first: false,
-            });
+            entries.push((
+                id,
+                cuda::Entry {
+                    p,
+                    g: g.cuda(OP)?.ptr(),
+                    s1: m,
+                    s2: v,
+                    len: params.get(id).numel(),
+                    first: false,
+                },
+            ));
         }
         let c = &self.config;
         let (bc1, bc2) = self.bias_corrections(self.step + 1);
-        let prm = cuda::AdamParams {
-            lr: lr as f32,
-            beta1: c.beta1 as f32,
-            beta2: c.beta2 as f32,
-            eps: c.eps as f32,
-            weight_decay: c.weight_decay as f32,
-            bc1: bc1 as f32,
-            bc2: bc2 as f32,
-            decoupled: c.decoupled as i32,
-        };
-        cuda::step(dev, "adam_step", &prm, &entries, status)
+        for (mult, entries) in self.lr_mults.split(entries) {
+            let prm = cuda::AdamParams {
+                lr: (lr * mult) as f32,
+                beta1: c.beta1 as f32,
+                beta2: c.beta2 as f32,
+                eps: c.eps as f32,
+                weight_decay: c.weight_decay as f32,
+                bc1: bc1 as f32,
+                bc2: bc2 as f32,
+                decoupled: c.decoupled as i32,
+            };
+            cuda::step(dev, "adam_step", &prm, &entries, status)?;
+        }
+        Ok(())
     }
 }
 
@@ -115,6 +123,7 @@ impl Optimizer for Adam {
         let c = self.config.clone();
         let (bc1, bc2) = self.bias_corrections(self.step);
         for (id, g) in grads.iter() {
+            let lr = lr * self.lr_mults.of(id);
             let p = params.get_mut(id);
             let m = slot(&mut self.m, id.index())
                 .get_or_insert_with(|| Tensor::zeros(g.shape().clone(), g.dtype()));
@@ -181,5 +190,9 @@ impl Optimizer for Adam {
         self.m = load_buffers(state, "m")?;
         self.v = load_buffers(state, "v")?;
         Ok(())
+    }
+
+    fn set_lr_mults(&mut self, mults: LrMults) {
+        self.lr_mults = mults;
     }
 }

@@ -16,7 +16,7 @@ pub use guard::{StepGuard, StepReadout};
 pub use schedule::{LrSchedule, ScheduleKind};
 pub use sgd::{Sgd, SgdConfig};
 
-use crate::{Gradients, Params, Result, Tensor};
+use crate::{Gradients, ParamId, Params, Result, Tensor};
 use std::collections::BTreeMap;
 
 pub trait Optimizer {
@@ -45,6 +45,41 @@ pub trait Optimizer {
 
     /// Restores what `state_dict` returned.
     fn load_state_dict(&mut self, state: &BTreeMap<String, Tensor>) -> Result<()>;
+
+    /// From now on each parameter's update uses `lr` times its multiplier.
+    fn set_lr_mults(&mut self, mults: LrMults);
+}
+
+/// Learning-rate multipliers by parameter (fine-tuning's per-group rates:
+/// `train.lr_mult`); 1 where none is set, which leaves an update exactly
+/// as it is without multipliers (`lr * 1.0 == lr`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LrMults(Vec<f64>);
+
+impl LrMults {
+    /// Multipliers by parameter index.
+    pub fn new(by_index: Vec<f64>) -> Self {
+        LrMults(by_index)
+    }
+
+    pub fn of(&self, id: ParamId) -> f64 {
+        self.0.get(id.index()).copied().unwrap_or(1.0)
+    }
+
+    /// `items` grouped by their parameter's multiplier, each group in the
+    /// given order (one group, unchanged, when all are equal): the fused
+    /// CUDA update takes one rate per launch.
+    fn split<T>(&self, items: Vec<(ParamId, T)>) -> Vec<(f64, Vec<T>)> {
+        let mut groups: Vec<(f64, Vec<T>)> = Vec::new();
+        for (id, item) in items {
+            let m = self.of(id);
+            match groups.iter_mut().find(|(g, _)| *g == m) {
+                Some((_, v)) => v.push(item),
+                None => groups.push((m, vec![item])),
+            }
+        }
+        groups
+    }
 }
 
 /// A per-parameter buffer list, grown on demand.

@@ -1,4 +1,4 @@
-use super::{cuda, load_buffers, save_buffers, slot, Optimizer, StepGuard};
+use super::{cuda, load_buffers, save_buffers, slot, LrMults, Optimizer, StepGuard};
 use crate::backend::cpu::Float;
 use crate::backend::cuda::CudaDevice;
 use crate::{with_dtype, Gradients, Params, Result, Tensor};
@@ -35,6 +35,7 @@ pub struct Sgd {
     /// Buffers created by the update queued last, dropped again if it is
     /// skipped (so the next step starts them, `first`, as it should).
     fresh: Vec<usize>,
+    lr_mults: LrMults,
 }
 
 impl Sgd {
@@ -43,6 +44,7 @@ impl Sgd {
             config,
             momentum_buffers: Vec::new(),
             fresh: Vec::new(),
+            lr_mults: LrMults::default(),
         }
     }
 
@@ -68,24 +70,30 @@ impl Sgd {
             if first {
                 self.fresh.push(id.index());
             }
-            entries.push(cuda::Entry {
-                p,
-                g: g.cuda(OP)?.ptr(),
-                s1: b,
-                s2: 0,
-                len: params.get(id).numel(),
-                first,
-            });
+            entries.push((
+                id,
+                cuda::Entry {
+                    p,
+                    g: g.cuda(OP)?.ptr(),
+                    s1: b,
+                    s2: 0,
+                    len: params.get(id).numel(),
+                    first,
+                },
+            ));
         }
-        let prm = cuda::SgdParams {
-            lr: lr as f32,
-            momentum: c.momentum as f32,
-            dampening: c.dampening as f32,
-            weight_decay: c.weight_decay as f32,
-            nesterov: c.nesterov as i32,
-            pad: 0,
-        };
-        cuda::step(dev, "sgd_step", &prm, &entries, status)
+        for (mult, entries) in self.lr_mults.split(entries) {
+            let prm = cuda::SgdParams {
+                lr: (lr * mult) as f32,
+                momentum: c.momentum as f32,
+                dampening: c.dampening as f32,
+                weight_decay: c.weight_decay as f32,
+                nesterov: c.nesterov as i32,
+                pad: 0,
+            };
+            cuda::step(dev, "sgd_step", &prm, &entries, status)?;
+        }
+        Ok(())
     }
 }
 
@@ -100,6 +108,7 @@ impl Optimizer for Sgd {
             return Ok(());
         }
         for (id, g) in grads.iter() {
+            let lr = lr * self.lr_mults.of(id);
             let p = params.get_mut(id);
             let buf = slot(&mut self.momentum_buffers, id.index());
             with_dtype!(p.dtype(), T => {
@@ -159,5 +168,9 @@ impl Optimizer for Sgd {
     fn load_state_dict(&mut self, state: &BTreeMap<String, Tensor>) -> Result<()> {
         self.momentum_buffers = load_buffers(state, "momentum")?;
         Ok(())
+    }
+
+    fn set_lr_mults(&mut self, mults: LrMults) {
+        self.lr_mults = mults;
     }
 }

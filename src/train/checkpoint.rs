@@ -22,8 +22,8 @@ use std::path::Path;
 /// Bumped when the layout changes incompatibly; older files are refused.
 pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_NAME: &str = "mtaffect-checkpoint";
-const OPTIM_PREFIX: &str = "optim.";
-const BUFFER_PREFIX: &str = "buffers.";
+pub(crate) const OPTIM_PREFIX: &str = "optim.";
+pub(crate) const BUFFER_PREFIX: &str = "buffers.";
 /// What errors call these files.
 const KIND: &str = "checkpoint";
 

@@ -4,10 +4,11 @@
 use super::LossConfig;
 use crate::autograd::Precision;
 use crate::data::{AugmentConfig, LabelSet, OnBadSample, SamplerKind};
-use crate::model::NetConfig;
+use crate::model::{BackboneConfig, NetConfig, ParamGroup, SeResNetConfig};
 use crate::optim::{AdamConfig, LrSchedule, ScheduleKind, SgdConfig};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Where the frames come from.
@@ -87,6 +88,15 @@ pub struct LoopConfig {
     /// f32 ([`Precision`]); evaluation and inference stay f32. The frame
     /// trainer only.
     pub precision: Precision,
+    /// Parameter groups (backbone, neck, heads) that take no gradient and
+    /// no update (fine-tuning); the frame trainer only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<ParamGroup>,
+    /// The learning rate of a group's updates is the schedule's times this
+    /// (1 for a group not named), e.g. `{ backbone = 0.1 }`; the frame
+    /// trainer only.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub lr_mult: BTreeMap<ParamGroup, f64>,
 }
 
 impl Default for LoopConfig {
@@ -99,6 +109,8 @@ impl Default for LoopConfig {
             grad_clip: 5.0,
             device: "cpu".into(),
             precision: Precision::F32,
+            freeze: Vec::new(),
+            lr_mult: BTreeMap::new(),
         }
     }
 }
@@ -125,6 +137,27 @@ impl LoopConfig {
                 &self.device,
                 "allowed values: cpu, cuda, cuda:N, auto",
             );
+        }
+        if let Some((g, m)) = self
+            .lr_mult
+            .iter()
+            .find(|(_, m)| !(m.is_finite() && **m >= 0.0))
+        {
+            return bad(
+                &format!("train.lr_mult.{}", g.name()),
+                m,
+                "must be finite and >= 0",
+            );
+        }
+        Ok(())
+    }
+
+    /// For the trainers whose models have no parameter groups (GAN, temporal).
+    pub(crate) fn require_no_groups(&self, trainer: &str) -> Result<()> {
+        if !self.freeze.is_empty() || !self.lr_mult.is_empty() {
+            return Err(Error::Config(format!(
+                "train.freeze / train.lr_mult: the {trainer} trainer trains every parameter at the scheduled rate (groups are for the frame trainer)"
+            )));
         }
         Ok(())
     }
@@ -181,8 +214,11 @@ impl Default for TrainConfig {
         TrainConfig {
             data: DataConfig::default(),
             model: NetConfig {
-                depth: 10,
-                width_mult: 0.25,
+                backbone: BackboneConfig::SeResnet(SeResNetConfig {
+                    depth: 10,
+                    width_mult: 0.25,
+                    ..SeResNetConfig::default()
+                }),
                 ..NetConfig::default()
             },
             loss: LossConfig::default(),
@@ -243,11 +279,12 @@ impl ConfigFile for TrainConfig {
         let bad = |k: &str, v: &dyn std::fmt::Display, allowed: &str| {
             Err(Error::Config(format!("{k} = {v}: {allowed}")))
         };
-        if ![10, 18, 34, 50].contains(&self.model.depth) {
+        self.model.backbone.validate("model")?;
+        if self.model.init_strict && self.model.init_from.is_none() {
             return bad(
-                "model.depth",
-                &self.model.depth,
-                "allowed values: 10, 18, 34, 50",
+                "model.init_strict",
+                &true,
+                "needs model.init_from (the checkpoint to start from)",
             );
         }
         if self.data.image_size < 16 {
@@ -349,16 +386,24 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_allowed_values() {
-        let e = TrainConfig::from_toml("[model]\ndepth = 20\n", "x.toml")
-            .unwrap_err()
-            .to_string();
+        let e = TrainConfig::from_toml(
+            "[model.backbone]\nkind = \"se_resnet\"\ndepth = 20\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
-            e.contains("x.toml") && e.contains("model.depth") && e.contains("10, 18, 34, 50"),
+            e.contains("x.toml")
+                && e.contains("model.backbone.depth")
+                && e.contains("10, 18, 34, 50"),
             "{e}"
         );
-        let e = TrainConfig::from_toml("[model]\nstem = \"huge\"\n", "x.toml")
-            .unwrap_err()
-            .to_string();
+        let e = TrainConfig::from_toml(
+            "[model.backbone]\nkind = \"se_resnet\"\nstem = \"huge\"\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("x.toml") && e.contains("imagenet") && e.contains("small"),
             "{e}"
@@ -382,12 +427,13 @@ mod tests {
         let c = TrainConfig::default()
             .with_overrides(&[
                 "train.steps=7".into(),
-                "model.stem=small".into(),
+                "model.backbone.stem=small".into(),
                 "data.augment.enabled=false".into(),
             ])
             .unwrap();
         assert_eq!(c.train.steps, 7);
-        assert_eq!(c.model.stem, crate::model::Stem::Small);
+        let BackboneConfig::SeResnet(b) = &c.model.backbone;
+        assert_eq!(b.stem, crate::model::Stem::Small);
         assert!(!c.data.augment.enabled);
         assert!(TrainConfig::default()
             .with_overrides(&["train.steps=many".into()])

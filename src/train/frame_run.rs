@@ -7,8 +7,8 @@
 use super::cursor::BatchCursor;
 use super::runner::{self, Evaluation, RunOutcome, StepReport, Task};
 use super::{
-    chance_baseline, make_loader, prepare_data, MetricsLog, StepStats, TrainConfig, TrainProgress,
-    Trainer,
+    chance_baseline, make_loader, prepare_data, InitReport, MetricsLog, StepStats, TrainConfig,
+    TrainProgress, Trainer,
 };
 use crate::data::{Batch, Loader};
 use crate::metrics::MtlMetrics;
@@ -34,6 +34,8 @@ pub struct FrameTask {
     pub chance: Option<MtlMetrics>,
     /// The validation metrics of the last evaluation.
     pub last: Option<MtlMetrics>,
+    /// What `model.init_from` loaded into a fresh run.
+    init: Option<InitReport>,
 }
 
 impl FrameTask {
@@ -63,6 +65,7 @@ impl FrameTask {
             transform,
             chance,
             last: None,
+            init: None,
         })
     }
 }
@@ -103,11 +106,9 @@ impl Task for FrameTask {
     }
 
     fn describe(&self) -> String {
-        let m = &self.trainer.config.model;
         format!(
-            "SE-ResNet-{} x{} ({} parameters), {} train / {} val frames",
-            m.depth,
-            m.width_mult,
+            "{} ({} parameters), {} train / {} val frames",
+            self.trainer.config.model.backbone,
             self.trainer.params.numel(),
             self.train.dataset().samples.len(),
             self.val.as_ref().map_or(0, |v| v.dataset().samples.len()),
@@ -122,15 +123,21 @@ impl Task for FrameTask {
         &mut self.trainer.progress
     }
 
+    /// Logs what `model.init_from` loaded and the chance baseline.
     fn begin(&mut self, log: &mut MetricsLog) -> Result<Vec<String>> {
-        let Some(chance) = &self.chance else {
-            return Ok(Vec::new());
-        };
-        log.log("baseline", 0, chance)?;
-        Ok(vec![format!(
-            "chance baseline on the validation set (train-mean VA, majority expression, no AU): P_MTL {:.3}",
-            chance.p_mtl
-        )])
+        let mut lines = Vec::new();
+        if let Some(report) = &self.init {
+            lines.push(report.to_string());
+            log.log("init", 0, report)?;
+        }
+        if let Some(chance) = &self.chance {
+            log.log("baseline", 0, chance)?;
+            lines.push(format!(
+                "chance baseline on the validation set (train-mean VA, majority expression, no AU): P_MTL {:.3}",
+                chance.p_mtl
+            ));
+        }
+        Ok(lines)
     }
 
     fn step(&mut self) -> Result<StepReport> {
@@ -178,6 +185,10 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(FrameTask,
     )?
     .map(|m| Box::new(m) as Box<dyn BatchTransform>);
     let mut task = FrameTask::new(Trainer::new(&cfg)?, train, Some(val), transform)?;
+    // Before the run directory exists: a strict load that fails leaves none.
+    if let (None, Some(path)) = (&run, &cfg.model.init_from) {
+        task.init = Some(task.trainer.init_from(path, cfg.model.init_strict)?);
+    }
     let out = runner::run(&mut task, &cfg, run)?;
     Ok((task, out))
 }

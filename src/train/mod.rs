@@ -10,6 +10,7 @@ mod data_prep;
 pub mod features;
 mod frame_run;
 pub mod gan;
+pub mod init_from;
 mod mtl_loss;
 pub mod nan_guard;
 pub mod plot;
@@ -27,6 +28,7 @@ pub use config::{
 pub use cursor::BatchCursor;
 pub use data_prep::{cache_root, make_loader, prepare_data};
 pub use frame_run::{train_run, BatchTransform, FrameTask};
+pub use init_from::{InitReport, ShapeMismatch};
 pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, VaLoss, Weighting};
 pub use nan_guard::{check_finite, check_loss};
 pub use run_dir::{BestTracker, MetricsLog, RunDir};

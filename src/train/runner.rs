@@ -37,7 +37,8 @@ pub trait Task {
     fn progress(&self) -> &TrainProgress;
     fn progress_mut(&mut self) -> &mut TrainProgress;
     /// Work done once at the start of a fresh run (not on resume), such as
-    /// logging a baseline; returns lines for the console.
+    /// logging a baseline; returns lines for the console (printed in quiet
+    /// mode too).
     fn begin(&mut self, _log: &mut MetricsLog) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
@@ -223,9 +224,7 @@ pub fn run<C: RunnableConfig>(
     }
     if fresh {
         for line in task.begin(&mut log)? {
-            if !quiet {
-                console.say(&line);
-            }
+            console.say(&line);
         }
     }
     let started = Instant::now();

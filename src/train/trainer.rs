@@ -4,13 +4,13 @@
 //! optimizer, loss weighting, RNG, step and position in the epoch).
 
 use super::checkpoint::{self, CheckpointRef, TrainProgress};
-use super::{ConfigFile, LossTerms, MtlLoss, MtlTargets, OptimConfig, TrainConfig};
+use super::{ConfigFile, InitReport, LossTerms, MtlLoss, MtlTargets, OptimConfig, TrainConfig};
 use crate::autograd::ProductFlops;
 use crate::data::{Batch, Loader};
 use crate::metrics::{MtlEvaluator, MtlLabels, MtlMetrics, MtlPredictions};
 use crate::model::{MtlNet, MtlOutput};
 use crate::nn::{Buffers, Ctx};
-use crate::optim::{checked_grad_norm, Adam, LrSchedule, Optimizer, Sgd, StepGuard};
+use crate::optim::{checked_grad_norm, Adam, LrMults, LrSchedule, Optimizer, Sgd, StepGuard};
 use crate::{Device, Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -176,6 +176,19 @@ pub(crate) fn make_optimizer(cfg: &OptimConfig) -> Box<dyn Optimizer> {
     }
 }
 
+/// The frame trainer's optimizer, with `train.lr_mult`'s rate per group.
+fn group_optimizer(config: &TrainConfig, net: &MtlNet, n_params: usize) -> Box<dyn Optimizer> {
+    let mut mults = vec![1.0; n_params];
+    for (&group, &m) in &config.train.lr_mult {
+        for id in net.group_params(group) {
+            mults[id.index()] = m;
+        }
+    }
+    let mut opt = make_optimizer(&config.optim);
+    opt.set_lr_mults(LrMults::new(mults));
+    opt
+}
+
 impl Trainer {
     /// A fresh model initialised from the config's seed.
     pub fn new(config: &TrainConfig) -> Result<Self> {
@@ -184,6 +197,16 @@ impl Trainer {
         let (mut params, mut buffers) = (Params::new(), Buffers::new());
         let net = MtlNet::new(&config.model, &mut params, &mut buffers, &mut init_rng)?;
         let loss = MtlLoss::new(&config.loss, &mut params)?;
+        // Frozen parameters enter every tape as constants (no gradient, no
+        // update). Their batch norms still use batch statistics in training
+        // and update their running statistics, as PyTorch's
+        // requires_grad_(False) leaves them.
+        for &group in &config.train.freeze {
+            for id in net.group_params(group) {
+                params.set_frozen(id, true);
+            }
+        }
+        let opt = group_optimizer(config, &net, params.len());
         // Initialised on the host from the seed, then copied: a CUDA run
         // starts from exactly the weights the CPU run of the same seed has.
         let device = Device::parse(&config.train.device)?;
@@ -196,7 +219,7 @@ impl Trainer {
             params,
             buffers,
             loss,
-            opt: make_optimizer(&config.optim),
+            opt,
             rng: rng.fork(2),
             progress: TrainProgress::start(),
             period: ([0.0; 3], 0),
@@ -216,6 +239,20 @@ impl Trainer {
         let mut t = Trainer::new(&cfg)?;
         t.load_checkpoint(path)?;
         Ok(t)
+    }
+
+    /// Starts this (fresh) trainer's model from the matching parameters
+    /// and batch-norm buffers of the checkpoint at `path` (see
+    /// [`init_from`](super::init_from)); optimizer, loss state and progress
+    /// stay fresh.
+    pub fn init_from(&mut self, path: &Path, strict: bool) -> Result<InitReport> {
+        super::init_from::load_matching(
+            path,
+            strict,
+            &mut self.params,
+            &mut self.buffers,
+            &self.device,
+        )
     }
 
     /// One optimizer step on `batch`. A non-finite loss or gradient is an
@@ -385,7 +422,7 @@ impl Trainer {
             .iter()
             .map(|(k, t)| Ok((k.clone(), t.to_device(&self.device)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        let mut opt = make_optimizer(&self.config.optim);
+        let mut opt = group_optimizer(&self.config, &self.net, self.params.len());
         opt.load_state_dict(&state)?;
         let mut model_buffers = self.buffers.clone();
         let ids: Vec<_> = model_buffers.ids().collect();

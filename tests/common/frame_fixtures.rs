@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use mtaffect::data::Batch;
-use mtaffect::model::{NeckKind, NetConfig, Stem};
+use mtaffect::model::{NeckKind, NetConfig, SeResNetConfig, Stem};
 use mtaffect::optim::{AdamConfig, LrSchedule};
 use mtaffect::train::{OptimConfig, TrainConfig};
 use mtaffect::{DType, Rng, Tensor};
@@ -16,10 +16,13 @@ pub fn config(device: &str) -> TrainConfig {
     c.data.image_size = 24;
     c.data.batch_size = 6;
     c.model = NetConfig {
-        depth: 10,
-        width_mult: 0.25,
-        se_reduction: 4,
-        stem: Stem::Small,
+        backbone: SeResNetConfig {
+            depth: 10,
+            width_mult: 0.25,
+            se_reduction: 4,
+            stem: Stem::Small,
+        }
+        .into(),
         neck: NeckKind::Gap,
         dropout: 0.2,
         ..NetConfig::default()

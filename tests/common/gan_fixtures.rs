@@ -4,7 +4,7 @@
 
 use mtaffect::data::labels::Origin;
 use mtaffect::data::{Batch, Sample};
-use mtaffect::model::{GeneratorConfig, NeckKind, NetConfig, Stem, Upsample};
+use mtaffect::model::{GeneratorConfig, NeckKind, NetConfig, SeResNetConfig, Stem, Upsample};
 use mtaffect::ops::loss::GanLoss;
 use mtaffect::train::gan::GanConfig;
 use mtaffect::{DType, Rng, Tensor};
@@ -27,10 +27,13 @@ pub fn tiny_config(upsample: Upsample, loss: GanLoss) -> GanConfig {
         ..GeneratorConfig::default()
     };
     c.discriminator = NetConfig {
-        depth: 10,
-        width_mult: 0.125,
-        se_reduction: 4,
-        stem: Stem::Small,
+        backbone: SeResNetConfig {
+            depth: 10,
+            width_mult: 0.125,
+            se_reduction: 4,
+            stem: Stem::Small,
+        }
+        .into(),
         neck: NeckKind::Mtanet,
         dropout: 0.0,
         real_fake_head: true,

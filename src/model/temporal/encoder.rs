@@ -5,7 +5,7 @@
 
 use super::positional::sinusoidal;
 use super::transformer::TransformerLayer;
-use crate::nn::{Ctx, Init, Linear};
+use crate::nn::{Ctx, Init, Linear, Scope};
 use crate::ops::{self, LstmState, RnnWeights};
 use crate::{ParamId, Params, Result, Rng, Var};
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,7 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub fn new(p: &mut Params, name: &str, spec: EncoderSpec, rng: &mut Rng) -> Result<Self> {
+    pub fn new(p: &mut Params, s: &Scope, spec: EncoderSpec, rng: &mut Rng) -> Result<Self> {
         let h = spec.dim;
         let mut layers = Vec::with_capacity(spec.layers);
         let input = match spec.kind {
@@ -64,7 +64,7 @@ impl Encoder {
                 for i in 0..spec.layers {
                     let l = TransformerLayer::new(
                         p,
-                        &format!("{name}.{i}"),
+                        &s.pp(i),
                         h,
                         spec.heads,
                         spec.ff,
@@ -75,7 +75,7 @@ impl Encoder {
                 }
                 Some(Linear::new(
                     p,
-                    &format!("{name}.input"),
+                    &s.pp("input"),
                     spec.in_features,
                     h,
                     true,
@@ -88,10 +88,7 @@ impl Encoder {
                     let f = if i == 0 { spec.in_features } else { h };
                     // PyTorch's RNN init: every tensor U(-1/√H, 1/√H).
                     let mut add = |part: &str, dims: &[usize]| {
-                        p.add(
-                            format!("{name}.{i}.{part}"),
-                            Init::UniformFanIn.make(dims, h, h, rng),
-                        )
+                        p.add(s.pp(i).name(part), Init::UniformFanIn.make(dims, h, h, rng))
                     };
                     layers.push(Layer::Rnn([
                         add("w_ih", &[g * h, f])?,

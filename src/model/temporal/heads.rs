@@ -5,7 +5,7 @@
 //! does not train the sources through that path (the ABAW4 winner's
 //! "valence and AU into arousal" correlation).
 
-use crate::nn::{Ctx, Linear};
+use crate::nn::{Ctx, Linear, Scope};
 use crate::{ops, Error, Params, Result, Rng, Var};
 use serde::{Deserialize, Serialize};
 
@@ -77,17 +77,10 @@ impl TaskHeads {
         for task in Task::ALL {
             let k = task.index();
             let extra = feedback.iter().filter(|f| f.target == task).count() * hidden;
-            let name = format!("head.{}", task.name());
+            let s = Scope::root().pp("head").pp(task.name());
             heads.push(Head {
-                fc1: Linear::new(
-                    p,
-                    &format!("{name}.fc1"),
-                    in_features[k] + extra,
-                    hidden,
-                    true,
-                    rng,
-                )?,
-                fc2: Linear::new(p, &format!("{name}.fc2"), hidden, outputs[k], true, rng)?,
+                fc1: Linear::new(p, &s.pp("fc1"), in_features[k] + extra, hidden, true, rng)?,
+                fc2: Linear::new(p, &s.pp("fc2"), hidden, outputs[k], true, rng)?,
             });
         }
         Ok(TaskHeads {

@@ -14,7 +14,7 @@ pub use positional::sinusoidal;
 pub use transformer::TransformerLayer;
 
 use super::MtlOutput;
-use crate::nn::Ctx;
+use crate::nn::{Ctx, Scope};
 use crate::{ops, Error, Params, Result, Rng, Var};
 use serde::{Deserialize, Serialize};
 
@@ -90,21 +90,22 @@ impl TemporalNet {
             ff: c.d_ff,
             dropout: c.dropout,
         };
+        let enc = Scope::root().pp("enc");
         let shared = (c.shared_layers > 0)
-            .then(|| Encoder::new(p, "enc.shared", spec(in_features, c.shared_layers), rng))
+            .then(|| {
+                Encoder::new(
+                    p,
+                    &enc.pp("shared"),
+                    spec(in_features, c.shared_layers),
+                    rng,
+                )
+            })
             .transpose()?;
         let bottom = shared.as_ref().map_or(in_features, Encoder::out_features);
         let per_task = if c.task_layers > 0 {
             Task::ALL
                 .iter()
-                .map(|t| {
-                    Encoder::new(
-                        p,
-                        &format!("enc.{}", t.name()),
-                        spec(bottom, c.task_layers),
-                        rng,
-                    )
-                })
+                .map(|t| Encoder::new(p, &enc.pp(t.name()), spec(bottom, c.task_layers), rng))
                 .collect::<Result<Vec<_>>>()?
         } else {
             Vec::new()

@@ -3,7 +3,7 @@
 //! `x = LN(x + Drop(FF(x)))` with `FF = Linear -> ReLU -> Drop -> Linear`.
 //! Self-attention takes the key-padding mask, so padded frames are never read.
 
-use crate::nn::{Ctx, Init, Linear};
+use crate::nn::{Ctx, Init, Linear, Scope};
 use crate::{ops, ParamId, Params, Result, Rng, Var};
 
 /// Layer-norm epsilon, PyTorch's default.
@@ -25,19 +25,13 @@ pub struct TransformerLayer {
 
 fn layer_norm_params(
     p: &mut Params,
-    name: &str,
+    s: &Scope,
     dim: usize,
     rng: &mut Rng,
 ) -> Result<(ParamId, ParamId)> {
     Ok((
-        p.add(
-            format!("{name}.weight"),
-            Init::Ones.make(&[dim], dim, dim, rng),
-        )?,
-        p.add(
-            format!("{name}.bias"),
-            Init::Zeros.make(&[dim], dim, dim, rng),
-        )?,
+        p.add(s.name("weight"), Init::Ones.make(&[dim], dim, dim, rng))?,
+        p.add(s.name("bias"), Init::Zeros.make(&[dim], dim, dim, rng))?,
     ))
 }
 
@@ -45,7 +39,7 @@ impl TransformerLayer {
     /// `dim` must be a multiple of `heads`; `ff` is the feed-forward width.
     pub fn new(
         p: &mut Params,
-        name: &str,
+        s: &Scope,
         dim: usize,
         heads: usize,
         ff: usize,
@@ -54,11 +48,11 @@ impl TransformerLayer {
     ) -> Result<Self> {
         if heads == 0 || !dim.is_multiple_of(heads) {
             return Err(crate::Error::Config(format!(
-                "{name}: d_model = {dim} must be a positive multiple of heads = {heads}"
+                "{s}: d_model = {dim} must be a positive multiple of heads = {heads}"
             )));
         }
         let lin = |p: &mut Params, part: &str, i: usize, o: usize, rng: &mut Rng| {
-            Linear::new(p, &format!("{name}.{part}"), i, o, true, rng)
+            Linear::new(p, &s.pp(part), i, o, true, rng)
         };
         Ok(TransformerLayer {
             q: lin(p, "attn.q", dim, dim, rng)?,
@@ -67,8 +61,8 @@ impl TransformerLayer {
             out: lin(p, "attn.out", dim, dim, rng)?,
             ff1: lin(p, "ff1", dim, ff, rng)?,
             ff2: lin(p, "ff2", ff, dim, rng)?,
-            norm1: layer_norm_params(p, &format!("{name}.norm1"), dim, rng)?,
-            norm2: layer_norm_params(p, &format!("{name}.norm2"), dim, rng)?,
+            norm1: layer_norm_params(p, &s.pp("norm1"), dim, rng)?,
+            norm2: layer_norm_params(p, &s.pp("norm2"), dim, rng)?,
             heads,
             dropout,
         })

@@ -156,6 +156,12 @@ impl ConfigFile for GanConfig {
         let text = self.plain().to_toml();
         TrainConfig::from_toml(&text, "the data/model/loop sections")?;
         self.train.require_f32("GAN")?;
+        self.train.require_no_groups("GAN")?;
+        if self.discriminator.init_from.is_some() {
+            return Err(Error::Config(
+                "discriminator.init_from: the GAN trainer starts both players from the seed".into(),
+            ));
+        }
         let g = &self.generator;
         if g.image_size != self.data.image_size {
             return Err(Error::Config(format!(

@@ -121,10 +121,9 @@ impl Task for GanTask {
     fn describe(&self) -> String {
         let c = &self.gan.config;
         format!(
-            "generator {} px / discriminator SE-ResNet-{} x{} ({} / {} parameters), {} train frames ({} fully labelled)",
+            "generator {} px / discriminator {} ({} / {} parameters), {} train frames ({} fully labelled)",
             c.generator.image_size,
-            c.discriminator.depth,
-            c.discriminator.width_mult,
+            c.discriminator.backbone,
             self.gan.g_params.numel(),
             self.gan.d_params.numel(),
             self.train.dataset().samples.len(),

@@ -131,6 +131,7 @@ impl ConfigFile for TemporalConfig {
         }
         self.train.validate()?;
         self.train.require_f32("temporal")?;
+        self.train.require_no_groups("temporal")?;
         self.schedule.validate()
     }
 }

@@ -1,0 +1,88 @@
+//! Backbones: the image encoders the multi-task network can be built on,
+//! behind one small trait, and the registry that builds one from the
+//! `[model.backbone]` section (`kind = "se_resnet"` plus that kind's keys).
+//! A new backbone is one file here and one arm in [`BackboneConfig`]; the
+//! neck and heads take any backbone's output.
+
+mod blocks;
+mod se_resnet;
+
+pub use blocks::{BasicBlock, BlockSpec, Bottleneck};
+pub use se_resnet::{SeResNet, SeResNetConfig, Stem};
+
+use crate::nn::{Buffers, Ctx, Scope};
+use crate::{Params, Result, Rng, Var};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The form of a backbone's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Features {
+    /// [N, h, w, C] (a convolutional network's last stage).
+    Map,
+    /// [N, F] (a pooled or class-token embedding).
+    Vector,
+}
+
+/// An image encoder: registers its parameters under a scope when built
+/// (initialised from the run's RNG), then maps images [N, H, W, 3] in
+/// [-1, 1] to its features.
+pub trait Backbone: fmt::Debug + Send + Sync {
+    fn forward(&self, cx: &mut Ctx, images: &Var) -> Result<Var>;
+
+    /// C of a feature map, F of a vector.
+    fn out_features(&self) -> usize;
+
+    fn output(&self) -> Features;
+}
+
+/// The built-in backbones, keyed by `kind` in `[model.backbone]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackboneConfig {
+    SeResnet(SeResNetConfig),
+}
+
+impl Default for BackboneConfig {
+    fn default() -> Self {
+        BackboneConfig::SeResnet(SeResNetConfig::default())
+    }
+}
+
+impl BackboneConfig {
+    /// Checks beyond the types; messages name the key under `section`
+    /// (`model` or `discriminator`).
+    pub fn validate(&self, section: &str) -> Result<()> {
+        match self {
+            BackboneConfig::SeResnet(c) => c.validate(&format!("{section}.backbone")),
+        }
+    }
+
+    /// Registers the backbone's parameters and buffers under `scope`.
+    pub fn build(
+        &self,
+        p: &mut Params,
+        b: &mut Buffers,
+        scope: &Scope,
+        rng: &mut Rng,
+    ) -> Result<Box<dyn Backbone>> {
+        Ok(match self {
+            BackboneConfig::SeResnet(c) => Box::new(SeResNet::new(p, b, scope, c, rng)?),
+        })
+    }
+}
+
+/// A short name for run headers ("SE-ResNet-18 x1").
+impl fmt::Display for BackboneConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackboneConfig::SeResnet(c) => write!(f, "SE-ResNet-{} x{}", c.depth, c.width_mult),
+        }
+    }
+}
+
+impl From<SeResNetConfig> for BackboneConfig {
+    fn from(c: SeResNetConfig) -> Self {
+        BackboneConfig::SeResnet(c)
+    }
+}

@@ -1,0 +1,176 @@
+//! The SE-ResNet backbone: stem, four stages of residual SE blocks.
+//! Its parameter names (`stem.conv.weight`, `layer1.0.conv1.weight`, ...)
+//! are torchvision's and key every checkpoint written so far.
+
+use super::blocks::{BasicBlock, BlockSpec, Bottleneck};
+use super::{Backbone, Features};
+use crate::nn::{BatchNorm2d, Buffers, Conv2d, ConvSpec, Ctx, Scope};
+use crate::ops::conv::Conv2dParams;
+use crate::ops::pool::Pool2dParams;
+use crate::{ops, Error, Params, Result, Rng, Var};
+use serde::{Deserialize, Serialize};
+
+/// How the network first reduces the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stem {
+    /// 7x7/2 conv + 3x3/2 max-pool: the ImageNet ResNet stem (112 -> 28).
+    Imagenet,
+    /// 3x3/1 conv, no pool: keeps resolution for small inputs (64x64 on CPU).
+    Small,
+}
+
+/// `[model.backbone] kind = "se_resnet"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeResNetConfig {
+    /// 10, 18, 34 (basic blocks) or 50 (bottlenecks).
+    pub depth: usize,
+    /// Scales the stage widths 64/128/256/512 (at least 8 channels each).
+    pub width_mult: f64,
+    pub se_reduction: usize,
+    pub stem: Stem,
+}
+
+impl Default for SeResNetConfig {
+    fn default() -> Self {
+        SeResNetConfig {
+            depth: 18,
+            width_mult: 1.0,
+            se_reduction: 16,
+            stem: Stem::Imagenet,
+        }
+    }
+}
+
+impl SeResNetConfig {
+    /// `section` prefixes the keys in messages (`model.backbone`).
+    pub fn validate(&self, section: &str) -> Result<()> {
+        layout(self.depth).map_err(|allowed| {
+            Error::Config(format!(
+                "{section}.depth = {}: allowed values: {allowed}",
+                self.depth
+            ))
+        })?;
+        if !(self.width_mult > 0.0) {
+            return Err(Error::Config(format!(
+                "{section}.width_mult = {}: must be > 0",
+                self.width_mult
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Block {
+    Basic(BasicBlock),
+    Bottleneck(Bottleneck),
+}
+
+impl Block {
+    fn forward(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
+        match self {
+            Block::Basic(b) => b.forward(cx, x),
+            Block::Bottleneck(b) => b.forward(cx, x),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SeResNet {
+    stem_conv: Conv2d,
+    stem_bn: BatchNorm2d,
+    stem: Stem,
+    blocks: Vec<Block>,
+    /// Channels of the last stage's output.
+    pub out_channels: usize,
+}
+
+/// Blocks per stage for each supported depth, and whether they are
+/// bottlenecks; the allowed depths otherwise.
+fn layout(depth: usize) -> std::result::Result<([usize; 4], bool), &'static str> {
+    Ok(match depth {
+        10 => ([1, 1, 1, 1], false),
+        18 => ([2, 2, 2, 2], false),
+        34 => ([3, 4, 6, 3], false),
+        50 => ([3, 4, 6, 3], true),
+        _ => return Err("10, 18, 34, 50"),
+    })
+}
+
+impl SeResNet {
+    /// Registers the stem and the blocks under `s`, in the order (and so
+    /// with the RNG draws) every SE-ResNet checkpoint was initialised with.
+    pub fn new(
+        p: &mut Params,
+        b: &mut Buffers,
+        s: &Scope,
+        config: &SeResNetConfig,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        config.validate("model.backbone")?;
+        let (counts, bottleneck) = layout(config.depth).expect("validated");
+        let w = |c: usize| ((c as f64 * config.width_mult).round() as usize).max(8);
+        let stem_c = w(64);
+        let stem_spec = match config.stem {
+            Stem::Imagenet => {
+                ConvSpec::new(3, stem_c, 7).prm(Conv2dParams::new().stride(2).padding(3))
+            }
+            Stem::Small => ConvSpec::new(3, stem_c, 3).prm(Conv2dParams::new().padding(1)),
+        };
+        let stem_conv = Conv2d::new(p, &s.pp("stem").pp("conv"), stem_spec, rng)?;
+        let stem_bn = BatchNorm2d::new(p, b, &s.pp("stem").pp("bn"), stem_c)?;
+        let mut blocks = Vec::new();
+        let mut c_in = stem_c;
+        for (stage, (&n, base)) in counts.iter().zip([64, 128, 256, 512]).enumerate() {
+            let width = w(base);
+            for i in 0..n {
+                let spec = BlockSpec {
+                    c_in,
+                    width,
+                    stride: if i == 0 && stage > 0 { 2 } else { 1 },
+                    se_reduction: config.se_reduction,
+                };
+                let bs = s.pp(format!("layer{}", stage + 1)).pp(i);
+                if bottleneck {
+                    blocks.push(Block::Bottleneck(Bottleneck::new(p, b, &bs, spec, rng)?));
+                    c_in = width * Bottleneck::EXPANSION;
+                } else {
+                    blocks.push(Block::Basic(BasicBlock::new(p, b, &bs, spec, rng)?));
+                    c_in = width * BasicBlock::EXPANSION;
+                }
+            }
+        }
+        Ok(SeResNet {
+            stem_conv,
+            stem_bn,
+            stem: config.stem,
+            blocks,
+            out_channels: c_in,
+        })
+    }
+}
+
+impl Backbone for SeResNet {
+    /// NHWC images [N, H, W, 3] -> feature map [N, h, w, out_channels].
+    fn forward(&self, cx: &mut Ctx, x: &Var) -> Result<Var> {
+        let h = self.stem_conv.forward(cx, x)?;
+        let mut h = self.stem_bn.forward_relu(cx, &h)?;
+        if self.stem == Stem::Imagenet {
+            h = ops::max_pool2d(cx.tape, &h, Pool2dParams::new(3, 2).padding(1))?;
+        }
+        for blk in &self.blocks {
+            h = blk.forward(cx, &h)?;
+        }
+        Ok(h)
+    }
+
+    fn out_features(&self) -> usize {
+        self.out_channels
+    }
+
+    fn output(&self) -> Features {
+        Features::Map
+    }
+}
