@@ -62,6 +62,36 @@ impl Default for DataConfig {
     }
 }
 
+/// The `[gan_mix]` section of a plain run's config: generated faces from a
+/// GAN checkpoint mixed into each batch (`train::gan::GanMixer`). Here, not
+/// in `gan/`, so the run config does not depend on the GAN.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GanMixConfig {
+    /// A checkpoint of `mtaffect gan train`.
+    pub checkpoint: PathBuf,
+    /// Generated images added per real image (0 = off; at most 1): a batch
+    /// of N gains round(ratio·N) faces, limited by its fully labelled rows.
+    pub ratio: f64,
+}
+
+impl GanMixConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.ratio) {
+            return Err(Error::Config(format!(
+                "gan_mix.ratio = {}: must be in [0, 1]",
+                self.ratio
+            )));
+        }
+        if self.ratio > 0.0 && self.checkpoint.as_os_str().is_empty() {
+            return Err(Error::Config(
+                "gan_mix.checkpoint: required when gan_mix.ratio > 0 (a checkpoint of `mtaffect gan train`)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Which optimizer, with its settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -205,7 +235,7 @@ pub struct TrainConfig {
     pub train: LoopConfig,
     pub run: RunConfig,
     /// Generated faces mixed into the batches (off by default).
-    pub gan_mix: super::gan::GanMixConfig,
+    pub gan_mix: GanMixConfig,
 }
 
 impl Default for TrainConfig {
@@ -237,7 +267,7 @@ impl Default for TrainConfig {
             },
             train: LoopConfig::default(),
             run: RunConfig::default(),
-            gan_mix: super::gan::GanMixConfig::default(),
+            gan_mix: GanMixConfig::default(),
         }
     }
 }

@@ -23,7 +23,8 @@ pub(crate) mod trainer;
 pub use baseline::chance_baseline;
 pub use checkpoint::{Checkpoint, CheckpointRef, TrainProgress};
 pub use config::{
-    ConfigFile, DataConfig, DataSource, LoopConfig, OptimConfig, RunConfig, TrainConfig,
+    ConfigFile, DataConfig, DataSource, GanMixConfig, LoopConfig, OptimConfig, RunConfig,
+    TrainConfig,
 };
 pub use cursor::BatchCursor;
 pub use data_prep::{cache_root, make_loader, prepare_data};

@@ -6,38 +6,8 @@
 use super::condition::{labelled_rows, Conditions, LabelRow};
 use super::GanTrainer;
 use crate::data::Batch;
-use crate::train::BatchTransform;
+use crate::train::{BatchTransform, GanMixConfig};
 use crate::{DType, Error, Result, Rng, Tensor};
-use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
-
-/// The `[gan_mix]` section of a plain run's config.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GanMixConfig {
-    /// A checkpoint of `mtaffect gan train`.
-    pub checkpoint: PathBuf,
-    /// Generated images added per real image (0 = off; at most 1): a batch
-    /// of N gains round(ratio·N) faces, limited by its fully labelled rows.
-    pub ratio: f64,
-}
-
-impl GanMixConfig {
-    pub fn validate(&self) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.ratio) {
-            return Err(Error::Config(format!(
-                "gan_mix.ratio = {}: must be in [0, 1]",
-                self.ratio
-            )));
-        }
-        if self.ratio > 0.0 && self.checkpoint.as_os_str().is_empty() {
-            return Err(Error::Config(
-                "gan_mix.checkpoint: required when gan_mix.ratio > 0 (a checkpoint of `mtaffect gan train`)".into(),
-            ));
-        }
-        Ok(())
-    }
-}
 
 pub struct GanMixer {
     gan: GanTrainer,

@@ -14,10 +14,11 @@ pub mod mix;
 mod run;
 mod trainer;
 
+pub use crate::train::GanMixConfig;
 pub use condition::{ConditionBank, Conditions, LabelRow};
 pub use config::{GanConfig, GanSettings};
 pub use grid::{sample_grid, write_grid, GridKind};
 pub use judge::{discriminator_agreement, judge_expressions, Agreement, JUDGE_SEED, SELECT_SEED};
-pub use mix::{GanMixConfig, GanMixer};
+pub use mix::GanMixer;
 pub use run::{gan_run, GanTask};
 pub use trainer::{GanTrainer, PlayerStats};
