@@ -19,11 +19,12 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 export MTAFFECT_ROOT="$PWD"
 for t in bundle/tests/*; do
     name="$(basename "$t" | sed 's/-[0-9a-f]*$//')"
-    # The parity and golden tests print their worst errors: let them.
-    args=(--nocapture)
+    # The parity and golden tests print their worst errors: let them. The GPU
+    # tests are #[ignore]d (plain `cargo test` has no GPU): run them all here.
+    args=(--nocapture --include-ignored)
     # A hung kernel (a grid barrier that never opens) must not eat the run.
     if timeout 180 "$t" "${args[@]}" >"$out/test-$name.log" 2>&1; then status=ok; else status="FAILED rc=$?"; fi
-    passed="$(grep -Eo '[0-9]+ passed' "$out/test-$name.log" | tail -1)"
+    passed="$(grep -Eo '[0-9]+ passed; [0-9]+ failed; [0-9]+ ignored' "$out/test-$name.log" | tail -1)"
     summary+=("test  $name: $status ($passed)")
 done
 mapfile -t parity < <(grep -h '^parity \|^golden \|skipped' "$out"/test-*.log 2>/dev/null)

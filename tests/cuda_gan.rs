@@ -3,10 +3,11 @@
 //! other's weights alone on the GPU too, and a checkpoint written from the GPU
 //! that samples on the CPU, and the levers (mode seeking, instance noise,
 //! generator expression weight) and model selection's reading on the GPU as
-//! on the CPU. Without a GPU each test prints a skip line.
+//! on the CPU. Each test is `#[ignore = "needs a CUDA GPU"]`; `--include-ignored`
+//! runs them (scripts/gpu_checks.sh).
 
 mod common;
-use common::gpu_present;
+use common::require_gpu;
 
 #[path = "common/gan_fixtures.rs"]
 mod gan_fixtures;
@@ -76,20 +77,18 @@ fn assert_steps_agree(cpu: &[PlayerStats], gpu: &[PlayerStats]) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn cuda_gan_steps_follow_the_cpu_steps() {
-    if !gpu_present("cuda_gan", "cuda_gan_steps_follow_the_cpu_steps") {
-        return;
-    }
+    require_gpu();
     let cpu = rounds(&mut trainer("cpu"));
     let gpu = rounds(&mut trainer("cuda"));
     assert_steps_agree(&cpu, &gpu);
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn cuda_gan_levers_and_selection_follow_the_cpu() {
-    if !gpu_present("cuda_gan", "cuda_gan_levers_and_selection_follow_the_cpu") {
-        return;
-    }
+    require_gpu();
     let (mut cpu, mut gpu) = (trainer_with("cpu", levers), trainer_with("cuda", levers));
     let (sc, sg) = (rounds(&mut cpu), rounds(&mut gpu));
     assert!(sc.iter().skip(1).step_by(2).all(|s| s.mode_seeking > 0.0));
@@ -111,13 +110,9 @@ fn cuda_gan_levers_and_selection_follow_the_cpu() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn each_gpu_step_updates_only_its_player_and_the_checkpoint_samples_on_the_cpu() {
-    if !gpu_present(
-        "cuda_gan",
-        "each_gpu_step_updates_only_its_player_and_the_checkpoint_samples_on_the_cpu",
-    ) {
-        return;
-    }
+    require_gpu();
     let mut t = trainer("cuda");
     let bank = ConditionBank::from_samples(&samples(16), 12, 8).unwrap();
     let b = batch(&mut Rng::new(4));

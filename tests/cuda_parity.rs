@@ -7,11 +7,12 @@
 //! when `|gpu - ref| <= atol + rtol * |ref|`, with per-op tolerances below.
 //! Each test prints one line: op, number of checked values, worst error.
 //!
-//! Without a CUDA driver or GPU each test prints one skip line and returns.
+//! Each test that needs a GPU is `#[ignore = "needs a CUDA GPU"]`: `cargo test`
+//! counts it as ignored; `--include-ignored` runs it (scripts/gpu_checks.sh).
 
 mod common;
 
-use common::{check, gpu_or_skip, randn, Ctx, Report, Tol};
+use common::{check, gpu, randn, Ctx, Report, Tol};
 use mtaffect::backend::cuda::CudaDevice;
 use mtaffect::{DType, Device, Params, Result, Rng, Tape, Tensor, Var};
 
@@ -37,10 +38,9 @@ fn no_driver_is_a_clean_error_not_a_panic() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn host_access_to_a_device_tensor_names_the_backend() {
-    let Some(dev) = gpu_or_skip("host_access_to_a_device_tensor_names_the_backend") else {
-        return;
-    };
+    let dev = gpu();
     let t = Tensor::ones([3, 5], DType::F32)
         .to_device(&Device::Cuda(dev.clone()))
         .unwrap();
@@ -70,10 +70,9 @@ fn host_access_to_a_device_tensor_names_the_backend() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn unary_ops() {
-    let Some(dev) = gpu_or_skip("unary_ops") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::{exp, leaky_relu, log, relu, scale, sigmoid, tanh};
     let tol = Tol {
         atol: 1e-5,
@@ -113,10 +112,9 @@ fn unary_ops() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn elementwise_with_broadcasting() {
-    let Some(dev) = gpu_or_skip("elementwise_with_broadcasting") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::{add, div, mul, sub};
     let tol = Tol {
         atol: 1e-5,
@@ -155,10 +153,9 @@ fn elementwise_with_broadcasting() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn sum_and_mean_over_axes() {
-    let Some(dev) = gpu_or_skip("sum_and_mean_over_axes") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::{mean, sum};
     // Sums of up to ~4k f32 terms of unit size.
     let tol = Tol {
@@ -192,10 +189,9 @@ fn sum_and_mean_over_axes() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn softmax_and_log_softmax() {
-    let Some(dev) = gpu_or_skip("softmax_and_log_softmax") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::{log_softmax, softmax};
     let tol = Tol {
         atol: 1e-5,
@@ -217,10 +213,9 @@ fn softmax_and_log_softmax() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn matmul_linear_bmm() {
-    let Some(dev) = gpu_or_skip("matmul_linear_bmm") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::{bmm, linear, matmul, Transposes};
     // Dot products of up to ~300 unit terms accumulated in f32.
     let tol = Tol {
@@ -305,10 +300,9 @@ fn masked_targets(shape: &[usize], invalid_frac: f64, marker: f64, rng: &mut Rng
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn ccc_loss_fused() {
-    let Some(dev) = gpu_or_skip("ccc_loss_fused") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::loss::{ccc_loss, INVALID_VA};
     // Statistics over up to 40k rows: f32 partial sums, combined in double.
     let tol = Tol {
@@ -362,10 +356,9 @@ fn ccc_loss_fused() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn cross_entropy_with_ignore_weights_smoothing() {
-    let Some(dev) = gpu_or_skip("cross_entropy_with_ignore_weights_smoothing") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::loss::{cross_entropy, CrossEntropyParams};
     let tol = Tol {
         atol: 1e-5,
@@ -418,10 +411,9 @@ fn cross_entropy_with_ignore_weights_smoothing() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn bce_with_logits_masked() {
-    let Some(dev) = gpu_or_skip("bce_with_logits_masked") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::loss::bce_with_logits;
     let tol = Tol {
         atol: 1e-6,
@@ -464,10 +456,9 @@ fn bce_with_logits_masked() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn fused_optimizers_and_grad_norm() {
-    let Some(dev) = gpu_or_skip("fused_optimizers_and_grad_norm") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::optim::{clip_grad_norm, Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
     use mtaffect::Gradients;
     let tol = Tol {
@@ -590,10 +581,9 @@ fn fused_optimizers_and_grad_norm() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn batch_norm_train_and_eval() {
-    let Some(dev) = gpu_or_skip("batch_norm_train_and_eval") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::{batch_norm2d, batch_norm_relu, BatchNormParams};
     // Per-channel sums over up to ~60k rows.
     let tol = Tol {
@@ -706,10 +696,9 @@ fn away_from_relu_kink(x: &Tensor, w: &Tensor, b: &Tensor, rm: &Tensor, rv: &Ten
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn conv2d_and_conv_transpose2d() {
-    let Some(dev) = gpu_or_skip("conv2d_and_conv_transpose2d") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::{conv2d, conv_transpose2d, Conv2dParams};
     // Dot products over up to R*S*C = 3*3*96 = 864 terms (wgrad: ~2000 pixels).
     let tol = Tol {
@@ -883,10 +872,9 @@ fn conv2d_and_conv_transpose2d() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn pooling_upsample_channel_scale() {
-    let Some(dev) = gpu_or_skip("pooling_upsample_channel_scale") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::{
         avg_pool2d, channel_scale, channel_scale_add_relu, global_avg_pool, global_max_pool,
         max_pool2d, upsample_nearest2d, Pool2dParams,
@@ -992,10 +980,9 @@ fn pooling_upsample_channel_scale() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn layer_norm_rows() {
-    let Some(dev) = gpu_or_skip("layer_norm_rows") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::layer_norm;
     let tol = Tol {
         atol: 1e-4,
@@ -1016,10 +1003,9 @@ fn layer_norm_rows() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn concat_narrow_reshape_dropout() {
-    let Some(dev) = gpu_or_skip("concat_narrow_reshape_dropout") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::{concat, dropout, narrow, reshape};
     // Copies and exact scalings: the GPU must match to rounding of one multiply.
     let tol = Tol {
@@ -1063,10 +1049,9 @@ fn concat_narrow_reshape_dropout() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn mse_and_gan_losses() {
-    let Some(dev) = gpu_or_skip("mse_and_gan_losses") else {
-        return;
-    };
+    let dev = gpu();
     use mtaffect::ops::loss::{
         gan_discriminator_loss, gan_generator_loss, mse_loss, GanLoss, MseDenominator,
     };
@@ -1139,10 +1124,9 @@ fn se_block(tape: &Tape, v: &[Var], ctx: &Ctx) -> Result<Var> {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn se_resnet_block_end_to_end() {
-    let Some(dev) = gpu_or_skip("se_resnet_block_end_to_end") else {
-        return;
-    };
+    let dev = gpu();
     // Two convolutions and two batch norms deep: looser than any single op.
     let tol = Tol {
         atol: 5e-4,

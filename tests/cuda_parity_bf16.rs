@@ -14,7 +14,8 @@
 //! the value: `tol (1 + 2^-8) + 2^-8 |ref|`. A missing or misplaced term (an
 //! O(|x·w|) error) exceeds this by orders of magnitude on these shapes.
 //!
-//! Without a CUDA driver or GPU each test prints one skip line and returns.
+//! Each test that needs a GPU is `#[ignore = "needs a CUDA GPU"]`: `cargo test`
+//! counts it as ignored; `--include-ignored` runs it (scripts/gpu_checks.sh).
 
 use mtaffect::autograd::Precision;
 use mtaffect::ops::conv::bf16::{
@@ -27,7 +28,7 @@ use mtaffect::ops::{conv2d, Conv2dParams};
 use mtaffect::{DType, Device, Params, Rng, Tape, Tensor};
 
 mod common;
-use common::{gpu_or_skip, Report};
+use common::{gpu, Report};
 
 /// `v` rounded to bf16 (nearest even, as the device converts) and widened.
 fn bf16_round(v: &[f32]) -> Vec<f64> {
@@ -46,10 +47,9 @@ fn randn(dims: &[usize], std: f64, rng: &mut Rng) -> Vec<f32> {
 type Case = ([usize; 4], usize, usize, usize, Conv2dParams);
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn conv2d_bf16_fprop_matches_the_f64_reference() {
-    let Some(dev) = gpu_or_skip("conv2d_bf16_fprop_matches_the_f64_reference") else {
-        return;
-    };
+    let dev = gpu();
     let gpu = Device::Cuda(dev.clone());
     let p = Conv2dParams::new;
     // (input, K, R, S, params): odd N·P·Q over several row tiles, stride 2
@@ -167,10 +167,9 @@ fn host_tensors_are_refused_with_the_op_named() {
 /// The strided bf16 dgrad names itself and the expected shapes for a weight
 /// that does not fit the geometry, and refuses host weights and groups > 1.
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn strided_dgrad_refuses_mismatched_operands() {
-    let Some(dev) = gpu_or_skip("strided_dgrad_refuses_mismatched_operands") else {
-        return;
-    };
+    let dev = gpu();
     let gpu = Device::Cuda(dev);
     let put = |d: [usize; 4]| Tensor::zeros(d, DType::F32).to_device(&gpu).unwrap();
     let prm = Conv2dParams::new().stride(2).padding(1);
@@ -201,10 +200,9 @@ fn strided_dgrad_refuses_mismatched_operands() {
 /// 8 (dy padded), dilation with asymmetric padding, small images whose
 /// 32-pixel steps span several of them, and grids split over pixels.
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn conv2d_wgrad_bf16_matches_the_f64_reference() {
-    let Some(dev) = gpu_or_skip("conv2d_wgrad_bf16_matches_the_f64_reference") else {
-        return;
-    };
+    let dev = gpu();
     let gpu = Device::Cuda(dev.clone());
     let p = Conv2dParams::new;
     // The last two take the wide 128 x 128 tile (K and R*S*C >= 128), the
@@ -258,10 +256,9 @@ fn conv2d_wgrad_bf16_matches_the_f64_reference() {
 /// operands with the tolerance above (n = R·S·K_padded products for dx,
 /// N·P·Q for dw, whose split-K slices add in f32 too).
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn bf16_tape_backward_matches_the_f64_reference() {
-    let Some(dev) = gpu_or_skip("bf16_tape_backward_matches_the_f64_reference") else {
-        return;
-    };
+    let dev = gpu();
     let gpu = Device::Cuda(dev.clone());
     let p = Conv2dParams::new;
     // 3x3 same padding, asymmetric padding, 1x1, K not a multiple of 8,
@@ -369,10 +366,9 @@ fn bf16_tape_backward_matches_the_f64_reference() {
 /// result in its epilogue ([`mtaffect::autograd::Pending`]), which must
 /// equal the sum of the two dgrads of bf16-rounded dy and weights.
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn a_second_dgrad_adds_onto_the_first() {
-    let Some(dev) = gpu_or_skip("a_second_dgrad_adds_onto_the_first") else {
-        return;
-    };
+    let dev = gpu();
     let gpu = Device::Cuda(dev.clone());
     let p = Conv2dParams::new;
     let mut rng = Rng::new(15);
@@ -462,11 +458,10 @@ fn tf32_round(v: &[f32]) -> Vec<f64> {
 /// ReLU, and f32 tapes get none; mutable access drops it; and a conv reads
 /// the copy to the same result as converting the values itself.
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn bf16_copies_are_the_rounded_values_and_convs_read_them() {
     use mtaffect::ops::{batch_norm2d, batch_norm_relu, channel_scale_add_relu, BatchNormParams};
-    let Some(dev) = gpu_or_skip("bf16_copies_are_the_rounded_values_and_convs_read_them") else {
-        return;
-    };
+    let dev = gpu();
     let gpu = Device::Cuda(dev.clone());
     let mut rng = Rng::new(14);
     let put = |d: &[usize], rng: &mut Rng| {

@@ -4,7 +4,8 @@
 //! a warp has lanes), a whole Transformer encoder layer and small temporal
 //! networks of every encoder kind, forward and every gradient, against the
 //! CPU reference in f64 (tests/common: NaN-poisoned GPU buffers, one
-//! `parity` line per test, a skip line without a GPU).
+//! `parity` line per test). Every test is `#[ignore = "needs a CUDA GPU"]`:
+//! `--include-ignored` runs them (scripts/gpu_checks.sh).
 //!
 //! Tolerances (`|gpu - ref| <= atol + rtol·|ref|`): the recurrent ops carry
 //! f32 rounding through every step of backward through time, and the
@@ -12,7 +13,7 @@
 
 mod common;
 
-use common::{check, gpu_or_skip, randn, Report, Tol};
+use common::{check, gpu, randn, Report, Tol};
 use mtaffect::model::temporal::{
     Carry, EncoderKind, TemporalNet, TemporalNetConfig, TransformerLayer,
 };
@@ -65,10 +66,9 @@ fn weights(v: &[Var], layer: usize) -> [Var; 4] {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn gru_two_layers_with_dropout_and_padding() {
-    let Some(dev) = gpu_or_skip("gru_two_layers_with_dropout_and_padding") else {
-        return;
-    };
+    let dev = gpu();
     let mut rep = Report::default();
     let mut rng = Rng::new(81);
     let (n, t, f, h) = (3, 7, 5, 9);
@@ -102,10 +102,9 @@ fn gru_two_layers_with_dropout_and_padding() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn lstm_with_initial_state_and_padding() {
-    let Some(dev) = gpu_or_skip("lstm_with_initial_state_and_padding") else {
-        return;
-    };
+    let dev = gpu();
     let mut rep = Report::default();
     let mut rng = Rng::new(82);
     let (n, t, f, h) = (3, 6, 5, 11);
@@ -132,10 +131,9 @@ fn lstm_with_initial_state_and_padding() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn attention_with_key_padding_mask() {
-    let Some(dev) = gpu_or_skip("attention_with_key_padding_mask") else {
-        return;
-    };
+    let dev = gpu();
     let mut rep = Report::default();
     let mut rng = Rng::new(83);
     // Self-attention sizes, then more keys than queries and than a warp's lanes.
@@ -172,10 +170,9 @@ fn registry(names: &[String], v: &[Var]) -> Result<Params> {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn transformer_encoder_layer_end_to_end() {
-    let Some(dev) = gpu_or_skip("transformer_encoder_layer_end_to_end") else {
-        return;
-    };
+    let dev = gpu();
     let mut rep = Report::default();
     let (n, t, e) = (3, 6, 8);
     let mut p = Params::new();
@@ -219,10 +216,9 @@ fn transformer_encoder_layer_end_to_end() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn temporal_networks_of_every_encoder_kind() {
-    let Some(dev) = gpu_or_skip("temporal_networks_of_every_encoder_kind") else {
-        return;
-    };
+    let dev = gpu();
     let mut rep = Report::default();
     let (n, t, f) = (2, 5, 7);
     let x = randn(&[n, t, f], &mut Rng::new(7));

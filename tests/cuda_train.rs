@@ -1,11 +1,12 @@
 //! The frame trainer on CUDA (`train.device = "cuda"`): the same steps as on
 //! the CPU from the same seed (also with per-group learning rates),
 //! checkpoints written from the GPU that resume on the GPU and load on the
-//! CPU. Without a GPU every test prints one skip line and passes (CI has
-//! none; `scripts/gpu_checks.sh` runs them on one).
+//! CPU. The GPU tests are `#[ignore = "needs a CUDA GPU"]` (CI has none, and
+//! `cargo test` counts them as ignored); `scripts/gpu_checks.sh` runs them
+//! with `--include-ignored`.
 
 mod common;
-use common::gpu_present;
+use common::require_gpu;
 #[path = "common/frame_fixtures.rs"]
 mod frame_fixtures;
 use frame_fixtures::{batches, config};
@@ -41,10 +42,9 @@ fn assert_close(what: &str, a: &[(f64, f64)], b: &[(f64, f64)], rel: f64) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn cuda_steps_follow_the_cpu_steps() {
-    if !gpu_present("cuda_train", "cuda_steps_follow_the_cpu_steps") {
-        return;
-    }
+    require_gpu();
     let data = batches(8, 6, 24);
     let cpu = run(&mut Trainer::new(&config("cpu")).unwrap(), &data);
     let gpu = run(&mut Trainer::new(&config("cuda")).unwrap(), &data);
@@ -58,13 +58,9 @@ fn cuda_steps_follow_the_cpu_steps() {
 
 /// Per-group rates split the fused update into one launch per rate.
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn per_group_learning_rates_follow_the_cpu_on_cuda() {
-    if !gpu_present(
-        "cuda_train",
-        "per_group_learning_rates_follow_the_cpu_on_cuda",
-    ) {
-        return;
-    }
+    require_gpu();
     let data = batches(4, 6, 24);
     let groups = |device| {
         let mut c = config(device);
@@ -96,10 +92,9 @@ fn per_group_learning_rates_follow_the_cpu_on_cuda() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn bf16_cuda_steps_follow_the_bf16_cpu_steps() {
-    if !gpu_present("cuda_train", "bf16_cuda_steps_follow_the_bf16_cpu_steps") {
-        return;
-    }
+    require_gpu();
     let data = batches(8, 6, 24);
     let bf16 = |device| {
         let mut c = config(device);
@@ -132,13 +127,9 @@ fn bf16_cuda_steps_follow_the_bf16_cpu_steps() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn a_gpu_checkpoint_resumes_on_the_gpu_and_loads_on_the_cpu() {
-    if !gpu_present(
-        "cuda_train",
-        "a_gpu_checkpoint_resumes_on_the_gpu_and_loads_on_the_cpu",
-    ) {
-        return;
-    }
+    require_gpu();
     let data = batches(6, 6, 24);
     let dir = std::env::temp_dir().join(format!("mtaffect-cuda-train-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -246,13 +237,10 @@ fn a_nan_loss_on_the_cpu_is_an_error_and_changes_nothing() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing() {
-    if gpu_present(
-        "cuda_train",
-        "a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing",
-    ) {
-        a_nan_loss_changes_nothing("cuda");
-    }
+    require_gpu();
+    a_nan_loss_changes_nothing("cuda");
 }
 
 /// Uploads go through a 128 MiB pinned ring: many uploads of 40 MB (the
@@ -260,13 +248,9 @@ fn a_nan_loss_on_the_gpu_is_an_error_and_changes_nothing() {
 /// small ones between them, and one larger than the ring (the pageable
 /// fallback) all arrive intact.
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn uploads_through_the_pinned_ring_arrive_intact() {
-    if !gpu_present(
-        "cuda_train",
-        "uploads_through_the_pinned_ring_arrive_intact",
-    ) {
-        return;
-    }
+    require_gpu();
     let dev = Device::parse("cuda").unwrap();
     let pattern = |k: usize, n: usize| -> Vec<f32> {
         (0..n)
@@ -321,8 +305,8 @@ fn step_phases_on_the_cpu_add_up() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU"]
 fn step_phases_on_the_gpu_add_up() {
-    if gpu_present("cuda_train", "step_phases_on_the_gpu_add_up") {
-        phases_add_up("cuda");
-    }
+    require_gpu();
+    phases_add_up("cuda");
 }

@@ -5,6 +5,11 @@ use image::imageops::FilterType;
 use image::RgbImage;
 use std::path::Path;
 
+/// Largest width or height accepted (about twice a full-HD frame's width;
+/// face crops are 112 px): a small corrupt file whose header claims a huge image is
+/// refused before hundreds of megabytes are allocated for it.
+pub const MAX_IMAGE_SIDE: u32 = 4096;
+
 /// Why an image could not be used; the loader turns it into an error that
 /// names the annotation file and line.
 #[derive(Debug)]
@@ -29,9 +34,17 @@ pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, ImageError> {
             return Err(ImageError("truncated JPEG (no end-of-image marker)".into()));
         }
     }
-    let img = image::load_from_memory_with_format(bytes, format)
-        .map_err(|e| ImageError(format!("cannot decode: {e}")))?;
-    Ok(img.to_rgb8())
+    let reader = || image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let cannot = |e: image::ImageError| ImageError(format!("cannot decode: {e}"));
+    // Decoders allocate the whole image from the header's claim before
+    // reading a pixel: check the claim first.
+    let (w, h) = reader().into_dimensions().map_err(cannot)?;
+    if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
+        return Err(ImageError(format!(
+            "header claims {w}x{h} pixels, more than the {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} accepted"
+        )));
+    }
+    Ok(reader().decode().map_err(cannot)?.to_rgb8())
 }
 
 /// Resizes to `size` x `size` with a triangle (bilinear) filter whose support

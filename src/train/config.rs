@@ -355,9 +355,12 @@ fn apply_overrides(text: &str, sets: &[String]) -> Result<String> {
             .split_once('=')
             .ok_or_else(|| Error::Config(format!("--set {s}: expected section.key=value")))?;
         let path: Vec<&str> = key.trim().split('.').collect();
-        // A value that is not valid TOML on its own is taken as a string.
+        // A value that is not valid TOML on its own is taken as a string; so is
+        // one that parses only with more keys after it (`1\n[model]\ndepth = 50`),
+        // which would otherwise be dropped without a word.
         let v: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
             .ok()
+            .filter(|t| t.len() == 1)
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
         let (last, parents) = path.split_last().expect("split yields one part at least");

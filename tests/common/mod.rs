@@ -1,4 +1,4 @@
-//! What the CUDA parity suites share: the skip line without a GPU, the
+//! What the CUDA parity suites share: opening the GPU (or failing), the
 //! tolerance check and its one-line report, and `check`, which runs a closure
 //! on the CPU reference (f64) and the GPU (f32) and compares the output and
 //! every input gradient.
@@ -10,30 +10,21 @@ use mtaffect::backend::cuda::CudaDevice;
 use mtaffect::{DType, Device, Params, Result, Rng, Tape, Tensor, Var};
 use std::sync::Arc;
 
-/// The GPU, or None after printing the one skip line for `test`.
-pub fn gpu_or_skip(test: &str) -> Option<Arc<CudaDevice>> {
-    match CudaDevice::get(0) {
-        Ok(d) => {
-            d.set_poison(true);
-            Some(d)
-        }
-        Err(e) => {
-            println!("cuda_parity: skipped {test}, no CUDA driver/GPU ({e})");
-            None
-        }
-    }
+/// GPU 0 with every new buffer poisoned. The tests that call it are
+/// `#[ignore = "needs a CUDA GPU"]`, so `cargo test` reports them as ignored
+/// where there is none; run with `--include-ignored` (scripts/gpu_checks.sh
+/// does on the GPU host), a missing GPU is a failure, not a pass.
+pub fn gpu() -> Arc<CudaDevice> {
+    let d = CudaDevice::get(0).unwrap_or_else(|e| panic!("this test needs a CUDA GPU: {e}"));
+    d.set_poison(true);
+    d
 }
 
-/// Whether GPU 0 can be opened; otherwise prints the one skip line
-/// `<suite>: skipped <test>, ...` (the suites that train whole models and
-/// need no output poisoning).
-pub fn gpu_present(suite: &str, test: &str) -> bool {
-    match Device::parse("cuda") {
-        Ok(_) => true,
-        Err(e) => {
-            println!("{suite}: skipped {test}, no CUDA driver/GPU ({e})");
-            false
-        }
+/// Fails unless GPU 0 can be opened (the ignored suites that train whole
+/// models and need no output poisoning; see `gpu`).
+pub fn require_gpu() {
+    if let Err(e) = Device::parse("cuda") {
+        panic!("this test needs a CUDA GPU: {e}");
     }
 }
 
