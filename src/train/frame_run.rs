@@ -88,6 +88,19 @@ pub(crate) fn step_report(s: &StepStats, items: f64) -> StepReport {
     }
 }
 
+/// Logs what loading dropped or merged, per split, as the `data` record at
+/// step 0, so nothing skipped stays hidden (frame and GAN runs).
+pub(crate) fn log_data(log: &mut MetricsLog, train: &Loader, val: Option<&Loader>) -> Result<()> {
+    log.log(
+        "data",
+        0,
+        &json!({
+            "train": train.skipped(),
+            "val": val.map(Loader::skipped),
+        }),
+    )
+}
+
 /// Logs validation metrics, offers P_MTL as the selection score and prints
 /// the line (frame and temporal runs).
 pub(crate) fn report_validation(ev: &mut Evaluation, m: &MtlMetrics) -> Result<()> {
@@ -123,6 +136,7 @@ impl Task for FrameTask {
     }
 
     fn begin(&mut self, log: &mut MetricsLog) -> Result<Vec<String>> {
+        log_data(log, &self.train, self.val.as_ref())?;
         let Some(chance) = &self.chance else {
             return Ok(Vec::new());
         };
