@@ -8,8 +8,14 @@ use std::path::{Path, PathBuf};
 mod cli;
 use cli::{mtaffect, temp, text};
 
-/// A tiny model and run on data under `data`, runs under `runs`.
+/// Generates the tiny synthetic set (5 videos of 12 frames, 32 pixels) into
+/// `data` and returns a tiny model and run on it, runs under `runs`.
 fn tiny_args<'a>(data: &'a str, runs: &'a str) -> Vec<String> {
+    let args = [
+        "synth", "--out", data, "--videos", "5", "--frames", "12", "--size", "32",
+    ];
+    let o = mtaffect(&args);
+    assert!(o.status.success(), "{}", text(&o));
     [
         "train",
         "--data",
@@ -19,10 +25,6 @@ fn tiny_args<'a>(data: &'a str, runs: &'a str) -> Vec<String> {
         "data.image_size=32",
         "--set",
         "data.batch_size=8",
-        "--set",
-        "data.synth_videos=5",
-        "--set",
-        "data.synth_frames=12",
         "--set",
         "model.backbone.width_mult=0.125",
         "--set",

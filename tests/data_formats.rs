@@ -384,3 +384,60 @@ fn predictions_are_thresholded_and_written_atomically() {
         "a failed write leaves the old file"
     );
 }
+
+#[test]
+fn duplicate_frames_merge_when_equal_and_drop_both_when_conflicting() {
+    let dir = temp_dir("dups");
+    let f = dir.join("training_set_annotations.txt");
+    let lines = [
+        format!("v1/00001.jpg,0.5,-0.25,-1,{NO_AU}"),
+        format!("v1/00002.jpg,-5,-5,3,{NO_AU}"),
+        format!("v1/00001.jpg,0.5,-0.25,-1,{NO_AU}"), // same labels: merged
+        format!("v1/00002.jpg,-5,-5,4,{NO_AU}"),      // conflicts with line 3
+        format!("v1/00003.jpg,-5,-5,1,{NO_AU}"),
+    ];
+    write(&f, &format!("{HEADER}\n{}\n", lines.join("\n")));
+    let err = read_mtl_annotations(&f, &ReadOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Parse { line: 5, msg, .. } if msg.contains("also on line 3")),
+        "{err}"
+    );
+    let skip = ReadOptions {
+        on_bad_sample: OnBadSample::Skip,
+        ..ReadOptions::default()
+    };
+    let (s, summary) = read_mtl_annotations(&f, &skip).unwrap();
+    let kept: Vec<u32> = s.iter().map(|s| s.frame).collect();
+    assert_eq!(kept, vec![1, 3]);
+    assert_eq!(summary.duplicates_merged, 1);
+    assert_eq!(summary.skipped[&BadReason::ConflictingDuplicate], 2);
+}
+
+#[test]
+fn a_byte_order_mark_is_ignored_and_bad_text_is_located() {
+    let dir = temp_dir("text");
+    let f = dir.join("training_set_annotations.txt");
+    let body = format!("{HEADER}\nv1/00001.jpg,-5,-5,3,{NO_AU}\n");
+    write(&f, &format!("\u{feff}{body}"));
+    let (s, _) = read_mtl_annotations(&f, &ReadOptions::default()).unwrap();
+    assert_eq!(s.len(), 1);
+
+    let mut bytes = body.clone().into_bytes();
+    bytes.extend_from_slice(b"v1/00002.jpg,-5,-5,\xFF3\n");
+    std::fs::write(&f, bytes).unwrap();
+    let err = read_mtl_annotations(&f, &ReadOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Parse { line: 3, msg, .. } if msg.contains("0xFF at column 20")),
+        "{err}"
+    );
+
+    // A Cyrillic 'а' looks like the Latin 'a' of "valence".
+    write(&f, &body.replacen("valence", "vаlence", 1));
+    let err = read_mtl_annotations(&f, &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("character 8") && err.contains("'a' (byte 0x61)") && err.contains("0xD0 0xB0"),
+        "{err}"
+    );
+}

@@ -447,3 +447,59 @@ fn balanced_sampler_oversamples_rare_expressions_reproducibly() {
     // 5% of the data, weight capped at 10x: about a third of the draws.
     assert!((250..450).contains(&rare), "{rare}");
 }
+
+#[test]
+fn the_load_time_image_check_drops_bad_images_and_caches_good_ones() {
+    use mtaffect::data::image_check::{cache_file, check_dataset};
+    use mtaffect::data::{BadReason, LoadSummary};
+    let out = temp_dir("imgcheck");
+    let ds = dataset(&out, 4);
+    let cache = cache_file(&out.join("cache"), &ds.image_root);
+    let check = |ds: &Dataset, policy| {
+        let mut ds = ds.clone();
+        let mut summary = LoadSummary::default();
+        check_dataset(&mut ds, policy, &mut summary, Some(&cache), true).map(|()| (ds, summary))
+    };
+    let (all, summary) = check(&ds, OnBadSample::Fail).unwrap();
+    assert_eq!(
+        (all.samples.len(), summary.total_skipped()),
+        (ds.samples.len(), 0)
+    );
+    let cached = std::fs::read_to_string(&cache).unwrap();
+    assert_eq!(cached.lines().count(), ds.samples.len());
+
+    // Corrupted with its size and modification time kept: the cache answers,
+    // so the file is not read again.
+    let victim = ds.image_root.join(&ds.samples[2].image);
+    let (bytes, mtime) = (
+        std::fs::read(&victim).unwrap(),
+        std::fs::metadata(&victim).unwrap().modified().unwrap(),
+    );
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &vec![0u8; bytes.len()], 0).unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    assert!(check(&ds, OnBadSample::Fail).is_ok());
+
+    // A new modification time makes it checked again.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap();
+    file.set_modified(mtime + std::time::Duration::from_secs(1))
+        .unwrap();
+    drop(file);
+    let err = check(&ds, OnBadSample::Fail).unwrap_err().to_string();
+    let want = format!(
+        "training_set_annotations.txt:{}: field 'image'",
+        ds.samples[2].origin.line
+    );
+    assert!(err.contains(&want), "{err}");
+    let (kept, summary) = check(&ds, OnBadSample::Skip).unwrap();
+    assert_eq!(kept.samples.len(), ds.samples.len() - 1);
+    assert_eq!(summary.skipped[&BadReason::UndecodableImage], 1);
+    std::fs::remove_dir_all(&out).unwrap();
+}

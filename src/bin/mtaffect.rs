@@ -3,12 +3,12 @@
 use clap::{Args, Parser, Subcommand};
 use mtaffect::backend::cuda;
 use mtaffect::data::synth::{self, SynthConfig};
-use mtaffect::data::{read_mtl_annotations, ReadOptions};
+use mtaffect::data::{read_mtl_annotations, OnBadSample, ReadOptions};
 use mtaffect::metrics::MtlMetrics;
 use mtaffect::train::gan::{self, GanConfig, GanTrainer, GridKind};
 use mtaffect::train::runner::RunOutcome;
 use mtaffect::train::temporal::{self, TemporalConfig};
-use mtaffect::train::{self, features, predict, ConfigFile, TrainConfig, Trainer};
+use mtaffect::train::{self, features, predict, ConfigFile, DataSource, TrainConfig, Trainer};
 use mtaffect::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -56,6 +56,9 @@ enum Command {
         root: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
+        /// skip | fail: what an unreadable image does; default: the checkpoint's data.on_bad_sample.
+        #[arg(long)]
+        on_bad_sample: Option<OnBadSample>,
     },
     /// Generate the synthetic face set (images + ABAW annotation files).
     Synth {
@@ -69,6 +72,9 @@ enum Command {
         size: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Generate into a folder that is not empty (overwrites its annotation files).
+        #[arg(long)]
+        force: bool,
     },
     /// Per-frame embeddings of a trained frame model: one safetensors file per
     /// annotated video (every frame image), plus copies of the annotation files.
@@ -179,7 +185,8 @@ struct TrainArgs {
     /// TOML run config; default: the built-in configs/synthetic-cpu.toml settings.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Data folder (sets data.root).
+    /// Data folder holding an ABAW multi-task layout (sets data.root and
+    /// data.source = "abaw"; a folder written by `mtaffect synth` is one).
     #[arg(long)]
     data: Option<PathBuf>,
     /// cpu | cuda | cuda:N | auto (sets train.device; the built-in default job uses auto).
@@ -241,6 +248,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             sets.extend(a.sets.iter().cloned());
             if let Some(d) = &a.data {
                 sets.push(format!("data.root={:?}", d.display().to_string()));
+                sets.push("data.source=\"abaw\"".into());
             }
             if let Some(d) = &a.device {
                 sets.push(format!("train.device={d:?}"));
@@ -365,6 +373,7 @@ fn eval_cmd(checkpoint: &Path, data: Option<&Path>, out: Option<&Path>) -> Resul
     let mut cfg = t.config.clone();
     if let Some(d) = data {
         cfg.data.root = d.to_path_buf();
+        cfg.data.source = DataSource::Abaw;
     }
     let root = train::prepare_data(&cfg, false)?;
     let val = train::make_loader(&cfg, &root, &cfg.data.val_annotations, false)?;
@@ -383,6 +392,7 @@ fn predict_cmd(
     list: Option<&Path>,
     root: Option<&Path>,
     out: &Path,
+    on_bad_sample: Option<OnBadSample>,
 ) -> Result<()> {
     let (root, names) = match (images, list) {
         (Some(dir), None) => (dir.to_path_buf(), predict::list_images(dir)?),
@@ -406,8 +416,15 @@ fn predict_cmd(
         )));
     }
     let mut t = Trainer::from_checkpoint(checkpoint)?;
-    let n = predict::predict_images(&mut t, &root, &names, out)?;
-    println!("{n} predictions written to {}", out.display());
+    let policy = on_bad_sample.unwrap_or(t.config.data.on_bad_sample);
+    let s = predict::predict_images(&mut t, &root, &names, out, policy)?;
+    println!("{} predictions written to {}", s.written, out.display());
+    if !s.skipped.is_empty() {
+        eprintln!("skipped {} unreadable images:", s.skipped.len());
+        for m in &s.skipped {
+            eprintln!("  {m}");
+        }
+    }
     Ok(())
 }
 
@@ -416,6 +433,7 @@ fn features_cmd(checkpoint: &Path, data: Option<&Path>, out: &Path, batch: usize
     let mut cfg = t.config.clone();
     if let Some(d) = data {
         cfg.data.root = d.to_path_buf();
+        cfg.data.source = DataSource::Abaw;
     }
     let root = train::prepare_data(&cfg, false)?;
     let opts = ReadOptions {
@@ -503,7 +521,8 @@ fn temporal_cmd(c: TemporalCommand) -> Result<()> {
     Ok(())
 }
 
-fn synth_cmd(cfg: SynthConfig, out: &Path) -> Result<()> {
+fn synth_cmd(cfg: SynthConfig, out: &Path, force: bool) -> Result<()> {
+    synth::check_target(out, force)?;
     let t = Instant::now();
     let s = synth::generate(&cfg, out)?;
     println!(
@@ -626,12 +645,14 @@ fn main() -> ExitCode {
             list,
             root,
             out,
+            on_bad_sample,
         } => predict_cmd(
             &checkpoint,
             images.as_deref(),
             list.as_deref(),
             root.as_deref(),
             &out,
+            on_bad_sample,
         ),
         Command::Synth {
             out,
@@ -639,6 +660,7 @@ fn main() -> ExitCode {
             frames,
             size,
             seed,
+            force,
         } => synth_cmd(
             SynthConfig {
                 videos,
@@ -648,6 +670,7 @@ fn main() -> ExitCode {
                 ..SynthConfig::default()
             },
             &out,
+            force,
         ),
         Command::Features {
             checkpoint,

@@ -8,13 +8,18 @@
 //!
 //! Invalid markers: valence/arousal -5, expression -1, all AUs -1. Lines with
 //! no valid label are dropped and counted; bad lines follow [`OnBadSample`].
+//! A video/frame given twice with the same labels is merged and counted;
+//! with different labels it is a bad line (both are dropped when skipping).
 
-use super::fields::{au_row, class_value, parse_err, read_text, va_value, FieldResult};
+use super::fields::{
+    au_row, check_header, class_value, parse_err, read_text, va_value, FieldResult,
+};
 use super::labels::{
     image_name, split_image_name, LabelSet, Origin, Sample, LABEL_INVALID, VA_INVALID,
 };
 use super::report::{BadReason, LoadSummary, OnBadSample};
 use crate::{Error, Result};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,35 +45,69 @@ pub fn read_mtl_annotations(path: &Path, opts: &ReadOptions) -> Result<(Vec<Samp
     let file: Arc<Path> = Arc::from(path);
     let mut lines = text.lines().enumerate();
     let expected = header(opts.label_set);
-    match lines.next() {
-        Some((_, h)) if h.trim_end().replace(' ', "") == expected => {}
-        found => {
-            return Err(Error::Parse {
-                file: path.to_path_buf(),
-                line: 1,
-                field: "header".into(),
-                msg: format!(
-                    "expected '{expected}', found '{}'",
-                    found.map_or("", |(_, h)| h)
-                ),
-            })
-        }
-    }
-    let mut samples = Vec::new();
+    check_header(path, lines.next().map(|(_, h)| h), &expected)?;
+    let mut samples: Vec<Sample> = Vec::new();
     let mut summary = LoadSummary::default();
+    // Index of each video/frame's first line, and the firsts a later line contradicted.
+    let mut first: HashMap<(String, u32), usize> = HashMap::new();
+    let mut conflicted = BTreeSet::new();
     for (i, text) in lines {
         let line = i + 1;
         if text.trim().is_empty() {
             continue;
         }
-        match parse_line(&file, line, text, opts) {
-            Ok(s) if s.has_any_label() => samples.push(s),
-            Ok(_) => summary.unlabelled += 1,
-            Err((reason, err)) => summary.bad(opts.on_bad_sample, reason, err)?,
+        let s = match parse_line(&file, line, text, opts) {
+            Ok(s) if s.has_any_label() => s,
+            Ok(_) => {
+                summary.unlabelled += 1;
+                continue;
+            }
+            Err((reason, err)) => {
+                summary.bad(opts.on_bad_sample, reason, err)?;
+                continue;
+            }
+        };
+        match first.get(&(s.video.clone(), s.frame)) {
+            None => {
+                first.insert((s.video.clone(), s.frame), samples.len());
+                samples.push(s);
+            }
+            Some(&k) if same_labels(&samples[k], &s) => summary.duplicates_merged += 1,
+            Some(&k) => {
+                let err = Error::Parse {
+                    file: path.to_path_buf(),
+                    line,
+                    field: "image".into(),
+                    msg: format!(
+                        "{} is also on line {} with different labels",
+                        s.image, samples[k].origin.line
+                    ),
+                };
+                summary.bad(opts.on_bad_sample, BadReason::ConflictingDuplicate, err)?;
+                conflicted.insert(k);
+            }
         }
+    }
+    // Which of two conflicting lines is right is unknown: neither is kept.
+    for &k in conflicted.iter().rev() {
+        let s = samples.remove(k);
+        let err = Error::Parse {
+            file: path.to_path_buf(),
+            line: s.origin.line,
+            field: "image".into(),
+            msg: format!(
+                "{} dropped with the later lines that contradict it",
+                s.image
+            ),
+        };
+        summary.bad(opts.on_bad_sample, BadReason::ConflictingDuplicate, err)?;
     }
     summary.samples = samples.len();
     Ok((samples, summary))
+}
+
+fn same_labels(a: &Sample, b: &Sample) -> bool {
+    a.va == b.va && a.expr == b.expr && a.aus == b.aus
 }
 
 fn parse_line(

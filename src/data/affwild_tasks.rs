@@ -9,7 +9,9 @@
 //! Data line i (1-based after the header) labels frame `<video>/{i:05}.jpg`.
 //! Videos with two people (`..._left`, `..._right`) are distinct videos.
 
-use super::fields::{au_row, class_value, parse_err, read_text, va_value, FieldResult};
+use super::fields::{
+    au_row, check_header, class_value, parse_err, read_text, va_value, FieldResult,
+};
 use super::labels::{image_name, LabelSet, Origin, Sample};
 use super::report::{BadReason, LoadSummary};
 use super::ReadOptions;
@@ -144,15 +146,7 @@ fn read_task_file(
     let file: Arc<Path> = Arc::from(path);
     let mut lines = text.lines();
     let expected = task.header(ls);
-    let h = lines.next().unwrap_or("");
-    if h.trim_end().replace(' ', "") != expected {
-        return Err(Error::Parse {
-            file: path.to_path_buf(),
-            line: 1,
-            field: "header".into(),
-            msg: format!("expected '{expected}', found '{h}'"),
-        });
-    }
+    check_header(path, lines.next(), &expected)?;
     for (i, text) in lines.enumerate() {
         let (frame, line) = (i as u32 + 1, i + 2);
         let parsed = parse_task_line(&file, line, text, task, ls);

@@ -121,6 +121,75 @@ pub(crate) fn au_row(
 }
 
 /// Reads a whole text file, naming the path on failure.
+/// An annotation file as text, without a leading UTF-8 byte-order mark
+/// (spreadsheet exports add one); a byte that is not UTF-8 is an error
+/// naming its line.
 pub(crate) fn read_text(path: &Path) -> crate::Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    match std::str::from_utf8(body) {
+        Ok(text) => Ok(text.to_string()),
+        Err(e) => {
+            let at = e.valid_up_to();
+            let before = &body[..at];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = at
+                - before
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)
+                + 1;
+            Err(Error::Parse {
+                file: path.to_path_buf(),
+                line,
+                field: "text".into(),
+                msg: format!(
+                    "byte 0x{:02X} at column {column} is not UTF-8 (save the file as UTF-8)",
+                    body[at]
+                ),
+            })
+        }
+    }
+}
+
+/// Checks a file's first line against the expected header (spaces and
+/// trailing whitespace ignored); a mismatch names the first differing
+/// character and its byte value, since two headers can look identical.
+pub(crate) fn check_header(path: &Path, found: Option<&str>, expected: &str) -> crate::Result<()> {
+    let found = found.unwrap_or("");
+    let norm = found.trim_end().replace(' ', "");
+    if norm == expected {
+        return Ok(());
+    }
+    let (pos, (want, got)) = expected
+        .chars()
+        .map(Some)
+        .chain(std::iter::repeat(None))
+        .zip(norm.chars().map(Some).chain(std::iter::repeat(None)))
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+        .expect("the strings differ");
+    let show = |c: Option<char>| match c {
+        None => "the end of the line".to_string(),
+        Some(c) => {
+            let mut buf = [0u8; 4];
+            let bytes: Vec<String> = c
+                .encode_utf8(&mut buf)
+                .bytes()
+                .map(|b| format!("0x{b:02X}"))
+                .collect();
+            format!("{c:?} (byte {})", bytes.join(" "))
+        }
+    };
+    Err(Error::Parse {
+        file: path.to_path_buf(),
+        line: 1,
+        field: "header".into(),
+        msg: format!(
+            "expected '{expected}', found '{found}'; they first differ at character {}: expected {}, found {}",
+            pos + 1,
+            show(want),
+            show(got)
+        ),
+    })
 }

@@ -24,16 +24,29 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage, ImageError> {
     decode_rgb_bytes(&bytes).map_err(|ImageError(m)| ImageError(format!("{}: {m}", path.display())))
 }
 
-pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, ImageError> {
+/// The format of an encoded image whose end is intact: JPEGs must end with
+/// the end-of-image marker and PNGs with the `IEND` chunk, or the file was
+/// cut off.
+pub fn checked_format(bytes: &[u8]) -> Result<image::ImageFormat, ImageError> {
     let format =
         image::guess_format(bytes).map_err(|e| ImageError(format!("unknown image format: {e}")))?;
-    if format == image::ImageFormat::Jpeg {
-        // Encoders may pad after the marker; zero bytes are the only padding accepted.
-        let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        if end < 4 || bytes[end - 2..end] != [0xFF, 0xD9] {
-            return Err(ImageError("truncated JPEG (no end-of-image marker)".into()));
+    // Encoders may pad after the end marker; zero bytes are the only padding accepted.
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let tail = &bytes[..end];
+    match format {
+        image::ImageFormat::Jpeg if !tail.ends_with(&[0xFF, 0xD9]) || end < 4 => {
+            Err(ImageError("truncated JPEG (no end-of-image marker)".into()))
         }
+        // IEND's CRC ends in 0x82, so trailing zeros are never part of the chunk.
+        image::ImageFormat::Png if !tail.ends_with(b"IEND\xAE\x42\x60\x82") => {
+            Err(ImageError("truncated PNG (no IEND chunk)".into()))
+        }
+        _ => Ok(format),
     }
+}
+
+pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, ImageError> {
+    let format = checked_format(bytes)?;
     let reader = || image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     let cannot = |e: image::ImageError| ImageError(format!("cannot decode: {e}"));
     // Decoders allocate the whole image from the header's claim before

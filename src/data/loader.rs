@@ -204,7 +204,16 @@ impl Loader {
         }
     }
 
-    /// Images skipped so far (only under `OnBadSample::Skip`).
+    /// Starts the tally of [`Loader::skipped`] from what loading the data
+    /// set dropped, so one summary holds every skip of this split.
+    pub fn with_load_summary(self, summary: LoadSummary) -> Loader {
+        *self.shared.skipped.lock().expect("loader summary lock") = summary;
+        self
+    }
+
+    /// Samples skipped when the data set was loaded (see
+    /// [`Loader::with_load_summary`]) and images skipped by batches since
+    /// (only under `OnBadSample::Skip`).
     pub fn skipped(&self) -> LoadSummary {
         self.shared
             .skipped

@@ -5,6 +5,7 @@
 //! - [`affwild_tasks`]: the per-task folders (VA / EXPR / AU), merged per frame.
 //! - [`predictions`]: the challenge submission file.
 //! - [`image`], [`augment`]: decode, resize, normalise to [-1, 1] HWC; augmentations.
+//! - [`image_check`]: every referenced image checked at load time, cached per file.
 //! - [`loader`], [`sampler`]: deterministic, resumable, multi-threaded batches.
 //! - [`sequence`], [`chunks`]: per-frame feature files as labelled sequences,
 //!   cut into chunks and batched as streams for temporal models.
@@ -15,6 +16,7 @@ pub mod augment;
 pub mod chunks;
 mod fields;
 pub mod image;
+pub mod image_check;
 pub mod labels;
 pub mod loader;
 pub mod predictions;

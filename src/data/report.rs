@@ -35,7 +35,13 @@ pub enum BadReason {
     OutOfRange,
     BadImageName,
     MissingImage,
+    /// A zero-byte image file.
+    EmptyImage,
+    /// A JPEG or PNG whose end is missing.
+    TruncatedImage,
     UndecodableImage,
+    /// The same video/frame twice with different labels.
+    ConflictingDuplicate,
 }
 
 /// Counts from one load: kept samples, label-less lines dropped (normal in
@@ -44,6 +50,8 @@ pub enum BadReason {
 pub struct LoadSummary {
     pub samples: usize,
     pub unlabelled: usize,
+    /// Lines repeating an earlier video/frame with the same labels, merged into it.
+    pub duplicates_merged: usize,
     pub skipped: BTreeMap<BadReason, usize>,
     /// The first few skip messages verbatim, so a user sees file, line and field.
     pub first_errors: Vec<String>,
@@ -73,6 +81,7 @@ impl LoadSummary {
     pub fn merge(&mut self, other: &LoadSummary) {
         self.samples += other.samples;
         self.unlabelled += other.unlabelled;
+        self.duplicates_merged += other.duplicates_merged;
         for (k, v) in &other.skipped {
             *self.skipped.entry(*k).or_default() += v;
         }
@@ -84,6 +93,38 @@ impl LoadSummary {
     }
 }
 
+impl LoadSummary {
+    /// The share of samples skipped as bad, of all the samples read.
+    pub fn bad_fraction(&self) -> f64 {
+        let bad = self.total_skipped();
+        bad as f64 / (bad + self.samples).max(1) as f64
+    }
+
+    /// Every skip category with its count, then the first few messages
+    /// (each names the file, line and image).
+    pub fn skip_report(&self, shown: usize) -> String {
+        let mut out = self
+            .skipped
+            .iter()
+            .map(|(k, v)| format!("{v} {}", reason_name(*k)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for m in self.first_errors.iter().take(shown) {
+            out.push_str("\n  ");
+            out.push_str(m);
+        }
+        out
+    }
+}
+
+/// The snake_case name a reason has in the metrics log.
+fn reason_name(r: BadReason) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{r:?}"))
+}
+
 impl std::fmt::Display for LoadSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -91,6 +132,9 @@ impl std::fmt::Display for LoadSummary {
             "{} samples, {} unlabelled lines dropped",
             self.samples, self.unlabelled
         )?;
+        if self.duplicates_merged > 0 {
+            write!(f, ", {} duplicate lines merged", self.duplicates_merged)?;
+        }
         for (k, v) in &self.skipped {
             write!(f, ", {v} skipped ({k:?})")?;
         }

@@ -183,6 +183,7 @@ pub fn load(
         };
         let t = tensors.remove(&name).expect("key listed above");
         check_optim_shape(path, &name, key, &t, params)?;
+        check_values_finite(path, &name, &t)?;
         optimizer.insert(key.to_string(), t);
     }
 
@@ -228,7 +229,25 @@ fn take_matching(
             ),
         ));
     }
+    check_values_finite(path, name, &t)?;
     Ok(t)
+}
+
+/// Refuses a tensor holding NaN or infinity: such weights load silently and
+/// give chance-level predictions or a run that diverges at once.
+fn check_values_finite(path: &Path, name: &str, t: &Tensor) -> Result<()> {
+    let values = t.try_to_f64_vec()?;
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(bad(
+            path,
+            format!(
+                "tensor '{name}' holds {} at element {i} of {}; the checkpoint comes from a diverged run (use an earlier checkpoint)",
+                values[i],
+                values.len()
+            ),
+        )),
+    }
 }
 
 /// Optimizer buffers are keyed `<buffer>.<parameter index>` (see

@@ -36,6 +36,9 @@ pub struct DataConfig {
     pub workers: usize,
     pub sampler: SamplerKind,
     pub on_bad_sample: OnBadSample,
+    /// With `on_bad_sample = "skip"`: the largest share of a split's samples
+    /// that may be skipped as bad before the run stops.
+    pub max_bad_fraction: f64,
     pub augment: AugmentConfig,
     /// Synthetic set size: videos and frames per video.
     pub synth_videos: usize,
@@ -55,6 +58,7 @@ impl Default for DataConfig {
             workers: 2,
             sampler: SamplerKind::Shuffle,
             on_bad_sample: OnBadSample::Fail,
+            max_bad_fraction: 0.01,
             augment: AugmentConfig::default(),
             synth_videos: 120,
             synth_frames: 100,
@@ -329,6 +333,13 @@ impl ConfigFile for TrainConfig {
         }
         if self.data.workers == 0 {
             return bad("data.workers", &0, "must be >= 1");
+        }
+        if !(0.0..=1.0).contains(&self.data.max_bad_fraction) {
+            return bad(
+                "data.max_bad_fraction",
+                &self.data.max_bad_fraction,
+                "must be in [0, 1]",
+            );
         }
         self.train.validate()?;
         let (n_aus, n_expr) = (

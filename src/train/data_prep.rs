@@ -1,9 +1,13 @@
-//! The frame data of a run config: the data folder (generating the
-//! synthetic set when it is missing) and the training and evaluation loaders.
+//! The frame data of a run config: the data folder (checked as an ABAW
+//! layout, or the synthetic set generated when asked for) and the training
+//! and evaluation loaders, whose images are checked before training starts.
 
 use super::{DataSource, TrainConfig};
+use crate::data::image_check;
 use crate::data::synth::{self, SynthConfig};
-use crate::data::{AugmentConfig, Dataset, Loader, LoaderConfig, ReadOptions, SamplerKind};
+use crate::data::{
+    AugmentConfig, Dataset, LoadSummary, Loader, LoaderConfig, ReadOptions, SamplerKind,
+};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -30,13 +34,14 @@ fn synth_config(cfg: &TrainConfig) -> SynthConfig {
     }
 }
 
-/// The data folder of a config: `data.root`, or for synthetic data a cache
-/// folder named by the generator's settings, generated if incomplete.
+/// The data folder of a config. `abaw`: `data.root`, which must hold an ABAW
+/// multi-task layout. `synthetic`: `data.root`, or the cache folder named by
+/// the generator's settings when empty, generated when it holds no complete
+/// set; a named folder is generated into only while it is missing or empty,
+/// so a real data folder is never written to.
 pub fn prepare_data(cfg: &TrainConfig, quiet: bool) -> Result<PathBuf> {
     let d = &cfg.data;
-    let complete = |root: &Path| {
-        root.join(&d.train_annotations).is_file() && root.join(&d.val_annotations).is_file()
-    };
+    check_batch_memory(cfg)?;
     match d.source {
         DataSource::Abaw => {
             if d.root.as_os_str().is_empty() {
@@ -44,19 +49,30 @@ pub fn prepare_data(cfg: &TrainConfig, quiet: bool) -> Result<PathBuf> {
                     "data.root: required for source = \"abaw\" (the folder holding cropped_aligned/ and the annotation files)".into(),
                 ));
             }
+            check_abaw_layout(&d.root, &d.train_annotations, &d.val_annotations)?;
             Ok(d.root.clone())
         }
         DataSource::Synthetic => {
             let s = synth_config(cfg);
-            let root = if d.root.as_os_str().is_empty() {
+            let named = !d.root.as_os_str().is_empty();
+            let root = if named {
+                d.root.clone()
+            } else {
                 cache_root().join(format!(
                     "synthetic-v{}-f{}-s{}-seed{}",
                     s.videos, s.frames_per_video, s.image_size, s.seed
                 ))
-            } else {
-                d.root.clone()
             };
-            if !complete(&root) {
+            let complete = root.join(&d.train_annotations).is_file()
+                && root.join(&d.val_annotations).is_file();
+            if !complete {
+                if named {
+                    synth::check_target(&root, false).map_err(|e| {
+                        Error::Config(format!(
+                            "data.source = \"synthetic\" with data.root: {e}; for a real data set set data.source = \"abaw\" (or pass --data)"
+                        ))
+                    })?;
+                }
                 if !quiet {
                     eprintln!(
                         "generating the synthetic face set in {} ...",
@@ -80,6 +96,83 @@ pub fn prepare_data(cfg: &TrainConfig, quiet: bool) -> Result<PathBuf> {
     }
 }
 
+/// Checks that `root` holds the two annotation files and `cropped_aligned/`;
+/// the error lists what was expected and what the folder holds.
+fn check_abaw_layout(root: &Path, train: &str, val: &str) -> Result<()> {
+    let expected = format!(
+        "expected an ABAW multi-task layout: {train}, {val} and cropped_aligned/ (the per-task layout VA_Estimation_Challenge/, EXPR_Classification_Challenge/, AU_Detection_Challenge/ must be converted to it first)"
+    );
+    let entries = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) => {
+            return Err(Error::Config(format!(
+                "data folder {}: {e}; {expected}",
+                root.display()
+            )))
+        }
+    };
+    let mut found: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let slash = if e.path().is_dir() { "/" } else { "" };
+            format!("{}{slash}", e.file_name().to_string_lossy())
+        })
+        .collect();
+    let ok = [train, val].iter().all(|f| root.join(f).is_file())
+        && root.join("cropped_aligned").is_dir();
+    if ok {
+        return Ok(());
+    }
+    found.sort();
+    let shown = if found.is_empty() {
+        "an empty folder".to_string()
+    } else {
+        let more = found.len().saturating_sub(8);
+        found.truncate(8);
+        let tail = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        found.join(", ") + &tail
+    };
+    Err(Error::Config(format!(
+        "data folder {} is not a readable data set: {expected}; found {shown}",
+        root.display()
+    )))
+}
+
+/// Refuses a batch whose input tensor alone would not fit in the memory the
+/// machine has free, naming the keys to lower, before anything is allocated.
+fn check_batch_memory(cfg: &TrainConfig) -> Result<()> {
+    let d = &cfg.data;
+    let bytes = (d.batch_size as u128) * (d.image_size as u128).pow(2) * 3 * 4;
+    // Activations of the first layers are several times the input.
+    let needed = bytes * 8;
+    let Some(avail) = available_memory() else {
+        return Ok(());
+    };
+    if needed > avail as u128 {
+        return Err(Error::Config(format!(
+            "data.batch_size = {} with data.image_size = {}: one input batch is {:.2} GiB and training needs several times that, but {:.2} GiB of memory is available; lower data.image_size or data.batch_size",
+            d.batch_size,
+            d.image_size,
+            bytes as f64 / (1u64 << 30) as f64,
+            avail as f64 / (1u64 << 30) as f64
+        )));
+    }
+    Ok(())
+}
+
+/// `MemAvailable` of `/proc/meminfo`; `None` where there is no such file
+/// (the check is then skipped).
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Training (shuffled, augmented) or evaluation (in order, all samples) batches.
 pub fn make_loader(
     cfg: &TrainConfig,
@@ -93,18 +186,21 @@ pub fn make_loader(
         on_bad_sample: d.on_bad_sample,
         image_root: None,
     };
-    let (ds, summary) = Dataset::from_mtl(
+    let (mut ds, mut summary) = Dataset::from_mtl(
         &root.join(annotations),
         &root.join("cropped_aligned"),
         &opts,
     )?;
-    if summary.total_skipped() > 0 {
-        eprintln!(
-            "{annotations}: skipped {} bad samples: {summary:?}",
-            summary.total_skipped()
-        );
-    }
-    Loader::new(
+    let cache = image_check::cache_file(&cache_root().join("image-checks"), &ds.image_root);
+    image_check::check_dataset(
+        &mut ds,
+        d.on_bad_sample,
+        &mut summary,
+        Some(&cache),
+        cfg.run.quiet,
+    )?;
+    check_skips(annotations, &summary, d.max_bad_fraction)?;
+    let loader = Loader::new(
         ds,
         LoaderConfig {
             batch_size: d.batch_size,
@@ -125,5 +221,35 @@ pub fn make_loader(
             },
             on_bad_sample: d.on_bad_sample,
         },
-    )
+    )?;
+    Ok(loader.with_load_summary(summary))
+}
+
+/// Reports what loading `annotations` skipped, by category with the first
+/// few messages, and stops when no sample is left or more than
+/// `max_bad_fraction` of them were bad.
+fn check_skips(annotations: &str, summary: &LoadSummary, max_bad_fraction: f64) -> Result<()> {
+    let bad = summary.total_skipped();
+    if summary.duplicates_merged > 0 {
+        eprintln!(
+            "{annotations}: {} duplicate lines (same video/frame and labels) merged",
+            summary.duplicates_merged
+        );
+    }
+    if bad == 0 {
+        return Ok(());
+    }
+    let counts = format!(
+        "{bad} of {} samples bad ({:.1}%): {}",
+        bad + summary.samples,
+        100.0 * summary.bad_fraction(),
+        summary.skip_report(5)
+    );
+    if summary.samples == 0 || summary.bad_fraction() > max_bad_fraction {
+        return Err(Error::Config(format!(
+            "{annotations}: {counts}\nthat is more than data.max_bad_fraction = {max_bad_fraction}; repair or remove the bad files, or raise data.max_bad_fraction"
+        )));
+    }
+    eprintln!("{annotations}: skipped {counts}");
+    Ok(())
 }

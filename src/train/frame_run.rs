@@ -91,6 +91,19 @@ pub(crate) fn step_report(s: &StepStats, items: f64) -> StepReport {
     }
 }
 
+/// Logs what loading dropped or merged, per split, as the `data` record at
+/// step 0, so nothing skipped stays hidden (frame and GAN runs).
+pub(crate) fn log_data(log: &mut MetricsLog, train: &Loader, val: Option<&Loader>) -> Result<()> {
+    log.log(
+        "data",
+        0,
+        &json!({
+            "train": train.skipped(),
+            "val": val.map(Loader::skipped),
+        }),
+    )
+}
+
 /// Logs validation metrics, offers P_MTL as the selection score and prints
 /// the line (frame and temporal runs).
 pub(crate) fn report_validation(ev: &mut Evaluation, m: &MtlMetrics) -> Result<()> {
@@ -123,8 +136,10 @@ impl Task for FrameTask {
         &mut self.trainer.progress
     }
 
-    /// Logs what `model.init_from` loaded and the chance baseline.
+    /// Logs the data's skip counts, what `model.init_from` loaded and the
+    /// chance baseline.
     fn begin(&mut self, log: &mut MetricsLog) -> Result<Vec<String>> {
+        log_data(log, &self.train, self.val.as_ref())?;
         let mut lines = Vec::new();
         if let Some(report) = &self.init {
             lines.push(report.to_string());

@@ -2,7 +2,7 @@
 
 use super::Trainer;
 use crate::data::image::load_normalised;
-use crate::data::{write_predictions, Prediction};
+use crate::data::{write_predictions, OnBadSample, Prediction};
 use crate::{Error, Result, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -48,34 +48,55 @@ pub fn read_list(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Runs the model on `root/<name>` for every name and writes `out` (atomic).
-/// An unreadable image is an error naming it.
+/// What [`predict_images`] wrote and what it skipped.
+pub struct PredictSummary {
+    pub written: usize,
+    /// Images that could not be read, each with why (only under `Skip`).
+    pub skipped: Vec<String>,
+}
+
+/// Runs the model on `root/<name>` for every name and writes `out`
+/// atomically: the file is complete or absent. An unreadable image is an
+/// error naming it under `OnBadSample::Fail`; under `Skip` every good image
+/// gets its row and the bad ones are returned.
 pub fn predict_images(
     trainer: &mut Trainer,
     root: &Path,
     names: &[String],
     out: &Path,
-) -> Result<usize> {
+    policy: OnBadSample,
+) -> Result<PredictSummary> {
     let size = trainer.config.data.image_size;
     let batch = trainer.config.data.batch_size.max(1);
     let label_set = trainer.config.data.label_set;
     let mut preds = Vec::with_capacity(names.len());
+    let mut skipped = Vec::new();
     for chunk in names.chunks(batch) {
         let mut pixels = Vec::with_capacity(chunk.len() * size * size * 3);
+        let mut good = Vec::with_capacity(chunk.len());
         for name in chunk {
             let p: PathBuf = root.join(name);
-            let img = load_normalised(&p, size as u32).map_err(|e| {
-                Error::io(
-                    &p,
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.0),
-                )
-            })?;
-            pixels.extend_from_slice(&img);
+            match load_normalised(&p, size as u32) {
+                Ok(img) => {
+                    pixels.extend_from_slice(&img);
+                    good.push(name);
+                }
+                Err(e) if policy == OnBadSample::Skip => skipped.push(e.0),
+                Err(e) => {
+                    return Err(Error::io(
+                        &p,
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, e.0),
+                    ))
+                }
+            }
         }
-        let images = Tensor::from_vec(pixels, [chunk.len(), size, size, 3])?;
+        if good.is_empty() {
+            continue;
+        }
+        let images = Tensor::from_vec(pixels, [good.len(), size, size, 3])?;
         let (va, expr, au) = trainer.infer(&images)?;
-        let (c, a) = (expr.len() / chunk.len(), au.len() / chunk.len());
-        for (i, name) in chunk.iter().enumerate() {
+        let (c, a) = (expr.len() / good.len(), au.len() / good.len());
+        for (i, name) in good.into_iter().enumerate() {
             preds.push(Prediction::from_logits(
                 name.clone(),
                 [va[2 * i], va[2 * i + 1]],
@@ -84,6 +105,16 @@ pub fn predict_images(
             ));
         }
     }
+    if preds.is_empty() {
+        return Err(Error::Config(format!(
+            "predict: none of the {} images could be read; first: {}",
+            names.len(),
+            skipped.first().map_or("", String::as_str)
+        )));
+    }
     write_predictions(out, label_set, &preds)?;
-    Ok(preds.len())
+    Ok(PredictSummary {
+        written: preds.len(),
+        skipped,
+    })
 }

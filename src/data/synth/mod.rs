@@ -214,15 +214,39 @@ fn validation_set(cfg: &SynthConfig) -> Vec<bool> {
     val
 }
 
+/// The largest face the generator renders: each worker holds a few canvases
+/// of this size, and face crops are far smaller.
+pub const MAX_SIZE: usize = 1024;
+
+/// Refuses to generate into `out` when it exists and is not an empty folder,
+/// unless `force`: generation overwrites annotation files and images there.
+pub fn check_target(out: &Path, force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    let mut entries = match std::fs::read_dir(out) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(out, e)),
+    };
+    if entries.next().is_some() {
+        return Err(Error::Config(format!(
+            "{} is not empty; generating there would overwrite its annotation files and images (choose an empty or new folder, or pass --force)",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Renders the whole data set under `out`.
 pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
     if cfg.videos == 0
         || cfg.frames_per_video == 0
-        || cfg.image_size < 16
+        || !(16..=MAX_SIZE).contains(&cfg.image_size)
         || !(0.0..=1.0).contains(&cfg.val_fraction)
     {
         return Err(Error::Config(format!(
-            "synth: need videos > 0, frames_per_video > 0, image_size >= 16, val_fraction in [0, 1]; found {}, {}, {}, {}",
+            "synth: need videos > 0, frames_per_video > 0, image_size in 16..={MAX_SIZE}, val_fraction in [0, 1]; found {}, {}, {}, {}",
             cfg.videos, cfg.frames_per_video, cfg.image_size, cfg.val_fraction
         )));
     }

@@ -13,8 +13,9 @@ use super::{
 };
 use crate::data::Loader;
 use crate::metrics::MtlMetrics;
+use crate::train::frame_run::log_data;
 use crate::train::runner::{self, Evaluation, RunOutcome, StepReport, Task};
-use crate::train::{make_loader, prepare_data, BatchCursor, RunDir, TrainProgress};
+use crate::train::{make_loader, prepare_data, BatchCursor, MetricsLog, RunDir, TrainProgress};
 use crate::{Error, Result};
 use serde::Serialize;
 use serde_json::Value;
@@ -137,6 +138,11 @@ impl Task for GanTask {
 
     fn progress_mut(&mut self) -> &mut TrainProgress {
         &mut self.gan.progress
+    }
+
+    fn begin(&mut self, log: &mut MetricsLog) -> Result<Vec<String>> {
+        log_data(log, &self.train, Some(&self.val))?;
+        Ok(Vec::new())
     }
 
     /// `d_steps_per_g_step` discriminator steps on successive batches, then
