@@ -3,6 +3,7 @@
 //! its own state and nothing of the other's, checkpoints, sample grid files
 //! and mixing generated faces into a batch.
 
+use mtaffect::data::BatchTransform;
 use mtaffect::gradcheck::check_gradients;
 use mtaffect::model::{Generator, MtlOutput, Upsample};
 use mtaffect::nn::{Buffers, Ctx};
@@ -13,7 +14,7 @@ use mtaffect::train::gan::loss::{discriminator_loss, generator_loss};
 use mtaffect::train::gan::{
     write_grid, ConditionBank, GanConfig, GanMixConfig, GanMixer, GanSettings, GanTrainer, GridKind,
 };
-use mtaffect::train::{BatchTransform, LossConfig, MtlLoss, MtlTargets};
+use mtaffect::train::{LossConfig, MtlLoss, MtlTargets};
 use mtaffect::{ops, DType, Params, Rng, Tape, Tensor};
 use std::path::{Path, PathBuf};
 

@@ -24,6 +24,7 @@ pub mod report;
 pub mod sampler;
 pub mod sequence;
 pub mod synth;
+mod transform;
 
 pub use abaw_annotations::{read_mtl_annotations, write_mtl_annotations, ReadOptions};
 pub use affwild_tasks::{read_affwild_tasks, Split};
@@ -33,3 +34,4 @@ pub use loader::{Batch, Dataset, EpochIter, Loader, LoaderConfig};
 pub use predictions::{write_predictions, Prediction};
 pub use report::{BadReason, LoadSummary, OnBadSample};
 pub use sampler::SamplerKind;
+pub use transform::BatchTransform;

@@ -10,17 +10,11 @@ use super::{
     chance_baseline, make_loader, prepare_data, InitReport, MetricsLog, StepStats, TrainConfig,
     TrainProgress, Trainer,
 };
-use crate::data::{Batch, Loader};
+use crate::data::{BatchTransform, Loader};
 use crate::metrics::MtlMetrics;
-use crate::{Result, Rng};
+use crate::Result;
 use serde_json::{json, Value};
 use std::path::Path;
-
-/// A change made to each training batch before the step, drawing from the
-/// trainer's random stream (so a resumed run draws the same).
-pub trait BatchTransform {
-    fn apply(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Batch>;
-}
 
 pub struct FrameTask {
     pub trainer: Trainer,

@@ -28,7 +28,7 @@ pub use config::{
 };
 pub use cursor::BatchCursor;
 pub use data_prep::{cache_root, make_loader, prepare_data};
-pub use frame_run::{train_run, BatchTransform, FrameTask};
+pub use frame_run::{train_run, FrameTask};
 pub use init_from::{InitReport, ShapeMismatch};
 pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, VaLoss, Weighting};
 pub use nan_guard::{check_finite, check_loss};

@@ -5,8 +5,8 @@
 
 use super::condition::{labelled_rows, Conditions, LabelRow};
 use super::GanTrainer;
-use crate::data::Batch;
-use crate::train::{BatchTransform, GanMixConfig};
+use crate::data::{Batch, BatchTransform};
+use crate::train::GanMixConfig;
 use crate::{DType, Error, Result, Rng, Tensor};
 
 pub struct GanMixer {
