@@ -4,8 +4,9 @@
 //! validation scores, bit for bit, as the same run left alone (frame, GAN,
 //! and temporal with a stateful LSTM checkpointed mid-epoch). Ctrl-C
 //! (SIGINT) stops a run after its step with a checkpoint there, which
-//! resumes exactly too; a run directory in use is refused; a run that fails
-//! to start leaves no directory behind.
+//! resumes exactly too; a resumed run removes the temporaries of a torn
+//! write and logs no step twice; a run directory in use is refused; a run
+//! that fails to start leaves no directory behind.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -141,6 +142,8 @@ fn stopped_and_resumed_matches_uninterrupted(
         Stop::Kill => {
             child.kill().unwrap();
             child.wait().unwrap();
+            // What a kill during a checkpoint write leaves behind.
+            std::fs::write(run.join("last.safetensors.tmp99999"), "torn").unwrap();
         }
         Stop::Interrupt => {
             // While it runs, a second process may not touch its directory.
@@ -164,6 +167,7 @@ fn stopped_and_resumed_matches_uninterrupted(
 
     let o = mtaffect(&resume);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(!run.join("last.safetensors.tmp99999").exists());
     let from: u64 = text(&o)
         .split("steps from step ")
         .nth(1)
