@@ -9,13 +9,19 @@ mod cli;
 use cli::{mtaffect, temp, text};
 
 /// Generates the tiny synthetic set (5 videos of 12 frames, 32 pixels) into
-/// `data` and returns a tiny model and run on it, runs under `runs`.
+/// `data` unless it is there, and returns a tiny model and run on it, runs
+/// under `runs`.
 fn tiny_args<'a>(data: &'a str, runs: &'a str) -> Vec<String> {
-    let args = [
-        "synth", "--out", data, "--videos", "5", "--frames", "12", "--size", "32",
-    ];
-    let o = mtaffect(&args);
-    assert!(o.status.success(), "{}", text(&o));
+    if !Path::new(data)
+        .join("training_set_annotations.txt")
+        .is_file()
+    {
+        let args = [
+            "synth", "--out", data, "--videos", "5", "--frames", "12", "--size", "32",
+        ];
+        let o = mtaffect(&args);
+        assert!(o.status.success(), "{}", text(&o));
+    }
     [
         "train",
         "--data",
