@@ -54,8 +54,8 @@ fn train(data: &Path, runs: &Path, extra: &[&str]) -> Output {
     let sets = [
         "data.image_size=32",
         "data.batch_size=8",
-        "model.width_mult=0.125",
-        "model.stem=\"small\"",
+        "model.backbone.width_mult=0.125",
+        "model.backbone.stem=\"small\"",
         "train.steps=2",
         "train.eval_every=2",
     ];
