@@ -7,7 +7,8 @@
 
 use mtaffect::data::sequence::SequenceSet;
 use mtaffect::data::{read_mtl_annotations, LabelSet, ReadOptions};
-use mtaffect::train::temporal::{score_with_smoothing, SmoothingConfig, VideoOutputs};
+use mtaffect::train::temporal::{score_with_smoothing, SmoothingConfig};
+use mtaffect::train::HeadOutputs;
 use mtaffect::{Error, Result};
 use std::path::PathBuf;
 
@@ -37,7 +38,7 @@ fn main() -> Result<()> {
                     v.video
                 ))
             })?;
-            Ok(VideoOutputs {
+            Ok(HeadOutputs {
                 va: h.va.clone(),
                 expr: h.expr.clone(),
                 au: h.au.clone(),

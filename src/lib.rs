@@ -22,6 +22,7 @@ pub mod model;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod stats;
 pub mod tensor;
 pub mod tensor_file;
 pub mod train;

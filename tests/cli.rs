@@ -273,7 +273,7 @@ fn features_then_temporal_train_and_eval() {
         .iter()
         .map(|v| {
             let h = v.frame_heads.clone().unwrap();
-            mtaffect::train::temporal::VideoOutputs {
+            mtaffect::train::HeadOutputs {
                 va: h.va,
                 expr: h.expr,
                 au: h.au,
@@ -319,11 +319,36 @@ fn features_then_temporal_train_and_eval() {
     let best = run.join("best.safetensors");
     let o = mtaffect(&["temporal", "eval", "--checkpoint", best.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
-    let again: serde_json::Value =
+    let mut again: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("best.eval.json")).unwrap())
             .unwrap();
+    let scored = again
+        .as_object_mut()
+        .unwrap()
+        .remove("checkpoints")
+        .unwrap();
+    assert_eq!(scored, serde_json::json!([best.display().to_string()]));
     assert_eq!(trained, again);
     assert!(trained["raw"]["p_mtl"].is_number(), "{trained}");
+
+    // A temporal seed set, and the ensemble of its runs.
+    let mut sargs = targs.clone();
+    sargs.extend(["--set".into(), "run.name=\"set\"".into()]);
+    sargs.extend(["--seeds".into(), "2".into()]);
+    let o = mtaffect(&sargs.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    let set = truns.join("set");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(set.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["seeds"], serde_json::json!([0, 1]));
+    assert!(summary["metrics"]["val.p_mtl"]["final"]["sd"].is_number(), "{summary}");
+    let o = mtaffect(&["temporal", "eval", "--checkpoint", set.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ens: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(set.join("ensemble.eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(ens["checkpoints"].as_array().unwrap().len(), 2, "{ens}");
+    assert!(ens["smoothed"]["p_mtl"].is_number(), "{ens}");
 
     // Mistakes name what is wrong.
     let frame_ckpt = only_run(&runs).join("best.safetensors");

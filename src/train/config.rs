@@ -43,6 +43,9 @@ pub struct DataConfig {
     /// Synthetic set size: videos and frames per video.
     pub synth_videos: usize,
     pub synth_frames: usize,
+    /// The synthetic set's own seed: independent of `train.seed`, so the
+    /// runs of a seed set train and are scored on the same faces.
+    pub synth_seed: u64,
 }
 
 impl Default for DataConfig {
@@ -62,6 +65,7 @@ impl Default for DataConfig {
             augment: AugmentConfig::default(),
             synth_videos: 120,
             synth_frames: 100,
+            synth_seed: 0,
         }
     }
 }

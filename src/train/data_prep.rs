@@ -29,7 +29,7 @@ fn synth_config(cfg: &TrainConfig) -> SynthConfig {
         videos: cfg.data.synth_videos,
         frames_per_video: cfg.data.synth_frames,
         image_size: cfg.data.image_size,
-        seed: cfg.train.seed,
+        seed: cfg.data.synth_seed,
         ..SynthConfig::default()
     }
 }

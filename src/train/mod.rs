@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub(crate) mod config;
 mod cursor;
 mod data_prep;
+pub mod ensemble;
 pub mod features;
 mod frame_run;
 pub mod gan;
@@ -16,6 +17,7 @@ pub mod plot;
 pub mod predict;
 pub mod run_dir;
 pub mod runner;
+pub mod seeds;
 pub mod temporal;
 pub(crate) mod trainer;
 
@@ -27,6 +29,7 @@ pub use config::{
 };
 pub use cursor::BatchCursor;
 pub use data_prep::{cache_root, make_loader, prepare_data};
+pub use ensemble::{Ensemble, HeadOutputs};
 pub use frame_run::{train_run, FrameTask};
 pub use init_from::{InitReport, ShapeMismatch};
 pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, VaLoss, Weighting};

@@ -1,6 +1,6 @@
 //! Predictions for a folder or list of face crops, in the ABAW submission format.
 
-use super::Trainer;
+use super::Ensemble;
 use crate::data::image::load_normalised;
 use crate::data::{write_predictions, OnBadSample, Prediction};
 use crate::{Error, Result, Tensor};
@@ -55,20 +55,19 @@ pub struct PredictSummary {
     pub skipped: Vec<String>,
 }
 
-/// Runs the model on `root/<name>` for every name and writes `out`
+/// Runs the model (or the ensemble) on `root/<name>` for every name and writes `out`
 /// atomically: the file is complete or absent. An unreadable image is an
 /// error naming it under `OnBadSample::Fail`; under `Skip` every good image
 /// gets its row and the bad ones are returned.
 pub fn predict_images(
-    trainer: &mut Trainer,
+    model: &mut Ensemble,
     root: &Path,
     names: &[String],
     out: &Path,
     policy: OnBadSample,
 ) -> Result<PredictSummary> {
-    let size = trainer.config.data.image_size;
-    let batch = trainer.config.data.batch_size.max(1);
-    let label_set = trainer.config.data.label_set;
+    let data = &model.config().data;
+    let (size, batch, label_set) = (data.image_size, data.batch_size.max(1), data.label_set);
     let mut preds = Vec::with_capacity(names.len());
     let mut skipped = Vec::new();
     for chunk in names.chunks(batch) {
@@ -94,7 +93,8 @@ pub fn predict_images(
             continue;
         }
         let images = Tensor::from_vec(pixels, [good.len(), size, size, 3])?;
-        let (va, expr, au) = trainer.infer(&images)?;
+        let out = model.infer(&images)?;
+        let (va, expr, au) = (&out.va, &out.expr, &out.au);
         let (c, a) = (expr.len() / good.len(), au.len() / good.len());
         for (i, name) in good.into_iter().enumerate() {
             preds.push(Prediction::from_logits(

@@ -27,15 +27,7 @@ impl RunDir {
     /// Without one, the name is `run-YYYYMMDD-HHMMSS` (UTC), suffixed `-2`,
     /// `-3`, ... when runs start within the same second.
     pub fn create(runs_dir: &Path, name: Option<&str>, config_toml: &str) -> Result<RunDir> {
-        std::fs::create_dir_all(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
-        let root = match name {
-            Some(n) => {
-                let root = runs_dir.join(n);
-                std::fs::create_dir(&root).map_err(|e| Error::io(&root, e))?;
-                root
-            }
-            None => create_unique(runs_dir, &timestamp_name(SystemTime::now()))?,
-        };
+        let root = new_folder(runs_dir, name)?;
         let cfg = root.join(CONFIG_FILE);
         std::fs::write(&cfg, config_toml).map_err(|e| Error::io(&cfg, e))?;
         Ok(RunDir { root })
@@ -173,6 +165,22 @@ impl RunDir {
         }
         crate::io::write_atomic(&path, kept.as_bytes())?;
         Ok(warning)
+    }
+}
+
+/// Creates `runs_dir/name`, which must not exist yet, or without a name
+/// `runs_dir/run-YYYYMMDD-HHMMSS` (UTC; suffixed `-2`, `-3`, ... when
+/// folders are made within the same second). Used for run directories and
+/// the parent folders of seed sets.
+pub fn new_folder(runs_dir: &Path, name: Option<&str>) -> Result<PathBuf> {
+    std::fs::create_dir_all(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
+    match name {
+        Some(n) => {
+            let root = runs_dir.join(n);
+            std::fs::create_dir(&root).map_err(|e| Error::io(&root, e))?;
+            Ok(root)
+        }
+        None => create_unique(runs_dir, &timestamp_name(SystemTime::now())),
     }
 }
 

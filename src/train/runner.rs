@@ -124,6 +124,7 @@ impl Console {
 /// A config the runner can drive: its `[train]` loop and `[run]` sections.
 pub trait RunnableConfig: ConfigFile + Clone {
     fn loop_config(&self) -> &LoopConfig;
+    fn loop_config_mut(&mut self) -> &mut LoopConfig;
     fn run_config(&self) -> &RunConfig;
     fn run_config_mut(&mut self) -> &mut RunConfig;
 }
@@ -135,6 +136,9 @@ macro_rules! runnable {
         impl RunnableConfig for $config {
             fn loop_config(&self) -> &LoopConfig {
                 &self.train
+            }
+            fn loop_config_mut(&mut self) -> &mut LoopConfig {
+                &mut self.train
             }
             fn run_config(&self) -> &RunConfig {
                 &self.run

@@ -4,6 +4,7 @@
 //! optimizer, loss weighting, RNG, step and position in the epoch).
 
 use super::checkpoint::{self, CheckpointRef, TrainProgress};
+use super::ensemble::HeadOutputs;
 use super::{ConfigFile, InitReport, LossTerms, MtlLoss, MtlTargets, OptimConfig, TrainConfig};
 use crate::autograd::ProductFlops;
 use crate::data::{Batch, Loader};
@@ -496,11 +497,23 @@ pub fn evaluate(
     rng: &mut Rng,
     loader: &Loader,
 ) -> Result<MtlMetrics> {
+    evaluate_with(loader, |images| {
+        let (va, expr, au) = infer(net, params, buffers, rng, images)?;
+        Ok(HeadOutputs { va, expr, au })
+    })
+}
+
+/// The ABAW metrics of the outputs `infer` gives for each batch of one pass
+/// of `loader` (a model, or an ensemble).
+pub fn evaluate_with(
+    loader: &Loader,
+    mut infer: impl FnMut(&Tensor) -> Result<HeadOutputs>,
+) -> Result<MtlMetrics> {
     let ls = loader.dataset().label_set;
     let mut ev = MtlEvaluator::new(ls.num_expressions(), ls.num_aus());
     for batch in loader.epoch(0, 0) {
         let batch = batch?;
-        let (va, expr, au) = infer(net, params, buffers, rng, &batch.images)?;
+        let out = infer(&batch.images)?;
         let (lva, lexpr, lau) = (
             batch.va.to_vec::<f32>()?,
             batch.expr.to_vec::<f32>()?,
@@ -509,9 +522,9 @@ pub fn evaluate(
         ev.add_batch(
             batch.len(),
             MtlPredictions {
-                va: &va,
-                expr_logits: &expr,
-                au_logits: &au,
+                va: &out.va,
+                expr_logits: &out.expr,
+                au_logits: &out.au,
             },
             MtlLabels {
                 va: &lva,

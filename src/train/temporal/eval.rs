@@ -4,19 +4,9 @@
 
 use crate::data::sequence::SequenceSet;
 use crate::metrics::{MtlEvaluator, MtlLabels, MtlMetrics, MtlPredictions};
+use crate::train::HeadOutputs;
 use crate::Result;
 use serde::Serialize;
-
-/// One video's outputs for every frame, row-major over frames.
-#[derive(Clone, Debug, Default)]
-pub struct VideoOutputs {
-    /// [T, 2] valence, arousal.
-    pub va: Vec<f32>,
-    /// [T, n_expr] logits.
-    pub expr: Vec<f32>,
-    /// [T, n_aus] logits.
-    pub au: Vec<f32>,
-}
 
 /// Smoothing windows of (VA, expression, AU).
 pub type Windows = [usize; 3];
@@ -52,7 +42,7 @@ pub fn moving_average(x: &[f32], width: usize, window: usize) -> Vec<f32> {
 /// smoothed with its window first.
 pub fn score(
     set: &SequenceSet,
-    outputs: &[VideoOutputs],
+    outputs: &[HeadOutputs],
     n_expr: usize,
     windows: Windows,
 ) -> Result<MtlMetrics> {
@@ -92,7 +82,7 @@ pub fn score(
 /// the smoothed score is optimistic by that selection.
 pub fn score_with_smoothing(
     set: &SequenceSet,
-    outputs: &[VideoOutputs],
+    outputs: &[HeadOutputs],
     n_expr: usize,
     candidates: &[usize],
 ) -> Result<SmoothedEval> {

@@ -7,6 +7,6 @@ mod run;
 mod trainer;
 
 pub use config::{SequenceDataConfig, SmoothingConfig, TemporalConfig};
-pub use eval::{moving_average, score, score_with_smoothing, SmoothedEval, VideoOutputs};
+pub use eval::{moving_average, score, score_with_smoothing, SmoothedEval};
 pub use run::{eval_temporal, read_split, train_temporal, TemporalTask};
 pub use trainer::{reset_rows, TemporalTrainer};

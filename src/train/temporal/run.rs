@@ -11,7 +11,7 @@ use crate::data::chunks::{self, Plan};
 use crate::data::sequence::SequenceSet;
 use crate::train::frame_run::{report_validation, step_report};
 use crate::train::runner::{self, Evaluation, RunOutcome, StepReport, Task};
-use crate::train::{RunDir, TrainProgress};
+use crate::train::{ensemble, HeadOutputs, RunDir, TrainProgress};
 use crate::{Error, Result, Rng};
 use std::path::{Path, PathBuf};
 
@@ -176,16 +176,52 @@ pub fn train_temporal(
     Ok((task, out))
 }
 
-/// Scores a temporal checkpoint on its config's validation split (or the
-/// split in `annotations`), raw and with the smoothing windows searched.
-pub fn eval_temporal(
-    checkpoint: &std::path::Path,
-    annotations: Option<&str>,
-) -> Result<SmoothedEval> {
-    let mut t = TemporalTrainer::from_checkpoint(checkpoint)?;
-    let cfg = t.config.clone();
-    let mut val = read_split(&cfg, annotations.unwrap_or(&cfg.data.val_annotations))?;
-    val.normalise(&t.norm)?;
-    let outs = t.predict(&val)?;
-    score_with_smoothing(&val, &outs, cfg.model.n_expr, &cfg.smoothing.windows)
+/// Scores temporal checkpoints on a split of their feature folders (the
+/// config's validation file unless `annotations` names another): one
+/// model, or several as an ensemble (see [`crate::train::ensemble`]), raw
+/// and smoothed. The members may read different feature folders (features
+/// of different frame models) as long as they hold the same frames.
+pub fn eval_temporal(checkpoints: &[PathBuf], annotations: Option<&str>) -> Result<SmoothedEval> {
+    let mut members: Vec<(SequenceSet, Vec<HeadOutputs>)> = Vec::new();
+    let mut first_cfg = None;
+    for path in checkpoints {
+        let mut t = TemporalTrainer::from_checkpoint(path)?;
+        let cfg = t.config.clone();
+        let mut val = read_split(&cfg, annotations.unwrap_or(&cfg.data.val_annotations))?;
+        val.normalise(&t.norm)?;
+        if let Some((set, _)) = members.first() {
+            same_frames(&checkpoints[0], set, path, &val)?;
+        }
+        let outs = t.predict(&val)?;
+        first_cfg.get_or_insert(cfg);
+        members.push((val, outs));
+    }
+    let cfg = first_cfg.ok_or_else(|| Error::Config("give at least one --checkpoint".into()))?;
+    let n_expr = cfg.model.n_expr;
+    let videos = members[0].1.len();
+    let outs = (0..videos)
+        .map(|v| {
+            let per: Vec<HeadOutputs> = members.iter().map(|m| m.1[v].clone()).collect();
+            ensemble::average(&per, n_expr)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    score_with_smoothing(&members[0].0, &outs, n_expr, &cfg.smoothing.windows)
+}
+
+/// Ensemble members must score the same frames with the same labels.
+fn same_frames(a: &Path, sa: &SequenceSet, b: &Path, sb: &SequenceSet) -> Result<()> {
+    let key = |s: &SequenceSet| -> Vec<(String, Vec<u32>, Vec<bool>)> {
+        s.videos
+            .iter()
+            .map(|v| (v.video.clone(), v.frames.clone(), v.labelled.clone()))
+            .collect()
+    };
+    if key(sa) != key(sb) {
+        return Err(Error::Config(format!(
+            "{} and {} cannot be ensembled: their feature folders hold different videos or frames",
+            a.display(),
+            b.display()
+        )));
+    }
+    Ok(())
 }

@@ -2,7 +2,6 @@
 //! whole-video inference, and checkpoints that carry the feature
 //! normalisation, so evaluation sees features exactly as training did.
 
-use super::eval::VideoOutputs;
 use super::TemporalConfig;
 use crate::data::chunks::{self, SeqBatch};
 use crate::data::sequence::{FeatureNorm, SequenceSet};
@@ -14,6 +13,7 @@ use crate::optim::Optimizer;
 use crate::tensor_file;
 use crate::train::checkpoint::{self, CheckpointRef, TrainProgress};
 use crate::train::trainer::{make_optimizer, optimizer_step, StepPhases};
+use crate::train::HeadOutputs;
 use crate::train::{ConfigFile, MtlLoss, MtlTargets, StepStats};
 use crate::{Device, Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::BTreeMap;
@@ -130,16 +130,16 @@ impl TemporalTrainer {
 
     /// Eval-mode outputs for every frame of every video of `set` (normalised
     /// features), streaming each video's chunks in order with state carried.
-    pub fn predict(&mut self, set: &SequenceSet) -> Result<Vec<VideoOutputs>> {
+    pub fn predict(&mut self, set: &SequenceSet) -> Result<Vec<HeadOutputs>> {
         let (len, c, a) = (
             self.config.data.chunk,
             self.config.model.n_expr,
             self.config.model.n_aus,
         );
-        let mut outs: Vec<VideoOutputs> = set
+        let mut outs: Vec<HeadOutputs> = set
             .videos
             .iter()
-            .map(|v| VideoOutputs {
+            .map(|v| HeadOutputs {
                 va: vec![0.0; v.len() * 2],
                 expr: vec![0.0; v.len() * c],
                 au: vec![0.0; v.len() * a],
