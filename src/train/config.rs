@@ -43,6 +43,8 @@ pub struct DataConfig {
     /// Synthetic set size: videos and frames per video.
     pub synth_videos: usize,
     pub synth_frames: usize,
+    /// Fraction of the synthetic videos held out for validation.
+    pub synth_val_fraction: f64,
     /// The synthetic set's own seed: independent of `train.seed`, so the
     /// runs of a seed set train and are scored on the same faces.
     pub synth_seed: u64,
@@ -65,6 +67,7 @@ impl Default for DataConfig {
             augment: AugmentConfig::default(),
             synth_videos: 120,
             synth_frames: 100,
+            synth_val_fraction: 0.2,
             synth_seed: 0,
         }
     }
@@ -343,6 +346,13 @@ impl ConfigFile for TrainConfig {
                 "data.max_bad_fraction",
                 &self.data.max_bad_fraction,
                 "must be in [0, 1]",
+            );
+        }
+        if !(self.data.synth_val_fraction > 0.0 && self.data.synth_val_fraction < 1.0) {
+            return bad(
+                "data.synth_val_fraction",
+                &self.data.synth_val_fraction,
+                "must lie in (0, 1): both splits need videos",
             );
         }
         self.train.validate()?;

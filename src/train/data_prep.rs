@@ -30,6 +30,7 @@ fn synth_config(cfg: &TrainConfig) -> SynthConfig {
         frames_per_video: cfg.data.synth_frames,
         image_size: cfg.data.image_size,
         seed: cfg.data.synth_seed,
+        val_fraction: cfg.data.synth_val_fraction,
         ..SynthConfig::default()
     }
 }
@@ -59,8 +60,8 @@ pub fn prepare_data(cfg: &TrainConfig, quiet: bool) -> Result<PathBuf> {
                 d.root.clone()
             } else {
                 cache_root().join(format!(
-                    "synthetic-v{}-f{}-s{}-seed{}",
-                    s.videos, s.frames_per_video, s.image_size, s.seed
+                    "synthetic-v{}-f{}-s{}-val{}-seed{}",
+                    s.videos, s.frames_per_video, s.image_size, s.val_fraction, s.seed
                 ))
             };
             let complete = root.join(&d.train_annotations).is_file()

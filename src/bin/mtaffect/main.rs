@@ -82,6 +82,9 @@ enum Command {
         size: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Fraction of the videos held out for validation.
+        #[arg(long, default_value_t = 0.2)]
+        val_fraction: f64,
         /// Generate into a folder that is not empty (overwrites its annotation files).
         #[arg(long)]
         force: bool,
@@ -352,6 +355,7 @@ fn main() -> ExitCode {
             frames,
             size,
             seed,
+            val_fraction,
             force,
         } => synth_cmd(
             SynthConfig {
@@ -359,6 +363,7 @@ fn main() -> ExitCode {
                 frames_per_video: frames,
                 image_size: size,
                 seed,
+                val_fraction,
                 ..SynthConfig::default()
             },
             &out,
