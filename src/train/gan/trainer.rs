@@ -110,9 +110,15 @@ fn rows(tape: &Tape, out: &MtlOutput, start: usize, len: usize) -> Result<MtlOut
     })
 }
 
-fn mean_sigmoid(logits: &Var) -> f64 {
-    let v = logits.value().to_f64_vec();
-    v.iter().map(|x| 1.0 / (1.0 + (-x).exp())).sum::<f64>() / v.len().max(1) as f64
+/// Mean D(x) = sigmoid(logit) over the real rows and over the generated
+/// rows (the discriminator's outputs, which carry the real/fake head).
+fn mean_d(real: &MtlOutput, fake: &MtlOutput) -> (f64, f64) {
+    let mean_sigmoid = |out: &MtlOutput| {
+        let logits = out.real_fake.as_ref().expect("discriminator has the head");
+        let v = logits.value().to_f64_vec();
+        v.iter().map(|x| 1.0 / (1.0 + (-x).exp())).sum::<f64>() / v.len().max(1) as f64
+    };
+    (mean_sigmoid(real), mean_sigmoid(fake))
 }
 
 impl GanTrainer {
@@ -356,10 +362,7 @@ impl GanTrainer {
             &fake,
             &labels,
         )?;
-        let (d_real, d_fake) = (
-            mean_sigmoid(real.real_fake.as_ref().expect("discriminator has the head")),
-            mean_sigmoid(fake.real_fake.as_ref().expect("discriminator has the head")),
-        );
+        let (d_real, d_fake) = mean_d(&real, &fake);
         let mut grads = tape.backward(&terms.total)?;
         drop(tape);
         let (loss, grad_norm) = self.finish_step("discriminator", &terms, &mut grads)?;
@@ -432,15 +435,7 @@ impl GanTrainer {
             &requested,
             mode_seeking.as_ref(),
         )?;
-        let (d_real, d_fake) = (
-            mean_sigmoid(
-                real_out
-                    .real_fake
-                    .as_ref()
-                    .expect("discriminator has the head"),
-            ),
-            mean_sigmoid(fake.real_fake.as_ref().expect("discriminator has the head")),
-        );
+        let (d_real, d_fake) = mean_d(&real_out, &fake);
         let mut grads = tape.backward(&terms.total)?;
         drop(tape);
         let (loss, grad_norm) = self.finish_step("generator", &terms, &mut grads)?;
