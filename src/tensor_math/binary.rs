@@ -81,3 +81,25 @@ pub fn add_same_shape(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     check_same_shape("add", a, b)?;
     forward(BinOp::Add, a, b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DType, Rng};
+
+    #[test]
+    fn add_same_shape_adds_and_refuses_broadcasting() {
+        let mut rng = Rng::new(3);
+        let a = Tensor::randn([2, 3], 1.0, DType::F32, &mut rng);
+        let b = Tensor::randn([2, 3], 1.0, DType::F32, &mut rng);
+        let sum = add_same_shape(&a, &b).unwrap().to_vec::<f32>().unwrap();
+        let (x, y) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+        assert!(sum
+            .iter()
+            .zip(x.iter().zip(&y))
+            .all(|(s, (p, q))| *s == p + q));
+        let row = Tensor::zeros([3], DType::F32);
+        let e = add_same_shape(&a, &row).unwrap_err().to_string();
+        assert!(e.contains("[2, 3]") && e.contains("[3]"), "{e}");
+    }
+}

@@ -77,3 +77,19 @@ pub fn scale_in_place(x: &mut Tensor, s: f64) -> Result<()> {
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DType;
+
+    #[test]
+    fn scale_in_place_multiplies_each_element_in_its_dtype() {
+        for dtype in [DType::F32, DType::F64] {
+            let mut x = Tensor::from_f64s(&[1.5, -2.0, 0.0], [3], dtype).unwrap();
+            scale_in_place(&mut x, -0.5).unwrap();
+            assert_eq!(x.to_f64_vec(), [-0.75, 1.0, -0.0]);
+            assert_eq!(x.dtype(), dtype);
+        }
+    }
+}
