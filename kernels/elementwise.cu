@@ -1,5 +1,6 @@
 // add, sub, mul, div with broadcasting, their backward partials, and the
-// broadcast-copy that reduce's backward needs (ops/elementwise.rs is the reference).
+// broadcast-copy that reduce's backward needs (tensor_math/binary.rs and
+// ops/elementwise.rs are the reference).
 
 enum BinOp { B_ADD = 0, B_SUB = 1, B_MUL = 2, B_DIV = 3 };
 

@@ -1,4 +1,5 @@
-// Elementwise unary ops, forward and backward (ops/unary.rs is the reference).
+// Elementwise unary ops, forward and backward (tensor_math/unary.rs and
+// ops/unary.rs are the reference).
 // The derivative is computed from the saved input or output, whichever the
 // op saves, exactly as the CPU reference does.
 

@@ -1,10 +1,11 @@
 //! mtaffect: a from-scratch training framework for multi-task facial affect
 //! models (valence/arousal, action units, expressions).
 //!
-//! Layers, top to bottom: [`ops`] (differentiable ops with CPU references),
-//! [`autograd`] (the explicit tape), [`tensor`] (runtime-shaped NHWC tensors),
-//! [`backend`] (CPU reference and fast kernels; the CUDA runtime), [`optim`],
-//! and above them [`nn`], [`model`], [`data`] and [`train`].
+//! Layers, top to bottom: [`ops`] (differentiable ops with CPU references)
+//! and [`optim`], [`autograd`] (the explicit tape), [`tensor_math`]
+//! (arithmetic on plain tensors, with no tape), [`tensor`] (runtime-shaped
+//! NHWC tensors), [`backend`] (CPU reference and fast kernels; the CUDA
+//! runtime), and above them [`nn`], [`model`], [`data`] and [`train`].
 
 // The README's example is compiled and run as a doctest.
 #[doc = include_str!("../README.md")]
@@ -25,6 +26,7 @@ pub mod optim;
 pub mod stats;
 pub mod tensor;
 pub mod tensor_file;
+pub mod tensor_math;
 pub mod train;
 
 pub use autograd::{Gradients, ParamId, Params, Tape, Var};

@@ -1,5 +1,9 @@
+//! The parameter gradients of a backward pass, and what a training step
+//! does with them as a whole: merging micro-batches, scaling, the global
+//! norm. The arithmetic is tensor_math's, below the tape.
+
 use super::ParamId;
-use crate::ops::elementwise::add_same_shape;
+use crate::tensor_math::{add_same_shape, scale_in_place, sum_of_squares};
 use crate::{Result, Tensor};
 
 /// Parameter gradients from one backward pass, keyed by [`ParamId`].
@@ -70,16 +74,7 @@ impl Gradients {
     /// Multiplies every gradient by `s` in place.
     pub fn scale(&mut self, s: f64) -> Result<()> {
         for (_, g) in self.iter_mut() {
-            if g.is_cuda() {
-                *g = crate::ops::unary::scale_tensor(g, s)?;
-                continue;
-            }
-            crate::with_dtype!(g.dtype(), T => {
-                let s = <T as crate::backend::cpu::Float>::from_f64(s);
-                for v in g.data_mut::<T>()? {
-                    *v *= s;
-                }
-            });
+            scale_in_place(g, s)?;
         }
         Ok(())
     }
@@ -88,16 +83,7 @@ impl Gradients {
     /// it is one launch and a read-back; a driver failure there gives NaN,
     /// which every caller treats as a non-finite norm.
     pub fn global_norm(&self) -> f64 {
-        match crate::optim::cuda::grads_device("global_norm", self) {
-            Ok(Some(dev)) => {
-                return crate::optim::cuda::global_norm(&dev, self).unwrap_or(f64::NAN)
-            }
-            Ok(None) => {}
-            Err(_) => return f64::NAN,
-        }
-        self.iter()
-            .map(|(_, g)| g.to_f64_vec().iter().map(|v| v * v).sum::<f64>())
-            .sum::<f64>()
-            .sqrt()
+        let all: Vec<&Tensor> = self.iter().map(|(_, g)| g).collect();
+        sum_of_squares("global_norm", &all).map_or(f64::NAN, f64::sqrt)
     }
 }

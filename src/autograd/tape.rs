@@ -355,9 +355,7 @@ impl Tape {
                         for part in [left, gj].into_iter().flatten() {
                             grads[j] = Some(match grads[j].take() {
                                 None => part,
-                                Some(prev) => {
-                                    crate::ops::elementwise::add_same_shape(&prev, &part)?
-                                }
+                                Some(prev) => crate::tensor_math::add_same_shape(&prev, &part)?,
                             });
                         }
                     }

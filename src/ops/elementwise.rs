@@ -1,78 +1,12 @@
 //! add, sub, mul, div with NumPy broadcasting (batch, channel, scalar, or any
-//! axes of size 1). Backward sums the gradient over the broadcast axes.
+//! axes of size 1). The forward is tensor_math/binary.rs; backward sums the
+//! gradient over the broadcast axes.
 
 pub(crate) mod cuda;
 
-use super::strided::{broadcast_shapes, broadcast_strides, for_each_offset, sum_to_shape};
-use crate::backend::cpu::Float;
-use crate::tensor::{check_same_dtype, check_same_shape, same_device};
+use crate::tensor_math::binary::{forward as binary_forward, BinOp};
+use crate::tensor_math::strided::{broadcast_strides, for_each_offset, sum_to_shape};
 use crate::{with_dtype, Result, Shape, Tape, Tensor, Var};
-
-#[derive(Clone, Copy, Debug)]
-enum BinOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-}
-
-impl BinOp {
-    fn name(self) -> &'static str {
-        match self {
-            BinOp::Add => "add",
-            BinOp::Sub => "sub",
-            BinOp::Mul => "mul",
-            BinOp::Div => "div",
-        }
-    }
-
-    fn apply<T: Float>(self, a: T, b: T) -> T {
-        match self {
-            BinOp::Add => a + b,
-            BinOp::Sub => a - b,
-            BinOp::Mul => a * b,
-            BinOp::Div => a / b,
-        }
-    }
-}
-
-/// Forward on plain tensors, with broadcasting.
-fn binary_forward(op: BinOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    check_same_dtype(op.name(), a, b)?;
-    let out = broadcast_shapes(op.name(), a.shape(), b.shape())?;
-    if let Some(dev) = same_device(op.name(), &[a, b])? {
-        return cuda::forward(&dev, op, a, b, &out);
-    }
-    with_dtype!(a.dtype(), T => {
-        let (x, y) = (a.data::<T>()?, b.data::<T>()?);
-        let n = out.numel();
-        let data: Vec<T> = if a.shape() == &out && b.shape() == &out {
-            x.iter().zip(y).map(|(&p, &q)| op.apply(p, q)).collect()
-        } else if a.shape() == &out && is_suffix(b.shape(), &out) {
-            // The common case: a per-channel (or per-feature) vector or a scalar.
-            let m = y.len();
-            x.iter().enumerate().map(|(i, &p)| op.apply(p, y[i % m])).collect()
-        } else {
-            let sa = broadcast_strides(a.shape(), out.rank());
-            let sb = broadcast_strides(b.shape(), out.rank());
-            let mut oa = Vec::with_capacity(n);
-            for_each_offset(out.dims(), &sa, |_, o| oa.push(o));
-            let mut v = Vec::with_capacity(n);
-            for_each_offset(out.dims(), &sb, |i, o| v.push(op.apply(x[oa[i]], y[o])));
-            v
-        };
-        Tensor::from_vec(data, out)
-    })
-}
-
-/// True if `s` (ignoring leading 1s) equals the trailing dims of `out`, so
-/// element i of `out` pairs with element `i % s.numel()`.
-fn is_suffix(s: &Shape, out: &Shape) -> bool {
-    let d = s.dims();
-    let lead = d.iter().take_while(|&&x| x == 1).count();
-    let rest = &d[lead..];
-    rest.len() <= out.rank() && out.dims()[out.rank() - rest.len()..] == *rest
-}
 
 fn binary(tape: &Tape, op: BinOp, a: &Var, b: &Var) -> Result<Var> {
     let out = binary_forward(op, a.value(), b.value())?;
@@ -139,12 +73,6 @@ pub fn mul(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
 /// `a / b` elementwise, broadcasting.
 pub fn div(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
     binary(tape, BinOp::Div, a, b)
-}
-
-/// Plain sum of two same-shaped tensors (gradient accumulation; no tape).
-pub fn add_same_shape(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    check_same_shape("add", a, b)?;
-    binary_forward(BinOp::Add, a, b)
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ pub mod recurrent;
 pub mod reduce;
 pub mod reshape;
 pub mod softmax;
-pub(crate) mod strided;
 pub mod unary;
 pub mod upsample;
 

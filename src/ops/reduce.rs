@@ -2,8 +2,8 @@
 
 pub(crate) mod cuda;
 
-use super::strided::{broadcast_strides, for_each_offset, sum_to_shape};
 use crate::backend::cpu::Float;
+use crate::tensor_math::strided::{broadcast_strides, for_each_offset, sum_to_shape};
 use crate::{with_dtype, Error, Result, Shape, Tape, Tensor, Var};
 
 /// Resolves `axes` (negative counts from the end; empty = all axes) and

@@ -1,22 +1,12 @@
 //! Elementwise unary ops: scale, relu, leaky_relu, sigmoid, tanh, exp, log.
-//! Each derivative is written in terms of the input or the output, and only
-//! that one is saved for backward.
+//! The forward is tensor_math/unary.rs; each derivative is written in terms
+//! of the input or the output, and only that one is saved for backward.
 
 mod cuda;
 
 use crate::backend::cpu::Float;
+use crate::tensor_math::unary::{forward as unary_forward, Unary};
 use crate::{with_dtype, Result, Tape, Tensor, Var};
-
-#[derive(Clone, Copy, Debug)]
-enum Unary {
-    Scale(f64),
-    Relu,
-    LeakyRelu(f64),
-    Sigmoid,
-    Tanh,
-    Exp,
-    Log,
-}
 
 /// Which tensor the derivative needs.
 enum Saves {
@@ -26,41 +16,11 @@ enum Saves {
 }
 
 impl Unary {
-    fn name(self) -> &'static str {
-        match self {
-            Unary::Scale(_) => "scale",
-            Unary::Relu => "relu",
-            Unary::LeakyRelu(_) => "leaky_relu",
-            Unary::Sigmoid => "sigmoid",
-            Unary::Tanh => "tanh",
-            Unary::Exp => "exp",
-            Unary::Log => "log",
-        }
-    }
-
     fn saves(self) -> Saves {
         match self {
             Unary::Scale(_) => Saves::Nothing,
             Unary::Relu | Unary::LeakyRelu(_) | Unary::Log => Saves::Input,
             Unary::Sigmoid | Unary::Tanh | Unary::Exp => Saves::Output,
-        }
-    }
-
-    fn f<T: Float>(self, x: T) -> T {
-        match self {
-            Unary::Scale(s) => x * T::from_f64(s),
-            Unary::Relu => x.max(T::ZERO),
-            Unary::LeakyRelu(a) => {
-                if x > T::ZERO {
-                    x
-                } else {
-                    x * T::from_f64(a)
-                }
-            }
-            Unary::Sigmoid => x.sigmoid(),
-            Unary::Tanh => x.tanh(),
-            Unary::Exp => x.exp(),
-            Unary::Log => x.ln(),
         }
     }
 
@@ -93,13 +53,7 @@ impl Unary {
 fn unary(tape: &Tape, op: Unary, x: &Var) -> Result<Var> {
     let xt = x.value();
     let dev = xt.cuda_device().cloned();
-    let y = match &dev {
-        Some(d) => cuda::forward(d, op, xt)?,
-        None => with_dtype!(xt.dtype(), T => {
-            let v: Vec<T> = xt.data::<T>()?.iter().map(|&a| op.f(a)).collect();
-            Tensor::from_vec(v, xt.shape().clone())?
-        }),
-    };
+    let y = unary_forward(op, xt)?;
     let saved = match op.saves() {
         Saves::Nothing => None,
         Saves::Input => Some(xt.clone()),
@@ -119,12 +73,6 @@ fn unary(tape: &Tape, op: Unary, x: &Var) -> Result<Var> {
         });
         Ok(vec![Some(gx)])
     })
-}
-
-/// `s * x` on plain tensors, on the tensor's device (no tape).
-pub(crate) fn scale_tensor(x: &Tensor, s: f64) -> Result<Tensor> {
-    let tape = Tape::no_grad();
-    Ok(scale(&tape, &tape.constant(x.clone()), s)?.into_value())
 }
 
 /// `s * x`.

@@ -1,6 +1,7 @@
 use super::{cuda, load_buffers, save_buffers, slot, LrMults, Optimizer, StepGuard};
 use crate::backend::cpu::Float;
 use crate::backend::cuda::CudaDevice;
+use crate::tensor_math::chunks::Entry;
 use crate::{with_dtype, DType, Error, Gradients, Params, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -81,7 +82,7 @@ impl Adam {
             }
             entries.push((
                 id,
-                cuda::Entry {
+                Entry {
                     p,
                     g: g.cuda(OP)?.ptr(),
                     s1: m,

@@ -1,18 +1,14 @@
-//! CUDA launchers for kernels/optim.cu: every parameter updated by one
-//! launch through a chunk table (uploaded per step: 64 bytes per chunk of
-//! up to 64k elements), and the global gradient norm likewise.
+//! CUDA launchers for the updates of kernels/optim.cu: every parameter
+//! updated by one launch through a chunk table (tensor_math/chunks.rs,
+//! which also launches the gradients' sum of squares).
 
 use crate::backend::cuda::launcher::zeros;
-use crate::backend::cuda::{CudaDevice, CudaStorage};
+use crate::backend::cuda::CudaDevice;
 use crate::tensor::Device;
+use crate::tensor_math::chunks::{chunk_config, upload_table, Entry};
 use crate::{Error, Gradients, Params, Result, Tensor};
 use cudarc::driver::DeviceRepr;
-use cudarc::driver::LaunchConfig;
 use std::sync::Arc;
-
-/// Elements per chunk (one block of 256 threads each).
-const CHUNK: usize = 1 << 16;
-const THREADS: u32 = 256;
 
 /// Mirrors `AdamParams` in kernels/optim.cu.
 #[repr(C)]
@@ -41,30 +37,6 @@ pub(super) struct SgdParams {
 }
 // SAFETY: plain old data laid out as the C struct.
 unsafe impl DeviceRepr for SgdParams {}
-
-/// One parameter's buffers for the table: (param, grad, state1, state2, len, first).
-pub(super) struct Entry {
-    pub p: u64,
-    pub g: u64,
-    pub s1: u64,
-    pub s2: u64,
-    pub len: usize,
-    pub first: bool,
-}
-
-impl Entry {
-    /// A gradient alone (the norm kernel reads nothing else).
-    pub fn grad_only(g: u64, len: usize) -> Entry {
-        Entry {
-            p: 0,
-            g,
-            s1: 0,
-            s2: 0,
-            len,
-            first: false,
-        }
-    }
-}
 
 /// The device all gradients live on, None if they are on the host.
 pub(crate) fn grads_device(op: &'static str, grads: &Gradients) -> Result<Option<Arc<CudaDevice>>> {
@@ -109,37 +81,6 @@ pub(super) fn param_ptr(
     Ok(p.cuda_mut(op)?.ptr())
 }
 
-pub(super) fn upload_table(dev: &Arc<CudaDevice>, entries: &[Entry]) -> Result<(CudaStorage, u32)> {
-    let mut table: Vec<u64> = Vec::new();
-    for e in entries {
-        for off in (0..e.len).step_by(CHUNK) {
-            let len = CHUNK.min(e.len - off);
-            table.extend([
-                e.p,
-                e.g,
-                e.s1,
-                e.s2,
-                off as u64,
-                len as u64,
-                e.first as u64,
-                0,
-            ]);
-        }
-    }
-    let chunks = (table.len() / 8) as u32;
-    let storage = CudaStorage::from_host(dev, bytemuck::cast_slice::<u64, f32>(&table))?;
-    Ok((storage, chunks))
-}
-
-/// One block of THREADS per chunk (every kernel of kernels/optim.cu that reads a chunk table).
-pub(super) fn chunk_config(chunks: u32) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (chunks, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
 /// One launch of `kernel(params, table, status)` over every chunk of
 /// `entries`; `status` is a [`StepGuard`](super::guard::StepGuard)'s
 /// address, or 0 for an unguarded update.
@@ -158,31 +99,4 @@ pub(super) fn step<P: DeviceRepr>(
     // live buffers of at least offset + len elements; status is null or a
     // live StepStatus.
     unsafe { dev.launch(kernel, chunk_config(chunks), params, &[table.ptr(), status]) }
-}
-
-/// sqrt of the sum of squares of every gradient, summed in double on the
-/// device; reading the result back waits for the GPU.
-pub(crate) fn global_norm(dev: &Arc<CudaDevice>, grads: &Gradients) -> Result<f64> {
-    let entries = grads
-        .iter()
-        .map(|(_, g)| Ok(Entry::grad_only(g.cuda("global_norm")?.ptr(), g.numel())))
-        .collect::<Result<Vec<_>>>()?;
-    let (table, chunks) = upload_table(dev, &entries)?;
-    if chunks == 0 {
-        return Ok(0.0);
-    }
-    let out = CudaStorage::zeros(dev, 2)?; // one double
-                                           // SAFETY: the table addresses live gradients; out holds 8 bytes;
-                                           // NormParams (one u64) is passed as that u64.
-    unsafe {
-        dev.launch(
-            "grad_sq_sum",
-            chunk_config(chunks),
-            &(chunks as u64),
-            &[table.ptr(), out.ptr()],
-        )?
-    };
-    let host = out.to_host()?;
-    let sq: f64 = bytemuck::pod_read_unaligned(bytemuck::cast_slice::<f32, u8>(&host));
-    Ok(sq.sqrt())
 }

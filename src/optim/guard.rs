@@ -10,8 +10,9 @@
 //! optimizer's host state (Adam's step count, state buffers it created) is
 //! settled from that read-back ([`Optimizer::settle`](super::Optimizer::settle)).
 
-use super::cuda::{chunk_config, grads_device, upload_table, Entry};
+use super::cuda::grads_device;
 use crate::backend::cuda::{CudaDevice, CudaStorage};
+use crate::tensor_math::chunks::{chunk_config, upload_table, Entry};
 use crate::{Gradients, Result, Tensor};
 use cudarc::driver::LaunchConfig;
 use std::sync::Arc;

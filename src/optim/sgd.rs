@@ -1,6 +1,7 @@
 use super::{cuda, load_buffers, save_buffers, slot, LrMults, Optimizer, StepGuard};
 use crate::backend::cpu::Float;
 use crate::backend::cuda::CudaDevice;
+use crate::tensor_math::chunks::Entry;
 use crate::{with_dtype, Gradients, Params, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -72,7 +73,7 @@ impl Sgd {
             }
             entries.push((
                 id,
-                cuda::Entry {
+                Entry {
                     p,
                     g: g.cuda(OP)?.ptr(),
                     s1: b,

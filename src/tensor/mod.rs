@@ -470,7 +470,7 @@ pub(crate) fn same_device(
     tensors: &[&Tensor],
 ) -> Result<Option<Arc<CudaDevice>>> {
     let first = tensors.first().map(|t| t.device()).unwrap_or(Device::Cpu);
-    for t in &tensors[1..] {
+    for t in tensors.iter().skip(1) {
         let d = t.device();
         if d != first {
             return Err(Error::Device {

@@ -7,6 +7,11 @@
 //! - `__metadata__`: format and version, step, epoch, position in the epoch,
 //!   the RNG's four u64 words, the best score so far, and the resolved config.
 //!
+//! A trainer hands its state over where it lives (host or GPU): `save`
+//! writes host copies, and `load` restores every parameter and buffer onto
+//! the device of the one it replaces and hands the optimizer state back on
+//! the parameters' device.
+//!
 //! Writes are atomic: the bytes go to `<file>.tmp` in the same directory, are
 //! fsynced, and the temporary is renamed over the target, so a crash at any
 //! point leaves either the old or the new checkpoint, never a torn one.
@@ -42,6 +47,14 @@ pub struct TrainProgress {
 }
 
 impl TrainProgress {
+    /// This progress with the run's generator state as it is now.
+    pub fn with_rng(self, rng: &crate::Rng) -> Self {
+        TrainProgress {
+            rng: rng.state(),
+            ..self
+        }
+    }
+
     /// A run that has not taken a step.
     pub fn start() -> Self {
         TrainProgress {
@@ -54,7 +67,7 @@ impl TrainProgress {
     }
 }
 
-/// What [`save`] writes. Borrowed, so saving copies nothing the caller owns.
+/// What [`save`] writes. Borrowed; the tensors may live on any device.
 pub struct CheckpointRef<'a> {
     pub params: &'a Params,
     /// `Optimizer::state_dict()`.
@@ -75,22 +88,25 @@ pub struct Checkpoint {
     pub config_toml: String,
 }
 
-/// Writes a checkpoint atomically (see the module docs). A state holding a
+/// Writes a checkpoint atomically (see the module docs), from host copies
+/// of the tensors (a host tensor is shared, not copied). A state holding a
 /// NaN or infinity anywhere (weights, optimizer moments, buffers) is refused
 /// before anything is written, so the checkpoint already on disk, the last
 /// finite one, stays.
 pub fn save(path: impl AsRef<Path>, ckpt: &CheckpointRef) -> Result<()> {
     let path = path.as_ref();
-    let mut views: Vec<(String, &Tensor)> = Vec::new();
+    let mut host: Vec<(String, Tensor)> = Vec::new();
     for id in ckpt.params.ids() {
-        views.push((ckpt.params.name(id).to_string(), ckpt.params.get(id)));
+        let name = ckpt.params.name(id).to_string();
+        host.push((name, ckpt.params.get(id).to_cpu()?));
     }
     for (k, t) in ckpt.optimizer {
-        views.push((format!("{OPTIM_PREFIX}{k}"), t));
+        host.push((format!("{OPTIM_PREFIX}{k}"), t.to_cpu()?));
     }
     for (k, t) in ckpt.buffers {
-        views.push((format!("{BUFFER_PREFIX}{k}"), t));
+        host.push((format!("{BUFFER_PREFIX}{k}"), t.to_cpu()?));
     }
+    let views: Vec<(String, &Tensor)> = host.iter().map(|(k, t)| (k.clone(), t)).collect();
     if let Some((name, _)) = views.iter().find(|(_, t)| !all_finite(t)) {
         return Err(Error::NonFinite(format!(
             "step {}: tensor '{name}' holds a NaN or infinity; {} was not written",
@@ -145,12 +161,13 @@ pub fn read_config(path: impl AsRef<Path>) -> Result<String> {
         .ok_or_else(|| bad(path, "metadata has no 'config'".into()))
 }
 
-/// Reads a checkpoint, restores `params` and `buffers` in place, and returns
-/// the optimizer state, progress and config. Every parameter and buffer must
-/// be present with the model's shape and dtype, and the file may hold no
-/// model tensor the model lacks; on any error nothing is changed.
-/// `buffers` holds the model's current buffers (their names and shapes are
-/// the expectation).
+/// Reads a checkpoint, restores `params` and `buffers` in place (each on
+/// the device of the tensor it replaces), and returns the optimizer state
+/// (on the parameters' device), progress and config. Every parameter and
+/// buffer must be present with the model's shape and dtype, and the file
+/// may hold no model tensor the model lacks; on any error nothing is
+/// changed. `buffers` holds the model's current buffers (their names and
+/// shapes are the expectation).
 pub fn load(
     path: impl AsRef<Path>,
     params: &mut Params,
@@ -163,14 +180,15 @@ pub fn load(
     let mut new_params = Vec::new();
     for id in params.ids() {
         let name = params.name(id);
-        let t = take_matching(path, &mut tensors, name, params.get(id), "the model")?;
-        new_params.push((id, t));
+        let expected = params.get(id);
+        let t = take_matching(path, &mut tensors, name, expected, "the model")?;
+        new_params.push((id, t.to_device(&expected.device())?));
     }
     let mut new_buffers = BTreeMap::new();
     for (name, expected) in buffers.iter() {
         let key = format!("{BUFFER_PREFIX}{name}");
         let t = take_matching(path, &mut tensors, &key, expected, "the model's buffer")?;
-        new_buffers.insert(name.clone(), t);
+        new_buffers.insert(name.clone(), t.to_device(&expected.device())?);
     }
     let mut optimizer = BTreeMap::new();
     let leftovers: Vec<String> = tensors.keys().cloned().collect();
@@ -184,7 +202,7 @@ pub fn load(
         let t = tensors.remove(&name).expect("key listed above");
         check_optim_shape(path, &name, key, &t, params)?;
         check_values_finite(path, &name, &t)?;
-        optimizer.insert(key.to_string(), t);
+        optimizer.insert(key.to_string(), t.to_device(&params.device())?);
     }
 
     for (id, t) in new_params {

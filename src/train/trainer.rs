@@ -165,11 +165,6 @@ fn checked(stats: StepStats) -> Result<StepStats> {
     Ok(stats)
 }
 
-/// Host copies of named tensors (checkpoints are written from the host).
-fn on_host(map: BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>> {
-    map.into_iter().map(|(k, t)| Ok((k, t.to_cpu()?))).collect()
-}
-
 pub(crate) fn make_optimizer(cfg: &OptimConfig) -> Box<dyn Optimizer> {
     match cfg {
         OptimConfig::Sgd(c) => Box::new(Sgd::new(c.clone())),
@@ -314,7 +309,8 @@ impl Trainer {
 
     /// The optimizer's state (moments, step count), copied to the host.
     pub fn optimizer_state(&self) -> Result<BTreeMap<String, Tensor>> {
-        on_host(self.opt.state_dict())
+        let state = self.opt.state_dict().into_iter();
+        state.map(|(k, t)| Ok((k, t.to_cpu()?))).collect()
     }
 
     /// Closes a weighting period (DWA uses the mean task losses of the last two).
@@ -391,21 +387,13 @@ impl Trainer {
     /// Writes `path` atomically: weights, buffers, optimizer and loss state,
     /// progress, RNG and the resolved config.
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        let optimizer = on_host(self.opt.state_dict())?;
-        let buffers = on_host(self.buffer_map())?;
-        let mut params = self.params.clone();
-        params.to_device(&Device::Cpu)?;
-        let progress = TrainProgress {
-            rng: self.rng.state(),
-            ..self.progress
-        };
         checkpoint::save(
             path,
             &CheckpointRef {
-                params: &params,
-                optimizer: &optimizer,
-                buffers: &buffers,
-                progress,
+                params: &self.params,
+                optimizer: &self.opt.state_dict(),
+                buffers: &self.buffer_map(),
+                progress: self.progress.with_rng(&self.rng),
                 config_toml: &self.config.to_toml(),
             },
         )
@@ -413,25 +401,18 @@ impl Trainer {
 
     /// Restores everything `save_checkpoint` wrote; on error nothing changes.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
-        let mut buffers = on_host(self.buffer_map())?;
+        let mut buffers = self.buffer_map();
         let mut params = self.params.clone();
-        params.to_device(&Device::Cpu)?;
         let ck = checkpoint::load(path, &mut params, &mut buffers)?;
-        params.to_device(&self.device)?;
-        let state = ck
-            .optimizer
-            .iter()
-            .map(|(k, t)| Ok((k.clone(), t.to_device(&self.device)?)))
-            .collect::<Result<BTreeMap<_, _>>>()?;
         let mut opt = group_optimizer(&self.config, &self.net, self.params.len());
-        opt.load_state_dict(&state)?;
+        opt.load_state_dict(&ck.optimizer)?;
         let mut model_buffers = self.buffers.clone();
         let ids: Vec<_> = model_buffers.ids().collect();
         for id in ids {
             let t = buffers
                 .remove(model_buffers.name(id))
                 .expect("checkpoint::load checked every buffer");
-            model_buffers.set(id, t.to_device(&self.device)?)?;
+            model_buffers.set(id, t)?;
         }
         let get = |k: &str| buffers[k].to_f64_vec();
         let (rows, n) = (get("loss.dwa_history"), get("loss.dwa_rows")[0] as usize);

@@ -1,46 +1,12 @@
-//! CUDA launchers for kernels/elementwise.cu.
+//! CUDA launchers for kernels/elementwise.cu: the backward partials and
+//! the broadcast copies (the forward is tensor_math/binary/cuda.rs).
 
-use super::BinOp;
 use crate::backend::cuda::launcher::{empty, opt_ptr, ptr};
 use crate::backend::cuda::CudaDevice;
-use crate::ops::strided::cuda::binary_params;
+use crate::tensor_math::binary::BinOp;
+use crate::tensor_math::strided::cuda::binary_params;
 use crate::{Result, Shape, Tensor};
 use std::sync::Arc;
-
-impl BinOp {
-    /// `BinOp` in kernels/elementwise.cu.
-    fn code(self) -> i32 {
-        match self {
-            BinOp::Add => 0,
-            BinOp::Sub => 1,
-            BinOp::Mul => 2,
-            BinOp::Div => 3,
-        }
-    }
-}
-
-pub(super) fn forward(
-    dev: &Arc<CudaDevice>,
-    op: BinOp,
-    a: &Tensor,
-    b: &Tensor,
-    out: &Shape,
-) -> Result<Tensor> {
-    let mut p = binary_params(op.name(), out, a.shape(), b.shape())?;
-    p.op = op.code();
-    let y = empty(dev, out.clone())?;
-    let ptrs = [ptr(a, op.name())?, ptr(b, op.name())?, ptr(&y, op.name())?];
-    // SAFETY: BinaryParams mirrors the kernel's struct; the offsets stay inside a, b and y.
-    unsafe {
-        dev.launch(
-            "binary_forward",
-            dev.elementwise_config(out.numel()),
-            &p,
-            &ptrs,
-        )?
-    };
-    Ok(y)
-}
 
 /// Gradients of a and b (where needed), summed down to their shapes.
 pub(super) fn backward(

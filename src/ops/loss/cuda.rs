@@ -129,7 +129,7 @@ pub(super) fn record_mean_terms(
         let (loss, g) = mean_term(dev, op, *term, x.value(), inp, with_grad)?;
         total = Some(match total {
             None => loss,
-            Some(t) => crate::ops::elementwise::add_same_shape(&t, &loss)?,
+            Some(t) => crate::tensor_math::add_same_shape(&t, &loss)?,
         });
         grads.push(g);
     }

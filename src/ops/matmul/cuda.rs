@@ -33,7 +33,7 @@ unsafe impl DeviceRepr for GemmParams {}
 /// (j, i) reads x[i * c + j].
 pub(crate) fn transpose2d(dev: &Arc<CudaDevice>, x: &Tensor) -> Result<Tensor> {
     let (r, c) = (x.dims()[0], x.dims()[1]);
-    let mut p = crate::ops::strided::cuda::BinaryParams {
+    let mut p = crate::tensor_math::strided::cuda::BinaryParams {
         n: (r * c) as u64,
         rank: 2,
         alpha: 1.0,

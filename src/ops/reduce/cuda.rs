@@ -2,7 +2,7 @@
 
 use crate::backend::cuda::launcher::ptr;
 use crate::backend::cuda::{CudaDevice, CudaStorage};
-use crate::ops::strided::cuda::reduce_params;
+use crate::tensor_math::strided::cuda::reduce_params;
 use crate::{Result, Shape, Tensor};
 use std::sync::Arc;
 

@@ -1,55 +1,11 @@
-//! CUDA launcher for kernels/unary.cu.
+//! CUDA launcher for the backward of kernels/unary.cu (the forward is
+//! tensor_math/unary/cuda.rs).
 
-use super::Unary;
 use crate::backend::cuda::launcher::{empty, ptr};
 use crate::backend::cuda::CudaDevice;
+use crate::tensor_math::unary::Unary;
 use crate::{Result, Tensor};
-use cudarc::driver::DeviceRepr;
 use std::sync::Arc;
-
-/// Mirrors `UnaryParams` in kernels/unary.cu.
-#[repr(C)]
-struct UnaryParams {
-    n: u64,
-    op: i32,
-    alpha: f32,
-}
-// SAFETY: plain old data laid out as the C struct.
-unsafe impl DeviceRepr for UnaryParams {}
-
-impl Unary {
-    fn params(self, n: usize) -> UnaryParams {
-        let (op, alpha) = match self {
-            Unary::Scale(s) => (0, s),
-            Unary::Relu => (1, 0.0),
-            Unary::LeakyRelu(a) => (2, a),
-            Unary::Sigmoid => (3, 0.0),
-            Unary::Tanh => (4, 0.0),
-            Unary::Exp => (5, 0.0),
-            Unary::Log => (6, 0.0),
-        };
-        UnaryParams {
-            n: n as u64,
-            op,
-            alpha: alpha as f32,
-        }
-    }
-}
-
-pub(super) fn forward(dev: &Arc<CudaDevice>, op: Unary, x: &Tensor) -> Result<Tensor> {
-    let y = empty(dev, x.shape().clone())?;
-    let ptrs = [ptr(x, op.name())?, ptr(&y, op.name())?];
-    // SAFETY: UnaryParams mirrors the kernel's struct; x and y hold n elements.
-    unsafe {
-        dev.launch(
-            "unary_forward",
-            dev.elementwise_config(x.numel()),
-            &op.params(x.numel()),
-            &ptrs,
-        )?
-    };
-    Ok(y)
-}
 
 /// `saved` is the input or output the op saves; None for scale (the kernel
 /// never reads it then, so g stands in).
@@ -65,7 +21,8 @@ pub(super) fn backward(
         ptr(g, op.name())?,
         ptr(&dx, op.name())?,
     ];
-    // SAFETY: as in forward.
+    // SAFETY: UnaryParams mirrors the kernel's struct; the saved tensor (or
+    // g), g and dx hold n elements.
     unsafe {
         dev.launch(
             "unary_backward",

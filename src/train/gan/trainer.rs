@@ -110,9 +110,15 @@ fn rows(tape: &Tape, out: &MtlOutput, start: usize, len: usize) -> Result<MtlOut
     })
 }
 
-fn mean_sigmoid(logits: &Var) -> f64 {
-    let v = logits.value().to_f64_vec();
-    v.iter().map(|x| 1.0 / (1.0 + (-x).exp())).sum::<f64>() / v.len().max(1) as f64
+/// Mean D(x) = sigmoid(logit) over the real rows and over the generated
+/// rows (the discriminator's outputs, which carry the real/fake head).
+fn mean_d(real: &MtlOutput, fake: &MtlOutput) -> (f64, f64) {
+    let mean_sigmoid = |out: &MtlOutput| {
+        let logits = out.real_fake.as_ref().expect("discriminator has the head");
+        let v = logits.value().to_f64_vec();
+        v.iter().map(|x| 1.0 / (1.0 + (-x).exp())).sum::<f64>() / v.len().max(1) as f64
+    };
+    (mean_sigmoid(real), mean_sigmoid(fake))
 }
 
 impl GanTrainer {
@@ -356,10 +362,7 @@ impl GanTrainer {
             &fake,
             &labels,
         )?;
-        let (d_real, d_fake) = (
-            mean_sigmoid(real.real_fake.as_ref().expect("discriminator has the head")),
-            mean_sigmoid(fake.real_fake.as_ref().expect("discriminator has the head")),
-        );
+        let (d_real, d_fake) = mean_d(&real, &fake);
         let mut grads = tape.backward(&terms.total)?;
         drop(tape);
         let (loss, grad_norm) = self.finish_step("discriminator", &terms, &mut grads)?;
@@ -432,15 +435,7 @@ impl GanTrainer {
             &requested,
             mode_seeking.as_ref(),
         )?;
-        let (d_real, d_fake) = (
-            mean_sigmoid(
-                real_out
-                    .real_fake
-                    .as_ref()
-                    .expect("discriminator has the head"),
-            ),
-            mean_sigmoid(fake.real_fake.as_ref().expect("discriminator has the head")),
-        );
+        let (d_real, d_fake) = mean_d(&real_out, &fake);
         let mut grads = tape.backward(&terms.total)?;
         drop(tape);
         let (loss, grad_norm) = self.finish_step("generator", &terms, &mut grads)?;
@@ -485,33 +480,29 @@ impl GanTrainer {
         )
     }
 
-    /// Both players in one registry of host copies, names prefixed; the
-    /// generator's come first, so the discriminator's optimizer indices shift
-    /// by its count.
+    /// Both players in one registry, names prefixed; the generator's come
+    /// first, so the discriminator's optimizer indices shift by its count.
     fn joint_params(&self) -> Result<Params> {
         let mut all = Params::new();
         for (prefix, p) in [(G_PREFIX, &self.g_params), (D_PREFIX, &self.d_params)] {
             for id in p.ids() {
-                all.add(format!("{prefix}{}", p.name(id)), p.get(id).to_cpu()?)?;
+                all.add(format!("{prefix}{}", p.name(id)), p.get(id).clone())?;
             }
         }
         Ok(all)
     }
 
-    /// Host copies of both players' buffers and the prototypes.
+    /// Both players' buffers, the generator's moving average and the prototypes.
     fn joint_buffers(&self) -> Result<BTreeMap<String, Tensor>> {
         let mut out = BTreeMap::new();
         for (prefix, b) in [(G_PREFIX, &self.g_buffers), (D_PREFIX, &self.d_buffers)] {
             for id in b.ids() {
-                out.insert(format!("{prefix}{}", b.name(id)), b.get(id).to_cpu()?);
+                out.insert(format!("{prefix}{}", b.name(id)), b.get(id).clone());
             }
         }
         if let Some(ema) = &self.g_ema {
             for id in ema.ids() {
-                out.insert(
-                    format!("{EMA_PREFIX}{}", ema.name(id)),
-                    ema.get(id).to_cpu()?,
-                );
+                out.insert(format!("{EMA_PREFIX}{}", ema.name(id)), ema.get(id).clone());
             }
         }
         out.insert(
@@ -521,9 +512,9 @@ impl GanTrainer {
         Ok(out)
     }
 
-    /// Host copies of both optimizers' state, keys `<buffer>.<index>` renamed
+    /// Both optimizers' state, keys `<buffer>.<index>` renamed
     /// `<prefix><buffer>.<index + offset>`.
-    fn joint_optimizer(&self) -> Result<BTreeMap<String, Tensor>> {
+    fn joint_optimizer(&self) -> BTreeMap<String, Tensor> {
         let mut out = BTreeMap::new();
         let offset = self.g_params.len();
         for (prefix, state, shift) in [
@@ -535,10 +526,10 @@ impl GanTrainer {
                     Some((b, i)) => format!("{prefix}{b}.{}", i + shift),
                     None => format!("{prefix}{k}"),
                 };
-                out.insert(key, t.to_cpu()?);
+                out.insert(key, t);
             }
         }
-        Ok(out)
+        out
     }
 
     /// Writes both players, their optimizers, BN buffers, the prototypes,
@@ -548,12 +539,9 @@ impl GanTrainer {
             path,
             &CheckpointRef {
                 params: &self.joint_params()?,
-                optimizer: &self.joint_optimizer()?,
+                optimizer: &self.joint_optimizer(),
                 buffers: &self.joint_buffers()?,
-                progress: TrainProgress {
-                    rng: self.rng.state(),
-                    ..self.progress
-                },
+                progress: self.progress.with_rng(&self.rng),
                 config_toml: &self.config.to_toml(),
             },
         )
@@ -567,7 +555,6 @@ impl GanTrainer {
         let offset = self.g_params.len();
         let (mut g_state, mut d_state) = (BTreeMap::new(), BTreeMap::new());
         for (k, t) in ck.optimizer {
-            let t = t.to_device(&self.device)?;
             if let Some(rest) = k.strip_prefix(G_PREFIX) {
                 g_state.insert(rest.to_string(), t);
             } else if let Some(rest) = k.strip_prefix(D_PREFIX) {
@@ -592,7 +579,7 @@ impl GanTrainer {
             let own: Vec<_> = p.ids().collect();
             for id in own {
                 let src = ids.next().expect("joint registry holds both players");
-                p.set(id, all.get(src).to_device(&self.device)?)?;
+                p.set(id, all.get(src).clone())?;
             }
         }
         let mut g_buffers = self.g_buffers.clone();
@@ -601,7 +588,7 @@ impl GanTrainer {
             let own: Vec<_> = b.ids().collect();
             for id in own {
                 let key = format!("{prefix}{}", b.name(id));
-                b.set(id, buffers[&key].to_device(&self.device)?)?;
+                b.set(id, buffers[&key].clone())?;
             }
         }
         let g_ema = match &self.g_ema {
@@ -610,7 +597,7 @@ impl GanTrainer {
                 let ids: Vec<_> = ema.ids().collect();
                 for id in ids {
                     let key = format!("{EMA_PREFIX}{}", ema.name(id));
-                    ema.set(id, buffers[&key].to_device(&self.device)?)?;
+                    ema.set(id, buffers[&key].clone())?;
                 }
                 Some(ema)
             }

@@ -185,8 +185,8 @@ impl TemporalTrainer {
             ),
         ]);
         for (i, s) in self.carry.iter().enumerate() {
-            out.insert(format!("{CARRY}{i}.h"), s.h.to_cpu()?);
-            out.insert(format!("{CARRY}{i}.c"), s.c.to_cpu()?);
+            out.insert(format!("{CARRY}{i}.h"), s.h.clone());
+            out.insert(format!("{CARRY}{i}.c"), s.c.clone());
         }
         Ok(out)
     }
@@ -194,24 +194,13 @@ impl TemporalTrainer {
     /// Weights, optimizer state, feature statistics, carried states,
     /// progress and config, atomically (written from host copies).
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        let mut params = self.params.clone();
-        params.to_device(&Device::Cpu)?;
-        let optimizer = self
-            .opt
-            .state_dict()
-            .into_iter()
-            .map(|(k, t)| Ok((k, t.to_cpu()?)))
-            .collect::<Result<BTreeMap<_, _>>>()?;
         checkpoint::save(
             path,
             &CheckpointRef {
-                params: &params,
-                optimizer: &optimizer,
+                params: &self.params,
+                optimizer: &self.opt.state_dict(),
                 buffers: &self.buffers()?,
-                progress: TrainProgress {
-                    rng: self.rng.state(),
-                    ..self.progress
-                },
+                progress: self.progress.with_rng(&self.rng),
                 config_toml: &self.config.to_toml(),
             },
         )
@@ -260,16 +249,9 @@ impl TemporalTrainer {
             }
         }
         let mut params = self.params.clone();
-        params.to_device(&Device::Cpu)?;
         let ck = checkpoint::load(path, &mut params, &mut buffers)?;
-        params.to_device(&self.device)?;
-        let state = ck
-            .optimizer
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), v.to_device(&self.device)?)))
-            .collect::<Result<BTreeMap<_, _>>>()?;
         let mut opt = make_optimizer(&self.config.optim);
-        opt.load_state_dict(&state)?;
+        opt.load_state_dict(&ck.optimizer)?;
         let mut carry = Vec::new();
         while let Some(h) = buffers.remove(&format!("{CARRY}{}.h", carry.len())) {
             let c = buffers

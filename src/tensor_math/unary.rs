@@ -1,0 +1,95 @@
+//! Elementwise unary functions on plain tensors: the forward that
+//! ops/unary.rs records on the tape (with the derivatives), and the scaling
+//! of a gradient in place. No tape here, so autograd can build on it.
+
+pub(crate) mod cuda;
+
+use crate::backend::cpu::Float;
+use crate::{with_dtype, Result, Tensor};
+
+/// One elementwise function (`UnaryOp` in kernels/unary.cu).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Unary {
+    Scale(f64),
+    Relu,
+    LeakyRelu(f64),
+    Sigmoid,
+    Tanh,
+    Exp,
+    Log,
+}
+
+impl Unary {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Unary::Scale(_) => "scale",
+            Unary::Relu => "relu",
+            Unary::LeakyRelu(_) => "leaky_relu",
+            Unary::Sigmoid => "sigmoid",
+            Unary::Tanh => "tanh",
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+        }
+    }
+
+    fn f<T: Float>(self, x: T) -> T {
+        match self {
+            Unary::Scale(s) => x * T::from_f64(s),
+            Unary::Relu => x.max(T::ZERO),
+            Unary::LeakyRelu(a) => {
+                if x > T::ZERO {
+                    x
+                } else {
+                    x * T::from_f64(a)
+                }
+            }
+            Unary::Sigmoid => x.sigmoid(),
+            Unary::Tanh => x.tanh(),
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+        }
+    }
+}
+
+/// `op(x)` elementwise, on the tensor's device.
+pub(crate) fn forward(op: Unary, x: &Tensor) -> Result<Tensor> {
+    if let Some(dev) = x.cuda_device() {
+        return cuda::forward(dev, op, x);
+    }
+    with_dtype!(x.dtype(), T => {
+        let v: Vec<T> = x.data::<T>()?.iter().map(|&a| op.f(a)).collect();
+        Tensor::from_vec(v, x.shape().clone())
+    })
+}
+
+/// Multiplies `x` by `s`: in place on the host; on a GPU the product (one
+/// launch) replaces it.
+pub fn scale_in_place(x: &mut Tensor, s: f64) -> Result<()> {
+    if x.is_cuda() {
+        *x = forward(Unary::Scale(s), x)?;
+        return Ok(());
+    }
+    with_dtype!(x.dtype(), T => {
+        let s = T::from_f64(s);
+        for v in x.data_mut::<T>()? {
+            *v *= s;
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DType;
+
+    #[test]
+    fn scale_in_place_multiplies_each_element_in_its_dtype() {
+        for dtype in [DType::F32, DType::F64] {
+            let mut x = Tensor::from_f64s(&[1.5, -2.0, 0.0], [3], dtype).unwrap();
+            scale_in_place(&mut x, -0.5).unwrap();
+            assert_eq!(x.to_f64_vec(), [-0.75, 1.0, -0.0]);
+            assert_eq!(x.dtype(), dtype);
+        }
+    }
+}
