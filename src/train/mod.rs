@@ -11,6 +11,7 @@ pub mod ensemble;
 pub mod features;
 mod frame_run;
 pub mod gan;
+pub mod head_outputs;
 pub mod init_from;
 mod mtl_loss;
 pub mod plot;
@@ -29,8 +30,9 @@ pub use config::{
 };
 pub use cursor::BatchCursor;
 pub use data_prep::{cache_root, make_loader, prepare_data};
-pub use ensemble::{Ensemble, HeadOutputs};
+pub use ensemble::Ensemble;
 pub use frame_run::{train_run, FrameTask};
+pub use head_outputs::HeadOutputs;
 pub use init_from::{InitReport, ShapeMismatch};
 pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, VaLoss, Weighting};
 pub use run_dir::{BestTracker, MetricsLog, RunDir};

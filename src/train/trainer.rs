@@ -4,7 +4,7 @@
 //! optimizer, loss weighting, RNG, step and position in the epoch).
 
 use super::checkpoint::{self, CheckpointRef, TrainProgress};
-use super::ensemble::HeadOutputs;
+use super::head_outputs::HeadOutputs;
 use super::{ConfigFile, InitReport, LossTerms, MtlLoss, MtlTargets, OptimConfig, TrainConfig};
 use crate::autograd::ProductFlops;
 use crate::data::{Batch, Loader};

@@ -10,8 +10,9 @@ use crate::data::abaw_annotations::{read_mtl_annotations, ReadOptions};
 use crate::data::chunks::{self, Plan};
 use crate::data::sequence::SequenceSet;
 use crate::train::frame_run::{report_validation, step_report};
+use crate::train::head_outputs::{self, HeadOutputs};
 use crate::train::runner::{self, Evaluation, RunOutcome, StepReport, Task};
-use crate::train::{ensemble, HeadOutputs, RunDir, TrainProgress};
+use crate::train::{RunDir, TrainProgress};
 use crate::{Error, Result, Rng};
 use std::path::{Path, PathBuf};
 
@@ -178,7 +179,7 @@ pub fn train_temporal(
 
 /// Scores temporal checkpoints on a split of their feature folders (the
 /// config's validation file unless `annotations` names another): one
-/// model, or several as an ensemble (see [`crate::train::ensemble`]), raw
+/// model, or several as an ensemble (see [`head_outputs::average`]), raw
 /// and smoothed. The members may read different feature folders (features
 /// of different frame models) as long as they hold the same frames.
 pub fn eval_temporal(checkpoints: &[PathBuf], annotations: Option<&str>) -> Result<SmoothedEval> {
@@ -202,7 +203,7 @@ pub fn eval_temporal(checkpoints: &[PathBuf], annotations: Option<&str>) -> Resu
     let outs = (0..videos)
         .map(|v| {
             let per: Vec<HeadOutputs> = members.iter().map(|m| m.1[v].clone()).collect();
-            ensemble::average(&per, n_expr)
+            head_outputs::average(&per, n_expr)
         })
         .collect::<Result<Vec<_>>>()?;
     score_with_smoothing(&members[0].0, &outs, n_expr, &cfg.smoothing.windows)
