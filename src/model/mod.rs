@@ -3,6 +3,7 @@
 //! generator, and the temporal models over its per-frame features.
 
 pub mod backbone;
+pub mod footprint;
 mod generator;
 mod mtl_net;
 mod neck;
@@ -12,6 +13,7 @@ pub use backbone::{
     Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, Features, SeResNet,
     SeResNetConfig, Stem,
 };
+pub use footprint::Footprint;
 pub use generator::{Generator, GeneratorConfig, Upsample};
 pub use mtl_net::{MtlNet, MtlOutput, NetConfig, ParamGroup};
 pub use neck::{Neck, NeckKind};
