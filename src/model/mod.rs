@@ -1,6 +1,7 @@
 //! Models: the multi-task network (MTANet-style) on a pluggable backbone
 //! (SE-ResNet built in), its neck and heads, the GAN's conditional face
-//! generator, and the temporal models over its per-frame features.
+//! generator, and the temporal models over its per-frame features; what
+//! each costs in memory, read from its config ([`Footprint`]).
 
 pub mod backbone;
 pub mod footprint;
