@@ -188,6 +188,25 @@ fn named_folders_are_read_never_generated_into() {
     let o = mtaffect(&["synth", "--out", huge.to_str().unwrap(), "--size", "20000"]);
     fails_with(&o, &["image_size in 16..=1024", "20000"]);
     assert!(!huge.exists());
+    let args = [
+        "synth",
+        "--out",
+        huge.to_str().unwrap(),
+        "--videos",
+        "1000000000000",
+    ];
+    fails_with(&mtaffect(&args), &["at most 10000000 frames", "--videos"]);
+    let o = mtaffect(&[
+        "train",
+        "--set",
+        &format!("data.root={:?}", huge.display().to_string()),
+        "--set",
+        "data.synth_frames=1000000000000",
+        "--set",
+        &runs_set,
+    ]);
+    fails_with(&o, &["at most 10000000 frames", "data.synth_frames"]);
+    assert_eq!(files_under(&huge), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

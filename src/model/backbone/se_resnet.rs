@@ -63,11 +63,16 @@ impl SeResNetConfig {
     }
 }
 
+/// What [`SeResNet::new`] builds and [`SeResNetConfig::footprint`] counts.
+struct Plan {
+    stem_channels: usize,
+    bottleneck: bool,
+    /// (stage, index in the stage, spec) of every block, in build order.
+    blocks: Vec<(usize, usize, BlockSpec)>,
+}
+
 impl SeResNetConfig {
-    /// Stem channels, whether the blocks are bottlenecks, and every block's
-    /// (stage, index in the stage, spec) in build order: what
-    /// [`SeResNet::new`] builds and [`SeResNetConfig::footprint`] counts.
-    fn plan(&self) -> Result<(usize, bool, Vec<(usize, usize, BlockSpec)>)> {
+    fn plan(&self) -> Result<Plan> {
         self.validate("model.backbone")?;
         let (counts, bottleneck) = layout(self.depth).expect("validated");
         // `as usize` saturates: an absurd width_mult gives usize::MAX
@@ -93,7 +98,11 @@ impl SeResNetConfig {
                 c_in = width.saturating_mul(expansion);
             }
         }
-        Ok((w(64), bottleneck, blocks))
+        Ok(Plan {
+            stem_channels: w(64),
+            bottleneck,
+            blocks,
+        })
     }
 
     /// Parameters and training activations per image of `image_size`
@@ -103,7 +112,11 @@ impl SeResNetConfig {
     /// output at the block's output resolution. Shortcuts, SE gates and
     /// batch-norm parameters are left out.
     pub fn footprint(&self, image_size: usize) -> Result<Footprint> {
-        let (stem_c, bottleneck, plan) = self.plan()?;
+        let Plan {
+            stem_channels: stem_c,
+            bottleneck,
+            blocks,
+        } = self.plan()?;
         let mut f = Footprint::default();
         let (k, stride) = match self.stem {
             Stem::Imagenet => (7, 2),
@@ -117,7 +130,7 @@ impl SeResNetConfig {
         if self.stem == Stem::Imagenet {
             side = side.div_ceil(2);
         }
-        for (_, _, b) in plan {
+        for (_, _, b) in blocks {
             side = side.div_ceil(b.stride);
             let (c, w) = (b.c_in, b.width);
             let (params, maps) = if bottleneck {
@@ -185,7 +198,11 @@ impl SeResNet {
         config: &SeResNetConfig,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let (stem_c, bottleneck, plan) = config.plan()?;
+        let Plan {
+            stem_channels: stem_c,
+            bottleneck,
+            blocks: plan,
+        } = config.plan()?;
         let stem_spec = match config.stem {
             Stem::Imagenet => {
                 ConvSpec::new(3, stem_c, 7).prm(Conv2dParams::new().stride(2).padding(3))
