@@ -197,28 +197,27 @@ fn frame_sets(data: &Path) -> Vec<String> {
     args
 }
 
+/// A tiny frame run stopped as `stop` says resumes exactly.
+fn frame_run_stopped_and_resumed(tag: &str, stop: Stop) {
+    let dir = temp(tag);
+    let args = frame_sets(&dir.join("data"));
+    stopped_and_resumed_matches_uninterrupted(&dir, &["train"], &args, stop);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_killed_frame_run_resumes_exactly() {
-    let dir = temp("run-loop-frame");
-    let args = frame_sets(&dir.join("data"));
-    stopped_and_resumed_matches_uninterrupted(&dir, &["train"], &args, Stop::Kill);
-    std::fs::remove_dir_all(&dir).unwrap();
+    frame_run_stopped_and_resumed("run-loop-frame", Stop::Kill);
 }
 
 #[test]
 fn an_interrupted_frame_run_checkpoints_its_step_and_resumes_exactly() {
-    let dir = temp("run-loop-interrupt");
-    let args = frame_sets(&dir.join("data"));
-    stopped_and_resumed_matches_uninterrupted(&dir, &["train"], &args, Stop::Signal("INT"));
-    std::fs::remove_dir_all(&dir).unwrap();
+    frame_run_stopped_and_resumed("run-loop-interrupt", Stop::Signal("INT"));
 }
 
 #[test]
 fn a_terminated_frame_run_checkpoints_its_step_and_resumes_exactly() {
-    let dir = temp("run-loop-terminate");
-    let args = frame_sets(&dir.join("data"));
-    stopped_and_resumed_matches_uninterrupted(&dir, &["train"], &args, Stop::Signal("TERM"));
-    std::fs::remove_dir_all(&dir).unwrap();
+    frame_run_stopped_and_resumed("run-loop-terminate", Stop::Signal("TERM"));
 }
 
 /// Sends `signal` ("INT", "TERM") to the process `pid`.

@@ -14,7 +14,7 @@
 
 use super::gan::GanConfig;
 use super::temporal::TemporalConfig;
-use super::{OptimConfig, TrainConfig};
+use super::{DataConfig, OptimConfig, TrainConfig};
 use crate::model::footprint::product;
 use crate::model::BackboneConfig;
 use crate::{Device, Error, Result};
@@ -42,7 +42,7 @@ struct Item {
 
 /// The memory a run's settings need, item by item.
 #[derive(Default)]
-pub struct Budget {
+struct Budget {
     items: Vec<Item>,
 }
 
@@ -151,16 +151,28 @@ fn copies(optim: &OptimConfig) -> u128 {
     }
 }
 
-/// The batches the loader threads hold: each thread builds one and keeps up
-/// to [`PREFETCH`] ready, of `batch_size` NHWC f32 images.
-fn loader_batches(b: &mut Budget, workers: usize, batch_size: usize, image_size: usize) {
-    let threads = loader_threads(workers);
+/// What a batch of `data.batch_size` images of `data.image_size` pixels
+/// costs: the training step's activations, `per_image` values each, and the
+/// batches the loader threads hold (each builds one and keeps up to
+/// [`PREFETCH`] ready, NHWC f32).
+fn image_batches(b: &mut Budget, d: &DataConfig, per_image: u128) {
+    let keys: [(&'static str, &dyn std::fmt::Display); 2] = [
+        ("data.batch_size", &d.batch_size),
+        ("data.image_size", &d.image_size),
+    ];
+    b.add(
+        Place::Model,
+        "training activations",
+        product(&[d.batch_size, 4]).saturating_mul(per_image),
+        &keys,
+    );
+    let threads = loader_threads(d.workers);
     let bytes = product(&[
         threads,
         PREFETCH + 1,
-        batch_size,
-        image_size,
-        image_size,
+        d.batch_size,
+        d.image_size,
+        d.image_size,
         3,
         4,
     ]);
@@ -168,11 +180,7 @@ fn loader_batches(b: &mut Budget, workers: usize, batch_size: usize, image_size:
         Place::Host,
         "loader batches",
         bytes,
-        &[
-            ("data.workers", &threads),
-            ("data.batch_size", &batch_size),
-            ("data.image_size", &image_size),
-        ],
+        &[("data.workers", &threads), keys[0], keys[1]],
     );
 }
 
@@ -187,18 +195,9 @@ fn backbone_size(backbone: &BackboneConfig) -> (f64, usize) {
 /// loader's batches. Evaluation uses the same batches without a tape, so
 /// training bounds it.
 pub fn check_frame(cfg: &TrainConfig, device: &Device) -> Result<()> {
-    let d = &cfg.data;
-    let fp = cfg.model.backbone.footprint(d.image_size)?;
+    let fp = cfg.model.backbone.footprint(cfg.data.image_size)?;
     let mut b = Budget::default();
-    b.add(
-        Place::Model,
-        "training activations",
-        product(&[d.batch_size, 4]).saturating_mul(fp.activations),
-        &[
-            ("data.batch_size", &d.batch_size),
-            ("data.image_size", &d.image_size),
-        ],
-    );
+    image_batches(&mut b, &cfg.data, fp.activations);
     let (w, depth) = backbone_size(&cfg.model.backbone);
     b.add(
         Place::Model,
@@ -209,7 +208,6 @@ pub fn check_frame(cfg: &TrainConfig, device: &Device) -> Result<()> {
             ("model.backbone.depth", &depth),
         ],
     );
-    loader_batches(&mut b, d.workers, d.batch_size, d.image_size);
     b.check(device)
 }
 
@@ -217,23 +215,14 @@ pub fn check_frame(cfg: &TrainConfig, device: &Device) -> Result<()> {
 /// average) and a discriminator step's activations (a real and a generated
 /// batch) with the generator's, and the loader's batches.
 pub fn check_gan(cfg: &GanConfig, device: &Device) -> Result<()> {
-    let d = &cfg.data;
-    let disc = cfg.discriminator.backbone.footprint(d.image_size)?;
+    let disc = cfg.discriminator.backbone.footprint(cfg.data.image_size)?;
     let gen = cfg.generator.footprint()?;
     let mut b = Budget::default();
     let per_image = disc
         .activations
         .saturating_mul(2)
         .saturating_add(gen.activations);
-    b.add(
-        Place::Model,
-        "training activations",
-        product(&[d.batch_size, 4]).saturating_mul(per_image),
-        &[
-            ("data.batch_size", &d.batch_size),
-            ("data.image_size", &d.image_size),
-        ],
-    );
+    image_batches(&mut b, &cfg.data, per_image);
     // Both players train with Adam: weights, gradients and two moments,
     // and the generator's weight average besides.
     let (w, depth) = backbone_size(&cfg.discriminator.backbone);
@@ -256,7 +245,6 @@ pub fn check_gan(cfg: &GanConfig, device: &Device) -> Result<()> {
             ("generator.z_dim", &g.z_dim),
         ],
     );
-    loader_batches(&mut b, d.workers, d.batch_size, d.image_size);
     b.check(device)
 }
 

@@ -11,7 +11,7 @@ pub mod features;
 mod frame_run;
 pub mod gan;
 pub mod init_from;
-pub mod memory_budget;
+mod memory_budget;
 mod mtl_loss;
 pub mod plot;
 pub mod predict;
