@@ -66,7 +66,7 @@ impl Budget {
     /// Refuses the settings when what they need on the host, or on the GPU
     /// the model runs on, is more than is free there; the message lists the
     /// items, largest first, and names the keys of the largest to lower.
-    pub fn check(&self, device: &Device) -> Result<()> {
+    fn check(&self, device: &Device) -> Result<()> {
         let on_host = |i: &&Item| i.place == Place::Host || matches!(device, Device::Cpu);
         if let Some(avail) = available_memory() {
             self.fit(on_host, avail as u128, "memory", "available (MemAvailable)")?;
@@ -329,24 +329,21 @@ mod tests {
 
         check_gan(&GanConfig::default(), &Device::Cpu).unwrap();
         check_temporal(&TemporalConfig::default(), 512, &Device::Cpu).unwrap();
-        let long = TemporalConfig::default()
-            .with_overrides(&["data.chunk=1000000000000".into()])
-            .unwrap();
-        let e = check_temporal(&long, 512, &Device::Cpu)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("data.chunk = 1000000000000"), "{e}");
-        let deep = TemporalConfig::default()
-            .with_overrides(&["model.shared_layers=1000000000000".into()])
-            .unwrap();
-        let e = check_temporal(&deep, 512, &Device::Cpu)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("model.shared_layers = 1000000000000")
-                && e.contains("or model.shared_layers"),
-            "{e}"
-        );
+        for (set, needle) in [
+            ("data.chunk=1000000000000", "data.chunk = 1000000000000"),
+            (
+                "model.shared_layers=1000000000000",
+                "or model.shared_layers",
+            ),
+        ] {
+            let cfg = TemporalConfig::default()
+                .with_overrides(&[set.into()])
+                .unwrap();
+            let e = check_temporal(&cfg, 512, &Device::Cpu)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{e}");
+        }
     }
 
     #[test]
