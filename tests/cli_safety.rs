@@ -1,6 +1,7 @@
 //! Hostile input at the command line: folders that are not data sets, bad
 //! and duplicate images and lines, odd encodings, sizes the machine cannot
-//! hold and checkpoints with non-finite weights. Each probe asserts the exit
+//! hold (every trainer's size-like settings) and checkpoints with
+//! non-finite weights. Each probe asserts the exit
 //! code, the message, that nothing was written or lost, and that no panic or
 //! backtrace reached the user.
 
@@ -187,6 +188,25 @@ fn named_folders_are_read_never_generated_into() {
     let o = mtaffect(&["synth", "--out", huge.to_str().unwrap(), "--size", "20000"]);
     fails_with(&o, &["image_size in 16..=1024", "20000"]);
     assert!(!huge.exists());
+    let args = [
+        "synth",
+        "--out",
+        huge.to_str().unwrap(),
+        "--videos",
+        "1000000000000",
+    ];
+    fails_with(&mtaffect(&args), &["at most 10000000 frames", "--videos"]);
+    let o = mtaffect(&[
+        "train",
+        "--set",
+        &format!("data.root={:?}", huge.display().to_string()),
+        "--set",
+        "data.synth_frames=1000000000000",
+        "--set",
+        &runs_set,
+    ]);
+    fails_with(&o, &["at most 10000000 frames", "data.synth_frames"]);
+    assert_eq!(files_under(&huge), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -373,5 +393,121 @@ fn a_trained_checkpoint_meets_bad_data_predictions_and_nan_weights() {
     tensor_file::write(&nan, "checkpoint", list, meta).unwrap();
     let o = mtaffect(&["eval", "--checkpoint", nan.to_str().unwrap()]);
     fails_with(&o, &[&format!("tensor '{name}' holds NaN"), "diverged"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The first run directory under `runs`.
+fn first_run(runs: &Path) -> PathBuf {
+    std::fs::read_dir(runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
+#[test]
+fn sizes_the_machine_cannot_hold_are_refused_by_key() {
+    let dir = temp("safety-sizes");
+    let (data, runs) = (dir.join("data"), dir.join("runs"));
+    // Refused before the data folder is looked at (it does not exist yet).
+    for (set, needles) in [
+        (
+            "data.image_size=20000",
+            [
+                "data.image_size = 20000",
+                "lower data.batch_size or data.image_size",
+            ],
+        ),
+        (
+            "data.batch_size=100000000",
+            ["data.batch_size = 100000000", "lower data.batch_size"],
+        ),
+        (
+            "model.backbone.width_mult=1e9",
+            [
+                "model.backbone.width_mult = 1000000000",
+                "lower model.backbone.width_mult",
+            ],
+        ),
+    ] {
+        fails_with(&train(&data, &runs, &[set]), &needles);
+    }
+    let root = format!("data.root={:?}", data.display().to_string());
+    let runs_set = format!("run.runs_dir={:?}", runs.display().to_string());
+    for (set, needle) in [
+        (
+            "data.batch_size=10000000",
+            "lower data.batch_size or data.image_size",
+        ),
+        ("generator.channels=1000000000", "lower generator.channels"),
+        (
+            "discriminator.backbone.width_mult=1e9",
+            "lower discriminator.backbone.width_mult",
+        ),
+    ] {
+        let args = [
+            "gan", "train", "--quiet", "--set", &root, "--set", &runs_set, "--set", set,
+        ];
+        fails_with(&mtaffect(&args), &[needle]);
+    }
+    assert!(!data.exists(), "no data was generated");
+    assert_eq!(files_under(&runs), 0, "no run directory was left");
+
+    // More loader threads than the machine has: clamped, said, and trained.
+    tiny_data(&data);
+    let msg = ok(&train(&data, &runs, &["data.workers=100000"]));
+    assert!(
+        msg.contains("data.workers = 100000: this machine has") && msg.contains("the loader runs"),
+        "{msg}"
+    );
+
+    // The temporal trainer on that model's features.
+    let feats = dir.join("features");
+    let ckpt = first_run(&runs).join("last.safetensors");
+    let args = [
+        "features",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        feats.to_str().unwrap(),
+    ];
+    ok(&mtaffect(&args));
+    let feats_set = format!("data.features={:?}", feats.display().to_string());
+    let temporal_runs = dir.join("temporal");
+    let temporal_runs_set = format!("run.runs_dir={:?}", temporal_runs.display().to_string());
+    for (set, needles) in [
+        (
+            "data.chunk=1000000000000",
+            [
+                "data.chunk = 1000000000000",
+                "lower data.lanes or data.chunk",
+            ],
+        ),
+        (
+            "data.eval_lanes=1000000000000",
+            ["data.eval_lanes = 1000000000000", "lower data.eval_lanes"],
+        ),
+        (
+            "model.shared_layers=1000000000000",
+            [
+                "model.shared_layers = 1000000000000",
+                "or model.shared_layers",
+            ],
+        ),
+    ] {
+        let args = [
+            "temporal",
+            "train",
+            "--set",
+            &feats_set,
+            "--set",
+            &temporal_runs_set,
+            "--set",
+            set,
+        ];
+        fails_with(&mtaffect(&args), &needles);
+    }
+    assert_eq!(files_under(&temporal_runs), 0, "no run directory was left");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,15 +3,16 @@
 //! checkpoint, then continued with `--resume`, logs the same losses and
 //! validation scores, bit for bit, as the same run left alone (frame, GAN,
 //! and temporal with a stateful LSTM checkpointed mid-epoch). Ctrl-C
-//! (SIGINT) stops a run after its step with a checkpoint there, which
-//! resumes exactly too; a resumed run removes the temporaries of a torn
-//! write and logs no step twice; a run directory in use is refused; a run
-//! that fails to start leaves no directory behind.
+//! (SIGINT) or SIGTERM stops a run after its step with a checkpoint there,
+//! which resumes exactly too, and a second signal ends it at once (status
+//! 130) leaving the last whole checkpoint; a resumed run removes the
+//! temporaries of a torn write and logs no step twice; a run directory in
+//! use is refused; a run that fails to start leaves no directory behind.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -70,9 +71,10 @@ fn records(run: &Path) -> BTreeMap<(String, u64), Value> {
 enum Stop {
     /// SIGKILL as soon as it has written a checkpoint.
     Kill,
-    /// SIGINT after its first logged step, in a run that checkpoints only
-    /// at its end: the checkpoint it resumes from is the one the signal wrote.
-    Interrupt,
+    /// This signal (SIGINT or SIGTERM) after its first logged step, in a
+    /// run that checkpoints only at its end: the checkpoint it resumes from
+    /// is the one the signal wrote.
+    Signal(&'static str),
 }
 
 impl Stop {
@@ -80,7 +82,7 @@ impl Stop {
         match self {
             // Checkpoints every 3 steps, so the kill lands mid-epoch.
             Stop::Kill => 3,
-            Stop::Interrupt => STEPS,
+            Stop::Signal(_) => STEPS,
         }
     }
 }
@@ -130,19 +132,11 @@ fn stopped_and_resumed_matches_uninterrupted(
         .unwrap();
     let ready = |run: &Path| match stop {
         Stop::Kill => run.join("last.safetensors").is_file(),
-        Stop::Interrupt => std::fs::read_to_string(run.join("metrics.jsonl"))
+        Stop::Signal(_) => std::fs::read_to_string(run.join("metrics.jsonl"))
             .is_ok_and(|t| t.contains("\"split\":\"train\"")),
     };
-    let start = Instant::now();
     let mut child = child;
-    while !ready(&run) {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be stopped"
-        );
-        assert!(start.elapsed() < Duration::from_secs(120), "never ready");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until(&mut child, || ready(&run));
     assert!(
         child.try_wait().unwrap().is_none(),
         "the run finished before it could be stopped"
@@ -156,7 +150,7 @@ fn stopped_and_resumed_matches_uninterrupted(
             // What a kill during a checkpoint write leaves behind.
             std::fs::write(run.join("last.safetensors.tmp99999"), "torn").unwrap();
         }
-        Stop::Interrupt => {
+        Stop::Signal(signal) => {
             // While it runs, a second process may not touch its directory.
             let o = mtaffect(&resume);
             let busy = format!("in use by process {}", child.id());
@@ -165,11 +159,7 @@ fn stopped_and_resumed_matches_uninterrupted(
                 "{}",
                 text(&o)
             );
-            let sent = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(sent.success());
+            self::signal(child.id(), signal);
             let o = child.wait_with_output().unwrap();
             assert!(!o.status.success(), "{}", text(&o));
             assert!(text(&o).contains("resume with --resume"), "{}", text(&o));
@@ -197,27 +187,106 @@ fn stopped_and_resumed_matches_uninterrupted(
     assert!(twice.is_empty(), "logged again after the resume: {twice:?}");
 }
 
-#[test]
-fn a_killed_frame_run_resumes_exactly() {
-    let dir = temp("run-loop-frame");
-    let mut args = data_sets(&dir.join("data"));
+/// The tiny synthetic set and the tiny frame model.
+fn frame_sets(data: &Path) -> Vec<String> {
+    let mut args = data_sets(data);
     args.extend([
         "model.backbone.width_mult=0.125".into(),
         "model.backbone.stem=\"small\"".into(),
     ]);
-    stopped_and_resumed_matches_uninterrupted(&dir, &["train"], &args, Stop::Kill);
+    args
+}
+
+/// A tiny frame run stopped as `stop` says resumes exactly.
+fn frame_run_stopped_and_resumed(tag: &str, stop: Stop) {
+    let dir = temp(tag);
+    let args = frame_sets(&dir.join("data"));
+    stopped_and_resumed_matches_uninterrupted(&dir, &["train"], &args, stop);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
+fn a_killed_frame_run_resumes_exactly() {
+    frame_run_stopped_and_resumed("run-loop-frame", Stop::Kill);
+}
+
+#[test]
 fn an_interrupted_frame_run_checkpoints_its_step_and_resumes_exactly() {
-    let dir = temp("run-loop-interrupt");
-    let mut args = data_sets(&dir.join("data"));
-    args.extend([
-        "model.backbone.width_mult=0.125".into(),
-        "model.backbone.stem=\"small\"".into(),
-    ]);
-    stopped_and_resumed_matches_uninterrupted(&dir, &["train"], &args, Stop::Interrupt);
+    frame_run_stopped_and_resumed("run-loop-interrupt", Stop::Signal("INT"));
+}
+
+#[test]
+fn a_terminated_frame_run_checkpoints_its_step_and_resumes_exactly() {
+    frame_run_stopped_and_resumed("run-loop-terminate", Stop::Signal("TERM"));
+}
+
+/// Sends `signal` ("INT", "TERM") to the process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Waits (at most two minutes) until `ready`, while `child` runs.
+fn wait_until(child: &mut Child, ready: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be stopped"
+        );
+        assert!(start.elapsed() < Duration::from_secs(120), "never ready");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_second_signal_exits_at_once_and_leaves_a_loadable_checkpoint() {
+    let dir = temp("run-loop-second-signal");
+    let run = dir.join("runs/r");
+    let mut args = vec!["train".to_string()];
+    let mut kv = frame_sets(&dir.join("data"));
+    kv.extend(run_sets(&dir.join("runs"), 2));
+    // Steps of about a second (images larger than the tiny set's), so both
+    // signals land in the step after the first checkpoint.
+    kv.extend(["data.image_size=160".into(), "train.steps=6".into()]);
+    args.extend(sets(&kv));
+    let stderr = dir.join("stderr.txt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mtaffect"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let err = || std::fs::read_to_string(&stderr).unwrap();
+    let last = run.join("last.safetensors");
+    wait_until(&mut child, || last.is_file());
+    std::thread::sleep(Duration::from_millis(100));
+    signal(child.id(), "INT");
+    wait_until(&mut child, || err().contains("stopping after this step"));
+    let second = Instant::now();
+    signal(child.id(), "INT");
+    let status = child.wait().unwrap();
+    // Exit status 130, without the first signal's checkpoint and message.
+    assert_eq!(status.code(), Some(130), "{}", err());
+    assert!(second.elapsed() < Duration::from_secs(10));
+    assert!(
+        err().contains("second signal") && !err().contains("stopped by a signal"),
+        "{}",
+        err()
+    );
+    // `last` is the whole checkpoint an evaluation wrote, and resumes.
+    mtaffect::tensor_file::read(&last, "checkpoint").unwrap();
+    let o = mtaffect(&["train", "--resume", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let temporaries: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(temporaries.is_empty(), "{temporaries:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -3,6 +3,7 @@
 //! -> linear -> a small feature map -> upsampling blocks (each doubling H
 //! and W, with batch norm and ReLU) -> 3x3 conv -> tanh RGB in [-1, 1].
 
+use super::footprint::{product, Footprint};
 use crate::nn::{
     BatchNorm2d, Buffers, Conv2d, ConvSpec, ConvTranspose2d, Ctx, Init, Linear, Scope,
 };
@@ -74,6 +75,37 @@ impl GeneratorConfig {
             )));
         }
         Ok((side, blocks))
+    }
+
+    /// Parameters and training activations per generated image, lower
+    /// bounds ([`Footprint`]): the input layer's weights and output, each
+    /// up-block's convolution weights and its conv and normalised outputs,
+    /// and the image. Biases and batch-norm parameters are left out.
+    pub fn footprint(&self) -> Result<Footprint> {
+        self.validate()?;
+        let (mut side, n_blocks) = self.layout()?;
+        let c0 = self.channels;
+        let mut f = Footprint::default();
+        f.add(
+            product(&[self.z_dim + self.cond_dim(), side, side, c0]),
+            product(&[2, side, side, c0]),
+        );
+        let k = match self.upsample {
+            Upsample::ConvTranspose => 4,
+            Upsample::NearestConv => 3,
+        };
+        let mut c_in = c0;
+        for _ in 0..n_blocks {
+            let c_out = (c_in / 2).max(self.min_channels);
+            side *= 2;
+            f.add(
+                product(&[c_in, c_out, k, k]),
+                product(&[2, side, side, c_out]),
+            );
+            c_in = c_out;
+        }
+        f.add(product(&[c_in, 3, 9]), product(&[3, side, side]));
+        Ok(f)
     }
 
     fn validate(&self) -> Result<()> {

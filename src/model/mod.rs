@@ -1,8 +1,10 @@
 //! Models: the multi-task network (MTANet-style) on a pluggable backbone
 //! (SE-ResNet built in), its neck and heads, the GAN's conditional face
-//! generator, and the temporal models over its per-frame features.
+//! generator, and the temporal models over its per-frame features; what
+//! each costs in memory, read from its config ([`Footprint`]).
 
 pub mod backbone;
+pub mod footprint;
 mod generator;
 mod mtl_net;
 mod neck;
@@ -12,6 +14,7 @@ pub use backbone::{
     Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, Features, SeResNet,
     SeResNetConfig, Stem,
 };
+pub use footprint::Footprint;
 pub use generator::{Generator, GeneratorConfig, Upsample};
 pub use mtl_net::{MtlNet, MtlOutput, NetConfig, ParamGroup};
 pub use neck::{Neck, NeckKind};

@@ -2,6 +2,7 @@
 //! layout, or the synthetic set generated when asked for) and the training
 //! and evaluation loaders, whose images are checked before training starts.
 
+use super::memory_budget::{loader_threads, PREFETCH};
 use super::{DataSource, TrainConfig};
 use crate::data::image_check;
 use crate::data::synth::{self, SynthConfig};
@@ -42,7 +43,6 @@ fn synth_config(cfg: &TrainConfig) -> SynthConfig {
 /// so a real data folder is never written to.
 pub fn prepare_data(cfg: &TrainConfig, quiet: bool) -> Result<PathBuf> {
     let d = &cfg.data;
-    check_batch_memory(cfg)?;
     match d.source {
         DataSource::Abaw => {
             if d.root.as_os_str().is_empty() {
@@ -143,37 +143,6 @@ fn check_abaw_layout(root: &Path, train: &str, val: &str) -> Result<()> {
     )))
 }
 
-/// Refuses a batch whose input tensor alone would not fit in the memory the
-/// machine has free, naming the keys to lower, before anything is allocated.
-fn check_batch_memory(cfg: &TrainConfig) -> Result<()> {
-    let d = &cfg.data;
-    let bytes = (d.batch_size as u128) * (d.image_size as u128).pow(2) * 3 * 4;
-    // Activations of the first layers are several times the input.
-    let needed = bytes * 8;
-    let Some(avail) = available_memory() else {
-        return Ok(());
-    };
-    if needed > avail as u128 {
-        return Err(Error::Config(format!(
-            "data.batch_size = {} with data.image_size = {}: one input batch is {:.2} GiB and training needs several times that, but {:.2} GiB of memory is available; lower data.image_size or data.batch_size",
-            d.batch_size,
-            d.image_size,
-            bytes as f64 / (1u64 << 30) as f64,
-            avail as f64 / (1u64 << 30) as f64
-        )));
-    }
-    Ok(())
-}
-
-/// `MemAvailable` of `/proc/meminfo`; `None` where there is no such file
-/// (the check is then skipped).
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// Training (shuffled, augmented) or evaluation (in order, all samples) batches.
 pub fn make_loader(
     cfg: &TrainConfig,
@@ -201,13 +170,20 @@ pub fn make_loader(
         cfg.run.quiet,
     )?;
     check_skips(annotations, &summary, d.max_bad_fraction)?;
+    let threads = loader_threads(d.workers);
+    if train && threads < d.workers {
+        eprintln!(
+            "data.workers = {}: this machine has {threads} hardware threads, so the loader runs {threads} (batches do not depend on the number)",
+            d.workers
+        );
+    }
     let loader = Loader::new(
         ds,
         LoaderConfig {
             batch_size: d.batch_size,
             image_size: d.image_size,
-            workers: d.workers,
-            prefetch: 2,
+            workers: threads,
+            prefetch: PREFETCH,
             seed: cfg.train.seed,
             sampler: if train {
                 d.sampler

@@ -5,6 +5,7 @@
 //! ABAW metrics, `best` by P_MTL.
 
 use super::cursor::BatchCursor;
+use super::memory_budget;
 use super::runner::{self, Evaluation, RunOutcome, StepReport, Task};
 use super::{
     chance_baseline, make_loader, prepare_data, InitReport, MetricsLog, StepStats, TrainConfig,
@@ -12,7 +13,7 @@ use super::{
 };
 use crate::data::{BatchTransform, Loader};
 use crate::metrics::MtlMetrics;
-use crate::Result;
+use crate::{Device, Result};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -183,6 +184,7 @@ impl Task for FrameTask {
 /// (its last validation metrics, the chance baseline) and the outcome.
 pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(FrameTask, RunOutcome)> {
     let (cfg, run) = runner::resolve(cfg, resume)?;
+    memory_budget::check_frame(&cfg, &Device::parse(&cfg.train.device)?)?;
     let root = prepare_data(&cfg, cfg.run.quiet)?;
     let train = make_loader(&cfg, &root, &cfg.data.train_annotations, true)?;
     let val = make_loader(&cfg, &root, &cfg.data.val_annotations, false)?;

@@ -13,6 +13,7 @@ mod frame_run;
 pub mod gan;
 pub mod head_outputs;
 pub mod init_from;
+mod memory_budget;
 mod mtl_loss;
 pub mod plot;
 pub mod predict;

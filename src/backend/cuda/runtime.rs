@@ -181,6 +181,18 @@ impl CudaDevice {
         self.pool.lock().map(|p| p.stats()).unwrap_or_default()
     }
 
+    /// Bytes new buffers can take: what the driver reports free plus what
+    /// the pool holds cached and unused (the memory checks of a run's
+    /// settings compare their needs with this).
+    pub fn free_memory(&self) -> Result<usize> {
+        let (free, _total) = self
+            .ctx
+            .mem_get_info()
+            .map_err(driver_err("cuMemGetInfo"))?;
+        let s = self.pool_stats();
+        Ok(free.saturating_add(s.reserved_bytes.saturating_sub(s.in_use_bytes)))
+    }
+
     /// Frees the pool's cached buffers back to the driver.
     pub fn trim_pool(&self) {
         if let Ok(mut p) = self.pool.lock() {

@@ -218,6 +218,12 @@ fn validation_set(cfg: &SynthConfig) -> Vec<bool> {
 /// of this size, and face crops are far smaller.
 pub const MAX_SIZE: usize = 1024;
 
+/// The most frames (videos times frames per video) the generator renders:
+/// every frame's labels are held in memory until the annotation files are
+/// written, and ten million frames is several times the largest real
+/// multi-task set (Aff-Wild2, about 2.6 million).
+pub const MAX_FRAMES: usize = 10_000_000;
+
 /// Refuses to generate into `out` when it exists and is not an empty folder,
 /// unless `force`: generation overwrites annotation files and images there.
 pub fn check_target(out: &Path, force: bool) -> Result<()> {
@@ -242,11 +248,12 @@ pub fn check_target(out: &Path, force: bool) -> Result<()> {
 pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
     if cfg.videos == 0
         || cfg.frames_per_video == 0
+        || cfg.videos.saturating_mul(cfg.frames_per_video) > MAX_FRAMES
         || !(16..=MAX_SIZE).contains(&cfg.image_size)
         || !(0.0..=1.0).contains(&cfg.val_fraction)
     {
         return Err(Error::Config(format!(
-            "synth: need videos > 0, frames_per_video > 0, image_size in 16..={MAX_SIZE}, val_fraction in [0, 1]; found {}, {}, {}, {}",
+            "synth: need videos > 0, frames_per_video > 0 (at most {MAX_FRAMES} frames in all), image_size in 16..={MAX_SIZE}, val_fraction in [0, 1]; found {}, {}, {}, {} (--videos, --frames, --size; in a run config data.synth_videos, data.synth_frames, data.image_size)",
             cfg.videos, cfg.frames_per_video, cfg.image_size, cfg.val_fraction
         )));
     }

@@ -10,6 +10,7 @@ mod se_resnet;
 pub use blocks::{BasicBlock, BlockSpec, Bottleneck};
 pub use se_resnet::{SeResNet, SeResNetConfig, Stem};
 
+use super::Footprint;
 use crate::nn::{Buffers, Ctx, Scope};
 use crate::{Params, Result, Rng, Var};
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,14 @@ impl BackboneConfig {
     pub fn validate(&self, section: &str) -> Result<()> {
         match self {
             BackboneConfig::SeResnet(c) => c.validate(&format!("{section}.backbone")),
+        }
+    }
+
+    /// Parameters and training activations per image of `image_size`
+    /// pixels a side, lower bounds (see [`Footprint`]).
+    pub fn footprint(&self, image_size: usize) -> Result<Footprint> {
+        match self {
+            BackboneConfig::SeResnet(c) => c.footprint(image_size),
         }
     }
 

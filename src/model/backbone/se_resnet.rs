@@ -4,6 +4,7 @@
 
 use super::blocks::{BasicBlock, BlockSpec, Bottleneck};
 use super::{Backbone, Features};
+use crate::model::footprint::{product, Footprint};
 use crate::nn::{BatchNorm2d, Buffers, Conv2d, ConvSpec, Ctx, Scope};
 use crate::ops::conv::Conv2dParams;
 use crate::ops::pool::Pool2dParams;
@@ -62,6 +63,94 @@ impl SeResNetConfig {
     }
 }
 
+/// What [`SeResNet::new`] builds and [`SeResNetConfig::footprint`] counts.
+struct Plan {
+    stem_channels: usize,
+    bottleneck: bool,
+    /// (stage, index in the stage, spec) of every block, in build order.
+    blocks: Vec<(usize, usize, BlockSpec)>,
+}
+
+impl SeResNetConfig {
+    fn plan(&self) -> Result<Plan> {
+        self.validate("model.backbone")?;
+        let (counts, bottleneck) = layout(self.depth).expect("validated");
+        // `as usize` saturates: an absurd width_mult gives usize::MAX
+        // channels, which the footprint counts (and the memory check refuses).
+        let w = |c: usize| ((c as f64 * self.width_mult).round() as usize).max(8);
+        let expansion = if bottleneck {
+            Bottleneck::EXPANSION
+        } else {
+            BasicBlock::EXPANSION
+        };
+        let mut blocks = Vec::new();
+        let mut c_in = w(64);
+        for (stage, (&n, base)) in counts.iter().zip([64, 128, 256, 512]).enumerate() {
+            let width = w(base);
+            for i in 0..n {
+                let spec = BlockSpec {
+                    c_in,
+                    width,
+                    stride: if i == 0 && stage > 0 { 2 } else { 1 },
+                    se_reduction: self.se_reduction,
+                };
+                blocks.push((stage, i, spec));
+                c_in = width.saturating_mul(expansion);
+            }
+        }
+        Ok(Plan {
+            stem_channels: w(64),
+            bottleneck,
+            blocks,
+        })
+    }
+
+    /// Parameters and training activations per image of `image_size`
+    /// pixels a side, lower bounds ([`Footprint`]): the input; the stem's
+    /// weights and its conv and normalised outputs; each block's
+    /// convolution weights and, per convolution, its output and normalised
+    /// output at the block's output resolution. Shortcuts, SE gates and
+    /// batch-norm parameters are left out.
+    pub fn footprint(&self, image_size: usize) -> Result<Footprint> {
+        let Plan {
+            stem_channels: stem_c,
+            bottleneck,
+            blocks,
+        } = self.plan()?;
+        let mut f = Footprint::default();
+        let (k, stride) = match self.stem {
+            Stem::Imagenet => (7, 2),
+            Stem::Small => (3, 1),
+        };
+        let mut side = image_size.div_ceil(stride);
+        f.add(
+            product(&[3, stem_c, k, k]),
+            product(&[3, image_size, image_size]).saturating_add(product(&[2, side, side, stem_c])),
+        );
+        if self.stem == Stem::Imagenet {
+            side = side.div_ceil(2);
+        }
+        for (_, _, b) in blocks {
+            side = side.div_ceil(b.stride);
+            let (c, w) = (b.c_in, b.width);
+            let (params, maps) = if bottleneck {
+                let params = product(&[c, w])
+                    .saturating_add(product(&[9, w, w]))
+                    .saturating_add(product(&[w, Bottleneck::EXPANSION, w]));
+                (
+                    params,
+                    product(&[2, side, side, w, 2 + Bottleneck::EXPANSION]),
+                )
+            } else {
+                let params = product(&[9, c, w]).saturating_add(product(&[9, w, w]));
+                (params, product(&[2, side, side, w, 2]))
+            };
+            f.add(params, maps);
+        }
+        Ok(f)
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Block {
     Basic(BasicBlock),
@@ -109,10 +198,11 @@ impl SeResNet {
         config: &SeResNetConfig,
         rng: &mut Rng,
     ) -> Result<Self> {
-        config.validate("model.backbone")?;
-        let (counts, bottleneck) = layout(config.depth).expect("validated");
-        let w = |c: usize| ((c as f64 * config.width_mult).round() as usize).max(8);
-        let stem_c = w(64);
+        let Plan {
+            stem_channels: stem_c,
+            bottleneck,
+            blocks: plan,
+        } = config.plan()?;
         let stem_spec = match config.stem {
             Stem::Imagenet => {
                 ConvSpec::new(3, stem_c, 7).prm(Conv2dParams::new().stride(2).padding(3))
@@ -123,23 +213,14 @@ impl SeResNet {
         let stem_bn = BatchNorm2d::new(p, b, &s.pp("stem").pp("bn"), stem_c)?;
         let mut blocks = Vec::new();
         let mut c_in = stem_c;
-        for (stage, (&n, base)) in counts.iter().zip([64, 128, 256, 512]).enumerate() {
-            let width = w(base);
-            for i in 0..n {
-                let spec = BlockSpec {
-                    c_in,
-                    width,
-                    stride: if i == 0 && stage > 0 { 2 } else { 1 },
-                    se_reduction: config.se_reduction,
-                };
-                let bs = s.pp(format!("layer{}", stage + 1)).pp(i);
-                if bottleneck {
-                    blocks.push(Block::Bottleneck(Bottleneck::new(p, b, &bs, spec, rng)?));
-                    c_in = width * Bottleneck::EXPANSION;
-                } else {
-                    blocks.push(Block::Basic(BasicBlock::new(p, b, &bs, spec, rng)?));
-                    c_in = width * BasicBlock::EXPANSION;
-                }
+        for (stage, i, spec) in plan {
+            let bs = s.pp(format!("layer{}", stage + 1)).pp(i);
+            if bottleneck {
+                blocks.push(Block::Bottleneck(Bottleneck::new(p, b, &bs, spec, rng)?));
+                c_in = spec.width * Bottleneck::EXPANSION;
+            } else {
+                blocks.push(Block::Basic(BasicBlock::new(p, b, &bs, spec, rng)?));
+                c_in = spec.width * BasicBlock::EXPANSION;
             }
         }
         Ok(SeResNet {

@@ -13,6 +13,7 @@ pub use heads::{Feedback, Task, TaskHeads};
 pub use positional::sinusoidal;
 pub use transformer::TransformerLayer;
 
+use super::footprint::{product, Footprint};
 use super::MtlOutput;
 use crate::nn::{Ctx, Scope};
 use crate::{ops, Error, Params, Result, Rng, Var};
@@ -55,6 +56,68 @@ impl Default for TemporalNetConfig {
             n_aus: 12,
             n_expr: 8,
         }
+    }
+}
+
+impl TemporalNetConfig {
+    /// Parameters and training activations per frame, lower bounds
+    /// ([`Footprint`]), for inputs of `in_features` values and chunks of
+    /// `chunk` frames: per encoder layer the recurrent weights (and, per
+    /// frame, the gate pre-activations and the state) or the attention and
+    /// feed-forward weights (and, per frame, q, k, v, the output, the
+    /// feed-forward hidden values and a row of attention scores and weights
+    /// per head over the chunk); the heads' first layers. Biases, norms
+    /// and the heads' second layers are left out.
+    pub fn footprint(&self, in_features: usize, chunk: usize) -> Footprint {
+        let (h, mut f) = (self.d_model, Footprint::default());
+        let mut stack = |input: usize, layers: usize| {
+            if layers == 0 {
+                return;
+            }
+            let (params, per_layer) = match self.encoder {
+                EncoderKind::Gru | EncoderKind::Lstm => {
+                    let g = if self.encoder == EncoderKind::Gru {
+                        3
+                    } else {
+                        4
+                    };
+                    // The first layer reads `input` values, the others `h`.
+                    let first = product(&[g, h, input]).saturating_add(product(&[g, h, h]));
+                    (
+                        product(&[layers - 1, g, h, h, 2]).saturating_add(first),
+                        product(&[g + 1, h]),
+                    )
+                }
+                EncoderKind::Transformer => {
+                    let weights = product(&[4, h, h]).saturating_add(product(&[2, h, self.d_ff]));
+                    let per_frame = product(&[4, h])
+                        .saturating_add(self.d_ff as u128)
+                        .saturating_add(product(&[2, self.heads, chunk]));
+                    (
+                        weights
+                            .saturating_mul(layers as u128)
+                            .saturating_add(product(&[input, h])),
+                        per_frame,
+                    )
+                }
+            };
+            f.add(params, per_layer.saturating_mul(layers as u128));
+        };
+        stack(in_features, self.shared_layers);
+        let bottom = if self.shared_layers > 0 {
+            h
+        } else {
+            in_features
+        };
+        for _ in Task::ALL {
+            stack(bottom, self.task_layers);
+        }
+        let top = if self.task_layers > 0 { h } else { bottom };
+        f.add(
+            product(&[Task::ALL.len(), top, self.head_hidden]),
+            product(&[Task::ALL.len(), self.head_hidden]).saturating_add(in_features as u128),
+        );
+        f
     }
 }
 

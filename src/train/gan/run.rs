@@ -14,9 +14,10 @@ use super::{
 use crate::data::Loader;
 use crate::metrics::MtlMetrics;
 use crate::train::frame_run::log_data;
+use crate::train::memory_budget;
 use crate::train::runner::{self, Evaluation, RunOutcome, StepReport, Task};
 use crate::train::{make_loader, prepare_data, BatchCursor, MetricsLog, RunDir, TrainProgress};
-use crate::{Error, Result};
+use crate::{Device, Error, Result};
 use serde::Serialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -268,6 +269,7 @@ impl Task for GanTask {
 /// score is a [`GanTask::agreement`] key.
 pub fn gan_run(cfg: &GanConfig, resume: Option<&Path>) -> Result<(GanTask, RunOutcome)> {
     let (cfg, run) = runner::resolve(cfg, resume)?;
+    memory_budget::check_gan(&cfg, &Device::parse(&cfg.train.device)?)?;
     let mut task = GanTask::new(&cfg)?;
     let out = runner::run(&mut task, &cfg, run)?;
     Ok((task, out))

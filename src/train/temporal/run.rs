@@ -11,9 +11,10 @@ use crate::data::chunks::{self, Plan};
 use crate::data::sequence::SequenceSet;
 use crate::train::frame_run::{report_validation, step_report};
 use crate::train::head_outputs::{self, HeadOutputs};
+use crate::train::memory_budget;
 use crate::train::runner::{self, Evaluation, RunOutcome, StepReport, Task};
 use crate::train::{RunDir, TrainProgress};
-use crate::{Error, Result, Rng};
+use crate::{Device, Error, Result, Rng};
 use std::path::{Path, PathBuf};
 
 const PLAN_DOMAIN: u64 = 0xC4_0A7C;
@@ -51,6 +52,7 @@ impl TemporalTask {
     pub fn new(cfg: &TemporalConfig) -> Result<Self> {
         let mut train = read_split(cfg, &cfg.data.train_annotations)?;
         let mut val = read_split(cfg, &cfg.data.val_annotations)?;
+        memory_budget::check_temporal(cfg, train.dim, &Device::parse(&cfg.train.device)?)?;
         let norm = train.feature_stats();
         train.normalise(&norm)?;
         val.normalise(&norm)?;
