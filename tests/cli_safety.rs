@@ -393,6 +393,18 @@ fn a_trained_checkpoint_meets_bad_data_predictions_and_nan_weights() {
     tensor_file::write(&nan, "checkpoint", list, meta).unwrap();
     let o = mtaffect(&["eval", "--checkpoint", nan.to_str().unwrap()]);
     fails_with(&o, &[&format!("tensor '{name}' holds NaN"), "diverged"]);
+
+    // A checkpoint whose stored config asks for a model no machine holds is
+    // refused by key before the model is built, as a run config would be.
+    let (tensors, mut meta) = tensor_file::read(&best, "checkpoint").unwrap();
+    let cfg = meta["config"].replace("width_mult = 0.125", "width_mult = 1000000000.0");
+    assert_ne!(cfg, meta["config"], "the stored config names the width");
+    meta.insert("config".into(), cfg);
+    let huge = dir.join("huge.safetensors");
+    let list = tensors.iter().map(|(k, t)| (k.clone(), t)).collect();
+    tensor_file::write(&huge, "checkpoint", list, meta).unwrap();
+    let o = mtaffect(&["eval", "--checkpoint", huge.to_str().unwrap()]);
+    fails_with(&o, &["lower model.backbone.width_mult"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

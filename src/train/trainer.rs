@@ -232,6 +232,9 @@ impl Trainer {
         let mut cfg =
             TrainConfig::from_toml(&text, &format!("{} (stored config)", path.display()))?;
         cfg.train.device = "auto".into();
+        // The stored sizes are input like any config's: bounded before the
+        // model is built.
+        super::memory_budget::check_frame(&cfg, &Device::parse(&cfg.train.device)?)?;
         let mut t = Trainer::new(&cfg)?;
         t.load_checkpoint(path)?;
         Ok(t)

@@ -205,6 +205,9 @@ impl GanTrainer {
             ))
         })?;
         cfg.train.device = "auto".into();
+        // The stored sizes are input like any config's: bounded before the
+        // model is built.
+        crate::train::memory_budget::check_gan(&cfg, &Device::parse(&cfg.train.device)?)?;
         let mut t = GanTrainer::new(&cfg)?;
         t.load_checkpoint(path)?;
         Ok(t)

@@ -225,6 +225,9 @@ impl TemporalTrainer {
         let mut cfg =
             TemporalConfig::from_toml(&text, &format!("{} (stored config)", path.display()))?;
         cfg.train.device = "auto".into();
+        // The stored sizes are input like any config's: bounded before the
+        // model is built.
+        crate::train::memory_budget::check_temporal(&cfg, dim, &Device::parse(&cfg.train.device)?)?;
         let mut t = TemporalTrainer::new(
             &cfg,
             FeatureNorm {
