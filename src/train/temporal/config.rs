@@ -114,6 +114,7 @@ impl ConfigFile for TemporalConfig {
             )));
         }
         let m = &self.model;
+        m.validate()?;
         if m.encoder == EncoderKind::Transformer
             && (m.heads == 0 || !m.d_model.is_multiple_of(m.heads))
         {
