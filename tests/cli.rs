@@ -341,7 +341,10 @@ fn features_then_temporal_train_and_eval() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(set.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["seeds"], serde_json::json!([0, 1]));
-    assert!(summary["metrics"]["val.p_mtl"]["final"]["sd"].is_number(), "{summary}");
+    assert!(
+        summary["metrics"]["val.p_mtl"]["final"]["sd"].is_number(),
+        "{summary}"
+    );
     let o = mtaffect(&["temporal", "eval", "--checkpoint", set.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let ens: serde_json::Value =
