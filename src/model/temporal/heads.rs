@@ -233,5 +233,22 @@ mod tests {
         assert!(e.contains("cycle"), "{e}");
         let e = order(&[fb(Task::Au, Task::Au)]).unwrap_err().to_string();
         assert!(e.contains("au -> au"), "{e}");
+        // Label pairs order their tasks too; a pair may pass both features
+        // and labels, but not the same thing twice.
+        let label = |source, target| Feedback {
+            mode: FeedbackMode::Label,
+            ..fb(source, target)
+        };
+        let o = order(&[
+            label(Task::Expr, Task::Valence),
+            fb(Task::Expr, Task::Valence),
+        ])
+        .unwrap();
+        let pos = |t| o.iter().position(|&x| x == t).unwrap();
+        assert!(pos(Task::Expr) < pos(Task::Valence));
+        let e = order(&[label(Task::Au, Task::Expr), fb(Task::Expr, Task::Au)]).unwrap_err();
+        assert!(e.to_string().contains("cycle"), "{e}");
+        let twice = [label(Task::Au, Task::Expr), label(Task::Au, Task::Expr)];
+        assert!(order(&twice).unwrap_err().to_string().contains("twice"));
     }
 }

@@ -108,3 +108,36 @@ pub fn source_input(
     let (keep, shown) = (constant(&keep)?, constant(&shown)?);
     ops::add(cx.tape, &ops::mul(cx.tape, &pred, &keep)?, &shown)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DType;
+
+    #[test]
+    fn labels_decode_to_the_prediction_scale_and_missing_ones_to_none() {
+        let t = |v: &[f64], s: [usize; 2]| Tensor::from_f64s(v, s, DType::F32).unwrap();
+        // Frame 0 has every label; frame 1 none (one AU missing is enough).
+        let va = t(&[0.5, -0.25, -5.0, -5.0], [2, 2]);
+        let au = t(&[1.0, 0.0, 1.0, -1.0], [2, 2]);
+        let feed = LabelFeed {
+            va: &va,
+            expr: &[2, -1],
+            au: &au,
+            p: 1.0,
+        };
+        let (vv, av) = (va.to_f64_vec(), au.to_f64_vec());
+        let read = |task: Task, r: usize, w: usize| {
+            let mut out = vec![0.0; w];
+            feed.write(task, r, &vv, &av, &mut out).map(|()| out)
+        };
+        assert_eq!(read(Task::Valence, 0, 1), Some(vec![0.5]));
+        assert_eq!(read(Task::Arousal, 0, 1), Some(vec![-0.25]));
+        assert_eq!(read(Task::Expr, 0, 3), Some(vec![0.0, 0.0, 1.0]));
+        assert_eq!(read(Task::Expr, 0, 2), None, "class 2 of 2 classes");
+        assert_eq!(read(Task::Au, 0, 2), Some(vec![1.0, 0.0]));
+        for task in Task::ALL {
+            assert_eq!(read(task, 1, if task == Task::Expr { 3 } else { 2 }), None);
+        }
+    }
+}

@@ -233,3 +233,25 @@ impl TemporalNet {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn teacher_forcing_decays_linearly_over_the_run_and_then_holds() {
+        let c = TemporalNetConfig {
+            label_feedback_start: 0.9,
+            label_feedback_end: 0.1,
+            ..TemporalNetConfig::default()
+        };
+        let p: Vec<f64> = [0, 25, 50, 100, 150]
+            .map(|s| c.label_feedback_p(s, 100))
+            .to_vec();
+        let want = [0.9, 0.7, 0.5, 0.1, 0.1];
+        assert!(
+            p.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{p:?}"
+        );
+    }
+}
