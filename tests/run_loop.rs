@@ -2,7 +2,8 @@
 //! resumes exactly: a run killed with SIGKILL once it has written a
 //! checkpoint, then continued with `--resume`, logs the same losses and
 //! validation scores, bit for bit, as the same run left alone (frame, GAN,
-//! and temporal with a stateful LSTM checkpointed mid-epoch). Ctrl-C
+//! and temporal with a stateful LSTM checkpointed mid-epoch and
+//! teacher-forced label feedback). Ctrl-C
 //! (SIGINT) stops a run after its step with a checkpoint there, which
 //! resumes exactly too; a resumed run removes the temporaries of a torn
 //! write and logs no step twice; a run directory in use is refused; a run
@@ -284,6 +285,8 @@ fn a_killed_temporal_run_resumes_exactly() {
     assert!(o.status.success(), "{}", text(&o));
 
     // A stateful LSTM: the state carried between chunks is checkpointed.
+    // Label feedback draws its teacher forcing from the checkpointed RNG
+    // with a probability that depends on the step alone.
     let args = [
         format!("data.features={:?}", feats.display().to_string()),
         "data.chunk=3".into(),
@@ -292,6 +295,7 @@ fn a_killed_temporal_run_resumes_exactly() {
         "model.encoder=\"lstm\"".into(),
         "model.d_model=4".into(),
         "model.head_hidden=3".into(),
+        r#"model.feedback=[{ source = "valence", target = "arousal", mode = "label" }]"#.into(),
     ];
     stopped_and_resumed_matches_uninterrupted(&dir, &["temporal", "train"], &args, Stop::Kill);
     std::fs::remove_dir_all(&dir).unwrap();
