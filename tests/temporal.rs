@@ -55,21 +55,9 @@ fn config(encoder: EncoderKind) -> TemporalNetConfig {
     }
 }
 
-fn forward(
-    net: &TemporalNet,
-    tape: &Tape,
-    p: &Params,
-    x: &Tensor,
-    mask: &[bool],
-    carry: &mut Carry,
-    train: bool,
-) -> Result<MtlOutput> {
-    forward_labelled(net, tape, p, x, mask, carry, train, None)
-}
-
-/// [`forward`] with the labels that label feedback reads.
+/// One forward pass; `labels` feed label feedback when `train`.
 #[allow(clippy::too_many_arguments)]
-fn forward_labelled(
+fn forward(
     net: &TemporalNet,
     tape: &Tape,
     p: &Params,
@@ -137,8 +125,8 @@ fn padding_changes_no_output_at_a_real_frame_for_any_encoder() {
         let big = Tensor::from_f64s(&big, [n, t + pad, f], DType::F64).unwrap();
         let tape = Tape::no_grad();
         let (mut c1, mut c2) = (Carry::default(), Carry::default());
-        let a = forward(&net, &tape, &p, &x, &mask, &mut c1, false).unwrap();
-        let b = forward(&net, &tape, &p, &big, &big_mask, &mut c2, false).unwrap();
+        let a = forward(&net, &tape, &p, &x, &mask, &mut c1, false, None).unwrap();
+        let b = forward(&net, &tape, &p, &big, &big_mask, &mut c2, false, None).unwrap();
         for (name, u, v) in [
             ("va", &a.va, &b.va),
             ("au", &a.au, &b.au),
@@ -159,7 +147,17 @@ fn padding_changes_no_output_at_a_real_frame_for_any_encoder() {
         }
         // The check can fail: read as real frames, the garbage changes the outputs.
         let all = vec![true; big_mask.len()];
-        let c = forward(&net, &tape, &p, &big, &all, &mut Carry::default(), false).unwrap();
+        let c = forward(
+            &net,
+            &tape,
+            &p,
+            &big,
+            &all,
+            &mut Carry::default(),
+            false,
+            None,
+        )
+        .unwrap();
         let (u, v) = (real_rows(&a.au, &mask), real_rows(&c.au, &big_mask));
         assert!(
             u.iter().zip(&v).any(|(x, y)| (x - y).abs() > 1e-3),
@@ -237,7 +235,7 @@ fn check_net(cfg: &TemporalNetConfig) {
         for (i, x) in v.iter().enumerate() {
             q.add(format!("p{i}"), x.value().clone())?;
         }
-        let o = forward(&net, tape, &q, &x, &mask, &mut Carry::default(), true)?;
+        let o = forward(&net, tape, &q, &x, &mask, &mut Carry::default(), true, None)?;
         mtaffect::ops::concat(tape, &[&o.va, &o.au, &o.expr], -1)
     })
     .unwrap_or_else(|e| panic!("{:?}: {e}", cfg.encoder));
@@ -296,7 +294,7 @@ fn gradients(
     let (t, tape) = (x.dims()[1], Tape::new());
     let mask = vec![true; t];
     let train = labels.is_some();
-    let o = forward_labelled(
+    let o = forward(
         net,
         &tape,
         p,
@@ -328,7 +326,7 @@ fn feedback_features_reach_the_target_but_pass_no_gradient_back() {
     let x = Tensor::randn([1, 4, 3], 1.0, DType::F64, &mut Rng::new(9));
     let mask = [true; 4];
     let arousal = |p: &Params, tape: &Tape| {
-        let o = forward(&net, tape, p, &x, &mask, &mut Carry::default(), false).unwrap();
+        let o = forward(&net, tape, p, &x, &mask, &mut Carry::default(), false, None).unwrap();
         first_output(tape, &o, Task::Arousal)
     };
     // Forward: changing the valence head changes arousal (the features flow)...
@@ -435,7 +433,7 @@ fn label_feedback_reads_labels_when_teacher_forced_and_predictions_otherwise() {
         let out = |p: &Params, labels: Option<&LabelFeed>, train: bool| -> Vec<f64> {
             let tape = Tape::no_grad();
             let mut carry = Carry::default();
-            let o = forward_labelled(&net, &tape, p, &x, &mask, &mut carry, train, labels);
+            let o = forward(&net, &tape, p, &x, &mask, &mut carry, train, labels);
             first_output(&tape, &o.unwrap(), target)
                 .into_value()
                 .to_f64_vec()
