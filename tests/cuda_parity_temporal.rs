@@ -257,7 +257,7 @@ fn temporal_networks_of_every_encoder_kind() {
                 frozen: false,
             };
             let xv = tape.constant(cx.put(&x));
-            let o = net.forward(&mut ncx, &xv, &mask, &mut Carry::default())?;
+            let o = net.forward(&mut ncx, &xv, &mask, &mut Carry::default(), None)?;
             ops::concat(tape, &[&o.va, &o.au, &o.expr], -1)
         });
     }

@@ -2,12 +2,13 @@
 //! resumes exactly: a run killed with SIGKILL once it has written a
 //! checkpoint, then continued with `--resume`, logs the same losses and
 //! validation scores, bit for bit, as the same run left alone (frame, GAN,
-//! and temporal with a stateful LSTM checkpointed mid-epoch). Ctrl-C
-//! (SIGINT) or SIGTERM stops a run after its step with a checkpoint there,
-//! which resumes exactly too, and a second signal ends it at once (status
-//! 130) leaving the last whole checkpoint; a resumed run removes the
-//! temporaries of a torn write and logs no step twice; a run directory in
-//! use is refused; a run that fails to start leaves no directory behind.
+//! and temporal with a stateful LSTM checkpointed mid-epoch and
+//! teacher-forced label feedback). Ctrl-C (SIGINT) or SIGTERM stops a run
+//! after its step with a checkpoint there, which resumes exactly too, and a
+//! second signal ends it at once (status 130) leaving the last whole
+//! checkpoint; a resumed run removes the temporaries of a torn write and
+//! logs no step twice; a run directory in use is refused; a run that fails
+//! to start leaves no directory behind.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -353,6 +354,8 @@ fn a_killed_temporal_run_resumes_exactly() {
     assert!(o.status.success(), "{}", text(&o));
 
     // A stateful LSTM: the state carried between chunks is checkpointed.
+    // Label feedback draws its teacher forcing from the checkpointed RNG
+    // with a probability that depends on the step alone.
     let args = [
         format!("data.features={:?}", feats.display().to_string()),
         "data.chunk=3".into(),
@@ -361,6 +364,7 @@ fn a_killed_temporal_run_resumes_exactly() {
         "model.encoder=\"lstm\"".into(),
         "model.d_model=4".into(),
         "model.head_hidden=3".into(),
+        r#"model.feedback=[{ source = "valence", target = "arousal", mode = "label" }]"#.into(),
     ];
     stopped_and_resumed_matches_uninterrupted(&dir, &["temporal", "train"], &args, Stop::Kill);
     std::fs::remove_dir_all(&dir).unwrap();

@@ -1,10 +1,13 @@
-//! Per-task heads with feature feedback: each head is Linear -> ReLU ->
-//! Dropout -> Linear, and its hidden (penultimate) features can feed other
-//! heads. A target head reads its own encoder features concatenated with the
-//! *detached* penultimate features of its source heads, so the target's loss
-//! does not train the sources through that path (the ABAW4 winner's
-//! "valence and AU into arousal" correlation).
+//! Per-task heads with feedback between tasks (the ABAW4 winner's task
+//! correlation, e.g. "valence and AU into arousal"): each head is Linear ->
+//! ReLU -> Dropout -> Linear, and a target head reads its own encoder
+//! features concatenated with, per source, either the source head's
+//! *detached* hidden (penultimate) features (feature feedback) or an
+//! embedding of the source's labels (label feedback, see
+//! [`super::label_feed`]). Nothing the target reads is differentiable
+//! towards the sources, so the target's loss does not train them.
 
+use super::label_feed::{self, LabelFeed};
 use crate::nn::{Ctx, Linear, Scope};
 use crate::{ops, Error, Params, Result, Rng, Var};
 use serde::{Deserialize, Serialize};
@@ -35,18 +38,34 @@ impl Task {
     }
 }
 
-/// The detached penultimate features of `source` feed the head of `target`.
+/// What `source` passes to the head of `target`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Feedback {
     pub source: Task,
     pub target: Task,
+    /// Absent in configs written before label feedback: feature feedback.
+    #[serde(default)]
+    pub mode: FeedbackMode,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackMode {
+    /// The source head's detached hidden features.
+    #[default]
+    Feature,
+    /// A learned embedding (Linear to `head_hidden`) of the source's labels
+    /// in training, teacher-forced, and of its predictions otherwise.
+    Label,
 }
 
 #[derive(Clone, Debug)]
 struct Head {
     fc1: Linear,
     fc2: Linear,
+    /// The label embedding of each label-feedback source, in feedback order.
+    labels: Vec<Linear>,
 }
 
 /// The four heads and the order that computes every source before its targets.
@@ -78,10 +97,26 @@ impl TaskHeads {
             let k = task.index();
             let extra = feedback.iter().filter(|f| f.target == task).count() * hidden;
             let s = Scope::root().pp("head").pp(task.name());
-            heads.push(Head {
-                fc1: Linear::new(p, &s.pp("fc1"), in_features[k] + extra, hidden, true, rng)?,
-                fc2: Linear::new(p, &s.pp("fc2"), hidden, outputs[k], true, rng)?,
-            });
+            let fc1 = Linear::new(p, &s.pp("fc1"), in_features[k] + extra, hidden, true, rng)?;
+            let fc2 = Linear::new(p, &s.pp("fc2"), hidden, outputs[k], true, rng)?;
+            // Made after fc1 and fc2, so models without label feedback draw
+            // the same initial weights as before it existed.
+            let labels = feedback
+                .iter()
+                .filter(|f| f.target == task && f.mode == FeedbackMode::Label)
+                .map(|f| {
+                    let width = outputs[f.source.index()];
+                    Linear::new(
+                        p,
+                        &s.pp("label").pp(f.source.name()),
+                        width,
+                        hidden,
+                        true,
+                        rng,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            heads.push(Head { fc1, fc2, labels });
         }
         Ok(TaskHeads {
             heads,
@@ -92,24 +127,40 @@ impl TaskHeads {
     }
 
     /// `features[k]` [.., in_features[k]] per task -> each task's output.
-    pub fn forward(&self, cx: &mut Ctx, features: &[Var; 4]) -> Result<HeadOutputs> {
+    /// `labels` feeds label feedback in training (ignored otherwise).
+    pub fn forward(
+        &self,
+        cx: &mut Ctx,
+        features: &[Var; 4],
+        labels: Option<&LabelFeed>,
+    ) -> Result<HeadOutputs> {
         let mut hidden: [Option<Var>; 4] = Default::default();
         let mut out: [Option<Var>; 4] = Default::default();
         for &task in &self.order {
             let k = task.index();
+            let head = &self.heads[k];
             let mut parts = vec![features[k].clone()];
+            let mut embeddings = head.labels.iter();
             for f in self.feedback.iter().filter(|f| f.target == task) {
-                let src = hidden[f.source.index()]
-                    .as_ref()
-                    .expect("order puts sources first");
-                parts.push(cx.tape.constant(src.value().clone()));
+                let (hidden, out) = (&hidden[f.source.index()], &out[f.source.index()]);
+                let expect = "order puts sources first";
+                parts.push(match f.mode {
+                    FeedbackMode::Feature => cx
+                        .tape
+                        .constant(hidden.as_ref().expect(expect).value().clone()),
+                    FeedbackMode::Label => {
+                        let logits = out.as_ref().expect(expect);
+                        let x = label_feed::source_input(cx, f.source, logits, labels)?;
+                        let embed = embeddings.next().expect("one embedding per label source");
+                        embed.forward(cx, &x)?
+                    }
+                });
             }
             let x = if parts.len() == 1 {
                 parts.remove(0)
             } else {
                 ops::concat(cx.tape, &parts.iter().collect::<Vec<_>>(), -1)?
             };
-            let head = &self.heads[k];
             let h = ops::relu(cx.tape, &head.fc1.forward(cx, &x)?)?;
             let d = ops::dropout(cx.tape, &h, self.dropout, cx.training, cx.rng)?;
             out[k] = Some(head.fc2.forward(cx, &d)?);
@@ -119,9 +170,10 @@ impl TaskHeads {
     }
 }
 
-/// Tasks ordered so every feedback source comes before its target; a cycle,
-/// a self-loop or a repeated pair is a config error.
-fn order(feedback: &[Feedback]) -> Result<Vec<Task>> {
+/// Tasks ordered so every feedback source comes before its target, whatever
+/// its mode; a cycle, a self-loop or a pair listed twice in the same mode is
+/// a config error.
+pub(super) fn order(feedback: &[Feedback]) -> Result<Vec<Task>> {
     for (i, f) in feedback.iter().enumerate() {
         if f.source == f.target || feedback[..i].contains(f) {
             return Err(Error::Config(format!(
@@ -157,7 +209,11 @@ mod tests {
     use super::*;
 
     fn fb(source: Task, target: Task) -> Feedback {
-        Feedback { source, target }
+        Feedback {
+            source,
+            target,
+            mode: FeedbackMode::Feature,
+        }
     }
 
     #[test]
@@ -177,5 +233,22 @@ mod tests {
         assert!(e.contains("cycle"), "{e}");
         let e = order(&[fb(Task::Au, Task::Au)]).unwrap_err().to_string();
         assert!(e.contains("au -> au"), "{e}");
+        // Label pairs order their tasks too; a pair may pass both features
+        // and labels, but not the same thing twice.
+        let label = |source, target| Feedback {
+            mode: FeedbackMode::Label,
+            ..fb(source, target)
+        };
+        let o = order(&[
+            label(Task::Expr, Task::Valence),
+            fb(Task::Expr, Task::Valence),
+        ])
+        .unwrap();
+        let pos = |t| o.iter().position(|&x| x == t).unwrap();
+        assert!(pos(Task::Expr) < pos(Task::Valence));
+        let e = order(&[label(Task::Au, Task::Expr), fb(Task::Expr, Task::Au)]).unwrap_err();
+        assert!(e.to_string().contains("cycle"), "{e}");
+        let twice = [label(Task::Au, Task::Expr), label(Task::Au, Task::Expr)];
+        assert!(order(&twice).unwrap_err().to_string().contains("twice"));
     }
 }

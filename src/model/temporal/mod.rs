@@ -1,15 +1,17 @@
 //! Temporal multi-task models over per-frame embeddings of a frame model:
 //! a shared encoder (GRU, stateful LSTM or Transformer), optionally a
 //! per-task encoder on top of it (shared-bottom), and per-task heads with
-//! feature feedback between tasks.
+//! feature or label feedback between tasks.
 
 mod encoder;
 mod heads;
+mod label_feed;
 mod positional;
 mod transformer;
 
 pub use encoder::{Carry, Encoder, EncoderKind, EncoderSpec};
-pub use heads::{Feedback, Task, TaskHeads};
+pub use heads::{Feedback, FeedbackMode, Task, TaskHeads};
+pub use label_feed::LabelFeed;
 pub use positional::sinusoidal;
 pub use transformer::TransformerLayer;
 
@@ -34,9 +36,16 @@ pub struct TemporalNetConfig {
     pub heads: usize,
     pub d_ff: usize,
     pub dropout: f64,
-    /// Hidden width of each task head (the features that feedback passes on).
+    /// Hidden width of each task head (the features that feedback passes on,
+    /// and the width of a label embedding).
     pub head_hidden: usize,
     pub feedback: Vec<Feedback>,
+    /// Teacher forcing of label feedback: the probability that a training
+    /// frame shows its source label rather than the prediction goes
+    /// linearly from `label_feedback_start` at step 0 to
+    /// `label_feedback_end` at `train.steps`.
+    pub label_feedback_start: f64,
+    pub label_feedback_end: f64,
     pub n_aus: usize,
     pub n_expr: usize,
 }
@@ -53,6 +62,8 @@ impl Default for TemporalNetConfig {
             dropout: 0.3,
             head_hidden: 32,
             feedback: Vec::new(),
+            label_feedback_start: 1.0,
+            label_feedback_end: 0.0,
             n_aus: 12,
             n_expr: 8,
         }
@@ -119,6 +130,40 @@ impl TemporalNetConfig {
         );
         f
     }
+
+    /// Sizes, dropout, the teacher-forcing probabilities, and feedback
+    /// pairs that can be ordered (each source computed before its targets).
+    pub fn validate(&self) -> Result<()> {
+        if self.d_model == 0 || self.head_hidden == 0 || !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::Config(format!(
+                "model: d_model = {}, head_hidden = {} must be > 0 and dropout = {} in [0, 1)",
+                self.d_model, self.head_hidden, self.dropout
+            )));
+        }
+        for (key, p) in [
+            ("label_feedback_start", self.label_feedback_start),
+            ("label_feedback_end", self.label_feedback_end),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::Config(format!(
+                    "model.{key} = {p}: a probability, must be in [0, 1]"
+                )));
+            }
+        }
+        heads::order(&self.feedback).map(|_| ())
+    }
+
+    /// The teacher-forcing probability of label feedback at `step` of a
+    /// `steps`-step run (a function of the step alone, so a resumed run
+    /// draws as the uninterrupted one).
+    pub fn label_feedback_p(&self, step: u64, steps: u64) -> f64 {
+        let done = if steps == 0 {
+            1.0
+        } else {
+            step.min(steps) as f64 / steps as f64
+        };
+        self.label_feedback_start + (self.label_feedback_end - self.label_feedback_start) * done
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -138,12 +183,7 @@ impl TemporalNet {
         rng: &mut Rng,
     ) -> Result<Self> {
         let c = config;
-        if c.d_model == 0 || c.head_hidden == 0 || !(0.0..1.0).contains(&c.dropout) {
-            return Err(Error::Config(format!(
-                "model: d_model = {}, head_hidden = {} must be > 0 and dropout = {} in [0, 1)",
-                c.d_model, c.head_hidden, c.dropout
-            )));
-        }
+        c.validate()?;
         let spec = |in_features, layers| EncoderSpec {
             kind: c.encoder,
             in_features,
@@ -198,13 +238,16 @@ impl TemporalNet {
     /// Features x [N, T, F] with `mask[n·T + t]` false at padded frames ->
     /// per-frame outputs with rows n·T + t: va [N·T, 2] (tanh), AU and
     /// expression logits, and the shared features [N·T, E]. LSTM states are
-    /// read from and written to `carry`.
+    /// read from and written to `carry`. `labels` (the batch's ground truth,
+    /// rows n·T + t) feeds label feedback in training; evaluation and
+    /// inference pass None.
     pub fn forward(
         &self,
         cx: &mut Ctx,
         x: &Var,
         mask: &[bool],
         carry: &mut Carry,
+        labels: Option<&LabelFeed>,
     ) -> Result<MtlOutput> {
         let &[n, t, _] = x.dims() else {
             return Err(Error::shape(
@@ -236,7 +279,7 @@ impl TemporalNet {
             }
             f.try_into().expect("four task encoders")
         };
-        let [v, a, expr, au] = self.heads.forward(cx, &features)?;
+        let [v, a, expr, au] = self.heads.forward(cx, &features, labels)?;
         let rows = |cx: &mut Ctx, y: &Var| -> Result<Var> {
             let w = y.dims()[2];
             ops::reshape(cx.tape, y, [n * t, w])
@@ -249,5 +292,27 @@ impl TemporalNet {
             features: rows(cx, &bottom)?,
             real_fake: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn teacher_forcing_decays_linearly_over_the_run_and_then_holds() {
+        let c = TemporalNetConfig {
+            label_feedback_start: 0.9,
+            label_feedback_end: 0.1,
+            ..TemporalNetConfig::default()
+        };
+        let p: Vec<f64> = [0, 25, 50, 100, 150]
+            .map(|s| c.label_feedback_p(s, 100))
+            .to_vec();
+        let want = [0.9, 0.7, 0.5, 0.1, 0.1];
+        assert!(
+            p.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{p:?}"
+        );
     }
 }

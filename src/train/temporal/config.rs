@@ -114,6 +114,7 @@ impl ConfigFile for TemporalConfig {
             )));
         }
         let m = &self.model;
+        m.validate()?;
         if m.encoder == EncoderKind::Transformer
             && (m.heads == 0 || !m.d_model.is_multiple_of(m.heads))
         {
@@ -170,5 +171,47 @@ mod tests {
             .with_overrides(&["model.encoder=lstm".into(), "data.chunk=32".into()])
             .unwrap();
         assert_eq!((c.model.encoder, c.data.chunk), (EncoderKind::Lstm, 32));
+    }
+
+    #[test]
+    fn label_feedback_roundtrips_and_is_checked() {
+        use crate::model::temporal::{Feedback, FeedbackMode, Task};
+        let text = "[model]\nlabel_feedback_start = 0.8\nfeedback = [\n  { source = \"valence\", target = \"arousal\", mode = \"label\" },\n  { source = \"au\", target = \"arousal\" },\n]\n";
+        let c = TemporalConfig::from_toml(text, "t.toml").unwrap();
+        assert_eq!(
+            c.model.feedback,
+            [
+                Feedback {
+                    source: Task::Valence,
+                    target: Task::Arousal,
+                    mode: FeedbackMode::Label,
+                },
+                // Written before label feedback existed: feature feedback.
+                Feedback {
+                    source: Task::Au,
+                    target: Task::Arousal,
+                    mode: FeedbackMode::Feature,
+                },
+            ]
+        );
+        assert_eq!(c.model.label_feedback_start, 0.8);
+        assert_eq!(TemporalConfig::from_toml(&c.to_toml(), "rt").unwrap(), c);
+        let err = |text: &str| {
+            TemporalConfig::from_toml(text, "t.toml")
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(
+            "[model]\nfeedback = [{ source = \"au\", target = \"expr\", mode = \"logits\" }]\n",
+        );
+        assert!(e.contains("feature") && e.contains("label"), "{e}");
+        let e = err("[model]\nlabel_feedback_end = 1.5\n");
+        assert!(
+            e.contains("model.label_feedback_end") && e.contains("1.5"),
+            "{e}"
+        );
+        // A label pair orders its tasks like a feature pair.
+        let e = err("[model]\nfeedback = [{ source = \"au\", target = \"expr\", mode = \"label\" }, { source = \"expr\", target = \"au\" }]\n");
+        assert!(e.contains("model.feedback") && e.contains("cycle"), "{e}");
     }
 }

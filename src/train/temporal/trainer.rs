@@ -5,7 +5,7 @@
 use super::TemporalConfig;
 use crate::data::chunks::{self, SeqBatch};
 use crate::data::sequence::{FeatureNorm, SequenceSet};
-use crate::model::temporal::{Carry, TemporalNet};
+use crate::model::temporal::{Carry, LabelFeed, TemporalNet};
 use crate::model::MtlOutput;
 use crate::nn::{Buffers, Ctx};
 use crate::ops::LstmState;
@@ -86,7 +86,16 @@ impl TemporalTrainer {
             input: carry,
             output: Vec::new(),
         };
-        let out = self.forward(&tape, b, &mut carry, true)?;
+        let labels = LabelFeed {
+            va: &b.va,
+            expr: &b.expr,
+            au: &b.au,
+            p: self
+                .config
+                .model
+                .label_feedback_p(step, self.config.train.steps),
+        };
+        let out = self.forward(&tape, b, &mut carry, Some(&labels))?;
         let (va, au) = (b.va.to_device(&self.device)?, b.au.to_device(&self.device)?);
         let targets = MtlTargets {
             va: &va,
@@ -108,24 +117,26 @@ impl TemporalTrainer {
         Ok((stats, carry.output))
     }
 
+    /// Training mode when `labels` is given (they feed label feedback),
+    /// eval mode otherwise.
     fn forward(
         &mut self,
         tape: &Tape,
         b: &SeqBatch,
         carry: &mut Carry,
-        training: bool,
+        labels: Option<&LabelFeed>,
     ) -> Result<MtlOutput> {
         let mut buffers = Buffers::new();
         let mut cx = Ctx {
             tape,
             params: &self.params,
             buffers: &mut buffers,
-            training,
+            training: labels.is_some(),
             rng: &mut self.rng,
             frozen: false,
         };
         let x = tape.constant(b.x.to_device(&self.device)?);
-        self.net.forward(&mut cx, &x, &b.mask, carry)
+        self.net.forward(&mut cx, &x, &b.mask, carry, labels)
     }
 
     /// Eval-mode outputs for every frame of every video of `set` (normalised
@@ -152,7 +163,7 @@ impl TemporalTrainer {
                 input: reset_rows(carry, &b.reset)?,
                 output: Vec::new(),
             };
-            let out = self.forward(&Tape::no_grad(), &b, &mut cr, false)?;
+            let out = self.forward(&Tape::no_grad(), &b, &mut cr, None)?;
             carry = cr.output;
             let (va, ex, au) = (
                 out.va.value().to_cpu()?,
