@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use mtaffect::data::synth::{self, SynthConfig};
 use mtaffect::data::OnBadSample;
 use mtaffect::train::gan::{GanConfig, GridKind};
+use mtaffect::train::runner::{RunOutcome, RunnableConfig};
 use mtaffect::train::temporal::TemporalConfig;
 use mtaffect::train::{ConfigFile, TrainConfig};
 use mtaffect::Result;
@@ -151,20 +152,7 @@ enum Command {
 #[derive(Subcommand)]
 enum TemporalCommand {
     /// Train on the feature files of `data.features`; default config: configs/temporal-synthetic.toml's settings.
-    Train {
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Override any config key, e.g. --set model.encoder=lstm (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        /// Continue the run (or seed set) in this directory exactly where its last checkpoint left it.
-        #[arg(long, conflicts_with_all = ["config", "sets"])]
-        resume: Option<PathBuf>,
-        /// Train once per seed: a count (3: seeds 0, 1, 2) or a list (0,4,7);
-        /// the runs go into one folder with a summary.json of their metrics.
-        #[arg(long, conflicts_with = "resume")]
-        seeds: Option<String>,
-    },
+    Train(RunArgs),
     /// Score a temporal checkpoint, or an ensemble, on the validation split, raw and smoothed.
     Eval {
         /// A checkpoint, run directory or seed set; repeat for an ensemble.
@@ -184,19 +172,8 @@ enum TemporalCommand {
 enum GanCommand {
     /// Train generator and discriminator (default: configs/gan-synthetic.toml settings).
     Train {
-        /// TOML GAN config; default: the built-in CPU settings.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Override any config key, e.g. --set train.steps=500 (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        /// Continue the run (or seed set) in this directory exactly where its last checkpoint left it.
-        #[arg(long, conflicts_with_all = ["config", "sets"])]
-        resume: Option<PathBuf>,
-        /// Train once per seed: a count (3: seeds 0, 1, 2) or a list (0,4,7);
-        /// the runs go into one folder with a summary.json of their metrics.
-        #[arg(long, conflicts_with = "resume")]
-        seeds: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
         /// No per-step lines.
         #[arg(long)]
         quiet: bool,
@@ -217,6 +194,37 @@ enum GanCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// How `gan train` and `temporal train` are given their run.
+#[derive(Args)]
+struct RunArgs {
+    /// TOML run config; default: the built-in settings.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override any config key, e.g. --set train.steps=500 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Continue the run (or seed set) in this directory exactly where its last checkpoint left it.
+    #[arg(long, conflicts_with_all = ["config", "sets"])]
+    resume: Option<PathBuf>,
+    /// Train once per seed: a count (3: seeds 0, 1, 2) or a list (0,4,7);
+    /// the runs go into one folder with a summary.json of their metrics.
+    #[arg(long, conflicts_with = "resume")]
+    seeds: Option<String>,
+}
+
+impl RunArgs {
+    /// Trains `C` as these arguments say, each run through `one`.
+    fn launch<C: ConfigFile + Default + RunnableConfig>(
+        &self,
+        extra_sets: &[String],
+        one: impl FnMut(&C, Option<&Path>) -> Result<RunOutcome>,
+    ) -> Result<()> {
+        let sets: Vec<String> = self.sets.iter().chain(extra_sets).cloned().collect();
+        let cfg = config_with::<C>(self.config.as_deref(), &sets)?;
+        launch(&cfg, self.seeds.as_deref(), self.resume.as_deref(), one)
+    }
 }
 
 #[derive(Args)]
@@ -375,38 +383,22 @@ fn main() -> ExitCode {
             out,
             batch,
         } => scoring::features_cmd(&checkpoint, data.as_deref(), &out, batch),
-        Command::Temporal(TemporalCommand::Train {
-            config,
-            sets,
-            resume,
-            seeds,
-        }) => config_with::<TemporalConfig>(config.as_deref(), &sets).and_then(|cfg| {
-            launch(
-                &cfg,
-                seeds.as_deref(),
-                resume.as_deref(),
-                runs::temporal_one,
-            )
-        }),
+        Command::Temporal(TemporalCommand::Train(run)) => {
+            run.launch::<TemporalConfig>(&[], runs::temporal_one)
+        }
         Command::Temporal(TemporalCommand::Eval {
             checkpoint,
             annotations,
             out,
         }) => scoring::temporal_eval_cmd(&checkpoint, annotations.as_deref(), out.as_deref()),
         Command::Gan { command } => match command {
-            GanCommand::Train {
-                config,
-                mut sets,
-                resume,
-                seeds,
-                quiet,
-            } => {
-                if quiet {
-                    sets.push("run.quiet=true".into());
-                }
-                config_with::<GanConfig>(config.as_deref(), &sets).and_then(|cfg| {
-                    launch(&cfg, seeds.as_deref(), resume.as_deref(), runs::gan_one)
-                })
+            GanCommand::Train { run, quiet } => {
+                let quiet = if quiet {
+                    vec!["run.quiet=true".into()]
+                } else {
+                    vec![]
+                };
+                run.launch::<GanConfig>(&quiet, runs::gan_one)
             }
             GanCommand::Judge {
                 checkpoint,
