@@ -253,14 +253,7 @@ impl Default for TrainConfig {
     /// The built-in default: small enough for two CPU cores.
     fn default() -> Self {
         TrainConfig {
-            // 120 validation videos: a final P_MTL on the 24 of a 20% split
-            // moved by ~0.04 from seed to seed through which videos it
-            // happened to hold (BENCHMARKS.md, "Default job").
-            data: DataConfig {
-                synth_videos: 240,
-                synth_val_fraction: 0.5,
-                ..DataConfig::default()
-            },
+            data: DataConfig::default(),
             model: NetConfig {
                 backbone: BackboneConfig::SeResnet(SeResNetConfig {
                     depth: 10,
