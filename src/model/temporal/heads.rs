@@ -8,35 +8,10 @@
 //! towards the sources, so the target's loss does not train them.
 
 use super::label_feed::{self, LabelFeed};
+use super::task::Task;
 use crate::nn::{Ctx, Linear, Scope};
 use crate::{ops, Error, Params, Result, Rng, Var};
 use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Task {
-    Valence,
-    Arousal,
-    Expr,
-    Au,
-}
-
-impl Task {
-    pub const ALL: [Task; 4] = [Task::Valence, Task::Arousal, Task::Expr, Task::Au];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Task::Valence => "valence",
-            Task::Arousal => "arousal",
-            Task::Expr => "expr",
-            Task::Au => "au",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// What `source` passes to the head of `target`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

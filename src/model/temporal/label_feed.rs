@@ -7,7 +7,7 @@
 //! arousal, softmax for the expression one-hot, sigmoid for the binary AUs),
 //! so the embedding reads the same kind of input either way.
 
-use super::heads::Task;
+use super::task::Task;
 use crate::data::labels::VA_INVALID;
 use crate::nn::Ctx;
 use crate::{ops, Error, Result, Tensor, Var};

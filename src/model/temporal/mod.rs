@@ -7,12 +7,14 @@ mod encoder;
 mod heads;
 mod label_feed;
 mod positional;
+mod task;
 mod transformer;
 
 pub use encoder::{Carry, Encoder, EncoderKind, EncoderSpec};
-pub use heads::{Feedback, FeedbackMode, Task, TaskHeads};
+pub use heads::{Feedback, FeedbackMode, TaskHeads};
 pub use label_feed::LabelFeed;
 pub use positional::sinusoidal;
+pub use task::Task;
 pub use transformer::TransformerLayer;
 
 use super::footprint::{product, Footprint};
