@@ -254,6 +254,11 @@ pub(crate) mod tests {
                 3,
                 p().padding_tblr(1, 0, 2, 1).dilation(1),
             ),
+            // Kernel wider than the input: a patch row is padding on both
+            // sides of its one span of data.
+            ([1, 3, 2, 2], 2, 3, 5, p().padding(2)),
+            // The ImageNet stem's shape: 7x7/2 over 3 channels.
+            ([1, 9, 8, 3], 2, 7, 7, p().stride(2).padding(3)),
         ]
     }
 

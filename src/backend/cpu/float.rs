@@ -95,8 +95,20 @@ pub trait Float:
     );
 }
 
+/// Threads for one GEMM: rayon's pool when called from outside it; none
+/// when called from inside a parallel op (a convolution's row chunks),
+/// whose tasks already keep every thread busy, so nesting would only add
+/// scheduling.
+fn gemm_parallelism() -> gemm::Parallelism {
+    if rayon::current_thread_index().is_some() {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    }
+}
+
 macro_rules! impl_float {
-    ($t:ty, $dt:expr, $variant:ident, $gemm:path) => {
+    ($t:ty, $dt:expr, $variant:ident) => {
         impl Float for $t {
             const DTYPE: DType = $dt;
             const ZERO: Self = 0.0;
@@ -160,11 +172,34 @@ macro_rules! impl_float {
                 rsc: isize,
                 csc: isize,
             ) {
-                $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+                // The crate's convention is dst := alpha·dst + beta·lhs·rhs,
+                // with dst not read at all (so it may hold NaN) when
+                // read_dst is false: our beta is its alpha and vice versa.
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    c,
+                    csc,
+                    rsc,
+                    beta != 0.0,
+                    a,
+                    csa,
+                    rsa,
+                    b,
+                    csb,
+                    rsb,
+                    beta,
+                    alpha,
+                    false,
+                    false,
+                    false,
+                    gemm_parallelism(),
+                )
             }
         }
     };
 }
 
-impl_float!(f32, DType::F32, F32, matrixmultiply::sgemm);
-impl_float!(f64, DType::F64, F64, matrixmultiply::dgemm);
+impl_float!(f32, DType::F32, F32);
+impl_float!(f64, DType::F64, F64);

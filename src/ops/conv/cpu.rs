@@ -10,7 +10,10 @@
 //! is built for at most [`Conv2dGeom::chunk_rows`] output rows at a time, so
 //! one buffer holds at most `max(PATCH_BUDGET_ELEMS, R·S·C/groups)` elements
 //! (2^21: 8 MiB of f32 for any layer with R·S·C/groups <= 2^21), and at most
-//! one buffer per rayon worker is alive. wgrad also keeps at most
+//! one buffer per rayon worker is alive. The forward uses cache-sized chunks
+//! ([`Conv2dGeom::cache_chunk_rows`]) instead: its GEMM has the patch width
+//! as inner dimension, so short chunks cost it nothing, while wgrad's inner
+//! dimension is the chunk's rows and wants them long. wgrad also keeps at most
 //! `max(1, min(8, PATCH_BUDGET_ELEMS / (K·R·S·C/groups)))` partial weight
 //! gradients. 1x1, stride-1, unpadded convolutions build no patch buffer at
 //! all: an NHWC activation already is the [N·H·W, C] matrix they multiply.
@@ -25,35 +28,68 @@ use rayon::prelude::*;
 const WGRAD_PARTIALS: usize = 8;
 
 /// Visits the patch of output row `row` (rows count (n, p, q) from the start
-/// of `x`) for one group: `f(tap, offset)` for every kernel tap in order,
-/// tap = r·S + s, with the input offset of the group's first channel, or
-/// None where the tap falls into the padding.
-fn for_each_tap(g: &Conv2dGeom, grp: usize, row: usize, mut f: impl FnMut(usize, Option<usize>)) {
+/// of `x`) for one group as spans of whole taps, in order:
+/// `f(col, offset, len)` covers patch columns `col..col + len`, copied from
+/// the input at `offset` (the tap's first channel of the group), or None
+/// where they fall into the padding. Taps adjacent in both the patch and
+/// the input (one group, no column dilation: a kernel row's taps are one
+/// contiguous run of an NHWC input row) form one span, so a kernel row costs
+/// one copy instead of S small ones; the stem's 3-channel taps gain most.
+fn for_each_span(
+    g: &Conv2dGeom,
+    grp: usize,
+    row: usize,
+    mut f: impl FnMut(usize, Option<usize>, usize),
+) {
     let [sh, sw] = g.prm.stride;
     let [dh, dw] = g.prm.dilation;
     let (pt, pl) = (g.prm.padding[0], g.prm.padding[2]);
+    let cg = g.cg();
     let (n, p, q) = (row / (g.p * g.q), (row / g.q) % g.p, row % g.q);
+    let merge = g.prm.groups == 1 && dw == 1;
     for r in 0..g.r {
-        let hi = (p * sh + r * dh).checked_sub(pt).filter(|&v| v < g.h);
-        for s in 0..g.s {
-            let wi = (q * sw + s * dw).checked_sub(pl).filter(|&v| v < g.w);
-            let off = hi
-                .zip(wi)
-                .map(|(hi, wi)| ((n * g.h + hi) * g.w + wi) * g.c + grp * g.cg());
-            f(r * g.s + s, off);
+        let col0 = r * g.s * cg;
+        let Some(hi) = (p * sh + r * dh).checked_sub(pt).filter(|&v| v < g.h) else {
+            f(col0, None, g.s * cg);
+            continue;
+        };
+        let input = |wi: usize| ((n * g.h + hi) * g.w + wi) * g.c + grp * cg;
+        if merge {
+            // Valid taps: 0 <= q·sw + s - pl < W.
+            let lo = pl.saturating_sub(q * sw).min(g.s);
+            let hi_s = (g.w + pl).saturating_sub(q * sw).clamp(lo, g.s);
+            if lo > 0 {
+                f(col0, None, lo * cg);
+            }
+            if hi_s > lo {
+                f(
+                    col0 + lo * cg,
+                    Some(input(q * sw + lo - pl)),
+                    (hi_s - lo) * cg,
+                );
+            }
+            if hi_s < g.s {
+                f(col0 + hi_s * cg, None, (g.s - hi_s) * cg);
+            }
+        } else {
+            for s in 0..g.s {
+                let wi = (q * sw + s * dw).checked_sub(pl).filter(|&v| v < g.w);
+                f(col0 + s * cg, wi.map(input), cg);
+            }
         }
     }
 }
 
 /// Fills `buf` (rows x R·S·C/groups, columns ordered (r, s, c)) with the
-/// patches of output rows `row0..` for group `grp`; taps in the padding are 0.
+/// patches of output rows `row0..` for group `grp`; taps in the padding are
+/// 0. Every element is written, so `buf` may hold anything before.
 fn im2col<T: Float>(g: &Conv2dGeom, x: &[T], grp: usize, row0: usize, buf: &mut [T]) {
-    let (cols, cg) = (g.patch_cols(), g.cg());
+    let cols = g.patch_cols();
     for (i, dst) in buf.chunks_exact_mut(cols).enumerate() {
-        for_each_tap(g, grp, row0 + i, |tap, off| {
-            let d = &mut dst[tap * cg..(tap + 1) * cg];
+        for_each_span(g, grp, row0 + i, |col, off, len| {
+            let d = &mut dst[col..col + len];
             match off {
-                Some(o) => d.copy_from_slice(&x[o..o + cg]),
+                Some(o) => d.copy_from_slice(&x[o..o + len]),
                 None => d.fill(T::ZERO),
             }
         });
@@ -63,12 +99,12 @@ fn im2col<T: Float>(g: &Conv2dGeom, x: &[T], grp: usize, row0: usize, buf: &mut 
 /// The adjoint of [`im2col`]: adds each patch entry back onto the input
 /// element it was copied from.
 fn col2im<T: Float>(g: &Conv2dGeom, dx: &mut [T], grp: usize, row0: usize, buf: &[T]) {
-    let (cols, cg) = (g.patch_cols(), g.cg());
+    let cols = g.patch_cols();
     for (i, src) in buf.chunks_exact(cols).enumerate() {
-        for_each_tap(g, grp, row0 + i, |tap, off| {
+        for_each_span(g, grp, row0 + i, |col, off, len| {
             if let Some(o) = off {
-                let s = &src[tap * cg..(tap + 1) * cg];
-                dx[o..o + cg].iter_mut().zip(s).for_each(|(d, &v)| *d += v);
+                let s = &src[col..col + len];
+                dx[o..o + len].iter_mut().zip(s).for_each(|(d, &v)| *d += v);
             }
         });
     }
@@ -117,15 +153,20 @@ pub fn forward<T: Float>(g: &Conv2dGeom, x: &[T], w: &[T], bias: Option<&[T]>) -
             );
         }
     } else {
-        let chunk = g.chunk_rows();
+        // Chunks sized to stay in cache: the GEMM packs the patches while
+        // they are still there, and the many chunks are the parallel tasks.
+        // Each task's buffer is reused across its chunks, unzeroed (im2col
+        // writes every element).
+        let chunk = g.cache_chunk_rows();
         y.par_chunks_mut(chunk * k)
             .enumerate()
-            .for_each(|(ci, yc)| {
+            .for_each_init(Vec::new, |buf, (ci, yc)| {
                 let len = yc.len() / k;
-                let mut buf = vec![T::ZERO; len * cols];
+                buf.resize(len * cols, T::ZERO);
+                let buf = &mut buf[..len * cols];
                 for grp in 0..g.prm.groups {
-                    im2col(g, x, grp, ci * chunk, &mut buf);
-                    let a = MatRef::new(&buf, len, cols);
+                    im2col(g, x, grp, ci * chunk, buf);
+                    let a = MatRef::new(buf, len, cols);
                     gemm_strided(
                         T::ONE,
                         a,

@@ -8,6 +8,10 @@ use crate::{Error, Result};
 /// Elements of one patch buffer: 2^21 (8 MiB of f32, 16 MiB of f64).
 pub const PATCH_BUDGET_ELEMS: usize = 1 << 21;
 
+/// Elements of one forward patch chunk: 2^16 (256 KiB of f32), so a chunk
+/// is still in a core's L2 cache when the GEMM packs it.
+pub const CACHE_PATCH_ELEMS: usize = 1 << 16;
+
 /// Stride, padding, dilation and groups of a 2-D convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dParams {
@@ -172,6 +176,12 @@ impl Conv2dGeom {
     /// `max(PATCH_BUDGET_ELEMS, patch_cols)` elements.
     pub fn chunk_rows(&self) -> usize {
         (PATCH_BUDGET_ELEMS / self.patch_cols()).max(1)
+    }
+
+    /// Output rows per forward patch chunk: `CACHE_PATCH_ELEMS` elements,
+    /// at least one row.
+    pub fn cache_chunk_rows(&self) -> usize {
+        (CACHE_PATCH_ELEMS / self.patch_cols()).max(1)
     }
 
     /// 1x1, stride 1, no padding: the input rows are the patches.
