@@ -14,7 +14,11 @@ use crate::autograd::Precision;
 use crate::backend::cpu::Float;
 use crate::tensor::{check_same_dtype, same_device};
 use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
+use rayon::prelude::*;
 use std::borrow::Cow;
+
+/// Rows per parallel task of the elementwise passes.
+const ROW_BLOCK: usize = 512;
 
 /// Hyper-parameters and mode of [`batch_norm2d`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -189,22 +193,28 @@ pub(super) fn batch_norm_op(
         };
         let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + prm.eps).sqrt()).collect();
         let (gd, bd) = (gamma.data::<T>()?, beta.data::<T>()?);
-        let mut xhat = Vec::with_capacity(xd.len());
-        let mut y = Vec::with_capacity(xd.len());
-        for row in xd.chunks_exact(c) {
-            for j in 0..c {
-                let h = (row[j].to_f64() - mean[j]) * inv_std[j];
-                xhat.push(T::from_f64(h));
-                y.push(T::from_f64(gd[j].to_f64() * h + bd[j].to_f64()));
-            }
-        }
-        // The ReLU after the affine, and where it passes gradients: exactly
-        // relu(y) and relu's `y > 0`, on the rounded y.
-        let mask = relu.then(|| {
-            let mask: Vec<bool> = y.iter().map(|&v| v > T::ZERO).collect();
-            y.iter_mut().zip(&mask).for_each(|(v, &keep)| if !keep { *v = T::ZERO });
-            mask
-        });
+        let (gd, bd): (Vec<f64>, Vec<f64>) = (gd.iter().map(|v| v.to_f64()).collect(), bd.iter().map(|v| v.to_f64()).collect());
+        let mut xhat = vec![T::ZERO; xd.len()];
+        let mut y = vec![T::ZERO; xd.len()];
+        // Elementwise, so row blocks run in parallel with results that do
+        // not depend on the split; the ReLU after the affine (relu's `y > 0`
+        // on the rounded y) is applied in the same pass.
+        xhat.par_chunks_mut(ROW_BLOCK * c)
+            .zip(y.par_chunks_mut(ROW_BLOCK * c))
+            .zip(xd.par_chunks(ROW_BLOCK * c))
+            .for_each(|((hb, yb), xb)| {
+                for ((hr, yr), xr) in hb.chunks_exact_mut(c).zip(yb.chunks_exact_mut(c)).zip(xb.chunks_exact(c)) {
+                    for j in 0..c {
+                        let h = (xr[j].to_f64() - mean[j]) * inv_std[j];
+                        hr[j] = T::from_f64(h);
+                        let v = T::from_f64(gd[j] * h + bd[j]);
+                        yr[j] = if relu && !(v > T::ZERO) { T::ZERO } else { v };
+                    }
+                }
+            });
+        // Where the ReLU passed gradients: exactly where the output is
+        // positive (a clamped output is 0).
+        let mask = relu.then(|| y.iter().map(|&v| v > T::ZERO).collect::<Vec<bool>>());
         (Tensor::from_vec(y, xt.shape().clone())?, Tensor::from_vec(xhat, xt.shape().clone())?, inv_std, mask)
     });
     let training = prm.training;
@@ -215,7 +225,8 @@ pub(super) fn batch_norm_op(
                 Some(mask) => Cow::Owned(dy.data::<T>()?.iter().zip(mask).map(|(&v, &keep)| if keep { v } else { T::ZERO }).collect()),
                 None => Cow::Borrowed(dy.data::<T>()?),
             };
-            // dbias = Σ dy, dweight = Σ dy·x̂ per channel.
+            // dbias = Σ dy, dweight = Σ dy·x̂ per channel, summed in row
+            // order (one pass, vectorised across channels).
             let (mut sg, mut sgh) = (vec![0.0; c], vec![0.0; c]);
             for (gr, hr) in g.chunks_exact(c).zip(h.chunks_exact(c)) {
                 for j in 0..c {
@@ -224,18 +235,24 @@ pub(super) fn batch_norm_op(
                 }
             }
             let dx = if needs[0] {
-                let mut dx = Vec::with_capacity(g.len());
                 let mf = m as f64;
-                for (gr, hr) in g.chunks_exact(c).zip(h.chunks_exact(c)) {
-                    for j in 0..c {
-                        let k = gm[j].to_f64() * inv_std[j];
-                        let gj = gr[j].to_f64();
-                        // Through the batch statistics: k·(dy - mean(dy) - x̂·mean(dy·x̂));
-                        // in eval the statistics are constants: k·dy.
-                        let v = if training { k * (gj - sg[j] / mf - hr[j].to_f64() * sgh[j] / mf) } else { k * gj };
-                        dx.push(T::from_f64(v));
-                    }
-                }
+                let k: Vec<f64> = gm.iter().zip(&inv_std).map(|(g, s)| g.to_f64() * s).collect();
+                let mg: Vec<f64> = sg.iter().map(|v| v / mf).collect();
+                let mut dx = vec![T::ZERO; g.len()];
+                dx.par_chunks_mut(ROW_BLOCK * c)
+                    .zip(g.par_chunks(ROW_BLOCK * c))
+                    .zip(h.par_chunks(ROW_BLOCK * c))
+                    .for_each(|((db, gb), hb)| {
+                        for ((dr, gr), hr) in db.chunks_exact_mut(c).zip(gb.chunks_exact(c)).zip(hb.chunks_exact(c)) {
+                            for j in 0..c {
+                                let gj = gr[j].to_f64();
+                                // Through the batch statistics: k·(dy - mean(dy) - x̂·mean(dy·x̂));
+                                // in eval the statistics are constants: k·dy.
+                                let v = if training { k[j] * (gj - mg[j] - hr[j].to_f64() * sgh[j] / mf) } else { k[j] * gj };
+                                dr[j] = T::from_f64(v);
+                            }
+                        }
+                    });
                 Some(Tensor::from_vec(dx, dy.shape().clone())?)
             } else {
                 None

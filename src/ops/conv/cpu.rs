@@ -27,6 +27,11 @@ use rayon::prelude::*;
 /// many, fewer where the weight is large.
 const WGRAD_PARTIALS: usize = 8;
 
+/// Fewest rows in a wgrad chunk: each chunk's GEMM reads and writes the
+/// whole K x R·S·C/groups accumulator once, against 2·rows multiply-adds
+/// per accumulator element.
+const WGRAD_MIN_ROWS: usize = 256;
+
 /// Visits the patch of output row `row` (rows count (n, p, q) from the start
 /// of `x`) for one group as spans of whole taps, in order:
 /// `f(col, offset, len)` covers patch columns `col..col + len`, copied from
@@ -206,15 +211,17 @@ pub fn dgrad<T: Float>(g: &Conv2dGeom, dy: &[T], w: &[T]) -> Vec<T> {
         return dx;
     }
     // col2im scatters across an image, so parallel tasks own whole images
-    // (disjoint dx slices) and walk their rows in patch-buffer-sized chunks.
-    let chunk = g.chunk_rows();
+    // (disjoint dx slices) and walk their rows in cache-sized chunks.
+    let chunk = g.cache_chunk_rows();
     let images = (chunk / pq).max(1);
+    // The GEMM overwrites the buffer (beta 0), so a task's buffer is reused
+    // unzeroed across its images.
     dx.par_chunks_mut(images * hwc)
         .enumerate()
-        .for_each(|(bi, dxb)| {
+        .for_each_init(Vec::new, |buf, (bi, dxb)| {
             let rows = dxb.len() / hwc * pq;
             let dyb = &dy[bi * images * pq * k..];
-            let mut buf = vec![T::ZERO; chunk.min(rows) * cols];
+            buf.resize(chunk.min(rows) * cols, T::ZERO);
             for row0 in (0..rows).step_by(chunk) {
                 let len = chunk.min(rows - row0);
                 let buf = &mut buf[..len * cols];
@@ -250,7 +257,9 @@ pub fn wgrad<T: Float>(g: &Conv2dGeom, x: &[T], dy: &[T]) -> Vec<T> {
         }
         return dw;
     }
-    let chunk = g.chunk_rows();
+    // Cache-sized chunks, but long enough that the GEMM's inner dimension
+    // (the chunk's rows) outweighs reading and writing the accumulator.
+    let chunk = g.cache_chunk_rows().max(WGRAD_MIN_ROWS).min(g.chunk_rows());
     // The partition depends only on the shape, never on the thread count.
     let parts = rows
         .div_ceil(chunk)
