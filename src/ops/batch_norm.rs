@@ -204,11 +204,13 @@ pub(super) fn batch_norm_op(
             .zip(xd.par_chunks(ROW_BLOCK * c))
             .for_each(|((hb, yb), xb)| {
                 for ((hr, yr), xr) in hb.chunks_exact_mut(c).zip(yb.chunks_exact_mut(c)).zip(xb.chunks_exact(c)) {
-                    for j in 0..c {
-                        let h = (xr[j].to_f64() - mean[j]) * inv_std[j];
-                        hr[j] = T::from_f64(h);
-                        let v = T::from_f64(gd[j] * h + bd[j]);
-                        yr[j] = if relu && !(v > T::ZERO) { T::ZERO } else { v };
+                    // Zipped, not indexed: no bounds checks, so it vectorises.
+                    let per_channel = mean.iter().zip(&inv_std).zip(gd.iter().zip(&bd));
+                    for (((ho, yo), &xv), ((mu, is), (gv, bv))) in hr.iter_mut().zip(yr.iter_mut()).zip(xr).zip(per_channel) {
+                        let h = (xv.to_f64() - mu) * is;
+                        *ho = T::from_f64(h);
+                        let v = T::from_f64(gv * h + bv);
+                        *yo = if relu && !(v > T::ZERO) { T::ZERO } else { v };
                     }
                 }
             });
@@ -229,9 +231,9 @@ pub(super) fn batch_norm_op(
             // order (one pass, vectorised across channels).
             let (mut sg, mut sgh) = (vec![0.0; c], vec![0.0; c]);
             for (gr, hr) in g.chunks_exact(c).zip(h.chunks_exact(c)) {
-                for j in 0..c {
-                    sg[j] += gr[j].to_f64();
-                    sgh[j] += gr[j].to_f64() * hr[j].to_f64();
+                for (((a, b), &gv), &hv) in sg.iter_mut().zip(sgh.iter_mut()).zip(gr).zip(hr) {
+                    *a += gv.to_f64();
+                    *b += gv.to_f64() * hv.to_f64();
                 }
             }
             let dx = if needs[0] {
@@ -244,12 +246,13 @@ pub(super) fn batch_norm_op(
                     .zip(h.par_chunks(ROW_BLOCK * c))
                     .for_each(|((db, gb), hb)| {
                         for ((dr, gr), hr) in db.chunks_exact_mut(c).zip(gb.chunks_exact(c)).zip(hb.chunks_exact(c)) {
-                            for j in 0..c {
-                                let gj = gr[j].to_f64();
+                            let per_channel = k.iter().zip(&mg).zip(&sgh);
+                            for (((d, &gv), &hv), ((kj, mgj), sghj)) in dr.iter_mut().zip(gr).zip(hr).zip(per_channel) {
+                                let gj = gv.to_f64();
                                 // Through the batch statistics: k·(dy - mean(dy) - x̂·mean(dy·x̂));
                                 // in eval the statistics are constants: k·dy.
-                                let v = if training { k[j] * (gj - mg[j] - hr[j].to_f64() * sgh[j] / mf) } else { k[j] * gj };
-                                dr[j] = T::from_f64(v);
+                                let v = if training { kj * (gj - mgj - hv.to_f64() * sghj / mf) } else { kj * gj };
+                                *d = T::from_f64(v);
                             }
                         }
                     });
