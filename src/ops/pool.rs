@@ -234,13 +234,15 @@ fn pool(
                     for hh in win.h0..win.h1 {
                         for ww in win.w0..win.w1 {
                             let off = (hh * g.w + ww) * c + base;
-                            for j in 0..c {
-                                let v = xd[off + j];
+                            // Zipped, not indexed: no bounds checks in the
+                            // channel loop, so it vectorises.
+                            let taps = (off..off + c).zip(&xd[off..off + c]);
+                            for ((y, a), (i, &v)) in yr.iter_mut().zip(am.iter_mut()).zip(taps) {
                                 // A NaN wins and stays (v is NaN exactly when it is
                                 // unordered with itself), as in PyTorch.
-                                if v > yr[j] || v.partial_cmp(&v).is_none() {
-                                    yr[j] = v;
-                                    am[j] = off + j;
+                                if v > *y || v.partial_cmp(&v).is_none() {
+                                    *y = v;
+                                    *a = i;
                                 }
                             }
                         }
