@@ -418,7 +418,7 @@ void elementwise() {
         for (int i = 0; i < R; ++i) for (int j = 0; j < C; ++j) T[j * R + i] = a[i * C + j];
         check("transpose", yt.data(), T);
     }
-    for (int op = 0; op < 7; ++op) {
+    for (int op = 0; op < 9; ++op) {
         auto x = randv(100, op == 6 ? 0.1f : -3.f, 3.f), g = randv(100);
         UnaryParams u{100, op, 0.3f};
         std::vector<float> yy(100, NAN), dx(100, NAN);
@@ -435,7 +435,15 @@ void elementwise() {
                 case 3: f = 1 / (1 + exp(-v)); d = f * (1 - f); break;
                 case 4: f = tanh(v); d = 1 - f * f; break;
                 case 5: f = exp(v); d = f; break;
-                default: f = log(v); d = 1 / v; break;
+                case 6: f = log(v); d = 1 / v; break;
+                case 7: {  // gelu
+                    const double cdf = 0.5 * (1 + erf(v / sqrt(2.0)));
+                    f = v * cdf; d = cdf + v * exp(-0.5 * v * v) / sqrt(2 * M_PI); break;
+                }
+                default: {  // gelu_tanh
+                    const double c = sqrt(2 / M_PI), a = 0.044715, t = tanh(c * (v + a * v * v * v));
+                    f = 0.5 * v * (1 + t); d = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * c * (1 + 3 * a * v * v); break;
+                }
             }
             YY[i] = f; DX[i] = g[i] * d;
         }

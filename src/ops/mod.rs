@@ -46,5 +46,5 @@ pub use recurrent::RnnWeights;
 pub use reduce::{mean, sum};
 pub use reshape::{narrow, reshape};
 pub use softmax::{log_softmax, softmax};
-pub use unary::{exp, leaky_relu, log, relu, scale, sigmoid, tanh};
+pub use unary::{exp, gelu, gelu_tanh, leaky_relu, log, relu, scale, sigmoid, tanh};
 pub use upsample::upsample_nearest2d;
