@@ -781,12 +781,36 @@ void conv_bf16() {
     conv_bf16_dgrad_case({1,7,6,136, 16,3,3, 2,2, 1,1,1,1, 1,1, 1});    // C = 136: two column tiles of the 128-column tiles
 }
 
+// Per-sample token gather [3, 7, 5] -> [3, 4, 5] with repeated and unpicked
+// tokens, and its backward from CSR source lists as ops/gather_tokens.rs builds them.
+void tokens() {
+    const int N = 3, T = 7, K = 4, D = 5;
+    std::vector<u32> idx = {6, 0, 6, 3, 2, 2, 2, 2, 0, 1, 4, 5};
+    auto x = randv(N * T * D), dy = randv(N * K * D);
+    GatherTokensParams p{N, T, K, D};
+    std::vector<float> y(N * K * D, NAN), dx(N * T * D, NAN);
+    launch({1, 1, 1}, {256, 1, 1}, [&] { gather_tokens_forward(p, idx.data(), x.data(), y.data()); });
+    std::vector<u32> offsets(N * T + 1, 0), sources;
+    for (int r = 0; r < N * T; ++r) {
+        for (int j = 0; j < K; ++j) if ((int)idx[r / T * K + j] == r % T) sources.push_back(j);
+        offsets[r + 1] = sources.size();
+    }
+    launch({1, 1, 1}, {256, 1, 1}, [&] { gather_tokens_backward(p, offsets.data(), sources.data(), dy.data(), dx.data()); });
+    std::vector<double> Y(y.size()), DX(dx.size(), 0);
+    for (int n = 0; n < N; ++n) for (int j = 0; j < K; ++j) for (int c = 0; c < D; ++c) {
+        const int src = (n * T + idx[n * K + j]) * D + c, dst = (n * K + j) * D + c;
+        Y[dst] = x[src]; DX[src] += dy[dst];
+    }
+    check("gather_tokens forward (exact copy)", y.data(), Y, 1e-30, 0); check("gather_tokens backward", dx.data(), DX);
+}
+
 int main() {
     se_case(3, 37, 40, 2);
     se_case(2, 50, 5, 3);
     tiles();
     others();
     elementwise();
+    tokens();
     temporal();
     conv_bf16();
     puts("all kernels match their references");
