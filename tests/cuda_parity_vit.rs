@@ -7,7 +7,7 @@
 mod common;
 
 use common::{check, gpu, randn, Report, Tol};
-use mtaffect::ops::{add, concat, gather_tokens, TokenIndex};
+use mtaffect::ops::{add, concat, drop_path, gather_tokens, TokenIndex};
 use mtaffect::{Rng, Tape, Tensor};
 
 #[test]
@@ -50,4 +50,24 @@ fn gather_tokens_and_mae_unshuffle() {
         },
     );
     rep.print("gather_tokens");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn drop_path_draws_the_cpu_mask() {
+    let dev = gpu();
+    // One multiply per element: the GPU must match the same mask exactly.
+    let tol = Tol {
+        atol: 1e-6,
+        rtol: 1e-6,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(24);
+    for (shape, p) in [(&[7, 5, 9][..], 0.3), (&[33, 49, 17], 0.1), (&[5, 1], 0.5)] {
+        let x = randn(shape, &mut rng);
+        check(&dev, &mut rep, "drop_path", &[x], tol, |tp, v, _| {
+            drop_path(tp, &v[0], p, true, &mut Rng::new(7))
+        });
+    }
+    rep.print("drop_path");
 }

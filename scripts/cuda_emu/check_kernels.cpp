@@ -781,6 +781,21 @@ void conv_bf16() {
     conv_bf16_dgrad_case({1,7,6,136, 16,3,3, 2,2, 1,1,1,1, 1,1, 1});    // C = 136: two column tiles of the 128-column tiles
 }
 
+// dropout_apply per element (group 1) and per sample (drop path, group 15):
+// each output is its input scaled or zero, as one draw per group decides.
+void dropout_masks() {
+    for (u64 group : {1ull, 15ull}) {
+        const int n = 40 * 15;
+        auto x = randv(n);
+        std::vector<float> y(n, NAN);
+        DropoutParams p{(u64)n, 0x1234567ull, group, (u32)(0.3 * (1u << 24)), 1.0f / 0.7f};
+        launch({1, 1, 1}, {256, 1, 1}, [&] { dropout_apply(p, x.data(), y.data()); });
+        std::vector<double> Y(n);
+        for (int i = 0; i < n; ++i) Y[i] = dropout_bits(p.seed, i / group) < p.threshold ? 0.0 : x[i] / 0.7;
+        check(group == 1 ? "dropout_apply" : "dropout_apply (drop path)", y.data(), Y, 1e-6, 1e-6);
+    }
+}
+
 // Per-sample token gather [3, 7, 5] -> [3, 4, 5] with repeated and unpicked
 // tokens, and its backward from CSR source lists as ops/gather_tokens.rs builds them.
 void tokens() {
@@ -811,6 +826,7 @@ int main() {
     others();
     elementwise();
     tokens();
+    dropout_masks();
     temporal();
     conv_bf16();
     puts("all kernels match their references");

@@ -36,7 +36,7 @@ pub use channel_scale::{channel_scale, channel_scale_add_relu};
 pub use concat::concat;
 pub use conv::{conv2d, Conv2dParams};
 pub use conv_transpose::conv_transpose2d;
-pub use dropout::dropout;
+pub use dropout::{drop_path, dropout};
 pub use elementwise::{add, div, mul, sub};
 pub use gather_tokens::{gather_tokens, TokenIndex};
 pub use gru::gru;
