@@ -124,11 +124,6 @@ impl TokenIndex {
         TokenIndex::new(&inv, self.n, self.t)
     }
 
-    /// Indices per row.
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
     fn rows(&self) -> std::slice::ChunksExact<'_, u32> {
         self.idx.chunks_exact(self.k)
     }
