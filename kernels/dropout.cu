@@ -1,13 +1,15 @@
-// Inverted dropout, forward and backward in one kernel (ops/dropout.rs is
-// the reference): out = in * (keep(seed, i) ? scale : 0). The mask is a
-// counter-based hash of (seed, element index), so it is never stored or
-// uploaded: backward recomputes it from the same seed. Drawing it on the
+// Inverted dropout and drop path, forward and backward in one kernel
+// (ops/dropout.rs is the reference): out = in * (keep(seed, i / group) ?
+// scale : 0), group = 1 for dropout and the elements of one sample for drop
+// path. The mask is a counter-based hash of (seed, draw index), so it is
+// never stored or uploaded: backward recomputes it from the same seed. Drawing it on the
 // host cost a random draw per element and an upload of the mask, which at
 // batch 256 made the host the bottleneck of the whole step.
 
 struct DropoutParams {
     u64 n;
     u64 seed;
+    u64 group;      // consecutive elements sharing one draw
     u32 threshold;  // drop when the hash's top 24 bits are below this
     float scale;    // 1 / (1 - p)
 };
@@ -23,5 +25,8 @@ __device__ __forceinline__ u32 dropout_bits(u64 seed, u64 i) {
 }
 
 extern "C" __global__ void dropout_apply(DropoutParams p, const float* __restrict__ in, float* __restrict__ out) {
-    MT_FOR_EACH(i, p.n) out[i] = dropout_bits(p.seed, i) < p.threshold ? 0.0f : in[i] * p.scale;
+    MT_FOR_EACH(i, p.n) {
+        const u64 draw = p.group == 1 ? i : i / p.group;  // no 64-bit division for dropout
+        out[i] = dropout_bits(p.seed, draw) < p.threshold ? 0.0f : in[i] * p.scale;
+    }
 }

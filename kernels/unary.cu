@@ -3,7 +3,15 @@
 // The derivative is computed from the saved input or output, whichever the
 // op saves, exactly as the CPU reference does.
 
-enum UnaryOp { U_SCALE = 0, U_RELU = 1, U_LEAKY_RELU = 2, U_SIGMOID = 3, U_TANH = 4, U_EXP = 5, U_LOG = 6 };
+// erff, expf and tanhf are NVRTC built-ins: no header needed.
+
+enum UnaryOp { U_SCALE = 0, U_RELU = 1, U_LEAKY_RELU = 2, U_SIGMOID = 3, U_TANH = 4, U_EXP = 5, U_LOG = 6,
+               U_GELU = 7, U_GELU_TANH = 8 };
+
+#define MT_SQRT1_2 0.70710678118654752f
+#define MT_INV_SQRT_2PI 0.39894228040143268f
+#define MT_GELU_TANH_C 0.79788456080286536f  // sqrt(2/pi)
+#define MT_GELU_TANH_A 0.044715f
 
 struct UnaryParams {
     u64 n;
@@ -24,11 +32,14 @@ __device__ __forceinline__ float unary_f(const UnaryParams& p, float x) {
         }
         case U_TANH: return tanhf(x);
         case U_EXP: return expf(x);
+        case U_GELU: return 0.5f * x * (1.0f + erff(x * MT_SQRT1_2));
+        case U_GELU_TANH: return 0.5f * x * (1.0f + tanhf(MT_GELU_TANH_C * (x + MT_GELU_TANH_A * x * x * x)));
         default: return logf(x);
     }
 }
 
-// s is the saved input (relu, leaky_relu, log) or output (sigmoid, tanh, exp).
+// s is the saved input (relu, leaky_relu, log, gelu, gelu_tanh) or output
+// (sigmoid, tanh, exp).
 __device__ __forceinline__ float unary_df(const UnaryParams& p, float s) {
     switch (p.op) {
         case U_SCALE: return p.alpha;
@@ -37,6 +48,11 @@ __device__ __forceinline__ float unary_df(const UnaryParams& p, float s) {
         case U_SIGMOID: return s * (1.0f - s);
         case U_TANH: return 1.0f - s * s;
         case U_EXP: return s;
+        case U_GELU: return 0.5f * (1.0f + erff(s * MT_SQRT1_2)) + s * MT_INV_SQRT_2PI * expf(-0.5f * s * s);
+        case U_GELU_TANH: {
+            const float t = tanhf(MT_GELU_TANH_C * (s + MT_GELU_TANH_A * s * s * s));
+            return 0.5f * (1.0f + t) + 0.5f * s * (1.0f - t * t) * MT_GELU_TANH_C * (1.0f + 3.0f * MT_GELU_TANH_A * s * s);
+        }
         default: return 1.0f / s;
     }
 }

@@ -73,7 +73,7 @@ fn host_access_to_a_device_tensor_names_the_backend() {
 #[ignore = "needs a CUDA GPU"]
 fn unary_ops() {
     let dev = gpu();
-    use mtaffect::ops::{exp, leaky_relu, log, relu, scale, sigmoid, tanh};
+    use mtaffect::ops::{exp, gelu, gelu_tanh, leaky_relu, log, relu, scale, sigmoid, tanh};
     let tol = Tol {
         atol: 1e-5,
         rtol: 1e-5,
@@ -106,9 +106,15 @@ fn unary_ops() {
         check(&dev, &mut rep, "exp", &[x.clone()], tol, |t, v, _| {
             exp(t, &v[0])
         });
+        check(&dev, &mut rep, "gelu", &[x.clone()], tol, |t, v, _| {
+            gelu(t, &v[0])
+        });
+        check(&dev, &mut rep, "gelu_tanh", &[x.clone()], tol, |t, v, _| {
+            gelu_tanh(t, &v[0])
+        });
         check(&dev, &mut rep, "log", &[pos], tol, |t, v, _| log(t, &v[0]));
     }
-    rep.print("unary (scale relu leaky_relu sigmoid tanh exp log)");
+    rep.print("unary (scale relu leaky_relu sigmoid tanh exp log gelu gelu_tanh)");
 }
 
 #[test]

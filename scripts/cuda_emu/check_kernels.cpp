@@ -418,7 +418,7 @@ void elementwise() {
         for (int i = 0; i < R; ++i) for (int j = 0; j < C; ++j) T[j * R + i] = a[i * C + j];
         check("transpose", yt.data(), T);
     }
-    for (int op = 0; op < 7; ++op) {
+    for (int op = 0; op < 9; ++op) {
         auto x = randv(100, op == 6 ? 0.1f : -3.f, 3.f), g = randv(100);
         UnaryParams u{100, op, 0.3f};
         std::vector<float> yy(100, NAN), dx(100, NAN);
@@ -435,7 +435,15 @@ void elementwise() {
                 case 3: f = 1 / (1 + exp(-v)); d = f * (1 - f); break;
                 case 4: f = tanh(v); d = 1 - f * f; break;
                 case 5: f = exp(v); d = f; break;
-                default: f = log(v); d = 1 / v; break;
+                case 6: f = log(v); d = 1 / v; break;
+                case 7: {  // gelu
+                    const double cdf = 0.5 * (1 + erf(v / sqrt(2.0)));
+                    f = v * cdf; d = cdf + v * exp(-0.5 * v * v) / sqrt(2 * M_PI); break;
+                }
+                default: {  // gelu_tanh
+                    const double c = sqrt(2 / M_PI), a = 0.044715, t = tanh(c * (v + a * v * v * v));
+                    f = 0.5 * v * (1 + t); d = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * c * (1 + 3 * a * v * v); break;
+                }
             }
             YY[i] = f; DX[i] = g[i] * d;
         }
@@ -773,12 +781,52 @@ void conv_bf16() {
     conv_bf16_dgrad_case({1,7,6,136, 16,3,3, 2,2, 1,1,1,1, 1,1, 1});    // C = 136: two column tiles of the 128-column tiles
 }
 
+// dropout_apply per element (group 1) and per sample (drop path, group 15):
+// each output is its input scaled or zero, as one draw per group decides.
+void dropout_masks() {
+    for (u64 group : {1ull, 15ull}) {
+        const int n = 40 * 15;
+        auto x = randv(n);
+        std::vector<float> y(n, NAN);
+        DropoutParams p{(u64)n, 0x1234567ull, group, (u32)(0.3 * (1u << 24)), 1.0f / 0.7f};
+        launch({1, 1, 1}, {256, 1, 1}, [&] { dropout_apply(p, x.data(), y.data()); });
+        std::vector<double> Y(n);
+        for (int i = 0; i < n; ++i) Y[i] = dropout_bits(p.seed, i / group) < p.threshold ? 0.0 : x[i] / 0.7;
+        check(group == 1 ? "dropout_apply" : "dropout_apply (drop path)", y.data(), Y, 1e-6, 1e-6);
+    }
+}
+
+// Per-sample token gather [3, 7, 5] -> [3, 4, 5] with repeated and unpicked
+// tokens, and its backward from CSR source lists as ops/gather_tokens.rs builds them.
+void tokens() {
+    const int N = 3, T = 7, K = 4, D = 5;
+    std::vector<u32> idx = {6, 0, 6, 3, 2, 2, 2, 2, 0, 1, 4, 5};
+    auto x = randv(N * T * D), dy = randv(N * K * D);
+    GatherTokensParams p{N, T, K, D};
+    std::vector<float> y(N * K * D, NAN), dx(N * T * D, NAN);
+    launch({1, 1, 1}, {256, 1, 1}, [&] { gather_tokens_forward(p, idx.data(), x.data(), y.data()); });
+    std::vector<u32> offsets(N * T + 1, 0), sources;
+    for (int r = 0; r < N * T; ++r) {
+        for (int j = 0; j < K; ++j) if ((int)idx[r / T * K + j] == r % T) sources.push_back(j);
+        offsets[r + 1] = sources.size();
+    }
+    launch({1, 1, 1}, {256, 1, 1}, [&] { gather_tokens_backward(p, offsets.data(), sources.data(), dy.data(), dx.data()); });
+    std::vector<double> Y(y.size()), DX(dx.size(), 0);
+    for (int n = 0; n < N; ++n) for (int j = 0; j < K; ++j) for (int c = 0; c < D; ++c) {
+        const int src = (n * T + idx[n * K + j]) * D + c, dst = (n * K + j) * D + c;
+        Y[dst] = x[src]; DX[src] += dy[dst];
+    }
+    check("gather_tokens forward (exact copy)", y.data(), Y, 1e-30, 0); check("gather_tokens backward", dx.data(), DX);
+}
+
 int main() {
     se_case(3, 37, 40, 2);
     se_case(2, 50, 5, 3);
     tiles();
     others();
     elementwise();
+    tokens();
+    dropout_masks();
     temporal();
     conv_bf16();
     puts("all kernels match their references");

@@ -8,6 +8,7 @@ mod conv;
 mod conv_transpose;
 mod init;
 mod linear;
+mod pos_embed;
 mod scope;
 mod se;
 
@@ -16,6 +17,7 @@ pub use conv::{Conv2d, ConvSpec};
 pub use conv_transpose::ConvTranspose2d;
 pub use init::Init;
 pub use linear::Linear;
+pub use pos_embed::sincos_pos_embed_2d;
 pub use scope::Scope;
 pub use se::SeBlock;
 

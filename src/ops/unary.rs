@@ -1,12 +1,14 @@
-//! Elementwise unary ops: scale, relu, leaky_relu, sigmoid, tanh, exp, log.
+//! Elementwise unary ops: scale, relu, leaky_relu, sigmoid, tanh, exp, log,
+//! gelu (exact, and its tanh approximation).
 //! The forward is tensor_math/unary.rs; each derivative is written in terms
 //! of the input or the output, and only that one is saved for backward.
 
 mod cuda;
 
 use crate::backend::cpu::Float;
-use crate::tensor_math::unary::{forward as unary_forward, Unary};
+use crate::tensor_math::unary::{forward as unary_forward, Unary, GELU_TANH_A, GELU_TANH_C};
 use crate::{with_dtype, Result, Tape, Tensor, Var};
+use statrs::function::erf::erf;
 
 /// Which tensor the derivative needs.
 enum Saves {
@@ -19,7 +21,9 @@ impl Unary {
     fn saves(self) -> Saves {
         match self {
             Unary::Scale(_) => Saves::Nothing,
-            Unary::Relu | Unary::LeakyRelu(_) | Unary::Log => Saves::Input,
+            Unary::Relu | Unary::LeakyRelu(_) | Unary::Log | Unary::Gelu | Unary::GeluTanh => {
+                Saves::Input
+            }
             Unary::Sigmoid | Unary::Tanh | Unary::Exp => Saves::Output,
         }
     }
@@ -46,6 +50,24 @@ impl Unary {
             Unary::Tanh => T::ONE - s * s,
             Unary::Exp => s,
             Unary::Log => T::ONE / s,
+            // Phi(x) + x phi(x), in f64 as the forward is.
+            Unary::Gelu => {
+                let v = s.to_f64();
+                let pdf = (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                T::from_f64(0.5 * (1.0 + erf(v * std::f64::consts::FRAC_1_SQRT_2)) + v * pdf)
+            }
+            // With u = c (x + a x^3) and t = tanh(u):
+            // 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2).
+            Unary::GeluTanh => {
+                let (half, a, c) = (
+                    T::from_f64(0.5),
+                    T::from_f64(GELU_TANH_A),
+                    T::from_f64(GELU_TANH_C),
+                );
+                let t = (c * (s + a * s * s * s)).tanh();
+                let three = T::from_f64(3.0);
+                half * (T::ONE + t) + half * s * (T::ONE - t * t) * c * (T::ONE + three * a * s * s)
+            }
         }
     }
 }
@@ -108,6 +130,18 @@ pub fn log(tape: &Tape, x: &Var) -> Result<Var> {
     unary(tape, Unary::Log, x)
 }
 
+/// GELU, the exact form `x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))`
+/// (PyTorch's default `gelu`, and the Vision Transformer's).
+pub fn gelu(tape: &Tape, x: &Var) -> Result<Var> {
+    unary(tape, Unary::Gelu, x)
+}
+
+/// GELU's tanh approximation, `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`
+/// (PyTorch's `gelu(x, approximate="tanh")`): within 5e-4 of the exact form.
+pub fn gelu_tanh(tape: &Tape, x: &Var) -> Result<Var> {
+    unary(tape, Unary::GeluTanh, x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +160,29 @@ mod tests {
         assert!((v(tanh(&tape, &x))[2] - 3.0f64.tanh()).abs() < 1e-15);
         assert!((v(exp(&tape, &x))[0] - (-2.0f64).exp()).abs() < 1e-15);
         assert!((v(log(&tape, &x))[2] - 3.0f64.ln()).abs() < 1e-15);
+        // torch.nn.functional.gelu(torch.tensor([-2.0, 0.5, 3.0], dtype=torch.float64))
+        // and the same with approximate="tanh".
+        let gelu_torch = [-0.04550026389635842, 0.34573123063700656, 2.99595030590511];
+        let tanh_torch = [-0.04540230591222494, 0.34571400982514394, 2.996362607918227];
+        // statrs's erf is within about 2e-11 of the exact value (PyTorch's
+        // comes from libm); the tanh form uses std's tanh and matches to 1e-15.
+        for (got, want) in v(gelu(&tape, &x)).iter().zip(gelu_torch) {
+            assert!(
+                (got - want).abs() < 1e-10 * want.abs(),
+                "gelu {got} vs {want}"
+            );
+        }
+        for (got, want) in v(gelu_tanh(&tape, &x)).iter().zip(tanh_torch) {
+            assert!((got - want).abs() < 1e-15, "gelu_tanh {got} vs {want}");
+        }
+        // f32 gelu is the f64 value rounded; its tanh form, computed in f32,
+        // is within a few ulp of it.
+        let x32 = tape.constant(x.value().to_dtype(DType::F32));
+        let rounded: Vec<f64> = gelu_torch.iter().map(|&g| g as f32 as f64).collect();
+        assert_eq!(v(gelu(&tape, &x32)), rounded);
+        for (got, want) in v(gelu_tanh(&tape, &x32)).iter().zip(tanh_torch) {
+            assert!((got - want).abs() < 1e-6, "gelu_tanh f32 {got} vs {want}");
+        }
         // Sigmoid stays finite and exact at the extremes.
         let big = tape.constant(Tensor::from_f64s(&[-1000.0, 1000.0], [2], DType::F32).unwrap());
         assert_eq!(v(sigmoid(&tape, &big)), [0.0, 1.0]);
@@ -157,6 +214,8 @@ mod tests {
             check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| tanh(t, &v[0])).unwrap();
             check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| exp(t, &v[0])).unwrap();
             check_gradients(&[pos], 1e-6, |t, v| log(t, &v[0])).unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| gelu(t, &v[0])).unwrap();
+            check_gradients(std::slice::from_ref(&x), 1e-6, |t, v| gelu_tanh(t, &v[0])).unwrap();
         }
     }
 }

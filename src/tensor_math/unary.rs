@@ -6,6 +6,7 @@ pub(crate) mod cuda;
 
 use crate::backend::cpu::Float;
 use crate::{with_dtype, Result, Tensor};
+use statrs::function::erf::erf;
 
 /// One elementwise function (`UnaryOp` in kernels/unary.cu).
 #[derive(Clone, Copy, Debug)]
@@ -17,7 +18,17 @@ pub(crate) enum Unary {
     Tanh,
     Exp,
     Log,
+    /// `x * Phi(x)`, the exact (erf) form.
+    Gelu,
+    /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, PyTorch's
+    /// `approximate="tanh"`.
+    GeluTanh,
 }
+
+/// sqrt(2/pi), the tanh approximation's scale.
+pub(crate) const GELU_TANH_C: f64 = 0.797_884_560_802_865_4;
+/// The cubic coefficient of the tanh approximation.
+pub(crate) const GELU_TANH_A: f64 = 0.044_715;
 
 impl Unary {
     pub(crate) fn name(self) -> &'static str {
@@ -29,6 +40,8 @@ impl Unary {
             Unary::Tanh => "tanh",
             Unary::Exp => "exp",
             Unary::Log => "log",
+            Unary::Gelu => "gelu",
+            Unary::GeluTanh => "gelu_tanh",
         }
     }
 
@@ -47,6 +60,21 @@ impl Unary {
             Unary::Tanh => x.tanh(),
             Unary::Exp => x.exp(),
             Unary::Log => x.ln(),
+            // In f64 for both dtypes: std has no erf, statrs's is f64 and
+            // within about 2e-11 (relative) of the exact value, far below
+            // f32 rounding; the f32 result is its rounding.
+            Unary::Gelu => {
+                let v = x.to_f64();
+                T::from_f64(0.5 * v * (1.0 + erf(v * std::f64::consts::FRAC_1_SQRT_2)))
+            }
+            Unary::GeluTanh => {
+                let (half, a, c) = (
+                    T::from_f64(0.5),
+                    T::from_f64(GELU_TANH_A),
+                    T::from_f64(GELU_TANH_C),
+                );
+                half * x * (T::ONE + (c * (x + a * x * x * x)).tanh())
+            }
         }
     }
 }

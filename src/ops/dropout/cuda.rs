@@ -1,5 +1,6 @@
-//! CUDA launcher for kernels/dropout.cu: the same mask as the host
-//! reference, from the same seed, computed where it is applied.
+//! CUDA launcher for kernels/dropout.cu (dropout and drop path): the same
+//! mask as the host reference, from the same seed, computed where it is
+//! applied.
 
 use super::Mask;
 use crate::backend::cuda::launcher::{empty, ptr};
@@ -13,6 +14,7 @@ use std::sync::Arc;
 struct DropoutParams {
     n: u64,
     seed: u64,
+    group: u64,
     threshold: u32,
     scale: f32,
 }
@@ -25,6 +27,7 @@ pub(super) fn apply(dev: &Arc<CudaDevice>, m: &Mask, x: &Tensor) -> Result<Tenso
     let p = DropoutParams {
         n: x.numel() as u64,
         seed: m.seed,
+        group: m.group,
         threshold: m.threshold,
         scale: m.scale as f32,
     };
@@ -34,7 +37,7 @@ pub(super) fn apply(dev: &Arc<CudaDevice>, m: &Mask, x: &Tensor) -> Result<Tenso
             "dropout_apply",
             dev.elementwise_config(x.numel()),
             &p,
-            &[ptr(x, "dropout")?, ptr(&y, "dropout")?],
+            &[ptr(x, m.op)?, ptr(&y, m.op)?],
         )?
     };
     Ok(y)

@@ -28,6 +28,8 @@ impl Unary {
             Unary::Tanh => (4, 0.0),
             Unary::Exp => (5, 0.0),
             Unary::Log => (6, 0.0),
+            Unary::Gelu => (7, 0.0),
+            Unary::GeluTanh => (8, 0.0),
         };
         UnaryParams {
             n: n as u64,
