@@ -82,7 +82,7 @@ def run_ours(binary, config, sets, threads, warmup, steps):
     cmd = [binary, "--config", config, "--warmup", str(warmup), "--steps", str(steps), "--json"]
     for s in sets:
         cmd += ["--set", s]
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), MATMUL_NUM_THREADS=str(threads))
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")

@@ -10,10 +10,11 @@
 //! is built for at most [`Conv2dGeom::chunk_rows`] output rows at a time, so
 //! one buffer holds at most `max(PATCH_BUDGET_ELEMS, R·S·C/groups)` elements
 //! (2^21: 8 MiB of f32 for any layer with R·S·C/groups <= 2^21), and at most
-//! one buffer per rayon worker is alive. The forward uses cache-sized chunks
-//! ([`Conv2dGeom::cache_chunk_rows`]) instead: its GEMM has the patch width
-//! as inner dimension, so short chunks cost it nothing, while wgrad's inner
-//! dimension is the chunk's rows and wants them long. wgrad also keeps at most
+//! one buffer per rayon worker is alive. The forward and dgrad use
+//! cache-sized chunks ([`Conv2dGeom::cache_chunk_rows`]) instead: their GEMMs
+//! have the patch width or K as inner dimension, so short chunks cost them
+//! nothing, while wgrad's inner dimension is the chunk's rows and wants them
+//! long. wgrad also keeps at most
 //! `max(1, min(8, PATCH_BUDGET_ELEMS / (K·R·S·C/groups)))` partial weight
 //! gradients. 1x1, stride-1, unpadded convolutions build no patch buffer at
 //! all: an NHWC activation already is the [N·H·W, C] matrix they multiply.

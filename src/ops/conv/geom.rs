@@ -8,8 +8,8 @@ use crate::{Error, Result};
 /// Elements of one patch buffer: 2^21 (8 MiB of f32, 16 MiB of f64).
 pub const PATCH_BUDGET_ELEMS: usize = 1 << 21;
 
-/// Elements of one forward patch chunk: 2^16 (256 KiB of f32), so a chunk
-/// is still in a core's L2 cache when the GEMM packs it.
+/// Elements of one forward or dgrad patch chunk: 2^16 (256 KiB of f32), so
+/// a chunk is still in a core's L2 cache when the GEMM packs or col2im reads it.
 pub const CACHE_PATCH_ELEMS: usize = 1 << 16;
 
 /// Stride, padding, dilation and groups of a 2-D convolution.
@@ -178,7 +178,7 @@ impl Conv2dGeom {
         (PATCH_BUDGET_ELEMS / self.patch_cols()).max(1)
     }
 
-    /// Output rows per forward patch chunk: `CACHE_PATCH_ELEMS` elements,
+    /// Output rows per forward or dgrad patch chunk: `CACHE_PATCH_ELEMS` elements,
     /// at least one row.
     pub fn cache_chunk_rows(&self) -> usize {
         (CACHE_PATCH_ELEMS / self.patch_cols()).max(1)
