@@ -91,9 +91,25 @@ impl TokenIndex {
                 format!("cannot keep {k} of {} indices per row", self.k),
             ));
         }
+        self.columns(0..k)
+    }
+
+    /// The indices after the first `k` of every row (MAE's masked tokens,
+    /// `k` visible ones before them); at least one must remain.
+    pub fn after(&self, k: usize) -> Result<TokenIndex> {
+        if k >= self.k {
+            return Err(Error::arg(
+                OP,
+                format!("nothing is left after {k} of {} indices per row", self.k),
+            ));
+        }
+        self.columns(k..self.k)
+    }
+
+    fn columns(&self, cols: std::ops::Range<usize>) -> Result<TokenIndex> {
         let idx: Vec<i64> = self
             .rows()
-            .flat_map(|r| r[..k].iter().map(|&v| v as i64))
+            .flat_map(|r| r[cols.clone()].iter().map(|&v| v as i64))
             .collect();
         TokenIndex::new(&idx, self.n, self.t)
     }
@@ -124,7 +140,8 @@ impl TokenIndex {
         TokenIndex::new(&inv, self.n, self.t)
     }
 
-    fn rows(&self) -> std::slice::ChunksExact<'_, u32> {
+    /// The rows of indices, one per sample.
+    pub fn rows(&self) -> std::slice::ChunksExact<'_, u32> {
         self.idx.chunks_exact(self.k)
     }
 
@@ -257,6 +274,9 @@ mod tests {
         assert!(TokenIndex::new(&[], 2, 3).is_err());
         let idx = TokenIndex::new(&[0, 1, 1, 2], 2, 3).unwrap();
         assert!(idx.first(3).is_err() && idx.first(0).is_err());
+        assert!(idx.after(2).is_err());
+        let tail = idx.after(1).unwrap();
+        assert_eq!(tail.rows().collect::<Vec<_>>(), [&[1u32][..], &[2u32][..]]);
         let e = msg(idx.inverse());
         assert!(e.contains("permutation"), "{e}");
         let e = msg(TokenIndex::new(&[0, 1, 2, 0, 0, 2], 2, 3)
