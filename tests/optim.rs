@@ -1,8 +1,8 @@
 //! Optimizer and schedule values checked against hand-computed updates.
 
 use mtaffect::optim::{
-    checked_grad_norm, clip_grad_norm, Adam, AdamConfig, LrSchedule, Optimizer, ScheduleKind, Sgd,
-    SgdConfig,
+    checked_grad_norm, clip_grad_norm, Adam, AdamConfig, LrMults, LrSchedule, Optimizer,
+    ScheduleKind, Sgd, SgdConfig,
 };
 use mtaffect::{DType, Gradients, ParamId, Params, Rng, Tensor};
 
@@ -95,6 +95,34 @@ fn adam_bias_correction_and_adamw_decoupled_decay() {
     });
     o.step(&mut p, &grad(id, -0.05), 0.1).unwrap();
     close(value(&p, id), 0.9); // g' = -0.05 + 0.1 = 0.05 > 0
+}
+
+#[test]
+fn a_decay_multiplier_scales_weight_decay_per_parameter() {
+    // AdamW as above with the parameter's decay switched off: only the
+    // Adam step of size lr remains (1 -> 0.9); at 0.5 half the decay.
+    for (decay, want) in [(0.0, 0.9), (0.5, 1.0 - 0.1 * 0.05 - 0.1), (1.0, 0.89)] {
+        let (mut p, id) = scalar_param(1.0);
+        let mut o = Adam::new(AdamConfig {
+            eps: 0.0,
+            weight_decay: 0.1,
+            decoupled: true,
+            ..AdamConfig::default()
+        });
+        o.set_lr_mults(LrMults::new(vec![1.0]).with_decay(vec![decay]));
+        o.step(&mut p, &grad(id, 0.5), 0.1).unwrap();
+        close(value(&p, id), want);
+    }
+    // SGD's L2 term: g' = g + decay·wd·p = 0.5 + 0 -> p = 1 - 0.1·0.5.
+    let (mut p, id) = scalar_param(1.0);
+    let mut o = Sgd::new(SgdConfig {
+        momentum: 0.0,
+        weight_decay: 0.1,
+        ..SgdConfig::default()
+    });
+    o.set_lr_mults(LrMults::new(vec![1.0]).with_decay(vec![0.0]));
+    o.step(&mut p, &grad(id, 0.5), 0.1).unwrap();
+    close(value(&p, id), 0.95);
 }
 
 #[test]

@@ -94,13 +94,13 @@ impl Adam {
         }
         let c = &self.config;
         let (bc1, bc2) = self.bias_corrections(self.step + 1);
-        for (mult, entries) in self.lr_mults.split(entries) {
+        for ((mult, decay), entries) in self.lr_mults.split(entries) {
             let prm = cuda::AdamParams {
                 lr: (lr * mult) as f32,
                 beta1: c.beta1 as f32,
                 beta2: c.beta2 as f32,
                 eps: c.eps as f32,
-                weight_decay: c.weight_decay as f32,
+                weight_decay: (c.weight_decay * decay) as f32,
                 bc1: bc1 as f32,
                 bc2: bc2 as f32,
                 decoupled: c.decoupled as i32,
@@ -125,6 +125,7 @@ impl Optimizer for Adam {
         let (bc1, bc2) = self.bias_corrections(self.step);
         for (id, g) in grads.iter() {
             let lr = lr * self.lr_mults.of(id);
+            let wd = c.weight_decay * self.lr_mults.decay_of(id);
             let p = params.get_mut(id);
             let m = slot(&mut self.m, id.index())
                 .get_or_insert_with(|| Tensor::zeros(g.shape().clone(), g.dtype()));
@@ -137,9 +138,9 @@ impl Optimizer for Adam {
                 for i in 0..gd.len() {
                     let mut gi = gd[i];
                     if c.decoupled {
-                        pd[i] -= f(lr * c.weight_decay) * pd[i];
+                        pd[i] -= f(lr * wd) * pd[i];
                     } else {
-                        gi += f(c.weight_decay) * pd[i];
+                        gi += f(wd) * pd[i];
                     }
                     md[i] = f(c.beta1) * md[i] + f(1.0 - c.beta1) * gi;
                     vd[i] = f(c.beta2) * vd[i] + f(1.0 - c.beta2) * gi * gi;

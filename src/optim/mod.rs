@@ -50,29 +50,50 @@ pub trait Optimizer {
     fn set_lr_mults(&mut self, mults: LrMults);
 }
 
-/// Learning-rate multipliers by parameter (fine-tuning's per-group rates:
-/// `train.lr_mult`); 1 where none is set, which leaves an update exactly
-/// as it is without multipliers (`lr * 1.0 == lr`).
+/// Learning-rate and weight-decay multipliers by parameter (fine-tuning's
+/// per-group and per-layer rates, `train.lr_mult` and `train.layer_decay`;
+/// no decay for biases and norms with `train.decay_biases_and_norms =
+/// false`); 1 where none is set, which leaves an update exactly as it is
+/// without multipliers (`lr * 1.0 == lr`).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct LrMults(Vec<f64>);
+pub struct LrMults {
+    lr: Vec<f64>,
+    decay: Vec<f64>,
+}
 
 impl LrMults {
-    /// Multipliers by parameter index.
+    /// Learning-rate multipliers by parameter index.
     pub fn new(by_index: Vec<f64>) -> Self {
-        LrMults(by_index)
+        LrMults {
+            lr: by_index,
+            decay: Vec::new(),
+        }
+    }
+
+    /// The same with weight-decay multipliers by parameter index.
+    pub fn with_decay(self, by_index: Vec<f64>) -> Self {
+        LrMults {
+            decay: by_index,
+            ..self
+        }
     }
 
     pub fn of(&self, id: ParamId) -> f64 {
-        self.0.get(id.index()).copied().unwrap_or(1.0)
+        self.lr.get(id.index()).copied().unwrap_or(1.0)
     }
 
-    /// `items` grouped by their parameter's multiplier, each group in the
-    /// given order (one group, unchanged, when all are equal): the fused
-    /// CUDA update takes one rate per launch.
-    fn split<T>(&self, items: Vec<(ParamId, T)>) -> Vec<(f64, Vec<T>)> {
-        let mut groups: Vec<(f64, Vec<T>)> = Vec::new();
+    pub fn decay_of(&self, id: ParamId) -> f64 {
+        self.decay.get(id.index()).copied().unwrap_or(1.0)
+    }
+
+    /// `items` grouped by their parameter's (learning-rate, decay)
+    /// multipliers, each group in the given order (one group, unchanged,
+    /// when all are equal): the fused CUDA update takes one rate and one
+    /// decay per launch.
+    fn split<T>(&self, items: Vec<(ParamId, T)>) -> Vec<((f64, f64), Vec<T>)> {
+        let mut groups: Vec<((f64, f64), Vec<T>)> = Vec::new();
         for (id, item) in items {
-            let m = self.of(id);
+            let m = (self.of(id), self.decay_of(id));
             match groups.iter_mut().find(|(g, _)| *g == m) {
                 Some((_, v)) => v.push(item),
                 None => groups.push((m, vec![item])),

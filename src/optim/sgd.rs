@@ -83,12 +83,12 @@ impl Sgd {
                 },
             ));
         }
-        for (mult, entries) in self.lr_mults.split(entries) {
+        for ((mult, decay), entries) in self.lr_mults.split(entries) {
             let prm = cuda::SgdParams {
                 lr: (lr * mult) as f32,
                 momentum: c.momentum as f32,
                 dampening: c.dampening as f32,
-                weight_decay: c.weight_decay as f32,
+                weight_decay: (c.weight_decay * decay) as f32,
                 nesterov: c.nesterov as i32,
                 pad: 0,
             };
@@ -110,13 +110,14 @@ impl Optimizer for Sgd {
         }
         for (id, g) in grads.iter() {
             let lr = lr * self.lr_mults.of(id);
+            let wd = c.weight_decay * self.lr_mults.decay_of(id);
             let p = params.get_mut(id);
             let buf = slot(&mut self.momentum_buffers, id.index());
             with_dtype!(p.dtype(), T => {
                 let f = T::from_f64;
                 let gd = g.data::<T>()?;
                 let pd = p.data_mut::<T>()?;
-                let mut d: Vec<T> = gd.iter().zip(pd.iter()).map(|(&g, &w)| g + f(c.weight_decay) * w).collect();
+                let mut d: Vec<T> = gd.iter().zip(pd.iter()).map(|(&g, &w)| g + f(wd) * w).collect();
                 if c.momentum != 0.0 {
                     let b = match buf.take() {
                         None => Tensor::from_vec(d.clone(), g.shape().clone())?,
