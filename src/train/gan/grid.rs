@@ -4,13 +4,12 @@
 
 use super::condition::{Conditions, LabelRow};
 use super::GanTrainer;
+use crate::train::image_grid::tile;
 use crate::train::plot::{write_png, Canvas};
 use crate::{DType, Error, Result, Rng, Tensor};
 use std::path::Path;
 use std::str::FromStr;
 
-/// Pixels between faces (and around the grid).
-pub const GAP: usize = 2;
 /// Noise rows of the expression grid, steps of an AU sweep, side of the VA plane.
 const EXPR_ROWS: usize = 4;
 const AU_STEPS: usize = 6;
@@ -102,41 +101,6 @@ pub fn sample_grid(gan: &mut GanTrainer, kind: GridKind, seed: u64) -> Result<Ca
     let cond = Conditions::from_rows(&cells, g.n_aus, g.n_expr)?;
     let images = gan.generate(&z, &cond.input, false)?;
     tile(&images.to_cpu()?.to_vec::<f32>()?, g.image_size, rows, cols)
-}
-
-/// Images [rows·cols, S, S, 3] in [-1, 1] tiled on a white sheet with `GAP` gutters.
-pub fn tile(images: &[f32], size: usize, rows: usize, cols: usize) -> Result<Canvas> {
-    if images.len() != rows * cols * size * size * 3 {
-        return Err(Error::shape(
-            "sample grid",
-            format!(
-                "{} values for {rows}x{cols} images of {size}x{size}x3",
-                images.len()
-            ),
-        ));
-    }
-    let (w, h) = (cols * (size + GAP) + GAP, rows * (size + GAP) + GAP);
-    let mut pixels = vec![255u8; w * h * 3];
-    for (i, img) in images.chunks(size * size * 3).enumerate() {
-        let (x0, y0) = (
-            GAP + (i % cols) * (size + GAP),
-            GAP + (i / cols) * (size + GAP),
-        );
-        for y in 0..size {
-            let dst = ((y0 + y) * w + x0) * 3;
-            for (d, &v) in pixels[dst..dst + size * 3]
-                .iter_mut()
-                .zip(&img[y * size * 3..(y + 1) * size * 3])
-            {
-                *d = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
-            }
-        }
-    }
-    Ok(Canvas {
-        width: w as u32,
-        height: h as u32,
-        pixels,
-    })
 }
 
 /// Renders and writes a grid PNG; returns its (width, height).
