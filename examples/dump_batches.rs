@@ -27,7 +27,7 @@ fn main() -> mtaffect::Result<()> {
     std::fs::create_dir_all(&out).map_err(|e| mtaffect::Error::io(&out, e))?;
     Trainer::new(&cfg)?.save_checkpoint(&out.join("init.safetensors"))?;
 
-    let root = prepare_data(&cfg, true)?;
+    let root = prepare_data(&cfg.data, true)?;
     let loader = make_loader(&cfg, &root, &cfg.data.train_annotations, true)?;
     if loader.steps_per_epoch() == 0 {
         return Err(mtaffect::Error::Config(format!(

@@ -5,6 +5,7 @@
 //! - [`affwild_tasks`]: the per-task folders (VA / EXPR / AU), merged per frame.
 //! - [`predictions`]: the challenge submission file.
 //! - [`image`], [`augment`]: decode, resize, normalise to [-1, 1] HWC; augmentations.
+//! - [`image_folder`]: any folder of face images as unlabelled samples (pretraining).
 //! - [`image_check`]: every referenced image checked at load time, cached per file.
 //! - [`loader`], [`sampler`]: deterministic, resumable, multi-threaded batches.
 //! - [`sequence`], [`chunks`]: per-frame feature files as labelled sequences,
@@ -17,6 +18,7 @@ pub mod chunks;
 mod fields;
 pub mod image;
 pub mod image_check;
+pub mod image_folder;
 pub mod labels;
 pub mod loader;
 pub mod predictions;

@@ -19,6 +19,9 @@ pub enum DataSource {
     Synthetic,
     /// An ABAW multi-task layout: `root/cropped_aligned/` plus the annotation files.
     Abaw,
+    /// Any folder of face images below `root` (recursive, JPEG/PNG), without
+    /// labels: masked-autoencoder pretraining only.
+    Folder,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +51,11 @@ pub struct DataConfig {
     /// The synthetic set's own seed: independent of `train.seed`, so the
     /// runs of a seed set train and are scored on the same faces.
     pub synth_seed: u64,
+    /// Share of the training videos whose frames a supervised run trains
+    /// on (the label-scarce protocol): that many videos, evenly spaced in
+    /// name order, so every seed and configuration sees the same ones. 1:
+    /// all. Validation always uses every video.
+    pub train_video_fraction: f64,
 }
 
 impl Default for DataConfig {
@@ -69,7 +77,52 @@ impl Default for DataConfig {
             synth_frames: 100,
             synth_val_fraction: 0.2,
             synth_seed: 0,
+            train_video_fraction: 1.0,
         }
+    }
+}
+
+impl DataConfig {
+    /// Checks beyond the types; messages name the `data.` key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |k: &str, v: &dyn std::fmt::Display, allowed: &str| {
+            Err(Error::Config(format!("data.{k} = {v}: {allowed}")))
+        };
+        if self.image_size < 16 {
+            return bad("image_size", &self.image_size, "must be >= 16");
+        }
+        if self.batch_size < 2 {
+            return bad(
+                "batch_size",
+                &self.batch_size,
+                "must be >= 2 (batch norm needs it)",
+            );
+        }
+        if self.workers == 0 {
+            return bad("workers", &0, "must be >= 1");
+        }
+        if !(0.0..=1.0).contains(&self.max_bad_fraction) {
+            return bad(
+                "max_bad_fraction",
+                &self.max_bad_fraction,
+                "must be in [0, 1]",
+            );
+        }
+        if !(self.synth_val_fraction > 0.0 && self.synth_val_fraction < 1.0) {
+            return bad(
+                "synth_val_fraction",
+                &self.synth_val_fraction,
+                "must lie in (0, 1): both splits need videos",
+            );
+        }
+        if !(self.train_video_fraction > 0.0 && self.train_video_fraction <= 1.0) {
+            return bad(
+                "train_video_fraction",
+                &self.train_video_fraction,
+                "must lie in (0, 1] (1: every training video)",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -328,33 +381,7 @@ impl ConfigFile for TrainConfig {
                 "needs model.init_from (the checkpoint to start from)",
             );
         }
-        if self.data.image_size < 16 {
-            return bad("data.image_size", &self.data.image_size, "must be >= 16");
-        }
-        if self.data.batch_size < 2 {
-            return bad(
-                "data.batch_size",
-                &self.data.batch_size,
-                "must be >= 2 (batch norm needs it)",
-            );
-        }
-        if self.data.workers == 0 {
-            return bad("data.workers", &0, "must be >= 1");
-        }
-        if !(0.0..=1.0).contains(&self.data.max_bad_fraction) {
-            return bad(
-                "data.max_bad_fraction",
-                &self.data.max_bad_fraction,
-                "must be in [0, 1]",
-            );
-        }
-        if !(self.data.synth_val_fraction > 0.0 && self.data.synth_val_fraction < 1.0) {
-            return bad(
-                "data.synth_val_fraction",
-                &self.data.synth_val_fraction,
-                "must lie in (0, 1): both splits need videos",
-            );
-        }
+        self.data.validate()?;
         self.train.validate()?;
         let (n_aus, n_expr) = (
             self.data.label_set.num_aus(),

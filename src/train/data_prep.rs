@@ -3,7 +3,7 @@
 //! and evaluation loaders, whose images are checked before training starts.
 
 use super::memory_budget::{loader_threads, PREFETCH};
-use super::{DataSource, TrainConfig};
+use super::{DataConfig, DataSource, TrainConfig};
 use crate::data::image_check;
 use crate::data::synth::{self, SynthConfig};
 use crate::data::{
@@ -25,25 +25,29 @@ pub fn cache_root() -> PathBuf {
         .join("mtaffect")
 }
 
-fn synth_config(cfg: &TrainConfig) -> SynthConfig {
+fn synth_config(d: &DataConfig) -> SynthConfig {
     SynthConfig {
-        videos: cfg.data.synth_videos,
-        frames_per_video: cfg.data.synth_frames,
-        image_size: cfg.data.image_size,
-        seed: cfg.data.synth_seed,
-        val_fraction: cfg.data.synth_val_fraction,
+        videos: d.synth_videos,
+        frames_per_video: d.synth_frames,
+        image_size: d.image_size,
+        seed: d.synth_seed,
+        val_fraction: d.synth_val_fraction,
         ..SynthConfig::default()
     }
 }
 
-/// The data folder of a config. `abaw`: `data.root`, which must hold an ABAW
-/// multi-task layout. `synthetic`: `data.root`, or the cache folder named by
-/// the generator's settings when empty, generated when it holds no complete
-/// set; a named folder is generated into only while it is missing or empty,
-/// so a real data folder is never written to.
-pub fn prepare_data(cfg: &TrainConfig, quiet: bool) -> Result<PathBuf> {
-    let d = &cfg.data;
+/// The data folder of a config's `[data]`. `abaw`: `data.root`, which must
+/// hold an ABAW multi-task layout. `synthetic`: `data.root`, or the cache
+/// folder named by the generator's settings when empty, generated when it
+/// holds no complete set; a named folder is generated into only while it is
+/// missing or empty, so a real data folder is never written to. `folder`
+/// has no labels: only pretraining reads it (an error here).
+pub fn prepare_data(d: &DataConfig, quiet: bool) -> Result<PathBuf> {
     match d.source {
+        DataSource::Folder => Err(Error::Config(format!(
+            "data.source = \"folder\" ({}): a folder of images without labels is for `mtaffect pretrain`; supervised training needs an ABAW layout (source = \"abaw\") or the synthetic set",
+            d.root.display()
+        ))),
         DataSource::Abaw => {
             if d.root.as_os_str().is_empty() {
                 return Err(Error::Config(
@@ -54,7 +58,7 @@ pub fn prepare_data(cfg: &TrainConfig, quiet: bool) -> Result<PathBuf> {
             Ok(d.root.clone())
         }
         DataSource::Synthetic => {
-            let s = synth_config(cfg);
+            let s = synth_config(d);
             let named = !d.root.as_os_str().is_empty();
             let root = if named {
                 d.root.clone()
@@ -143,7 +147,8 @@ fn check_abaw_layout(root: &Path, train: &str, val: &str) -> Result<()> {
     )))
 }
 
-/// Training (shuffled, augmented) or evaluation (in order, all samples) batches.
+/// Training (shuffled, augmented) or evaluation (in order, all samples)
+/// batches of the frames annotated in `root/annotations`.
 pub fn make_loader(
     cfg: &TrainConfig,
     root: &Path,
@@ -156,20 +161,61 @@ pub fn make_loader(
         on_bad_sample: d.on_bad_sample,
         image_root: None,
     };
-    let (mut ds, mut summary) = Dataset::from_mtl(
+    let (mut ds, summary) = Dataset::from_mtl(
         &root.join(annotations),
         &root.join("cropped_aligned"),
         &opts,
     )?;
+    if train && d.train_video_fraction < 1.0 {
+        let (kept, all) = keep_video_share(&mut ds, d.train_video_fraction);
+        if !cfg.run.quiet {
+            eprintln!(
+                "{annotations}: training on {kept} of {all} videos ({} frames; data.train_video_fraction = {})",
+                ds.samples.len(),
+                d.train_video_fraction
+            );
+        }
+    }
+    loader_for(
+        ds,
+        summary,
+        annotations,
+        d,
+        (cfg.train.seed, cfg.run.quiet),
+        train,
+    )
+}
+
+/// Keeps the samples of `round(fraction · V)` of the V videos of `ds` (at
+/// least one), evenly spaced in name order: the same videos for every seed
+/// and configuration. Returns (videos kept, videos in all).
+fn keep_video_share(ds: &mut Dataset, fraction: f64) -> (usize, usize) {
+    let mut videos: Vec<&str> = ds.samples.iter().map(|s| s.video.as_str()).collect();
+    videos.sort_unstable();
+    videos.dedup();
+    let all = videos.len();
+    let n = ((fraction * all as f64).round() as usize).clamp(1, all.max(1));
+    let kept: std::collections::HashSet<String> =
+        (0..n).map(|i| videos[i * all / n].to_string()).collect();
+    ds.samples.retain(|s| kept.contains(&s.video));
+    (n, all)
+}
+
+/// The loader of `ds` under `[data]`'s settings, once every image has been
+/// checked (bad ones skipped or refused as `data.on_bad_sample` says; `what`
+/// names the set in messages). `train`: shuffled, augmented, last partial
+/// batch dropped; otherwise every sample in order, unaugmented.
+pub fn loader_for(
+    mut ds: Dataset,
+    mut summary: LoadSummary,
+    what: &str,
+    d: &DataConfig,
+    (seed, quiet): (u64, bool),
+    train: bool,
+) -> Result<Loader> {
     let cache = image_check::cache_file(&cache_root().join("image-checks"), &ds.image_root);
-    image_check::check_dataset(
-        &mut ds,
-        d.on_bad_sample,
-        &mut summary,
-        Some(&cache),
-        cfg.run.quiet,
-    )?;
-    check_skips(annotations, &summary, d.max_bad_fraction)?;
+    image_check::check_dataset(&mut ds, d.on_bad_sample, &mut summary, Some(&cache), quiet)?;
+    check_skips(what, &summary, d.max_bad_fraction)?;
     let threads = loader_threads(d.workers);
     if train && threads < d.workers {
         eprintln!(
@@ -184,7 +230,7 @@ pub fn make_loader(
             image_size: d.image_size,
             workers: threads,
             prefetch: PREFETCH,
-            seed: cfg.train.seed,
+            seed,
             sampler: if train {
                 d.sampler
             } else {
@@ -229,4 +275,43 @@ fn check_skips(annotations: &str, summary: &LoadSummary, max_bad_fraction: f64) 
     }
     eprintln!("{annotations}: skipped {counts}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::labels::{Origin, Sample};
+    use crate::data::LabelSet;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_video_share_keeps_evenly_spaced_whole_videos() {
+        let origin = Origin {
+            file: Arc::from(Path::new("a.txt")),
+            line: 0,
+        };
+        let samples = (0..10)
+            .flat_map(|v| {
+                let origin = origin.clone();
+                (1..=3).map(move |f| {
+                    let video = format!("v{v}");
+                    Sample::unlabelled(format!("{video}/{f:05}.jpg"), &video, f, origin.clone())
+                })
+            })
+            .collect();
+        let mut ds = Dataset {
+            image_root: "x".into(),
+            samples,
+            label_set: LabelSet::Abaw2022,
+        };
+        assert_eq!(keep_video_share(&mut ds.clone(), 1.0), (10, 10));
+        assert_eq!(keep_video_share(&mut ds, 0.3), (3, 10));
+        let mut kept: Vec<&str> = ds.samples.iter().map(|s| s.video.as_str()).collect();
+        kept.dedup();
+        // Videos sorted by name: v0, v1, v2, ..., v9; every third-ish one.
+        assert_eq!(kept, ["v0", "v3", "v6"]);
+        assert_eq!(ds.samples.len(), 9);
+        // Never none.
+        assert_eq!(keep_video_share(&mut ds, 0.01), (1, 3));
+    }
 }

@@ -185,7 +185,7 @@ impl Task for FrameTask {
 pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(FrameTask, RunOutcome)> {
     let (cfg, run) = runner::resolve(cfg, resume)?;
     memory_budget::check_frame(&cfg, &Device::parse(&cfg.train.device)?)?;
-    let root = prepare_data(&cfg, cfg.run.quiet)?;
+    let root = prepare_data(&cfg.data, cfg.run.quiet)?;
     let train = make_loader(&cfg, &root, &cfg.data.train_annotations, true)?;
     let val = make_loader(&cfg, &root, &cfg.data.val_annotations, false)?;
     let transform = crate::train::gan::GanMixer::load(

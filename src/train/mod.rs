@@ -12,6 +12,7 @@ pub mod features;
 mod frame_run;
 pub mod gan;
 pub mod head_outputs;
+pub mod image_grid;
 pub mod init_from;
 mod memory_budget;
 mod mtl_loss;
@@ -30,7 +31,7 @@ pub use config::{
     TrainConfig,
 };
 pub use cursor::BatchCursor;
-pub use data_prep::{cache_root, make_loader, prepare_data};
+pub use data_prep::{cache_root, loader_for, make_loader, prepare_data};
 pub use ensemble::Ensemble;
 pub use frame_run::{train_run, FrameTask};
 pub use head_outputs::HeadOutputs;

@@ -62,7 +62,7 @@ pub fn eval_cmd(checkpoints: &[PathBuf], data: Option<&Path>, out: Option<&Path>
         cfg.data.root = d.to_path_buf();
         cfg.data.source = DataSource::Abaw;
     }
-    let root = train::prepare_data(&cfg, false)?;
+    let root = train::prepare_data(&cfg.data, false)?;
     let val = train::make_loader(&cfg, &root, &cfg.data.val_annotations, false)?;
     let m: MtlMetrics = model.evaluate(&val)?;
     say_members(&members);
@@ -146,7 +146,7 @@ pub fn features_cmd(
         cfg.data.root = d.to_path_buf();
         cfg.data.source = DataSource::Abaw;
     }
-    let root = train::prepare_data(&cfg, false)?;
+    let root = train::prepare_data(&cfg.data, false)?;
     let opts = ReadOptions {
         label_set: cfg.data.label_set,
         ..ReadOptions::default()

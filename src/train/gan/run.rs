@@ -81,7 +81,7 @@ impl GanTask {
     /// Fresh players for `cfg` on its training and validation data.
     pub fn new(cfg: &GanConfig) -> Result<Self> {
         let plain = cfg.plain();
-        let root = prepare_data(&plain, cfg.run.quiet)?;
+        let root = prepare_data(&cfg.data, cfg.run.quiet)?;
         let train = make_loader(&plain, &root, &cfg.data.train_annotations, true)?;
         let val = make_loader(&plain, &root, &cfg.data.val_annotations, false)?;
         let g = &cfg.generator;
