@@ -336,6 +336,20 @@ mod tests {
         let e = check_frame(&wide, &Device::Cpu).unwrap_err().to_string();
         assert!(e.contains("lower model.backbone.width_mult"), "{e}");
 
+        let mut vit = TrainConfig::default();
+        vit.model.backbone = crate::model::VitConfig {
+            width: Some(1 << 20),
+            heads: Some(1),
+            ..Default::default()
+        }
+        .into();
+        let e = check_frame(&vit, &Device::Cpu).unwrap_err().to_string();
+        assert!(
+            e.contains("model.backbone.width = 1048576")
+                && e.contains("lower model.backbone.preset or model.backbone.width"),
+            "{e}"
+        );
+
         check_gan(&GanConfig::default(), &Device::Cpu).unwrap();
         check_temporal(&TemporalConfig::default(), 512, &Device::Cpu).unwrap();
         for (set, needle) in [
