@@ -5,7 +5,7 @@
 //! and compares each input's analytic gradient of `L = sum(r * y)` with
 //! `(L(x + h e_i) - L(x - h e_i)) / 2h`.
 
-use crate::{DType, Error, Params, Result, Rng, Tape, Tensor, Var};
+use crate::{DType, Error, ParamId, Params, Result, Rng, Tape, Tensor, Var};
 
 /// Step of the central differences: with f64, truncation error (~h^2) and
 /// round-off (~1e-16 |L| / h) are both far below 1e-6 at this size.
@@ -41,21 +41,38 @@ where
     F: Fn(&Tape, &[Var]) -> Result<Var>,
 {
     let mut params = Params::new();
-    let mut ids = Vec::new();
     for (i, x) in inputs.iter().enumerate() {
-        if x.dtype() != DType::F64 {
+        params.add(format!("input{i}"), x.clone())?;
+    }
+    check_param_gradients(params, tol, |tape, p| {
+        let vars: Vec<Var> = p.ids().map(|id| tape.param(p, id)).collect();
+        f(tape, &vars)
+    })
+}
+
+/// [`check_gradients`] for a module: the gradients with respect to every
+/// tensor of `params` (all f64) of `f`, which reads them with
+/// `tape.param(params, id)` (an `nn` layer's forward through a
+/// [`Ctx`](crate::nn::Ctx) does); "input i" in a failure is the i-th
+/// registered tensor.
+pub fn check_param_gradients<F>(mut params: Params, tol: f64, f: F) -> Result<GradCheckReport>
+where
+    F: Fn(&Tape, &Params) -> Result<Var>,
+{
+    let ids: Vec<ParamId> = params.ids().collect();
+    for &id in &ids {
+        let found = params.get(id).dtype();
+        if found != DType::F64 {
             return Err(Error::DType {
                 op: "gradcheck",
                 expected: "f64".into(),
-                found: x.dtype().to_string(),
+                found: found.to_string(),
             });
         }
-        ids.push(params.add(format!("input{i}"), x.clone())?);
     }
 
     let tape = Tape::new();
-    let vars: Vec<Var> = ids.iter().map(|&id| tape.param(&params, id)).collect();
-    let y = f(&tape, &vars)?;
+    let y = f(&tape, &params)?;
     let mut rng = Rng::new(0x5eed);
     let r = Tensor::randn(y.shape().clone(), 1.0, DType::F64, &mut rng);
     let rv = r.to_f64_vec();
@@ -63,8 +80,7 @@ where
 
     let eval = |p: &Params| -> Result<f64> {
         let t = Tape::no_grad();
-        let vars: Vec<Var> = ids.iter().map(|&id| t.param(p, id)).collect();
-        Ok(weighted_sum(f(&t, &vars)?.value(), &rv))
+        Ok(weighted_sum(f(&t, p)?.value(), &rv))
     };
 
     let mut worst = GradCheckReport {
@@ -78,7 +94,7 @@ where
         let analytic = grads
             .get(id)
             .map(Tensor::to_f64_vec)
-            .unwrap_or_else(|| vec![0.0; inputs[i].numel()]);
+            .unwrap_or_else(|| vec![0.0; params.get(id).numel()]);
         for (e, &a) in analytic.iter().enumerate() {
             let x0 = params.get(id).data::<f64>()?[e];
             params.get_mut(id).data_mut::<f64>()?[e] = x0 + STEP;

@@ -102,14 +102,15 @@ fn the_multi_task_net_trains_on_a_backbone_registered_only_here() {
 
 #[test]
 fn an_unknown_backbone_kind_names_the_key_and_the_known_kinds() {
-    let e = TrainConfig::from_toml("[model.backbone]\nkind = \"vit\"\n", "x.toml")
+    let e = TrainConfig::from_toml("[model.backbone]\nkind = \"swin\"\n", "x.toml")
         .unwrap_err()
         .to_string();
     assert!(
         e.contains("x.toml")
             && e.contains("model.backbone")
-            && e.contains("vit")
-            && e.contains("se_resnet"),
+            && e.contains("swin")
+            && e.contains("se_resnet")
+            && e.contains("vit"),
         "{e}"
     );
 }

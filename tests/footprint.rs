@@ -2,12 +2,13 @@
 //! the configs (`model::Footprint`). They must be lower bounds of what the
 //! built models hold, so a refusal is never wrong, and close enough (within
 //! a factor of two) to catch a setting that cannot fit: checked here against
-//! the real models of every backbone depth and stem, both generator
+//! the real models of every backbone depth and stem, every ViT preset, both generator
 //! up-samplers and every temporal encoder.
 
 use mtaffect::model::temporal::{EncoderKind, TemporalNet, TemporalNetConfig};
 use mtaffect::model::{
-    BackboneConfig, Generator, GeneratorConfig, SeResNet, SeResNetConfig, Stem, Upsample,
+    BackboneConfig, Generator, GeneratorConfig, Pooling, SeResNet, SeResNetConfig, Stem,
+    Upsample, Vit, VitConfig, VitPreset,
 };
 use mtaffect::nn::{Buffers, Scope};
 use mtaffect::{Params, Rng};
@@ -46,6 +47,35 @@ fn backbone_parameter_counts_are_close_lower_bounds() {
             assert!(big.activations > 3 * fp.activations, "depth {depth}");
         }
     }
+}
+
+#[test]
+fn vit_parameter_counts_are_close_lower_bounds() {
+    for preset in [VitPreset::Tiny, VitPreset::Small, VitPreset::Base] {
+        for (patch, pooling) in [(16, Pooling::Cls), (8, Pooling::Mean)] {
+            let c = VitConfig {
+                preset,
+                patch,
+                pooling,
+                mlp_ratio: 2.0,
+                ..VitConfig::default()
+            };
+            let mut p = Params::new();
+            Vit::new(&mut p, &Scope::root(), &c, &mut Rng::new(1)).unwrap();
+            let what = format!("{c}");
+            let fp = BackboneConfig::from(c.clone()).footprint(64).unwrap();
+            within(fp.params, p.numel(), &what);
+            // Tokens grow with the image area, attention weights with its square.
+            let big = BackboneConfig::from(c).footprint(128).unwrap();
+            assert!(big.activations > 4 * fp.activations, "{what}");
+        }
+    }
+    // A side that is not a multiple of the patch has no footprint.
+    let e = BackboneConfig::from(VitConfig::default())
+        .footprint(100)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model.backbone.patch = 16") && e.contains("100"), "{e}");
 }
 
 #[test]

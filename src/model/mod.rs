@@ -1,5 +1,5 @@
 //! Models: the multi-task network (MTANet-style) on a pluggable backbone
-//! (SE-ResNet built in), its neck and heads, the GAN's conditional face
+//! (SE-ResNet and ViT built in), its neck and heads, the GAN's conditional face
 //! generator, and the temporal models over its per-frame features; what
 //! each costs in memory, read from its config ([`Footprint`]).
 
@@ -11,8 +11,8 @@ mod neck;
 pub mod temporal;
 
 pub use backbone::{
-    Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, Features, SeResNet,
-    SeResNetConfig, Stem,
+    Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, Features, Pooling, SeResNet,
+    SeResNetConfig, Stem, Vit, VitConfig, VitPreset,
 };
 pub use footprint::Footprint;
 pub use generator::{Generator, GeneratorConfig, Upsample};

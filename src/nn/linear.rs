@@ -11,6 +11,8 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// PyTorch's default initialisation: weight and bias
+    /// Uniform(±1/sqrt(in_f)).
     pub fn new(
         params: &mut Params,
         scope: &Scope,
@@ -19,17 +21,29 @@ impl Linear {
         bias: bool,
         rng: &mut Rng,
     ) -> Result<Self> {
+        let bias = bias.then_some(Init::UniformFanIn);
+        Self::with_init(params, scope, in_f, out_f, Init::UniformFanIn, bias, rng)
+    }
+
+    /// `weight`-initialised, with a `bias`-initialised bias where given.
+    pub fn with_init(
+        params: &mut Params,
+        scope: &Scope,
+        in_f: usize,
+        out_f: usize,
+        weight: Init,
+        bias: Option<Init>,
+        rng: &mut Rng,
+    ) -> Result<Self> {
         let weight = params.add(
             scope.name("weight"),
-            Init::UniformFanIn.make(&[out_f, in_f], in_f, out_f, rng),
+            weight.make(&[out_f, in_f], in_f, out_f, rng),
         )?;
-        let bias = if bias {
-            Some(params.add(
-                scope.name("bias"),
-                Init::UniformFanIn.make(&[out_f], in_f, out_f, rng),
-            )?)
-        } else {
-            None
+        let bias = match bias {
+            Some(init) => {
+                Some(params.add(scope.name("bias"), init.make(&[out_f], in_f, out_f, rng))?)
+            }
+            None => None,
         };
         Ok(Linear { weight, bias })
     }

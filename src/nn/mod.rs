@@ -7,19 +7,23 @@ mod batch_norm;
 mod conv;
 mod conv_transpose;
 mod init;
+mod layer_norm;
 mod linear;
 mod pos_embed;
 mod scope;
 mod se;
+mod vit_block;
 
 pub use batch_norm::BatchNorm2d;
 pub use conv::{Conv2d, ConvSpec};
 pub use conv_transpose::ConvTranspose2d;
 pub use init::Init;
+pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use pos_embed::sincos_pos_embed_2d;
 pub use scope::Scope;
 pub use se::SeBlock;
+pub use vit_block::{VitBlock, VitStack, VitStackSpec, VIT_LN_EPS};
 
 use crate::{Params, Rng, Tape};
 

@@ -374,6 +374,9 @@ impl ConfigFile for TrainConfig {
             Err(Error::Config(format!("{k} = {v}: {allowed}")))
         };
         self.model.backbone.validate("model")?;
+        // The footprint refuses an image size the backbone cannot take (a
+        // ViT's sides must be multiples of its patch): said when loaded.
+        self.model.backbone.footprint(self.data.image_size)?;
         if self.model.init_strict && self.model.init_from.is_none() {
             return bad(
                 "model.init_strict",
@@ -517,7 +520,9 @@ mod tests {
             ])
             .unwrap();
         assert_eq!(c.train.steps, 7);
-        let BackboneConfig::SeResnet(b) = &c.model.backbone;
+        let BackboneConfig::SeResnet(b) = &c.model.backbone else {
+            panic!("the default backbone is an SE-ResNet")
+        };
         assert_eq!(b.stem, crate::model::Stem::Small);
         assert!(!c.data.augment.enabled);
         assert!(TrainConfig::default()

@@ -37,7 +37,7 @@ struct Item {
     bytes: u128,
     place: Place,
     /// `key = value` of every setting the item grows with.
-    keys: Vec<(&'static str, String)>,
+    keys: Vec<(String, String)>,
 }
 
 /// The memory a run's settings need, item by item.
@@ -54,7 +54,21 @@ impl Budget {
         bytes: u128,
         keys: &[(&'static str, &dyn std::fmt::Display)],
     ) {
-        let keys = keys.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let keys = keys
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.add_keys(place, what, bytes, keys);
+    }
+
+    /// [`Budget::add`] with keys whose names are built at run time.
+    fn add_keys(
+        &mut self,
+        place: Place,
+        what: &'static str,
+        bytes: u128,
+        keys: Vec<(String, String)>,
+    ) {
         self.items.push(Item {
             what,
             bytes,
@@ -102,7 +116,7 @@ impl Budget {
             let keys: Vec<String> = i.keys.iter().map(|(k, v)| format!("{k} = {v}")).collect();
             let _ = write!(msg, " {} {} ({});", bytes(i.bytes), i.what, keys.join(", "));
         }
-        let lower: Vec<&str> = items[0].keys.iter().map(|(k, _)| *k).collect();
+        let lower: Vec<&str> = items[0].keys.iter().map(|(k, _)| k.as_str()).collect();
         let _ = write!(msg, " lower {}", lower.join(" or "));
         Err(Error::Config(msg))
     }
@@ -184,10 +198,13 @@ fn image_batches(b: &mut Budget, d: &DataConfig, per_image: u128) {
     );
 }
 
-/// The settings that size a backbone: width multiplier and depth.
-fn backbone_size(backbone: &BackboneConfig) -> (f64, usize) {
-    let BackboneConfig::SeResnet(c) = backbone;
-    (c.width_mult, c.depth)
+/// The settings that size a backbone, as `section.backbone.key` and value.
+fn backbone_keys(backbone: &BackboneConfig, section: &str) -> Vec<(String, String)> {
+    backbone
+        .size_keys()
+        .into_iter()
+        .map(|(k, v)| (format!("{section}.backbone.{k}"), v))
+        .collect()
 }
 
 /// A frame run: the model's parameters and training activations for a
@@ -198,15 +215,11 @@ pub fn check_frame(cfg: &TrainConfig, device: &Device) -> Result<()> {
     let fp = cfg.model.backbone.footprint(cfg.data.image_size)?;
     let mut b = Budget::default();
     image_batches(&mut b, &cfg.data, fp.activations);
-    let (w, depth) = backbone_size(&cfg.model.backbone);
-    b.add(
+    b.add_keys(
         Place::Model,
         "parameters, gradients and optimizer state",
         fp.params.saturating_mul(4 * copies(&cfg.optim)),
-        &[
-            ("model.backbone.width_mult", &w),
-            ("model.backbone.depth", &depth),
-        ],
+        backbone_keys(&cfg.model.backbone, "model"),
     );
     b.check(device)
 }
@@ -225,15 +238,11 @@ pub fn check_gan(cfg: &GanConfig, device: &Device) -> Result<()> {
     image_batches(&mut b, &cfg.data, per_image);
     // Both players train with Adam: weights, gradients and two moments,
     // and the generator's weight average besides.
-    let (w, depth) = backbone_size(&cfg.discriminator.backbone);
-    b.add(
+    b.add_keys(
         Place::Model,
         "discriminator parameters and optimizer state",
         disc.params.saturating_mul(4 * 4),
-        &[
-            ("discriminator.backbone.width_mult", &w),
-            ("discriminator.backbone.depth", &depth),
-        ],
+        backbone_keys(&cfg.discriminator.backbone, "discriminator"),
     );
     let g = &cfg.generator;
     b.add(
@@ -326,6 +335,20 @@ mod tests {
             .unwrap();
         let e = check_frame(&wide, &Device::Cpu).unwrap_err().to_string();
         assert!(e.contains("lower model.backbone.width_mult"), "{e}");
+
+        let mut vit = TrainConfig::default();
+        vit.model.backbone = crate::model::VitConfig {
+            width: Some(1 << 20),
+            heads: Some(1),
+            ..Default::default()
+        }
+        .into();
+        let e = check_frame(&vit, &Device::Cpu).unwrap_err().to_string();
+        assert!(
+            e.contains("model.backbone.width = 1048576")
+                && e.contains("lower model.backbone.preset or model.backbone.width"),
+            "{e}"
+        );
 
         check_gan(&GanConfig::default(), &Device::Cpu).unwrap();
         check_temporal(&TemporalConfig::default(), 512, &Device::Cpu).unwrap();

@@ -1,14 +1,17 @@
 //! Backbones: the image encoders the multi-task network can be built on,
 //! behind one small trait, and the registry that builds one from the
-//! `[model.backbone]` section (`kind = "se_resnet"` plus that kind's keys).
+//! `[model.backbone]` section (`kind = "se_resnet"` or `"vit"`, plus that
+//! kind's keys).
 //! A new backbone is one file here and one arm in [`BackboneConfig`]; the
 //! neck and heads take any backbone's output.
 
 mod blocks;
 mod se_resnet;
+mod vit;
 
 pub use blocks::{BasicBlock, BlockSpec, Bottleneck};
 pub use se_resnet::{SeResNet, SeResNetConfig, Stem};
+pub use vit::{Pooling, Vit, VitConfig, VitPreset};
 
 use super::Footprint;
 use crate::nn::{Buffers, Ctx, Scope};
@@ -42,6 +45,7 @@ pub trait Backbone: fmt::Debug + Send + Sync {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BackboneConfig {
     SeResnet(SeResNetConfig),
+    Vit(VitConfig),
 }
 
 impl Default for BackboneConfig {
@@ -56,6 +60,7 @@ impl BackboneConfig {
     pub fn validate(&self, section: &str) -> Result<()> {
         match self {
             BackboneConfig::SeResnet(c) => c.validate(&format!("{section}.backbone")),
+            BackboneConfig::Vit(c) => c.validate(&format!("{section}.backbone")),
         }
     }
 
@@ -64,6 +69,16 @@ impl BackboneConfig {
     pub fn footprint(&self, image_size: usize) -> Result<Footprint> {
         match self {
             BackboneConfig::SeResnet(c) => c.footprint(image_size),
+            BackboneConfig::Vit(c) => c.footprint(image_size),
+        }
+    }
+
+    /// The keys under `[..backbone]` that size the model, with their
+    /// values: what a memory refusal names to lower.
+    pub fn size_keys(&self) -> Vec<(&'static str, String)> {
+        match self {
+            BackboneConfig::SeResnet(c) => c.size_keys(),
+            BackboneConfig::Vit(c) => c.size_keys(),
         }
     }
 
@@ -77,6 +92,7 @@ impl BackboneConfig {
     ) -> Result<Box<dyn Backbone>> {
         Ok(match self {
             BackboneConfig::SeResnet(c) => Box::new(SeResNet::new(p, b, scope, c, rng)?),
+            BackboneConfig::Vit(c) => Box::new(Vit::new(p, scope, c, rng)?),
         })
     }
 }
@@ -86,6 +102,7 @@ impl fmt::Display for BackboneConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BackboneConfig::SeResnet(c) => write!(f, "SE-ResNet-{} x{}", c.depth, c.width_mult),
+            BackboneConfig::Vit(c) => write!(f, "{c}"),
         }
     }
 }
@@ -93,5 +110,11 @@ impl fmt::Display for BackboneConfig {
 impl From<SeResNetConfig> for BackboneConfig {
     fn from(c: SeResNetConfig) -> Self {
         BackboneConfig::SeResnet(c)
+    }
+}
+
+impl From<VitConfig> for BackboneConfig {
+    fn from(c: VitConfig) -> Self {
+        BackboneConfig::Vit(c)
     }
 }

@@ -105,6 +105,14 @@ impl SeResNetConfig {
         })
     }
 
+    /// The keys that size the model, with their values, for memory messages.
+    pub fn size_keys(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("width_mult", self.width_mult.to_string()),
+            ("depth", self.depth.to_string()),
+        ]
+    }
+
     /// Parameters and training activations per image of `image_size`
     /// pixels a side, lower bounds ([`Footprint`]): the input; the stem's
     /// weights and its conv and normalised outputs; each block's

@@ -3,8 +3,8 @@
 //! `x = LN(x + Drop(FF(x)))` with `FF = Linear -> ReLU -> Drop -> Linear`.
 //! Self-attention takes the key-padding mask, so padded frames are never read.
 
-use crate::nn::{Ctx, Init, Linear, Scope};
-use crate::{ops, ParamId, Params, Result, Rng, Var};
+use crate::nn::{Ctx, LayerNorm, Linear, Scope};
+use crate::{ops, Params, Result, Rng, Var};
 
 /// Layer-norm epsilon, PyTorch's default.
 const LN_EPS: f64 = 1e-5;
@@ -17,22 +17,10 @@ pub struct TransformerLayer {
     out: Linear,
     ff1: Linear,
     ff2: Linear,
-    norm1: (ParamId, ParamId),
-    norm2: (ParamId, ParamId),
+    norm1: LayerNorm,
+    norm2: LayerNorm,
     heads: usize,
     dropout: f64,
-}
-
-fn layer_norm_params(
-    p: &mut Params,
-    s: &Scope,
-    dim: usize,
-    rng: &mut Rng,
-) -> Result<(ParamId, ParamId)> {
-    Ok((
-        p.add(s.name("weight"), Init::Ones.make(&[dim], dim, dim, rng))?,
-        p.add(s.name("bias"), Init::Zeros.make(&[dim], dim, dim, rng))?,
-    ))
 }
 
 impl TransformerLayer {
@@ -61,8 +49,8 @@ impl TransformerLayer {
             out: lin(p, "attn.out", dim, dim, rng)?,
             ff1: lin(p, "ff1", dim, ff, rng)?,
             ff2: lin(p, "ff2", ff, dim, rng)?,
-            norm1: layer_norm_params(p, &s.pp("norm1"), dim, rng)?,
-            norm2: layer_norm_params(p, &s.pp("norm2"), dim, rng)?,
+            norm1: LayerNorm::new(p, &s.pp("norm1"), dim, LN_EPS)?,
+            norm2: LayerNorm::new(p, &s.pp("norm2"), dim, LN_EPS)?,
             heads,
             dropout,
         })
@@ -90,15 +78,11 @@ impl TransformerLayer {
             .out
             .forward(cx, &ops::reshape(cx.tape, &a, [n, t, e])?)?;
         let a = ops::dropout(cx.tape, &a, self.dropout, cx.training, cx.rng)?;
-        let x = self.norm(cx, &ops::add(cx.tape, x, &a)?, self.norm1)?;
+        let x = self.norm1.forward(cx, &ops::add(cx.tape, x, &a)?)?;
         let f = ops::relu(cx.tape, &self.ff1.forward(cx, &x)?)?;
         let f = ops::dropout(cx.tape, &f, self.dropout, cx.training, cx.rng)?;
         let f = self.ff2.forward(cx, &f)?;
         let f = ops::dropout(cx.tape, &f, self.dropout, cx.training, cx.rng)?;
-        self.norm(cx, &ops::add(cx.tape, &x, &f)?, self.norm2)
-    }
-
-    fn norm(&self, cx: &mut Ctx, x: &Var, (w, b): (ParamId, ParamId)) -> Result<Var> {
-        ops::layer_norm(cx.tape, x, &cx.param(w), &cx.param(b), LN_EPS)
+        self.norm2.forward(cx, &ops::add(cx.tape, &x, &f)?)
     }
 }
