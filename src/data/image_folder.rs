@@ -28,7 +28,7 @@ fn image_paths(root: &Path) -> Result<Vec<PathBuf>> {
         let dir = root.join(&rel);
         for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
             let e = e.map_err(|e| Error::io(&dir, e))?;
-            let kind = e.file_type().map_err(|err| Error::io(&e.path(), err))?;
+            let kind = e.file_type().map_err(|err| Error::io(e.path(), err))?;
             let path = rel.join(e.file_name());
             if kind.is_dir() {
                 todo.push(path);

@@ -1,11 +1,13 @@
 //! Models: the multi-task network (MTANet-style) on a pluggable backbone
 //! (SE-ResNet and ViT built in), its neck and heads, the GAN's conditional face
-//! generator, and the temporal models over its per-frame features; what
-//! each costs in memory, read from its config ([`Footprint`]).
+//! generator, the masked autoencoder that pretrains a ViT, and the temporal
+//! models over per-frame features; what each costs in memory, read from its
+//! config ([`Footprint`]).
 
 pub mod backbone;
 pub mod footprint;
 mod generator;
+mod mae;
 mod mtl_net;
 mod neck;
 pub mod temporal;
@@ -16,5 +18,6 @@ pub use backbone::{
 };
 pub use footprint::Footprint;
 pub use generator::{Generator, GeneratorConfig, Upsample};
+pub use mae::{Mae, MaeConfig, MaskPlan};
 pub use mtl_net::{MtlNet, MtlOutput, NetConfig, ParamGroup};
 pub use neck::{Neck, NeckKind};

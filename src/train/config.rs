@@ -457,11 +457,13 @@ mod tests {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "toml") {
                 let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                // Temporal and GAN configs are other file kinds, checked as such.
+                // Temporal, GAN and pretraining configs are other file kinds, checked as such.
                 let parsed = if name.starts_with("temporal-") {
                     crate::train::temporal::TemporalConfig::load(&p).map(|_| ())
                 } else if name.starts_with("gan-") {
                     crate::train::gan::GanConfig::load(&p).map(|_| ())
+                } else if name.starts_with("mae-") {
+                    crate::train::pretrain::PretrainConfig::load(&p).map(|_| ())
                 } else {
                     TrainConfig::load(&p).map(|_| ())
                 };

@@ -18,6 +18,7 @@ mod memory_budget;
 mod mtl_loss;
 pub mod plot;
 pub mod predict;
+pub mod pretrain;
 pub mod run_dir;
 pub mod runner;
 pub mod seeds;

@@ -84,6 +84,20 @@ pub struct LossTerms {
 }
 
 impl LossTerms {
+    /// A loss of one term (masked-autoencoder pretraining): the multi-task
+    /// values are zero, on the loss's device, so the step's read-back is
+    /// the same as a multi-task step's.
+    pub fn single(total: Var) -> Result<LossTerms> {
+        let v = total.value();
+        let zero = Tensor::scalar(0.0, v.dtype()).to_device(&v.device())?;
+        Ok(LossTerms {
+            total,
+            va: zero.clone(),
+            au: zero.clone(),
+            expr: zero,
+        })
+    }
+
     /// The task values (va, au, expr) on the host (a read-back each on a GPU).
     pub fn values(&self) -> Result<[f64; 3]> {
         Ok([self.va.item()?, self.au.item()?, self.expr.item()?])

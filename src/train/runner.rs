@@ -152,7 +152,8 @@ macro_rules! runnable {
 runnable!(
     super::TrainConfig,
     super::gan::GanConfig,
-    super::temporal::TemporalConfig
+    super::temporal::TemporalConfig,
+    super::pretrain::PretrainConfig
 );
 
 /// The config a run uses and the directory it continues: `cfg` for a fresh

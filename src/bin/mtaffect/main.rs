@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use mtaffect::data::synth::{self, SynthConfig};
 use mtaffect::data::OnBadSample;
 use mtaffect::train::gan::{GanConfig, GridKind};
+use mtaffect::train::pretrain::PretrainConfig;
 use mtaffect::train::runner::{RunOutcome, RunnableConfig};
 use mtaffect::train::temporal::TemporalConfig;
 use mtaffect::train::{ConfigFile, TrainConfig};
@@ -106,6 +107,20 @@ enum Command {
     /// Temporal models (GRU, LSTM, Transformer) over extracted features.
     #[command(subcommand)]
     Temporal(TemporalCommand),
+    /// Pretrain a ViT as a masked autoencoder on face images without labels
+    /// (default: configs/mae-synthetic-cpu.toml settings); fine-tune it with
+    /// `train --init-from <run>/best.safetensors` and a `kind = "vit"` backbone.
+    Pretrain {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Images to pretrain on: any folder, searched recursively for JPEG
+        /// and PNG files (sets data.root and data.source = "folder").
+        #[arg(long, conflicts_with = "resume")]
+        images: Option<PathBuf>,
+        /// No progress bar; one line per log step.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// The multi-task GAN: train it, or judge its generated expressions.
     Gan {
         #[command(subcommand)]
@@ -391,6 +406,17 @@ fn main() -> ExitCode {
             annotations,
             out,
         }) => scoring::temporal_eval_cmd(&checkpoint, annotations.as_deref(), out.as_deref()),
+        Command::Pretrain { run, images, quiet } => {
+            let mut sets = Vec::new();
+            if let Some(d) = images {
+                sets.push(format!("data.root={:?}", d.display().to_string()));
+                sets.push("data.source=\"folder\"".into());
+            }
+            if quiet {
+                sets.push("run.quiet=true".into());
+            }
+            run.launch::<PretrainConfig>(&sets, runs::pretrain_one)
+        }
         Command::Gan { command } => match command {
             GanCommand::Train { run, quiet } => {
                 let quiet = if quiet {

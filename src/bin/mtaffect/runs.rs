@@ -1,10 +1,12 @@
-//! Commands that train: `train`, `gan train` and `temporal train`, each as
-//! one run or as a seed set (`--seeds`), and `compare` of two seed sets.
+//! Commands that train: `train`, `gan train`, `temporal train` and
+//! `pretrain`, each as one run or as a seed set (`--seeds`), and `compare`
+//! of two seed sets.
 
 use crate::report::{finished, print_metrics, print_smoothed, print_summary};
 use clap::ValueEnum;
 use mtaffect::stats::welch;
 use mtaffect::train::gan::{self, GanConfig};
+use mtaffect::train::pretrain::{self, PretrainConfig};
 use mtaffect::train::runner::{RunOutcome, RunnableConfig};
 use mtaffect::train::seeds::{self, SeedSummary};
 use mtaffect::train::temporal::{self, TemporalConfig};
@@ -75,6 +77,28 @@ pub fn gan_one(cfg: &GanConfig, resume: Option<&Path>) -> Result<RunOutcome> {
     }
     for p in &out.files {
         println!("wrote {}", p.display());
+    }
+    Ok(out)
+}
+
+/// One pretraining run and its report.
+pub fn pretrain_one(cfg: &PretrainConfig, resume: Option<&Path>) -> Result<RunOutcome> {
+    let (task, out) = pretrain::pretrain_run(cfg, resume)?;
+    finished(&out, "steps");
+    if let Some(loss) = task.last_loss {
+        println!("held-out reconstruction loss {loss:.4} (masked patches)");
+    }
+    if let Some((score, step)) = out.best {
+        println!(
+            "best.safetensors: step {step}, loss {:.4}; fine-tune it with `mtaffect train --init-from` and [model.backbone] kind = \"vit\" with the same encoder keys",
+            -score
+        );
+    }
+    if let Some(g) = &task.last_grid {
+        println!("reconstructions: {}", g.display());
+    }
+    for p in &out.files {
+        println!("plot: {}", p.display());
     }
     Ok(out)
 }
