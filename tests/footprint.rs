@@ -7,8 +7,8 @@
 
 use mtaffect::model::temporal::{EncoderKind, TemporalNet, TemporalNetConfig};
 use mtaffect::model::{
-    BackboneConfig, Generator, GeneratorConfig, Pooling, SeResNet, SeResNetConfig, Stem,
-    Upsample, Vit, VitConfig, VitPreset,
+    BackboneConfig, Generator, GeneratorConfig, Pooling, SeResNet, SeResNetConfig, Stem, Upsample,
+    Vit, VitConfig, VitPreset,
 };
 use mtaffect::nn::{Buffers, Scope};
 use mtaffect::{Params, Rng};
@@ -75,7 +75,10 @@ fn vit_parameter_counts_are_close_lower_bounds() {
         .footprint(100)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("model.backbone.patch = 16") && e.contains("100"), "{e}");
+    assert!(
+        e.contains("model.backbone.patch = 16") && e.contains("100"),
+        "{e}"
+    );
 }
 
 #[test]

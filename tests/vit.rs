@@ -1,8 +1,13 @@
 //! The Vision Transformer backbone: its config (presets, overrides, the
 //! errors that name a key), timm's parameter names, the pieces masked-
 //! autoencoder pretraining calls (`patch_tokens`, `encode`, `pool`), the
-//! multi-task network on ViT features, and a tiny ViT that learns on the
-//! synthetic set on the CPU.
+//! multi-task network on ViT features, a tiny ViT that learns on the
+//! synthetic set on the CPU, and the shipped ViT config through the command
+//! line (train, `features`, a fine-tuning run started from the checkpoint).
+
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{mtaffect, temp, text};
 
 use mtaffect::data::synth::{generate, SynthConfig};
 use mtaffect::data::{Dataset, Loader, LoaderConfig, ReadOptions};
@@ -295,5 +300,97 @@ fn a_tiny_vit_learns_on_the_synthetic_set() {
         "loss did not fall: {first:.3} -> {last:.3} ({losses:?})"
     );
     eprintln!("loss {first:.3} -> {last:.3}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_shipped_vit_config_trains_extracts_features_and_starts_a_mean_pooled_run() {
+    let dir = temp("vit-cli");
+    let data = dir.join("data");
+    let o = mtaffect(&[
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--videos",
+        "5",
+        "--frames",
+        "12",
+        "--size",
+        "32",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let train = |runs: &str, extra: &[&str]| {
+        let runs = dir.join(runs);
+        let mut args = vec![
+            "train",
+            "--config",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/configs/vit-synthetic-cpu.toml"
+            ),
+            "--data",
+            data.to_str().unwrap(),
+            "--quiet",
+        ];
+        let sets = [
+            "data.image_size=32".to_string(),
+            "data.batch_size=8".into(),
+            "train.steps=2".into(),
+            "train.eval_every=2".into(),
+            format!("run.runs_dir={:?}", runs.display().to_string()),
+        ];
+        for s in &sets {
+            args.extend(["--set", s]);
+        }
+        args.extend(extra);
+        let o = mtaffect(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        let run = std::fs::read_dir(&runs)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        (text(&o), run)
+    };
+    let (_, run) = train("runs", &[]);
+    let written = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        written.contains("kind = \"vit\"") && written.contains("width = 64"),
+        "{written}"
+    );
+    let best = run.join("best.safetensors");
+
+    // Per-frame embeddings: the neck pools nothing more, so width 64.
+    let feats = dir.join("features");
+    let o = mtaffect(&[
+        "features",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--out",
+        feats.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let f = mtaffect::data::sequence::VideoFeatures::load(&feats.join("synth0000.safetensors"))
+        .unwrap();
+    assert_eq!((f.dim, f.features.len()), (64, 12 * 64));
+
+    // Mean pooling from a class-token checkpoint: the blocks load, `norm`
+    // is ignored and `fc_norm` starts fresh.
+    let (out, _) = train(
+        "tuned",
+        &[
+            "--set",
+            "model.backbone.pooling=\"mean\"",
+            "--init-from",
+            best.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.contains("tensors loaded")
+            && out.contains("fc_norm.weight")
+            && out.contains("norm.bias"),
+        "{out}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
