@@ -4,7 +4,7 @@
 //! rules as every run config: keys optional, unknown keys rejected, errors
 //! naming the key.
 
-use crate::model::{MaeConfig, VitConfig};
+use crate::model::{MaeConfig, VitConfig, VitPreset};
 use crate::optim::{AdamConfig, LrSchedule, ScheduleKind};
 use crate::train::{ConfigFile, DataConfig, DataSource, LoopConfig, OptimConfig, RunConfig};
 use crate::{Error, Result};
@@ -51,9 +51,9 @@ pub struct PretrainConfig {
 }
 
 impl Default for PretrainConfig {
-    /// The CPU default (configs/mae-synthetic-cpu.toml): a 6-block,
-    /// 128-wide ViT on 8x8 patches of the 64x64 synthetic faces, a 2-block
-    /// decoder 64 wide, AdamW with MAE's betas and weight decay, warm-up and
+    /// The CPU default (configs/mae-synthetic-cpu.toml): the encoder of
+    /// configs/vit-synthetic-cpu.toml (ViT-Ti cut to 4 blocks of width 64,
+    /// 8x8 patches of the 64x64 synthetic faces), a 2-block decoder 64 wide, AdamW with MAE's betas and weight decay, warm-up and
     /// cosine decay over 2000 steps.
     fn default() -> Self {
         let steps = 2000;
@@ -63,16 +63,17 @@ impl Default for PretrainConfig {
                 ..DataConfig::default()
             },
             encoder: VitConfig {
-                depth: Some(6),
-                width: Some(128),
-                heads: Some(4),
+                preset: VitPreset::Tiny,
+                depth: Some(4),
+                width: Some(64),
+                heads: Some(2),
                 patch: 8,
                 ..VitConfig::default()
             },
             mae: MaeConfig {
                 decoder_depth: 2,
                 decoder_width: 64,
-                decoder_heads: 4,
+                decoder_heads: 2,
                 ..MaeConfig::default()
             },
             eval: PretrainEval::default(),
