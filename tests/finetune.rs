@@ -2,12 +2,13 @@
 //! frozen group's weights stay as they were while the others train, a
 //! multiplier of 0 leaves a group's weights as frozen would, a multiplier
 //! of 1 changes nothing at all, and unknown groups are config errors
-//! listing the known ones.
+//! listing the known ones. Layer-wise decay (`train.layer_decay`) scales a
+//! ViT's first update layer by layer, and needs a layered backbone.
 
 #[path = "common/frame_fixtures.rs"]
 mod frame_fixtures;
 use frame_fixtures::{batches, config};
-use mtaffect::model::ParamGroup;
+use mtaffect::model::{BackboneConfig, ParamGroup, VitConfig};
 use mtaffect::optim::{LrSchedule, SgdConfig};
 use mtaffect::train::{ConfigFile, OptimConfig, TrainConfig, Trainer};
 
@@ -151,4 +152,54 @@ fn the_gan_refuses_groups_and_init_from() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("discriminator.init_from"), "{e}");
+}
+
+#[test]
+fn layer_decay_scales_each_vit_layers_update() {
+    let mut plain = config("cpu");
+    plain.model.backbone = BackboneConfig::Vit(VitConfig {
+        depth: Some(2),
+        width: Some(16),
+        heads: Some(2),
+        patch: 8,
+        ..VitConfig::default()
+    });
+    plain.model.dropout = 0.0;
+    // Plain SGD: an update is the rate times the gradient, which the first
+    // step computes the same way in both runs.
+    plain.optim = OptimConfig::Sgd(SgdConfig {
+        momentum: 0.0,
+        ..SgdConfig::default()
+    });
+    plain.schedule = LrSchedule::constant(1e-2);
+    let mut decayed = plain.clone();
+    decayed.train.layer_decay = 0.5;
+    let init = initial(&plain);
+    let ((a, _, _), (b, _, _)) = (train(&plain, 1), train(&decayed, 1));
+    let want = |name: &str| match name {
+        n if n == "cls_token" || n.starts_with("patch_embed.") => 0.125,
+        n if n.starts_with("blocks.0.") => 0.25,
+        n if n.starts_with("blocks.1.") => 0.5,
+        _ => 1.0,
+    };
+    let mut checked = 0;
+    for (((name, va), (_, vb)), v0) in a.iter().zip(&b).zip(&init) {
+        for ((pa, pb), p0) in va.iter().zip(vb).zip(v0) {
+            let (da, db) = (pa - p0, pb - p0);
+            // Updates well above the f32 spacing of the weights.
+            if da.abs() > 1e-4 {
+                let (r, w) = (db / da, want(name));
+                assert!((r - w).abs() < 2e-3 * w, "{name}: ratio {r}, want {w}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 200, "{checked} updates compared");
+    // A backbone without a stack of like layers refuses it, naming the key.
+    let mut se = config("cpu");
+    se.train.layer_decay = 0.75;
+    let e = TrainConfig::from_toml(&se.to_toml(), "cfg")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("train.layer_decay") && e.contains("vit"), "{e}");
 }

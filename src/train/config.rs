@@ -191,6 +191,14 @@ pub struct LoopConfig {
     /// trainer only.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub lr_mult: BTreeMap<ParamGroup, f64>,
+    /// Layer-wise learning-rate decay (MAE's fine-tuning recipe, ViT
+    /// backbones): block i of d gets `layer_decay^(d - i)` times the rate,
+    /// the patch embedding and class token `layer_decay^(d + 1)`, the final
+    /// norm, neck and heads the full rate; on top of `lr_mult`. 1: off.
+    pub layer_decay: f64,
+    /// false: no weight decay for parameters of one dimension or none
+    /// (biases, norm weights), as the ViT/MAE recipes have it.
+    pub decay_biases_and_norms: bool,
 }
 
 impl Default for LoopConfig {
@@ -205,6 +213,8 @@ impl Default for LoopConfig {
             precision: Precision::F32,
             freeze: Vec::new(),
             lr_mult: BTreeMap::new(),
+            layer_decay: 1.0,
+            decay_biases_and_norms: true,
         }
     }
 }
@@ -232,6 +242,13 @@ impl LoopConfig {
                 "allowed values: cpu, cuda, cuda:N, auto",
             );
         }
+        if !(self.layer_decay > 0.0 && self.layer_decay <= 1.0) {
+            return bad(
+                "train.layer_decay",
+                &self.layer_decay,
+                "must be in (0, 1] (1: off)",
+            );
+        }
         if let Some((g, m)) = self
             .lr_mult
             .iter()
@@ -248,9 +265,9 @@ impl LoopConfig {
 
     /// For the trainers whose models have no parameter groups (GAN, temporal).
     pub(crate) fn require_no_groups(&self, trainer: &str) -> Result<()> {
-        if !self.freeze.is_empty() || !self.lr_mult.is_empty() {
+        if !self.freeze.is_empty() || !self.lr_mult.is_empty() || self.layer_decay != 1.0 {
             return Err(Error::Config(format!(
-                "train.freeze / train.lr_mult: the {trainer} trainer trains every parameter at the scheduled rate (groups are for the frame trainer)"
+                "train.freeze / train.lr_mult / train.layer_decay: the {trainer} trainer trains every parameter at the scheduled rate (groups and layers are for the frame trainer)"
             )));
         }
         Ok(())
@@ -377,6 +394,16 @@ impl ConfigFile for TrainConfig {
         // The footprint refuses an image size the backbone cannot take (a
         // ViT's sides must be multiples of its patch): said when loaded.
         self.model.backbone.footprint(self.data.image_size)?;
+        if self.train.layer_decay != 1.0 && self.model.backbone.lr_layer("").is_none() {
+            return bad(
+                "train.layer_decay",
+                &self.train.layer_decay,
+                &format!(
+                    "layer-wise decay needs a backbone made of a stack of like layers (kind = \"vit\"), not {}",
+                    self.model.backbone
+                ),
+            );
+        }
         if self.model.init_strict && self.model.init_from.is_none() {
             return bad(
                 "model.init_strict",

@@ -168,13 +168,11 @@ pub fn make_loader(
     )?;
     if train && d.train_video_fraction < 1.0 {
         let (kept, all) = keep_video_share(&mut ds, d.train_video_fraction);
-        if !cfg.run.quiet {
-            eprintln!(
-                "{annotations}: training on {kept} of {all} videos ({} frames; data.train_video_fraction = {})",
-                ds.samples.len(),
-                d.train_video_fraction
-            );
-        }
+        eprintln!(
+            "{annotations}: training on {kept} of {all} videos ({} frames; data.train_video_fraction = {})",
+            ds.samples.len(),
+            d.train_video_fraction
+        );
     }
     loader_for(
         ds,

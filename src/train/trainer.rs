@@ -5,11 +5,13 @@
 
 use super::checkpoint::{self, CheckpointRef, TrainProgress};
 use super::head_outputs::HeadOutputs;
-use super::{ConfigFile, InitReport, LossTerms, MtlLoss, MtlTargets, OptimConfig, TrainConfig};
+use super::{
+    ConfigFile, InitReport, LoopConfig, LossTerms, MtlLoss, MtlTargets, OptimConfig, TrainConfig,
+};
 use crate::autograd::ProductFlops;
 use crate::data::{Batch, Loader};
 use crate::metrics::{MtlEvaluator, MtlLabels, MtlMetrics, MtlPredictions};
-use crate::model::{MtlNet, MtlOutput};
+use crate::model::{MtlNet, MtlOutput, ParamGroup};
 use crate::nn::{Buffers, Ctx};
 use crate::optim::{checked_grad_norm, Adam, LrMults, LrSchedule, Optimizer, Sgd, StepGuard};
 use crate::{Device, Error, Params, Result, Rng, Tape, Tensor};
@@ -172,16 +174,44 @@ pub(crate) fn make_optimizer(cfg: &OptimConfig) -> Box<dyn Optimizer> {
     }
 }
 
-/// The frame trainer's optimizer, with `train.lr_mult`'s rate per group.
-fn group_optimizer(config: &TrainConfig, net: &MtlNet, n_params: usize) -> Box<dyn Optimizer> {
-    let mut mults = vec![1.0; n_params];
+/// The per-parameter multipliers of a run: the learning-rate ones `lr`
+/// (by parameter index), and no weight decay for parameters of at most one
+/// dimension when `train.decay_biases_and_norms` is false.
+pub(crate) fn param_rates(params: &Params, train: &LoopConfig, lr: Vec<f64>) -> LrMults {
+    let decay = params
+        .ids()
+        .map(
+            |id| match train.decay_biases_and_norms || params.get(id).dims().len() > 1 {
+                true => 1.0,
+                false => 0.0,
+            },
+        )
+        .collect();
+    LrMults::new(lr).with_decay(decay)
+}
+
+/// The frame trainer's optimizer, with `train.lr_mult`'s rate per group
+/// and `train.layer_decay`'s per backbone layer.
+fn group_optimizer(config: &TrainConfig, net: &MtlNet, params: &Params) -> Box<dyn Optimizer> {
+    let mut mults = vec![1.0; params.len()];
     for (&group, &m) in &config.train.lr_mult {
         for id in net.group_params(group) {
             mults[id.index()] = m;
         }
     }
+    let decay = config.train.layer_decay;
+    if decay != 1.0 {
+        for id in net.group_params(ParamGroup::Backbone) {
+            let (layer, top) = config
+                .model
+                .backbone
+                .lr_layer(params.name(id))
+                .expect("validated: layer_decay only with a layered backbone");
+            mults[id.index()] *= decay.powi((top - layer) as i32);
+        }
+    }
     let mut opt = make_optimizer(&config.optim);
-    opt.set_lr_mults(LrMults::new(mults));
+    opt.set_lr_mults(param_rates(params, &config.train, mults));
     opt
 }
 
@@ -202,7 +232,7 @@ impl Trainer {
                 params.set_frozen(id, true);
             }
         }
-        let opt = group_optimizer(config, &net, params.len());
+        let opt = group_optimizer(config, &net, &params);
         // Initialised on the host from the seed, then copied: a CUDA run
         // starts from exactly the weights the CPU run of the same seed has.
         let device = Device::parse(&config.train.device)?;
@@ -407,7 +437,7 @@ impl Trainer {
         let mut buffers = self.buffer_map();
         let mut params = self.params.clone();
         let ck = checkpoint::load(path, &mut params, &mut buffers)?;
-        let mut opt = group_optimizer(&self.config, &self.net, self.params.len());
+        let mut opt = group_optimizer(&self.config, &self.net, &self.params);
         opt.load_state_dict(&ck.optimizer)?;
         let mut model_buffers = self.buffers.clone();
         let ids: Vec<_> = model_buffers.ids().collect();

@@ -82,6 +82,16 @@ impl BackboneConfig {
         }
     }
 
+    /// The (layer, top layer) of backbone parameter `name` for layer-wise
+    /// learning-rate decay (`train.layer_decay`); None for a kind without
+    /// a stack of like layers to decay over.
+    pub fn lr_layer(&self, name: &str) -> Option<(usize, usize)> {
+        match self {
+            BackboneConfig::SeResnet(_) => None,
+            BackboneConfig::Vit(c) => Some(c.lr_layer(name)),
+        }
+    }
+
     /// Registers the backbone's parameters and buffers under `scope`.
     pub fn build(
         &self,

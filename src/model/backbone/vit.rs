@@ -183,6 +183,27 @@ impl VitConfig {
         Ok(f)
     }
 
+    /// Layer-wise learning-rate decay's layer of a backbone parameter (the
+    /// BEiT/MAE fine-tuning recipe), out of `depth + 1`: 0 for the class
+    /// token and the patch embedding, i + 1 for block i, `depth + 1` for
+    /// the final norm (and, in the caller, everything after the backbone).
+    /// A layer's rate is the schedule's times `decay^(depth + 1 - layer)`.
+    pub fn lr_layer(&self, name: &str) -> (usize, usize) {
+        let top = self.stack_spec().depth + 1;
+        let layer = if name == "cls_token" || name.starts_with("patch_embed.") {
+            0
+        } else if let Some(i) = name
+            .strip_prefix("blocks.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|i| i.parse::<usize>().ok())
+        {
+            i + 1
+        } else {
+            top
+        };
+        (layer, top)
+    }
+
     /// The keys that size the model, with their values, for memory messages.
     pub fn size_keys(&self) -> Vec<(&'static str, String)> {
         let s = self.stack_spec();

@@ -12,7 +12,7 @@ use crate::nn::{Buffers, Ctx};
 use crate::ops::{self, loss::MseDenominator};
 use crate::optim::Optimizer;
 use crate::train::checkpoint::{self, CheckpointRef, TrainProgress};
-use crate::train::trainer::{make_optimizer, optimizer_step, StepPhases};
+use crate::train::trainer::{make_optimizer, optimizer_step, param_rates, StepPhases};
 use crate::train::{ConfigFile, LossTerms, StepStats};
 use crate::{Device, Params, Result, Rng, Tape, Tensor, Var};
 use std::collections::BTreeMap;
@@ -50,12 +50,13 @@ impl PretrainTrainer {
         let mae = Mae::new(&mut params, &config.encoder, &config.mae, &mut rng.fork(1))?;
         let device = Device::parse(&config.train.device)?;
         params.to_device(&device)?;
+        let opt = optimizer(config, &params);
         Ok(PretrainTrainer {
             config: config.clone(),
             device,
             mae,
             params,
-            opt: make_optimizer(&config.optim),
+            opt,
             rng: rng.fork(2),
             progress: TrainProgress::start(),
             grid: PatchGrid::new(config.data.image_size, config.encoder.patch)?,
@@ -190,7 +191,7 @@ impl PretrainTrainer {
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
         let mut params = self.params.clone();
         let ck = checkpoint::load(path, &mut params, &mut BTreeMap::new())?;
-        let mut opt = make_optimizer(&self.config.optim);
+        let mut opt = optimizer(&self.config, &self.params);
         opt.load_state_dict(&ck.optimizer)?;
         self.params = params;
         self.opt = opt;
@@ -198,6 +199,15 @@ impl PretrainTrainer {
         self.progress = ck.progress;
         Ok(())
     }
+}
+
+/// AdamW (or SGD) as configured, biases and norms decayed or not as
+/// `train.decay_biases_and_norms` says.
+fn optimizer(config: &PretrainConfig, params: &Params) -> Box<dyn Optimizer> {
+    let mut opt = make_optimizer(&config.optim);
+    let ones = vec![1.0; params.len()];
+    opt.set_lr_mults(param_rates(params, &config.train, ones));
+    opt
 }
 
 /// Masks for `n` images of `grid` drawn from `rng`.
