@@ -11,8 +11,8 @@ mod neck;
 pub mod temporal;
 
 pub use backbone::{
-    Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, Features, SeResNet,
-    SeResNetConfig, Stem,
+    Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, Features, IResNet, IResNetConfig,
+    SeResNet, SeResNetConfig, Stem,
 };
 pub use footprint::Footprint;
 pub use generator::{Generator, GeneratorConfig, Upsample};

@@ -331,6 +331,9 @@ impl ConfigFile for TrainConfig {
         if self.data.image_size < 16 {
             return bad("data.image_size", &self.data.image_size, "must be >= 16");
         }
+        self.model
+            .backbone
+            .check_image_size("model", self.data.image_size)?;
         if self.data.batch_size < 2 {
             return bad(
                 "data.batch_size",
@@ -490,7 +493,9 @@ mod tests {
             ])
             .unwrap();
         assert_eq!(c.train.steps, 7);
-        let BackboneConfig::SeResnet(b) = &c.model.backbone;
+        let BackboneConfig::SeResnet(b) = &c.model.backbone else {
+            panic!("the default backbone is an SE-ResNet");
+        };
         assert_eq!(b.stem, crate::model::Stem::Small);
         assert!(!c.data.augment.enabled);
         assert!(TrainConfig::default()

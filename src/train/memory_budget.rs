@@ -16,7 +16,6 @@ use super::gan::GanConfig;
 use super::temporal::TemporalConfig;
 use super::{DataConfig, OptimConfig, TrainConfig};
 use crate::model::footprint::product;
-use crate::model::BackboneConfig;
 use crate::{Device, Error, Result};
 use std::fmt::Write;
 
@@ -184,12 +183,6 @@ fn image_batches(b: &mut Budget, d: &DataConfig, per_image: u128) {
     );
 }
 
-/// The settings that size a backbone: width multiplier and depth.
-fn backbone_size(backbone: &BackboneConfig) -> (f64, usize) {
-    let BackboneConfig::SeResnet(c) = backbone;
-    (c.width_mult, c.depth)
-}
-
 /// A frame run: the model's parameters and training activations for a
 /// batch of `data.batch_size` images of `data.image_size` pixels, and the
 /// loader's batches. Evaluation uses the same batches without a tape, so
@@ -198,7 +191,7 @@ pub fn check_frame(cfg: &TrainConfig, device: &Device) -> Result<()> {
     let fp = cfg.model.backbone.footprint(cfg.data.image_size)?;
     let mut b = Budget::default();
     image_batches(&mut b, &cfg.data, fp.activations);
-    let (w, depth) = backbone_size(&cfg.model.backbone);
+    let (w, depth) = cfg.model.backbone.size();
     b.add(
         Place::Model,
         "parameters, gradients and optimizer state",
@@ -225,7 +218,7 @@ pub fn check_gan(cfg: &GanConfig, device: &Device) -> Result<()> {
     image_batches(&mut b, &cfg.data, per_image);
     // Both players train with Adam: weights, gradients and two moments,
     // and the generator's weight average besides.
-    let (w, depth) = backbone_size(&cfg.discriminator.backbone);
+    let (w, depth) = cfg.discriminator.backbone.size();
     b.add(
         Place::Model,
         "discriminator parameters and optimizer state",

@@ -1,13 +1,16 @@
 //! Backbones: the image encoders the multi-task network can be built on,
 //! behind one small trait, and the registry that builds one from the
-//! `[model.backbone]` section (`kind = "se_resnet"` plus that kind's keys).
+//! `[model.backbone]` section (`kind = "se_resnet"` or `"iresnet"`, plus
+//! that kind's keys).
 //! A new backbone is one file here and one arm in [`BackboneConfig`]; the
 //! neck and heads take any backbone's output.
 
 mod blocks;
+mod iresnet;
 mod se_resnet;
 
 pub use blocks::{BasicBlock, BlockSpec, Bottleneck};
+pub use iresnet::{IResNet, IResNetConfig};
 pub use se_resnet::{SeResNet, SeResNetConfig, Stem};
 
 use super::Footprint;
@@ -42,6 +45,7 @@ pub trait Backbone: fmt::Debug + Send + Sync {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BackboneConfig {
     SeResnet(SeResNetConfig),
+    Iresnet(IResNetConfig),
 }
 
 impl Default for BackboneConfig {
@@ -56,6 +60,28 @@ impl BackboneConfig {
     pub fn validate(&self, section: &str) -> Result<()> {
         match self {
             BackboneConfig::SeResnet(c) => c.validate(&format!("{section}.backbone")),
+            BackboneConfig::Iresnet(c) => c.validate(&format!("{section}.backbone")),
+        }
+    }
+
+    /// An error naming the keys unless the backbone takes images of
+    /// `image_size` pixels a side (`data.image_size`); backbones built for
+    /// one input size (an FC over the last map) have their own key.
+    pub fn check_image_size(&self, section: &str, image_size: usize) -> Result<()> {
+        match self {
+            BackboneConfig::SeResnet(_) => Ok(()),
+            BackboneConfig::Iresnet(c) => {
+                c.check_image_size(&format!("{section}.backbone"), image_size)
+            }
+        }
+    }
+
+    /// The settings that size the backbone, for memory messages:
+    /// (width multiplier, depth).
+    pub fn size(&self) -> (f64, usize) {
+        match self {
+            BackboneConfig::SeResnet(c) => (c.width_mult, c.depth),
+            BackboneConfig::Iresnet(c) => (c.width_mult, c.depth),
         }
     }
 
@@ -64,6 +90,7 @@ impl BackboneConfig {
     pub fn footprint(&self, image_size: usize) -> Result<Footprint> {
         match self {
             BackboneConfig::SeResnet(c) => c.footprint(image_size),
+            BackboneConfig::Iresnet(c) => c.footprint(image_size),
         }
     }
 
@@ -77,15 +104,18 @@ impl BackboneConfig {
     ) -> Result<Box<dyn Backbone>> {
         Ok(match self {
             BackboneConfig::SeResnet(c) => Box::new(SeResNet::new(p, b, scope, c, rng)?),
+            BackboneConfig::Iresnet(c) => Box::new(IResNet::new(p, b, scope, c, rng)?),
         })
     }
 }
 
-/// A short name for run headers ("SE-ResNet-18 x1").
+/// A short name for run headers ("SE-ResNet-18 x1", "IResNet-50", "IResNet-18 x0.25").
 impl fmt::Display for BackboneConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BackboneConfig::SeResnet(c) => write!(f, "SE-ResNet-{} x{}", c.depth, c.width_mult),
+            BackboneConfig::Iresnet(c) if c.width_mult == 1.0 => write!(f, "IResNet-{}", c.depth),
+            BackboneConfig::Iresnet(c) => write!(f, "IResNet-{} x{}", c.depth, c.width_mult),
         }
     }
 }
@@ -93,5 +123,11 @@ impl fmt::Display for BackboneConfig {
 impl From<SeResNetConfig> for BackboneConfig {
     fn from(c: SeResNetConfig) -> Self {
         BackboneConfig::SeResnet(c)
+    }
+}
+
+impl From<IResNetConfig> for BackboneConfig {
+    fn from(c: IResNetConfig) -> Self {
+        BackboneConfig::Iresnet(c)
     }
 }
