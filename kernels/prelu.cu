@@ -83,13 +83,7 @@ __device__ void prelu_backward_body(const PreluParams& p, const float* __restric
         }
     }
     // ws null is uniform over the grid: no thread waits at a barrier alone.
-    if (!ws) return;
-    for (int j = 0; j < 4; ++j) sh[threadIdx.x * 4 + j] = acc[j];
-    __syncthreads();
-    if (!l.leader) return;
-    for (u64 k = 1; k < l.step; ++k)
-#pragma unroll
-        for (int j = 0; j < V; ++j) acc[j] += sh[(threadIdx.x + k * l.cpb) * 4 + j];
+    if (!ws || !mt_rows_block_sum<V>(l, acc, sh)) return;
 #pragma unroll
     for (int j = 0; j < V; ++j) ws[l.block_row * p.c + l.ch + j] = acc[j];
 }

@@ -204,6 +204,13 @@ impl Unit {
         let k3 = |c, stride| {
             ConvSpec::new(c, width, 3).prm(Conv2dParams::new().stride(stride).padding(1))
         };
+        // Fields in the original's registration order, the shortcut last.
+        let bn1 = bn(p, b, &s.pp("bn1"), c_in)?;
+        let conv1 = Conv2d::new(p, &s.pp("conv1"), k3(c_in, 1), rng)?;
+        let bn2 = bn(p, b, &s.pp("bn2"), width)?;
+        let prelu = prelu(p, &s.pp("prelu"), width)?;
+        let conv2 = Conv2d::new(p, &s.pp("conv2"), k3(width, stride), rng)?;
+        let bn3 = bn(p, b, &s.pp("bn3"), width)?;
         let downsample = if stride != 1 || c_in != width {
             let d = s.pp("downsample");
             let spec = ConvSpec::new(c_in, width, 1).prm(Conv2dParams::new().stride(stride));
@@ -215,12 +222,12 @@ impl Unit {
             None
         };
         Ok(Unit {
-            bn1: bn(p, b, &s.pp("bn1"), c_in)?,
-            conv1: Conv2d::new(p, &s.pp("conv1"), k3(c_in, 1), rng)?,
-            bn2: bn(p, b, &s.pp("bn2"), width)?,
-            prelu: prelu(p, &s.pp("prelu"), width)?,
-            conv2: Conv2d::new(p, &s.pp("conv2"), k3(width, stride), rng)?,
-            bn3: bn(p, b, &s.pp("bn3"), width)?,
+            bn1,
+            conv1,
+            bn2,
+            prelu,
+            conv2,
+            bn3,
             downsample,
         })
     }
