@@ -171,18 +171,27 @@ __device__ __forceinline__ void mt_store_bf16(unsigned short* q, const float (&v
     }
 }
 
+// Merges the block's per-channel sums (acc of every thread) into the
+// leader's acc, in a fixed order; true for the leader, which holds them.
+// Every thread of the block must call it; sh holds MT_ROWS_THREADS * 4 floats.
+template <int V>
+__device__ __forceinline__ bool mt_rows_block_sum(const MtRowsLane& l, float (&acc)[4], float* sh) {
+    for (int j = 0; j < 4; ++j) sh[threadIdx.x * 4 + j] = acc[j];
+    __syncthreads();
+    if (!l.leader) return false;
+    for (u64 k = 1; k < l.step; ++k)
+#pragma unroll
+        for (int j = 0; j < V; ++j) acc[j] += sh[(threadIdx.x + k * l.cpb) * 4 + j];
+    return true;
+}
+
 // Adds the block's per-channel sums (acc of every thread, times scale) to
 // out[0..V) of the leader's channels, one atomic each. Every thread of the
 // block must call it; sh holds MT_ROWS_THREADS * 4 floats.
 template <int V>
 __device__ __forceinline__ void mt_rows_atomic_sum(const MtRowsLane& l, float (&acc)[4], float* sh, float* out,
                                                    float scale) {
-    for (int j = 0; j < 4; ++j) sh[threadIdx.x * 4 + j] = acc[j];
-    __syncthreads();
-    if (!l.leader) return;
-    for (u64 k = 1; k < l.step; ++k)
-#pragma unroll
-        for (int j = 0; j < V; ++j) acc[j] += sh[(threadIdx.x + k * l.cpb) * 4 + j];
+    if (!mt_rows_block_sum<V>(l, acc, sh)) return;
 #pragma unroll
     for (int j = 0; j < V; ++j) atomicAdd(&out[j], acc[j] * scale);
 }

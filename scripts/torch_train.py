@@ -137,11 +137,11 @@ def train_step(net, opt, cfg, step, x, va, au, expr):
     return (total.item(), *(t.item() for t in terms), norm, lr)
 
 
-ST_DTYPES = {torch.float32: "F32", torch.float64: "F64"}
+ST_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
 
 
 def write_safetensors(path, tensors, metadata):
-    """Writes {name: tensor} (f32/f64) as safetensors, tensors in name order."""
+    """Writes {name: tensor} (f32/f64, or int64 as a state dict's counters) as safetensors, tensors in name order."""
     header, blobs, offset = {"__metadata__": metadata}, [], 0
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()

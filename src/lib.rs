@@ -17,6 +17,7 @@ pub mod backend;
 pub mod data;
 pub mod error;
 pub mod gradcheck;
+pub mod import;
 pub mod io;
 pub mod metrics;
 pub mod model;

@@ -104,7 +104,9 @@ impl View for Bytes<'_> {
     }
 }
 
-fn to_tensor(view: &TensorView) -> std::result::Result<Tensor, String> {
+/// An f32 or f64 tensor from a safetensors view; other dtypes are an error
+/// message for the caller to place.
+pub(crate) fn to_tensor(view: &TensorView) -> std::result::Result<Tensor, String> {
     let dims = view.shape().to_vec();
     let b = view.data();
     // The file's data section need not be aligned for f32/f64, so decode

@@ -119,6 +119,37 @@ fn unary_ops() {
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
+fn prelu_per_channel_and_shared() {
+    let dev = gpu();
+    let tol = Tol {
+        atol: 1e-5,
+        rtol: 1e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(24);
+    // y and dx are exact; rtol 1e-4 covers the slope sums in f32 partials.
+    // Odd channel counts (scalar lanes), multiples of 4 (float4 lanes), a
+    // vector input, and enough rows for several block-rows of slope partials.
+    for shape in [
+        &[3, 5, 7, 9][..],
+        &[2, 17, 19, 12],
+        &[5, 33],
+        &[4, 56, 56, 64],
+    ] {
+        let x = randn(shape, &mut rng);
+        let c = *shape.last().unwrap();
+        for slopes in [c, 1] {
+            let a = randn(&[slopes], &mut rng);
+            check(&dev, &mut rep, "prelu", &[x.clone(), a], tol, |t, v, _| {
+                mtaffect::ops::prelu(t, &v[0], &v[1])
+            });
+        }
+    }
+    rep.print("prelu (per-channel and shared slope)");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
 fn elementwise_with_broadcasting() {
     let dev = gpu();
     use mtaffect::ops::{add, div, mul, sub};

@@ -243,6 +243,30 @@ void se_case(int N, int R, int c, int splits) {
     check("channel_scale_add_relu dg", dgf.data(), DGF); check("channel_scale_add_relu dres", dres.data(), DRES);
     check_bf16_copy("channel_scale_add_relu y bf16 copy", yf, y16);
 }
+// PReLU over [rows, c] in the row-parallel layout: float4 and scalar lanes
+// (c = 1 is the shared slope), several block-rows whose slope partials the
+// finalize kernel adds per channel.
+void prelu_case(int R, int c, int splits) {
+    auto x = randv(R * c), dy = randv(R * c), a = randv(c);
+    std::vector<float> y(R * c, NAN), dx(R * c, NAN), da(c, NAN);
+    int vec = c % 4 == 0 ? 4 : 1, q = c / vec, cpb = std::min(q, 256);
+    u64 chunk = (R + splits - 1) / splits;
+    dim3 grid{(unsigned)((q + cpb - 1) / cpb), (unsigned)((R + chunk - 1) / chunk), 1};
+    PreluParams p{(u64)R, (u64)c, chunk, grid.y, vec, 0};
+    std::vector<float> ws(grid.y * c, NAN);
+    launch(grid, {256, 1, 1}, [&] { prelu_forward(p, x.data(), a.data(), y.data()); });
+    launch(grid, {256, 1, 1}, [&] { prelu_backward(p, dy.data(), x.data(), a.data(), dx.data(), ws.data()); });
+    launch({(unsigned)c, 1, 1}, {256, 1, 1}, [&] { prelu_backward_finalize(p, ws.data(), da.data()); });
+    std::vector<double> Y(R * c), DX(R * c), DA(c, 0);
+    for (int r = 0; r < R; ++r) for (int j = 0; j < c; ++j) {
+        size_t i = (size_t)r * c + j;
+        bool pos = x[i] > 0;
+        Y[i] = pos ? x[i] : (double)a[j] * x[i]; DX[i] = pos ? dy[i] : (double)a[j] * dy[i];
+        if (!pos) DA[j] += (double)dy[i] * x[i];
+    }
+    printf("prelu rows=%d c=%d splits=%u: ", R, c, grid.y);
+    check("prelu y", y.data(), Y); check("prelu dx", dx.data(), DX); check("prelu da", da.data(), DA);
+}
 void others() {
     // reduce: [5, 13, 11, 7] sum over axes 1,2 -> kept [5,1,1,7]; merged: kdims (5,1,7) rdims (1,143,1)
     { int A=5,B=143,C=7; auto x = randv(A*B*C); 
@@ -822,6 +846,9 @@ void tokens() {
 int main() {
     se_case(3, 37, 40, 2);
     se_case(2, 50, 5, 3);
+    prelu_case(301, 12, 4);
+    prelu_case(97, 7, 3);
+    prelu_case(1001, 1, 5);
     tiles();
     others();
     elementwise();

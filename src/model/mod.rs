@@ -13,8 +13,8 @@ mod neck;
 pub mod temporal;
 
 pub use backbone::{
-    Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, Features, Pooling, SeResNet,
-    SeResNetConfig, Stem, Vit, VitConfig, VitPreset,
+    Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, Features, IResNet, IResNetConfig,
+    Pooling, SeResNet, SeResNetConfig, Stem, Vit, VitConfig, VitPreset,
 };
 pub use footprint::Footprint;
 pub use generator::{Generator, GeneratorConfig, Upsample};

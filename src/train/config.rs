@@ -412,6 +412,9 @@ impl ConfigFile for TrainConfig {
             );
         }
         self.data.validate()?;
+        self.model
+            .backbone
+            .check_image_size("model", self.data.image_size)?;
         self.train.validate()?;
         let (n_aus, n_expr) = (
             self.data.label_set.num_aus(),

@@ -2,6 +2,7 @@
 //! live in the modules below, named for what they do.
 
 mod gan;
+mod import;
 mod info;
 mod report;
 mod runs;
@@ -155,6 +156,28 @@ enum Command {
         /// Coverage of the interval.
         #[arg(long, default_value_t = 0.95)]
         level: f64,
+    },
+    /// Convert a PyTorch state dict (safetensors; scripts/pth_to_safetensors.py
+    /// converts a .pth) into a checkpoint that `train --init-from` starts from.
+    Import {
+        /// The PyTorch architecture: iresnet18, iresnet34, iresnet50, iresnet100.
+        #[arg(long)]
+        arch: String,
+        /// The state dict, as safetensors.
+        #[arg(long)]
+        from: PathBuf,
+        /// The checkpoint to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Width multiplier of a reduced model (default: the architecture's, 1).
+        #[arg(long)]
+        width_mult: Option<f64>,
+        /// Embedding width (default: the architecture's, 512).
+        #[arg(long)]
+        embedding: Option<usize>,
+        /// Input side the model was built for (default: the architecture's, 112).
+        #[arg(long)]
+        image_size: Option<usize>,
     },
     /// Driver, NVRTC and device facts, and how long the kernels take to compile.
     Info {
@@ -446,6 +469,23 @@ fn main() -> ExitCode {
             at,
             level,
         } => runs::compare_cmd(&a, &b, &metric, at, level),
+        Command::Import {
+            arch,
+            from,
+            out,
+            width_mult,
+            embedding,
+            image_size,
+        } => import::import_cmd(
+            &arch,
+            &from,
+            &out,
+            import::Sizes {
+                width_mult,
+                embedding,
+                image_size,
+            },
+        ),
         Command::Info { device } => info::info(device),
     };
     match result {

@@ -1,15 +1,17 @@
 //! Backbones: the image encoders the multi-task network can be built on,
 //! behind one small trait, and the registry that builds one from the
-//! `[model.backbone]` section (`kind = "se_resnet"` or `"vit"`, plus that
-//! kind's keys).
+//! `[model.backbone]` section (`kind = "se_resnet"`, `"vit"` or
+//! `"iresnet"`, plus that kind's keys).
 //! A new backbone is one file here and one arm in [`BackboneConfig`]; the
 //! neck and heads take any backbone's output.
 
 mod blocks;
+mod iresnet;
 mod se_resnet;
 mod vit;
 
 pub use blocks::{BasicBlock, BlockSpec, Bottleneck};
+pub use iresnet::{IResNet, IResNetConfig};
 pub use se_resnet::{SeResNet, SeResNetConfig, Stem};
 pub use vit::{Pooling, Vit, VitConfig, VitPreset};
 
@@ -46,6 +48,7 @@ pub trait Backbone: fmt::Debug + Send + Sync {
 pub enum BackboneConfig {
     SeResnet(SeResNetConfig),
     Vit(VitConfig),
+    Iresnet(IResNetConfig),
 }
 
 impl Default for BackboneConfig {
@@ -61,6 +64,20 @@ impl BackboneConfig {
         match self {
             BackboneConfig::SeResnet(c) => c.validate(&format!("{section}.backbone")),
             BackboneConfig::Vit(c) => c.validate(&format!("{section}.backbone")),
+            BackboneConfig::Iresnet(c) => c.validate(&format!("{section}.backbone")),
+        }
+    }
+
+    /// An error naming the keys unless the backbone takes images of
+    /// `image_size` pixels a side (`data.image_size`); backbones built for
+    /// one input size (an FC over the last map) have their own key. (A
+    /// ViT's patch check is its footprint's.)
+    pub fn check_image_size(&self, section: &str, image_size: usize) -> Result<()> {
+        match self {
+            BackboneConfig::SeResnet(_) | BackboneConfig::Vit(_) => Ok(()),
+            BackboneConfig::Iresnet(c) => {
+                c.check_image_size(&format!("{section}.backbone"), image_size)
+            }
         }
     }
 
@@ -70,6 +87,7 @@ impl BackboneConfig {
         match self {
             BackboneConfig::SeResnet(c) => c.footprint(image_size),
             BackboneConfig::Vit(c) => c.footprint(image_size),
+            BackboneConfig::Iresnet(c) => c.footprint(image_size),
         }
     }
 
@@ -79,6 +97,7 @@ impl BackboneConfig {
         match self {
             BackboneConfig::SeResnet(c) => c.size_keys(),
             BackboneConfig::Vit(c) => c.size_keys(),
+            BackboneConfig::Iresnet(c) => c.size_keys(),
         }
     }
 
@@ -87,7 +106,7 @@ impl BackboneConfig {
     /// a stack of like layers to decay over.
     pub fn lr_layer(&self, name: &str) -> Option<(usize, usize)> {
         match self {
-            BackboneConfig::SeResnet(_) => None,
+            BackboneConfig::SeResnet(_) | BackboneConfig::Iresnet(_) => None,
             BackboneConfig::Vit(c) => Some(c.lr_layer(name)),
         }
     }
@@ -103,16 +122,19 @@ impl BackboneConfig {
         Ok(match self {
             BackboneConfig::SeResnet(c) => Box::new(SeResNet::new(p, b, scope, c, rng)?),
             BackboneConfig::Vit(c) => Box::new(Vit::new(p, scope, c, rng)?),
+            BackboneConfig::Iresnet(c) => Box::new(IResNet::new(p, b, scope, c, rng)?),
         })
     }
 }
 
-/// A short name for run headers ("SE-ResNet-18 x1").
+/// A short name for run headers ("SE-ResNet-18 x1", "IResNet-50", "IResNet-18 x0.25").
 impl fmt::Display for BackboneConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BackboneConfig::SeResnet(c) => write!(f, "SE-ResNet-{} x{}", c.depth, c.width_mult),
             BackboneConfig::Vit(c) => write!(f, "{c}"),
+            BackboneConfig::Iresnet(c) if c.width_mult == 1.0 => write!(f, "IResNet-{}", c.depth),
+            BackboneConfig::Iresnet(c) => write!(f, "IResNet-{} x{}", c.depth, c.width_mult),
         }
     }
 }
@@ -126,5 +148,11 @@ impl From<SeResNetConfig> for BackboneConfig {
 impl From<VitConfig> for BackboneConfig {
     fn from(c: VitConfig) -> Self {
         BackboneConfig::Vit(c)
+    }
+}
+
+impl From<IResNetConfig> for BackboneConfig {
+    fn from(c: IResNetConfig) -> Self {
+        BackboneConfig::Iresnet(c)
     }
 }
