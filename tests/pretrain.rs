@@ -10,13 +10,7 @@ use std::path::Path;
 
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{mtaffect, temp, text};
-
-fn sets(kv: &[String]) -> Vec<String> {
-    kv.iter()
-        .flat_map(|s| ["--set".to_string(), s.clone()])
-        .collect()
-}
+use cli::{mtaffect, sets, temp, text};
 
 /// A 1-block, 16-wide ViT on 8x8 patches of 32x32 images, a 1-block
 /// decoder, `steps` steps, evaluated every 4.

@@ -2,8 +2,8 @@
 //! resumes exactly: a run killed with SIGKILL once it has written a
 //! checkpoint, then continued with `--resume`, logs the same losses and
 //! validation scores, bit for bit, as the same run left alone (frame, GAN,
-//! and temporal with a stateful LSTM checkpointed mid-epoch and
-//! teacher-forced label feedback). Ctrl-C (SIGINT) or SIGTERM stops a run
+//! temporal with a stateful LSTM checkpointed mid-epoch and teacher-forced
+//! label feedback, and masked-autoencoder pretraining). Ctrl-C (SIGINT) or SIGTERM stops a run
 //! after its step with a checkpoint there, which resumes exactly too, and a
 //! second signal ends it at once (status 130) leaving the last whole
 //! checkpoint; a resumed run removes the temporaries of a torn write and
@@ -17,17 +17,10 @@ use std::process::{Child, Command, Stdio};
 
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{mtaffect, temp, text};
+use cli::{mtaffect, sets, temp, text};
 use std::time::{Duration, Instant};
 
 const STEPS: u64 = 16;
-
-/// `--set` pairs for each `key=value`.
-fn sets(kv: &[String]) -> Vec<String> {
-    kv.iter()
-        .flat_map(|s| ["--set".to_string(), s.clone()])
-        .collect()
-}
 
 /// The run settings every test shares: `STEPS` steps, a checkpoint every
 /// `eval_every`, a log line every step.
@@ -367,5 +360,25 @@ fn a_killed_temporal_run_resumes_exactly() {
         r#"model.feedback=[{ source = "valence", target = "arousal", mode = "label" }]"#.into(),
     ];
     stopped_and_resumed_matches_uninterrupted(&dir, &["temporal", "train"], &args, Stop::Kill);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_killed_pretraining_run_resumes_exactly() {
+    let dir = temp("run-loop-pretrain");
+    let mut args = data_sets(&dir.join("data"));
+    // Masks, drop path and the data order all continue from the checkpoint.
+    args.extend([
+        "encoder.depth=2".into(),
+        "encoder.width=32".into(),
+        "encoder.heads=2".into(),
+        "encoder.drop_path=0.1".into(),
+        "mae.decoder_depth=1".into(),
+        "mae.decoder_width=16".into(),
+        "mae.decoder_heads=2".into(),
+        "eval.images=8".into(),
+        "eval.grid_rows=2".into(),
+    ]);
+    stopped_and_resumed_matches_uninterrupted(&dir, &["pretrain"], &args, Stop::Kill);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -12,6 +12,14 @@ pub fn mtaffect<S: AsRef<OsStr>>(args: &[S]) -> Output {
         .expect("the binary runs")
 }
 
+/// `--set` pairs for each `key=value`.
+#[allow(dead_code)] // Not every test binary overrides keys this way.
+pub fn sets(kv: &[String]) -> Vec<String> {
+    kv.iter()
+        .flat_map(|s| ["--set".to_string(), s.clone()])
+        .collect()
+}
+
 /// Standard output, then standard error.
 pub fn text(o: &Output) -> String {
     format!(
