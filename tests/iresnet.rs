@@ -2,11 +2,13 @@
 //! the synthetic face set on CPU (the loss falls, the fixed embedding BN
 //! weight stays at 1), and its config keys are checked against the data.
 
-use mtaffect::data::synth::{generate, SynthConfig};
-use mtaffect::data::{Dataset, Loader, LoaderConfig, ReadOptions, SamplerKind};
+#[path = "common/synth_loader.rs"]
+mod synth_loader;
+use mtaffect::data::synth::SynthConfig;
 use mtaffect::model::{IResNetConfig, NeckKind, NetConfig};
 use mtaffect::optim::{AdamConfig, LrSchedule};
 use mtaffect::train::{ConfigFile, OptimConfig, TrainConfig, Trainer};
+use synth_loader::synthetic_train_loader;
 
 const SIZE: usize = 32;
 
@@ -35,7 +37,6 @@ fn config() -> TrainConfig {
 #[test]
 fn a_small_iresnet_learns_the_synthetic_faces_on_cpu() {
     let dir = std::env::temp_dir().join(format!("mtaffect-iresnet-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let synth = SynthConfig {
         videos: 4,
         frames_per_video: 12,
@@ -44,28 +45,8 @@ fn a_small_iresnet_learns_the_synthetic_faces_on_cpu() {
         val_fraction: 0.0,
         ..Default::default()
     };
-    generate(&synth, &dir).unwrap();
-    let (ds, _) = Dataset::from_mtl(
-        &dir.join("training_set_annotations.txt"),
-        &dir.join("cropped_aligned"),
-        &ReadOptions::default(),
-    )
-    .unwrap();
     let cfg = config();
-    let loader = Loader::new(
-        ds,
-        LoaderConfig {
-            batch_size: cfg.data.batch_size,
-            image_size: SIZE,
-            workers: 1,
-            sampler: SamplerKind::Shuffle,
-            drop_last: true,
-            augment: mtaffect::data::AugmentConfig::off(),
-            seed: 3,
-            ..LoaderConfig::default()
-        },
-    )
-    .unwrap();
+    let loader = synthetic_train_loader(&dir, &synth, cfg.data.batch_size, 3);
     let mut t = Trainer::new(&cfg).unwrap();
     assert_eq!(t.config.model.backbone.to_string(), "IResNet-18 x0.125");
     let mut losses = Vec::new();

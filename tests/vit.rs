@@ -9,8 +9,9 @@
 mod cli;
 use cli::{mtaffect, temp, text};
 
-use mtaffect::data::synth::{generate, SynthConfig};
-use mtaffect::data::{Dataset, Loader, LoaderConfig, ReadOptions};
+#[path = "common/synth_loader.rs"]
+mod synth_loader;
+use mtaffect::data::synth::SynthConfig;
 use mtaffect::model::{
     Backbone, BackboneConfig, NeckKind, NetConfig, Pooling, Vit, VitConfig, VitPreset,
 };
@@ -19,6 +20,7 @@ use mtaffect::optim::{AdamConfig, LrSchedule};
 use mtaffect::train::runner::Task;
 use mtaffect::train::{ConfigFile, FrameTask, OptimConfig, TrainConfig, Trainer};
 use mtaffect::{ops, DType, Params, Rng, Tape, Tensor};
+use synth_loader::synthetic_train_loader;
 
 /// Depth 2, width 32, 2 heads, patch 8.
 fn tiny(pooling: Pooling) -> VitConfig {
@@ -251,7 +253,6 @@ fn the_multi_task_net_runs_on_vit_features_with_either_neck() {
 #[test]
 fn a_tiny_vit_learns_on_the_synthetic_set() {
     let dir = std::env::temp_dir().join(format!("mtaffect-vit-synth-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let synth = SynthConfig {
         videos: 4,
         frames_per_video: 16,
@@ -260,26 +261,7 @@ fn a_tiny_vit_learns_on_the_synthetic_set() {
         val_fraction: 0.25,
         ..SynthConfig::default()
     };
-    generate(&synth, &dir).unwrap();
-    let (ds, _) = Dataset::from_mtl(
-        &dir.join("training_set_annotations.txt"),
-        &dir.join("cropped_aligned"),
-        &ReadOptions::default(),
-    )
-    .unwrap();
-    let loader = Loader::new(
-        ds,
-        LoaderConfig {
-            batch_size: 8,
-            image_size: 32,
-            workers: 2,
-            drop_last: true,
-            augment: mtaffect::data::AugmentConfig::off(),
-            seed: 1,
-            ..LoaderConfig::default()
-        },
-    )
-    .unwrap();
+    let loader = synthetic_train_loader(&dir, &synth, 8, 1);
     let mut cfg = TrainConfig::default();
     cfg.data.image_size = 32;
     cfg.data.batch_size = 8;
