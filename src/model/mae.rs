@@ -13,7 +13,7 @@
 
 use super::{Pooling, Vit, VitConfig};
 use crate::nn::{
-    sincos_pos_embed_2d, Ctx, Init, LayerNorm, Linear, Scope, VitStack, VitStackSpec, VIT_LN_EPS,
+    Ctx, Init, LayerNorm, Linear, PosEmbedCache, Scope, VitStack, VitStackSpec, VIT_LN_EPS,
 };
 use crate::ops::{self, TokenIndex};
 use crate::{Error, ParamId, Params, Result, Rng, Tensor, Var};
@@ -118,6 +118,8 @@ pub struct Mae {
     decoder_blocks: VitStack,
     decoder_norm: LayerNorm,
     decoder_pred: Linear,
+    /// The decoder's position embeddings, class token row first.
+    decoder_pos: PosEmbedCache,
     patch: usize,
 }
 
@@ -167,6 +169,7 @@ impl Mae {
             decoder_blocks,
             decoder_norm,
             decoder_pred,
+            decoder_pos: PosEmbedCache::new(dd, true),
             patch: k,
         })
     }
@@ -197,8 +200,7 @@ impl Mae {
         let ordered = ops::gather_tokens(cx.tape, &shuffled, &plan.restore)?;
         let x = ops::concat(cx.tape, &[&cls, &ordered], 1)?;
         let side = images.dims()[1] / self.patch;
-        let pos =
-            sincos_pos_embed_2d(side, side, dd, true, like.dtype())?.to_device(&like.device())?;
+        let pos = self.decoder_pos.get(side, side, like)?;
         let x = ops::add(cx.tape, &x, &cx.tape.constant(pos))?;
         let x = self.decoder_blocks.forward(cx, &x)?;
         let x = self.decoder_norm.forward(cx, &x)?;

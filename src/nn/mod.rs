@@ -20,7 +20,7 @@ pub use conv_transpose::ConvTranspose2d;
 pub use init::Init;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
-pub use pos_embed::sincos_pos_embed_2d;
+pub use pos_embed::{sincos_pos_embed_2d, PosEmbedCache};
 pub use scope::Scope;
 pub use se::SeBlock;
 pub use vit_block::{VitBlock, VitStack, VitStackSpec, VIT_LN_EPS};

@@ -6,8 +6,44 @@
 //! uploaded with the model's other tensors, so it has no CUDA kernel.
 
 use crate::{DType, Error, Result, Tensor};
+use std::sync::Mutex;
 
 const OP: &str = "sincos_pos_embed_2d";
+
+/// One model's table of [`sincos_pos_embed_2d`], kept for the last grid,
+/// dtype and device asked for, so a training step neither rebuilds nor
+/// uploads it.
+#[derive(Debug)]
+pub struct PosEmbedCache {
+    d: usize,
+    class_token: bool,
+    table: Mutex<Option<Tensor>>,
+}
+
+impl PosEmbedCache {
+    pub fn new(d: usize, class_token: bool) -> Self {
+        PosEmbedCache {
+            d,
+            class_token,
+            table: Mutex::new(None),
+        }
+    }
+
+    /// The table of a gh x gw grid in `like`'s dtype, on its device.
+    pub fn get(&self, gh: usize, gw: usize, like: &Tensor) -> Result<Tensor> {
+        let mut cached = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let rows = gh * gw + usize::from(self.class_token);
+        if let Some(t) = cached.as_ref().filter(|t| {
+            t.dims() == [rows, self.d] && t.dtype() == like.dtype() && t.device() == like.device()
+        }) {
+            return Ok(t.clone());
+        }
+        let t = sincos_pos_embed_2d(gh, gw, self.d, self.class_token, like.dtype())?
+            .to_device(&like.device())?;
+        *cached = Some(t.clone());
+        Ok(t)
+    }
+}
 
 /// [gh·gw, d] embeddings for the tokens of a gh x gw grid in row-major order
 /// (token p = row·gw + col), with a leading zero row for a class token when
@@ -57,6 +93,20 @@ pub fn sincos_pos_embed_2d(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_gives_the_table_of_the_grid_asked_for() {
+        let c = PosEmbedCache::new(8, true);
+        let like = Tensor::zeros([1], DType::F32);
+        for (gh, gw) in [(2, 3), (2, 3), (4, 4)] {
+            let got = c.get(gh, gw, &like).unwrap();
+            let want = sincos_pos_embed_2d(gh, gw, 8, true, DType::F32).unwrap();
+            assert_eq!(got.dims(), [1 + gh * gw, 8]);
+            assert_eq!(got.to_f64_vec(), want.to_f64_vec());
+        }
+        let f64s = c.get(4, 4, &Tensor::zeros([1], DType::F64)).unwrap();
+        assert_eq!(f64s.dtype(), DType::F64);
+    }
 
     #[test]
     fn entries_by_hand() {

@@ -13,13 +13,12 @@
 use super::{Backbone, Features};
 use crate::model::footprint::{product, Footprint};
 use crate::nn::{
-    sincos_pos_embed_2d, Conv2d, Ctx, Init, LayerNorm, Scope, VitStack, VitStackSpec, VIT_LN_EPS,
+    Conv2d, Ctx, Init, LayerNorm, PosEmbedCache, Scope, VitStack, VitStackSpec, VIT_LN_EPS,
 };
 use crate::ops::conv::Conv2dParams;
 use crate::{ops, Error, ParamId, Params, Result, Rng, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::sync::Mutex;
 
 /// Depth, width and heads of the standard ViT sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,7 +271,7 @@ pub struct Vit {
     patch: usize,
     /// The position embedding of the last grid, dtype and device seen
     /// ([L, D]), so a training step does not rebuild and upload it.
-    pos_embed: Mutex<Option<Tensor>>,
+    pos_embed: PosEmbedCache,
 }
 
 impl Vit {
@@ -316,7 +315,7 @@ impl Vit {
             norm: LayerNorm::new(p, &s.pp(norm_name), d, VIT_LN_EPS)?,
             pooling: config.pooling,
             patch: k,
-            pos_embed: Mutex::new(None),
+            pos_embed: PosEmbedCache::new(d, false),
         })
     }
 
@@ -338,24 +337,8 @@ impl Vit {
         let (gh, gw) = (grid_side(self.patch, h)?, grid_side(self.patch, w)?);
         let x = self.patch_embed.forward(cx, images)?;
         let x = ops::reshape(cx.tape, &x, [n, gh * gw, self.width()])?;
-        let pe = cx.tape.constant(self.pos_embed(gh, gw, x.value())?);
+        let pe = cx.tape.constant(self.pos_embed.get(gh, gw, x.value())?);
         ops::add(cx.tape, &x, &pe)
-    }
-
-    /// The [gh·gw, D] table for `like`'s dtype and device, from the cache
-    /// when the last call had the same grid.
-    fn pos_embed(&self, gh: usize, gw: usize, like: &Tensor) -> Result<Tensor> {
-        let mut cached = self.pos_embed.lock().unwrap_or_else(|e| e.into_inner());
-        let dims = [gh * gw, self.width()];
-        if let Some(t) = cached.as_ref().filter(|t| {
-            t.dims() == dims && t.dtype() == like.dtype() && t.device() == like.device()
-        }) {
-            return Ok(t.clone());
-        }
-        let t = sincos_pos_embed_2d(gh, gw, self.width(), false, like.dtype())?
-            .to_device(&like.device())?;
-        *cached = Some(t.clone());
-        Ok(t)
     }
 
     /// Tokens [N, T, D] (any subset of [`Vit::patch_tokens`]) -> [N, 1+T, D]:
