@@ -81,6 +81,7 @@ fn bench(depth: usize, n: usize, precision: Precision, profile: bool) {
                 depth,
                 width_mult: 1.0,
                 se_reduction: 16,
+                se_divisor: 1,
                 stem: Stem::Imagenet,
             }
             .into(),

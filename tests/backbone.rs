@@ -145,6 +145,7 @@ fn a_checkpoint_with_the_flat_backbone_keys_loads_with_its_outputs() {
             depth: 10,
             width_mult: 0.0625,
             se_reduction: 4,
+            se_divisor: 1,
             stem: Stem::Imagenet,
         })
     );

@@ -151,6 +151,7 @@ fn strict_mode_names_the_missing_tensor_or_the_shapes_and_changes_nothing() {
         depth: 10,
         width_mult: 0.5,
         se_reduction: 4,
+        se_divisor: 1,
         stem: Stem::Small,
     }
     .into();

@@ -11,6 +11,7 @@ fn tiny(depth: usize, stem: Stem, neck: NeckKind) -> NetConfig {
             depth,
             width_mult: 0.125,
             se_reduction: 4,
+            se_divisor: 1,
             stem,
         }
         .into(),

@@ -107,6 +107,7 @@ fn tiny_config(steps: u64, eval_every: u64) -> TrainConfig {
             depth: 10,
             width_mult: 0.125,
             se_reduction: 4,
+            se_divisor: 1,
             stem: Stem::Small,
         }
         .into(),

@@ -100,6 +100,8 @@ impl TryFrom<NetConfigToml> for NetConfig {
                     depth: t.depth.unwrap_or(s.depth),
                     width_mult: t.width_mult.unwrap_or(s.width_mult),
                     se_reduction: t.se_reduction.unwrap_or(s.se_reduction),
+
+                    se_divisor: s.se_divisor,
                     stem: t.stem.unwrap_or(s.stem),
                 })
             }

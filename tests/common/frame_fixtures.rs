@@ -20,6 +20,7 @@ pub fn config(device: &str) -> TrainConfig {
             depth: 10,
             width_mult: 0.25,
             se_reduction: 4,
+            se_divisor: 1,
             stem: Stem::Small,
         }
         .into(),

@@ -31,6 +31,7 @@ pub fn tiny_config(upsample: Upsample, loss: GanLoss) -> GanConfig {
             depth: 10,
             width_mult: 0.125,
             se_reduction: 4,
+            se_divisor: 1,
             stem: Stem::Small,
         }
         .into(),

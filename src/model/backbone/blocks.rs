@@ -1,8 +1,9 @@
-//! Residual blocks with squeeze-and-excitation on the residual branch.
+//! Residual blocks with squeeze-and-excitation on the residual branch, or
+//! without it (the plain torchvision ResNet: `se_reduction = 0`).
 
 use crate::nn::{BatchNorm2d, Buffers, Conv2d, ConvSpec, Ctx, Scope, SeBlock};
 use crate::ops::conv::Conv2dParams;
-use crate::{Params, Result, Rng, Var};
+use crate::{ops, Params, Result, Rng, Var};
 
 /// What a residual block is built from (its name comes from its scope).
 #[derive(Clone, Copy, Debug)]
@@ -12,7 +13,27 @@ pub struct BlockSpec {
     pub width: usize,
     /// Stride of the block's spatial convolution (and of the shortcut).
     pub stride: usize,
+    /// 0: no SE block; else the gate's hidden width is
+    /// `SeBlock::hidden(out, se_reduction, se_divisor)`.
     pub se_reduction: usize,
+    pub se_divisor: usize,
+}
+
+impl BlockSpec {
+    /// The block's SE gate over its `out` channels, unless SE is off.
+    fn se(
+        &self,
+        p: &mut Params,
+        block: &Scope,
+        out: usize,
+        rng: &mut Rng,
+    ) -> Result<Option<SeBlock>> {
+        if self.se_reduction == 0 {
+            return Ok(None);
+        }
+        let hidden = SeBlock::hidden(out, self.se_reduction, self.se_divisor);
+        SeBlock::new(p, &block.pp("se"), out, hidden, rng).map(Some)
+    }
 }
 
 /// 1x1 conv + BN that matches the shortcut to a changed width or stride.
@@ -59,14 +80,22 @@ fn shortcut(ds: &Option<Downsample>, cx: &mut Ctx, x: &Var) -> Result<Var> {
     }
 }
 
-/// conv3x3 - BN - ReLU - conv3x3 - BN - SE, plus the shortcut, then ReLU.
+/// `relu(se(h) + shortcut)`, or `relu(h + shortcut)` without SE.
+fn end(se: &Option<SeBlock>, cx: &mut Ctx, h: &Var, shortcut: &Var) -> Result<Var> {
+    match se {
+        Some(se) => se.forward_add_relu(cx, h, shortcut),
+        None => ops::relu(cx.tape, &ops::add(cx.tape, h, shortcut)?),
+    }
+}
+
+/// conv3x3 - BN - ReLU - conv3x3 - BN - SE (if on), plus the shortcut, then ReLU.
 #[derive(Clone, Debug)]
 pub struct BasicBlock {
     conv1: Conv2d,
     bn1: BatchNorm2d,
     conv2: Conv2d,
     bn2: BatchNorm2d,
-    se: SeBlock,
+    se: Option<SeBlock>,
     downsample: Option<Downsample>,
 }
 
@@ -80,12 +109,7 @@ impl BasicBlock {
         spec: BlockSpec,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let BlockSpec {
-            c_in,
-            width,
-            stride,
-            se_reduction,
-        } = spec;
+        let (c_in, width, stride) = (spec.c_in, spec.width, spec.stride);
         let k3 = |c_in, stride| {
             ConvSpec::new(c_in, width, 3).prm(Conv2dParams::new().stride(stride).padding(1))
         };
@@ -94,7 +118,7 @@ impl BasicBlock {
             bn1: BatchNorm2d::new(p, b, &s.pp("bn1"), width)?,
             conv2: Conv2d::new(p, &s.pp("conv2"), k3(width, 1), rng)?,
             bn2: BatchNorm2d::new(p, b, &s.pp("bn2"), width)?,
-            se: SeBlock::new(p, &s.pp("se"), width, se_reduction, rng)?,
+            se: spec.se(p, s, width, rng)?,
             downsample: Downsample::build(p, b, s, (c_in, width, stride), rng)?,
         })
     }
@@ -105,11 +129,11 @@ impl BasicBlock {
         let h = self.bn1.forward_relu(cx, &h)?;
         let h = self.conv2.forward(cx, &h)?;
         let h = self.bn2.forward(cx, &h)?;
-        self.se.forward_add_relu(cx, &h, &s)
+        end(&self.se, cx, &h, &s)
     }
 }
 
-/// 1x1 - BN - ReLU - 3x3(stride) - BN - ReLU - 1x1 (x4) - BN - SE, plus shortcut, ReLU.
+/// 1x1 - BN - ReLU - 3x3(stride) - BN - ReLU - 1x1 (x4) - BN - SE (if on), plus shortcut, ReLU.
 #[derive(Clone, Debug)]
 pub struct Bottleneck {
     conv1: Conv2d,
@@ -118,7 +142,7 @@ pub struct Bottleneck {
     bn2: BatchNorm2d,
     conv3: Conv2d,
     bn3: BatchNorm2d,
-    se: SeBlock,
+    se: Option<SeBlock>,
     downsample: Option<Downsample>,
 }
 
@@ -147,7 +171,7 @@ impl Bottleneck {
             bn2: BatchNorm2d::new(p, b, &s.pp("bn2"), width)?,
             conv3: Conv2d::new(p, &s.pp("conv3"), ConvSpec::new(width, out, 1), rng)?,
             bn3: BatchNorm2d::new(p, b, &s.pp("bn3"), out)?,
-            se: SeBlock::new(p, &s.pp("se"), out, spec.se_reduction, rng)?,
+            se: spec.se(p, s, out, rng)?,
             downsample: Downsample::build(p, b, s, (c_in, out, spec.stride), rng)?,
         })
     }
@@ -160,6 +184,6 @@ impl Bottleneck {
         let h = self.bn2.forward_relu(cx, &h)?;
         let h = self.conv3.forward(cx, &h)?;
         let h = self.bn3.forward(cx, &h)?;
-        self.se.forward_add_relu(cx, &h, &s)
+        end(&self.se, cx, &h, &s)
     }
 }

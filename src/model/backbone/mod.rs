@@ -131,7 +131,14 @@ impl BackboneConfig {
 impl fmt::Display for BackboneConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BackboneConfig::SeResnet(c) => write!(f, "SE-ResNet-{} x{}", c.depth, c.width_mult),
+            BackboneConfig::SeResnet(c) => {
+                let name = if c.se_reduction == 0 {
+                    "ResNet"
+                } else {
+                    "SE-ResNet"
+                };
+                write!(f, "{name}-{} x{}", c.depth, c.width_mult)
+            }
             BackboneConfig::Vit(c) => write!(f, "{c}"),
             BackboneConfig::Iresnet(c) if c.width_mult == 1.0 => write!(f, "IResNet-{}", c.depth),
             BackboneConfig::Iresnet(c) => write!(f, "IResNet-{} x{}", c.depth, c.width_mult),

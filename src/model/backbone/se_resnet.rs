@@ -1,6 +1,8 @@
-//! The SE-ResNet backbone: stem, four stages of residual SE blocks.
-//! Its parameter names (`stem.conv.weight`, `layer1.0.conv1.weight`, ...)
-//! are torchvision's and key every checkpoint written so far.
+//! The SE-ResNet backbone: stem, four stages of residual SE blocks; with
+//! `se_reduction = 0` the plain ResNet (torchvision's layout: stride on the
+//! 3x3 convolution, 1x1 + BN downsample). Its parameter names
+//! (`stem.conv.weight`, `layer1.0.conv1.weight`, ...) follow torchvision's
+//! except the stem's, and key every checkpoint written so far.
 
 use super::blocks::{BasicBlock, BlockSpec, Bottleneck};
 use super::{Backbone, Features};
@@ -29,7 +31,11 @@ pub struct SeResNetConfig {
     pub depth: usize,
     /// Scales the stage widths 64/128/256/512 (at least 8 channels each).
     pub width_mult: f64,
+    /// The SE gate's channel reduction; 0: no SE (a plain ResNet).
     pub se_reduction: usize,
+    /// Rounds the SE gate's hidden width to a multiple of this (timm's
+    /// SE-ResNets: 8); 1: `C / se_reduction` as it is.
+    pub se_divisor: usize,
     pub stem: Stem,
 }
 
@@ -39,6 +45,7 @@ impl Default for SeResNetConfig {
             depth: 18,
             width_mult: 1.0,
             se_reduction: 16,
+            se_divisor: 1,
             stem: Stem::Imagenet,
         }
     }
@@ -53,6 +60,11 @@ impl SeResNetConfig {
                 self.depth
             ))
         })?;
+        if self.se_divisor == 0 {
+            return Err(Error::Config(format!(
+                "{section}.se_divisor = 0: must be >= 1 (1: no rounding)"
+            )));
+        }
         if !(self.width_mult > 0.0) {
             return Err(Error::Config(format!(
                 "{section}.width_mult = {}: must be > 0",
@@ -93,6 +105,7 @@ impl SeResNetConfig {
                     width,
                     stride: if i == 0 && stage > 0 { 2 } else { 1 },
                     se_reduction: self.se_reduction,
+                    se_divisor: self.se_divisor,
                 };
                 blocks.push((stage, i, spec));
                 c_in = width.saturating_mul(expansion);
