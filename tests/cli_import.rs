@@ -1,7 +1,8 @@
 //! `mtaffect import` end to end: the reduced IResNet fixture (written by
 //! scripts/torch_iresnet.py) becomes a checkpoint that `train --init-from`
-//! fine-tunes on the synthetic set; an unknown architecture and a missing
-//! file are errors naming them.
+//! fine-tunes on the synthetic set; a timm SE-ResNet-50 prints the table
+//! its fine-tuning config needs; an unknown architecture, a flag of another
+//! architecture and a missing file are errors naming them.
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -10,6 +11,14 @@ use cli::{mtaffect, temp, text};
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/iresnet18_w0125_32px.safetensors"
+);
+const SERESNET50: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/seresnet50_w00625_48px.safetensors"
+);
+const RESNET18: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/resnet18_w00625_48px.safetensors"
 );
 
 #[test]
@@ -100,7 +109,7 @@ fn unknown_architectures_and_missing_files_are_errors() {
     let o = mtaffect(&[
         "import",
         "--arch",
-        "resnet50",
+        "resnet9",
         "--from",
         FIXTURE,
         "--out",
@@ -108,10 +117,26 @@ fn unknown_architectures_and_missing_files_are_errors() {
     ]);
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("unknown architecture 'resnet50'") && text(&o).contains("iresnet50"),
+        text(&o).contains("unknown architecture 'resnet9'")
+            && text(&o).contains("iresnet50")
+            && text(&o).contains("seresnet50"),
         "{}",
         text(&o)
     );
+    // The IResNet's size flags mean nothing to a ResNet.
+    let o = mtaffect(&[
+        "import",
+        "--arch",
+        "resnet18",
+        "--from",
+        RESNET18,
+        "--out",
+        out.to_str().unwrap(),
+        "--embedding",
+        "32",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--width-mult only"), "{}", text(&o));
     let o = mtaffect(&[
         "import",
         "--arch",
@@ -128,5 +153,33 @@ fn unknown_architectures_and_missing_files_are_errors() {
         text(&o)
     );
     assert!(!out.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_timm_seresnet50_imports_with_its_se_rounding() {
+    let dir = temp("cli-import-seresnet");
+    let ckpt = dir.join("se50.safetensors");
+    let o = mtaffect(&[
+        "import",
+        "--arch",
+        "seresnet50",
+        "--from",
+        SERESNET50,
+        "--out",
+        ckpt.to_str().unwrap(),
+        "--width-mult",
+        "0.0625",
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("conv1.weight -> stem.conv.weight")
+            && out.contains("SE-ResNet-50 x0.0625")
+            && out.contains("kind = \"se_resnet\"")
+            && out.contains("se_divisor = 8"),
+        "{out}"
+    );
+    assert!(ckpt.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

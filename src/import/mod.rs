@@ -3,8 +3,9 @@
 //! `mtaffect train --init-from` starts from. Names are mapped and layouts
 //! converted here, at the boundary, once: convolutions OIHW -> [K, R, S, C],
 //! batch-norm running statistics to buffers, and whatever else an
-//! architecture needs (the IResNet's FC columns). Each architecture's map
-//! is one file (`iresnet.rs`); this file reads, checks, applies and reports.
+//! architecture needs (the IResNet's FC columns, timm's 1x1-convolution SE
+//! gates, names that differ). Each family's map is one file (`iresnet.rs`,
+//! `resnet.rs`); this file reads, checks, applies and reports.
 //!
 //! Every tensor the backbone has must come from the file with the shape the
 //! map expects: an error names the first that does not (missing, wrong
@@ -12,6 +13,7 @@
 //! use (`num_batches_tracked`, a classifier head) are listed in the report.
 
 mod iresnet;
+mod resnet;
 
 use crate::model::{Backbone, BackboneConfig};
 use crate::nn::{Buffers, Scope};
@@ -31,6 +33,9 @@ pub(crate) enum Convert {
     Same,
     /// A convolution weight, OIHW -> [K, R, S, C].
     Oihw,
+    /// A 1x1 convolution [O, I, 1, 1] used as a linear weight [O, I]
+    /// (same values).
+    Conv1x1AsLinear,
     /// A linear weight [out, C·P] over a flattened map: PyTorch's NCHW
     /// flatten orders the columns (c, p), ours of the NHWC map (p, c), with
     /// P the map's positions.
@@ -42,6 +47,7 @@ impl Convert {
     fn source_dims(self, dims: &[usize]) -> Vec<usize> {
         match (self, dims) {
             (Convert::Oihw, &[k, r, s, c]) => vec![k, c, r, s],
+            (Convert::Conv1x1AsLinear, &[o, i]) => vec![o, i, 1, 1],
             _ => dims.to_vec(),
         }
     }
@@ -50,7 +56,7 @@ impl Convert {
     fn apply(self, src: &[f32], dims: &[usize]) -> Vec<f32> {
         let mut out = vec![0.0f32; src.len()];
         match (self, dims) {
-            (Convert::Same, _) => out.copy_from_slice(src),
+            (Convert::Same | Convert::Conv1x1AsLinear, _) => out.copy_from_slice(src),
             (Convert::Oihw, &[_, r, s, c]) => {
                 for (o, v) in out.iter_mut().enumerate() {
                     // ours [k][i][j][ch] <- source [k][ch][i][j]
@@ -116,30 +122,53 @@ pub struct Imported {
     pub report: ImportReport,
 }
 
+/// Every name `--arch` takes.
+pub fn known_archs() -> Vec<&'static str> {
+    let iresnets = iresnet::ARCHS.iter().map(|(n, _)| *n);
+    iresnets
+        .chain(resnet::ARCHS.iter().map(|(n, ..)| *n))
+        .collect()
+}
+
 /// The backbone a PyTorch architecture name stands for ("iresnet50"); an
 /// error listing the known names otherwise.
 pub fn arch(name: &str) -> Result<BackboneConfig> {
-    iresnet::arch(name).ok_or_else(|| {
-        Error::Config(format!(
-            "unknown architecture '{name}': known: {}",
-            iresnet::ARCHS.map(|(n, _)| n).join(", ")
-        ))
+    iresnet::arch(name)
+        .or_else(|| resnet::arch(name))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "unknown architecture '{name}': known: {}",
+                known_archs().join(", ")
+            ))
+        })
+}
+
+/// Where our tensor (name, dims) comes from in a state dict: its source
+/// name and conversion.
+type SourceMap = Box<dyn Fn(&str, &[usize]) -> (String, Convert)>;
+
+/// The map for `backbone`'s kind.
+fn source_map(backbone: &BackboneConfig) -> Result<SourceMap> {
+    Ok(match backbone {
+        BackboneConfig::Iresnet(c) => {
+            // The FC reads the (image_size / 16)² map.
+            let positions = (c.image_size / 16).pow(2);
+            Box::new(move |name, dims| (name.to_string(), iresnet::convert(name, dims, positions)))
+        }
+        BackboneConfig::SeResnet(_) => Box::new(resnet::source),
+        other => {
+            return Err(Error::Config(format!(
+                "no PyTorch import map for the {other} backbone (known: {})",
+                known_archs().join(", ")
+            )))
+        }
     })
 }
 
 /// Reads the state dict at `source` into a fresh `backbone` (its parameter
 /// and buffer names as [`crate::model::MtlNet`] registers them).
 pub fn import(source: &Path, backbone: &BackboneConfig) -> Result<Imported> {
-    // One map per architecture; the IResNet's FC reads the (image_size / 16)² map.
-    let positions = match backbone {
-        BackboneConfig::Iresnet(c) => (c.image_size / 16).pow(2),
-        other => {
-            return Err(Error::Config(format!(
-                "no PyTorch import map for the {other} backbone (known: {})",
-                iresnet::ARCHS.map(|(n, _)| n).join(", ")
-            )))
-        }
-    };
+    let map = source_map(backbone)?;
     let (mut params, mut buffers) = (Params::new(), Buffers::new());
     let net = backbone.build(&mut params, &mut buffers, &Scope::root(), &mut Rng::new(0))?;
     let bytes = std::fs::read(source).map_err(|e| Error::io(source, e))?;
@@ -156,26 +185,26 @@ pub fn import(source: &Path, backbone: &BackboneConfig) -> Result<Imported> {
         for id in reg.ids().collect::<Vec<_>>() {
             let name = reg.name(id).to_string();
             let dims = reg.get(id).dims().to_vec();
-            let conv = iresnet::convert(&name, &dims, positions);
+            let (src, conv) = map(&name, &dims);
             let want = conv.source_dims(&dims);
-            let view = st.tensor(&name).map_err(|_| {
+            let view = st.tensor(&src).map_err(|_| {
                 bad(format!(
-                    "tensor '{name}' is missing (the {backbone} backbone needs it as {want:?})"
+                    "tensor '{src}' is missing (the {backbone} backbone needs it as {want:?} for {name})"
                 ))
             })?;
             if view.shape() != want.as_slice() {
                 return Err(bad(format!(
-                    "tensor '{name}' is {:?}, the {backbone} backbone needs {want:?}",
+                    "tensor '{src}' is {:?}, the {backbone} backbone needs {want:?} for {name}",
                     view.shape()
                 )));
             }
             let t = tensor_file::to_tensor(&view)
-                .map_err(|msg| bad(format!("tensor '{name}': {msg}")))?
+                .map_err(|msg| bad(format!("tensor '{src}': {msg}")))?
                 .to_dtype(DType::F32);
             let v = conv.apply(t.data::<f32>()?, &dims);
             reg.set(id, Tensor::from_vec(v, dims)?)?;
-            unused.remove(&name);
-            report.mapped.push((name.clone(), name));
+            unused.remove(&src);
+            report.mapped.push((src, name));
         }
     }
     report.unused = unused.into_iter().collect();
@@ -256,9 +285,10 @@ mod tests {
     fn unknown_architectures_list_the_known_ones() {
         let e = arch("resnet9").unwrap_err().to_string();
         assert!(
-            e.contains("resnet9") && e.contains("iresnet50") && e.contains("iresnet100"),
+            e.contains("resnet9") && e.contains("iresnet50") && e.contains("seresnet50"),
             "{e}"
         );
         assert_eq!(arch("iresnet50").unwrap().to_string(), "IResNet-50");
+        assert!(arch("resnet18").is_ok() && arch("seresnet50").is_ok());
     }
 }

@@ -4,7 +4,7 @@
 
 use mtaffect::import;
 use mtaffect::model::BackboneConfig;
-use mtaffect::Result;
+use mtaffect::{Error, Result};
 use std::path::Path;
 
 /// The architecture's keys that a reduced or non-standard model changes.
@@ -22,9 +22,16 @@ pub fn import_cmd(arch: &str, from: &Path, out: &Path, sizes: Sizes) -> Result<(
             c.embedding = sizes.embedding.unwrap_or(c.embedding);
             c.image_size = sizes.image_size.unwrap_or(c.image_size);
         }
-        BackboneConfig::SeResnet(_) | BackboneConfig::Vit(_) => {
-            unreachable!("import::arch names IResNets only")
+        BackboneConfig::SeResnet(c) => {
+            // Any input size works: the feature map is pooled by the neck.
+            if sizes.embedding.is_some() || sizes.image_size.is_some() {
+                return Err(Error::Config(format!(
+                    "--embedding and --image-size apply to the IResNets; {arch} takes --width-mult only"
+                )));
+            }
+            c.width_mult = sizes.width_mult.unwrap_or(c.width_mult);
         }
+        BackboneConfig::Vit(_) => unreachable!("import::arch names no ViT"),
     }
     backbone.validate("--arch")?;
     let imported = import::import(from, &backbone)?;

@@ -160,7 +160,8 @@ enum Command {
     /// Convert a PyTorch state dict (safetensors; scripts/pth_to_safetensors.py
     /// converts a .pth) into a checkpoint that `train --init-from` starts from.
     Import {
-        /// The PyTorch architecture: iresnet18, iresnet34, iresnet50, iresnet100.
+        /// The PyTorch architecture: iresnet18, iresnet34, iresnet50, iresnet100
+        /// (insightface), resnet18, resnet50 (torchvision), seresnet50 (timm).
         #[arg(long)]
         arch: String,
         /// The state dict, as safetensors.
@@ -172,10 +173,10 @@ enum Command {
         /// Width multiplier of a reduced model (default: the architecture's, 1).
         #[arg(long)]
         width_mult: Option<f64>,
-        /// Embedding width (default: the architecture's, 512).
+        /// Embedding width of an IResNet (default: the architecture's, 512).
         #[arg(long)]
         embedding: Option<usize>,
-        /// Input side the model was built for (default: the architecture's, 112).
+        /// Input side an IResNet was built for (default: the architecture's, 112).
         #[arg(long)]
         image_size: Option<usize>,
     },
