@@ -14,6 +14,7 @@
 
 mod iresnet;
 mod resnet;
+mod vit;
 
 use crate::model::{Backbone, BackboneConfig};
 use crate::nn::{Buffers, Scope};
@@ -89,6 +90,9 @@ pub struct ImportReport {
     pub mapped: Vec<(String, String)>,
     /// The source's tensors the backbone has no use for.
     pub unused: Vec<String>,
+    /// Tensors of the source checked against what the backbone computes
+    /// instead of loading them, with what they were found to be.
+    pub checked: Vec<String>,
 }
 
 impl fmt::Display for ImportReport {
@@ -104,6 +108,9 @@ impl fmt::Display for ImportReport {
             if s != o {
                 writeln!(f, "  {s} -> {o}")?;
             }
+        }
+        for c in &self.checked {
+            writeln!(f, "  checked {c}")?;
         }
         if !self.unused.is_empty() {
             writeln!(f, "  unused: {}", self.unused.join(", "))?;
@@ -125,22 +132,23 @@ pub struct Imported {
 /// Every name `--arch` takes.
 pub fn known_archs() -> Vec<&'static str> {
     let iresnets = iresnet::ARCHS.iter().map(|(n, _)| *n);
-    iresnets
-        .chain(resnet::ARCHS.iter().map(|(n, ..)| *n))
-        .collect()
+    let resnets = resnet::ARCHS.iter().map(|(n, ..)| *n);
+    let vits = vit::ARCHS.iter().map(|(n, _)| *n);
+    iresnets.chain(resnets).chain(vits).collect()
 }
 
 /// The backbone a PyTorch architecture name stands for ("iresnet50"); an
 /// error listing the known names otherwise.
 pub fn arch(name: &str) -> Result<BackboneConfig> {
-    iresnet::arch(name)
+    let found = iresnet::arch(name)
         .or_else(|| resnet::arch(name))
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "unknown architecture '{name}': known: {}",
-                known_archs().join(", ")
-            ))
-        })
+        .or_else(|| vit::arch(name));
+    found.ok_or_else(|| {
+        Error::Config(format!(
+            "unknown architecture '{name}': known: {}",
+            known_archs().join(", ")
+        ))
+    })
 }
 
 /// Where our tensor (name, dims) comes from in a state dict: its source
@@ -156,12 +164,7 @@ fn source_map(backbone: &BackboneConfig) -> Result<SourceMap> {
             Box::new(move |name, dims| (name.to_string(), iresnet::convert(name, dims, positions)))
         }
         BackboneConfig::SeResnet(_) => Box::new(resnet::source),
-        other => {
-            return Err(Error::Config(format!(
-                "no PyTorch import map for the {other} backbone (known: {})",
-                known_archs().join(", ")
-            )))
-        }
+        BackboneConfig::Vit(_) => Box::new(|name, dims| (name.to_string(), vit::convert(dims))),
     })
 }
 
@@ -205,6 +208,19 @@ pub fn import(source: &Path, backbone: &BackboneConfig) -> Result<Imported> {
             reg.set(id, Tensor::from_vec(v, dims)?)?;
             unused.remove(&src);
             report.mapped.push((src, name));
+        }
+    }
+    if let BackboneConfig::Vit(c) = backbone {
+        if let Ok(view) = st.tensor("pos_embed") {
+            let t = tensor_file::to_tensor(&view)
+                .map_err(|msg| bad(format!("tensor 'pos_embed': {msg}")))?
+                .to_dtype(DType::F32);
+            vit::check_pos_embed(view.shape(), t.data::<f32>()?, c.stack_spec().width)
+                .map_err(|why| bad(format!("tensor 'pos_embed' {why}")))?;
+            unused.remove("pos_embed");
+            report
+                .checked
+                .push("pos_embed: the fixed 2-D sin-cos table, computed for our grid".into());
         }
     }
     report.unused = unused.into_iter().collect();

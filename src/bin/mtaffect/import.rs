@@ -31,7 +31,16 @@ pub fn import_cmd(arch: &str, from: &Path, out: &Path, sizes: Sizes) -> Result<(
             }
             c.width_mult = sizes.width_mult.unwrap_or(c.width_mult);
         }
-        BackboneConfig::Vit(_) => unreachable!("import::arch names no ViT"),
+        BackboneConfig::Vit(_) => {
+            // The image size is the run's (the position table follows it).
+            if sizes.width_mult.is_some() || sizes.embedding.is_some() || sizes.image_size.is_some()
+            {
+                return Err(Error::Config(format!(
+                    "{arch} takes no size flags: its width and depth are the preset's, and any \
+                     data.image_size that is a multiple of 16 works"
+                )));
+            }
+        }
     }
     backbone.validate("--arch")?;
     let imported = import::import(from, &backbone)?;

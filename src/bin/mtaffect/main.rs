@@ -161,7 +161,8 @@ enum Command {
     /// converts a .pth) into a checkpoint that `train --init-from` starts from.
     Import {
         /// The PyTorch architecture: iresnet18, iresnet34, iresnet50, iresnet100
-        /// (insightface), resnet18, resnet50 (torchvision), seresnet50 (timm).
+        /// (insightface), resnet18, resnet50 (torchvision), seresnet50 (timm),
+        /// vit_tiny_patch16, vit_small_patch16, vit_base_patch16 (MAE / timm encoders).
         #[arg(long)]
         arch: String,
         /// The state dict, as safetensors.
