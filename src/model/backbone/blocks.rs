@@ -18,8 +18,8 @@ pub struct BlockSpec {
 /// 1x1 conv + BN that matches the shortcut to a changed width or stride.
 #[derive(Clone, Debug)]
 pub struct Downsample {
-    conv: Conv2d,
-    bn: BatchNorm2d,
+    pub(crate) conv: Conv2d,
+    pub(crate) bn: BatchNorm2d,
 }
 
 impl Downsample {
@@ -62,12 +62,12 @@ fn shortcut(ds: &Option<Downsample>, cx: &mut Ctx, x: &Var) -> Result<Var> {
 /// conv3x3 - BN - ReLU - conv3x3 - BN - SE, plus the shortcut, then ReLU.
 #[derive(Clone, Debug)]
 pub struct BasicBlock {
-    conv1: Conv2d,
-    bn1: BatchNorm2d,
-    conv2: Conv2d,
-    bn2: BatchNorm2d,
-    se: SeBlock,
-    downsample: Option<Downsample>,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm2d,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn2: BatchNorm2d,
+    pub(crate) se: SeBlock,
+    pub(crate) downsample: Option<Downsample>,
 }
 
 impl BasicBlock {
@@ -112,14 +112,14 @@ impl BasicBlock {
 /// 1x1 - BN - ReLU - 3x3(stride) - BN - ReLU - 1x1 (x4) - BN - SE, plus shortcut, ReLU.
 #[derive(Clone, Debug)]
 pub struct Bottleneck {
-    conv1: Conv2d,
-    bn1: BatchNorm2d,
-    conv2: Conv2d,
-    bn2: BatchNorm2d,
-    conv3: Conv2d,
-    bn3: BatchNorm2d,
-    se: SeBlock,
-    downsample: Option<Downsample>,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm2d,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn2: BatchNorm2d,
+    pub(crate) conv3: Conv2d,
+    pub(crate) bn3: BatchNorm2d,
+    pub(crate) se: SeBlock,
+    pub(crate) downsample: Option<Downsample>,
 }
 
 impl Bottleneck {
