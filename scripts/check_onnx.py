@@ -137,6 +137,8 @@ def main():
         run([args.bin, "export-onnx", "--checkpoint", os.path.join(d, "runs", "run"),
              "--out", onnx_path, "--dump", dump_path] + export_args)
         all_ok &= report(name, onnx_path, dump_path)
+    if not args.keep:
+        shutil.rmtree(work)
     sys.exit(0 if all_ok else 1)
 
 

@@ -292,6 +292,7 @@ fn se_resnets_export_with_oihw_convolutions_and_running_statistics() {
         if neck == NeckKind::Mtanet {
             check_conv(&inits, &t, "neck.avg_branch.weight");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
@@ -318,6 +319,7 @@ fn iresnet_exports_prelu_slopes_and_a_reordered_fc() {
         );
     }
     assert!(ops(&m).contains("PRelu"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -344,6 +346,7 @@ fn vits_export_attention_as_standard_operators() {
             assert!(o.contains(op), "{op} missing: {o:?}");
         }
         assert_eq!(o.contains("ReduceMean"), pooling == Pooling::Mean);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
@@ -365,4 +368,5 @@ fn bad_options_are_refused_with_the_flag_named() {
     let e = run(&["--batch", "0"]);
     assert!(e.contains("dynamic"), "{e}");
     assert!(!Path::new(&out).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
