@@ -16,6 +16,7 @@ pub mod autograd;
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod gradcheck;
 pub mod import;
 pub mod io;

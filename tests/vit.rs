@@ -22,18 +22,9 @@ use mtaffect::train::{ConfigFile, FrameTask, OptimConfig, TrainConfig, Trainer};
 use mtaffect::{ops, DType, Params, Rng, Tape, Tensor};
 use synth_loader::synthetic_train_loader;
 
-/// Depth 2, width 32, 2 heads, patch 8.
-fn tiny(pooling: Pooling) -> VitConfig {
-    VitConfig {
-        preset: VitPreset::Tiny,
-        depth: Some(2),
-        width: Some(32),
-        heads: Some(2),
-        patch: 8,
-        pooling,
-        ..VitConfig::default()
-    }
-}
+#[path = "common/tiny_vit.rs"]
+mod tiny_vit;
+use tiny_vit::tiny_vit as tiny;
 
 fn config_error(backbone: &str, image_size: usize) -> String {
     let text = format!(

@@ -9,12 +9,12 @@ pub mod footprint;
 mod generator;
 mod mae;
 mod mtl_net;
-mod neck;
+pub(crate) mod neck;
 pub mod temporal;
 
 pub use backbone::{
-    Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, Features, IResNet, IResNetConfig,
-    Pooling, SeResNet, SeResNetConfig, Stem, Vit, VitConfig, VitPreset,
+    Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, BuiltIn, Features, IResNet,
+    IResNetConfig, Pooling, SeResNet, SeResNetConfig, Stem, Vit, VitConfig, VitPreset,
 };
 pub use footprint::Footprint;
 pub use generator::{Generator, GeneratorConfig, Upsample};

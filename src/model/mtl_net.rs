@@ -157,14 +157,14 @@ pub struct MtlOutput {
 #[derive(Clone, Debug)]
 pub struct MtlNet {
     pub config: NetConfig,
-    backbone: Arc<dyn Backbone>,
-    neck: Neck,
-    va_head: Linear,
-    au_head: Linear,
-    expr_head: Linear,
-    real_fake_head: Option<Linear>,
+    pub(crate) backbone: Arc<dyn Backbone>,
+    pub(crate) neck: Neck,
+    pub(crate) va_head: Linear,
+    pub(crate) au_head: Linear,
+    pub(crate) expr_head: Linear,
+    pub(crate) real_fake_head: Option<Linear>,
     /// The parameter indices each group registered (registration is in order).
-    groups: [(ParamGroup, Range<usize>); 3],
+    pub(crate) groups: [(ParamGroup, Range<usize>); 3],
 }
 
 impl MtlNet {

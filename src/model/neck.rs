@@ -19,16 +19,16 @@ pub enum NeckKind {
 #[derive(Clone, Debug)]
 pub struct Neck {
     /// The MTANet (average, max) branches; `None` for a plain pool.
-    branches: Option<(Conv2d, Conv2d)>,
+    pub(crate) branches: Option<(Conv2d, Conv2d)>,
     /// What the backbone hands over.
-    input: Features,
-    dropout: f64,
+    pub(crate) input: Features,
+    pub(crate) dropout: f64,
     /// Length of the feature vector.
     pub out_features: usize,
 }
 
 /// LeakyReLU slope of the MTANet branches (PyTorch's default).
-const LEAKY_SLOPE: f64 = 0.01;
+pub(crate) const LEAKY_SLOPE: f64 = 0.01;
 
 impl Neck {
     /// A neck named in `s` over `input` features of width `c_in`.

@@ -51,10 +51,10 @@ impl VitStackSpec {
 
 /// Multi-head self-attention with a fused q/k/v projection.
 #[derive(Clone, Debug)]
-struct SelfAttention {
-    qkv: Linear,
-    proj: Linear,
-    heads: usize,
+pub(crate) struct SelfAttention {
+    pub(crate) qkv: Linear,
+    pub(crate) proj: Linear,
+    pub(crate) heads: usize,
 }
 
 impl SelfAttention {
@@ -93,11 +93,11 @@ impl SelfAttention {
 /// One pre-norm ViT block.
 #[derive(Clone, Debug)]
 pub struct VitBlock {
-    norm1: LayerNorm,
-    attn: SelfAttention,
-    norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    pub(crate) norm1: LayerNorm,
+    pub(crate) attn: SelfAttention,
+    pub(crate) norm2: LayerNorm,
+    pub(crate) fc1: Linear,
+    pub(crate) fc2: Linear,
     /// Probability of skipping each residual branch for a sample in training.
     pub drop_path: f64,
 }

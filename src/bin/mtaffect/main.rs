@@ -1,6 +1,7 @@
 //! The mtaffect command line: argument parsing and dispatch; the commands
 //! live in the modules below, named for what they do.
 
+mod export_onnx;
 mod gan;
 mod import;
 mod info;
@@ -11,6 +12,7 @@ mod scoring;
 use clap::{Args, Parser, Subcommand};
 use mtaffect::data::synth::{self, SynthConfig};
 use mtaffect::data::OnBadSample;
+use mtaffect::export::onnx::{Batch, OnnxOptions, DEFAULT_OPSET};
 use mtaffect::train::gan::{GanConfig, GridKind};
 use mtaffect::train::pretrain::PretrainConfig;
 use mtaffect::train::runner::{RunOutcome, RunnableConfig};
@@ -180,6 +182,27 @@ enum Command {
         /// Input side an IResNet was built for (default: the architecture's, 112).
         #[arg(long)]
         image_size: Option<usize>,
+    },
+    /// Write a frame checkpoint as an ONNX model in inference mode, for ONNX
+    /// Runtime, TensorRT and other runtimes (input `images` NCHW in [-1, 1];
+    /// outputs valence_arousal, au_logits, expr_logits).
+    ExportOnnx {
+        /// A checkpoint file or a run directory (its best.safetensors).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The .onnx file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Batch size the model takes, or "dynamic" (any, given at run time).
+        #[arg(long, default_value = "dynamic")]
+        batch: Batch,
+        /// ONNX operator set (17 to 21).
+        #[arg(long, default_value_t = DEFAULT_OPSET)]
+        opset: i64,
+        /// Also write a seeded input batch and this model's outputs for it
+        /// (safetensors, under the ONNX names) to compare another runtime with.
+        #[arg(long, value_name = "FILE")]
+        dump: Option<PathBuf>,
     },
     /// Driver, NVRTC and device facts, and how long the kernels take to compile.
     Info {
@@ -487,6 +510,18 @@ fn main() -> ExitCode {
                 embedding,
                 image_size,
             },
+        ),
+        Command::ExportOnnx {
+            checkpoint,
+            out,
+            batch,
+            opset,
+            dump,
+        } => export_onnx::export_onnx_cmd(
+            &checkpoint,
+            &out,
+            OnnxOptions { batch, opset },
+            dump.as_deref(),
         ),
         Command::Info { device } => info::info(device),
     };

@@ -39,8 +39,8 @@ impl BlockSpec {
 /// 1x1 conv + BN that matches the shortcut to a changed width or stride.
 #[derive(Clone, Debug)]
 pub struct Downsample {
-    conv: Conv2d,
-    bn: BatchNorm2d,
+    pub(crate) conv: Conv2d,
+    pub(crate) bn: BatchNorm2d,
 }
 
 impl Downsample {
@@ -91,12 +91,12 @@ fn end(se: &Option<SeBlock>, cx: &mut Ctx, h: &Var, shortcut: &Var) -> Result<Va
 /// conv3x3 - BN - ReLU - conv3x3 - BN - SE (if on), plus the shortcut, then ReLU.
 #[derive(Clone, Debug)]
 pub struct BasicBlock {
-    conv1: Conv2d,
-    bn1: BatchNorm2d,
-    conv2: Conv2d,
-    bn2: BatchNorm2d,
-    se: Option<SeBlock>,
-    downsample: Option<Downsample>,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm2d,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn2: BatchNorm2d,
+    pub(crate) se: Option<SeBlock>,
+    pub(crate) downsample: Option<Downsample>,
 }
 
 impl BasicBlock {
@@ -136,14 +136,14 @@ impl BasicBlock {
 /// 1x1 - BN - ReLU - 3x3(stride) - BN - ReLU - 1x1 (x4) - BN - SE (if on), plus shortcut, ReLU.
 #[derive(Clone, Debug)]
 pub struct Bottleneck {
-    conv1: Conv2d,
-    bn1: BatchNorm2d,
-    conv2: Conv2d,
-    bn2: BatchNorm2d,
-    conv3: Conv2d,
-    bn3: BatchNorm2d,
-    se: Option<SeBlock>,
-    downsample: Option<Downsample>,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm2d,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn2: BatchNorm2d,
+    pub(crate) conv3: Conv2d,
+    pub(crate) bn3: BatchNorm2d,
+    pub(crate) se: Option<SeBlock>,
+    pub(crate) downsample: Option<Downsample>,
 }
 
 impl Bottleneck {

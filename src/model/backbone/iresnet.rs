@@ -11,7 +11,7 @@
 //! PyTorch's NCHW flatten (c, h, w), so the importer permutes `fc.weight`'s
 //! columns.
 
-use super::{Backbone, Features};
+use super::{Backbone, BuiltIn, Features};
 use crate::model::footprint::{product, Footprint};
 use crate::nn::{BatchNorm2d, Buffers, Conv2d, ConvSpec, Ctx, Linear, Scope};
 use crate::ops::conv::Conv2dParams;
@@ -179,15 +179,15 @@ impl IResNetConfig {
 
 /// BN - conv3x3 - BN - PReLU - conv3x3(stride) - BN, plus the shortcut.
 #[derive(Clone, Debug)]
-struct Unit {
-    bn1: BatchNorm2d,
-    conv1: Conv2d,
-    bn2: BatchNorm2d,
-    prelu: ParamId,
-    conv2: Conv2d,
-    bn3: BatchNorm2d,
+pub(crate) struct Unit {
+    pub(crate) bn1: BatchNorm2d,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn2: BatchNorm2d,
+    pub(crate) prelu: ParamId,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn3: BatchNorm2d,
     /// conv1x1(stride) + BN where the shape changes (`downsample.{0,1}`).
-    downsample: Option<(Conv2d, BatchNorm2d)>,
+    pub(crate) downsample: Option<(Conv2d, BatchNorm2d)>,
 }
 
 /// Batch norm with the original's eps.
@@ -263,16 +263,16 @@ impl Unit {
 
 #[derive(Clone, Debug)]
 pub struct IResNet {
-    conv1: Conv2d,
-    bn1: BatchNorm2d,
-    prelu: ParamId,
-    units: Vec<Unit>,
-    bn2: BatchNorm2d,
-    dropout: f64,
-    fc: Linear,
-    features: BatchNorm2d,
-    image_size: usize,
-    embedding: usize,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm2d,
+    pub(crate) prelu: ParamId,
+    pub(crate) units: Vec<Unit>,
+    pub(crate) bn2: BatchNorm2d,
+    pub(crate) dropout: f64,
+    pub(crate) fc: Linear,
+    pub(crate) features: BatchNorm2d,
+    pub(crate) image_size: usize,
+    pub(crate) embedding: usize,
 }
 
 impl IResNet {
@@ -350,6 +350,10 @@ impl Backbone for IResNet {
 
     fn output(&self) -> Features {
         Features::Vector
+    }
+
+    fn built_in(&self) -> Option<BuiltIn<'_>> {
+        Some(BuiltIn::Iresnet(self))
     }
 }
 

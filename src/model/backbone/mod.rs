@@ -5,10 +5,10 @@
 //! A new backbone is one file here and one arm in [`BackboneConfig`]; the
 //! neck and heads take any backbone's output.
 
-mod blocks;
-mod iresnet;
-mod se_resnet;
-mod vit;
+pub(crate) mod blocks;
+pub(crate) mod iresnet;
+pub(crate) mod se_resnet;
+pub(crate) mod vit;
 
 pub use blocks::{BasicBlock, BlockSpec, Bottleneck};
 pub use iresnet::{IResNet, IResNetConfig};
@@ -40,6 +40,20 @@ pub trait Backbone: fmt::Debug + Send + Sync {
     fn out_features(&self) -> usize;
 
     fn output(&self) -> Features;
+
+    /// The built-in backbone this is, for code that walks a model's layers
+    /// (the ONNX export); `None` for a backbone defined elsewhere.
+    fn built_in(&self) -> Option<BuiltIn<'_>> {
+        None
+    }
+}
+
+/// A built-in backbone, by kind.
+#[derive(Clone, Copy, Debug)]
+pub enum BuiltIn<'a> {
+    SeResnet(&'a SeResNet),
+    Vit(&'a Vit),
+    Iresnet(&'a IResNet),
 }
 
 /// The built-in backbones, keyed by `kind` in `[model.backbone]`.

@@ -5,7 +5,7 @@
 //! except the stem's, and key every checkpoint written so far.
 
 use super::blocks::{BasicBlock, BlockSpec, Bottleneck};
-use super::{Backbone, Features};
+use super::{Backbone, BuiltIn, Features};
 use crate::model::footprint::{product, Footprint};
 use crate::nn::{BatchNorm2d, Buffers, Conv2d, ConvSpec, Ctx, Scope};
 use crate::ops::conv::Conv2dParams;
@@ -173,7 +173,7 @@ impl SeResNetConfig {
 }
 
 #[derive(Clone, Debug)]
-enum Block {
+pub(crate) enum Block {
     Basic(BasicBlock),
     Bottleneck(Bottleneck),
 }
@@ -189,10 +189,10 @@ impl Block {
 
 #[derive(Clone, Debug)]
 pub struct SeResNet {
-    stem_conv: Conv2d,
-    stem_bn: BatchNorm2d,
-    stem: Stem,
-    blocks: Vec<Block>,
+    pub(crate) stem_conv: Conv2d,
+    pub(crate) stem_bn: BatchNorm2d,
+    pub(crate) stem: Stem,
+    pub(crate) blocks: Vec<Block>,
     /// Channels of the last stage's output.
     pub out_channels: usize,
 }
@@ -274,5 +274,9 @@ impl Backbone for SeResNet {
 
     fn output(&self) -> Features {
         Features::Map
+    }
+
+    fn built_in(&self) -> Option<BuiltIn<'_>> {
+        Some(BuiltIn::SeResnet(self))
     }
 }

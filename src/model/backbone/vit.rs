@@ -10,7 +10,7 @@
 //! embedding is not a parameter: it is computed from the patch grid, so
 //! any image whose sides are multiples of the patch runs on the same weights.
 
-use super::{Backbone, Features};
+use super::{Backbone, BuiltIn, Features};
 use crate::model::footprint::{product, Footprint};
 use crate::nn::{
     Conv2d, Ctx, Init, LayerNorm, PosEmbedCache, Scope, VitStack, VitStackSpec, VIT_LN_EPS,
@@ -214,7 +214,7 @@ impl VitConfig {
     }
 }
 
-fn grid_side(patch: usize, image_size: usize) -> Result<usize> {
+pub(crate) fn grid_side(patch: usize, image_size: usize) -> Result<usize> {
     if image_size == 0 || !image_size.is_multiple_of(patch) {
         return Err(Error::Config(format!(
             "model.backbone.patch = {patch}: the image side ({image_size} px) must be a \
@@ -262,16 +262,16 @@ impl fmt::Display for VitConfig {
 /// trains a fresh `fc_norm`, as MAE's recipe does.
 #[derive(Debug)]
 pub struct Vit {
-    patch_embed: Conv2d,
-    cls_token: ParamId,
-    blocks: VitStack,
+    pub(crate) patch_embed: Conv2d,
+    pub(crate) cls_token: ParamId,
+    pub(crate) blocks: VitStack,
     /// `norm` (class-token pooling) or `fc_norm` (mean pooling).
-    norm: LayerNorm,
-    pooling: Pooling,
-    patch: usize,
+    pub(crate) norm: LayerNorm,
+    pub(crate) pooling: Pooling,
+    pub(crate) patch: usize,
     /// The position embedding of the last grid, dtype and device seen
     /// ([L, D]), so a training step does not rebuild and upload it.
-    pos_embed: PosEmbedCache,
+    pub(crate) pos_embed: PosEmbedCache,
 }
 
 impl Vit {
@@ -399,5 +399,9 @@ impl Backbone for Vit {
 
     fn output(&self) -> Features {
         Features::Vector
+    }
+
+    fn built_in(&self) -> Option<BuiltIn<'_>> {
+        Some(BuiltIn::Vit(self))
     }
 }
