@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Numerical parity of `mtaffect export-onnx` with ONNX Runtime.
+"""Numerical parity of `mtaffect export --onnx` with ONNX Runtime.
 
 For each model below: train it a few steps on a tiny synthetic set (so batch
 norm's running statistics and the weights are not their initial values),
@@ -35,7 +35,7 @@ RTOL = 1e-4
 ATOL = 1e-5
 OUTPUTS = ["valence_arousal", "au_logits", "expr_logits"]
 
-# name -> (config TOML, extra export-onnx arguments). 32 px images, trained
+# name -> (config TOML, extra `export` arguments). 32 px images, trained
 # 3 steps; together they cover every backbone kind, both necks, both stems,
 # basic blocks and bottlenecks, with and without SE gates (and timm's
 # rounded gate width), both ViT poolings, a fixed and a dynamic
@@ -145,8 +145,8 @@ def main():
             f.write(TRAIN + f'[run]\nruns_dir = "{d}/runs"\nname = "run"\n\n' + model_toml)
         run([args.bin, "train", "--config", cfg, "--data", data, "--quiet"])
         onnx_path, dump_path = os.path.join(d, "model.onnx"), os.path.join(d, "dump.safetensors")
-        run([args.bin, "export-onnx", "--checkpoint", os.path.join(d, "runs", "run"),
-             "--out", onnx_path, "--dump", dump_path] + export_args)
+        run([args.bin, "export", "--checkpoint", os.path.join(d, "runs", "run"),
+             "--onnx", onnx_path, "--dump", dump_path] + export_args)
         all_ok &= report(name, onnx_path, dump_path)
     if not args.keep:
         shutil.rmtree(work)

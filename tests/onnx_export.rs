@@ -1,4 +1,4 @@
-//! `mtaffect export-onnx` on small models of every backbone kind (seeded
+//! `mtaffect export --onnx` on small models of every backbone kind (seeded
 //! init, batch-norm statistics set away from their initial values): the file
 //! decodes with the exporter's own protobuf structs; the input and outputs
 //! are named and shaped as documented; every node reads only the input,
@@ -88,14 +88,14 @@ fn checkpoint(cfg: &TrainConfig, dir: &Path) -> Trainer {
     t
 }
 
-/// Runs `export-onnx` with `extra` arguments and decodes the file.
+/// Runs `export --onnx` with `extra` arguments and decodes the file.
 fn export(dir: &Path, extra: &[&str]) -> ModelProto {
     let (ckpt, out) = (dir.join("ckpt.safetensors"), dir.join("model.onnx"));
     let mut args = vec![
-        "export-onnx".to_string(),
+        "export".to_string(),
         "--checkpoint".into(),
         ckpt.display().to_string(),
-        "--out".into(),
+        "--onnx".into(),
         out.display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -358,7 +358,7 @@ fn bad_options_are_refused_with_the_flag_named() {
     let ckpt = dir.join("ckpt.safetensors").display().to_string();
     let out = dir.join("m.onnx").display().to_string();
     let run = |extra: &[&str]| {
-        let mut args = vec!["export-onnx", "--checkpoint", &ckpt, "--out", &out];
+        let mut args = vec!["export", "--checkpoint", &ckpt, "--onnx", &out];
         args.extend_from_slice(extra);
         let o = mtaffect(&args);
         assert!(!o.status.success());

@@ -1,4 +1,4 @@
-//! `mtaffect export-onnx`: a frame checkpoint as an ONNX model, and with
+//! `mtaffect export --onnx`: a frame checkpoint as an ONNX model, and with
 //! `--dump` a seeded input batch and this crate's own outputs for it, so
 //! another runtime's results can be compared with ours
 //! (scripts/check_onnx.py does it with ONNX Runtime).
@@ -24,7 +24,7 @@ pub fn export_onnx_cmd(
     let members = expand_checkpoints(&[checkpoint.to_path_buf()])?;
     let [path]: [PathBuf; 1] = members.try_into().map_err(|m: Vec<PathBuf>| {
         Error::Config(format!(
-            "export-onnx: {} names {} checkpoints (a seed set); name one run or file",
+            "export: {} names {} checkpoints (a seed set); name one run or file",
             checkpoint.display(),
             m.len()
         ))

@@ -186,13 +186,13 @@ enum Command {
     /// Write a frame checkpoint as an ONNX model in inference mode, for ONNX
     /// Runtime, TensorRT and other runtimes (input `images` NCHW in [-1, 1];
     /// outputs valence_arousal, au_logits, expr_logits).
-    ExportOnnx {
+    Export {
         /// A checkpoint file or a run directory (its best.safetensors).
         #[arg(long)]
         checkpoint: PathBuf,
-        /// The .onnx file to write.
-        #[arg(long)]
-        out: PathBuf,
+        /// The ONNX file to write (the one export format so far).
+        #[arg(long, value_name = "FILE")]
+        onnx: PathBuf,
         /// Batch size the model takes, or "dynamic" (any, given at run time).
         #[arg(long, default_value = "dynamic")]
         batch: Batch,
@@ -511,15 +511,15 @@ fn main() -> ExitCode {
                 image_size,
             },
         ),
-        Command::ExportOnnx {
+        Command::Export {
             checkpoint,
-            out,
+            onnx,
             batch,
             opset,
             dump,
         } => export_onnx::export_onnx_cmd(
             &checkpoint,
-            &out,
+            &onnx,
             OnnxOptions { batch, opset },
             dump.as_deref(),
         ),
