@@ -22,7 +22,7 @@ pub fn import_cmd(arch: &str, from: &Path, out: &Path, sizes: Sizes) -> Result<(
             c.embedding = sizes.embedding.unwrap_or(c.embedding);
             c.image_size = sizes.image_size.unwrap_or(c.image_size);
         }
-        BackboneConfig::SeResnet(_) | BackboneConfig::Vit(_) => {
+        BackboneConfig::SeResnet(_) | BackboneConfig::Vit(_) | BackboneConfig::Densenet(_) => {
             unreachable!("import::arch names IResNets only")
         }
     }
