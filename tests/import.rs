@@ -6,18 +6,15 @@
 //! tensors, shape mismatches and unknown architectures are errors naming
 //! what is wrong.
 
-use mtaffect::import::{self, Imported};
-use mtaffect::model::{BackboneConfig, IResNetConfig, MtlNet, NetConfig};
-use mtaffect::nn::{Buffers, Ctx};
-use mtaffect::train::init_from::load_matching;
-use mtaffect::{Device, Params, Rng, Tape, Tensor};
-use safetensors::tensor::SafeTensors;
-use std::path::{Path, PathBuf};
-
-const FIXTURE: &str = "tests/fixtures/iresnet18_w0125_32px.safetensors";
+#[path = "common/import_fixture.rs"]
+mod import_fixture;
+use import_fixture::{assert_checkpoint_starts_the_multi_task_network, edited, reproduce};
+use mtaffect::import;
+use mtaffect::model::{BackboneConfig, IResNetConfig};
+use std::path::PathBuf;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE)
+    import_fixture::fixture("tests/fixtures/iresnet18_w0125_32px.safetensors")
 }
 
 /// The architecture scripts/torch_iresnet.py builds by default.
@@ -32,49 +29,10 @@ fn reduced() -> BackboneConfig {
     .into()
 }
 
-/// The fixture without `drop`, and with `replace` (name, dims, f32 values) in its place.
-fn edited(dir: &Path, drop: &str, replace: Option<(&str, Vec<usize>, Vec<f32>)>) -> PathBuf {
-    let bytes = std::fs::read(fixture()).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut views: Vec<(String, safetensors::tensor::TensorView)> = st
-        .tensors()
-        .into_iter()
-        .filter(|(n, _)| n != drop)
-        .collect();
-    let raw: Vec<u8>;
-    if let Some((name, dims, v)) = replace {
-        raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let view =
-            safetensors::tensor::TensorView::new(safetensors::tensor::Dtype::F32, dims, &raw)
-                .unwrap();
-        views.push((name.to_string(), view));
-    }
-    let out = dir.join(format!("edited-{drop}.safetensors"));
-    safetensors::tensor::serialize_to_file(views, None, &out).unwrap();
-    out
-}
-
-/// An f32 tensor of the fixture, as stored.
-fn fixture_f32(name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(fixture()).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    st.tensor(name)
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
 #[test]
 fn the_imported_iresnet_reproduces_pytorchs_embeddings() {
-    let Imported {
-        net,
-        params,
-        mut buffers,
-        report,
-        ..
-    } = import::import(&fixture(), &reduced()).unwrap();
+    let mut imported = import::import(&fixture(), &reduced()).unwrap();
+    let (params, buffers, report) = (&imported.params, &imported.buffers, &imported.report);
     // Every tensor of ours came from the file; what is left over is the
     // batch-norm counters and the fixture's input and output.
     assert_eq!(report.mapped.len(), params.len() + buffers.len());
@@ -86,74 +44,21 @@ fn the_imported_iresnet_reproduces_pytorchs_embeddings() {
     assert_eq!(counters, buffers.len() / 2);
     assert_eq!(report.unused.len(), counters + 2, "{:?}", report.unused);
     assert!(report.to_string().contains("none missing"));
-
-    let (images, want) = (
-        fixture_f32("input.images_nhwc"),
-        fixture_f32("output.embedding"),
-    );
-    let n = images.len() / (32 * 32 * 3);
-    let tape = Tape::no_grad();
-    let x = tape.constant(Tensor::from_vec(images, [n, 32, 32, 3]).unwrap());
-    let mut rng = Rng::new(0);
-    let mut cx = Ctx {
-        tape: &tape,
-        params: &params,
-        buffers: &mut buffers,
-        training: false,
-        rng: &mut rng,
-        frozen: false,
-    };
-    let got = net.forward(&mut cx, &x).unwrap().value().to_f64_vec();
-    assert_eq!(got.len(), want.len());
     // f32 against f32 with other summation orders through 19 layers
     // (docs/architecture.md records the measured worst error).
-    let mut worst = 0.0f64;
-    for (g, w) in got.iter().zip(&want) {
-        let w = *w as f64;
-        worst = worst.max((g - w).abs() / (1.0 + w.abs()));
-        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
-    }
-    println!(
-        "iresnet import parity: {} values, worst |err| / (1 + |ref|) {worst:.2e}",
-        got.len()
-    );
+    let (worst, _) = reproduce(&mut imported, &fixture(), "output.embedding", 1e-4);
+    println!("iresnet import parity: worst |err| / (1 + |ref|) {worst:.2e}");
 }
 
 #[test]
 fn an_imported_checkpoint_starts_the_multi_task_network() {
-    let dir = tempfile::tempdir().unwrap();
-    let imported = import::import(&fixture(), &reduced()).unwrap();
-    let ckpt = dir.path().join("iresnet.safetensors");
-    import::write_checkpoint(&ckpt, &imported).unwrap();
-    let cfg = NetConfig {
-        backbone: reduced(),
-        ..NetConfig::default()
-    };
-    let (mut p, mut b) = (Params::new(), Buffers::new());
-    MtlNet::new(&cfg, &mut p, &mut b, &mut Rng::new(1)).unwrap();
-    let report = load_matching(&ckpt, false, &mut p, &mut b, &Device::Cpu).unwrap();
-    // The whole backbone loads; only the neck and heads start from the seed.
-    assert_eq!(
-        report.loaded.len(),
-        imported.params.len() + imported.buffers.len()
-    );
-    assert!(report.ignored.is_empty() && report.mismatched.is_empty());
-    assert!(report
-        .initialised
-        .iter()
-        .all(|n| n.starts_with("neck.") || n.starts_with("head.")));
-    let fc = p.find("fc.weight").unwrap();
-    let src = imported.params.find("fc.weight").unwrap();
-    assert_eq!(
-        p.get(fc).to_f64_vec(),
-        imported.params.get(src).to_f64_vec()
-    );
+    assert_checkpoint_starts_the_multi_task_network(&fixture(), reduced());
 }
 
 #[test]
 fn a_missing_tensor_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let path = edited(dir.path(), "layer3.1.prelu.weight", None);
+    let path = edited(&fixture(), dir.path(), "layer3.1.prelu.weight", None);
     let e = import::import(&path, &reduced()).err().unwrap().to_string();
     assert!(
         e.contains("layer3.1.prelu.weight") && e.contains("missing") && e.contains("[32]"),
@@ -165,6 +70,7 @@ fn a_missing_tensor_is_an_error_naming_it() {
 fn a_shape_mismatch_is_an_error_naming_the_tensor_and_both_shapes() {
     let dir = tempfile::tempdir().unwrap();
     let path = edited(
+        &fixture(),
         dir.path(),
         "layer2.0.conv1.weight",
         Some(("layer2.0.conv1.weight", vec![16, 8, 1, 3], vec![0.0; 384])),
@@ -191,8 +97,8 @@ fn a_shape_mismatch_is_an_error_naming_the_tensor_and_both_shapes() {
 
 #[test]
 fn unknown_architectures_and_files_are_errors() {
-    let e = import::arch("densenet121").unwrap_err().to_string();
-    assert!(e.contains("densenet121") && e.contains("iresnet50"), "{e}");
+    let e = import::arch("alexnet").unwrap_err().to_string();
+    assert!(e.contains("alexnet") && e.contains("iresnet50"), "{e}");
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"not a state dict").unwrap();

@@ -4,13 +4,15 @@
 //! converted here, at the boundary, once: convolutions OIHW -> [K, R, S, C],
 //! batch-norm running statistics to buffers, and whatever else an
 //! architecture needs (the IResNet's FC columns). Each architecture's map
-//! is one file (`iresnet.rs`); this file reads, checks, applies and reports.
+//! is one file (`iresnet.rs`, `densenet.rs`); this file reads, checks,
+//! applies and reports.
 //!
 //! Every tensor the backbone has must come from the file with the shape the
 //! map expects: an error names the first that does not (missing, wrong
 //! shape, or an unsupported dtype). Tensors of the file the map does not
 //! use (`num_batches_tracked`, a classifier head) are listed in the report.
 
+mod densenet;
 mod iresnet;
 
 use crate::model::{Backbone, BackboneConfig};
@@ -116,27 +118,57 @@ pub struct Imported {
     pub report: ImportReport,
 }
 
-/// The backbone a PyTorch architecture name stands for ("iresnet50"); an
-/// error listing the known names otherwise.
+/// Each architecture family's names (with their depths) and its map from
+/// a name to our backbone, tried in turn by [`arch`].
+type Family = (
+    &'static [(&'static str, usize)],
+    fn(&str) -> Option<BackboneConfig>,
+);
+const FAMILIES: [Family; 2] = [
+    (&iresnet::ARCHS, iresnet::arch),
+    (&densenet::ARCHS, densenet::arch),
+];
+
+/// An architecture's conversion of each of our tensors, by name and dims.
+type ConvertFn = Box<dyn Fn(&str, &[usize]) -> Convert>;
+
+/// Every architecture name [`arch`] knows, for messages.
+fn known_archs() -> String {
+    let names: Vec<&str> = FAMILIES
+        .iter()
+        .flat_map(|(archs, _)| archs.iter().map(|(n, _)| *n))
+        .collect();
+    names.join(", ")
+}
+
+/// The backbone a PyTorch architecture name stands for ("iresnet50",
+/// "densenet121"); an error listing the known names otherwise.
 pub fn arch(name: &str) -> Result<BackboneConfig> {
-    iresnet::arch(name).ok_or_else(|| {
-        Error::Config(format!(
-            "unknown architecture '{name}': known: {}",
-            iresnet::ARCHS.map(|(n, _)| n).join(", ")
-        ))
-    })
+    FAMILIES
+        .iter()
+        .find_map(|(_, arch)| arch(name))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "unknown architecture '{name}': known: {}",
+                known_archs()
+            ))
+        })
 }
 
 /// Reads the state dict at `source` into a fresh `backbone` (its parameter
 /// and buffer names as [`crate::model::MtlNet`] registers them).
 pub fn import(source: &Path, backbone: &BackboneConfig) -> Result<Imported> {
     // One map per architecture; the IResNet's FC reads the (image_size / 16)² map.
-    let positions = match backbone {
-        BackboneConfig::Iresnet(c) => (c.image_size / 16).pow(2),
+    let convert: ConvertFn = match backbone {
+        BackboneConfig::Iresnet(c) => {
+            let positions = (c.image_size / 16).pow(2);
+            Box::new(move |name, dims| iresnet::convert(name, dims, positions))
+        }
+        BackboneConfig::Densenet(_) => Box::new(densenet::convert),
         other => {
             return Err(Error::Config(format!(
                 "no PyTorch import map for the {other} backbone (known: {})",
-                iresnet::ARCHS.map(|(n, _)| n).join(", ")
+                known_archs()
             )))
         }
     };
@@ -156,7 +188,7 @@ pub fn import(source: &Path, backbone: &BackboneConfig) -> Result<Imported> {
         for id in reg.ids().collect::<Vec<_>>() {
             let name = reg.name(id).to_string();
             let dims = reg.get(id).dims().to_vec();
-            let conv = iresnet::convert(&name, &dims, positions);
+            let conv = convert(&name, &dims);
             let want = conv.source_dims(&dims);
             let view = st.tensor(&name).map_err(|_| {
                 bad(format!(
@@ -256,9 +288,14 @@ mod tests {
     fn unknown_architectures_list_the_known_ones() {
         let e = arch("resnet9").unwrap_err().to_string();
         assert!(
-            e.contains("resnet9") && e.contains("iresnet50") && e.contains("iresnet100"),
+            e.contains("resnet9")
+                && e.contains("iresnet50")
+                && e.contains("iresnet100")
+                && e.contains("densenet121")
+                && e.contains("densenet201"),
             "{e}"
         );
         assert_eq!(arch("iresnet50").unwrap().to_string(), "IResNet-50");
+        assert_eq!(arch("densenet169").unwrap().to_string(), "DenseNet-169");
     }
 }
