@@ -160,7 +160,8 @@ enum Command {
     /// Convert a PyTorch state dict (safetensors; scripts/pth_to_safetensors.py
     /// converts a .pth) into a checkpoint that `train --init-from` starts from.
     Import {
-        /// The PyTorch architecture: iresnet18, iresnet34, iresnet50, iresnet100.
+        /// The PyTorch architecture: iresnet18, iresnet34, iresnet50,
+        /// iresnet100, densenet121, densenet169, densenet201.
         #[arg(long)]
         arch: String,
         /// The state dict, as safetensors.
@@ -169,15 +170,27 @@ enum Command {
         /// The checkpoint to write.
         #[arg(long)]
         out: PathBuf,
-        /// Width multiplier of a reduced model (default: the architecture's, 1).
+        /// IResNet: width multiplier of a reduced model (default: the architecture's, 1).
         #[arg(long)]
         width_mult: Option<f64>,
-        /// Embedding width (default: the architecture's, 512).
+        /// IResNet: embedding width (default: the architecture's, 512).
         #[arg(long)]
         embedding: Option<usize>,
-        /// Input side the model was built for (default: the architecture's, 112).
+        /// IResNet: input side the model was built for (default: the architecture's, 112).
         #[arg(long)]
         image_size: Option<usize>,
+        /// DenseNet: channels each dense layer adds (default: 32).
+        #[arg(long)]
+        growth_rate: Option<usize>,
+        /// DenseNet: the stem's channels (torchvision's num_init_features, default: 64).
+        #[arg(long)]
+        init_features: Option<usize>,
+        /// DenseNet: the 1x1 convolutions' width in growth rates (default: 4).
+        #[arg(long)]
+        bn_size: Option<usize>,
+        /// DenseNet: layers per block, e.g. 2,2,2,2 (default: the depth's).
+        #[arg(long, value_delimiter = ',')]
+        block_config: Option<Vec<usize>>,
     },
     /// Driver, NVRTC and device facts, and how long the kernels take to compile.
     Info {
@@ -476,6 +489,10 @@ fn main() -> ExitCode {
             width_mult,
             embedding,
             image_size,
+            growth_rate,
+            init_features,
+            bn_size,
+            block_config,
         } => import::import_cmd(
             &arch,
             &from,
@@ -484,6 +501,10 @@ fn main() -> ExitCode {
                 width_mult,
                 embedding,
                 image_size,
+                growth_rate,
+                init_features,
+                bn_size,
+                block_config,
             },
         ),
         Command::Info { device } => info::info(device),
