@@ -9,16 +9,16 @@
 
 mod common;
 
-use common::{gpu, randn, Report, Tol};
-use mtaffect::model::{Backbone, DenseNet, DenseNetConfig};
-use mtaffect::nn::{self, Buffers, Scope};
-use mtaffect::{DType, Device, Params, Rng, Tape, Tensor};
+use common::{check_backbone, gpu, randn, Report, Tol};
+use mtaffect::model::{DenseNet, DenseNetConfig};
+use mtaffect::nn::{Buffers, Scope};
+use mtaffect::{Params, Rng};
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn a_tiny_densenet_forward_and_backward_match_the_cpu() {
     let dev = gpu();
-    // Nine batch norms in sequence over small batches, each of whose
+    // Thirteen batch norms in sequence over small batches, each of whose
     // backward divides by the batch deviation: looser than the SE-ResNet
     // block's two (5e-4).
     let tol = Tol {
@@ -40,50 +40,6 @@ fn a_tiny_densenet_forward_and_backward_match_the_cpu() {
     // Odd, non-square images: a 5 x 7 map after the stem, 2 x 3 after the
     // transition (both floors).
     let x = randn(&[3, 18, 27, 3], &mut rng);
-    let seed = |dims: &[usize]| randn(dims, &mut Rng::new(0x5eed));
-    let run = |device: Device| -> (Tensor, Vec<Tensor>) {
-        let c = common::Ctx { device };
-        let on = |reg: &Params| {
-            let mut out = Params::new();
-            for id in reg.ids() {
-                out.add(reg.name(id), c.put(reg.get(id))).unwrap();
-            }
-            out
-        };
-        let (params, mut buffers) = (on(&p), on(&b));
-        let tape = Tape::new();
-        let images = tape.constant(c.put(&x));
-        let mut drop_rng = Rng::new(7);
-        let mut cx = nn::Ctx {
-            tape: &tape,
-            params: &params,
-            buffers: &mut buffers,
-            training: true,
-            rng: &mut drop_rng,
-            frozen: false,
-        };
-        let y = net
-            .forward(&mut cx, &images)
-            .unwrap_or_else(|e| panic!("DenseNet on {}: {e}", c.device));
-        let grads = tape.backward_with_seed(&y, c.put(&seed(y.dims()))).unwrap();
-        let g = p
-            .ids()
-            .map(|id| {
-                grads
-                    .get(id)
-                    .expect("every parameter gets a gradient")
-                    .clone()
-            })
-            .collect();
-        (y.into_value(), g)
-    };
-    let (y_ref, g_ref) = run(Device::Cpu);
-    let (y_gpu, g_gpu) = run(Device::Cuda(dev.clone()));
-    assert_eq!(y_ref.dtype(), DType::F64);
-    assert_eq!(y_ref.dims(), [3, 2, 3, 21]);
-    rep.compare("DenseNet forward", &y_gpu, &y_ref, tol);
-    for ((id, g), r) in p.ids().zip(&g_gpu).zip(&g_ref) {
-        rep.compare(&format!("DenseNet grad of {}", p.name(id)), g, r, tol);
-    }
+    check_backbone(&dev, &mut rep, "DenseNet", &net, &p, &b, &x, tol);
     rep.print("DenseNet forward and backward");
 }

@@ -9,7 +9,9 @@
 
 #[path = "common/import_fixture.rs"]
 mod import_fixture;
-use import_fixture::{assert_checkpoint_starts_the_multi_task_network, edited, reproduce};
+use import_fixture::{
+    assert_checkpoint_starts_the_multi_task_network, edited, reproduce, unused_besides_counters,
+};
 use mtaffect::import;
 use mtaffect::model::{BackboneConfig, DenseNetConfig};
 use mtaffect::nn::{Buffers, Scope};
@@ -36,27 +38,10 @@ fn reduced() -> BackboneConfig {
 #[test]
 fn the_imported_densenet_reproduces_torchvisions_features() {
     let mut imported = import::import(&fixture(), &reduced()).unwrap();
-    let report = &imported.report;
-    // Every tensor of ours came from the file under its own name; left
-    // over: the batch-norm counters, the classifier and the fixture's I/O.
+    // Left over besides the batch-norm counters: the classifier and the
+    // fixture's input and output.
     assert_eq!(
-        report.mapped.len(),
-        imported.params.len() + imported.buffers.len()
-    );
-    assert!(report.mapped.iter().all(|(s, o)| s == o));
-    let counters = report
-        .unused
-        .iter()
-        .filter(|n| n.ends_with(".num_batches_tracked"))
-        .count();
-    assert_eq!(counters, imported.buffers.len() / 2);
-    let rest: Vec<&String> = report
-        .unused
-        .iter()
-        .filter(|n| !n.ends_with(".num_batches_tracked"))
-        .collect();
-    assert_eq!(
-        rest,
+        unused_besides_counters(&imported),
         [
             "classifier.bias",
             "classifier.weight",

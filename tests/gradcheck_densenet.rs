@@ -12,15 +12,6 @@ use mtaffect::model::{Backbone, DenseNet, DenseNetConfig};
 use mtaffect::nn::{Buffers, Ctx, Scope};
 use mtaffect::{DType, Params, Rng, Tensor};
 
-/// `p` with every tensor in f64, under the same ids.
-fn to_f64(p: &Params) -> Params {
-    let mut q = Params::new();
-    for id in p.ids() {
-        q.add(p.name(id), p.get(id).to_dtype(DType::F64)).unwrap();
-    }
-    q
-}
-
 #[test]
 fn a_tiny_densenet_matches_central_differences() {
     let cfg = DenseNetConfig {
@@ -55,7 +46,7 @@ fn a_tiny_densenet_matches_central_differences() {
             Tensor::randn([2, 16, 16, 3], 1.0, DType::F32, &mut rng),
         )
         .unwrap();
-    let (p, b) = (to_f64(&p), to_f64(&b));
+    let (p, b) = (p.to_dtype(DType::F64), b.to_dtype(DType::F64));
     let report = check_param_gradients(p, 1e-6, |tape, p| {
         // Fresh running statistics and the same dropout masks on every
         // evaluation of the check.

@@ -2,8 +2,8 @@
 //! scripts/torch_*.py (a state dict, `input.images_nhwc` and the expected
 //! outputs in one safetensors file), copies of it with a tensor removed or
 //! replaced, the imported backbone run on the fixture's input against
-//! PyTorch's outputs, and the written checkpoint loaded into the multi-task
-//! network.
+//! PyTorch's outputs, the import report's checks, and the written
+//! checkpoint loaded into the multi-task network.
 
 use mtaffect::import::{self, Imported};
 use mtaffect::model::{BackboneConfig, MtlNet, NetConfig};
@@ -57,6 +57,26 @@ pub fn fixture_f32(fixture: &Path, name: &str) -> (Vec<f32>, Vec<usize>) {
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
     (v, t.shape().to_vec())
+}
+
+/// Asserts that every tensor of ours came from the file under its own name
+/// and that every batch-norm counter went unused; returns the file's other
+/// unused tensors.
+pub fn unused_besides_counters(imported: &Imported) -> Vec<String> {
+    let report = &imported.report;
+    assert_eq!(
+        report.mapped.len(),
+        imported.params.len() + imported.buffers.len()
+    );
+    assert!(report.mapped.iter().all(|(s, o)| s == o));
+    assert!(report.to_string().contains("none missing"));
+    let (counters, rest): (Vec<&String>, Vec<&String>) = report
+        .unused
+        .iter()
+        .partition(|n| n.ends_with(".num_batches_tracked"));
+    // Running mean and variance per counter.
+    assert_eq!(counters.len(), imported.buffers.len() / 2);
+    rest.into_iter().cloned().collect()
 }
 
 /// Runs the imported backbone in eval mode on `fixture`'s
