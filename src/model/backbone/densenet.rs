@@ -76,6 +76,15 @@ fn layout(depth: usize) -> std::result::Result<Vec<usize>, &'static str> {
     })
 }
 
+/// The input channels of a block's `layers` layers summed, the first
+/// reading `c0` and each next `g` more: the quadratic term. Saturating.
+fn read_channels(c0: usize, g: usize, layers: usize) -> u128 {
+    let l = layers as u128;
+    let pairs = l.saturating_mul(l.saturating_sub(1)) / 2;
+    l.saturating_mul(c0 as u128)
+        .saturating_add(pairs.saturating_mul(g as u128))
+}
+
 /// Side of a conv7x7/2 pad 3 then a maxpool 3/2 pad 1 over `image` pixels.
 fn stem_sides(image: usize) -> (usize, usize) {
     let conv = image.div_ceil(2);
@@ -134,7 +143,7 @@ impl DenseNetConfig {
         if stem_sides(image_size).1 >= side {
             return Ok(());
         }
-        let min = 4 * (side - 1) + 1;
+        let min = side.saturating_sub(1).saturating_mul(4).saturating_add(1);
         Err(Error::Config(format!(
             "data.image_size = {image_size} is too small for {section}'s {} blocks \
              ({}): each transition halves the map, so images need at least {min} pixels a side",
@@ -192,12 +201,17 @@ impl DenseNetConfig {
         );
         let blocks = self.blocks();
         for (i, &layers) in blocks.iter().enumerate() {
-            for _ in 0..layers {
-                let params = product(&[c, bottleneck]).saturating_add(product(&[9, bottleneck, g]));
-                let maps = product(&[2, side, side, c.saturating_add(bottleneck)]);
-                f.add(params, maps);
-                c = c.saturating_add(g);
-            }
+            // Summed over the block's layers in closed form (a huge
+            // block_config gives a huge count at once, not a long loop).
+            let read = read_channels(c, g, layers);
+            let l = layers as u128;
+            f.add(
+                read.saturating_mul(bottleneck as u128)
+                    .saturating_add(l.saturating_mul(product(&[9, bottleneck, g]))),
+                product(&[2, side, side])
+                    .saturating_mul(read.saturating_add(l.saturating_mul(bottleneck as u128))),
+            );
+            c = c.saturating_add(layers.saturating_mul(g));
             // Pooling itself keeps nothing: a transition's maps and the
             // final ones are its input and normalised input alike.
             let maps = product(&[2, side, side, c]);
@@ -498,6 +512,36 @@ mod tests {
             "{e}"
         );
         assert!(d.footprint(28).is_err());
+    }
+
+    #[test]
+    fn the_footprint_sums_each_layers_reads_and_saturates() {
+        // Three layers reading 8, 12 and 16 channels.
+        assert_eq!(read_channels(8, 4, 3), 36);
+        assert_eq!(read_channels(8, 4, 0), 0);
+        // The parameters counted are exactly the built convolutions'.
+        let (mut p, mut b) = (Params::new(), Buffers::new());
+        DenseNet::new(&mut p, &mut b, &Scope::root(), &small(), &mut Rng::new(1)).unwrap();
+        let convs: usize = p
+            .ids()
+            .map(|id| p.get(id))
+            .filter(|t| t.dims().len() == 4)
+            .map(|t| t.numel())
+            .sum();
+        assert_eq!(small().footprint(64).unwrap().params, convs as u128);
+        let absurd = DenseNetConfig {
+            block_config: Some(vec![usize::MAX / 2]),
+            growth_rate: usize::MAX / 2,
+            ..small()
+        };
+        let f = absurd.footprint(64).unwrap();
+        assert_eq!((f.params, f.activations), (u128::MAX, u128::MAX));
+        let many = DenseNetConfig {
+            block_config: Some(vec![1; 200]),
+            ..small()
+        };
+        let e = many.footprint(64).unwrap_err().to_string();
+        assert!(e.contains("200 blocks"), "{e}");
     }
 
     #[test]
