@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::{check, gpu, randn, Report, Tol};
-use mtaffect::model::{Backbone, Pooling, Vit, VitConfig, VitPreset};
-use mtaffect::nn::{self, Buffers, Scope};
+use common::{check, check_backbone, gpu, randn, Report, Tol};
+use mtaffect::model::{Pooling, Vit, VitConfig, VitPreset};
+use mtaffect::nn::{Buffers, Scope};
 use mtaffect::ops::{add, concat, drop_path, gather_tokens, TokenIndex};
-use mtaffect::{DType, Device, Params, Rng, Tape, Tensor};
+use mtaffect::{Params, Rng, Tape, Tensor};
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
@@ -101,51 +101,8 @@ fn a_tiny_vit_forward_and_backward_match_the_cpu() {
         let vit = Vit::new(&mut p, &Scope::root(), &cfg, &mut rng).unwrap();
         // A 3 x 2 grid of patches: 7 tokens with the class token.
         let x = randn(&[5, 24, 16, 3], &mut rng);
-        let seed = |dims: &[usize]| randn(dims, &mut Rng::new(0x5eed));
-        let run = |device: Device| -> (Tensor, Vec<Tensor>) {
-            let c = common::Ctx { device };
-            let mut params = Params::new();
-            for id in p.ids() {
-                params.add(p.name(id), c.put(p.get(id))).unwrap();
-            }
-            let tape = Tape::new();
-            let images = tape.constant(c.put(&x));
-            let (mut b, mut drop_rng) = (Buffers::new(), Rng::new(7));
-            let mut cx = nn::Ctx {
-                tape: &tape,
-                params: &params,
-                buffers: &mut b,
-                training: true,
-                rng: &mut drop_rng,
-                frozen: false,
-            };
-            let y = vit
-                .forward(&mut cx, &images)
-                .unwrap_or_else(|e| panic!("ViT on {}: {e}", c.device));
-            let grads = tape.backward_with_seed(&y, c.put(&seed(y.dims()))).unwrap();
-            let g = p
-                .ids()
-                .map(|id| {
-                    grads
-                        .get(id)
-                        .expect("every parameter gets a gradient")
-                        .clone()
-                })
-                .collect();
-            (y.into_value(), g)
-        };
-        let (y_ref, g_ref) = run(Device::Cpu);
-        let (y_gpu, g_gpu) = run(Device::Cuda(dev.clone()));
-        assert_eq!(y_ref.dtype(), DType::F64);
-        rep.compare(&format!("ViT {pooling:?} forward"), &y_gpu, &y_ref, tol);
-        for ((id, g), r) in p.ids().zip(&g_gpu).zip(&g_ref) {
-            rep.compare(
-                &format!("ViT {pooling:?} grad of {}", p.name(id)),
-                g,
-                r,
-                tol,
-            );
-        }
+        let what = format!("ViT {pooling:?}");
+        check_backbone(&dev, &mut rep, &what, &vit, &p, &Buffers::new(), &x, tol);
     }
     rep.print("ViT forward and backward");
 }

@@ -2,13 +2,13 @@
 //! the configs (`model::Footprint`). They must be lower bounds of what the
 //! built models hold, so a refusal is never wrong, and close enough (within
 //! a factor of two) to catch a setting that cannot fit: checked here against
-//! the real models of every backbone depth and stem, every ViT preset, both generator
-//! up-samplers and every temporal encoder.
+//! the real models of every backbone depth and stem, every ViT preset, every DenseNet
+//! depth, both generator up-samplers and every temporal encoder.
 
 use mtaffect::model::temporal::{EncoderKind, TemporalNet, TemporalNetConfig};
 use mtaffect::model::{
-    BackboneConfig, Generator, GeneratorConfig, Pooling, SeResNet, SeResNetConfig, Stem, Upsample,
-    Vit, VitConfig, VitPreset,
+    BackboneConfig, DenseNet, DenseNetConfig, Generator, GeneratorConfig, Pooling, SeResNet,
+    SeResNetConfig, Stem, Upsample, Vit, VitConfig, VitPreset,
 };
 use mtaffect::nn::{Buffers, Scope};
 use mtaffect::{Params, Rng};
@@ -79,6 +79,46 @@ fn vit_parameter_counts_are_close_lower_bounds() {
         e.contains("model.backbone.patch = 16") && e.contains("100"),
         "{e}"
     );
+}
+
+#[test]
+fn densenet_parameter_counts_are_close_lower_bounds() {
+    for depth in [121, 169, 201] {
+        let c = DenseNetConfig {
+            depth,
+            ..DenseNetConfig::default()
+        };
+        let (mut p, mut b) = (Params::new(), Buffers::new());
+        DenseNet::new(&mut p, &mut b, &Scope::root(), &c, &mut Rng::new(1)).unwrap();
+        let fp = BackboneConfig::from(c.clone()).footprint(64).unwrap();
+        within(fp.params, p.numel(), &c.to_string());
+        // Maps grow with the image area.
+        let big = BackboneConfig::from(c.clone()).footprint(128).unwrap();
+        assert!(big.activations > 3 * fp.activations, "{c}");
+    }
+    // DenseNet-121 without its classifier: 6,953,856 parameters in
+    // torchvision; the lower bound leaves out only the batch norms'.
+    let fp = BackboneConfig::from(DenseNetConfig::default())
+        .footprint(112)
+        .unwrap();
+    assert!(
+        fp.params > 6_850_000 && fp.params < 6_953_856,
+        "{}",
+        fp.params
+    );
+    // Each layer of a block keeps the concatenation so far: one block of
+    // twice the layers keeps close to four times the maps.
+    let block = |layers: usize| {
+        BackboneConfig::from(DenseNetConfig {
+            block_config: Some(vec![layers]),
+            ..DenseNetConfig::default()
+        })
+        .footprint(64)
+        .unwrap()
+        .activations
+    };
+    let (short, long) = (block(32), block(64));
+    assert!(long > 3 * short, "{short} -> {long}");
 }
 
 #[test]

@@ -11,15 +11,6 @@ use mtaffect::model::{Backbone, Pooling, Vit, VitConfig, VitPreset};
 use mtaffect::nn::{Buffers, Ctx, Scope, VitStack, VitStackSpec};
 use mtaffect::{DType, ParamId, Params, Result, Rng, Tape, Tensor, Var};
 
-/// `p` with every tensor in f64, under the same ids.
-fn to_f64(p: &Params) -> Params {
-    let mut q = Params::new();
-    for id in p.ids() {
-        q.add(p.name(id), p.get(id).to_dtype(DType::F64)).unwrap();
-    }
-    q
-}
-
 /// Runs `f` in training mode with a fixed drop-path seed, so every
 /// evaluation of the check drops the same samples.
 fn run(tape: &Tape, p: &Params, f: impl FnOnce(&mut Ctx) -> Result<Var>) -> Result<Var> {
@@ -54,7 +45,7 @@ fn jitter(p: &mut Params, rng: &mut Rng) {
 /// The registry with `x` registered last, in f64, and x's id.
 fn with_input(mut p: Params, x: Tensor) -> (Params, ParamId) {
     let id = p.add("x", x).unwrap();
-    (to_f64(&p), id)
+    (p.to_dtype(DType::F64), id)
 }
 
 #[test]

@@ -17,15 +17,6 @@ use mtaffect::train::temporal::{reset_rows, score, TemporalConfig, TemporalTrain
 use mtaffect::train::ConfigFile;
 use mtaffect::{DType, Params, Result, Rng, Tape, Tensor, Var};
 
-/// `p`'s tensors in f64 under the same names, so the same ParamIds.
-fn to_f64(p: &Params) -> Params {
-    let mut out = Params::new();
-    for id in p.ids() {
-        out.add(p.name(id), p.get(id).to_dtype(DType::F64)).unwrap();
-    }
-    out
-}
-
 fn config(encoder: EncoderKind) -> TemporalNetConfig {
     TemporalNetConfig {
         encoder,
@@ -101,7 +92,7 @@ fn padding_changes_no_output_at_a_real_frame_for_any_encoder() {
     ] {
         let mut p = Params::new();
         let net = TemporalNet::new(&config(kind), f, &mut p, &mut Rng::new(1)).unwrap();
-        let p = to_f64(&p);
+        let p = p.to_dtype(DType::F64);
         let mut rng = Rng::new(2);
         let x = Tensor::randn([n, t, f], 1.0, DType::F64, &mut rng);
         // Sample 1 has gaps at frames 1 and 3 (masks may mark padding anywhere).
@@ -192,7 +183,7 @@ fn transformer_encoder_layer_gradients_match_central_differences() {
         &mut Rng::new(4),
     )
     .unwrap();
-    let pf = to_f64(&p);
+    let pf = p.to_dtype(DType::F64);
     let mut inputs: Vec<Tensor> = pf.ids().map(|id| pf.get(id).clone()).collect();
     inputs[x_id.index()] = Tensor::randn([n, t, e], 1.0, DType::F64, &mut Rng::new(5));
     let mask = [
@@ -226,7 +217,7 @@ fn check_net(cfg: &TemporalNetConfig) {
     let (n, t, f) = (2, 3, 3);
     let mut p = Params::new();
     let net = TemporalNet::new(cfg, f, &mut p, &mut Rng::new(6)).unwrap();
-    let p = to_f64(&p);
+    let p = p.to_dtype(DType::F64);
     let inputs: Vec<Tensor> = p.ids().map(|id| p.get(id).clone()).collect();
     let x = Tensor::randn([n, t, f], 1.0, DType::F64, &mut Rng::new(7));
     let mask = [true, true, true, true, false, true];
@@ -322,7 +313,7 @@ fn feedback_features_reach_the_target_but_pass_no_gradient_back() {
     let mut p = Params::new();
     let cfg = config(EncoderKind::Gru);
     let net = TemporalNet::new(&cfg, 3, &mut p, &mut Rng::new(8)).unwrap();
-    let p = to_f64(&p);
+    let p = p.to_dtype(DType::F64);
     let x = Tensor::randn([1, 4, 3], 1.0, DType::F64, &mut Rng::new(9));
     let mask = [true; 4];
     let arousal = |p: &Params, tape: &Tape| {
@@ -423,7 +414,7 @@ fn label_feedback_reads_labels_when_teacher_forced_and_predictions_otherwise() {
         };
         let mut p = Params::new();
         let net = TemporalNet::new(&cfg, 3, &mut p, &mut Rng::new(8)).unwrap();
-        let p = to_f64(&p);
+        let p = p.to_dtype(DType::F64);
         let (src, tgt) = (source.name(), target.name());
         let embedding = format!("head.{tgt}.label.{src}.weight");
         // Moving the source head moves its predictions.

@@ -1,4 +1,4 @@
-use crate::{Device, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 /// Handle to a parameter in a [`Params`] registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -120,6 +120,17 @@ impl Params {
             *v = v.to_device(device)?;
         }
         Ok(())
+    }
+
+    /// The registry with every value in `dtype`, on the host, under the
+    /// same names and ids (the gradient checks run a model built in f32 in
+    /// f64).
+    pub fn to_dtype(&self, dtype: DType) -> Params {
+        let mut out = self.clone();
+        for v in &mut out.values {
+            *v = v.to_dtype(dtype);
+        }
+        out
     }
 
     /// Where the values live (the host for an empty registry).

@@ -27,12 +27,9 @@ pub(super) fn arch(name: &str) -> Option<BackboneConfig> {
 /// The conversion of our tensor `name` of `dims`, whose source has the
 /// same name; `positions`: the last map's pixels, (image_size / 16)².
 pub(super) fn convert(name: &str, dims: &[usize], positions: usize) -> Convert {
-    // Convolution weights are the only 4-D tensors.
-    if dims.len() == 4 {
-        Convert::Oihw
-    } else if name == "fc.weight" {
+    if name == "fc.weight" {
         Convert::FlattenedMap { positions }
     } else {
-        Convert::Same
+        Convert::by_rank(dims)
     }
 }

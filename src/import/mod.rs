@@ -5,13 +5,15 @@
 //! batch-norm running statistics to buffers, and whatever else an
 //! architecture needs (the IResNet's FC columns, timm's 1x1-convolution SE
 //! gates, names that differ). Each family's map is one file (`iresnet.rs`,
-//! `resnet.rs`); this file reads, checks, applies and reports.
+//! `resnet.rs`, `vit.rs`, `densenet.rs`); this file reads, checks, applies
+//! and reports.
 //!
 //! Every tensor the backbone has must come from the file with the shape the
 //! map expects: an error names the first that does not (missing, wrong
 //! shape, or an unsupported dtype). Tensors of the file the map does not
 //! use (`num_batches_tracked`, a classifier head) are listed in the report.
 
+mod densenet;
 mod iresnet;
 mod resnet;
 mod vit;
@@ -44,6 +46,16 @@ pub(crate) enum Convert {
 }
 
 impl Convert {
+    /// A tensor that keeps its name: convolution weights (the only 4-D
+    /// tensors) change layout, everything else is taken as it is.
+    fn by_rank(dims: &[usize]) -> Convert {
+        if dims.len() == 4 {
+            Convert::Oihw
+        } else {
+            Convert::Same
+        }
+    }
+
     /// The source's dims for a tensor of ours with `dims`.
     fn source_dims(self, dims: &[usize]) -> Vec<usize> {
         match (self, dims) {
@@ -134,7 +146,12 @@ pub fn known_archs() -> Vec<&'static str> {
     let iresnets = iresnet::ARCHS.iter().map(|(n, _)| *n);
     let resnets = resnet::ARCHS.iter().map(|(n, ..)| *n);
     let vits = vit::ARCHS.iter().map(|(n, _)| *n);
-    iresnets.chain(resnets).chain(vits).collect()
+    let densenets = densenet::ARCHS.iter().map(|(n, _)| *n);
+    iresnets
+        .chain(resnets)
+        .chain(vits)
+        .chain(densenets)
+        .collect()
 }
 
 /// The backbone a PyTorch architecture name stands for ("iresnet50"); an
@@ -142,7 +159,8 @@ pub fn known_archs() -> Vec<&'static str> {
 pub fn arch(name: &str) -> Result<BackboneConfig> {
     let found = iresnet::arch(name)
         .or_else(|| resnet::arch(name))
-        .or_else(|| vit::arch(name));
+        .or_else(|| vit::arch(name))
+        .or_else(|| densenet::arch(name));
     found.ok_or_else(|| {
         Error::Config(format!(
             "unknown architecture '{name}': known: {}",
@@ -164,7 +182,10 @@ fn source_map(backbone: &BackboneConfig) -> Result<SourceMap> {
             Box::new(move |name, dims| (name.to_string(), iresnet::convert(name, dims, positions)))
         }
         BackboneConfig::SeResnet(_) => Box::new(resnet::source),
-        BackboneConfig::Vit(_) => Box::new(|name, dims| (name.to_string(), vit::convert(dims))),
+        // Same names: timm's ViT, torchvision's DenseNet.
+        BackboneConfig::Vit(_) | BackboneConfig::Densenet(_) => {
+            Box::new(|name, dims| (name.to_string(), Convert::by_rank(dims)))
+        }
     })
 }
 

@@ -36,12 +36,10 @@ pub(super) fn source(name: &str, dims: &[usize]) -> (String, Convert) {
             .replacen("bn.", "bn1.", 1),
         _ => name.to_string(),
     };
-    let conv = if dims.len() == 4 {
-        Convert::Oihw
-    } else if name.contains(".se.fc") && dims.len() == 2 {
+    let conv = if name.contains(".se.fc") && dims.len() == 2 {
         Convert::Conv1x1AsLinear
     } else {
-        Convert::Same
+        Convert::by_rank(dims)
     };
     (renamed, conv)
 }

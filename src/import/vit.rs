@@ -9,7 +9,6 @@
 //! (supervised timm ViTs) would be silently dropped. The MAE decoder
 //! (`decoder_*`, `mask_token`) and a classifier `head` are unused.
 
-use super::Convert;
 use crate::model::{BackboneConfig, Pooling, VitConfig, VitPreset};
 use crate::nn::sincos_pos_embed_2d;
 use crate::{DType, Tensor};
@@ -30,15 +29,6 @@ pub(super) fn arch(name: &str) -> Option<BackboneConfig> {
         pooling: Pooling::Cls,
         ..VitConfig::default()
     }))
-}
-
-/// The conversion of our tensor of `dims` (same name in the file).
-pub(super) fn convert(dims: &[usize]) -> Convert {
-    if dims.len() == 4 {
-        Convert::Oihw
-    } else {
-        Convert::Same
-    }
 }
 
 /// Why `pos_embed` (the file's [1, 1 + g², D] tensor, as f32) cannot stand

@@ -1,8 +1,8 @@
 //! Models: the multi-task network (MTANet-style) on a pluggable backbone
-//! (SE-ResNet and ViT built in), its neck and heads, the GAN's conditional face
-//! generator, the masked autoencoder that pretrains a ViT, and the temporal
-//! models over per-frame features; what each costs in memory, read from its
-//! config ([`Footprint`]).
+//! (SE-ResNet, ViT, IResNet and DenseNet built in), its neck and heads, the
+//! GAN's conditional face generator, the masked autoencoder that pretrains
+//! a ViT, and the temporal models over per-frame features; what each costs
+//! in memory, read from its config ([`Footprint`]).
 
 pub mod backbone;
 pub mod footprint;
@@ -13,8 +13,9 @@ pub(crate) mod neck;
 pub mod temporal;
 
 pub use backbone::{
-    Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, BuiltIn, Features, IResNet,
-    IResNetConfig, Pooling, SeResNet, SeResNetConfig, Stem, Vit, VitConfig, VitPreset,
+    Backbone, BackboneConfig, BasicBlock, BlockSpec, Bottleneck, BuiltIn, DenseNet, DenseNetConfig,
+    Features, IResNet, IResNetConfig, Pooling, SeResNet, SeResNetConfig, Stem, Vit, VitConfig,
+    VitPreset,
 };
 pub use footprint::Footprint;
 pub use generator::{Generator, GeneratorConfig, Upsample};

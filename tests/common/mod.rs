@@ -1,12 +1,14 @@
 //! What the CUDA parity suites share: opening the GPU (or failing), the
-//! tolerance check and its one-line report, and `check`, which runs a closure
-//! on the CPU reference (f64) and the GPU (f32) and compares the output and
-//! every input gradient.
+//! tolerance check and its one-line report, and `check` (`check_backbone`),
+//! which runs a closure (a backbone) on the CPU reference (f64) and the GPU
+//! (f32) and compares the output and every input (parameter) gradient.
 
 // Each test file compiles this module on its own and uses part of it.
 #![allow(dead_code)]
 
 use mtaffect::backend::cuda::CudaDevice;
+use mtaffect::model::Backbone;
+use mtaffect::nn::{self, Buffers};
 use mtaffect::{DType, Device, Params, Result, Rng, Tape, Tensor, Var};
 use std::sync::Arc;
 
@@ -142,6 +144,67 @@ pub fn check<F>(
     report.compare(&format!("{what} forward"), &y_gpu, &y_ref, tol);
     for (i, (g, r)) in g_gpu.iter().zip(&g_ref).enumerate() {
         report.compare(&format!("{what} grad of input {i}"), g, r, tol);
+    }
+}
+
+/// Runs backbone `net` in training mode (dropout and drop path seeded
+/// alike) on the CPU reference (f64) and on the GPU (f32), its parameters
+/// `p`, buffers `b` and images `x` copied to each, with the same random
+/// output seed, and checks the output and the gradient of every parameter.
+#[allow(clippy::too_many_arguments)]
+pub fn check_backbone(
+    dev: &Arc<CudaDevice>,
+    report: &mut Report,
+    what: &str,
+    net: &dyn Backbone,
+    p: &Params,
+    b: &Buffers,
+    x: &Tensor,
+    tol: Tol,
+) {
+    let seed = |dims: &[usize]| randn(dims, &mut Rng::new(0x5eed));
+    let run = |device: Device| -> (Tensor, Vec<Tensor>) {
+        let c = Ctx { device };
+        let on = |reg: &Params| {
+            let mut out = Params::new();
+            for id in reg.ids() {
+                out.add(reg.name(id), c.put(reg.get(id))).unwrap();
+            }
+            out
+        };
+        let (params, mut buffers) = (on(p), on(b));
+        let tape = Tape::new();
+        let images = tape.constant(c.put(x));
+        let mut drop_rng = Rng::new(7);
+        let mut cx = nn::Ctx {
+            tape: &tape,
+            params: &params,
+            buffers: &mut buffers,
+            training: true,
+            rng: &mut drop_rng,
+            frozen: false,
+        };
+        let y = net
+            .forward(&mut cx, &images)
+            .unwrap_or_else(|e| panic!("{what} on {}: {e}", c.device));
+        let grads = tape.backward_with_seed(&y, c.put(&seed(y.dims()))).unwrap();
+        let g = p
+            .ids()
+            .map(|id| {
+                grads
+                    .get(id)
+                    .expect("every parameter gets a gradient")
+                    .clone()
+            })
+            .collect();
+        (y.into_value(), g)
+    };
+    let (y_ref, g_ref) = run(Device::Cpu);
+    let (y_gpu, g_gpu) = run(Device::Cuda(dev.clone()));
+    assert_eq!(y_ref.dtype(), DType::F64);
+    report.compare(&format!("{what} forward"), &y_gpu, &y_ref, tol);
+    for ((id, g), r) in p.ids().zip(&g_gpu).zip(&g_ref) {
+        report.compare(&format!("{what} grad of {}", p.name(id)), g, r, tol);
     }
 }
 

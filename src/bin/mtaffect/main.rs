@@ -164,7 +164,8 @@ enum Command {
     Import {
         /// The PyTorch architecture: iresnet18, iresnet34, iresnet50, iresnet100
         /// (insightface), resnet18, resnet50 (torchvision), seresnet50 (timm),
-        /// vit_tiny_patch16, vit_small_patch16, vit_base_patch16 (MAE / timm encoders).
+        /// vit_tiny_patch16, vit_small_patch16, vit_base_patch16 (MAE / timm
+        /// encoders), densenet121, densenet169, densenet201 (torchvision).
         #[arg(long)]
         arch: String,
         /// The state dict, as safetensors.
@@ -173,15 +174,27 @@ enum Command {
         /// The checkpoint to write.
         #[arg(long)]
         out: PathBuf,
-        /// Width multiplier of a reduced model (default: the architecture's, 1).
+        /// IResNet, ResNet: width multiplier of a reduced model (default: the architecture's, 1).
         #[arg(long)]
         width_mult: Option<f64>,
-        /// Embedding width of an IResNet (default: the architecture's, 512).
+        /// IResNet: embedding width (default: the architecture's, 512).
         #[arg(long)]
         embedding: Option<usize>,
-        /// Input side an IResNet was built for (default: the architecture's, 112).
+        /// IResNet: input side the model was built for (default: the architecture's, 112).
         #[arg(long)]
         image_size: Option<usize>,
+        /// DenseNet: channels each dense layer adds (default: 32).
+        #[arg(long)]
+        growth_rate: Option<usize>,
+        /// DenseNet: the stem's channels (torchvision's num_init_features, default: 64).
+        #[arg(long)]
+        init_features: Option<usize>,
+        /// DenseNet: the 1x1 convolutions' width in growth rates (default: 4).
+        #[arg(long)]
+        bn_size: Option<usize>,
+        /// DenseNet: layers per block, e.g. 2,2,2,2 (default: the depth's).
+        #[arg(long, value_delimiter = ',')]
+        block_config: Option<Vec<usize>>,
     },
     /// Write a frame checkpoint as an ONNX model in inference mode, for ONNX
     /// Runtime, TensorRT and other runtimes (input `images` NCHW in [-1, 1];
@@ -501,6 +514,10 @@ fn main() -> ExitCode {
             width_mult,
             embedding,
             image_size,
+            growth_rate,
+            init_features,
+            bn_size,
+            block_config,
         } => import::import_cmd(
             &arch,
             &from,
@@ -509,6 +526,10 @@ fn main() -> ExitCode {
                 width_mult,
                 embedding,
                 image_size,
+                growth_rate,
+                init_features,
+                bn_size,
+                block_config,
             },
         ),
         Command::Export {

@@ -1,16 +1,18 @@
 //! Backbones: the image encoders the multi-task network can be built on,
 //! behind one small trait, and the registry that builds one from the
-//! `[model.backbone]` section (`kind = "se_resnet"`, `"vit"` or
-//! `"iresnet"`, plus that kind's keys).
+//! `[model.backbone]` section (`kind = "se_resnet"`, `"vit"`, `"iresnet"`
+//! or `"densenet"`, plus that kind's keys).
 //! A new backbone is one file here and one arm in [`BackboneConfig`]; the
 //! neck and heads take any backbone's output.
 
 pub(crate) mod blocks;
+pub(crate) mod densenet;
 pub(crate) mod iresnet;
 pub(crate) mod se_resnet;
 pub(crate) mod vit;
 
 pub use blocks::{BasicBlock, BlockSpec, Bottleneck};
+pub use densenet::{DenseNet, DenseNetConfig};
 pub use iresnet::{IResNet, IResNetConfig};
 pub use se_resnet::{SeResNet, SeResNetConfig, Stem};
 pub use vit::{Pooling, Vit, VitConfig, VitPreset};
@@ -63,6 +65,7 @@ pub enum BackboneConfig {
     SeResnet(SeResNetConfig),
     Vit(VitConfig),
     Iresnet(IResNetConfig),
+    Densenet(DenseNetConfig),
 }
 
 impl Default for BackboneConfig {
@@ -79,17 +82,22 @@ impl BackboneConfig {
             BackboneConfig::SeResnet(c) => c.validate(&format!("{section}.backbone")),
             BackboneConfig::Vit(c) => c.validate(&format!("{section}.backbone")),
             BackboneConfig::Iresnet(c) => c.validate(&format!("{section}.backbone")),
+            BackboneConfig::Densenet(c) => c.validate(&format!("{section}.backbone")),
         }
     }
 
     /// An error naming the keys unless the backbone takes images of
     /// `image_size` pixels a side (`data.image_size`); backbones built for
-    /// one input size (an FC over the last map) have their own key. (A
-    /// ViT's patch check is its footprint's.)
+    /// one input size (an FC over the last map) have their own key; a
+    /// DenseNet needs a side its transitions can halve. (A ViT's patch
+    /// check is its footprint's.)
     pub fn check_image_size(&self, section: &str, image_size: usize) -> Result<()> {
         match self {
             BackboneConfig::SeResnet(_) | BackboneConfig::Vit(_) => Ok(()),
             BackboneConfig::Iresnet(c) => {
+                c.check_image_size(&format!("{section}.backbone"), image_size)
+            }
+            BackboneConfig::Densenet(c) => {
                 c.check_image_size(&format!("{section}.backbone"), image_size)
             }
         }
@@ -102,6 +110,7 @@ impl BackboneConfig {
             BackboneConfig::SeResnet(c) => c.footprint(image_size),
             BackboneConfig::Vit(c) => c.footprint(image_size),
             BackboneConfig::Iresnet(c) => c.footprint(image_size),
+            BackboneConfig::Densenet(c) => c.footprint(image_size),
         }
     }
 
@@ -112,6 +121,7 @@ impl BackboneConfig {
             BackboneConfig::SeResnet(c) => c.size_keys(),
             BackboneConfig::Vit(c) => c.size_keys(),
             BackboneConfig::Iresnet(c) => c.size_keys(),
+            BackboneConfig::Densenet(c) => c.size_keys(),
         }
     }
 
@@ -120,7 +130,9 @@ impl BackboneConfig {
     /// a stack of like layers to decay over.
     pub fn lr_layer(&self, name: &str) -> Option<(usize, usize)> {
         match self {
-            BackboneConfig::SeResnet(_) | BackboneConfig::Iresnet(_) => None,
+            BackboneConfig::SeResnet(_)
+            | BackboneConfig::Iresnet(_)
+            | BackboneConfig::Densenet(_) => None,
             BackboneConfig::Vit(c) => Some(c.lr_layer(name)),
         }
     }
@@ -137,11 +149,13 @@ impl BackboneConfig {
             BackboneConfig::SeResnet(c) => Box::new(SeResNet::new(p, b, scope, c, rng)?),
             BackboneConfig::Vit(c) => Box::new(Vit::new(p, scope, c, rng)?),
             BackboneConfig::Iresnet(c) => Box::new(IResNet::new(p, b, scope, c, rng)?),
+            BackboneConfig::Densenet(c) => Box::new(DenseNet::new(p, b, scope, c, rng)?),
         })
     }
 }
 
-/// A short name for run headers ("SE-ResNet-18 x1", "IResNet-50", "IResNet-18 x0.25").
+/// A short name for run headers ("SE-ResNet-18 x1", "IResNet-50", "IResNet-18 x0.25",
+/// "DenseNet-121").
 impl fmt::Display for BackboneConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -156,6 +170,7 @@ impl fmt::Display for BackboneConfig {
             BackboneConfig::Vit(c) => write!(f, "{c}"),
             BackboneConfig::Iresnet(c) if c.width_mult == 1.0 => write!(f, "IResNet-{}", c.depth),
             BackboneConfig::Iresnet(c) => write!(f, "IResNet-{} x{}", c.depth, c.width_mult),
+            BackboneConfig::Densenet(c) => write!(f, "{c}"),
         }
     }
 }
@@ -175,5 +190,11 @@ impl From<VitConfig> for BackboneConfig {
 impl From<IResNetConfig> for BackboneConfig {
     fn from(c: IResNetConfig) -> Self {
         BackboneConfig::Iresnet(c)
+    }
+}
+
+impl From<DenseNetConfig> for BackboneConfig {
+    fn from(c: DenseNetConfig) -> Self {
+        BackboneConfig::Densenet(c)
     }
 }
