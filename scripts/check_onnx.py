@@ -61,6 +61,11 @@ MODELS = {
         'depth = 50\nwidth_mult = 0.125\nse_reduction = 16\nse_divisor = 8\nstem = "imagenet"\n',
         [],
     ),
+    "densenet-mtanet": (
+        '[model]\nneck = "mtanet"\n\n[model.backbone]\nkind = "densenet"\n'
+        "block_config = [2, 2]\ngrowth_rate = 4\ninit_features = 8\nbn_size = 2\n",
+        [],
+    ),
     "iresnet18-mtanet": (
         '[model]\nneck = "mtanet"\n\n[model.backbone]\nkind = "iresnet"\n'
         "depth = 18\nwidth_mult = 0.125\nembedding = 16\nimage_size = 32\n",

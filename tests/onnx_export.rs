@@ -19,7 +19,8 @@ use tiny_vit::tiny_vit;
 use mtaffect::export::onnx::proto::{DimValue, ModelProto, TensorProto, ValueInfoProto};
 use mtaffect::export::onnx::{self, layout};
 use mtaffect::model::{
-    BackboneConfig, IResNetConfig, NeckKind, NetConfig, Pooling, SeResNetConfig, Stem,
+    BackboneConfig, DenseNetConfig, IResNetConfig, NeckKind, NetConfig, Pooling, SeResNetConfig,
+    Stem,
 };
 use mtaffect::train::{TrainConfig, Trainer};
 use mtaffect::{DType, Rng, Tensor};
@@ -320,6 +321,37 @@ fn iresnet_exports_prelu_slopes_and_a_reordered_fc() {
         );
     }
     assert!(ops(&m).contains("PRelu"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn densenets_export_concatenations_and_average_pools() {
+    let dir = temp("onnx-densenet");
+    let backbone = DenseNetConfig {
+        block_config: Some(vec![2, 2]),
+        growth_rate: 4,
+        init_features: 8,
+        bn_size: 2,
+        ..DenseNetConfig::default()
+    };
+    let t = checkpoint(&config(backbone.into(), NeckKind::Mtanet), &dir);
+    let m = export(&dir, &[]);
+    let inits = check_structure(&m, &t, "N");
+    check_conv(&inits, &t, "features.conv0.weight");
+    check_conv(&inits, &t, "features.denseblock2.denselayer2.conv2.weight");
+    check_conv(&inits, &t, "features.transition1.conv.weight");
+    check_same(&inits, &t, "features.norm5.running_var");
+    let in_blocks = |op: &str| {
+        let nodes = &m.graph.as_ref().unwrap().node;
+        let named = |n: &&_| {
+            let n: &mtaffect::export::onnx::proto::NodeProto = n;
+            n.op_type == op && n.name.starts_with("features.")
+        };
+        nodes.iter().filter(named).count()
+    };
+    // One concatenation per dense layer, one average pool per transition
+    // (the MTANet neck has a Concat of its own).
+    assert_eq!((in_blocks("Concat"), in_blocks("AveragePool")), (4, 1));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

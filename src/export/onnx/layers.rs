@@ -8,6 +8,7 @@
 use super::graph::{float, int, ints, Graph};
 use super::layout::{krsc_to_kcrs, transpose};
 use crate::nn::{BatchNorm2d, Buffers, Conv2d, LayerNorm, Linear};
+use crate::ops::pool::Pool2dParams;
 use crate::{ParamId, Params, Result};
 
 /// A weight on the host: its checkpoint name, dims and values.
@@ -99,6 +100,23 @@ impl<'a> Emit<'a> {
             .chain(inputs.iter().map(String::as_str))
             .collect();
         Ok(self.g.node("Conv", w.layer(), &ins, attrs))
+    }
+
+    /// MaxPool or AveragePool (`op`) with our pooling parameters (padded
+    /// positions never win a max, as in ours and PyTorch's; an average
+    /// counts them when `count_include_pad`).
+    pub fn pool(&mut self, op: &str, name: &str, x: &str, p: Pool2dParams) -> String {
+        let [ph, pw] = p.padding.map(|v| v as i64);
+        let mut attrs = vec![
+            ints("kernel_shape", &p.kernel.map(|v| v as i64)),
+            ints("strides", &p.stride.map(|v| v as i64)),
+            ints("pads", &[ph, pw, ph, pw]),
+            int("ceil_mode", i64::from(p.ceil_mode)),
+        ];
+        if op == "AveragePool" {
+            attrs.push(int("count_include_pad", i64::from(p.count_include_pad)));
+        }
+        self.g.node(op, name, &[x], attrs)
     }
 
     /// BatchNormalization with the running statistics (inference mode), over

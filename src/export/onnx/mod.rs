@@ -14,6 +14,7 @@
 //! Batch norm uses its running statistics and dropout and drop path are
 //! the identity, as in `eval`. N is fixed or named (dynamic).
 
+mod densenet;
 mod graph;
 mod iresnet;
 mod layers;

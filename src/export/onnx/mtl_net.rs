@@ -5,7 +5,7 @@
 
 use super::graph::{float, int};
 use super::layers::Emit;
-use super::{iresnet::iresnet, se_resnet::se_resnet, vit::vit};
+use super::{densenet::densenet, iresnet::iresnet, se_resnet::se_resnet, vit::vit};
 use super::{AU_OUTPUT, EXPR_OUTPUT, VA_OUTPUT};
 use crate::model::neck::LEAKY_SLOPE;
 use crate::model::{BuiltIn, Features, MtlNet, Neck};
@@ -19,10 +19,11 @@ pub fn mtl_net(e: &mut Emit, net: &MtlNet, image_size: usize, x: &str) -> Result
         Some(BuiltIn::SeResnet(b)) => se_resnet(e, b, x)?,
         Some(BuiltIn::Iresnet(b)) => iresnet(e, b, x)?,
         Some(BuiltIn::Vit(b)) => vit(e, b, image_size, x)?,
+        Some(BuiltIn::Densenet(b)) => densenet(e, b, x)?,
         None => {
             return Err(Error::Config(format!(
                 "ONNX export: model.backbone is not a built-in kind (se_resnet, iresnet, \
-                 vit) but {:?}",
+                 vit, densenet) but {:?}",
                 net.backbone
             )))
         }

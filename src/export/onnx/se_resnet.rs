@@ -3,7 +3,6 @@
 //! squeeze-and-excitation gate (none in a plain ResNet), as `model::backbone::se_resnet` and
 //! `blocks` compute them in eval mode.
 
-use super::graph::{int, ints};
 use super::layers::Emit;
 use crate::model::backbone::blocks::Downsample;
 use crate::model::backbone::se_resnet::Block;
@@ -18,7 +17,12 @@ pub fn se_resnet(e: &mut Emit, net: &SeResNet, x: &str) -> Result<String> {
     let h = e.batch_norm(&net.stem_bn, &h)?;
     let mut h = e.unary("Relu", "stem.relu", &h);
     if net.stem == Stem::Imagenet {
-        h = max_pool(e, &h, Pool2dParams::new(3, 2).padding(1));
+        h = e.pool(
+            "MaxPool",
+            "stem.pool",
+            &h,
+            Pool2dParams::new(3, 2).padding(1),
+        );
     }
     for blk in &net.blocks {
         h = match blk {
@@ -38,18 +42,6 @@ pub fn se_resnet(e: &mut Emit, net: &SeResNet, x: &str) -> Result<String> {
         };
     }
     Ok(h)
-}
-
-/// MaxPool; padded positions never win (as in ours and PyTorch's).
-fn max_pool(e: &mut Emit, x: &str, p: Pool2dParams) -> String {
-    let [ph, pw] = p.padding.map(|v| v as i64);
-    let attrs = vec![
-        ints("kernel_shape", &p.kernel.map(|v| v as i64)),
-        ints("strides", &p.stride.map(|v| v as i64)),
-        ints("pads", &[ph, pw, ph, pw]),
-        int("ceil_mode", i64::from(p.ceil_mode)),
-    ];
-    e.g.node("MaxPool", "stem.pool", &[x], attrs)
 }
 
 /// conv -> BN, then ReLU when `relu`; named for the conv.

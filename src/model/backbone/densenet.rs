@@ -22,7 +22,7 @@
 //! and first BN in the backward) is not built; the footprint counts the
 //! quadratic term.
 
-use super::{Backbone, Features};
+use super::{Backbone, BuiltIn, Features};
 use crate::model::footprint::{product, Footprint};
 use crate::nn::{BatchNorm2d, Buffers, Conv2d, ConvSpec, Ctx, Scope};
 use crate::ops::conv::Conv2dParams;
@@ -252,11 +252,11 @@ impl fmt::Display for DenseNetConfig {
 
 /// BN - ReLU - conv1x1 - BN - ReLU - conv3x3 (torchvision's `_DenseLayer`).
 #[derive(Clone, Debug)]
-struct DenseLayer {
-    norm1: BatchNorm2d,
-    conv1: Conv2d,
-    norm2: BatchNorm2d,
-    conv2: Conv2d,
+pub(crate) struct DenseLayer {
+    pub(crate) norm1: BatchNorm2d,
+    pub(crate) conv1: Conv2d,
+    pub(crate) norm2: BatchNorm2d,
+    pub(crate) conv2: Conv2d,
 }
 
 impl DenseLayer {
@@ -289,19 +289,19 @@ impl DenseLayer {
 
 /// BN - ReLU - conv1x1 - avgpool 2/2 (torchvision's `_Transition`).
 #[derive(Clone, Debug)]
-struct Transition {
-    norm: BatchNorm2d,
-    conv: Conv2d,
+pub(crate) struct Transition {
+    pub(crate) norm: BatchNorm2d,
+    pub(crate) conv: Conv2d,
 }
 
 #[derive(Clone, Debug)]
 pub struct DenseNet {
-    conv0: Conv2d,
-    norm0: BatchNorm2d,
-    blocks: Vec<Vec<DenseLayer>>,
+    pub(crate) conv0: Conv2d,
+    pub(crate) norm0: BatchNorm2d,
+    pub(crate) blocks: Vec<Vec<DenseLayer>>,
     /// One fewer than the blocks: after each but the last.
-    transitions: Vec<Transition>,
-    norm5: BatchNorm2d,
+    pub(crate) transitions: Vec<Transition>,
+    pub(crate) norm5: BatchNorm2d,
     dropout: f64,
     out_channels: usize,
 }
@@ -383,6 +383,10 @@ impl Backbone for DenseNet {
 
     fn output(&self) -> Features {
         Features::Map
+    }
+
+    fn built_in(&self) -> Option<BuiltIn<'_>> {
+        Some(BuiltIn::Densenet(self))
     }
 }
 

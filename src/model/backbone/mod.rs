@@ -56,6 +56,7 @@ pub enum BuiltIn<'a> {
     SeResnet(&'a SeResNet),
     Vit(&'a Vit),
     Iresnet(&'a IResNet),
+    Densenet(&'a DenseNet),
 }
 
 /// The built-in backbones, keyed by `kind` in `[model.backbone]`.
