@@ -14,5 +14,5 @@ pub mod shard;
 pub use buckets::{Bucket, BucketPlan, DEFAULT_BUCKET_BYTES};
 pub use env::DistEnv;
 pub use gather::{gather_metrics, RankPredictions};
-pub use rendezvous::{host, join, Control};
+pub use rendezvous::{host, join, rendezvous, Control};
 pub use shard::Shard;

@@ -11,6 +11,7 @@
 //! `0 world:u32 len:u32 bytes` or `1 len:u32 message`; control frames `B`
 //! (barrier) and `F rank:u32 len:u32 message` (a rank failed).
 
+use super::DistEnv;
 use crate::{Error, Result};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -288,6 +289,33 @@ pub fn join(
             streams: vec![s],
         },
     ))
+}
+
+/// The rendezvous `env` describes: rank 0 listens on
+/// `MASTER_ADDR:MASTER_PORT` and sends what `payload` makes (called on rank 0
+/// only); the other ranks join. Every rank returns the same bytes.
+pub fn rendezvous(
+    env: &DistEnv,
+    payload: impl FnOnce() -> Result<Vec<u8>>,
+    timeout: Duration,
+) -> Result<(Vec<u8>, Control)> {
+    let addr = if env.master_addr.contains(':') && !env.master_addr.starts_with('[') {
+        format!("[{}]:{}", env.master_addr, env.master_port) // a bare IPv6 address
+    } else {
+        format!("{}:{}", env.master_addr, env.master_port)
+    };
+    if env.rank != 0 {
+        return join(&addr, env.rank, env.world_size, timeout);
+    }
+    let listener = TcpListener::bind(&addr).map_err(|e| {
+        io_err(
+            &format!("rank 0: listening on MASTER_ADDR:MASTER_PORT {addr}"),
+            e,
+        )
+    })?;
+    let bytes = payload()?;
+    let control = host(listener, env.world_size, &bytes, timeout)?;
+    Ok((bytes, control))
 }
 
 #[cfg(test)]

@@ -160,3 +160,38 @@ fn a_duplicate_rank_is_refused_naming_both_peers() {
         assert!(e.contains("rank 1 joined twice"), "{e}");
     }
 }
+
+#[test]
+fn ranks_meet_where_the_environment_says() {
+    let (l, addr) = listener();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let env = |rank| DistEnv {
+        rank,
+        world_size: 3,
+        local_rank: rank,
+        local_world_size: Some(3),
+        master_addr: "127.0.0.1".into(),
+        master_port: port,
+    };
+    let ranks: Vec<_> = [2, 0, 1]
+        .into_iter()
+        .map(|r| {
+            let env = env(r);
+            thread::spawn(move || rendezvous(&env, || Ok(vec![7; 128]), T))
+        })
+        .collect();
+    for h in ranks {
+        let (bytes, control) = h.join().unwrap().unwrap();
+        assert_eq!(bytes, vec![7; 128], "rank {}", control.rank);
+    }
+    let taken = TcpListener::bind(&addr).unwrap();
+    let e = rendezvous(&env(0), || Ok(vec![]), T)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("MASTER_ADDR:MASTER_PORT") && e.contains(&addr),
+        "{e}"
+    );
+    drop(taken);
+}
