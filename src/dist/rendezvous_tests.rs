@@ -11,12 +11,11 @@ fn listener() -> (TcpListener, String) {
     (l, addr)
 }
 
+/// A joining rank's thread: the payload and its control channel.
+type Joiner = thread::JoinHandle<Result<(Vec<u8>, Control)>>;
+
 /// Starts `joiners` as (rank, claimed world size) threads against `addr`.
-fn spawn_joiners(
-    addr: &str,
-    joiners: &[(usize, usize)],
-    timeout: Duration,
-) -> Vec<thread::JoinHandle<Result<(Vec<u8>, Control)>>> {
+fn spawn_joiners(addr: &str, joiners: &[(usize, usize)], timeout: Duration) -> Vec<Joiner> {
     joiners
         .iter()
         .map(|&(rank, world)| {

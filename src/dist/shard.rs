@@ -25,7 +25,7 @@ impl Shard {
                 "rank {rank} is not in a world of {world_size}"
             )));
         }
-        if batch_size == 0 || batch_size % world_size != 0 {
+        if batch_size == 0 || !batch_size.is_multiple_of(world_size) {
             return Err(Error::Config(format!(
                 "data.batch_size = {batch_size}: must be a positive multiple of the world size \
                  {world_size} (each rank trains on batch_size / world_size samples per step)"
