@@ -25,6 +25,12 @@ fn spawn_joiners(addr: &str, joiners: &[(usize, usize)], timeout: Duration) -> V
         .collect()
 }
 
+/// The error of the one joiner in `ranks`.
+fn only_error(ranks: Vec<Joiner>) -> String {
+    let [rank]: [Joiner; 1] = ranks.try_into().expect("one joiner");
+    rank.join().unwrap().unwrap_err().to_string()
+}
+
 #[test]
 fn every_rank_gets_the_payload_and_barriers_pass() {
     let (l, addr) = listener();
@@ -87,15 +93,7 @@ fn a_missing_rank_times_out_naming_it() {
         .to_string();
     assert!(e.contains("ranks [1, 3] did not join"), "{e}");
     // The rank that joined hears why instead of waiting forever.
-    let e = ranks
-        .into_iter()
-        .next()
-        .unwrap()
-        .join()
-        .unwrap()
-        .err()
-        .unwrap()
-        .to_string();
+    let e = only_error(ranks);
     assert!(e.contains("ranks [1, 3] did not join"), "{e}");
 }
 
@@ -133,15 +131,7 @@ fn a_world_size_disagreement_is_refused_naming_both() {
         e.contains("WORLD_SIZE=3") && e.contains("WORLD_SIZE=2"),
         "{e}"
     );
-    let e = ranks
-        .into_iter()
-        .next()
-        .unwrap()
-        .join()
-        .unwrap()
-        .err()
-        .unwrap()
-        .to_string();
+    let e = only_error(ranks);
     assert!(
         e.contains("WORLD_SIZE=3") && e.contains("WORLD_SIZE=2"),
         "{e}"
