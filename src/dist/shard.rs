@@ -2,8 +2,10 @@
 //! loader's ([`Loader::epoch_order`]); every global batch of `batch_size` is
 //! cut into `world_size` contiguous slices and rank r takes slice r, so the
 //! union over ranks of a step's batches is exactly the batch one process
-//! would have trained on, and the all-reduced gradient (a mean over ranks of
-//! per-rank means of equal size) is the single-process gradient.
+//! would have trained on. For a loss that is a plain mean over the batch, the
+//! mean over ranks of per-rank gradients (equal batch sizes) is then the
+//! single-process gradient; losses averaged over a rank's valid labels only
+//! and per-rank batch-norm statistics are where the two can still differ.
 
 use crate::data::Loader;
 use crate::{Error, Result};
