@@ -74,6 +74,11 @@ pub enum Error {
     #[error("non-finite value: {0}")]
     NonFinite(String),
 
+    /// Distributed setup or a peer process failed: names the variable, the
+    /// rank or the address involved.
+    #[error("distributed: {0}")]
+    Dist(String),
+
     /// A run stopped by Ctrl-C or SIGTERM after checkpointing.
     #[error("interrupted: {0}")]
     Interrupted(String),

@@ -5,7 +5,8 @@
 //! and [`optim`], [`autograd`] (the explicit tape), [`tensor_math`]
 //! (arithmetic on plain tensors, with no tape), [`tensor`] (runtime-shaped
 //! NHWC tensors), [`backend`] (CPU reference and fast kernels; the CUDA
-//! runtime), and above them [`nn`], [`model`], [`data`] and [`train`].
+//! runtime), and above them [`nn`], [`model`], [`data`], [`train`] and
+//! [`dist`] (the host side of data-parallel training).
 
 // The README's example is compiled and run as a doctest.
 #[doc = include_str!("../README.md")]
@@ -15,6 +16,7 @@ pub struct ReadmeDoctests;
 pub mod autograd;
 pub mod backend;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod export;
 pub mod gradcheck;

@@ -523,3 +523,34 @@ fn sizes_the_machine_cannot_hold_are_refused_by_key() {
     assert_eq!(files_under(&temporal_runs), 0, "no run directory was left");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_multi_process_launch_is_refused_before_anything_is_read() {
+    let run = |vars: &[(&str, &str)]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mtaffect"))
+            .args(["train", "--data", "/nonexistent-data-set"])
+            .envs(vars.iter().copied())
+            .output()
+            .expect("the binary runs")
+    };
+    let torchrun = [
+        ("RANK", "0"),
+        ("WORLD_SIZE", "2"),
+        ("LOCAL_RANK", "0"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", "29500"),
+    ];
+    let msg = fails_with(
+        &run(&torchrun),
+        &[
+            "WORLD_SIZE=2",
+            "MASTER_PORT=29500",
+            "CUDA and NCCL",
+            "nvidia-nccl-cu13",
+        ],
+    );
+    assert!(!msg.contains("nonexistent-data-set"), "{msg}");
+    let mut bad_port = torchrun;
+    bad_port[4].1 = "twenty";
+    fails_with(&run(&bad_port), &["MASTER_PORT=\"twenty\""]);
+}

@@ -222,12 +222,23 @@ impl Loader {
             .clone()
     }
 
+    /// The batch size and whether an epoch drops its last partial batch.
+    pub fn batching(&self) -> (usize, bool) {
+        (self.shared.cfg.batch_size, self.shared.cfg.drop_last)
+    }
+
+    /// Dataset indices in the order epoch `epoch` visits them: the one
+    /// order this loader's batches (and every rank's shard of them) follow.
+    pub fn epoch_order(&self, epoch: u64) -> Vec<usize> {
+        self.shared.sampler.epoch_order(self.shared.cfg.seed, epoch)
+    }
+
     /// Iterates epoch `epoch` from step `start_step` (0 for a fresh epoch; the
     /// saved step when resuming). Workers start at once and stop when the
     /// iterator is dropped.
     pub fn epoch(&self, epoch: u64, start_step: usize) -> EpochIter {
         let steps = self.steps_per_epoch();
-        let order = Arc::new(self.shared.sampler.epoch_order(self.shared.cfg.seed, epoch));
+        let order = Arc::new(self.epoch_order(epoch));
         let workers = self
             .shared
             .cfg

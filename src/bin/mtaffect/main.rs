@@ -405,14 +405,16 @@ fn synth_cmd(cfg: SynthConfig, out: &Path, force: bool) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(a) => train_config(&a).and_then(|cfg| {
-            launch(
-                &cfg,
-                a.seeds.as_deref(),
-                a.resume.as_deref(),
-                runs::train_one,
-            )
-        }),
+        Command::Train(a) => mtaffect::dist::env::single_process_only(|k| std::env::var(k).ok())
+            .and_then(|_| train_config(&a))
+            .and_then(|cfg| {
+                launch(
+                    &cfg,
+                    a.seeds.as_deref(),
+                    a.resume.as_deref(),
+                    runs::train_one,
+                )
+            }),
         Command::Eval {
             checkpoint,
             data,
