@@ -3,13 +3,17 @@
 //! batch-norm statistics (scripts/torch_resnet.py wrote the fixtures) are
 //! imported onto the `se_resnet` backbone and reproduce PyTorch's feature
 //! maps on CPU in f32; the stem's renamed tensors are named in errors by
-//! their PyTorch names.
+//! their PyTorch names. The plain ResNet (no SE gates) learns on the
+//! synthetic faces like the SE-ResNet does.
 
 #[path = "common/import_fixture.rs"]
 mod import_fixture;
+#[path = "common/synth_loader.rs"]
+mod synth_loader;
 use import_fixture::{edited, fixture, reproduce};
 use mtaffect::import;
-use mtaffect::model::BackboneConfig;
+use mtaffect::model::{BackboneConfig, NeckKind};
+use synth_loader::learns_the_synthetic_faces;
 
 /// `--arch name --width-mult 0.0625`: stage widths 8, 8, 16, 32 as the
 /// fixtures were built.
@@ -110,4 +114,11 @@ fn a_missing_tensor_is_named_by_its_pytorch_name_and_ours() {
         e.contains("'layer4.2.se.fc2.weight' is missing") && e.contains("[128, 8, 1, 1]"),
         "{e}"
     );
+}
+
+#[test]
+fn a_plain_resnet_learns_the_synthetic_faces_on_cpu() {
+    let t = learns_the_synthetic_faces(reduced("resnet18"), NeckKind::Mtanet, 32);
+    assert_eq!(t.config.model.backbone.to_string(), "ResNet-18 x0.0625");
+    assert!(t.params.find("layer1.0.se.fc1.weight").is_none());
 }
