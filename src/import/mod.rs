@@ -174,8 +174,8 @@ pub fn arch(name: &str) -> Result<BackboneConfig> {
 type SourceMap = Box<dyn Fn(&str, &[usize]) -> (String, Convert)>;
 
 /// The map for `backbone`'s kind.
-fn source_map(backbone: &BackboneConfig) -> Result<SourceMap> {
-    Ok(match backbone {
+fn source_map(backbone: &BackboneConfig) -> SourceMap {
+    match backbone {
         BackboneConfig::Iresnet(c) => {
             // The FC reads the (image_size / 16)² map.
             let positions = (c.image_size / 16).pow(2);
@@ -186,13 +186,13 @@ fn source_map(backbone: &BackboneConfig) -> Result<SourceMap> {
         BackboneConfig::Vit(_) | BackboneConfig::Densenet(_) => {
             Box::new(|name, dims| (name.to_string(), Convert::by_rank(dims)))
         }
-    })
+    }
 }
 
 /// Reads the state dict at `source` into a fresh `backbone` (its parameter
 /// and buffer names as [`crate::model::MtlNet`] registers them).
 pub fn import(source: &Path, backbone: &BackboneConfig) -> Result<Imported> {
-    let map = source_map(backbone)?;
+    let map = source_map(backbone);
     let (mut params, mut buffers) = (Params::new(), Buffers::new());
     let net = backbone.build(&mut params, &mut buffers, &Scope::root(), &mut Rng::new(0))?;
     let bytes = std::fs::read(source).map_err(|e| Error::io(source, e))?;
