@@ -10,6 +10,7 @@
 //! - [`loader`], [`sampler`]: deterministic, resumable, multi-threaded batches.
 //! - [`sequence`], [`chunks`]: per-frame feature files as labelled sequences,
 //!   cut into chunks and batched as streams for temporal models.
+//! - [`video_share`]: the label-scarce protocol's share of a split's videos.
 
 pub mod abaw_annotations;
 pub mod affwild_tasks;
@@ -27,6 +28,7 @@ pub mod sampler;
 pub mod sequence;
 pub mod synth;
 mod transform;
+pub mod video_share;
 
 pub use abaw_annotations::{read_mtl_annotations, write_mtl_annotations, ReadOptions};
 pub use affwild_tasks::{read_affwild_tasks, Split};

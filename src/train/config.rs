@@ -3,6 +3,7 @@
 
 use super::LossConfig;
 use crate::autograd::Precision;
+use crate::data::video_share::valid_fraction;
 use crate::data::{AugmentConfig, LabelSet, OnBadSample, SamplerKind};
 use crate::model::{BackboneConfig, NetConfig, ParamGroup, SeResNetConfig};
 use crate::optim::{AdamConfig, LrSchedule, ScheduleKind, SgdConfig};
@@ -115,7 +116,7 @@ impl DataConfig {
                 "must lie in (0, 1): both splits need videos",
             );
         }
-        if !(self.train_video_fraction > 0.0 && self.train_video_fraction <= 1.0) {
+        if !valid_fraction(self.train_video_fraction) {
             return bad(
                 "train_video_fraction",
                 &self.train_video_fraction,

@@ -6,6 +6,7 @@ use super::memory_budget::{loader_threads, PREFETCH};
 use super::{DataConfig, DataSource, TrainConfig};
 use crate::data::image_check;
 use crate::data::synth::{self, SynthConfig};
+use crate::data::video_share::train_on_share;
 use crate::data::{
     AugmentConfig, Dataset, LoadSummary, Loader, LoaderConfig, ReadOptions, SamplerKind,
 };
@@ -166,13 +167,8 @@ pub fn make_loader(
         &root.join("cropped_aligned"),
         &opts,
     )?;
-    if train && d.train_video_fraction < 1.0 {
-        let (kept, all) = keep_video_share(&mut ds, d.train_video_fraction);
-        eprintln!(
-            "{annotations}: training on {kept} of {all} videos ({} frames; data.train_video_fraction = {})",
-            ds.samples.len(),
-            d.train_video_fraction
-        );
+    if train {
+        train_on_share(&mut ds.samples, d.train_video_fraction, annotations);
     }
     loader_for(
         ds,
@@ -182,21 +178,6 @@ pub fn make_loader(
         (cfg.train.seed, cfg.run.quiet),
         train,
     )
-}
-
-/// Keeps the samples of `round(fraction · V)` of the V videos of `ds` (at
-/// least one), evenly spaced in name order: the same videos for every seed
-/// and configuration. Returns (videos kept, videos in all).
-fn keep_video_share(ds: &mut Dataset, fraction: f64) -> (usize, usize) {
-    let mut videos: Vec<&str> = ds.samples.iter().map(|s| s.video.as_str()).collect();
-    videos.sort_unstable();
-    videos.dedup();
-    let all = videos.len();
-    let n = ((fraction * all as f64).round() as usize).clamp(1, all.max(1));
-    let kept: std::collections::HashSet<String> =
-        (0..n).map(|i| videos[i * all / n].to_string()).collect();
-    ds.samples.retain(|s| kept.contains(&s.video));
-    (n, all)
 }
 
 /// The loader of `ds` under `[data]`'s settings, once every image has been
@@ -273,43 +254,4 @@ fn check_skips(annotations: &str, summary: &LoadSummary, max_bad_fraction: f64) 
     }
     eprintln!("{annotations}: skipped {counts}");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::data::labels::{Origin, Sample};
-    use crate::data::LabelSet;
-    use std::sync::Arc;
-
-    #[test]
-    fn a_video_share_keeps_evenly_spaced_whole_videos() {
-        let origin = Origin {
-            file: Arc::from(Path::new("a.txt")),
-            line: 0,
-        };
-        let samples = (0..10)
-            .flat_map(|v| {
-                let origin = origin.clone();
-                (1..=3).map(move |f| {
-                    let video = format!("v{v}");
-                    Sample::unlabelled(format!("{video}/{f:05}.jpg"), &video, f, origin.clone())
-                })
-            })
-            .collect();
-        let mut ds = Dataset {
-            image_root: "x".into(),
-            samples,
-            label_set: LabelSet::Abaw2022,
-        };
-        assert_eq!(keep_video_share(&mut ds.clone(), 1.0), (10, 10));
-        assert_eq!(keep_video_share(&mut ds, 0.3), (3, 10));
-        let mut kept: Vec<&str> = ds.samples.iter().map(|s| s.video.as_str()).collect();
-        kept.dedup();
-        // Videos sorted by name: v0, v1, v2, ..., v9; every third-ish one.
-        assert_eq!(kept, ["v0", "v3", "v6"]);
-        assert_eq!(ds.samples.len(), 9);
-        // Never none.
-        assert_eq!(keep_video_share(&mut ds, 0.01), (1, 3));
-    }
 }

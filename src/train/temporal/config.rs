@@ -1,6 +1,7 @@
 //! A temporal run's configuration (`mtaffect temporal train --config`): TOML
 //! with every section optional and unknown keys rejected, like frame runs.
 
+use crate::data::video_share::valid_fraction;
 use crate::data::LabelSet;
 use crate::model::temporal::{EncoderKind, TemporalNetConfig};
 use crate::optim::{AdamConfig, LrSchedule, ScheduleKind};
@@ -24,6 +25,11 @@ pub struct SequenceDataConfig {
     pub lanes: usize,
     /// Chunks per evaluation batch.
     pub eval_lanes: usize,
+    /// Share of the training videos trained on (the label-scarce protocol):
+    /// the same evenly spaced videos a frame run with this
+    /// `data.train_video_fraction` trains on. 1: all. Validation always
+    /// uses every video.
+    pub train_video_fraction: f64,
 }
 
 impl Default for SequenceDataConfig {
@@ -36,6 +42,7 @@ impl Default for SequenceDataConfig {
             chunk: 64,
             lanes: 16,
             eval_lanes: 32,
+            train_video_fraction: 1.0,
         }
     }
 }
@@ -108,6 +115,12 @@ impl ConfigFile for TemporalConfig {
                 d.chunk, d.lanes, d.eval_lanes
             )));
         }
+        if !valid_fraction(d.train_video_fraction) {
+            return Err(Error::Config(format!(
+                "data.train_video_fraction = {}: must lie in (0, 1] (1: every training video)",
+                d.train_video_fraction
+            )));
+        }
         if let Some(w) = self.smoothing.windows.iter().find(|&&w| w % 2 == 0) {
             return Err(Error::Config(format!(
                 "smoothing.windows: {w} is even; windows are centred, so they must be odd"
@@ -167,6 +180,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("model.heads"), "{e}");
+        let e = TemporalConfig::from_toml("[data]\ntrain_video_fraction = 0.0\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data.train_video_fraction = 0"), "{e}");
         let c = TemporalConfig::default()
             .with_overrides(&["model.encoder=lstm".into(), "data.chunk=32".into()])
             .unwrap();

@@ -9,6 +9,7 @@ use super::TemporalConfig;
 use crate::data::abaw_annotations::{read_mtl_annotations, ReadOptions};
 use crate::data::chunks::{self, Plan};
 use crate::data::sequence::SequenceSet;
+use crate::data::video_share::train_on_share;
 use crate::train::frame_run::{report_validation, step_report};
 use crate::train::head_outputs::{self, HeadOutputs};
 use crate::train::memory_budget;
@@ -19,8 +20,9 @@ use std::path::{Path, PathBuf};
 
 const PLAN_DOMAIN: u64 = 0xC4_0A7C;
 
-/// One split's annotated videos joined with their feature files.
-pub fn read_split(cfg: &TemporalConfig, annotations: &str) -> Result<SequenceSet> {
+/// One split's annotated videos joined with their feature files; the
+/// training split (`train`) keeps `data.train_video_fraction` of its videos.
+pub fn read_split(cfg: &TemporalConfig, annotations: &str, train: bool) -> Result<SequenceSet> {
     let d = &cfg.data;
     if !d.features.is_dir() {
         return Err(crate::Error::Config(format!(
@@ -32,7 +34,10 @@ pub fn read_split(cfg: &TemporalConfig, annotations: &str) -> Result<SequenceSet
         label_set: d.label_set,
         ..ReadOptions::default()
     };
-    let (samples, _) = read_mtl_annotations(&d.features.join(annotations), &opts)?;
+    let (mut samples, _) = read_mtl_annotations(&d.features.join(annotations), &opts)?;
+    if train {
+        train_on_share(&mut samples, d.train_video_fraction, annotations);
+    }
     SequenceSet::load(&d.features, &samples, d.label_set.num_aus())
 }
 
@@ -50,8 +55,8 @@ impl TemporalTask {
     /// A fresh model on the config's feature sequences, normalised with the
     /// training set's statistics.
     pub fn new(cfg: &TemporalConfig) -> Result<Self> {
-        let mut train = read_split(cfg, &cfg.data.train_annotations)?;
-        let mut val = read_split(cfg, &cfg.data.val_annotations)?;
+        let mut train = read_split(cfg, &cfg.data.train_annotations, true)?;
+        let mut val = read_split(cfg, &cfg.data.val_annotations, false)?;
         memory_budget::check_temporal(cfg, train.dim, &Device::parse(&cfg.train.device)?)?;
         let norm = train.feature_stats();
         train.normalise(&norm)?;
@@ -190,7 +195,11 @@ pub fn eval_temporal(checkpoints: &[PathBuf], annotations: Option<&str>) -> Resu
     for path in checkpoints {
         let mut t = TemporalTrainer::from_checkpoint(path)?;
         let cfg = t.config.clone();
-        let mut val = read_split(&cfg, annotations.unwrap_or(&cfg.data.val_annotations))?;
+        let mut val = read_split(
+            &cfg,
+            annotations.unwrap_or(&cfg.data.val_annotations),
+            false,
+        )?;
         val.normalise(&t.norm)?;
         if let Some((set, _)) = members.first() {
             same_frames(&checkpoints[0], set, path, &val)?;
