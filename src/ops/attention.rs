@@ -11,11 +11,11 @@
 //! in padded frames cannot reach any output. A query whose keys are all
 //! padded outputs zeros and passes no gradient, never NaN.
 
+mod cpu;
 mod cuda;
 
-use crate::backend::cpu::Float;
 use crate::tensor::{check_same_dtype, same_device};
-use crate::{with_dtype, Error, Result, Tape, Tensor, Var};
+use crate::{with_dtype, Error, Result, Tape, Var};
 
 const OP: &str = "attention";
 
@@ -26,13 +26,6 @@ struct Dims {
     s: usize,
     h: usize,
     d: usize,
-}
-
-impl Dims {
-    /// Offset of row `i` of head `hh` in sample `nn` of a [N, L, H, D] tensor.
-    fn at(&self, nn: usize, len: usize, i: usize, hh: usize) -> usize {
-        ((nn * len + i) * self.h + hh) * self.d
-    }
 }
 
 /// `softmax(q·kᵀ/√D over unmasked keys)·v` per sample and head.
@@ -84,133 +77,17 @@ pub fn attention(tape: &Tape, q: &Var, k: &Var, v: &Var, key_mask: Option<&[bool
             cuda::backward(&dev, g, [&qt, &kt, &vt], &saved, &dims, needs)
         });
     }
-    let (y, probs) = with_dtype!(qt.dtype(), T => forward::<T>(&qt, &kt, &vt, &mask, &dims)?);
+    let (y, probs) = with_dtype!(qt.dtype(), T => cpu::forward::<T>(&qt, &kt, &vt, &mask, &dims)?);
     tape.record(OP, &[q, k, v], y, move |g, needs| {
-        with_dtype!(g.dtype(), T => backward::<T>(g, [&qt, &kt, &vt], &probs, &mask, &dims, needs))
+        with_dtype!(g.dtype(), T => cpu::backward::<T>(g, [&qt, &kt, &vt], &probs, &mask, &dims, needs))
     })
-}
-
-fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    a.iter().zip(b).map(|(&x, &y)| x * y).sum()
-}
-
-/// Output and the attention weights [N, H, T, S] (zero at padded keys).
-fn forward<T: Float>(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: &[bool],
-    dm: &Dims,
-) -> Result<(Tensor, Tensor)> {
-    let (qd, kd, vd) = (q.data::<T>()?, k.data::<T>()?, v.data::<T>()?);
-    let Dims { n, t, s, h, d } = *dm;
-    let scale = T::from_f64(1.0 / (d as f64).sqrt());
-    let mut out = vec![T::ZERO; n * t * h * d];
-    let mut probs = vec![T::ZERO; n * h * t * s];
-    for nn in 0..n {
-        let keys: Vec<usize> = (0..s).filter(|&j| mask[nn * s + j]).collect();
-        if keys.is_empty() {
-            continue;
-        }
-        for hh in 0..h {
-            for i in 0..t {
-                let qi = &qd[dm.at(nn, t, i, hh)..][..d];
-                let p = &mut probs[((nn * h + hh) * t + i) * s..][..s];
-                let mut m = None::<T>;
-                for &j in &keys {
-                    p[j] = dot(qi, &kd[dm.at(nn, s, j, hh)..][..d]) * scale;
-                    m = Some(m.map_or(p[j], |a: T| a.max(p[j])));
-                }
-                let m = m.expect("keys is not empty");
-                let mut z = T::ZERO;
-                for &j in &keys {
-                    p[j] = (p[j] - m).exp();
-                    z += p[j];
-                }
-                let o = &mut out[dm.at(nn, t, i, hh)..][..d];
-                for &j in &keys {
-                    p[j] /= z;
-                    let vj = &vd[dm.at(nn, s, j, hh)..][..d];
-                    o.iter_mut().zip(vj).for_each(|(a, &b)| *a += p[j] * b);
-                }
-            }
-        }
-    }
-    Ok((
-        Tensor::from_vec(out, q.shape().clone())?,
-        Tensor::from_vec(probs, [n, h, t, s])?,
-    ))
-}
-
-fn backward<T: Float>(
-    g: &Tensor,
-    [q, k, v]: [&Tensor; 3],
-    probs: &Tensor,
-    mask: &[bool],
-    dm: &Dims,
-    needs: &[bool],
-) -> Result<Vec<Option<Tensor>>> {
-    let (gd, qd, kd, vd, pd) = (
-        g.data::<T>()?,
-        q.data::<T>()?,
-        k.data::<T>()?,
-        v.data::<T>()?,
-        probs.data::<T>()?,
-    );
-    let Dims { n, t, s, h, d } = *dm;
-    let scale = T::from_f64(1.0 / (d as f64).sqrt());
-    let (mut dq, mut dk, mut dv) = (
-        vec![T::ZERO; qd.len()],
-        vec![T::ZERO; kd.len()],
-        vec![T::ZERO; vd.len()],
-    );
-    let mut dscore = vec![T::ZERO; s];
-    for nn in 0..n {
-        let keys: Vec<usize> = (0..s).filter(|&j| mask[nn * s + j]).collect();
-        for hh in 0..h {
-            for i in 0..t {
-                let gi = &gd[dm.at(nn, t, i, hh)..][..d];
-                let p = &pd[((nn * h + hh) * t + i) * s..][..s];
-                // With o = Σ_j p_j v_j: dv_j += p_j·g, dp_j = g·v_j, and through
-                // the softmax dscore_j = p_j·(dp_j − Σ_l p_l dp_l).
-                let mut mean = T::ZERO;
-                for &j in &keys {
-                    let vo = dm.at(nn, s, j, hh);
-                    dscore[j] = dot(gi, &vd[vo..][..d]);
-                    mean += p[j] * dscore[j];
-                    dv[vo..vo + d]
-                        .iter_mut()
-                        .zip(gi)
-                        .for_each(|(a, &b)| *a += p[j] * b);
-                }
-                let qo = dm.at(nn, t, i, hh);
-                for &j in &keys {
-                    let ds = p[j] * (dscore[j] - mean) * scale;
-                    let ko = dm.at(nn, s, j, hh);
-                    for e in 0..d {
-                        dq[qo + e] += ds * kd[ko + e];
-                        dk[ko + e] += ds * qd[qo + e];
-                    }
-                }
-            }
-        }
-    }
-    let wrap = |need: bool, v: Vec<T>, like: &Tensor| {
-        need.then(|| Tensor::from_vec(v, like.shape().clone()))
-            .transpose()
-    };
-    Ok(vec![
-        wrap(needs[0], dq, q)?,
-        wrap(needs[1], dk, k)?,
-        wrap(needs[2], dv, v)?,
-    ])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::gradcheck::check_gradients;
-    use crate::{DType, Rng};
+    use crate::{DType, Rng, Tensor};
 
     #[test]
     fn two_keys_by_hand_and_masked_key_gets_zero_weight() {
@@ -248,6 +125,99 @@ mod tests {
             e.contains("[1, 2, 1, 2]") && e.contains("[N, S, H, D]"),
             "{e}"
         );
+    }
+
+    /// The definition, one output element at a time: the oracle of the
+    /// GEMM path in `cpu.rs`.
+    fn by_definition(x: [&[f64]; 3], mask: &[bool], [n, t, s, h, d]: [usize; 5]) -> Vec<f64> {
+        let [q, k, v] = x;
+        let row = |x: &'static str, nn: usize, i: usize, hh: usize| {
+            let (data, len) = match x {
+                "q" => (q, t),
+                "k" => (k, s),
+                _ => (v, s),
+            };
+            &data[((nn * len + i) * h + hh) * d..][..d]
+        };
+        let mut out = vec![0.0; n * t * h * d];
+        for nn in 0..n {
+            let keys: Vec<usize> = (0..s).filter(|&j| mask[nn * s + j]).collect();
+            for hh in 0..h {
+                for i in 0..t {
+                    let scores: Vec<f64> = keys
+                        .iter()
+                        .map(|&j| {
+                            let dot: f64 = row("q", nn, i, hh)
+                                .iter()
+                                .zip(row("k", nn, j, hh))
+                                .map(|(a, b)| a * b)
+                                .sum();
+                            dot / (d as f64).sqrt()
+                        })
+                        .collect();
+                    let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = scores.iter().map(|x| (x - m).exp()).sum();
+                    for (x, &j) in scores.iter().zip(&keys) {
+                        let o = &mut out[((nn * t + i) * h + hh) * d..][..d];
+                        for (a, b) in o.iter_mut().zip(row("v", nn, j, hh)) {
+                            *a += (x - m).exp() / z * b;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_the_definition_and_padded_keys_never_leak() {
+        let mut rng = Rng::new(5);
+        let dims @ [n, t, s, h, d] = [3, 5, 7, 2, 4];
+        let mask: Vec<bool> = (0..n * s).map(|i| i < s || i % 3 != 0).collect();
+        let mut x: Vec<Vec<f64>> = [t, s, s]
+            .iter()
+            .map(|&len| Tensor::randn([n, len, h, d], 1.0, DType::F64, &mut rng).to_f64_vec())
+            .collect();
+        // Garbage in every padded key and value.
+        for (i, _) in mask.iter().enumerate().filter(|(_, &m)| !m) {
+            x[1][i * h * d..][..h * d].fill(f64::NAN);
+            x[2][i * h * d..][..h * d].fill(f64::INFINITY);
+        }
+        let want = by_definition([&x[0], &x[1], &x[2]], &mask, dims);
+        for dtype in [DType::F64, DType::F32] {
+            let tape = Tape::new();
+            let mut p = crate::Params::new();
+            let ids: Vec<_> = ["q", "k", "v"]
+                .iter()
+                .zip(&x)
+                .zip([t, s, s])
+                .map(|((name, x), len)| {
+                    p.add(*name, Tensor::from_f64s(x, [n, len, h, d], dtype).unwrap())
+                        .unwrap()
+                })
+                .collect();
+            let [q, k, v] = [0, 1, 2].map(|i| tape.param(&p, ids[i]));
+            let y = attention(&tape, &q, &k, &v, Some(&mask)).unwrap();
+            let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
+            for (a, b) in y.value().to_f64_vec().iter().zip(&want) {
+                assert!(
+                    (a - b).abs() <= tol * (1.0 + b.abs()),
+                    "{dtype:?}: {a} vs {b}"
+                );
+            }
+            let g = tape
+                .backward_with_seed(&y, Tensor::ones([n, t, h, d], dtype))
+                .unwrap();
+            for (i, id) in ids.iter().enumerate() {
+                let gi = g.get(*id).unwrap().to_f64_vec();
+                assert!(gi.iter().all(|a| a.is_finite()), "{dtype:?}: input {i}");
+                if i > 0 {
+                    for (j, _) in mask.iter().enumerate().filter(|(_, &m)| !m) {
+                        assert!(gi[j * h * d..][..h * d].iter().all(|&a| a == 0.0));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
