@@ -6,7 +6,6 @@ pub(crate) mod cuda;
 
 use crate::backend::cpu::Float;
 use crate::{with_dtype, Result, Tensor};
-use statrs::function::erf::erf;
 
 /// One elementwise function (`UnaryOp` in kernels/unary.cu).
 #[derive(Clone, Copy, Debug)]
@@ -60,13 +59,7 @@ impl Unary {
             Unary::Tanh => x.tanh(),
             Unary::Exp => x.exp(),
             Unary::Log => x.ln(),
-            // In f64 for both dtypes: std has no erf, statrs's is f64 and
-            // within about 2e-11 (relative) of the exact value, far below
-            // f32 rounding; the f32 result is its rounding.
-            Unary::Gelu => {
-                let v = x.to_f64();
-                T::from_f64(0.5 * v * (1.0 + erf(v * std::f64::consts::FRAC_1_SQRT_2)))
-            }
+            Unary::Gelu => x * x.normal_cdf(),
             Unary::GeluTanh => {
                 let (half, a, c) = (
                     T::from_f64(0.5),
