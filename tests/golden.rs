@@ -12,46 +12,26 @@ use mtaffect::autograd::Precision;
 use mtaffect::data::Batch;
 use mtaffect::model::MtlNet;
 use mtaffect::nn::{Buffers, Ctx};
-use mtaffect::train::{ConfigFile, MtlLoss, MtlTargets, TrainConfig, Trainer};
+use mtaffect::train::{MtlLoss, MtlTargets, TrainConfig, Trainer};
 use mtaffect::{DType, Device, Error, Params, Result, Rng, Tape, Tensor};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 #[path = "common/golden.rs"]
 mod golden;
-use golden::{compare, fixture_path, load_params, read_fixture, Kind, Tol};
+use golden::{compare, load_params, Fixture, Kind, Tol};
 
 const KIND: Kind = Kind {
+    file: "golden_mtl.safetensors",
     magic: "mtaffect-golden",
     version: "1",
     script: "scripts/torch_reference.py",
 };
-const FIXTURE: &str = "golden_mtl.safetensors";
 /// Tensors PyTorch computed (the rest of the fixture is its input).
 const COMPUTED: [&str; 4] = ["output.", "loss.", "grad.", "buffer."];
 
-struct Golden {
-    config: TrainConfig,
-    tensors: BTreeMap<String, Tensor>,
-}
+type Golden = Fixture<TrainConfig>;
 
 impl Golden {
-    /// Reads a fixture, refusing another file or another format version.
-    fn load(path: &Path) -> Result<Golden> {
-        let (tensors, meta) = read_fixture(path, &KIND)?;
-        let toml = meta.get("config").ok_or_else(|| {
-            Error::Config(format!("{}: metadata has no run config", path.display()))
-        })?;
-        let config = TrainConfig::from_toml(toml, &format!("{} config", path.display()))?;
-        Ok(Golden { config, tensors })
-    }
-
-    fn get(&self, name: &str) -> Result<&Tensor> {
-        self.tensors
-            .get(name)
-            .ok_or_else(|| Error::Config(format!("golden fixture has no tensor '{name}'")))
-    }
-
     /// The fixture's batch with images in `dtype` (labels stay f32, as the loader makes them).
     fn batch(&self, dtype: DType) -> Result<Batch> {
         let expr = self.get("label.expr")?.clone();
@@ -219,7 +199,7 @@ fn mismatches(
 /// and tolerances, tensors moved to the device).
 fn check_golden(device: &str, dtype: DType, precision: Precision) {
     let dev = Device::parse(device).unwrap_or_else(|e| panic!("{device}: {e}"));
-    let g = Golden::load(&fixture_path(FIXTURE)).unwrap();
+    let g = Golden::open(&KIND).unwrap();
     let got = forward_backward(&g, dtype, precision, &dev).unwrap();
     let (mut bad, mut worst) = mismatches(&got, &g.tensors, dtype, precision);
     let traj = trajectory(&g, dtype, precision, device).unwrap();
@@ -273,7 +253,7 @@ fn cuda_bf16_stays_within_bf16_rounding_of_pytorch() {
 
 #[test]
 fn a_perturbed_reference_is_reported() {
-    let g = Golden::load(&fixture_path(FIXTURE)).unwrap();
+    let g = Golden::open(&KIND).unwrap();
     let got = forward_backward(&g, DType::F64, Precision::F32, &Device::Cpu).unwrap();
     for dtype in [DType::F64, DType::F32] {
         assert!(mismatches(&got, &g.tensors, dtype, Precision::F32)
@@ -315,5 +295,5 @@ fn a_perturbed_reference_is_reported() {
 
 #[test]
 fn a_wrong_magic_or_version_is_a_clear_error() {
-    golden::assert_refuses_other_fixtures(&KIND, "mtaffect-checkpoint", Golden::load);
+    golden::assert_refuses_other_fixtures::<TrainConfig>(&KIND, "mtaffect-checkpoint");
 }

@@ -14,45 +14,25 @@
 use mtaffect::model::MaskPlan;
 use mtaffect::ops::TokenIndex;
 use mtaffect::train::pretrain::{PretrainConfig, PretrainTrainer};
-use mtaffect::train::ConfigFile;
 use mtaffect::{DType, Error, Result, Tape, Tensor};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 #[path = "common/golden.rs"]
 mod golden;
-use golden::{fixture_path, load_params, read_fixture, Kind, Tol};
+use golden::{load_params, Fixture, Kind, Tol};
 
 const KIND: Kind = Kind {
+    file: "golden_mae.safetensors",
     magic: "mtaffect-golden-mae",
     version: "1",
     script: "scripts/torch_mae_golden.py",
 };
-const FIXTURE: &str = "golden_mae.safetensors";
 /// Tensors PyTorch computed (the rest of the fixture is its input).
 const COMPUTED: [&str; 5] = ["output.", "loss.", "grad.", "trajectory", "final."];
 
-struct Golden {
-    config: PretrainConfig,
-    tensors: BTreeMap<String, Tensor>,
-}
+type Golden = Fixture<PretrainConfig>;
 
 impl Golden {
-    fn load(path: &Path) -> Result<Golden> {
-        let (tensors, meta) = read_fixture(path, &KIND)?;
-        let toml = meta
-            .get("config")
-            .ok_or_else(|| Error::Config(format!("{}: metadata has no config", path.display())))?;
-        let config = PretrainConfig::from_toml(toml, &format!("{} config", path.display()))?;
-        Ok(Golden { config, tensors })
-    }
-
-    fn get(&self, name: &str) -> Result<&Tensor> {
-        self.tensors
-            .get(name)
-            .ok_or_else(|| Error::Config(format!("golden fixture has no tensor '{name}'")))
-    }
-
     /// Each image's permutation of its patches at optimizer step `step`.
     fn shuffle(&self, step: usize) -> Result<Vec<Vec<i64>>> {
         let all = self.get("mask.shuffle")?;
@@ -185,7 +165,7 @@ fn mismatches(
 
 /// The whole golden check on one device ("cpu" or "cuda").
 fn check(device: &str) {
-    let g = Golden::load(&fixture_path(FIXTURE)).unwrap();
+    let g = Golden::open(&KIND).unwrap();
     let got = run(&g, device).unwrap();
     let (bad, worst) = mismatches(&got, &g.tensors);
     eprintln!("golden mae {device} f32: worst error / bound per group {worst:?}");
@@ -214,7 +194,7 @@ fn cuda_f32_reproduces_pytorch() {
 /// fixture pins the masking, not only the network.
 #[test]
 fn other_masks_are_reported() {
-    let g = Golden::load(&fixture_path(FIXTURE)).unwrap();
+    let g = Golden::open(&KIND).unwrap();
     let mut t = g.trainer("cpu").unwrap();
     let mut rows = g.shuffle(0).unwrap();
     rows.iter_mut().for_each(|r| r.reverse());
@@ -237,5 +217,5 @@ fn other_masks_are_reported() {
 
 #[test]
 fn a_wrong_magic_or_version_is_a_clear_error() {
-    golden::assert_refuses_other_fixtures(&KIND, "mtaffect-golden", Golden::load);
+    golden::assert_refuses_other_fixtures::<PretrainConfig>(&KIND, "mtaffect-golden");
 }

@@ -3,6 +3,7 @@
 //! finding and reading a fixture with its magic and version checked, and the
 //! elementwise comparison with per-tensor bounds and a per-group report.
 
+use mtaffect::train::ConfigFile;
 use mtaffect::{tensor_file, DType, Error, Params, Result, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,24 +11,56 @@ use std::path::{Path, PathBuf};
 /// `tests/fixtures/<file>` in the source tree: under `MTAFFECT_ROOT` where
 /// the tree is not where the test was built (the GPU host runs a prebuilt
 /// bundle over a copy of it), else under the crate's own folder.
-pub fn fixture_path(file: &str) -> PathBuf {
+fn fixture_path(file: &str) -> PathBuf {
     std::env::var_os("MTAFFECT_ROOT")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .join("tests/fixtures")
         .join(file)
 }
 
-/// What a fixture's header says it is: its magic, the format version this
-/// test reads, and the script that writes it (named in the version error).
+/// Which fixture a test reads: its file under `tests/fixtures`, the magic
+/// and format version its header must carry, and the script that writes it
+/// (named in the version error).
 pub struct Kind {
+    pub file: &'static str,
     pub magic: &'static str,
     pub version: &'static str,
     pub script: &'static str,
 }
 
+/// A fixture: the run config in its metadata (`C`, the config type of the
+/// run it reproduces) and its tensors.
+pub struct Fixture<C> {
+    pub config: C,
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+impl<C: ConfigFile> Fixture<C> {
+    /// The committed fixture of `kind`.
+    pub fn open(kind: &Kind) -> Result<Self> {
+        Self::load(&fixture_path(kind.file), kind)
+    }
+
+    /// Reads `path`, refusing another file or another format version.
+    pub fn load(path: &Path, kind: &Kind) -> Result<Self> {
+        let (tensors, meta) = read_fixture(path, kind)?;
+        let toml = meta.get("config").ok_or_else(|| {
+            Error::Config(format!("{}: metadata has no run config", path.display()))
+        })?;
+        let config = C::from_toml(toml, &format!("{} config", path.display()))?;
+        Ok(Fixture { config, tensors })
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::Config(format!("golden fixture has no tensor '{name}'")))
+    }
+}
+
 /// A fixture's tensors and metadata, refusing another file or another
 /// format version.
-pub fn read_fixture(
+fn read_fixture(
     path: &Path,
     kind: &Kind,
 ) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>)> {
@@ -84,13 +117,9 @@ pub fn load_params(
 }
 
 /// Writes a fixture with `other_magic` and one with version "0" and checks
-/// that `load` refuses each with a message naming the file and, for the
-/// version, the script that writes the fixture.
-pub fn assert_refuses_other_fixtures<T>(
-    kind: &Kind,
-    other_magic: &str,
-    load: impl Fn(&Path) -> Result<T>,
-) {
+/// that `Fixture::load` refuses each with a message naming the file and, for
+/// the version, the script that writes the fixture.
+pub fn assert_refuses_other_fixtures<C: ConfigFile>(kind: &Kind, other_magic: &str) {
     let dir = tempfile::tempdir().unwrap();
     let x = Tensor::zeros([2], DType::F32);
     let regenerate = format!("regenerate it with {}", kind.script);
@@ -104,7 +133,10 @@ pub fn assert_refuses_other_fixtures<T>(
             ("version".to_string(), version.to_string()),
         ]);
         tensor_file::write(&path, "golden fixture", vec![("x".into(), &x)], meta).unwrap();
-        let e = load(&path).err().expect("refused").to_string();
+        let e = Fixture::<C>::load(&path, kind)
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(e.contains("f.safetensors") && e.contains(want), "{e}");
     }
 }
