@@ -26,7 +26,7 @@ cp target/release/mtaffect bundle/
 # on every change, and leaving them out keeps the bundle far under 64 MiB and
 # the GPU checks short.
 cargo test --release --no-run --message-format=json | executables test | while read -r exe; do
-    case "$(basename "$exe")" in cuda_*|golden-*|kernels_compile-*) cp "$exe" bundle/tests/ ;; esac
+    case "$(basename "$exe")" in cuda_*|golden-*|golden_*|kernels_compile-*) cp "$exe" bundle/tests/ ;; esac
 done
 cargo bench --no-run --message-format=json | executables bench | grep '/deps/' | while read -r exe; do
     # Bench executables are named <bench>-<hash>.

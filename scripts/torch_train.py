@@ -16,7 +16,8 @@ two frameworks is a bug, not a convention:
   (AdamW when `decoupled`, Adam with an L2 term otherwise; SGD with PyTorch's
   momentum, dampening and Nesterov).
 - train_step: Trainer::step in src/train/trainer.rs (loss, backward, global
-  gradient-norm clip, update at the schedule's rate).
+  gradient-norm clip, update at the schedule's rate); clip_and_update is its
+  part after backward, which every trainer shares (optimizer_step).
 """
 import json
 import math
@@ -123,6 +124,14 @@ def train_step(net, opt, cfg, step, x, va, au, expr):
     opt.zero_grad(set_to_none=True)
     total, terms = mtl_loss(net(x), va, au, expr, cfg.get("loss", {}))
     total.backward()
+    norm, lr = clip_and_update(net, opt, cfg, step)
+    return (total.item(), *(t.item() for t in terms), norm, lr)
+
+
+def clip_and_update(net, opt, cfg, step):
+    """The update after backward (src/train/trainer.rs optimizer_step): global
+    gradient-norm clip, then the optimizer at the schedule's rate; returns
+    (grad norm before clipping, lr)."""
     params = [p for p in net.parameters() if p.grad is not None]
     norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in params)).item()
     clip = cfg.get("train", {}).get("grad_clip", 5.0)
@@ -134,7 +143,7 @@ def train_step(net, opt, cfg, step, x, va, au, expr):
     for g in opt.param_groups:
         g["lr"] = lr
     opt.step()
-    return (total.item(), *(t.item() for t in terms), norm, lr)
+    return norm, lr
 
 
 ST_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}

@@ -32,7 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_train import write_safetensors  # noqa: E402
 
 
-def sincos_table(g, d):
+def sincos_table(g, d, dtype=torch.float32):
+    """[1, 1 + g², d]: the class token's zero row, then the grid's rows (computed in float64)."""
     q = d // 4
     w = torch.tensor([10000.0 ** (-i / q) for i in range(q)], dtype=torch.float64)
     rows = [torch.zeros(d, dtype=torch.float64)]
@@ -43,7 +44,7 @@ def sincos_table(g, d):
             a = coord * w
             parts += [a.sin(), a.cos()]
         rows.append(torch.cat(parts))
-    return torch.stack(rows).unsqueeze(0).float()
+    return torch.stack(rows).unsqueeze(0).to(dtype)
 
 
 def main():

@@ -12,59 +12,26 @@ use mtaffect::autograd::Precision;
 use mtaffect::data::Batch;
 use mtaffect::model::MtlNet;
 use mtaffect::nn::{Buffers, Ctx};
-use mtaffect::train::{ConfigFile, MtlLoss, MtlTargets, TrainConfig, Trainer};
-use mtaffect::{tensor_file, DType, Device, Error, Params, Result, Rng, Tape, Tensor};
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use mtaffect::train::{MtlLoss, MtlTargets, TrainConfig, Trainer};
+use mtaffect::{DType, Device, Error, Params, Result, Rng, Tape, Tensor};
+use std::collections::BTreeMap;
 
-const MAGIC: &str = "mtaffect-golden";
-const VERSION: &str = "1";
+#[path = "common/golden.rs"]
+mod golden;
+use golden::{compare, load_params, Fixture, Kind, Tol};
+
+const KIND: Kind = Kind {
+    file: "golden_mtl.safetensors",
+    magic: "mtaffect-golden",
+    version: "1",
+    script: "scripts/torch_reference.py",
+};
 /// Tensors PyTorch computed (the rest of the fixture is its input).
 const COMPUTED: [&str; 4] = ["output.", "loss.", "grad.", "buffer."];
 
-/// The fixture in the source tree: `MTAFFECT_ROOT` where the tree is not
-/// where this test was built (the GPU host runs a prebuilt bundle over a
-/// copy of it), else the crate's own folder.
-fn fixture_path() -> PathBuf {
-    std::env::var_os("MTAFFECT_ROOT")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("tests/fixtures/golden_mtl.safetensors")
-}
-
-struct Golden {
-    config: TrainConfig,
-    tensors: BTreeMap<String, Tensor>,
-}
+type Golden = Fixture<TrainConfig>;
 
 impl Golden {
-    /// Reads a fixture, refusing another file or another format version.
-    fn load(path: &Path) -> Result<Golden> {
-        let (tensors, meta) = tensor_file::read(path, "golden fixture")?;
-        let bad = |msg: String| Error::Config(format!("{}: {msg}", path.display()));
-        let field = |k: &str| meta.get(k).map_or("(missing)", String::as_str);
-        if field("magic") != MAGIC {
-            return Err(bad(format!(
-                "metadata magic is '{}', expected '{MAGIC}': not a golden fixture",
-                field("magic")
-            )));
-        }
-        if field("version") != VERSION {
-            return Err(bad(format!(
-                "fixture version '{}', this test reads version {VERSION}; regenerate it with scripts/torch_reference.py",
-                field("version")
-            )));
-        }
-        let config =
-            TrainConfig::from_toml(field("config"), &format!("{} config", path.display()))?;
-        Ok(Golden { config, tensors })
-    }
-
-    fn get(&self, name: &str) -> Result<&Tensor> {
-        self.tensors
-            .get(name)
-            .ok_or_else(|| Error::Config(format!("golden fixture has no tensor '{name}'")))
-    }
-
     /// The fixture's batch with images in `dtype` (labels stay f32, as the loader makes them).
     fn batch(&self, dtype: DType) -> Result<Batch> {
         let expr = self.get("label.expr")?.clone();
@@ -84,29 +51,7 @@ impl Golden {
     /// Replaces every parameter with the fixture's (in `dtype`) and casts the
     /// buffers; the fixture must hold exactly the model's parameters.
     fn load_into(&self, params: &mut Params, buffers: &mut Buffers, dtype: DType) -> Result<()> {
-        for id in params.ids() {
-            let name = params.name(id).to_string();
-            let w = self.get(&format!("param.{name}"))?;
-            if w.dims() != params.get(id).dims() {
-                return Err(Error::Config(format!(
-                    "golden parameter '{name}' is {:?}, the model's is {:?}",
-                    w.dims(),
-                    params.get(id).dims()
-                )));
-            }
-            *params.get_mut(id) = w.to_dtype(dtype);
-        }
-        let in_fixture = self
-            .tensors
-            .keys()
-            .filter(|k| k.starts_with("param."))
-            .count();
-        if in_fixture != params.len() {
-            return Err(Error::Config(format!(
-                "golden fixture has {in_fixture} parameters, the model {}",
-                params.len()
-            )));
-        }
+        load_params(&self.tensors, params, dtype)?;
         for id in buffers.ids().collect::<Vec<_>>() {
             *buffers.get_mut(id) = buffers.get(id).to_dtype(dtype);
         }
@@ -198,63 +143,6 @@ fn trajectory(g: &Golden, dtype: DType, precision: Precision, device: &str) -> R
     Tensor::from_vec(rows, [steps, 6])
 }
 
-/// Elementwise `|ours - ref| <= rel·|ref| + abs·max|ref|`: relative where a
-/// value is large, and relative to its tensor's scale where an element is near
-/// zero (a gradient entry that cancels to ~0 still carries the rounding error
-/// of the larger terms it was summed from).
-#[derive(Clone, Copy, Debug)]
-struct Tol {
-    rel: f64,
-    abs: f64,
-}
-
-/// The largest `error / bound` over the elements (at most 1 passes), or a
-/// message naming the tensor and its worst element.
-fn compare(
-    name: &str,
-    ours: &Tensor,
-    reference: &Tensor,
-    tol: Tol,
-) -> std::result::Result<f64, String> {
-    if ours.dims() != reference.dims() {
-        return Err(format!(
-            "{name}: shape {:?}, reference {:?}",
-            ours.dims(),
-            reference.dims()
-        ));
-    }
-    let (a, b) = (ours.to_f64_vec(), reference.to_f64_vec());
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let mut worst = (0.0f64, 0usize);
-    for (i, (x, r)) in a.iter().zip(&b).enumerate() {
-        let diff = (x - r).abs();
-        let ratio = if diff == 0.0 {
-            0.0
-        } else {
-            diff / (tol.rel * r.abs() + tol.abs * scale)
-        };
-        // `!(ratio <= worst)` also takes a NaN, which then stays the worst.
-        if !(ratio <= worst.0) {
-            worst = (ratio, i);
-            if ratio.is_nan() {
-                break;
-            }
-        }
-    }
-    let (ratio, i) = worst;
-    if ratio <= 1.0 {
-        Ok(ratio)
-    } else {
-        Err(format!(
-            "{name}[{i}]: ours {:e}, PyTorch {:e}, |diff| {:.3e} > {tol:?} (max |ref| {scale:.3e}); {:.1}x the bound",
-            a[i],
-            b[i],
-            (a[i] - b[i]).abs(),
-            ratio
-        ))
-    }
-}
-
 /// Per-tensor tolerances, 4 to 50 times the worst error measured on
 /// 2026-11-22 (`check_golden` prints the worst error / bound per group).
 /// f64: both sides do the same maths in double precision and differ only in
@@ -277,8 +165,7 @@ fn compare(
 /// they prove the bf16 path is the same network, not a tight numerical
 /// match.
 fn tolerance(name: &str, dtype: DType, precision: Precision) -> Tol {
-    let group = name.split('.').next().unwrap_or(name);
-    let (rel, abs) = match (precision, dtype, group) {
+    let (rel, abs) = match (precision, dtype, golden::group(name)) {
         (Precision::Bf16, _, "grad") => (BF16_GRAD, BF16_GRAD),
         (Precision::Bf16, _, "trajectory") => (BF16_TRAJ, BF16_TRAJ / 10.0),
         (Precision::Bf16, _, _) => (BF16_OUT, BF16_OUT / 10.0),
@@ -294,45 +181,25 @@ const BF16_OUT: f64 = 0.2;
 const BF16_GRAD: f64 = 0.5;
 const BF16_TRAJ: f64 = 0.4;
 
-/// Every fixture tensor under `COMPUTED` that `got` misses or does not match,
-/// and every computed tensor the fixture lacks; the worst passing ratio of each group.
+/// Every fixture tensor under `COMPUTED` that `got` misses or does not
+/// match, and every computed tensor the fixture lacks; the worst passing
+/// ratio of each group.
 fn mismatches(
     got: &BTreeMap<String, Tensor>,
     reference: &BTreeMap<String, Tensor>,
     dtype: DType,
     precision: Precision,
 ) -> (Vec<String>, BTreeMap<String, f64>) {
-    let mut bad = Vec::new();
-    let mut worst: BTreeMap<String, f64> = BTreeMap::new();
-    for (name, r) in reference
-        .iter()
-        .filter(|(k, _)| COMPUTED.iter().any(|p| k.starts_with(p)))
-    {
-        match got.get(name) {
-            None => bad.push(format!("{name}: not computed by mtaffect")),
-            Some(ours) => match compare(name, ours, r, tolerance(name, dtype, precision)) {
-                Ok(ratio) => {
-                    let group = name.split('.').next().unwrap_or(name).to_string();
-                    let w = worst.entry(group).or_insert(0.0);
-                    *w = w.max(ratio);
-                }
-                Err(e) => bad.push(e),
-            },
-        }
-    }
-    bad.extend(
-        got.keys()
-            .filter(|k| !reference.contains_key(*k))
-            .map(|k| format!("{k}: computed by mtaffect but not in the fixture")),
-    );
-    (bad, worst)
+    golden::mismatches(got, reference, &COMPUTED, |name| {
+        tolerance(name, dtype, precision)
+    })
 }
 
 /// The whole golden check on one device ("cpu" or "cuda": the same fixture
 /// and tolerances, tensors moved to the device).
 fn check_golden(device: &str, dtype: DType, precision: Precision) {
     let dev = Device::parse(device).unwrap_or_else(|e| panic!("{device}: {e}"));
-    let g = Golden::load(&fixture_path()).unwrap();
+    let g = Golden::open(&KIND).unwrap();
     let got = forward_backward(&g, dtype, precision, &dev).unwrap();
     let (mut bad, mut worst) = mismatches(&got, &g.tensors, dtype, precision);
     let traj = trajectory(&g, dtype, precision, device).unwrap();
@@ -386,7 +253,7 @@ fn cuda_bf16_stays_within_bf16_rounding_of_pytorch() {
 
 #[test]
 fn a_perturbed_reference_is_reported() {
-    let g = Golden::load(&fixture_path()).unwrap();
+    let g = Golden::open(&KIND).unwrap();
     let got = forward_backward(&g, DType::F64, Precision::F32, &Device::Cpu).unwrap();
     for dtype in [DType::F64, DType::F32] {
         assert!(mismatches(&got, &g.tensors, dtype, Precision::F32)
@@ -428,19 +295,5 @@ fn a_perturbed_reference_is_reported() {
 
 #[test]
 fn a_wrong_magic_or_version_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let x = Tensor::zeros([2], DType::F32);
-    for (magic, version, want) in [
-        ("mtaffect-checkpoint", VERSION, "not a golden fixture"),
-        (MAGIC, "0", "regenerate it with scripts/torch_reference.py"),
-    ] {
-        let path = dir.path().join("f.safetensors");
-        let meta = HashMap::from([
-            ("magic".to_string(), magic.to_string()),
-            ("version".to_string(), version.to_string()),
-        ]);
-        tensor_file::write(&path, "golden fixture", vec![("x".into(), &x)], meta).unwrap();
-        let e = Golden::load(&path).err().expect("refused").to_string();
-        assert!(e.contains("f.safetensors") && e.contains(want), "{e}");
-    }
+    golden::assert_refuses_other_fixtures::<TrainConfig>(&KIND, "mtaffect-checkpoint");
 }

@@ -101,7 +101,15 @@ impl MaskPlan {
     /// An independent random shuffle of the `tokens` patches per image
     /// (drawn from `rng`); the first `visible` stay visible.
     pub fn draw(n: usize, tokens: usize, visible: usize, rng: &mut Rng) -> Result<MaskPlan> {
-        let shuffle = TokenIndex::shuffle(n, tokens, rng)?;
+        MaskPlan::from_shuffle(&TokenIndex::shuffle(n, tokens, rng)?, visible)
+    }
+
+    /// The plan of a given per-image permutation of the patches (MAE's
+    /// `ids_shuffle`): the first `visible` of each row stay visible. The
+    /// random path draws the permutation; a caller that must hide exactly
+    /// the patches another framework hid (the PyTorch golden test) passes
+    /// it in. A row that is not a permutation is an error.
+    pub fn from_shuffle(shuffle: &TokenIndex, visible: usize) -> Result<MaskPlan> {
         Ok(MaskPlan {
             keep: shuffle.first(visible)?,
             masked: shuffle.after(visible)?,
@@ -243,6 +251,19 @@ mod tests {
             ..c
         };
         assert_eq!(keep_most.visible(16), 15);
+    }
+
+    #[test]
+    fn a_given_permutation_keeps_its_first_patches_and_is_undone() {
+        // Image 0 shows patch 2; image 1 shows patch 0.
+        let shuffle = TokenIndex::new(&[2, 0, 3, 1, 0, 1, 2, 3], 2, 4).unwrap();
+        let plan = MaskPlan::from_shuffle(&shuffle, 1).unwrap();
+        let rows = |t: &TokenIndex| t.rows().map(<[u32]>::to_vec).collect::<Vec<_>>();
+        assert_eq!(rows(&plan.keep), [[2], [0]]);
+        assert_eq!(rows(&plan.masked), [[0, 3, 1], [1, 2, 3]]);
+        assert_eq!(rows(&plan.restore), [[1, 3, 0, 2], [0, 1, 2, 3]]);
+        let twice = TokenIndex::new(&[0, 0, 1], 1, 3).unwrap();
+        assert!(MaskPlan::from_shuffle(&twice, 1).is_err());
     }
 
     #[test]

@@ -75,8 +75,9 @@ impl PretrainTrainer {
 
     /// Forward and loss of images [N, S, S, 3] (host) under `plan`: the
     /// mean squared error over the hidden patches' values, and the
-    /// predictions of every patch.
-    fn loss(
+    /// predictions of every patch. Recorded on `tape` (backward gives every
+    /// parameter's gradient); `training` as in [`Ctx`].
+    pub fn loss(
         &mut self,
         tape: &Tape,
         images: &Tensor,
@@ -120,15 +121,21 @@ impl PretrainTrainer {
     /// One optimizer step on images [N, S, S, 3] (host) with fresh masks.
     /// A non-finite loss or gradient is an error and changes no weight.
     pub fn step(&mut self, images: &Tensor) -> Result<StepStats> {
-        let step = self.progress.step;
         let plan = draw_plan(
             &self.grid,
             &self.config.mae,
             images.dims()[0],
             &mut self.rng,
         )?;
+        self.step_with_plan(images, &plan)
+    }
+
+    /// [`step`](Self::step) under given masks instead of drawn ones (the
+    /// PyTorch golden test replays the permutations PyTorch used).
+    pub fn step_with_plan(&mut self, images: &Tensor, plan: &MaskPlan) -> Result<StepStats> {
+        let step = self.progress.step;
         let tape = Tape::new();
-        let (loss, _) = self.loss(&tape, images, &plan, true)?;
+        let (loss, _) = self.loss(&tape, images, plan, true)?;
         let cfg = &self.config;
         let stats = optimizer_step(
             tape,
