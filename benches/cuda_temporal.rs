@@ -107,6 +107,9 @@ fn attention(
         let v: Vec<Var> = p.ids().map(|id| tape.param(&p, id)).collect();
         ops::attention(tape, &v[0], &v[1], &v[2], mask).expect("attention")
     });
-    let size = format!("N={n} T={t} H={heads} D={d}{}", if mask.is_some() { " masked" } else { "" });
+    let size = format!(
+        "N={n} T={t} H={heads} D={d}{}",
+        if mask.is_some() { " masked" } else { "" }
+    );
     report("attn", &size, fwd, both);
 }

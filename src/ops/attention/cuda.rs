@@ -149,7 +149,10 @@ pub(super) fn backward(
     ];
     // dK and dV come from one kernel: computed together when either is needed.
     let (dk, dv) = if needs[1] || needs[2] {
-        let (dk, dv) = (empty(dev, k.shape().clone())?, empty(dev, v.shape().clone())?);
+        let (dk, dv) = (
+            empty(dev, k.shape().clone())?,
+            empty(dev, v.shape().clone())?,
+        );
         let ptrs: Vec<u64> = inputs
             .iter()
             .copied()
