@@ -132,6 +132,18 @@ __device__ __forceinline__ void att_store(const AttnParams& p, float* out, u64 l
         }
 }
 
+// Key tile j0 .. j0 + ATT_TILE of k and v into ks and vs, with ok = 1 at
+// real keys; the barriers around it let no thread read a half-loaded tile
+// or overwrite one still being read.
+__device__ __forceinline__ void att_load_keys(const AttnParams& p, const AttRow& r, u64 j0, const float* k,
+                                              const float* v, const float* mask, float* ks, float* vs, float* ok) {
+    __syncthreads();
+    att_load_tile(p, k, p.s, r.n, r.hh, j0, mask, ks);
+    att_load_tile(p, v, p.s, r.n, r.hh, j0, mask, vs);
+    if (threadIdx.x < ATT_TILE) ok[threadIdx.x] = att_key_ok(p, mask, r.n, j0 + threadIdx.x) ? 1.0f : 0.0f;
+    __syncthreads();
+}
+
 // out = softmax over real keys of q·kᵀ·scale, times v; lse per query row
 // (+∞ where the sample has no key: its output is 0 and every weight
 // exp(s − lse) is 0). Blocks over (n, head, query tile).
@@ -151,11 +163,7 @@ extern "C" __global__ void attention_forward(AttnParams p, const float* __restri
     for (int e = 0; e < ATT_SLICE; ++e) o[e] = 0.0f;
     float m = -inf, l = 0.0f;
     for (u64 j0 = 0; j0 < p.s; j0 += ATT_TILE) {
-        __syncthreads();  // the previous tile has been read
-        att_load_tile(p, k, p.s, r.n, r.hh, j0, mask, ks);
-        att_load_tile(p, v, p.s, r.n, r.hh, j0, mask, vs);
-        if (threadIdx.x < ATT_TILE) ok[threadIdx.x] = att_key_ok(p, mask, r.n, j0 + threadIdx.x) ? 1.0f : 0.0f;
-        __syncthreads();
+        att_load_keys(p, r, j0, k, v, mask, ks, vs, ok);
         float sc[ATT_TILE];
         float mt = -inf;
 #pragma unroll
@@ -277,11 +285,7 @@ extern "C" __global__ void attention_backward_q(AttnParams p, const float* __res
 #pragma unroll
     for (int e = 0; e < ATT_SLICE; ++e) dqi[e] = 0.0f;
     for (u64 j0 = 0; j0 < p.s; j0 += ATT_TILE) {
-        __syncthreads();  // the previous tile has been read
-        att_load_tile(p, k, p.s, r.n, r.hh, j0, mask, ks);
-        att_load_tile(p, v, p.s, r.n, r.hh, j0, mask, vs);
-        if (threadIdx.x < ATT_TILE) ok[threadIdx.x] = att_key_ok(p, mask, r.n, j0 + threadIdx.x) ? 1.0f : 0.0f;
-        __syncthreads();
+        att_load_keys(p, r, j0, k, v, mask, ks, vs, ok);
 #pragma unroll 4
         for (int j = 0; j < ATT_TILE; ++j) {
             att_shared_regs(p, ks + j * w, r.slot, x);
