@@ -3,8 +3,10 @@
 //! timed batches (benches/common), for
 //! - GRU and LSTM layers, batch 32, 64 steps, 256 inputs and hidden units:
 //!   forward alone, and forward + backward (every gradient);
-//! - multi-head attention, batch 32, 64 frames, 4 heads of 64 (d = 256),
-//!   a key-padding mask with a quarter of the frames padded.
+//! - multi-head attention (kernels/attention.cu, flash style): batch 32, 64
+//!   frames, 4 heads of 64, a key-padding mask with a quarter of the frames
+//!   padded; and the ViT-S/16 shape at 224 pixels, batch 256, 197 tokens,
+//!   6 heads of 64, no mask.
 //!
 //! The recurrent ops queue 2 launches per step forward (hidden GEMM, gate
 //! kernel) and 2 per step backward, with no host synchronisation inside.
@@ -79,18 +81,35 @@ fn main() {
         });
         report(name, "N=32 T=64 F=H=256", fwd, both);
     }
-    let (n, t, heads, d) = (32, 64, 4, 64);
+    // The temporal encoder's shape (a quarter of the frames padded), then a
+    // ViT-S/16 block's at 224 pixels (197 tokens, no mask).
+    let mask: Vec<bool> = (0..32 * 64).map(|i| i % 64 < 48).collect();
+    attention(&dev, &gpu, &mut rng, [32, 64, 4, 64], Some(&mask));
+    attention(&dev, &gpu, &mut rng, [256, 197, 6, 64], None);
+}
+
+/// Self-attention over q, k, v [N, T, H, D] held as parameters.
+fn attention(
+    dev: &CudaDevice,
+    gpu: &Device,
+    rng: &mut Rng,
+    [n, t, heads, d]: [usize; 4],
+    mask: Option<&[bool]>,
+) {
     let mut p = Params::new();
     for name in ["q", "k", "v"] {
-        let x = Tensor::randn([n, t, heads, d], 1.0, DType::F32, &mut rng)
-            .to_device(&gpu)
+        let x = Tensor::randn([n, t, heads, d], 1.0, DType::F32, rng)
+            .to_device(gpu)
             .expect("copy");
         p.add(name, x).expect("add");
     }
-    let mask: Vec<bool> = (0..n * t).map(|i| i % t < t * 3 / 4).collect();
-    let (fwd, both) = fwd_bwd(&dev, &gpu, |tape| {
+    let (fwd, both) = fwd_bwd(dev, gpu, |tape| {
         let v: Vec<Var> = p.ids().map(|id| tape.param(&p, id)).collect();
-        ops::attention(tape, &v[0], &v[1], &v[2], Some(&mask)).expect("attention")
+        ops::attention(tape, &v[0], &v[1], &v[2], mask).expect("attention")
     });
-    report("attn", "N=32 T=64 H=4 D=64 (d=256)", fwd, both);
+    let size = format!(
+        "N={n} T={t} H={heads} D={d}{}",
+        if mask.is_some() { " masked" } else { "" }
+    );
+    report("attn", &size, fwd, both);
 }

@@ -7,6 +7,12 @@ typedef unsigned long long u64;
 
 #define MT_WARP 32
 
+// A kernel's shared tiles sized by the launch (dynamic shared memory;
+// scripts/cuda_emu/shim.h gives the emulator a fixed buffer instead).
+#ifndef MT_DYNAMIC_SMEM
+#define MT_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
 // Grid-stride loop over n elements.
 #define MT_FOR_EACH(i, n) \
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (u64)(n); i += (u64)gridDim.x * blockDim.x)

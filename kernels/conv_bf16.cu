@@ -78,12 +78,6 @@ __device__ __forceinline__ void mt_ldmatrix_x4_trans(u32 (&r)[4], const void* p)
                  : "memory");
 }
 
-// The fprop body's shared tiles, sized by the launch (dynamic shared memory;
-// scripts/cuda_emu/shim.h gives the emulator a fixed buffer instead).
-#ifndef CB_DYNAMIC_SMEM
-#define CB_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
-#endif
-
 // d (16x8 f32) += a (16x16 bf16, row) * b (16x8 bf16, col).
 __device__ __forceinline__ void mt_mma_bf16_16816(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
     asm volatile(
@@ -182,7 +176,7 @@ __device__ __forceinline__ void conv_bf16_fprop_body(const ConvParams& p, const 
                                                      const bf16* __restrict__ wt, const float* __restrict__ bias,
                                                      Out* __restrict__ y, const Addr& addr) {
     constexpr int BN = 32 * WN, PASS = 16 * WN;  // tile columns; tile rows one pass of the loaders covers
-    CB_DYNAMIC_SMEM(cb_smem);
+    MT_DYNAMIC_SMEM(cb_smem);
     auto As = reinterpret_cast<bf16 (*)[CB_BM][CB_LD]>(cb_smem);
     auto Bs = reinterpret_cast<bf16 (*)[BN][CB_LD]>(cb_smem + sizeof(bf16) * CB_STAGES * CB_BM * CB_LD);
     const int t = threadIdx.x, lane = t % 32, warp = t / 32;
@@ -425,7 +419,7 @@ __device__ __forceinline__ void conv_bf16_wgrad_body(const Bf16WgradParams& wp, 
     constexpr int CA = BM / 8, CB = BN / 8;                  // 16-byte chunks per tile row
     constexpr int RA = THREADS / CA, RB = THREADS / CB;      // rows a pass of the block loads
     constexpr int LA = CB_BK / RA, LB = CB_BK / RB;          // passes per tile
-    CB_DYNAMIC_SMEM(cb_smem);
+    MT_DYNAMIC_SMEM(cb_smem);
     auto As = reinterpret_cast<bf16 (*)[CB_BK][LDA]>(cb_smem);
     auto Bs = reinterpret_cast<bf16 (*)[CB_BK][LDB]>(cb_smem + sizeof(bf16) * CB_STAGES * CB_BK * LDA);
     const ConvParams& p = wp.conv;

@@ -1,7 +1,7 @@
 //! CUDA parity of the temporal ops and models: GRU (two layers, dropout
 //! between them, padding), LSTM (initial state, padding), multi-head
-//! attention with a key-padding mask (a fully padded sample, more keys than
-//! a warp has lanes), a whole Transformer encoder layer and small temporal
+//! attention with a key-padding mask (a fully padded sample, several query
+//! and key tiles with tails), a whole Transformer encoder layer and small temporal
 //! networks of every encoder kind, forward and every gradient, against the
 //! CPU reference in f64 (tests/common: NaN-poisoned GPU buffers, one
 //! `parity` line per test). Every test is `#[ignore = "needs a CUDA GPU"]`:
@@ -136,8 +136,10 @@ fn attention_with_key_padding_mask() {
     let dev = gpu();
     let mut rep = Report::default();
     let mut rng = Rng::new(83);
-    // Self-attention sizes, then more keys than queries and than a warp's lanes.
-    for (n, t, s, heads, d) in [(3, 7, 7, 2, 5), (2, 4, 37, 3, 8)] {
+    // Self-attention sizes, then more keys than queries and than a 32-row
+    // tile, then several query and key tiles with tails and a head of 48
+    // (four threads per row, 16 padded dims).
+    for (n, t, s, heads, d) in [(3, 7, 7, 2, 5), (2, 4, 37, 3, 8), (2, 33, 70, 2, 48)] {
         let inputs = vec![
             randn(&[n, t, heads, d], &mut rng),
             randn(&[n, s, heads, d], &mut rng),
@@ -156,7 +158,7 @@ fn attention_with_key_padding_mask() {
             |tape, v, _| ops::attention(tape, &v[0], &v[1], &v[2], Some(&mask)),
         );
     }
-    rep.print("attention (key padding, fully padded sample, S > 32)");
+    rep.print("attention (key padding, fully padded sample, several tiles)");
 }
 
 /// A parameter registry holding `v`'s values under `names`, so the model's

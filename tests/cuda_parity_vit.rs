@@ -1,5 +1,6 @@
 //! CUDA parity of the ops the Vision Transformer and masked-autoencoder
-//! pretraining add (per-sample token gather, drop path), and of a whole
+//! pretraining add (per-sample token gather, drop path), of attention at
+//! ViT shapes (no mask, 50 to 197 tokens, heads of 32 to 128), and of a whole
 //! tiny ViT's forward and every parameter gradient, on poisoned buffers
 //! against the f64 CPU reference (see tests/cuda_parity.rs for the method).
 //! Without a GPU every test here is reported as ignored, never as passed.
@@ -9,8 +10,8 @@ mod common;
 use common::{check, check_backbone, gpu, randn, Report, Tol};
 use mtaffect::model::{Pooling, Vit, VitConfig, VitPreset};
 use mtaffect::nn::{Buffers, Scope};
-use mtaffect::ops::{add, concat, drop_path, gather_tokens, TokenIndex};
-use mtaffect::{Params, Rng, Tape, Tensor};
+use mtaffect::ops::{add, attention, concat, drop_path, gather_tokens, TokenIndex};
+use mtaffect::{Device, Params, Rng, Tape, Tensor};
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
@@ -52,6 +53,46 @@ fn gather_tokens_and_mae_unshuffle() {
         },
     );
     rep.print("gather_tokens");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn attention_at_vit_shapes() {
+    let dev = gpu();
+    // The flash kernels sum f32 products over every key in tiles of 32, as
+    // the temporal cases (tests/cuda_parity_temporal.rs) at 1e-4.
+    let tol = Tol {
+        atol: 1e-4,
+        rtol: 1e-4,
+    };
+    let mut rep = Report::default();
+    let mut rng = Rng::new(29);
+    // (N, T = S, heads, D): a 7x7 grid plus the class token, 8x8 + 1 and
+    // 14x14 + 1 (ViT/16 at 224 pixels), heads of 32 and 64; then a head of
+    // 128 (eight threads per row) with T != S.
+    for (n, t, s, heads, d) in [
+        (3, 50, 50, 2, 32),
+        (2, 65, 65, 3, 64),
+        (1, 197, 197, 2, 64),
+        (2, 17, 40, 1, 128),
+    ] {
+        let inputs = vec![
+            randn(&[n, t, heads, d], &mut rng),
+            randn(&[n, s, heads, d], &mut rng),
+            randn(&[n, s, heads, d], &mut rng),
+        ];
+        check(&dev, &mut rep, "attention", &inputs, tol, |tape, v, _| {
+            attention(tape, &v[0], &v[1], &v[2], None)
+        });
+    }
+    rep.print("attention (ViT shapes, no mask)");
+    // Past 128 dims a head is refused with the limit named.
+    let gpu = Device::Cuda(dev.clone());
+    let x = randn(&[1, 3, 1, 129], &mut rng).to_device(&gpu).unwrap();
+    let tape = Tape::no_grad();
+    let x = tape.constant(x);
+    let e = attention(&tape, &x, &x, &x, None).unwrap_err().to_string();
+    assert!(e.contains("head dim 129") && e.contains("128"), "{e}");
 }
 
 #[test]

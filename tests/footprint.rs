@@ -65,9 +65,11 @@ fn vit_parameter_counts_are_close_lower_bounds() {
             let what = format!("{c}");
             let fp = BackboneConfig::from(c.clone()).footprint(64).unwrap();
             within(fp.params, p.numel(), &what);
-            // Tokens grow with the image area, attention weights with its square.
+            // Tokens grow with the image area, and so does every saved value
+            // (attention keeps a log-sum-exp per token, not tokens² weights).
             let big = BackboneConfig::from(c).footprint(128).unwrap();
-            assert!(big.activations > 4 * fp.activations, "{what}");
+            assert!(big.activations > 3 * fp.activations, "{what}");
+            assert!(big.activations < 5 * fp.activations, "{what}");
         }
     }
     // A side that is not a multiple of the patch has no footprint.
@@ -151,7 +153,7 @@ fn generator_and_temporal_parameter_counts_are_close_lower_bounds() {
             let mut p = Params::new();
             TemporalNet::new(&c, 48, &mut p, &mut Rng::new(1)).unwrap();
             within(
-                c.footprint(48, 16).params,
+                c.footprint(48).params,
                 p.numel(),
                 &format!("{encoder:?} task_layers {task_layers}"),
             );

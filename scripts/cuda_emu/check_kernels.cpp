@@ -569,8 +569,12 @@ void rnn_step_case(int G) {
     snprintf(w, 80, "%s_step_backward dh_prev", nm); check(w, dhp.data(), numgrad(HP, [&](const VD& v) { return loss(DX, DH, v, CP); }), 1e-5, 1e-4);
     if (G == 4) check("lstm_step_backward dc_prev", dc.data(), numgrad(CP, [&](const VD& v) { return loss(DX, DH, HP, v); }), 1e-5, 1e-4);
 }
-// Attention: q [N,T,H,D], k, v [N,S,H,D]; sample 0 partly padded, 1 all real, 2 all padded.
-struct Att { int N = 3, T = 3, S = 37, H = 2, D = 5; };
+// Attention: q [N,T,H,D], k, v [N,S,H,D]. Masked: sample 0 partly padded,
+// the last one all padded, the others all real; padded keys hold NaN, which
+// must reach no output. Backward against central differences of the
+// reference loss, at every element when the tensors are small, else at 150
+// random ones.
+struct Att { int N, T, S, H, D; bool masked; };
 void att_ref(const Att& a, const VD& q, const VD& k, const VD& v, const std::vector<float>& mask, VD& out) {
     out.assign((size_t)a.N * a.T * a.H * a.D, 0);
     for (int n = 0; n < a.N; ++n) for (int h = 0; h < a.H; ++h) for (int i = 0; i < a.T; ++i) {
@@ -584,33 +588,62 @@ void att_ref(const Att& a, const VD& q, const VD& k, const VD& v, const std::vec
             for (int e = 0; e < a.D; ++e) out[((n * a.T + i) * a.H + h) * a.D + e] += s[j] / z * v[((n * a.S + j) * a.H + h) * a.D + e];
     }
 }
-void attention_case() {
-    Att a; int N = a.N, T = a.T, S = a.S, H = a.H, D = a.D;
+// numgrad at the listed elements only; the others hold NAN and are not checked.
+void check_grad(const char* what, const std::vector<float>& got, const VD& x, const std::function<double(const VD&)>& f) {
+    if (x.size() <= 4000) { check(what, got.data(), numgrad(x, f), 1e-5, 1e-4); return; }
+    std::uniform_int_distribution<size_t> pick(0, x.size() - 1);
+    std::vector<float> sub; VD ref; VD xx = x;
+    for (int r = 0; r < 150; ++r) {
+        const size_t i = pick(rng); const double x0 = xx[i], e = 1e-6;
+        xx[i] = x0 + e; const double fp = f(xx); xx[i] = x0 - e; const double fm = f(xx); xx[i] = x0;
+        sub.push_back(got[i]); ref.push_back((fp - fm) / (2 * e));
+    }
+    check(what, sub.data(), ref, 1e-5, 1e-4);
+}
+void attention_case(Att a) {
+    int N = a.N, T = a.T, S = a.S, H = a.H, D = a.D;
     auto q = randv((size_t)N * T * H * D, -2, 2), k = randv((size_t)N * S * H * D, -2, 2), v = randv((size_t)N * S * H * D), g = randv(q.size());
     std::vector<float> mask(N * S, 1.f);
-    for (int j = 0; j < S; ++j) { if (j % 3 == 1) mask[j] = 0.f; mask[2 * S + j] = 0.f; }
-    AttnParams p{(u64)N, (u64)T, (u64)S, (u64)H, (u64)D, 1.f / sqrtf((float)D), 0};
-    AttnParams pt = p; pt.transposed = 1;
-    std::vector<float> probs((size_t)N * H * T * S, NAN), y(q.size(), NAN), ds(probs.size(), NAN);
+    if (a.masked)
+        for (int j = 0; j < S; ++j) {
+            if (j % 3 == 1) mask[j] = 0.f;
+            mask[(N - 1) * S + j] = 0.f;
+        }
+    auto kn = k, vn = v;  // what the kernels see: NaN in padded frames
+    for (int n = 0; n < N; ++n) for (int j = 0; j < S; ++j) if (mask[n * S + j] == 0)
+        for (int x = 0; x < H * D; ++x) kn[((size_t)n * S + j) * H * D + x] = vn[((size_t)n * S + j) * H * D + x] = NAN;
+    unsigned group = 1; while (16 * group < (unsigned)D) group *= 2;
+    AttnParams p{(u64)N, (u64)T, (u64)S, (u64)H, (u64)D, group, 1.f / sqrtf((float)D)};
+    const float* m = a.masked ? mask.data() : nullptr;
+    std::vector<float> y(q.size(), NAN), lse((size_t)N * H * T, NAN), delta(lse.size(), NAN);
     std::vector<float> dq(q.size(), NAN), dk(k.size(), NAN), dv(v.size(), NAN);
-    launch({1, 1, 1}, {256, 1, 1}, [&] { attention_probs(p, q.data(), k.data(), mask.data(), probs.data()); });
-    launch({2, 1, 1}, {64, 1, 1}, [&] { attention_mix(p, probs.data(), v.data(), mask.data(), y.data()); });
-    launch({1, 1, 1}, {256, 1, 1}, [&] { attention_grad_scores(p, g.data(), v.data(), mask.data(), probs.data(), ds.data()); });
-    launch({2, 1, 1}, {64, 1, 1}, [&] { attention_mix(p, ds.data(), k.data(), mask.data(), dq.data()); });
-    launch({2, 1, 1}, {64, 1, 1}, [&] { attention_mix(pt, ds.data(), q.data(), mask.data(), dk.data()); });
-    launch({2, 1, 1}, {64, 1, 1}, [&] { attention_mix(pt, probs.data(), g.data(), mask.data(), dv.data()); });
+    const unsigned qt = N * H * ((T + ATT_TILE - 1) / ATT_TILE), kt = N * H * ((S + ATT_TILE - 1) / ATT_TILE);
+    launch({qt, 1, 1}, {32 * group, 1, 1}, [&] { attention_forward(p, q.data(), kn.data(), vn.data(), m, y.data(), lse.data()); });
+    launch({3, 1, 1}, {64, 1, 1}, [&] { attention_backward_delta(p, g.data(), y.data(), delta.data()); });
+    launch({kt, 1, 1}, {32 * group, 1, 1}, [&] { attention_backward_kv(p, q.data(), kn.data(), vn.data(), m, g.data(), lse.data(), delta.data(), dk.data(), dv.data()); });
+    launch({qt, 1, 1}, {32 * group, 1, 1}, [&] { attention_backward_q(p, q.data(), kn.data(), vn.data(), m, g.data(), lse.data(), delta.data(), dq.data()); });
     VD Q = dbl(q), K = dbl(k), V = dbl(v), G = dbl(g), Y;
     att_ref(a, Q, K, V, mask, Y);
-    check("attention forward", y.data(), Y, 1e-5, 1e-4);
+    char w[120], nm[80];
+    snprintf(nm, 80, "attention N%d T%d S%d H%d D%d%s", N, T, S, H, D, a.masked ? " masked" : "");
+    snprintf(w, 120, "%s forward", nm); check(w, y.data(), Y, 1e-5, 1e-4);
     auto loss = [&](const VD& qq, const VD& kk, const VD& vv) { VD o; att_ref(a, qq, kk, vv, mask, o); double L = 0; for (size_t i = 0; i < o.size(); ++i) L += G[i] * o[i]; return L; };
-    check("attention dq", dq.data(), numgrad(Q, [&](const VD& x) { return loss(x, K, V); }), 1e-5, 1e-4);
-    check("attention dk", dk.data(), numgrad(K, [&](const VD& x) { return loss(Q, x, V); }), 1e-5, 1e-4);
-    check("attention dv", dv.data(), numgrad(V, [&](const VD& x) { return loss(Q, K, x); }), 1e-5, 1e-4);
+    // Padded keys get gradient 0 (their NaN never entered).
+    snprintf(w, 120, "%s dq", nm); check_grad(w, dq, Q, [&](const VD& x) { return loss(x, K, V); });
+    snprintf(w, 120, "%s dk", nm); check_grad(w, dk, K, [&](const VD& x) { return loss(Q, x, V); });
+    snprintf(w, 120, "%s dv", nm); check_grad(w, dv, V, [&](const VD& x) { return loss(Q, K, x); });
 }
 void temporal() {
     rnn_step_case(3);
     rnn_step_case(4);
-    attention_case();
+    // D = 5 and 48 pad a thread's dims; 8, 32, 64, 128: one to eight threads
+    // per row; T, S past a 32-row tile and not multiples of it.
+    attention_case({3, 3, 37, 2, 5, true});
+    attention_case({1, 33, 33, 2, 8, false});
+    attention_case({3, 45, 70, 1, 32, true});
+    attention_case({1, 65, 65, 2, 64, false});
+    attention_case({2, 17, 9, 1, 48, true});
+    attention_case({1, 5, 40, 1, 128, false});
 }
 
 // bf16 tensor-core conv fprop (conv_bf16.cu) on bf16-rounded inputs, with

@@ -31,9 +31,9 @@ dim3 blockDim, gridDim;
 #define __align__(n) __attribute__((aligned(n)))
 struct float4 { float x, y, z, w; };
 struct float2 { float x, y; };
-// Dynamic shared memory (conv_bf16.cu): one fixed buffer per kernel body,
+// Dynamic shared memory (MT_DYNAMIC_SMEM): one fixed buffer per kernel body,
 // shared by a block's threads like the static __shared__ arrays.
-#define CB_DYNAMIC_SMEM(name) static __align__(16) unsigned char name[64 * 1024]
+#define MT_DYNAMIC_SMEM(name) static __align__(16) unsigned char name[64 * 1024]
 inline float2 make_float2(float x, float y) { return {x, y}; }
 struct uint2 { unsigned x, y; };
 std::unique_ptr<std::barrier<>> g_block_bar;

@@ -10,6 +10,21 @@
 //! is left out of the softmax, not given a large negative score), so garbage
 //! in padded frames cannot reach any output. A query whose keys are all
 //! padded outputs zeros and passes no gradient, never NaN.
+//!
+//! Memory (f32, 4 bytes a value; mask flags 4·N·S more when a mask is
+//! given). The CPU reference saves the weights [N, H, T, S] for backward:
+//! forward allocates the output and the weights, 4·N·T·H·D + 4·N·H·T·S
+//! bytes, and keeps the weights until backward. The CUDA path
+//! (`cuda.rs`, kernels/attention.cu) is flash style: forward allocates the
+//! output and its per-row log-sum-exp [N, H, T], 4·N·T·H·D + 4·N·H·T
+//! bytes, and keeps both (the output is the op's own); backward recomputes
+//! the weights tile by tile and allocates delta [N, H, T] and the
+//! gradients, 4·N·H·T + 4·N·T·H·D + 8·N·S·H·D bytes. Nothing grows with
+//! T·S. Before it, the CUDA path stored the weights as the CPU does and
+//! backward added a second [N, H, T, S] buffer (the score gradients):
+//! 8·N·H·T·S bytes at the peak of backward. The CUDA kernels have passed
+//! the CPU emulator (scripts/cuda_emu) and NVRTC compilation; they have
+//! not yet run on a GPU.
 
 mod cpu;
 mod cuda;
@@ -72,7 +87,8 @@ pub fn attention(tape: &Tape, q: &Var, k: &Var, v: &Var, key_mask: Option<&[bool
     tape.count_inner_product(macs, [gq || gk, gv]);
     let (qt, kt, vt) = (q.value().clone(), k.value().clone(), v.value().clone());
     if let Some(dev) = same_device(OP, &[&qt, &kt, &vt])? {
-        let (y, saved) = cuda::forward(&dev, [&qt, &kt, &vt], &mask, &dims)?;
+        let given = key_mask.map(|_| &mask[..]);
+        let (y, saved) = cuda::forward(&dev, [&qt, &kt, &vt], given, &dims)?;
         return tape.record(OP, &[q, k, v], y, move |g, needs| {
             cuda::backward(&dev, g, [&qt, &kt, &vt], &saved, &dims, needs)
         });

@@ -263,7 +263,7 @@ pub fn check_gan(cfg: &GanConfig, device: &Device) -> Result<()> {
 /// evaluation (features and labels per frame, and the chunk plan's lanes).
 pub fn check_temporal(cfg: &TemporalConfig, in_features: usize, device: &Device) -> Result<()> {
     let (d, m) = (&cfg.data, &cfg.model);
-    let fp = m.footprint(in_features, d.chunk);
+    let fp = m.footprint(in_features);
     let mut b = Budget::default();
     b.add(
         Place::Model,

@@ -158,7 +158,9 @@ impl VitConfig {
     /// weights and output, the class token, and per block its weight
     /// matrices and, per token, the two normalised inputs, q, k, v, the
     /// attention output, the MLP's hidden pre- and post-activation, and the
-    /// attention weights (heads x tokens², stored on CPU and CUDA alike).
+    /// attention's per-row log-sum-exp (heads x tokens: the CUDA kernels
+    /// recompute the weights in backward; the CPU reference keeps heads x
+    /// tokens² instead, above this bound).
     /// Biases, norms and residual sums are left out.
     pub fn footprint(&self, image_size: usize) -> Result<Footprint> {
         self.validate("model.backbone")?;
@@ -176,7 +178,7 @@ impl VitConfig {
                 product(&[4, d, d]).saturating_add(product(&[2, d, hid])),
                 product(&[tokens, 6, d])
                     .saturating_add(product(&[tokens, 2, hid]))
-                    .saturating_add(product(&[s.heads, tokens, tokens])),
+                    .saturating_add(product(&[s.heads, tokens])),
             );
         }
         Ok(f)

@@ -74,14 +74,16 @@ impl Default for TemporalNetConfig {
 
 impl TemporalNetConfig {
     /// Parameters and training activations per frame, lower bounds
-    /// ([`Footprint`]), for inputs of `in_features` values and chunks of
-    /// `chunk` frames: per encoder layer the recurrent weights (and, per
-    /// frame, the gate pre-activations and the state) or the attention and
-    /// feed-forward weights (and, per frame, q, k, v, the output, the
-    /// feed-forward hidden values and a row of attention scores and weights
-    /// per head over the chunk); the heads' first layers. Biases, norms
-    /// and the heads' second layers are left out.
-    pub fn footprint(&self, in_features: usize, chunk: usize) -> Footprint {
+    /// ([`Footprint`]), for inputs of `in_features` values: per encoder
+    /// layer the recurrent weights (and, per frame, the gate pre-activations
+    /// and the state) or the attention and feed-forward weights (and, per
+    /// frame, q, k, v, the output, the feed-forward hidden values and the
+    /// attention's log-sum-exp per head: the CUDA kernels keep no weights,
+    /// so nothing grows with the chunk's length; the CPU reference keeps a
+    /// row of weights per head over the chunk, above this bound); the
+    /// heads' first layers. Biases, norms and the heads' second layers are
+    /// left out.
+    pub fn footprint(&self, in_features: usize) -> Footprint {
         let (h, mut f) = (self.d_model, Footprint::default());
         let mut stack = |input: usize, layers: usize| {
             if layers == 0 {
@@ -105,7 +107,7 @@ impl TemporalNetConfig {
                     let weights = product(&[4, h, h]).saturating_add(product(&[2, h, self.d_ff]));
                     let per_frame = product(&[4, h])
                         .saturating_add(self.d_ff as u128)
-                        .saturating_add(product(&[2, self.heads, chunk]));
+                        .saturating_add(self.heads as u128);
                     (
                         weights
                             .saturating_mul(layers as u128)
