@@ -122,22 +122,6 @@ impl fmt::Display for DistEnv {
     }
 }
 
-/// Refuses a multi-process launch (`WORLD_SIZE > 1`, as torchrun sets it):
-/// without the NCCL gradient all-reduce, which this build does not have,
-/// N processes would train N unrelated models into one run directory.
-pub fn single_process_only(get: impl Fn(&str) -> Option<String>) -> Result<()> {
-    match DistEnv::from_vars(&get)? {
-        None => Ok(()),
-        Some(env) => Err(Error::Dist(format!(
-            "{} ({}): multi-process training needs CUDA and NCCL \
-             (pip install nvidia-nccl-cu13) and a gradient all-reduce that this build does \
-             not have yet; run one process (unset WORLD_SIZE or set it to 1)",
-            describe_vars(&get),
-            env
-        ))),
-    }
-}
-
 /// "RANK=1 WORLD_SIZE=2 ..." for the variables that are set (empty if none).
 pub fn describe_vars(get: impl Fn(&str) -> Option<String>) -> String {
     VARS.iter()
@@ -226,22 +210,6 @@ mod tests {
         lws.push(("LOCAL_WORLD_SIZE", "1".into()));
         let e = err_of(lws);
         assert!(e.contains("LOCAL_RANK=\"1\"") && e.contains("< 1"), "{e}");
-    }
-
-    #[test]
-    fn a_multi_process_launch_is_refused_naming_what_was_seen() {
-        let get = |k: &str| {
-            TWO.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        };
-        let e = single_process_only(get).unwrap_err().to_string();
-        assert!(
-            e.contains("RANK=1 WORLD_SIZE=2 LOCAL_RANK=1 MASTER_ADDR=10.0.0.1 MASTER_PORT=29500")
-                && e.contains("nvidia-nccl-cu13"),
-            "{e}"
-        );
-        single_process_only(|_| None).unwrap();
     }
 
     #[test]

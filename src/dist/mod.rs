@@ -8,11 +8,16 @@
 pub mod buckets;
 pub mod env;
 pub mod gather;
+pub mod group;
+pub mod nccl;
+pub mod nccl_lib;
 pub mod rendezvous;
 pub mod shard;
 
 pub use buckets::{Bucket, BucketPlan, DEFAULT_BUCKET_BYTES};
 pub use env::DistEnv;
 pub use gather::{gather_metrics, RankPredictions};
+pub use group::ProcessGroup;
+pub use nccl_lib::{nccl_available, nccl_version, require_nccl};
 pub use rendezvous::{host, join, rendezvous, Control};
 pub use shard::Shard;
