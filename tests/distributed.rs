@@ -1,7 +1,8 @@
 //! Data-parallel training end to end on the CPU: `train --nproc-per-node 2`
 //! tracks one process at the same global batch (a model without batch
 //! coupling: ViT, MSE valence/arousal, no dropout), only rank 0 writes, the
-//! ranks end with identical parameters; and a rank that fails (torchrun's
+//! ranks end with identical parameters, one process resumes the run with a
+//! warning; and a rank that fails (torchrun's
 //! variables set by hand, one rank pointed at a missing data folder) stops
 //! the other with its message instead of leaving it waiting.
 
@@ -112,6 +113,14 @@ fn two_ranks_track_one_process_and_only_rank_0_writes() {
     for f in ["last.safetensors", "best.safetensors", "loss.png"] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
+    // Resumed by one process: allowed, with a warning naming both sizes.
+    let o = mtaffect(&["train", "--resume", run.to_str().unwrap(), "--quiet"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("trained by 2 process(es) and resumes with 1"),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

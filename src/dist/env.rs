@@ -16,7 +16,7 @@ pub const VARS: [&str; 6] = [
     "MASTER_PORT",
 ];
 
-/// One process of a multi-process run (`world_size >= 2`).
+/// One process of a multi-process run (a group of one under torchrun).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DistEnv {
     pub rank: usize,
@@ -89,7 +89,10 @@ impl DistEnv {
                 &format!("must be < {local_limit} and <= RANK={rank}"),
             ));
         }
-        if world_size == 1 {
+        // torchrun with one process still names a rendezvous: that is a
+        // group of one (every collective a no-op, NCCL on a GPU); without
+        // one, WORLD_SIZE=1 is a plain single process.
+        if world_size == 1 && get("MASTER_ADDR").is_none() {
             return Ok(None);
         }
         let master_addr = get("MASTER_ADDR")
@@ -166,6 +169,19 @@ mod tests {
         assert_eq!(parse(&[]).unwrap(), None);
         let one = [("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")];
         assert_eq!(parse(&one).unwrap(), None);
+    }
+
+    #[test]
+    fn a_world_of_one_with_a_rendezvous_is_a_group_of_one() {
+        let vars = [
+            ("RANK", "0"),
+            ("WORLD_SIZE", "1"),
+            ("LOCAL_RANK", "0"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", "29500"),
+        ];
+        let env = parse(&vars).unwrap().unwrap();
+        assert_eq!((env.rank, env.world_size), (0, 1));
     }
 
     #[test]

@@ -81,13 +81,19 @@ impl DataParallel {
         }
     }
 
-    /// The mean over ranks of `values` (a step's loss figures, for the log).
+    /// The mean over ranks of `values` (a step's loss figures, for the
+    /// log), in f64 and rank order: a group of one logs its own values.
     pub fn mean(&mut self, values: &mut [f64]) -> Result<()> {
-        let mut v: Vec<f32> = values.iter().map(|&x| x as f32).collect();
-        self.group.all_reduce_sum(&mut v)?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut sums = vec![0.0; values.len()];
+        for part in self.group.all_gather(&bytes)? {
+            for (s, c) in sums.iter_mut().zip(part.chunks_exact(8)) {
+                *s += f64::from_le_bytes(c.try_into().expect("8-byte chunks"));
+            }
+        }
         let w = self.group.world_size() as f64;
-        for (x, s) in values.iter_mut().zip(v) {
-            *x = f64::from(s) / w;
+        for (x, s) in values.iter_mut().zip(sums) {
+            *x = s / w;
         }
         Ok(())
     }

@@ -246,6 +246,15 @@ fn run_rank<C: RunnableConfig>(
             if let Some(w) = dir.truncate_metrics(task.progress().step)? {
                 eprintln!("warning: {w}");
             }
+            let (was, now) = (world_size_of(&dir)?, world(task));
+            if was != now {
+                eprintln!(
+                    "warning: {} was trained by {was} process(es) and resumes with {now}: \
+                     the global batch is the same, but each rank's share of it and the \
+                     batch-norm statistics differ from an uninterrupted run",
+                    dir.path().display()
+                );
+            }
             (Some(dir), Some(lock), false)
         }
         None => (None, None, true),
@@ -282,6 +291,9 @@ fn run_rank<C: RunnableConfig>(
         ));
     }
     if fresh {
+        if world(task) > 1 {
+            log.log("dist", 0, &serde_json::json!({ "world_size": world(task) }))?;
+        }
         for line in task.begin(&mut log)? {
             console.say(&line);
         }
@@ -308,6 +320,25 @@ fn run_rank<C: RunnableConfig>(
         best: best.best(),
         files,
     })
+}
+
+/// Processes training `task` together.
+fn world(task: &mut dyn Task) -> usize {
+    task.group().map_or(1, |g| g.world_size())
+}
+
+/// The world size a run was trained with: its `dist` record (written by
+/// rank 0 of a data-parallel run), else 1.
+fn world_size_of(run: &RunDir) -> Result<usize> {
+    let path = run.metrics_path();
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(text
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["split"] == "dist")
+        .find_map(|v| v["world_size"].as_u64())
+        .map_or(1, |w| w as usize))
 }
 
 /// The loop itself: step, log every `log_every`, evaluate and checkpoint
