@@ -26,7 +26,7 @@ cp target/release/mtaffect bundle/
 # on every change, and leaving them out keeps the bundle far under 64 MiB and
 # the GPU checks short.
 cargo test --release --no-run --message-format=json | executables test | while read -r exe; do
-    case "$(basename "$exe")" in cuda_*|golden-*|golden_*|kernels_compile-*) cp "$exe" bundle/tests/ ;; esac
+    case "$(basename "$exe")" in cuda_*|golden-*|golden_*|kernels_compile-*|nccl_load-*) cp "$exe" bundle/tests/ ;; esac
 done
 cargo bench --no-run --message-format=json | executables bench | grep '/deps/' | while read -r exe; do
     # Bench executables are named <bench>-<hash>.
@@ -37,7 +37,8 @@ cargo build --release --example dump_batches
 cp target/release/examples/dump_batches bundle/
 # Without debug info the executables are a tenth of their size.
 strip --strip-debug bundle/mtaffect bundle/dump_batches bundle/tests/* bundle/benches/*
-cp scripts/gpu_checks.sh scripts/gpu_train_checks.sh scripts/torch_kernel_bench.py bundle/
+cp scripts/gpu_checks.sh scripts/gpu_train_checks.sh scripts/torch_kernel_bench.py \
+    scripts/compare_metrics.py configs/vit-synthetic-cpu.toml bundle/
 # The GPU host gets the tree without .git: scripts/side_by_side.py names this commit.
 git describe --always --dirty >bundle/commit.txt
 # PTX for H100/H200 (sm_90), so the GPU host needs no NVRTC (libnvrtc is ~100 MB,

@@ -31,6 +31,13 @@
 #               built (its bundle-levers/ moved to bundle/ on the device), in order,
 #               for LEVER_ARGS "depth,batch,precision ..." (default "50,256,bf16
 #               18,256,bf16"): the levers one at a time, in one table
+#   dist        data-parallel training through NCCL (NCCL from the host's nvidia-nccl
+#               wheel, linked as libnccl.so; libnccl is too big for the bundle): the
+#               default job for 20 steps plain twice (the GPU's own run-to-run
+#               agreement) and as a torchrun group of one; then the tiny ViT (no batch
+#               norm, MSE valence/arousal, no dropout) as 1 process x batch 16 and as 2
+#               ranks x 8 on the one GPU, each rank its own NCCL_HOSTID (socket
+#               transport), compared to f32 tolerance (scripts/compare_metrics.py)
 # e.g. bash bundle/gpu_train_checks.sh job parity
 set -uo pipefail
 out="${OUT:-/tmp/mtaffect-out}"
@@ -157,6 +164,34 @@ for section in "$@"; do
         cp "$runs"/gan/*.png "$out"/ 2>/dev/null
         grep '"val"' "$runs/gan/metrics.jsonl" | tail -2 >"$out/gan-val.txt" 2>/dev/null
         rm -f "$runs"/gan/*.safetensors "$runs"/judge/*.safetensors
+        ;;
+    dist)
+        nccl_lib="$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null)"
+        if [ -f "$nccl_lib/libnccl.so.2" ]; then
+            mkdir -p /tmp/nccl-link && ln -sf "$nccl_lib/libnccl.so.2" /tmp/nccl-link/libnccl.so
+            export LD_LIBRARY_PATH="/tmp/nccl-link:${LD_LIBRARY_PATH:-}"
+        fi
+        one=(--device cuda --quiet --set train.steps=20 --set train.eval_every=10 --set train.log_every=1)
+        for name in plain-a plain-b; do
+            timeout 300 ./bundle/mtaffect train "${one[@]}" --set run.runs_dir="$runs/dist-$name" >"$out/dist-$name.log" 2>&1
+        done
+        RANK=0 LOCAL_RANK=0 WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=29511 \
+            timeout 300 ./bundle/mtaffect train "${one[@]}" --set run.runs_dir="$runs/dist-group1" >"$out/dist-group1.log" 2>&1
+        summary+=("dist  group of one: rc=$? $(grep '^parameters' "$out/dist-group1.log")")
+        summary+=("dist  plain vs plain: $(python3 bundle/compare_metrics.py "$runs"/dist-plain-a/* "$runs"/dist-plain-b/* | tail -1)")
+        summary+=("dist  plain vs group of one (NCCL): $(python3 bundle/compare_metrics.py "$runs"/dist-plain-a/* "$runs"/dist-group1/* | tail -1)")
+        vit=(--config bundle/vit-synthetic-cpu.toml --device cuda:0 --quiet --set data.batch_size=16
+            --set model.dropout=0.0 --set model.backbone.drop_path=0.0 --set 'loss.va_loss="mse"'
+            --set train.steps=10 --set train.eval_every=5 --set train.log_every=1)
+        timeout 300 ./bundle/mtaffect train "${vit[@]}" --set run.runs_dir="$runs/dist-vit1" >"$out/dist-vit1.log" 2>&1
+        for r in 0 1; do
+            NCCL_HOSTID="mtaffect-rank-$r" RANK=$r LOCAL_RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29512 \
+                timeout 300 ./bundle/mtaffect train "${vit[@]}" --set run.runs_dir="$runs/dist-vit2" >"$out/dist-vit2-rank$r.log" 2>&1 &
+        done
+        wait
+        summary+=("dist  2 ranks on one GPU: $(grep -h '^parameters\|^error' "$out"/dist-vit2-rank*.log | tr '\n' ' ')")
+        summary+=("dist  1 x 16 vs 2 x 8: $(python3 bundle/compare_metrics.py --rtol 1e-5 "$runs"/dist-vit1/* "$runs"/dist-vit2/* | tail -1)")
+        rm -f "$runs"/dist-*/*/*.safetensors
         ;;
     *) summary+=("unknown section $section") ;;
     esac

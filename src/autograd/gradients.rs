@@ -21,6 +21,10 @@ impl Gradients {
         self.grads.get(id.0).and_then(Option::as_ref)
     }
 
+    pub fn get_mut(&mut self, id: ParamId) -> Option<&mut Tensor> {
+        self.grads.get_mut(id.0).and_then(Option::as_mut)
+    }
+
     pub fn take(&mut self, id: ParamId) -> Option<Tensor> {
         self.grads.get_mut(id.0).and_then(Option::take)
     }

@@ -15,6 +15,7 @@ use super::image::load_normalised;
 use super::labels::{LabelSet, Sample, LABEL_INVALID, VA_INVALID};
 use super::report::{BadReason, LoadSummary, OnBadSample};
 use super::sampler::{stream, Sampler, SamplerKind};
+use crate::dist::Shard;
 use crate::{Error, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -143,6 +144,8 @@ struct Shared {
     sampler: Sampler,
     /// Images skipped under `OnBadSample::Skip`, counted each time they are met.
     skipped: Mutex<LoadSummary>,
+    /// This rank's slice of every batch in a data-parallel run.
+    shard: Option<Shard>,
 }
 
 pub struct Loader {
@@ -184,6 +187,7 @@ impl Loader {
                 cfg,
                 sampler,
                 skipped: Mutex::new(LoadSummary::default()),
+                shard: None,
             }),
         })
     }
@@ -220,6 +224,28 @@ impl Loader {
             .lock()
             .expect("loader summary lock")
             .clone()
+    }
+
+    /// This loader with every batch cut to `shard`'s slice of it (the
+    /// batch size stays the global one): the union of the ranks' batches
+    /// of a step is the single-process batch, with the same augmentation,
+    /// since each sample's random stream is keyed by its global position.
+    pub fn sharded(self, shard: Shard) -> Result<Loader> {
+        let (batch_size, _) = self.batching();
+        if shard.batch_size != batch_size {
+            return Err(Error::Config(format!(
+                "shard of a global batch of {} over a loader batching {batch_size}",
+                shard.batch_size
+            )));
+        }
+        let shared = Arc::try_unwrap(self.shared)
+            .map_err(|_| Error::Config("loader: sharded while an epoch is open".into()))?;
+        Ok(Loader {
+            shared: Arc::new(Shared {
+                shard: Some(shard),
+                ..shared
+            }),
+        })
     }
 
     /// The batch size and whether an epoch drops its last partial batch.
@@ -327,8 +353,13 @@ fn build_batch(
     let ds = &shared.dataset;
     let size = cfg.image_size;
     let n_aus = ds.label_set.num_aus();
-    let lo = step * cfg.batch_size;
-    let hi = (lo + cfg.batch_size).min(order.len());
+    let mut lo = step * cfg.batch_size;
+    let mut hi = (lo + cfg.batch_size).min(order.len());
+    if let Some(shard) = &shared.shard {
+        let per = shard.per_rank_batch();
+        lo = (lo + shard.rank * per).min(hi);
+        hi = (lo + per).min(hi);
+    }
     let mut images = Vec::with_capacity((hi - lo) * size * size * 3);
     let (mut va, mut expr, mut expr_class, mut aus, mut indices) =
         (vec![], vec![], vec![], vec![], vec![]);

@@ -23,6 +23,83 @@ pub struct RankPredictions {
     pub au_labels: Vec<f32>,
 }
 
+impl RankPredictions {
+    /// The rows as bytes for an all-gather: each array as `len:u64` and its
+    /// values (positions as u64, the rest as f32), little-endian.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend((self.positions.len() as u64).to_le_bytes());
+        for &p in &self.positions {
+            out.extend((p as u64).to_le_bytes());
+        }
+        for v in self.arrays() {
+            out.extend((v.len() as u64).to_le_bytes());
+            for x in v {
+                out.extend(x.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads what [`RankPredictions::to_bytes`] wrote.
+    pub fn from_bytes(mut bytes: &[u8]) -> Result<RankPredictions> {
+        fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
+            if bytes.len() < n {
+                return Err(Error::Dist(format!(
+                    "gathered predictions truncated: {n} bytes wanted, {} left",
+                    bytes.len()
+                )));
+            }
+            let (head, rest) = bytes.split_at(n);
+            *bytes = rest;
+            Ok(head)
+        }
+        fn word(bytes: &mut &[u8]) -> Result<u64> {
+            Ok(u64::from_le_bytes(
+                take(bytes, 8)?.try_into().expect("8 bytes"),
+            ))
+        }
+        let n = word(&mut bytes)? as usize;
+        let positions = (0..n)
+            .map(|_| word(&mut bytes).map(|p| p as usize))
+            .collect::<Result<_>>()?;
+        let mut r = RankPredictions {
+            positions,
+            ..RankPredictions::default()
+        };
+        for v in r.arrays_mut() {
+            let n = word(&mut bytes)? as usize;
+            *v = take(&mut bytes, n.saturating_mul(4))?
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect();
+        }
+        Ok(r)
+    }
+
+    fn arrays(&self) -> [&Vec<f32>; 6] {
+        [
+            &self.va,
+            &self.expr_logits,
+            &self.au_logits,
+            &self.va_labels,
+            &self.expr_labels,
+            &self.au_labels,
+        ]
+    }
+
+    fn arrays_mut(&mut self) -> [&mut Vec<f32>; 6] {
+        [
+            &mut self.va,
+            &mut self.expr_logits,
+            &mut self.au_logits,
+            &mut self.va_labels,
+            &mut self.expr_labels,
+            &mut self.au_labels,
+        ]
+    }
+}
+
 /// The metrics of the whole evaluation set from every rank's rows (indexed
 /// by rank). The positions must cover `0..total` exactly once: a row seen
 /// twice (a padded shard) or never would bias the score, so both are errors.
@@ -197,5 +274,14 @@ mod tests {
         };
         let e = gather_metrics(&[a, far], C, A).unwrap_err().to_string();
         assert!(e.contains("rank 1") && e.contains("position 9"), "{e}");
+    }
+
+    #[test]
+    fn predictions_survive_the_bytes_of_an_all_gather() {
+        let r = rows(9);
+        assert_eq!(RankPredictions::from_bytes(&r.to_bytes()).unwrap(), r);
+        let cut = r.to_bytes();
+        let e = RankPredictions::from_bytes(&cut[..cut.len() - 1]).unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
     }
 }

@@ -22,7 +22,7 @@ const MAGIC: &[u8; 4] = b"MTDR";
 /// rank allocate gigabytes.
 const MAX_FRAME: usize = 1 << 20;
 
-fn io_err(what: &str, e: io::Error) -> Error {
+pub(super) fn io_err(what: &str, e: io::Error) -> Error {
     Error::Dist(format!("{what}: {e}"))
 }
 
@@ -45,7 +45,7 @@ fn read_blob(s: &mut TcpStream) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
-fn write_blob(s: &mut TcpStream, head: &[u8], blob: &[u8]) -> io::Result<()> {
+pub(super) fn write_blob(s: &mut TcpStream, head: &[u8], blob: &[u8]) -> io::Result<()> {
     let mut m = head.to_vec();
     m.extend((blob.len() as u32).to_le_bytes());
     m.extend(blob);
@@ -66,7 +66,7 @@ pub struct Control {
     pub rank: usize,
     pub world_size: usize,
     /// Rank 0: a stream per other rank (index r - 1); others: one to rank 0.
-    streams: Vec<TcpStream>,
+    pub(super) streams: Vec<TcpStream>,
 }
 
 impl Control {
@@ -115,13 +115,34 @@ impl Control {
     }
 }
 
-/// One control frame: `Ok` for a barrier, `Err(Some)` for a reported
-/// failure, `Err(None)` when the peer timed out or went away.
-fn read_control(s: &mut TcpStream) -> std::result::Result<(), Option<Error>> {
+/// A frame on the control channel other than a failure report.
+pub(super) enum Frame {
+    Barrier,
+    /// A collective's bytes (`D len:u32 bytes`, at most `max_data`).
+    Data(Vec<u8>),
+}
+
+/// Reads one frame: `Err(Some)` for a reported failure or a malformed
+/// frame, `Err(None)` when the peer timed out or went away.
+pub(super) fn read_frame(
+    s: &mut TcpStream,
+    max_data: usize,
+) -> std::result::Result<Frame, Option<Error>> {
     let mut kind = [0u8];
     s.read_exact(&mut kind).map_err(|_| None)?;
     match kind[0] {
-        b'B' => Ok(()),
+        b'B' => Ok(Frame::Barrier),
+        b'D' => {
+            let len = read_u32(s).map_err(|_| None)? as usize;
+            if len > max_data {
+                return Err(Some(Error::Dist(format!(
+                    "control channel: a collective of {len} bytes where at most {max_data} fit"
+                ))));
+            }
+            let mut v = vec![0; len];
+            s.read_exact(&mut v).map_err(|_| None)?;
+            Ok(Frame::Data(v))
+        }
         b'F' => {
             let rank = read_u32(s).map_err(|_| None)?;
             let msg = read_blob(s).map_err(|_| None)?;
@@ -133,6 +154,16 @@ fn read_control(s: &mut TcpStream) -> std::result::Result<(), Option<Error>> {
         k => Err(Some(Error::Dist(format!(
             "control channel: unknown frame {k:#x}"
         )))),
+    }
+}
+
+/// One barrier frame (see [`read_frame`]).
+fn read_control(s: &mut TcpStream) -> std::result::Result<(), Option<Error>> {
+    match read_frame(s, 0)? {
+        Frame::Barrier => Ok(()),
+        Frame::Data(_) => Err(Some(Error::Dist(
+            "control channel: collective data where a barrier was expected".into(),
+        ))),
     }
 }
 

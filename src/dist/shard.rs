@@ -4,8 +4,11 @@
 //! union over ranks of a step's batches is exactly the batch one process
 //! would have trained on. For a loss that is a plain mean over the batch, the
 //! mean over ranks of per-rank gradients (equal batch sizes) is then the
-//! single-process gradient; losses averaged over a rank's valid labels only
-//! and per-rank batch-norm statistics are where the two can still differ.
+//! single-process gradient. The multi-task loss averages over labelled
+//! samples, so each rank scales its terms to the global count
+//! (`train/data_parallel.rs`); the CCC loss and per-rank batch-norm
+//! statistics are where the two can still differ. A loader cut this way
+//! builds only its rank's rows ([`Loader::sharded`]).
 
 use crate::data::Loader;
 use crate::{Error, Result};

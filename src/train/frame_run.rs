@@ -5,17 +5,22 @@
 //! ABAW metrics, `best` by P_MTL.
 
 use super::cursor::BatchCursor;
+use super::data_parallel::DataParallel;
 use super::memory_budget;
 use super::runner::{self, Evaluation, RunOutcome, StepReport, Task};
+use super::RunDir;
 use super::{
     chance_baseline, make_loader, prepare_data, InitReport, MetricsLog, StepStats, TrainConfig,
     TrainProgress, Trainer,
 };
 use crate::data::{BatchTransform, Loader};
+use crate::dist::ProcessGroup;
+use crate::dist::{rendezvous, require_nccl, DistEnv, Shard};
 use crate::metrics::MtlMetrics;
 use crate::{Device, Result};
 use serde_json::{json, Value};
 use std::path::Path;
+use std::time::Duration;
 
 pub struct FrameTask {
     pub trainer: Trainer,
@@ -162,8 +167,24 @@ impl Task for FrameTask {
 
     fn evaluate(&mut self, ev: &mut Evaluation) -> Result<()> {
         self.trainer.end_period();
+        if let Some(d) = &mut self.trainer.dist {
+            d.broadcast_buffers(&mut self.trainer.buffers)?;
+        }
         if let Some(val) = &self.val {
-            let m = self.trainer.evaluate(val)?;
+            let t = &mut self.trainer;
+            let m = match &mut t.dist {
+                Some(d) => d.evaluate(val, |images| {
+                    let (va, expr, au) = super::trainer::infer(
+                        &t.net,
+                        &t.params,
+                        &mut t.buffers,
+                        &mut t.rng,
+                        images,
+                    )?;
+                    Ok(super::HeadOutputs { va, expr, au })
+                })?,
+                None => t.evaluate(val)?,
+            };
             report_validation(ev, &m)?;
             self.last = Some(m);
         }
@@ -172,6 +193,10 @@ impl Task for FrameTask {
 
     fn save(&self, path: &Path) -> Result<()> {
         self.trainer.save_checkpoint(path)
+    }
+
+    fn group(&mut self) -> Option<&mut ProcessGroup> {
+        self.trainer.dist.as_mut().map(|d| &mut d.group)
     }
 
     fn load(&mut self, path: &Path) -> Result<()> {
@@ -183,11 +208,96 @@ impl Task for FrameTask {
 /// (whose saved config is used; `cfg` is then ignored). Returns the task
 /// (its last validation metrics, the chance baseline) and the outcome.
 pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(FrameTask, RunOutcome)> {
-    let (cfg, run) = runner::resolve(cfg, resume)?;
-    memory_budget::check_frame(&cfg, &Device::parse(&cfg.train.device)?)?;
-    let root = prepare_data(&cfg.data, cfg.run.quiet)?;
-    let train = make_loader(&cfg, &root, &cfg.data.train_annotations, true)?;
-    let val = make_loader(&cfg, &root, &cfg.data.val_annotations, false)?;
+    train_rank(cfg, resume, None)
+}
+
+/// How long rank 0 waits for the others to join, and they for it.
+const RENDEZVOUS_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// [`train_run`] as one process of a data-parallel run when `env` is given
+/// (torchrun's variables): the rendezvous first (rank 0 makes the NCCL id
+/// on a GPU), each GPU rank on `cuda:LOCAL_RANK` where the config says
+/// `cuda` or `auto`, the data prepared by rank 0 alone, each rank's loaders
+/// sharded, and at the end the parameters compared across ranks by
+/// checksum. An error on this rank after the rendezvous is reported to
+/// every rank.
+pub fn train_rank(
+    cfg: &TrainConfig,
+    resume: Option<&Path>,
+    env: Option<&DistEnv>,
+) -> Result<(FrameTask, RunOutcome)> {
+    let (mut cfg, run) = runner::resolve(cfg, resume)?;
+    let Some(env) = env else {
+        return train_process(&cfg, run, None, &[]);
+    };
+    let dev = cfg.train.device.as_str();
+    if dev == "cuda" || (dev == "auto" && crate::backend::cuda::driver_available()) {
+        cfg.train.device = format!("cuda:{}", env.local_rank);
+    }
+    let cuda = Device::parse(&cfg.train.device)?.is_cuda();
+    if cuda {
+        require_nccl()?;
+    }
+    let (id, control) = rendezvous(
+        env,
+        || match cuda {
+            true => crate::dist::nccl::unique_id(),
+            false => Ok(Vec::new()),
+        },
+        RENDEZVOUS_TIMEOUT,
+    )?;
+    train_process(&cfg, run, Some(ProcessGroup::new(control)), &id)
+}
+
+/// The run of one process; `group` (with the NCCL id) for a rank of a
+/// data-parallel run, whose failures before the runner starts are
+/// reported to every rank here (the runner reports its own).
+fn train_process(
+    cfg: &TrainConfig,
+    run: Option<RunDir>,
+    mut group: Option<ProcessGroup>,
+    nccl_id: &[u8],
+) -> Result<(FrameTask, RunOutcome)> {
+    let task = build_task(cfg, run.is_none(), &mut group, nccl_id);
+    if let (Err(e), Some(g)) = (&task, &mut group) {
+        g.fail(&e.to_string());
+    }
+    let mut task = task?;
+    let out = runner::run(&mut task, cfg, run)?;
+    if let Some(d) = &mut task.trainer.dist {
+        let line = d.check_identical(&task.trainer.params)?;
+        if d.rank() == 0 {
+            println!("{line}");
+        }
+    }
+    Ok((task, out))
+}
+
+/// The task of a run: data, loaders (sharded in a data-parallel run),
+/// trainer, the fresh run's `model.init_from`, and the trainer's place in
+/// the group. Takes the group out of `group` once the trainer holds it.
+fn build_task(
+    cfg: &TrainConfig,
+    fresh: bool,
+    group: &mut Option<ProcessGroup>,
+    nccl_id: &[u8],
+) -> Result<FrameTask> {
+    memory_budget::check_frame(cfg, &Device::parse(&cfg.train.device)?)?;
+    // Rank 0 generates missing synthetic data; the others wait and read it.
+    let root = match group {
+        Some(g) if g.rank() != 0 => {
+            g.barrier()?;
+            prepare_data(&cfg.data, true)?
+        }
+        Some(g) => {
+            let root = prepare_data(&cfg.data, cfg.run.quiet);
+            g.barrier()?;
+            root?
+        }
+        None => prepare_data(&cfg.data, cfg.run.quiet)?,
+    };
+    let mut train = make_loader(cfg, &root, &cfg.data.train_annotations, true)?;
+    let mut val = make_loader(cfg, &root, &cfg.data.val_annotations, false)?;
     let transform = crate::train::gan::GanMixer::load(
         &cfg.gan_mix,
         cfg.data.image_size,
@@ -195,11 +305,27 @@ pub fn train_run(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(FrameTask,
         cfg.model.n_expr,
     )?
     .map(|m| Box::new(m) as Box<dyn BatchTransform>);
-    let mut task = FrameTask::new(Trainer::new(&cfg)?, train, Some(val), transform)?;
+    let mut trainer = Trainer::new(cfg)?;
     // Before the run directory exists: a strict load that fails leaves none.
-    if let (None, Some(path)) = (&run, &cfg.model.init_from) {
-        task.init = Some(task.trainer.init_from(path, cfg.model.init_strict)?);
+    let init = match (fresh, &cfg.model.init_from) {
+        (true, Some(path)) => Some(trainer.init_from(path, cfg.model.init_strict)?),
+        _ => None,
+    };
+    if let Some(g) = group {
+        let shard = |b| Shard::new(g.rank(), g.world_size(), b);
+        train = train.sharded(shard(cfg.data.batch_size)?)?;
+        let val_batch = val.batching().0;
+        val = val.sharded(shard(val_batch)?)?;
     }
-    let out = runner::run(&mut task, &cfg, run)?;
-    Ok((task, out))
+    if let Some(g) = group.take() {
+        trainer.dist = Some(DataParallel::new(
+            g,
+            &trainer.params,
+            &trainer.device,
+            nccl_id,
+        )?);
+    }
+    let mut task = FrameTask::new(trainer, train, Some(val), transform)?;
+    task.init = init;
+    Ok(task)
 }

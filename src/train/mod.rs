@@ -6,6 +6,7 @@ mod baseline;
 pub mod checkpoint;
 pub(crate) mod config;
 mod cursor;
+mod data_parallel;
 mod data_prep;
 pub mod ensemble;
 pub mod features;
@@ -34,7 +35,7 @@ pub use config::{
 pub use cursor::BatchCursor;
 pub use data_prep::{cache_root, loader_for, make_loader, prepare_data};
 pub use ensemble::Ensemble;
-pub use frame_run::{train_run, FrameTask};
+pub use frame_run::{train_rank, train_run, FrameTask};
 pub use head_outputs::HeadOutputs;
 pub use init_from::{InitReport, ShapeMismatch};
 pub use mtl_loss::{LossConfig, LossTerms, MtlLoss, MtlTargets, VaLoss, Weighting};

@@ -190,6 +190,21 @@ impl MtlLoss {
         out: &MtlOutput,
         t: &MtlTargets,
     ) -> Result<LossTerms> {
+        self.forward_scaled(tape, params, out, t, [1.0; 3])
+    }
+
+    /// [`MtlLoss::forward`] with each task term (va, au, expr) multiplied
+    /// by `scales` before weighting (a data-parallel rank's share of the
+    /// global masked mean); the values returned are the scaled terms. A
+    /// scale of 1 records nothing.
+    pub fn forward_scaled(
+        &self,
+        tape: &Tape,
+        params: &Params,
+        out: &MtlOutput,
+        t: &MtlTargets,
+        scales: [f64; 3],
+    ) -> Result<LossTerms> {
         let l_va = match self.config.va_loss {
             VaLoss::Ccc => ccc_loss(tape, &out.va, t.va, INVALID_VA)?,
             VaLoss::Mse => mse_loss(tape, &out.va, t.va, Some(INVALID_VA), MseDenominator::Valid)?,
@@ -200,6 +215,14 @@ impl MtlLoss {
             ..CrossEntropyParams::default()
         };
         let l_expr = cross_entropy(tape, &out.expr, t.expr, &ce)?;
+        let scaled = |l: Var, k: usize| {
+            if scales[k] == 1.0 {
+                Ok(l)
+            } else {
+                ops::scale(tape, &l, scales[k])
+            }
+        };
+        let (l_va, l_au, l_expr) = (scaled(l_va, 0)?, scaled(l_au, 1)?, scaled(l_expr, 2)?);
         let values = [&l_va, &l_au, &l_expr].map(|l| l.value().clone());
         let terms = [l_va, l_au, l_expr];
         let mut total: Option<Var> = None;

@@ -242,7 +242,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// `tail -f`) always see whole records.
 pub struct MetricsLog {
     path: PathBuf,
-    file: File,
+    /// `None`: records are dropped (ranks other than 0).
+    file: Option<File>,
 }
 
 impl MetricsLog {
@@ -253,7 +254,19 @@ impl MetricsLog {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        Ok(MetricsLog { path, file })
+        Ok(MetricsLog {
+            path,
+            file: Some(file),
+        })
+    }
+
+    /// A log that checks its records and writes none: every rank of a
+    /// data-parallel run logs, and only rank 0's log is a file.
+    pub fn discard() -> MetricsLog {
+        MetricsLog {
+            path: PathBuf::new(),
+            file: None,
+        }
     }
 
     /// Writes `{"split": split, "step": step, ...fields of values}`.
@@ -281,10 +294,12 @@ impl MetricsLog {
         }
         let mut line = serde_json::to_string(&record).map_err(|e| bad(e.to_string()))?;
         line.push('\n');
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
         // One write call per line: O_APPEND keeps concurrent lines whole.
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|()| self.file.flush())
+        file.write_all(line.as_bytes())
+            .and_then(|()| file.flush())
             .map_err(|e| Error::io(&self.path, e))
     }
 }

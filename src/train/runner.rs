@@ -9,6 +9,7 @@
 use super::{
     plot, BestTracker, ConfigFile, LoopConfig, MetricsLog, RunConfig, RunDir, TrainProgress,
 };
+use crate::dist::ProcessGroup;
 use crate::{Device, Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value};
@@ -60,6 +61,10 @@ pub trait Task {
     fn finish(&mut self, _run: &RunDir) -> Result<Vec<PathBuf>> {
         Ok(Vec::new())
     }
+    /// This process's group in a data-parallel run (`None`: one process).
+    fn group(&mut self) -> Option<&mut ProcessGroup> {
+        None
+    }
 }
 
 /// What a task's evaluation writes to: the run's log and console, and the
@@ -88,9 +93,10 @@ impl Evaluation<'_> {
 }
 
 /// The progress bar, or plain lines when it is hidden (quiet mode, or
-/// output that is not a terminal).
+/// output that is not a terminal); nothing at all on ranks other than 0.
 struct Console {
     bar: ProgressBar,
+    silent: bool,
 }
 
 impl Console {
@@ -98,6 +104,7 @@ impl Console {
         if quiet {
             return Console {
                 bar: ProgressBar::hidden(),
+                silent: false,
             };
         }
         let bar = ProgressBar::new(total);
@@ -108,10 +115,20 @@ impl Console {
             .expect("static template"),
         );
         bar.set_position(position);
-        Console { bar }
+        Console { bar, silent: false }
+    }
+
+    fn silent() -> Console {
+        Console {
+            bar: ProgressBar::hidden(),
+            silent: true,
+        }
     }
 
     fn say(&self, line: &str) {
+        if self.silent {
+            return;
+        }
         // A hidden bar swallows println.
         if self.bar.is_hidden() {
             println!("{line}");
@@ -188,22 +205,39 @@ pub struct RunOutcome {
 }
 
 /// Runs `task` to `train.steps` of `cfg`: in a new run directory, or
-/// continuing `resume` from its `last` checkpoint.
+/// continuing `resume` from its `last` checkpoint. In a data-parallel run
+/// every rank steps and evaluates, and only rank 0 writes: it creates the
+/// run directory (and tells the others its path), logs, checkpoints and
+/// plots; the others load from it when resuming and print nothing. An
+/// error on any rank is reported to every rank, which stop with it.
 pub fn run<C: RunnableConfig>(
     task: &mut dyn Task,
     cfg: &C,
     resume: Option<RunDir>,
 ) -> Result<RunOutcome> {
+    let result = run_rank(task, cfg, resume);
+    if let (Err(e), Some(group)) = (&result, task.group()) {
+        group.fail(&e.to_string());
+    }
+    result
+}
+
+fn run_rank<C: RunnableConfig>(
+    task: &mut dyn Task,
+    cfg: &C,
+    resume: Option<RunDir>,
+) -> Result<RunOutcome> {
     let (opts, quiet) = (cfg.loop_config(), cfg.run_config().quiet);
+    let writer = task.group().is_none_or(|g| g.rank() == 0);
     let (run, _lock, fresh) = match resume {
-        None => {
+        None if writer => {
             let r = cfg.run_config();
             let name = (!r.name.is_empty()).then_some(r.name.as_str());
             let run = RunDir::create(&r.runs_dir, name, &cfg.to_toml())?;
             let lock = run.lock()?;
-            (run, lock, true)
+            (Some(run), Some(lock), true)
         }
-        Some(dir) => {
+        Some(dir) if writer => {
             let lock = dir.lock()?;
             for p in dir.remove_stale_temporaries()? {
                 eprintln!("removed {}, left by an interrupted write", p.display());
@@ -212,12 +246,41 @@ pub fn run<C: RunnableConfig>(
             if let Some(w) = dir.truncate_metrics(task.progress().step)? {
                 eprintln!("warning: {w}");
             }
-            (dir, lock, false)
+            let (was, now) = (world_size_of(&dir)?, world(task));
+            if was != now {
+                eprintln!(
+                    "warning: {} was trained by {was} process(es) and resumes with {now}: \
+                     the global batch is the same, but each rank's share of it and the \
+                     batch-norm statistics differ from an uninterrupted run",
+                    dir.path().display()
+                );
+            }
+            (Some(dir), Some(lock), false)
+        }
+        None => (None, None, true),
+        Some(dir) => {
+            task.load(&dir.last_checkpoint())?;
+            (Some(dir), None, false)
         }
     };
+    // Rank 0's run directory, on every rank.
+    let run = match (task.group(), run) {
+        (Some(g), run) => {
+            let mine = run.map(|r| r.path().to_string_lossy().into_owned());
+            let path = g.broadcast(mine.unwrap_or_default().into_bytes())?;
+            RunDir::open(PathBuf::from(String::from_utf8_lossy(&path).into_owned()))?
+        }
+        (None, run) => run.expect("a single process is rank 0"),
+    };
     interrupt::watch();
-    let mut log = run.metrics_log()?;
-    let console = Console::new(quiet, opts.steps, task.progress().step);
+    let mut log = match writer {
+        true => run.metrics_log()?,
+        false => MetricsLog::discard(),
+    };
+    let console = match writer {
+        true => Console::new(quiet, opts.steps, task.progress().step),
+        false => Console::silent(),
+    };
     if !quiet {
         console.say(&format!(
             "run {}: {}, {} steps from step {}",
@@ -228,19 +291,28 @@ pub fn run<C: RunnableConfig>(
         ));
     }
     if fresh {
+        if world(task) > 1 {
+            log.log("dist", 0, &serde_json::json!({ "world_size": world(task) }))?;
+        }
         for line in task.begin(&mut log)? {
             console.say(&line);
         }
     }
     let started = Instant::now();
     let mut best = BestTracker::from_best(task.progress().best);
-    let result = steps(task, opts, &run, &mut log, &console, &mut best);
+    let result = steps(task, opts, &run, &mut log, &console, &mut best, writer);
     console.bar.finish_and_clear();
     if let Err(e) = result {
         return Err(stopped(e, &run));
     }
-    let mut files = task.finish(&run)?;
-    files.extend(plot::plot_run(&run)?);
+    let files = match writer {
+        true => {
+            let mut files = task.finish(&run)?;
+            files.extend(plot::plot_run(&run)?);
+            files
+        }
+        false => Vec::new(),
+    };
     Ok(RunOutcome {
         run_dir: run.path().to_path_buf(),
         steps: task.progress().step,
@@ -250,8 +322,27 @@ pub fn run<C: RunnableConfig>(
     })
 }
 
+/// Processes training `task` together.
+fn world(task: &mut dyn Task) -> usize {
+    task.group().map_or(1, |g| g.world_size())
+}
+
+/// The world size a run was trained with: its `dist` record (written by
+/// rank 0 of a data-parallel run), else 1.
+fn world_size_of(run: &RunDir) -> Result<usize> {
+    let path = run.metrics_path();
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(text
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["split"] == "dist")
+        .find_map(|v| v["world_size"].as_u64())
+        .map_or(1, |w| w as usize))
+}
+
 /// The loop itself: step, log every `log_every`, evaluate and checkpoint
-/// every `eval_every` and at the last step.
+/// every `eval_every` and at the last step (checkpoints by the `writer`).
 fn steps(
     task: &mut dyn Task,
     opts: &LoopConfig,
@@ -259,6 +350,7 @@ fn steps(
     log: &mut MetricsLog,
     console: &Console,
     best: &mut BestTracker,
+    writer: bool,
 ) -> Result<()> {
     let unit = task.unit();
     // Items since the last log line, and since when: evaluation time is not
@@ -280,7 +372,7 @@ fn steps(
             record.insert("epoch".into(), task.progress().epoch.into());
             log.log("train", done, &record)?;
             if console.bar.is_hidden() {
-                println!("step {done} {} {rate:.0} {unit}/s", report.line);
+                console.say(&format!("step {done} {} {rate:.0} {unit}/s", report.line));
             }
         }
         let evaluate = done.is_multiple_of(opts.eval_every) || done == opts.steps;
@@ -301,16 +393,18 @@ fn steps(
             // from the older `last`, evaluates again and rewrites `best`,
             // whereas a `last` that names a best never written would keep
             // it missing for good.
-            if is_best {
-                task.save(&run.best_checkpoint())?;
+            if writer {
+                if is_best {
+                    task.save(&run.best_checkpoint())?;
+                }
+                task.save(&run.last_checkpoint())?;
+                task.after_checkpoint(run)?;
             }
-            task.save(&run.last_checkpoint())?;
-            task.after_checkpoint(run)?;
             console.bar.set_message("");
             window = (Instant::now(), 0.0);
         }
         if interrupt::requested() {
-            if !evaluate {
+            if !evaluate && writer {
                 task.save(&run.last_checkpoint())?;
             }
             return Err(Error::Interrupted(format!(

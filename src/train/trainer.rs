@@ -4,6 +4,7 @@
 //! optimizer, loss weighting, RNG, step and position in the epoch).
 
 use super::checkpoint::{self, CheckpointRef, TrainProgress};
+use super::data_parallel::DataParallel;
 use super::head_outputs::HeadOutputs;
 use super::{
     ConfigFile, InitReport, LoopConfig, LossTerms, MtlLoss, MtlTargets, OptimConfig, TrainConfig,
@@ -55,7 +56,7 @@ pub struct Trainer {
     loss: MtlLoss,
     opt: Box<dyn Optimizer>,
     /// Dropout masks.
-    rng: Rng,
+    pub(crate) rng: Rng,
     /// Step, epoch, position and best score; `rng` is filled in when saving.
     pub progress: TrainProgress,
     /// Sums of (va, au, expr) losses and count since the last period end (DWA).
@@ -65,6 +66,8 @@ pub struct Trainer {
     /// What the last step's convolutions and matrix products computed
     /// (model FLOP utilisation = this over the step time and the peak).
     pub last_flops: ProductFlops,
+    /// This process's rank of a data-parallel run (`None`: one process).
+    pub dist: Option<DataParallel>,
 }
 
 /// The update every trainer ends a step with: backward of the multi-task
@@ -77,7 +80,10 @@ pub struct Trainer {
 /// finiteness check run on the device, the optimizer kernels skip the
 /// update when the check fails, and the host reads {loss, va, au, expr,
 /// norm} together after the update is queued (optim/guard.rs).
-/// `phases` gets the backward and update times.
+/// `phases` gets the backward and update times. With `dist` the gradients
+/// are averaged over the ranks before the norm, so every rank clips and
+/// steps alike.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn optimizer_step(
     tape: Tape,
     terms: LossTerms,
@@ -86,6 +92,7 @@ pub(crate) fn optimizer_step(
     (grad_clip, schedule): (f64, &LrSchedule),
     step: u64,
     phases: &mut StepPhases,
+    dist: Option<&mut DataParallel>,
 ) -> Result<StepStats> {
     let start = Instant::now();
     let total = terms.total.value();
@@ -97,6 +104,9 @@ pub(crate) fn optimizer_step(
     };
     let mut grads = tape.backward(&terms.total)?;
     drop(tape);
+    if let Some(d) = dist {
+        d.average_gradients(&mut grads)?;
+    }
     let update_start = Instant::now();
     phases.backward_ms = ms(update_start - start);
     let before = match host {
@@ -251,6 +261,7 @@ impl Trainer {
             period: ([0.0; 3], 0),
             last_phases: StepPhases::default(),
             last_flops: ProductFlops::default(),
+            dist: None,
         })
     }
 
@@ -311,13 +322,19 @@ impl Trainer {
             au: &au,
             expr: &batch.expr_class,
         };
-        let terms = self.loss.forward(&tape, &self.params, &out, &targets)?;
+        let scales = match &mut self.dist {
+            Some(d) => d.loss_scales(batch)?,
+            None => [1.0; 3],
+        };
+        let terms = self
+            .loss
+            .forward_scaled(&tape, &self.params, &out, &targets, scales)?;
         let mut phases = StepPhases {
             forward_ms: ms(start.elapsed()),
             ..StepPhases::default()
         };
         self.last_flops = tape.product_flops();
-        let stats = optimizer_step(
+        let mut stats = optimizer_step(
             tape,
             terms,
             &mut self.params,
@@ -325,7 +342,14 @@ impl Trainer {
             (self.config.train.grad_clip, &self.config.schedule),
             step,
             &mut phases,
+            self.dist.as_mut(),
         )?;
+        if let Some(d) = &mut self.dist {
+            // Each rank's terms are its share of the global means.
+            let mut v = [stats.loss, stats.va, stats.au, stats.expr];
+            d.mean(&mut v)?;
+            [stats.loss, stats.va, stats.au, stats.expr] = v;
+        }
         self.last_phases = phases;
         self.progress.step += 1;
         self.period.0[0] += stats.va;

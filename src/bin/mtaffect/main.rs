@@ -8,6 +8,7 @@ mod info;
 mod report;
 mod runs;
 mod scoring;
+mod spawn;
 
 use clap::{Args, Parser, Subcommand};
 use mtaffect::data::synth::{self, SynthConfig};
@@ -331,6 +332,11 @@ struct TrainArgs {
     /// No progress bar; one line per log step.
     #[arg(long)]
     quiet: bool,
+    /// Data-parallel training on this machine: N processes (one per GPU,
+    /// or N CPU processes), started with torchrun's variables. A process
+    /// started by torchrun itself needs no flag.
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "seeds")]
+    nproc_per_node: usize,
 }
 
 /// The frame model's run config from the command line: the stored one for
@@ -405,16 +411,15 @@ fn synth_cmd(cfg: SynthConfig, out: &Path, force: bool) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(a) => mtaffect::dist::env::single_process_only(|k| std::env::var(k).ok())
-            .and_then(|_| train_config(&a))
-            .and_then(|cfg| {
-                launch(
-                    &cfg,
-                    a.seeds.as_deref(),
-                    a.resume.as_deref(),
-                    runs::train_one,
-                )
-            }),
+        Command::Train(a) if a.nproc_per_node > 1 => spawn::spawn_ranks(a.nproc_per_node),
+        Command::Train(a) => train_config(&a).and_then(|cfg| {
+            launch(
+                &cfg,
+                a.seeds.as_deref(),
+                a.resume.as_deref(),
+                runs::train_one,
+            )
+        }),
         Command::Eval {
             checkpoint,
             data,

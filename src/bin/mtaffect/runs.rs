@@ -41,7 +41,11 @@ pub fn launch<C: RunnableConfig>(
 
 /// One frame-model run and its report.
 pub fn train_one(cfg: &TrainConfig, resume: Option<&Path>) -> Result<RunOutcome> {
-    let (task, out) = train::train_run(cfg, resume)?;
+    let env = mtaffect::dist::DistEnv::from_env()?;
+    let (task, out) = train::train_rank(cfg, resume, env.as_ref())?;
+    if env.is_some_and(|e| e.rank != 0) {
+        return Ok(out); // rank 0 reports the run
+    }
     finished(&out, "steps");
     if let Some(m) = &task.last {
         print_metrics(m);

@@ -145,6 +145,7 @@ impl PretrainTrainer {
             (cfg.train.grad_clip, &cfg.schedule),
             step,
             &mut StepPhases::default(),
+            None,
         )?;
         self.progress.step += 1;
         Ok(stats)

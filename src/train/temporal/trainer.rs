@@ -112,6 +112,7 @@ impl TemporalTrainer {
             (cfg.train.grad_clip, &cfg.schedule),
             step,
             &mut StepPhases::default(),
+            None,
         )?;
         self.progress.step += 1;
         Ok((stats, carry.output))
