@@ -7,6 +7,17 @@ pub(crate) mod cuda;
 use crate::backend::cpu::Float;
 use crate::{with_dtype, Result, Tensor};
 
+/// Φ(x), the standard normal CDF, from erfc on the side where it is small,
+/// so neither tail loses digits to `1 + erf(x/√2)` cancelling.
+pub(crate) fn normal_cdf(x: f64) -> f64 {
+    let z = x * std::f64::consts::FRAC_1_SQRT_2;
+    if x >= 0.0 {
+        1.0 - 0.5 * libm::erfc(z)
+    } else {
+        0.5 * libm::erfc(-z)
+    }
+}
+
 /// One elementwise function (`UnaryOp` in kernels/unary.cu).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Unary {
@@ -59,7 +70,12 @@ impl Unary {
             Unary::Tanh => x.tanh(),
             Unary::Exp => x.exp(),
             Unary::Log => x.ln(),
-            Unary::Gelu => x * x.normal_cdf(),
+            // In f64 for both dtypes (std has no erf): the f32 result is
+            // the f64 value's rounding.
+            Unary::Gelu => {
+                let v = x.to_f64();
+                T::from_f64(v * normal_cdf(v))
+            }
             Unary::GeluTanh => {
                 let (half, a, c) = (
                     T::from_f64(0.5),

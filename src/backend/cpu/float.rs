@@ -40,21 +40,6 @@ pub trait Float:
     fn abs(self) -> Self;
     fn ln_1p(self) -> Self;
     fn is_finite(self) -> bool;
-    /// erfc in this type's own arithmetic.
-    fn erfc(self) -> Self;
-
-    /// Φ(x), the standard normal CDF, from erfc on the side where it is
-    /// small, so neither tail loses digits to `1 + erf(x/√2)` cancelling.
-    fn normal_cdf(self) -> Self {
-        let half = Self::from_f64(0.5);
-        let z = self * Self::from_f64(std::f64::consts::FRAC_1_SQRT_2);
-        if self >= Self::ZERO {
-            Self::ONE - half * z.erfc()
-        } else {
-            half * (-z).erfc()
-        }
-    }
-
     fn max(self, other: Self) -> Self {
         if self >= other {
             self
@@ -122,7 +107,7 @@ fn gemm_parallelism() -> gemm::Parallelism {
 }
 
 macro_rules! impl_float {
-    ($t:ty, $dt:expr, $variant:ident, $erfc:path) => {
+    ($t:ty, $dt:expr, $variant:ident) => {
         impl Float for $t {
             const DTYPE: DType = $dt;
             const ZERO: Self = 0.0;
@@ -154,9 +139,6 @@ macro_rules! impl_float {
             }
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
-            }
-            fn erfc(self) -> Self {
-                $erfc(self)
             }
             fn slice(storage: &CpuStorage) -> Option<&[Self]> {
                 match storage {
@@ -218,5 +200,5 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, DType::F32, F32, libm::erfcf);
-impl_float!(f64, DType::F64, F64, libm::erfc);
+impl_float!(f32, DType::F32, F32);
+impl_float!(f64, DType::F64, F64);
