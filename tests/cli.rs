@@ -2,11 +2,11 @@
 //! directory, eval and predict read its checkpoint, a diverging run stops
 //! with the last good checkpoint intact, and bad configs name the key.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{mtaffect, temp, text};
+use cli::{mtaffect, only_run, temp, text};
 
 /// Generates the tiny synthetic set (5 videos of 12 frames, 32 pixels) into
 /// `data` unless it is there, and returns a tiny model and run on it, runs
@@ -44,15 +44,6 @@ fn tiny_args<'a>(data: &'a str, runs: &'a str) -> Vec<String> {
     .map(|s| s.to_string())
     .chain(["--set".to_string(), format!("run.runs_dir={runs:?}")])
     .collect()
-}
-
-fn only_run(runs: &Path) -> PathBuf {
-    let dirs: Vec<_> = std::fs::read_dir(runs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
 }
 
 #[test]

@@ -6,13 +6,13 @@
 //! variables set by hand, one rank pointed at a missing data folder) stops
 //! the other with its message instead of leaving it waiting.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{mtaffect, temp, text};
+use cli::{mtaffect, only_run, temp, text};
 
 fn tiny_set(dir: &Path) -> String {
     let data = dir.join("data").to_str().unwrap().to_string();
@@ -49,15 +49,6 @@ fn args(data: &str, runs: &Path) -> Vec<String> {
     }
     a.extend(["--set".to_string(), format!("run.runs_dir={:?}", runs)]);
     a
-}
-
-fn only_run(runs: &Path) -> PathBuf {
-    let dirs: Vec<_> = std::fs::read_dir(runs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
 }
 
 /// (split, step, loss or P_MTL) of each train and val record.

@@ -2,7 +2,7 @@
 //! and a fresh scratch folder per test.
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn mtaffect<S: AsRef<OsStr>>(args: &[S]) -> Output {
@@ -35,4 +35,15 @@ pub fn temp(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// The one run folder a test's runs directory holds.
+#[allow(dead_code)] // Only the tests that train through the CLI look.
+pub fn only_run(runs: &Path) -> PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
 }
