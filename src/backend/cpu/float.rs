@@ -40,6 +40,7 @@ pub trait Float:
     fn abs(self) -> Self;
     fn ln_1p(self) -> Self;
     fn is_finite(self) -> bool;
+
     fn max(self, other: Self) -> Self {
         if self >= other {
             self

@@ -21,13 +21,11 @@ fn keys_of(mask: &[bool], nn: usize, s: usize) -> Vec<usize> {
 }
 
 /// Head `hh`'s rows `rows` of one sample's [L, H, D] block, as a
-/// contiguous [rows.len(), D] matrix.
-fn gather<T: Float>(x: &[T], rows: &[usize], hh: usize, dm: &Dims) -> Vec<T> {
+/// contiguous [rows.len(), D] matrix in `out` (reused across heads).
+fn gather<T: Float>(x: &[T], rows: &[usize], hh: usize, dm: &Dims, out: &mut Vec<T>) {
     let (h, d) = (dm.h, dm.d);
-    rows.iter()
-        .flat_map(|&j| &x[(j * h + hh) * d..][..d])
-        .copied()
-        .collect()
+    out.clear();
+    out.extend(rows.iter().flat_map(|&j| &x[(j * h + hh) * d..][..d]));
 }
 
 /// Writes the rows of `src` [rows.len(), D] into head `hh`'s rows `rows` of one
@@ -79,8 +77,10 @@ pub(super) fn forward<T: Float>(
             );
             let sk = keys.len();
             let mut w = vec![T::ZERO; t * sk];
+            let (mut kc, mut vc) = (Vec::new(), Vec::new());
             for hh in 0..h {
-                let (kc, vc) = (gather(kn, &keys, hh, dm), gather(vn, &keys, hh, dm));
+                gather(kn, &keys, hh, dm, &mut kc);
+                gather(vn, &keys, hh, dm, &mut vc);
                 gemm(
                     scale,
                     head(qn, t, hh, dm),
@@ -161,12 +161,15 @@ pub(super) fn backward<T: Float>(
             let sk = keys.len();
             let mut dkv = vec![T::ZERO; sk * d];
             let mut ds = vec![T::ZERO; t * sk];
+            let (mut kc, mut vc, mut pc) = (Vec::new(), Vec::new(), Vec::with_capacity(t * sk));
             for hh in 0..h {
                 let (gh, qh) = (head(gn, t, hh, dm), head(qn, t, hh, dm));
-                let pc: Vec<T> = pd[(nn * h + hh) * t * s..][..t * s]
-                    .chunks(s)
-                    .flat_map(|row| keys.iter().map(|&j| row[j]))
-                    .collect();
+                pc.clear();
+                pc.extend(
+                    pd[(nn * h + hh) * t * s..][..t * s]
+                        .chunks(s)
+                        .flat_map(|row| keys.iter().map(|&j| row[j])),
+                );
                 let pm = MatRef::new(&pc, t, sk);
                 if needs[2] {
                     gemm(T::ONE, pm.t(), gh, T::ZERO, &mut dkv);
@@ -175,7 +178,8 @@ pub(super) fn backward<T: Float>(
                 if !need_ds {
                     continue;
                 }
-                let (kc, vc) = (gather(kn, &keys, hh, dm), gather(vn, &keys, hh, dm));
+                gather(kn, &keys, hh, dm, &mut kc);
+                gather(vn, &keys, hh, dm, &mut vc);
                 gemm(T::ONE, gh, MatRef::new(&vc, sk, d).t(), T::ZERO, &mut ds);
                 for (row, prow) in ds.chunks_mut(sk).zip(pc.chunks(sk)) {
                     let mean = row.iter().zip(prow).fold(T::ZERO, |a, (&x, &p)| a + x * p);
